@@ -1,0 +1,312 @@
+"""Encoding a DocumentArray as (small pickle, arrays in shared memory) and back.
+
+A payload has three parts:
+
+- the embedding matrix, as one (N, D) array in a slot of the sender's arena;
+- the documents' other fields, pickled (protocol 5) into a frame that rides in the
+  ZeroMQ message, with every other contiguous array (blobs, arrays in tags, embeddings of
+  matches) out of band in the arena;
+- a small descriptor, ``Payload``, in the message header: the count, where the matrix
+  lies, where each out-of-band buffer lies (``BufRef``).
+
+A receiver sees the arrays as zero-copy views of its maps of those arenas, and gets the
+documents *lazily*: a handler that only reads ``docs.embeddings`` never unpickles a
+Document, and what it did not unpickle it passes on unchanged, without re-pickling. An
+array that already lies in a buffer of the request being answered (a matrix a handler only
+read, a blob it passed on) is named again instead of copied, so a stage that does not
+change the arrays moves none of their bytes.
+"""
+from __future__ import annotations
+
+import itertools
+import pickle
+import sys
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from .array import DocumentArray
+from .document import Document, _rebuild_document
+from .shm import Arena, Mapper
+
+__all__ = ['BufRef', 'Payload', 'encode', 'decode', 'InputBuffers', 'LazyDocumentArray', 'buffer_refs',
+           'held_elsewhere']
+
+#: Arrays smaller than this ride inside the pickle: a shared-memory slot costs more.
+INLINE_MAX = 1024
+#: ``Payload.emb`` when the documents have embeddings of different shapes, or only some do:
+#: they then travel one by one inside the pickle.
+MIXED = 'mixed'
+
+
+# On the wire everything is a plain tuple: pickling a namedtuple costs five times more, on
+# every hop of every request.
+#
+# BufRef = (arena, slot, inner, nbytes): where one buffer lies: a slot of an arena (slot < 0:
+#     a dedicated segment file named f'{arena}-s{-slot}'), an offset inside it, its size.
+# Payload = (count, emb, refs): the header part of a payload (the pickle frame travels
+#     beside it); emb is None (no embeddings), MIXED, or (BufRef, dtype str, shape); refs
+#     are the BufRefs of the pickle's out-of-band buffers, in order.
+BufRef = tuple
+Payload = tuple
+EMPTY: Payload = (0, None, [])
+
+
+def buffer_refs(payload: Payload) -> list:
+    """Every BufRef of a payload (the matrix first, when there is one)."""
+    emb = payload[1]
+    if isinstance(emb, tuple):
+        return [emb[0], *payload[2]]
+    return list(payload[2])
+
+
+class InputBuffers:
+    """The buffers of one received payload: views for the decoder, address ranges so that
+    an encoder can name (not copy) arrays that still lie in them, and reference counts that
+    tell whether a handler kept any of them."""
+
+    __slots__ = ('refs', 'views', 'ranges')
+
+    def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False) -> None:
+        self.refs = buffer_refs(payload)
+        self.views: list = []
+        self.ranges: list = []
+        for ref in self.refs:
+            mv, addr = mapper.view(*ref)
+            if copy:
+                self.views.append(bytearray(mv))
+            else:
+                self.views.append(mv)
+                self.ranges.append((addr, addr + ref[3], ref))
+
+    def find(self, addr: int, nbytes: int) -> BufRef | None:
+        """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers."""
+        for start, end, ref in self.ranges:
+            if start <= addr and addr + nbytes <= end:
+                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+        return None
+
+    def kept(self) -> list:
+        """The refs whose memory something still references (the handler kept arrays).
+
+        Call it once every local reference to the decoded documents is gone: the list
+        itself is then the only reference to each view.
+        """
+        views = self.views
+        return [self.refs[i] for i in range(len(views)) if held_elsewhere(views, i)]
+
+
+def held_elsewhere(container, key) -> bool:
+    """Whether ``container[key]`` is referenced from anywhere but ``container``.
+
+    (getrefcount sees the container's reference and its own argument.)
+    """
+    return sys.getrefcount(container[key]) > 2
+
+
+class LazyDocumentArray(DocumentArray):
+    """A received DocumentArray whose Documents are unpickled on first use.
+
+    ``len()`` and ``.embeddings`` (and assigning ``.embeddings``) work without unpickling;
+    anything that touches the Documents unpickles them all, once.
+    """
+
+    __slots__ = ('_lazy',)
+
+    @classmethod
+    def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None) -> 'LazyDocumentArray':
+        da = cls._from_list([])
+        da._emb = emb
+        da._lazy = (payload, meta, views)
+        return da
+
+    @property
+    def _docs(self) -> list:
+        lazy = self._lazy
+        if lazy is not None:
+            self._materialize(lazy)
+        return DocumentArray._docs.__get__(self)
+
+    @_docs.setter
+    def _docs(self, value: list) -> None:
+        self._lazy = None
+        DocumentArray._docs.__set__(self, value)
+
+    def _materialize(self, lazy: tuple) -> None:
+        payload, meta, views = lazy
+        self._lazy = None
+        docs = _unpack(pickle.loads(meta, buffers=views[1:] if isinstance(payload[1], tuple) else views))
+        DocumentArray._docs.__set__(self, docs)
+        emb = self._emb
+        if emb is not None:
+            rows = list(emb)
+            for d, r in zip(docs, rows):
+                d._embedding = r
+            self._emb_rows = rows
+
+    @property
+    def materialized(self) -> bool:
+        """Whether the Documents were unpickled."""
+        return self._lazy is None
+
+    def __len__(self) -> int:
+        lazy = self._lazy
+        return lazy[0][0] if lazy is not None else len(DocumentArray._docs.__get__(self))
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        lazy = self._lazy
+        if lazy is not None and lazy[0][1] != MIXED:
+            return self._emb
+        return DocumentArray.embeddings.fget(self)
+
+    @embeddings.setter
+    def embeddings(self, value: np.ndarray | None) -> None:
+        lazy = self._lazy
+        if lazy is not None and isinstance(value, np.ndarray) and lazy[0][1] != MIXED:
+            if value.ndim < 2 or value.shape[0] != lazy[0][0]:
+                raise ValueError(f'embeddings must have shape (N, ...) with N = {lazy[0][0]} documents, '
+                                 f'got shape {value.shape}')
+            self._emb = value  # rows are attached if the documents are ever unpickled
+            return
+        DocumentArray.embeddings.fset(self, value)
+
+    def __reduce__(self):
+        return DocumentArray._from_list, (self._docs,)
+
+    def __repr__(self) -> str:
+        if self._lazy is not None:
+            extra = f' embeddings={self._emb.dtype}{list(self._emb.shape)}' if self._emb is not None else ''
+            return f'<DocumentArray length={len(self)}{extra}>'
+        return super().__repr__()
+
+
+# How to tell that a column (a field of every document, in ``Document._state`` order)
+# holds only the default: 'none' (all None; the column may hold arrays, which == cannot
+# test), 'empty' (all None or empty), or the default value itself.
+_TESTS = ('always', 'none', 'none', 'none', '', '', 'empty', 'none', 'empty', 'empty', 'empty',
+          '', 0, 0, 0.0, '')
+_DEFAULTS = (None, None, None, None, '', '', None, None, None, None, None, '', 0, 0, 0.0, '')
+_state = Document._state
+
+
+def _pack(doc_list: list) -> Any:
+    """The documents as columns, keeping only columns where some document differs from the
+    default: pickling a few lists is several times cheaper than pickling each Document."""
+    n = len(doc_list)
+    if not n or any(type(d) is not Document for d in doc_list):
+        return doc_list  # subclasses keep their type through plain pickling
+    cols = {}
+    for i, col in enumerate(zip(*map(_state, doc_list))):
+        test = _TESTS[i]
+        if test == 'none':
+            keep = col.count(None) != n if i not in (2, 7) else any(x is not None for x in col)
+        elif test == 'empty':
+            keep = any(col)
+        elif test == 'always':
+            keep = True
+        else:
+            keep = col.count(test) != n
+        if keep:
+            cols[i] = col
+    return (n, cols)
+
+
+def _unpack(packed: Any) -> list:
+    if isinstance(packed, list):
+        return packed
+    n, cols = packed
+    columns = [cols[i] if i in cols else itertools.repeat(d, n) for i, d in enumerate(_DEFAULTS)]
+    return list(map(_rebuild_document, zip(*columns)))
+
+
+def _address(buf) -> int:
+    return np.frombuffer(buf, dtype=np.uint8).__array_interface__['data'][0]
+
+
+class _Placer:
+    """Puts buffers into the arena (or names them in the inputs), remembering both."""
+
+    __slots__ = ('arena', 'inputs', 'refs', 'allocs')
+
+    def __init__(self, arena: Arena, inputs: InputBuffers | None) -> None:
+        self.arena, self.inputs, self.refs, self.allocs = arena, inputs, [], []
+
+    def place(self, raw: memoryview) -> BufRef:
+        n = raw.nbytes
+        if self.inputs is not None and self.inputs.ranges:
+            ref = self.inputs.find(_address(raw), n)
+            if ref is not None:
+                return ref
+        arena = self.arena
+        slot = arena.alloc(n)
+        self.allocs.append(slot)
+        if slot >= 0:
+            arena.array(slot, n)[:] = np.frombuffer(raw, dtype=np.uint8)
+        else:
+            with open(f'/dev/shm/{arena.segment_name(slot)}', 'r+b') as fp:
+                fp.write(raw)
+        return (arena.name, slot, 0, n)
+
+    def callback(self, pb: pickle.PickleBuffer) -> bool:
+        raw = pb.raw()
+        if raw.nbytes < INLINE_MAX:
+            return True  # in band
+        self.refs.append(self.place(raw))
+        return False
+
+
+def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None) -> tuple[Payload, Any, list]:
+    """Returns (payload descriptor, pickle frame, slots of ``arena`` written for it).
+
+    The embedding matrix travels as one array: the documents are pickled without their
+    embeddings and the receiver re-attaches row views of it.
+    """
+    placer = _Placer(arena, inputs)
+    lazy = getattr(docs, '_lazy', None)
+    if lazy is not None:
+        # Never unpickled: the documents are as they came; only the matrix may be new.
+        (count, emb_desc, refs), meta, _ = lazy
+        emb = docs._emb
+        if emb is not None:
+            emb = np.ascontiguousarray(emb)
+            emb_desc = (placer.place(memoryview(emb).cast('B')), emb.dtype.str, emb.shape)
+        return (count, emb_desc, refs), meta, placer.allocs
+    doc_list = docs._docs
+    try:
+        emb = docs.embeddings
+    except ValueError:
+        emb = None
+        emb_desc = MIXED
+    else:
+        emb_desc = None
+    if emb is not None:
+        emb = np.ascontiguousarray(emb)
+        emb_desc = (placer.place(memoryview(emb).cast('B')), emb.dtype.str, emb.shape)
+        saved = [d._embedding for d in doc_list]
+        for d in doc_list:
+            d._embedding = None
+        try:
+            meta = pickle.dumps(_pack(doc_list), protocol=5, buffer_callback=placer.callback)
+        finally:
+            for d, e in zip(doc_list, saved):
+                d._embedding = e
+    else:
+        meta = pickle.dumps(_pack(doc_list), protocol=5, buffer_callback=placer.callback)
+    return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
+
+
+def decode(payload: Payload, meta: Any, buffers: InputBuffers) -> LazyDocumentArray:
+    """The documents of a payload, unpickled on first use; with views (not copies) its
+    arrays are zero-copy and ``docs.embeddings`` is the matrix itself."""
+    if hasattr(meta, 'buffer'):  # a zmq.Frame received with copy=False
+        meta = meta.buffer
+    emb = None
+    if isinstance(payload[1], tuple):
+        _, dtype, shape = payload[1]
+        emb = np.frombuffer(buffers.views[0], dtype=np.dtype(dtype)).reshape(shape)
+    return LazyDocumentArray._wrap(payload, meta, buffers.views, emb)

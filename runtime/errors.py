@@ -1,0 +1,106 @@
+"""The errors a Flow raises; each type has one meaning a user can act on."""
+from __future__ import annotations
+
+import signal
+
+__all__ = ['RemoteTraceback', 'ExecutorError', 'ExecutorStartError', 'WorkerDiedError',
+           'FlowNotStartedError', 'BadInputError']
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in an executor's process, kept as the
+    ``__cause__`` of the error the parent raises, so it prints under it."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb.rstrip()}\n"""'
+
+
+class ExecutorError(RuntimeError):
+    """An executor's handler raised while processing a request.
+
+    Attributes
+    ----------
+    executor : str
+        The executor's name (``metas.name``).
+    exc_type : str
+        The qualified name of the exception type raised there.
+    remote_traceback : str
+        The traceback as formatted in the executor's process.
+
+    Example
+    -------
+    >>> try:
+    ...     f.post('/', docs)
+    ... except ExecutorError as e:
+    ...     print(e.executor, e.exc_type)
+    """
+
+    def __init__(self, executor: str, exc_type: str, message: str, remote_traceback: str,
+                 replica: int = 0, endpoint: str = '') -> None:
+        self.executor, self.exc_type, self.message = executor, exc_type, message
+        self.remote_traceback, self.replica, self.endpoint = remote_traceback, replica, endpoint
+        super().__init__(f'executor {executor!r} raised {exc_type}: {message}'
+                         + (f' (endpoint {endpoint!r})' if endpoint else ''))
+        self.__cause__ = RemoteTraceback(remote_traceback)
+
+    def __reduce__(self):
+        return (type(self), (self.executor, self.exc_type, self.message, self.remote_traceback,
+                             self.replica, self.endpoint))
+
+
+class ExecutorStartError(RuntimeError):
+    """An executor could not start: its ``__init__`` raised, its class could not be
+    loaded, or it did not report ready within ``timeout_ready``. Nothing is left running."""
+
+    def __init__(self, executor: str, message: str, remote_traceback: str = '') -> None:
+        self.executor, self.remote_traceback = executor, remote_traceback
+        super().__init__(f'executor {executor!r} failed to start: {message}')
+        if remote_traceback:
+            self.__cause__ = RemoteTraceback(remote_traceback)
+
+
+def describe_exit(code: int | None) -> str:
+    """'exit code 3' or 'signal SIGKILL' with the usual cause, from a returncode."""
+    if code is None:
+        return 'still running'
+    if code >= 0:
+        return f'exit code {code}'
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f'signal {-code}'
+    causes = {
+        'SIGKILL': 'killed from outside, often by the out-of-memory killer',
+        'SIGSEGV': 'a crash in native code (a C extension or a corrupted buffer)',
+        'SIGABRT': 'an abort in native code',
+        'SIGTERM': 'terminated from outside',
+        'SIGBUS': 'a bad memory access, e.g. /dev/shm full',
+    }
+    return f'signal {name}' + (f' ({causes[name]})' if name in causes else '')
+
+
+class WorkerDiedError(RuntimeError):
+    """An executor's process ended while it held requests (or before it was asked to stop).
+
+    The message names the executor, the replica, the exit code or signal and the likely cause.
+    """
+
+    def __init__(self, executor: str, replica: int, returncode: int | None, pid: int | None = None) -> None:
+        self.executor, self.replica, self.returncode, self.pid = executor, replica, returncode, pid
+        super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) ended '
+                         f'unexpectedly with {describe_exit(returncode)}')
+
+    def __reduce__(self):
+        return type(self), (self.executor, self.replica, self.returncode, self.pid)
+
+
+class FlowNotStartedError(RuntimeError):
+    """``post`` (or ``index`` / ``search`` / ...) was called outside ``with flow:``."""
+
+
+class BadInputError(TypeError):
+    """``post`` got inputs it cannot send; the message says what to pass instead."""

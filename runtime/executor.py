@@ -1,0 +1,209 @@
+"""Executor, the ``@requests`` decorator, and resolution of ``uses=``."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
+
+__all__ = ['Executor', 'requests', 'BaseExecutor']
+
+#: Every name a handler may be given; Jina 2 passed the last three too.
+HANDLER_KWARGS = ('docs', 'parameters', 'docs_matrix', 'groundtruths', 'groundtruths_matrix')
+_REQUIRED_KWARGS = ('docs', 'parameters')
+#: Executor subclasses by class name, for ``uses='Name'`` / ``{'jtype': 'Name'}``.
+_REGISTRY: dict[str, type] = {}
+
+
+def _handler_kwargs(fn: Callable) -> tuple[str, ...] | None:
+    """The handler keyword arguments ``fn`` accepts (None = all, it takes ``**kwargs``).
+
+    Raises TypeError, naming the method, when it cannot be called as
+    ``fn(self, docs=..., parameters=..., ...)``.
+    """
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[1:]  # skip self
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.kind is p.POSITIONAL_ONLY or (p.name not in HANDLER_KWARGS and p.default is p.empty):
+            raise TypeError(f'handler {fn.__qualname__}{sig} cannot be called as '
+                            f'{fn.__name__}(self, docs=..., parameters=..., **kwargs): argument {p.name!r} '
+                            f'would get no value; write it as def {fn.__name__}(self, docs, parameters, **kwargs)')
+        if p.name in HANDLER_KWARGS:
+            named.append(p.name)
+    if var_kw:
+        return None
+    missing = [k for k in _REQUIRED_KWARGS if k not in named]
+    if missing:
+        raise TypeError(f'handler {fn.__qualname__}{sig} does not accept {", ".join(missing)}; '
+                        f'add **kwargs or write it as def {fn.__name__}(self, docs, parameters, **kwargs)')
+    return tuple(named)
+
+
+def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = None):
+    """Mark an Executor method as the handler of endpoints.
+
+    ``@requests`` handles every endpoint that has no handler of its own;
+    ``@requests(on='/index')`` or ``on=['/a', '/b']`` handles those endpoints.
+    A handler is called as ``handler(docs=DocumentArray, parameters=dict, **kwargs)`` and
+    returns None (docs changed in place), a DocumentArray (replaces the docs) or a dict
+    (put into the response's ``parameters['__results__'][<executor name>]``).
+
+    Example
+    -------
+    >>> class Upper(Executor):
+    ...     @requests(on='/index')
+    ...     def upper(self, docs, **kwargs):
+    ...         for d in docs:
+    ...             d.text = d.text.upper()
+    """
+    if on is None:
+        endpoints: tuple[str, ...] = ('__default__',)
+    elif isinstance(on, str):
+        endpoints = (on,)
+    else:
+        endpoints = tuple(on)
+        if not endpoints or not all(isinstance(e, str) for e in endpoints):
+            raise TypeError(f'@requests(on=...) takes an endpoint str or a list of them, got {on!r}')
+
+    def mark(fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f'@requests decorates a method, got {type(fn).__name__}')
+        fn.__requests_on__ = getattr(fn, '__requests_on__', ()) + endpoints
+        return fn
+
+    return mark(func) if func is not None else mark
+
+
+class Executor:
+    """Base class of the processing units of a Flow.
+
+    Subclass it, mark methods with ``@requests``, and give the class to
+    ``Flow().add(uses=...)``: each executor runs in its own process. ``__init__`` gets
+    the ``uses_with`` arguments; ``self.metas.name`` / ``self.metas.workspace`` and
+    ``self.runtime_args.replica_id`` / ``shard_id`` are set before it runs.
+    It can also be built directly, outside a Flow, for tests.
+
+    Example
+    -------
+    >>> class Tagger(Executor):
+    ...     def __init__(self, tag='x', **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.tag = tag
+    ...     @requests
+    ...     def foo(self, docs, parameters, **kwargs):
+    ...         for d in docs:
+    ...             d.tags['tag'] = parameters.get('tag', self.tag)
+    >>> Tagger(tag='y', metas={'name': 'tagger'}).metas.name
+    'tagger'
+    """
+
+    #: endpoint -> (method name, accepted kwargs or None for all); built per class.
+    _handlers: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(getattr(cls, '_handlers', {}))
+        for name, member in cls.__dict__.items():
+            fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+            endpoints = getattr(fn, '__requests_on__', None)
+            if endpoints:
+                accepted = _handler_kwargs(fn)
+                for ep in endpoints:
+                    handlers[ep] = (name, accepted)
+        cls._handlers = handlers
+        _REGISTRY.setdefault(cls.__name__, cls)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> 'Executor':
+        obj = super().__new__(cls)
+        # Set before any user __init__ runs, so it can read self.metas and runtime_args
+        # even if it never calls super().__init__().
+        obj.metas = SimpleNamespace(name=cls.__name__, workspace=None)
+        obj.runtime_args = SimpleNamespace(replica_id=0, shard_id=0, replicas=1, shards=1)
+        return obj
+
+    def __init__(self, metas: dict | None = None, runtime_args: dict | None = None,
+                 requests: dict | None = None, **kwargs: Any) -> None:
+        if metas:
+            for k, v in dict(metas).items():
+                setattr(self.metas, k, v)
+        if runtime_args:
+            for k, v in dict(runtime_args).items():
+                setattr(self.runtime_args, k, v)
+        if self.metas.workspace is None:
+            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
+
+    @property
+    def workspace(self) -> str:
+        """``metas.workspace``, created on first access (one sub-directory per shard
+        when the executor is sharded)."""
+        path = self.metas.workspace
+        if getattr(self.runtime_args, 'shards', 1) > 1:
+            path = os.path.join(path, str(self.runtime_args.shard_id))
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def close(self) -> None:
+        """Called once when the Flow stops; release files and other resources here."""
+
+    def _handler_for(self, endpoint: str) -> tuple[Callable, tuple[str, ...] | None] | None:
+        entry = self._handlers.get(endpoint) or self._handlers.get('__default__')
+        if entry is None:
+            return None
+        return getattr(self, entry[0]), entry[1]
+
+
+BaseExecutor = Executor  # Jina 2 name
+
+
+class _PassThrough(Executor):
+    """What ``Flow().add()`` with no ``uses`` runs: documents go through unchanged."""
+
+
+def lookup_executor_class(name: str) -> type:
+    """The Executor subclass called ``name`` (defined or imported in this process)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in ('BaseExecutor', 'Executor'):
+        return _PassThrough
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    hint = f'; did you mean {", ".join(map(repr, close))}?' if close else ''
+    raise ValueError(f'unknown executor class {name!r}: no Executor subclass of that name is defined '
+                     f'or imported{hint} (pass the class itself as uses=MyExecutor to avoid the lookup)')
+
+
+def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> tuple[type, dict, dict]:
+    """Turn ``uses=`` (class, name, ``{'jtype': ..., 'with': ..., 'metas': ...}`` or None)
+    into (class, init kwargs, metas)."""
+    kwargs, metas = {}, {}
+    if uses is None:
+        cls = _PassThrough
+    elif isinstance(uses, type):
+        if not issubclass(uses, Executor):
+            raise TypeError(f'uses= takes an Executor subclass, got class {uses.__qualname__}, which does '
+                            f'not derive from runtime.Executor')
+        cls = uses
+    elif isinstance(uses, str):
+        cls = lookup_executor_class(uses)
+    elif isinstance(uses, dict):
+        unknown = set(uses) - {'jtype', 'with', 'metas', 'requests'}
+        if 'jtype' not in uses or unknown:
+            raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments) and "
+                             f"'metas'; got {sorted(uses)}")
+        jtype = uses['jtype']
+        cls = jtype if isinstance(jtype, type) else lookup_executor_class(jtype)
+        kwargs.update(uses.get('with') or {})
+        metas.update(uses.get('metas') or {})
+    elif isinstance(uses, Executor):
+        raise TypeError('uses= takes an Executor class, not an instance: each process builds its own; '
+                        'pass uses=type(obj) and its arguments as uses_with={...}')
+    else:
+        raise TypeError(f'uses= takes an Executor subclass, its class name, a dict '
+                        f"{{'jtype': ..., 'with': ..., 'metas': ...}} or None, got {type(uses).__name__}")
+    kwargs.update(uses_with or {})
+    metas.update(uses_metas or {})
+    return cls, kwargs, metas

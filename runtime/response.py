@@ -1,0 +1,92 @@
+"""Response: what callbacks and ``return_results`` hand back for each request."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from .array import DocumentArray
+
+__all__ = ['Response', 'Status']
+
+
+class Status:
+    """The outcome of a request: ``code`` is ``Status.SUCCESS`` (0) or ``Status.ERROR`` (3).
+
+    On error, ``description`` is the message, ``exception`` carries ``name`` (type),
+    ``message``, ``stacks`` (the remote traceback lines), ``executor`` (its name), and
+    ``error`` is the exception object a post would raise.
+
+    Example
+    -------
+    >>> def on_error(resp):
+    ...     print(resp.status.exception.executor, resp.status.exception.name)
+    """
+
+    SUCCESS, ERROR = 0, 3
+    __slots__ = ('code', 'description', 'exception', 'error')
+
+    def __init__(self, code: int = 0, description: str = '', exception: Any = None,
+                 error: BaseException | None = None) -> None:
+        self.code, self.description, self.exception, self.error = code, description, exception, error
+
+    @classmethod
+    def from_error(cls, error: BaseException, executor: str, exc_type: str | None = None,
+                   traceback: str = '') -> 'Status':
+        exc = SimpleNamespace(name=exc_type or type(error).__name__, message=str(error), executor=executor,
+                              args=list(error.args), stacks=traceback.splitlines(keepends=True))
+        return cls(cls.ERROR, str(error), exc, error)
+
+    @property
+    def is_error(self) -> bool:
+        return self.code == self.ERROR
+
+    def __repr__(self) -> str:
+        if self.code == self.SUCCESS:
+            return '<Status SUCCESS>'
+        return f'<Status ERROR {self.exception.executor}: {self.exception.name}: {self.description}>'
+
+
+class Response:
+    """One request's result.
+
+    Attributes
+    ----------
+    request_id : str
+    docs : DocumentArray
+        The documents as the last executor left them (on error: as they entered the
+        executor that failed). Their arrays are the caller's own copies.
+    header : namespace with ``exec_endpoint``
+    parameters : dict
+        The parameters sent, plus ``'__results__': {executor name: dict}`` for handlers
+        that returned a dict.
+    status : Status
+    routes : list of dict
+        One entry per executor visited: ``executor``, ``replica``, ``pid``, and the wall
+        times (``time.time()``) ``received``, ``start``, ``end`` (handler) and ``sent``.
+
+    Example
+    -------
+    >>> f.post('/', Document(), on_done=lambda r: print(r.request_id, len(r.docs)))
+    """
+
+    __slots__ = ('request_id', 'docs', 'header', 'parameters', 'status', 'routes', 'index')
+
+    def __init__(self, request_id: str, docs: DocumentArray, endpoint: str, parameters: dict,
+                 status: Status, routes: list, index: int = 0) -> None:
+        self.request_id, self.docs, self.parameters = request_id, docs, parameters
+        self.header = SimpleNamespace(exec_endpoint=endpoint)
+        self.status, self.routes, self.index = status, routes, index
+
+    @property
+    def data(self) -> 'Response':
+        """Jina 2 spelled it ``response.data.docs``; same object."""
+        return self
+
+    @property
+    def is_error(self) -> bool:
+        return self.status.code == Status.ERROR
+
+    def __repr__(self) -> str:
+        hops = ' -> '.join(r['executor'] for r in self.routes) or '(none)'
+        return (f'<Response request_id={self.request_id} endpoint={self.header.exec_endpoint!r} '
+                f'docs={len(self.docs)} status={self.status!r} routes={hops}>')

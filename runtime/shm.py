@@ -1,0 +1,228 @@
+"""Shared-memory arenas: where payload arrays travel between processes.
+
+Each producing process owns one arena, a file under /dev/shm mapped once at start-up; a
+payload array is written into a slot of it and named by (arena, offset, nbytes). Mapping a
+fresh segment per request costs ~20x more than writing into an already mapped one (page
+faults dominate), which is why slots are recycled rather than segments created.
+
+We create the files ourselves (0600, O_EXCL) instead of using
+``multiprocessing.shared_memory``: on Python 3.11 its resource tracker registers every
+attach and unlinks or warns at the wrong time.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import glob
+import mmap
+import os
+
+import numpy as np
+
+__all__ = ['Arena', 'ArenaFull', 'Mapper', 'SHM_DIR', 'sweep']
+
+SHM_DIR = '/dev/shm'
+_ALIGN = 64  # cache-line aligned slots keep numpy's SIMD loops on their fast path
+
+
+class ArenaFull(Exception):
+    """No contiguous room in the arena right now (callers fall back to a segment)."""
+
+
+def _create_file(name: str, size: int) -> int:
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        os.unlink(os.path.join(SHM_DIR, name))
+        raise
+    return fd
+
+
+class Arena:
+    """A ring allocator over one shared-memory file owned by this process.
+
+    Requests mostly finish in the order they started, so a ring (allocate at the head,
+    reclaim from the tail once the oldest slots are freed) is O(1) and fragments little;
+    a slot freed out of order waits until the slots before it are freed too.
+    Payloads larger than ``max_slot`` get a segment file of their own, unlinked on free.
+
+    Example
+    -------
+    >>> a = Arena('shmflow-x-parent', 1 << 20)
+    >>> off = a.alloc(4096); a.view(off, 4096)[:4] = b'abcd'; a.free(off); a.close()
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self.max_slot = size // 2
+        fd = _create_file(name, size)
+        try:
+            self._mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+        self.address = self._buf.__array_interface__['data'][0]
+        self._head = self._tail = 0
+        self._blocks: collections.deque = collections.deque()  # [offset, size, freed]
+        self._by_offset: dict[int, list] = {}
+        self._segments: dict[int, str] = {}  # negative offsets name dedicated segments
+        self._next_segment = 0
+
+    # -- allocation ------------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> int:
+        """Reserve ``nbytes``; returns the slot's offset (negative: a dedicated segment)."""
+        n = max(_ALIGN, (nbytes + _ALIGN - 1) & ~(_ALIGN - 1))
+        if n > self.max_slot:
+            return self._alloc_segment(nbytes)
+        if not self._blocks:
+            self._head = self._tail = 0
+        head, tail = self._head, self._tail
+        if self._blocks and head == tail:
+            off = None  # completely full
+        elif head >= tail:
+            if self.size - head >= n:
+                off = head
+            elif tail > n:  # wrap: [head, size) stays unused until the tail passes it
+                off = 0
+            else:
+                off = None
+        else:
+            off = head if tail - head >= n else None
+        if off is None:
+            return self._alloc_segment(nbytes)
+        self._head = off + n
+        if self._head == self.size:
+            self._head = 0
+        block = [off, n, False]
+        self._blocks.append(block)
+        self._by_offset[off] = block
+        return off
+
+    def _alloc_segment(self, nbytes: int) -> int:
+        self._next_segment += 1
+        key = -self._next_segment
+        name = f'{self.name}-s{self._next_segment}'
+        os.close(_create_file(name, max(nbytes, 1)))
+        self._segments[key] = name
+        return key
+
+    def free(self, offset: int) -> None:
+        """Give a slot back; unknown offsets are ignored (a slot is freed at most once)."""
+        if offset < 0:
+            name = self._segments.pop(offset, None)
+            if name is not None:
+                try:
+                    os.unlink(os.path.join(SHM_DIR, name))
+                except FileNotFoundError:
+                    pass
+            return
+        block = self._by_offset.pop(offset, None)
+        if block is None:
+            return
+        block[2] = True
+        blocks = self._blocks
+        while blocks and blocks[0][2]:
+            blocks.popleft()
+        if blocks:
+            self._tail = blocks[0][0]
+        else:
+            self._head = self._tail = 0
+
+    def segment_name(self, offset: int) -> str:
+        """The file name of a dedicated segment (negative offset)."""
+        return self._segments[offset]
+
+    def view(self, offset: int, nbytes: int) -> memoryview:
+        """Writable bytes of a slot of this arena (offset >= 0)."""
+        return memoryview(self._mm)[offset:offset + nbytes]
+
+    def array(self, offset: int, nbytes: int) -> np.ndarray:
+        """The slot as a writable uint8 array (offset >= 0)."""
+        return self._buf[offset:offset + nbytes]
+
+    @property
+    def used(self) -> int:
+        """Bytes held by live slots (for tests and profiling)."""
+        return sum(b[1] for b in self._blocks if not b[2])
+
+    @property
+    def live(self) -> int:
+        """Number of live slots and segments."""
+        return len(self._by_offset) + len(self._segments)
+
+    def close(self) -> None:
+        """Unmap and unlink the arena and every segment still allocated."""
+        for off in list(self._segments):
+            self.free(off)
+        self._buf = None
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # arrays still view it; the mapping goes when they do, the file goes now
+        try:
+            os.unlink(os.path.join(SHM_DIR, self.name))
+        except FileNotFoundError:
+            pass
+
+
+class Mapper:
+    """Maps other processes' arenas (once each) and segments, read-write.
+
+    A view is a ctypes char array over the map, not a memoryview or a numpy slice, on
+    purpose: numpy keeps such an exporter as the ``base`` of every array built from it
+    (it collapses ndarray bases and re-derives memoryviews), so the view's reference count
+    tells whether any array over that buffer is still alive.
+    """
+
+    def __init__(self) -> None:
+        self._maps: dict[str, tuple[mmap.mmap, int]] = {}
+
+    def _map(self, name: str) -> tuple[mmap.mmap, int]:
+        entry = self._maps.get(name)
+        if entry is None:
+            entry = self._maps[name] = _map_file(name)
+        return entry
+
+    def view(self, arena: str, slot: int, inner: int, nbytes: int) -> tuple[ctypes.Array, int]:
+        """Bytes ``[inner, inner + nbytes)`` of a slot of ``arena`` (slot < 0: of the
+        dedicated segment ``f'{arena}-s{-slot}'``), and their address in this process."""
+        if slot < 0:
+            # Not cached: the mapping lives as long as the arrays over it, then goes.
+            mm, base = _map_file(f'{arena}-s{-slot}')
+            start = inner
+        else:
+            mm, base = self._map(arena)
+            start = slot + inner
+        return (ctypes.c_char * nbytes).from_buffer(mm, start), base + start
+
+    def forget(self, name: str) -> None:
+        """Drop the map of an arena whose owner is gone (arrays over it stay valid)."""
+        self._maps.pop(name, None)
+
+    def close(self) -> None:
+        """Drop every map; the memory goes once no array views it."""
+        self._maps.clear()
+
+
+def _map_file(name: str) -> tuple[mmap.mmap, int]:
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, 0)
+    finally:
+        os.close(fd)
+    return mm, ctypes.addressof(ctypes.c_char.from_buffer(mm))
+
+
+def sweep(prefix: str) -> list[str]:
+    """Unlink every shared-memory file whose name starts with ``prefix``; returns them."""
+    removed = []
+    for path in glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + '*')):
+        try:
+            os.unlink(path)
+            removed.append(os.path.basename(path))
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,0 +1,189 @@
+"""Shared-memory transport: arenas, zero-copy receipt, arrays an executor keeps."""
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+import uuid
+
+import numpy as np
+import pytest
+
+from runtime import Document, DocumentArray, Executor, Flow, requests
+from runtime.codec import InputBuffers, decode, encode
+from runtime.shm import Arena, Mapper, sweep
+
+
+def _backed_by_mmap(arr: np.ndarray) -> bool:
+    """Whether the array's memory is a shared-memory map (follows bases to the owner)."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    objects = getattr(base, '_objects', None) or {}  # a ctypes view keeps its exporter here
+    return any(isinstance(o, memoryview) and isinstance(o.obj, mmap.mmap) for o in objects.values())
+
+
+@pytest.fixture
+def arena():
+    a = Arena(f'shmflow-test-{uuid.uuid4().hex[:8]}', 1 << 16)
+    yield a
+    a.close()
+
+
+def test_arena_ring_reuses_space_in_fifo_order(arena):
+    offs = [arena.alloc(10_000) for _ in range(3)]
+    assert offs == sorted(offs) and all(o >= 0 for o in offs)
+    assert len(set(offs)) == 3
+    for o in offs:
+        arena.free(o)
+    assert arena.used == 0
+    assert arena.alloc(10_000) == 0  # empty ring starts over
+
+
+def test_arena_out_of_order_free_waits_for_the_tail(arena):
+    a, b = arena.alloc(20_000), arena.alloc(20_000)
+    arena.free(b)  # the tail is still held by a
+    assert arena.used > 0
+    c = arena.alloc(20_000)
+    assert c >= 0 and c not in (a,)
+    arena.free(a)
+    arena.free(c)
+    assert arena.used == 0
+
+
+def test_arena_full_or_oversized_falls_back_to_a_segment(arena):
+    big = arena.alloc(arena.size)  # over max_slot
+    assert big < 0
+    name = arena.segment_name(big)
+    assert os.path.exists(f'/dev/shm/{name}')
+    arena.free(big)
+    assert not os.path.exists(f'/dev/shm/{name}')
+    held = [arena.alloc(20_000) for _ in range(4)]
+    assert any(o < 0 for o in held)  # the ring filled up
+    for o in held:
+        arena.free(o)
+    assert arena.live == 0
+
+
+def test_arena_files_are_private(arena):
+    mode = os.stat(f'/dev/shm/{arena.name}').st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_sweep_removes_only_the_prefix(arena):
+    other = Arena(arena.name + 'x', 1 << 16)
+    try:
+        seg = other.alloc(other.size)
+        assert sweep(other.name) == sorted([other.name, other.segment_name(seg)]) or \
+            set(sweep(other.name)) == set()
+        assert os.path.exists(f'/dev/shm/{arena.name}')
+    finally:
+        other.close()
+
+
+def test_codec_roundtrip_is_zero_copy_and_names_unchanged_arrays(arena):
+    docs = DocumentArray(Document(text=str(i), tags={'i': i}, blob=np.full((4, 100), i, np.int16))
+                         for i in range(5))
+    docs.embeddings = np.arange(5 * 300, dtype=np.float32).reshape(5, 300)
+    payload, meta, allocs = encode(docs, arena)
+    mapper = Mapper()
+    inputs = InputBuffers(payload, mapper)
+    got = decode(payload, meta, inputs)
+    emb = got.embeddings
+    assert not got.materialized  # reading the matrix unpickles no Document
+    assert _backed_by_mmap(emb)
+    assert np.array_equal(emb, docs.embeddings)
+    assert got[2].tags == {'i': 2} and got[2].blob.dtype == np.int16
+    assert np.shares_memory(got[2].embedding, emb)
+    # re-encoding what was only read allocates nothing: the same buffers are named again
+    again, meta2, allocs2 = encode(got, arena, inputs)
+    assert allocs2 == []
+    assert again[1][0] == payload[1][0]
+    del got, emb
+    assert inputs.kept() == []
+    for s in allocs:
+        arena.free(s)
+    mapper.close()
+
+
+class Looker(Executor):
+    @requests
+    def look(self, docs, **kwargs):
+        return {'shm': _backed_by_mmap(docs.embeddings),
+                'materialized': docs.materialized}
+
+
+class Doubler(Executor):
+    @requests
+    def double(self, docs, **kwargs):
+        docs.embeddings *= 2  # in place, in shared memory
+
+
+class Replacer(Executor):
+    @requests
+    def replace(self, docs, **kwargs):
+        docs.embeddings = np.ones((len(docs), 3), dtype=np.float64)
+
+
+def test_flow_embeddings_are_zero_copy_and_changes_travel():
+    docs = DocumentArray(Document(id=str(i)) for i in range(30))
+    src = np.random.default_rng(0).random((30, 768), dtype=np.float32)
+    docs.embeddings = src.copy()
+    with Flow().add(uses=Looker).add(uses=Doubler).add(name='look2', uses=Looker) as f:
+        res = f.post('/', docs, request_size=10, return_results=True, results_in_order=True)
+    assert len(res) == 3
+    for r in res:
+        out = r.parameters['__results__']
+        assert out['Looker'] == {'shm': True, 'materialized': False}
+        assert out['look2'] == {'shm': True, 'materialized': False}
+    got = np.concatenate([r.docs.embeddings for r in res])
+    assert got.dtype == np.float32 and np.array_equal(got, src * 2)
+    # the caller's arrays are its own: the shared memory is gone with the Flow
+    assert got.flags.writeable
+    assert np.array_equal(docs.embeddings, src)  # the inputs were not modified
+
+
+def test_flow_replaced_embeddings_keep_their_dtype():
+    docs = DocumentArray(Document() for _ in range(4))
+    docs.embeddings = np.zeros((4, 8), np.float32)
+    with Flow().add(uses=Replacer) as f:
+        (r,) = f.post('/', docs, return_results=True)
+    assert r.docs.embeddings.dtype == np.float64 and r.docs.embeddings.shape == (4, 3)
+    assert r.docs[0].embedding.tolist() == [1.0, 1.0, 1.0]
+
+
+class Keeper(Executor):
+    """Keeps every received document (and so views of shared memory) across requests."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kept = DocumentArray()
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        self.kept.extend(docs)
+
+    @requests(on='/check')
+    def check(self, docs, **kwargs):
+        return {'sums': [float(d.embedding.sum()) for d in self.kept], 'n': len(self.kept)}
+
+    @requests(on='/forget')
+    def forget(self, docs, **kwargs):
+        self.kept = DocumentArray()
+
+
+def test_arrays_an_executor_keeps_stay_intact_while_slots_are_reused():
+    # A small arena: without pinning, later requests would overwrite the kept rows.
+    n, dim = 200, 512
+    docs = DocumentArray(Document(id=str(i)) for i in range(n))
+    docs.embeddings = np.arange(n, dtype=np.float32)[:, None] * np.ones((n, dim), np.float32)
+    with Flow(arena_size=1 << 18).add(uses=Keeper) as f:
+        f.index(docs, request_size=10)
+        for _ in range(3):  # churn: many more payloads through the same arena
+            f.post('/other', docs, request_size=10)
+        (r,) = f.post('/check', return_results=True)
+        out = r.parameters['__results__']['Keeper']
+        assert out['n'] == n
+        assert out['sums'] == [float(i * dim) for i in range(n)]
+        f.post('/forget')
+        f.post('/other', docs, request_size=10)  # the released slots are usable again
