@@ -12,22 +12,49 @@ parent, and arrays travel through shared memory.
 >>> with Flow().add(uses=Upper) as f:  # doctest: +SKIP
 ...     f.post('/', DocumentArray([Document(text='hi')]), on_done=lambda r: print(r.docs.texts))
 ['HI']
-"""
-from .array import DocumentArray
-from .document import Document
-from .errors import (BadInputError, ExecutorError, ExecutorStartError, FlowNotStartedError,
-                     RemoteTraceback, WorkerDiedError)
-from .executor import BaseExecutor, Executor, requests
-from .flow import Flow
-from .generators import from_csv, from_files, from_lines, from_ndarray, from_ndjson
-from .memmap import DocumentArrayMemmap
-from .response import Response, Status
 
-__all__ = [
-    'Document', 'DocumentArray', 'DocumentArrayMemmap',
-    'Flow', 'Executor', 'BaseExecutor', 'requests', 'Response', 'Status',
-    'from_csv', 'from_files', 'from_lines', 'from_ndarray', 'from_ndjson',
-    'ExecutorError', 'ExecutorStartError', 'WorkerDiedError', 'FlowNotStartedError',
-    'BadInputError', 'RemoteTraceback',
-]
+The names are imported on first use, so that an executor process, which needs only the
+data model and the transport, starts without loading the rest.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> module that defines it
+_EXPORTS = {
+    'Document': 'document', 'DocumentArray': 'array', 'DocumentArrayMemmap': 'memmap',
+    'Flow': 'flow', 'Executor': 'executor', 'BaseExecutor': 'executor', 'requests': 'executor',
+    'Response': 'response', 'Status': 'response',
+    'from_csv': 'generators', 'from_files': 'generators', 'from_lines': 'generators',
+    'from_ndarray': 'generators', 'from_ndjson': 'generators',
+    'ExecutorError': 'errors', 'ExecutorStartError': 'errors', 'WorkerDiedError': 'errors',
+    'FlowNotStartedError': 'errors', 'BadInputError': 'errors', 'RemoteTraceback': 'errors',
+}
+__all__ = list(_EXPORTS)
 __version__ = '0.1.0'
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{module}', __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .array import DocumentArray
+    from .document import Document
+    from .errors import (BadInputError, ExecutorError, ExecutorStartError, FlowNotStartedError,
+                         RemoteTraceback, WorkerDiedError)
+    from .executor import BaseExecutor, Executor, requests
+    from .flow import Flow
+    from .generators import from_csv, from_files, from_lines, from_ndarray, from_ndjson
+    from .memmap import DocumentArrayMemmap
+    from .response import Response, Status

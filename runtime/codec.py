@@ -191,20 +191,40 @@ class LazyDocumentArray(DocumentArray):
 _TESTS = ('always', 'none', 'none', 'none', '', '', 'empty', 'none', 'empty', 'empty', 'empty',
           '', 0, 0, 0.0, '')
 _DEFAULTS = (None, None, None, None, '', '', None, None, None, None, None, '', 0, 0, 0.0, '')
-_state = Document._state
+_EMBEDDING = 7
+_ARRAY_COLUMNS = (2, _EMBEDDING)  # blob, embedding
+# One C-level call returns every field of a Document (in the order above).
+_fields = attrgetter(*Document.__slots__)
 
 
-def _pack(doc_list: list) -> Any:
+def _dumps(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
+    """Pickle the documents (their embeddings too unless ``without_embeddings``)."""
+    if all(type(d) is Document for d in doc_list):
+        return pickle.dumps(_pack(doc_list, without_embeddings), protocol=5, buffer_callback=buffer_callback)
+    # Subclasses keep their type through plain pickling of the objects.
+    saved = [d._embedding for d in doc_list]
+    if without_embeddings:
+        for d in doc_list:
+            d._embedding = None
+    try:
+        return pickle.dumps(doc_list, protocol=5, buffer_callback=buffer_callback)
+    finally:
+        for d, e in zip(doc_list, saved):
+            d._embedding = e
+
+
+def _pack(doc_list: list, without_embeddings: bool) -> tuple:
     """The documents as columns, keeping only columns where some document differs from the
     default: pickling a few lists is several times cheaper than pickling each Document."""
     n = len(doc_list)
-    if not n or any(type(d) is not Document for d in doc_list):
-        return doc_list  # subclasses keep their type through plain pickling
     cols = {}
-    for i, col in enumerate(zip(*map(_state, doc_list))):
+    for i, col in enumerate(zip(*map(_fields, doc_list))):
         test = _TESTS[i]
         if test == 'none':
-            keep = col.count(None) != n if i not in (2, 7) else any(x is not None for x in col)
+            if i in _ARRAY_COLUMNS:
+                keep = (i != _EMBEDDING or not without_embeddings) and any(x is not None for x in col)
+            else:
+                keep = col.count(None) != n
         elif test == 'empty':
             keep = any(col)
         elif test == 'always':
@@ -287,16 +307,7 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
     if emb is not None:
         emb = np.ascontiguousarray(emb)
         emb_desc = (placer.place(memoryview(emb).cast('B')), emb.dtype.str, emb.shape)
-        saved = [d._embedding for d in doc_list]
-        for d in doc_list:
-            d._embedding = None
-        try:
-            meta = pickle.dumps(_pack(doc_list), protocol=5, buffer_callback=placer.callback)
-        finally:
-            for d, e in zip(doc_list, saved):
-                d._embedding = e
-    else:
-        meta = pickle.dumps(_pack(doc_list), protocol=5, buffer_callback=placer.callback)
+    meta = _dumps(doc_list, emb is not None, placer.callback)
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
 
 

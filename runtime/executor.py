@@ -116,7 +116,8 @@ class Executor:
                 for ep in endpoints:
                     handlers[ep] = (name, accepted)
         cls._handlers = handlers
-        _REGISTRY.setdefault(cls.__name__, cls)
+        # The latest definition wins: a script (or notebook) that redefines a class means it.
+        _REGISTRY[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> 'Executor':
         obj = super().__new__(cls)

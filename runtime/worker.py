@@ -50,18 +50,24 @@ class Worker:
         self.releases: list = []  # (arena, slot) let go since the last message out
 
     # -- messaging -------------------------------------------------------------------------
+    # A message is [pickled list of headers, one meta frame per header]: the parent batches
+    # what it has for us, and we answer a batch with one message.
     def send(self, header: tuple, meta=b'') -> None:
-        self.sock.send_multipart([pickle.dumps(header, protocol=5), meta], copy=False)
+        self.send_batch([header], [meta])
+
+    def send_batch(self, headers: list, metas: list) -> None:
+        self.sock.send_multipart([pickle.dumps(headers, protocol=5), *metas], copy=False)
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
 
     def recv(self):
-        """The next message, or None when the parent is gone (checked while idle)."""
+        """The next batch as [(header, meta)], or None when the parent is gone (checked
+        while idle)."""
         while True:
             if self.sock.poll(IDLE_POLL_MS):
                 frames = self.sock.recv_multipart(copy=False)
-                return pickle.loads(frames[0].buffer), (frames[1] if len(frames) > 1 else b'')
+                return list(zip(pickle.loads(frames[0].buffer), frames[1:]))
             if not self.parent_alive():
                 return None
             self.check_pins()
@@ -74,7 +80,7 @@ class Worker:
         msg = self.recv()
         if msg is None:
             return False
-        header, blob = msg
+        ((header, blob),) = msg
         cfg = header[1]
         self.name, self.replica = cfg['name'], cfg['replica_id']
         try:
@@ -82,7 +88,7 @@ class Worker:
                 if p not in sys.path:
                     sys.path.insert(0, p)
             import cloudpickle  # noqa: F401  (needed to load what cloudpickle wrote)
-            cls = pickle.loads(blob.buffer if hasattr(blob, 'buffer') else blob)
+            cls = pickle.loads(blob.buffer)
             obj = cls.__new__(cls)
             for k, v in cfg['metas'].items():
                 setattr(obj.metas, k, v)
@@ -100,22 +106,27 @@ class Worker:
 
     def serve(self) -> None:
         while True:
-            msg = self.recv()
-            if msg is None:
+            batch = self.recv()
+            if batch is None:
                 logger.debug('%s: parent %d is gone, exiting', self.name, self.parent_pid)
                 self.orphan_cleanup()
                 return
-            header, meta = msg
-            kind = header[0]
-            if kind == P.REQ:
-                self.handle(header, meta)
-            elif kind == P.FREE:
-                self.free(header[1])
-            elif kind == P.STOP:
-                self.free(header[1])
-                return
+            headers, metas = [], []
+            for header, meta in batch:
+                kind = header[0]
+                if kind == P.REQ:
+                    reply, out_meta = self.handle(header, meta)
+                    headers.append(reply)
+                    metas.append(out_meta)
+                elif kind == P.FREE:
+                    self.free(header[1])
+                elif kind == P.STOP:
+                    self.free(header[1])
+                    return
+            if headers:
+                self.send_batch(headers, metas)
 
-    def handle(self, header: tuple, meta) -> None:
+    def handle(self, header: tuple, meta) -> tuple:
         t_recv = time.time()
         _, rid, endpoint, parameters, payload, frees = header
         self.free(frees)
@@ -125,7 +136,7 @@ class Worker:
         if pins:
             self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
             pins = [(r[0], r[1]) for r in pins]
-        self.send(reply + (pins, self._take_releases(), time.time()), out_meta)
+        return reply + (pins, self._take_releases(), time.time()), out_meta
 
     def process(self, rid, endpoint, parameters, payload, meta, inputs, t_recv):
         """Run the handler; returns (reply header without pins / releases / send time, meta).

@@ -1,0 +1,1 @@
+"""Ready-made executors built on the public ``runtime`` API, and the demo (``python -m executors.demo``)."""
