@@ -118,7 +118,8 @@ class LazyDocumentArray(DocumentArray):
     def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None) -> 'LazyDocumentArray':
         da = cls._from_list([])
         da._emb = emb
-        da._lazy = (payload, meta, views)
+        # A list of its own: each view's reference count then shows this array is alive.
+        da._lazy = (payload, meta, list(views))
         return da
 
     @property

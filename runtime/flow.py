@@ -30,7 +30,7 @@ import zmq
 
 from . import protocol as P
 from .array import DocumentArray, DocumentSequence
-from .codec import InputBuffers, Payload, decode, encode
+from .codec import InputBuffers, Payload, decode, encode, held_elsewhere
 from .document import Document
 from .errors import (BadInputError, ExecutorError, ExecutorStartError, FlowNotStartedError,
                      WorkerDiedError)
@@ -385,6 +385,7 @@ class Flow:
         self._arena_owner: dict[str, _Worker] = {}
         self._pins: collections.Counter = collections.Counter()
         self._done_slots: set = set()  # slots of finished requests that a worker still keeps
+        self._kept: list = []  # (ref, view) of final payloads a caller still holds arrays of
         self._procs: list[subprocess.Popen] = []
         self._outbox: dict[_Worker, tuple[list, list]] = {}
         self._poller: zmq.Poller | None = None
@@ -731,6 +732,8 @@ class Flow:
                     self._finish(req, err, exc_type, tb)
             elif tag == P.RELEASE:
                 self._account(w, [], header[1])
+        if self._kept:
+            self._check_kept()
         # Idle workers get their freed slots now; busy ones with their next request.
         for w in self._workers.values():
             if w.pending_frees and w.alive and (w.outstanding == 0 or len(w.pending_frees) >= 64):
@@ -798,26 +801,59 @@ class Flow:
 
     def _finish(self, req: _Request, error: BaseException | None = None, exc_type: str | None = None,
                 tb: str = '') -> None:
+        """Hand the request's Response to the post's callbacks.
+
+        With callbacks the documents' arrays are views of the shared memory, not copies: a
+        slot is freed once no array over it is alive, which for a callback that does not
+        keep them is right after it returns (the same reference check as the workers').
+        ``return_results`` keeps everything, so it gets copies and the slots go at once.
+        """
         post = req.post
+        zero_copy = post.results is None
         try:
-            buffers = InputBuffers(req.payload, self._mapper, copy=True)
+            buffers = InputBuffers(req.payload, self._mapper, copy=not zero_copy)
             docs = decode(req.payload, req.meta, buffers)
         except (OSError, ValueError, pickle.UnpicklingError) as exc:  # the payload's owner died with it
-            docs = DocumentArray()
+            buffers, docs = None, DocumentArray()
             logger.debug('request %s: documents lost with their process: %s', req.rid, exc)
+        held = [(ref[0], ref[1]) for ref in buffers.refs] if zero_copy and buffers is not None else []
+        for key in held:  # hold the slots while the callbacks may look at them
+            self._pins[key] += 1
         self._drop(req)
         if error is None:
             status = Status()
         else:
             status = Status.from_error(error, getattr(error, 'executor', ''), exc_type, tb)
         resp = Response(f'{self._prefix}-{req.rid}', docs, post.endpoint, req.params, status, req.routes, req.index)
-        if post.in_order:
-            post.pending[req.index] = resp
-            while post.next_index in post.pending:
-                self._deliver(post, post.pending.pop(post.next_index))
-                post.next_index += 1
-        else:
-            self._deliver(post, resp)
+        del docs
+        try:
+            if post.in_order:
+                post.pending[req.index] = resp
+                del resp
+                while post.next_index in post.pending:
+                    self._deliver(post, post.pending.pop(post.next_index))
+                    post.next_index += 1
+            else:
+                self._deliver(post, resp)
+                del resp
+        finally:
+            if held:
+                kept = set(buffers.kept())
+                for ref, view in zip(buffers.refs, buffers.views):
+                    if ref in kept:
+                        self._kept.append((ref, view))
+                    else:
+                        self._unpin((ref[0], ref[1]))
+
+    def _check_kept(self) -> None:
+        """Free the slots of final payloads whose arrays the caller has let go of."""
+        still = []
+        for entry in self._kept:
+            if held_elsewhere(entry, 1):
+                still.append(entry)
+            else:
+                self._unpin((entry[0][0], entry[0][1]))
+        self._kept = still
 
     def _deliver(self, post: _Post, resp: Response) -> None:
         if post.progress is not None:

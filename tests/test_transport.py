@@ -187,3 +187,17 @@ def test_arrays_an_executor_keeps_stay_intact_while_slots_are_reused():
         assert out['sums'] == [float(i * dim) for i in range(n)]
         f.post('/forget')
         f.post('/other', docs, request_size=10)  # the released slots are usable again
+
+
+def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
+    # Callbacks get zero-copy views; keeping them must pin their slots, not see them reused.
+    n, dim = 300, 256
+    docs = DocumentArray(Document(id=str(i)) for i in range(n))
+    docs.embeddings = np.arange(n, dtype=np.float32)[:, None] * np.ones((n, dim), np.float32)
+    kept, texts = [], []
+    with Flow(arena_size=1 << 18).add(uses=Doubler) as f:
+        f.post('/', docs, request_size=10, on_done=lambda r: kept.append(r.docs.embeddings))
+        f.post('/', docs, request_size=10, on_done=lambda r: texts.append(len(r.docs)))  # churn
+    got = np.concatenate(kept)
+    assert np.array_equal(got, docs.embeddings * 2)
+    assert sum(texts) == n
