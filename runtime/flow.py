@@ -99,11 +99,12 @@ class _Worker:
 
 
 class _Request:
-    __slots__ = ('rid', 'post', 'index', 'ndocs', 'params', 'hop', 'payload', 'meta', 'slots', 'worker',
+    __slots__ = ('rid', 'post', 'index', 'ndocs', 'results', 'hop', 'payload', 'meta', 'slots', 'worker',
                  'routes')
 
-    def __init__(self, rid: int, post: '_Post', index: int, ndocs: int, params: dict) -> None:
-        self.rid, self.post, self.index, self.ndocs, self.params = rid, post, index, ndocs, params
+    def __init__(self, rid: int, post: '_Post', index: int, ndocs: int) -> None:
+        self.rid, self.post, self.index, self.ndocs = rid, post, index, ndocs
+        self.results: dict | None = None  # executor name -> the dict its handler returned
         self.hop = 0
         self.payload: Payload | None = None
         self.meta: Any = b''
@@ -127,6 +128,7 @@ class _Post:
         self.inflight = 0
         self.error: BaseException | None = None
         self.abandoned = False
+        self.params_blob = b''
 
 
 def _check_callback(cb: Any, name: str) -> None:
@@ -619,8 +621,9 @@ class Flow:
         if not isinstance(parameters, dict):
             raise TypeError(f'parameters must be a dict, got {_describe(parameters)}')
         try:
-            # A deep copy that also proves every value can travel to the executors.
-            parameters = pickle.loads(pickle.dumps(parameters, protocol=5))
+            # Pickled once per post; every request unpickles its own copy, so no request (and
+            # not the caller's dict) sees what a handler did to another's parameters.
+            params_blob = pickle.dumps(parameters, protocol=5)
         except Exception as exc:
             raise TypeError(f'parameters must hold picklable values (numbers, str, lists, dicts, '
                             f'arrays...): {exc}') from exc
@@ -631,6 +634,7 @@ class Flow:
             total = len(inputs)
         progress = Progress(on, total) if show_progress else None
         post = _Post(on, route, on_done, on_error, on_always, return_results, results_in_order, progress)
+        post.params_blob = params_blob
         index = 0
         exhausted = False
         try:
@@ -640,7 +644,7 @@ class Flow:
                     if batch is None:
                         exhausted = True
                         break
-                    self._submit(post, batch, index, parameters)
+                    self._submit(post, batch, index)
                     index += 1
                 if post.inflight == 0 and (exhausted or post.error is not None):
                     break
@@ -682,9 +686,9 @@ class Flow:
                 raise WorkerDiedError(d.name, 0, d.workers[0].proc.returncode, d.workers[0].pid)
         return route
 
-    def _submit(self, post: _Post, docs: DocumentArray, index: int, parameters: dict) -> None:
+    def _submit(self, post: _Post, docs: DocumentArray, index: int) -> None:
         rid = next(self._rids)
-        req = _Request(rid, post, index, len(docs), dict(parameters))
+        req = _Request(rid, post, index, len(docs))
         req.payload, req.meta, allocs = encode(docs, self._arena)
         req.slots = [(self._arena.name, s) for s in allocs]
         self._requests[rid] = req
@@ -702,7 +706,8 @@ class Flow:
             req.worker = w
             w.outstanding += 1
             frees, w.pending_frees = w.pending_frees, []
-            self._send(w, (P.REQ, req.rid, req.post.endpoint, req.params, req.payload, frees), req.meta)
+            self._send(w, (P.REQ, req.rid, req.post.endpoint, req.post.params_blob, req.results, req.payload, frees),
+                       req.meta)
         else:
             self._finish(req)
 
@@ -719,7 +724,9 @@ class Flow:
                 if req is None:
                     continue
                 if results is not None:
-                    req.params.setdefault('__results__', {})[w.dep.name] = results
+                    if req.results is None:
+                        req.results = {}
+                    req.results[w.dep.name] = results
                 req.payload, req.meta = payload, meta
                 req.hop += 1
                 self._dispatch(req)
@@ -824,7 +831,10 @@ class Flow:
             status = Status()
         else:
             status = Status.from_error(error, getattr(error, 'executor', ''), exc_type, tb)
-        resp = Response(f'{self._prefix}-{req.rid}', docs, post.endpoint, req.params, status, req.routes, req.index)
+        params = pickle.loads(post.params_blob)
+        if req.results is not None:
+            params['__results__'] = req.results
+        resp = Response(f'{self._prefix}-{req.rid}', docs, post.endpoint, params, status, req.routes, req.index)
         del docs
         try:
             if post.in_order:

@@ -1,17 +1,19 @@
 """Message kinds between the parent (ROUTER) and executor processes (DEALER).
 
-Each message is a pickled header tuple, optionally followed by the payload's pickle
-frame (see ``codec``). Headers stay small: ids, endpoint, parameters, buffer references.
+A message is [pickled list of headers, one frame per header]: a batch, so that requests
+headed for the same process at once cost one hop. The frame of a request is its payload's
+pickle (see ``codec``), else empty. Headers stay small: ids, endpoint, parameters, where
+the payload's buffers lie.
 
 Parent -> worker:
     (CONFIG, cfg) + cloudpickled class   answer to HELLO
-    (REQ, rid, endpoint, parameters, refs, frees) + meta
+    (REQ, rid, endpoint, pickled parameters, earlier results, payload, frees) + meta
     (FREE, slots)                         slots of the worker's arena it may reuse
     (STOP, slots)
 Worker -> parent:
     (HELLO, pid)
     (READY, info) | (INIT_ERROR, exc_type, message, traceback)
-    (OK, rid, refs, allocs, results, times, pins, releases, t_send) + meta
+    (OK, rid, payload, allocs, results, times, pins, releases, t_send) + meta
     (ERR, rid, exc_type, message, traceback, times, pins, releases, t_send)
     (RELEASE, releases)                   kept buffers the executor let go of
 """

@@ -128,17 +128,17 @@ class Worker:
 
     def handle(self, header: tuple, meta) -> tuple:
         t_recv = time.time()
-        _, rid, endpoint, parameters, payload, frees = header
+        _, rid, endpoint, params_blob, earlier, payload, frees = header
         self.free(frees)
         inputs = InputBuffers(payload, self.mapper)
-        reply, out_meta = self.process(rid, endpoint, parameters, payload, meta, inputs, t_recv)
+        reply, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv)
         pins = inputs.kept()
         if pins:
             self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
             pins = [(r[0], r[1]) for r in pins]
         return reply + (pins, self._take_releases(), time.time()), out_meta
 
-    def process(self, rid, endpoint, parameters, payload, meta, inputs, t_recv):
+    def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv):
         """Run the handler; returns (reply header without pins / releases / send time, meta).
 
         Kept in its own frame so every reference to the request's documents is gone once
@@ -151,8 +151,10 @@ class Worker:
                 return (P.OK, rid, payload, [], None, (t_recv, t_start, t_end)), meta
             handler, accepted = found
             docs = decode(payload, meta, inputs)
-            params = dict(parameters)
-            own = parameters.get(self.name)
+            params = pickle.loads(params_blob)  # this request's own copy
+            if earlier:
+                params['__results__'] = earlier  # what the executors before this one returned
+            own = params.get(self.name)
             if isinstance(own, dict):
                 params.update(own)
             kwargs = {'docs': docs, 'parameters': params}
