@@ -11,7 +11,7 @@ from typing import IO, Any, Iterable, Iterator, Sequence, Union, overload
 import numpy as np
 
 from . import document as _document
-from .document import Document, _from_jsonable, _resolve_path, _to_jsonable
+from .document import Document, _resolve_path, _to_jsonable
 
 __all__ = ['DocumentArray']
 

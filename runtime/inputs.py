@@ -1,0 +1,90 @@
+"""What ``post`` accepts as inputs, and turning it into requests of documents."""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .array import DocumentArray, DocumentSequence
+from .document import Document
+from .errors import BadInputError
+
+__all__ = ['batches', 'describe', 'bad_input']
+
+
+def describe(obj: Any) -> str:
+    text = repr(obj)
+    return f'{type(obj).__name__} {text[:60] + "..." if len(text) > 60 else text}'
+
+
+def bad_input(obj: Any, where: str = 'inputs') -> BadInputError:
+    hint = ''
+    if isinstance(obj, np.ndarray):
+        hint = ' (for arrays use runtime.generators.from_ndarray(array))'
+    elif isinstance(obj, (str, bytes)):
+        hint = ' (for text use Document(text=...); for files use runtime.generators.from_files)'
+    elif isinstance(obj, dict):
+        hint = ' (for a dict of fields use Document(the_dict))'
+    return BadInputError(f'{where} got {describe(obj)}; pass a Document, a DocumentArray, a '
+                         f'DocumentArrayMemmap, an iterable or generator of Documents, a generator '
+                         f'function, or None{hint}')
+
+
+def _checked(items: Iterable, start: int = 0) -> Iterator[Document]:
+    for i, d in enumerate(items, start):
+        if not isinstance(d, Document):
+            raise bad_input(d, f'inputs item #{i}')
+        yield d
+
+
+def batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
+    """Split any accepted input form into DocumentArrays of ``size`` documents.
+
+    Inputs that hold no document at all (None, an empty list or DocumentArray, a generator
+    that yields nothing) still make one request with no documents, so that a
+    parameters-only request reaches the executors whatever form it takes.
+    Lists are checked whole before anything is sent, so a bad item never leaves a post
+    half-sent; generators are checked as they are consumed.
+    """
+    empty = True
+    for batch in _split(inputs, size):
+        empty = False
+        yield batch
+    if empty:
+        yield DocumentArray()
+
+
+def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
+    if inputs is None:
+        return
+    if isinstance(inputs, Document):
+        inputs = [inputs]
+    elif callable(inputs) and not isinstance(inputs, DocumentSequence):
+        inputs = inputs()
+    if isinstance(inputs, DocumentArray):
+        docs = inputs._docs
+        emb = inputs._emb if inputs._emb is not None and inputs.embeddings is inputs._emb else None
+        for i in range(0, len(docs), size):
+            batch = DocumentArray._from_list(docs[i:i + size])
+            if emb is not None:  # keep it columnar: the batch's matrix is a slice, not a stack
+                batch._emb, batch._emb_rows = emb[i:i + size], inputs._emb_rows[i:i + size]
+            yield batch
+        return
+    if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
+            or not isinstance(inputs, Iterable):
+        raise bad_input(inputs)
+    if isinstance(inputs, (list, tuple)):
+        for i, d in enumerate(inputs):
+            if not isinstance(d, Document):
+                raise bad_input(d, f'inputs item #{i}')
+        it: Iterator = iter(inputs)
+    elif isinstance(inputs, DocumentSequence):
+        it = iter(inputs)
+    else:
+        it = _checked(inputs)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield DocumentArray._from_list(chunk)
