@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import pickle
 import sys
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,7 @@ _fields = attrgetter(*Document.__slots__)
 
 def _dumps(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
     """Pickle the documents (their embeddings too unless ``without_embeddings``)."""
-    if all(type(d) is Document for d in doc_list):
+    if not doc_list or set(map(type, doc_list)) == {Document}:
         return pickle.dumps(_pack(doc_list, without_embeddings), protocol=5, buffer_callback=buffer_callback)
     # Subclasses keep their type through plain pickling of the objects.
     saved = [d._embedding for d in doc_list]
@@ -223,7 +224,8 @@ def _pack(doc_list: list, without_embeddings: bool) -> tuple:
         test = _TESTS[i]
         if test == 'none':
             if i in _ARRAY_COLUMNS:
-                keep = (i != _EMBEDDING or not without_embeddings) and any(x is not None for x in col)
+                # (== on arrays is elementwise, so no col.count(None) here)
+                keep = (i != _EMBEDDING or not without_embeddings) and any(map(is_not, col, repeat(None)))
             else:
                 keep = col.count(None) != n
         elif test == 'empty':

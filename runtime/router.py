@@ -42,7 +42,6 @@ DEFAULT_TIMEOUT_READY = 60.0
 #: How long one poll waits while requests are in flight; a dead worker is noticed sooner
 #: through its pidfd, which the same poll watches.
 POLL_MS = 100
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class _Deployment:
@@ -302,10 +301,12 @@ class Router:
             for fd in self._by_pidfd:
                 poller.register(fd, zmq.POLLIN)
         events = poller.poll(timeout_ms)
-        router = self._sock
-        # Drain without raising zmq.Again at the end (an exception per wake-up adds up).
-        while router.get(_EVENTS) & _POLLIN:
-            frames = router.recv_multipart(copy=False)
+        sock = self._sock
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
             w = self._workers.get(frames[0].bytes)
             if w is not None:
                 for header, meta in zip(pickle.loads(frames[1].buffer), frames[2:]):

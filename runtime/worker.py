@@ -51,7 +51,7 @@ class Worker:
 
     # -- messaging -------------------------------------------------------------------------
     # A message is [pickled list of headers, one meta frame per header]: the parent batches
-    # what it has for us, and we answer a batch with one message.
+    # what it has for us; we answer each request on its own (see serve).
     def send(self, header: tuple, meta=b'') -> None:
         self.send_batch([header], [meta])
 
@@ -111,20 +111,18 @@ class Worker:
                 logger.debug('%s: parent %d is gone, exiting', self.name, self.parent_pid)
                 self.orphan_cleanup()
                 return
-            headers, metas = [], []
             for header, meta in batch:
                 kind = header[0]
                 if kind == P.REQ:
+                    # Answer each request as soon as it is done, not the batch at the end:
+                    # the next executor can start on it while this one goes on.
                     reply, out_meta = self.handle(header, meta)
-                    headers.append(reply)
-                    metas.append(out_meta)
+                    self.send(reply, out_meta)
                 elif kind == P.FREE:
                     self.free(header[1])
                 elif kind == P.STOP:
                     self.free(header[1])
                     return
-            if headers:
-                self.send_batch(headers, metas)
 
     def handle(self, header: tuple, meta) -> tuple:
         t_recv = time.time()

@@ -1,0 +1,95 @@
+"""The benchmark suite, ``python -m perf [--quick] [--json OUT]``: one table, one JSON file.
+
+Runs the data-model benchmark (``perf.bench_datamodel``) and the Flow benchmark
+(``perf.bench_flow``, with its baselines measured in the same invocation), prints one table
+(figure, value, baseline, ratio, target, pass/fail) and writes every figure, ratio and
+repetition to JSON together with the machine it ran on.
+"""
+# BLAS reads its thread count once, when numpy loads: pin it before anything imports numpy,
+# here and (through os.environ) in every process the benchmarks start.
+import os
+import sys
+
+if __package__ in (None, ''):  # run as a script: make `perf` and `runtime` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from perf.common import pin_blas_env  # noqa: E402  (numpy-free module)
+
+_REMOVED_ENV = pin_blas_env()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from perf import bench_datamodel, bench_flow  # noqa: E402
+from perf.common import as_jsonable, format_table, format_value, machine_info  # noqa: E402
+
+#: Documents for the data-model throughput figures in --quick mode (its own default is
+#: 100,000, which alone takes ~30 s on the 2-core machine).
+QUICK_DATAMODEL_N = 20_000
+HEADER = ('figure', 'value', 'baseline', 'ratio', 'target', 'pass/fail')
+
+
+def _datamodel_rows(results: dict) -> list[tuple[str, ...]]:
+    rows = []
+    for name, r in results.items():
+        verdict = '' if r.get('ok') is None else ('pass' if r['ok'] else 'FAIL')
+        rows.append((name, format_value(r['value'], r['unit']), '', '', r.get('target') or '', verdict))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the suite; returns what it wrote to JSON."""
+    parser = argparse.ArgumentParser(prog='python -m perf', description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true',
+                        help=f'under a minute: 3 repetitions instead of 5, {QUICK_DATAMODEL_N:,} docs for the '
+                             f'data-model throughput figures, fewer latency samples')
+    parser.add_argument('--json', metavar='OUT', default=None, help='write every figure to this JSON file')
+    parser.add_argument('--only', choices=('datamodel', 'flow'), default=None, help='run one benchmark only')
+    args = parser.parse_args(argv)
+
+    info = machine_info()
+    blas = info['blas']
+    print(f'# {info["date"]}  {info["cpus_usable"]} CPUs usable  Python {info["python"]}  numpy {info["numpy"]}  '
+          f'pyzmq {info["pyzmq"]} (libzmq {info["libzmq"]})  BLAS kernel: {blas.get("kernel", "unknown")} '
+          f'({blas.get("source")}, threads {blas.get("threads", "?")})  load {info["loadavg_at_start"]}')
+    if _REMOVED_ENV:
+        print(f'# removed from the environment (they slow numpy): {", ".join(sorted(_REMOVED_ENV))}')
+
+    out: dict[str, Any] = {'machine': info, 'removed_env': _REMOVED_ENV, 'quick': args.quick, 'benchmarks': {}}
+    rows: list[tuple[str, ...]] = [HEADER]
+    t_all = time.perf_counter()
+    if args.only in (None, 'datamodel'):
+        t0 = time.perf_counter()
+        kwargs = {'n': QUICK_DATAMODEL_N} if args.quick else {}
+        dm = bench_datamodel.run(quick=args.quick, **kwargs)
+        out['benchmarks']['datamodel'] = {'config': {'quick': args.quick, **kwargs}, 'figures': dm,
+                                          'seconds': time.perf_counter() - t0}
+        note = f', {QUICK_DATAMODEL_N:,} docs (quick)' if args.quick else ''
+        rows.append((f'[data model{note}]', '', '', '', '', ''))
+        rows.extend(_datamodel_rows(dm))
+    if args.only in (None, 'flow'):
+        t0 = time.perf_counter()
+        fl = bench_flow.run(quick=args.quick)
+        fl['seconds'] = time.perf_counter() - t0
+        out['benchmarks']['flow'] = fl
+        cfg = fl['config']
+        rows.append((f'[Flow: {cfg["n_docs"]:,} docs, {cfg["reps"]} rounds, medians]', '', '', '', '', ''))
+        rows.extend(bench_flow.table_rows(fl['figures']))
+    out['seconds'] = time.perf_counter() - t_all
+
+    print(format_table(rows))
+    failed = [r[0].strip() for r in rows[1:] if r[5] == 'FAIL']
+    print(f'# {len(failed)} target(s) missed' + (f': {"; ".join(failed)}' if failed else '')
+          + f'  ({out["seconds"]:.1f} s; numbers move 10-40% between runs on a shared machine, '
+            f'ratios within one run are what count)')
+    if args.json:
+        with open(args.json, 'w') as fp:
+            json.dump(as_jsonable(out), fp, indent=2)
+        print(f'# wrote {args.json}')
+    return out
+
+
+if __name__ == '__main__':
+    main()
