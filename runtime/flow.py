@@ -24,7 +24,8 @@ __all__ = ['Flow']
 logger = logging.getLogger('runtime')
 
 #: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
-ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'needs')
+ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling')
+_POLLING = ('any', 'all')
 #: Jina 2 arguments about its network gateway and pods, which a one-machine runtime has no
 #: use for: accepted (so Jina 2 scripts run) and ignored.
 _IGNORED_JINA_ARGS = frozenset({
@@ -38,6 +39,22 @@ _IGNORED_JINA_ARGS = frozenset({
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
+
+
+def _check_polling(polling: Any) -> dict:
+    """``polling`` as {endpoint: 'any' | 'all'} with a '*' default."""
+    if polling is None:
+        return {'*': 'any'}
+    if isinstance(polling, str):
+        polling = {'*': polling}
+    if not isinstance(polling, dict):
+        raise TypeError(f"polling must be 'any', 'all' or a dict {{endpoint: 'any' | 'all'}}, got {describe(polling)}")
+    # Jina 2 wrote 'ANY' / 'ALL'.
+    out = {k: v.lower() if isinstance(v, str) else v for k, v in polling.items()}
+    bad = {k: v for k, v in out.items() if not isinstance(k, str) or v not in _POLLING}
+    if bad:
+        raise ValueError(f"polling values must be 'any' or 'all' and keys endpoints (or '*'); got {bad}")
+    return {'*': 'any', **out}
 
 
 def _check_callback(cb: Any, name: str) -> None:
@@ -99,7 +116,8 @@ class Flow:
     # -- building --------------------------------------------------------------------------
     def add(self, name: str | None = None, uses: Any = None, uses_with: dict | None = None,
             uses_metas: dict | None = None, timeout_ready: float | None = None, env: dict | None = None,
-            replicas: int = 1, needs: str | list | None = None, **kwargs: Any) -> 'Flow':
+            replicas: int = 1, needs: str | list | None = None, shards: int = 1,
+            polling: str | dict | None = None, **kwargs: Any) -> 'Flow':
         """A new Flow with one more executor at the end (this Flow is unchanged, as in Jina 2).
 
         Parameters
@@ -118,26 +136,47 @@ class Flow:
         env : dict
             Environment variables of the executor's process.
         replicas : int
-            Processes running this executor; requests go to the one with the fewest
-            outstanding.
+            Processes running this executor (same state); each request goes to the one with
+            the fewest outstanding requests.
+        needs : str or list of str
+            The executors (or ``'gateway'``, the input) whose output this one takes; default:
+            the one added just before. Several: their documents are joined by id.
+        shards : int
+            Processes with different state (``runtime_args.shard_id``, one workspace
+            sub-directory each); ``shards * replicas`` processes in all. Jina 2's
+            ``parallel`` is taken as ``shards``.
+        polling : 'any', 'all' or {endpoint: 'any' | 'all', '*': default}
+            With shards: 'any' sends a request to one shard, 'all' to every shard and joins
+            their documents (by id; matches sorted by score and cut to ``parameters['limit']``
+            or ``['top_k']``), or with the class's ``reduce(docs_matrix, parameters)``
+            static method when it defines one.
 
         Example
         -------
-        >>> f = Flow().add(name='enc', uses=Encoder, uses_with={'dim': 128}, replicas=2)
+        >>> f = (Flow().add(name='enc', uses=Encoder, uses_with={'dim': 128}, replicas=2)
+        ...      .add(name='idx', uses=Indexer, shards=2, polling={'/index': 'any', '/search': 'all'}))
         """
+        if 'parallel' in kwargs:  # Jina 2's name for shards
+            if shards != 1:
+                raise TypeError('give shards or parallel (its Jina 2 name), not both')
+            shards = kwargs.pop('parallel')
         for k in kwargs:
             if k not in _IGNORED_JINA_ARGS:
-                raise TypeError(f'add() got an unexpected argument {k!r}; it takes name, {", ".join(ADD_ARGS)}')
+                raise TypeError(f'add() got an unexpected argument {k!r}; it takes name, needs, '
+                                f'{", ".join(ADD_ARGS)}')
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
-                 'env': env, 'replicas': None if replicas == 1 else replicas, 'needs': needs}
+                 'env': env, 'replicas': None if replicas == 1 else replicas,
+                 'shards': None if shards == 1 else shards, 'polling': polling}
         spec = dict(self._defaults)
         spec.update({k: v for k, v in given.items() if v is not None})
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f'name must be a non-empty str, got {name!r}')
         spec['name'] = name
-        reps = spec.get('replicas', 1)
-        if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
-            raise ValueError(f'replicas must be a positive int, got {reps!r}')
+        reps, nshards = spec.get('replicas', 1), spec.get('shards', 1)
+        for label, value in (('replicas', reps), ('shards', nshards)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'{label} must be a positive int, got {value!r}')
+        spec['polling'] = _check_polling(spec.get('polling'))
         if spec.get('env') is not None and not isinstance(spec['env'], dict):
             raise TypeError(f'env must be a dict of str -> str, got {type(spec["env"]).__name__}')
         cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), spec.get('uses_metas'))
@@ -153,19 +192,16 @@ class Flow:
                     break
                 resolved = f'{base}{i}'
         metas.setdefault('name', resolved)
-        needs_ = spec.get('needs')
-        if needs_ is not None:
-            wanted = [needs_] if isinstance(needs_, str) else list(needs_)
-            known = taken | {'gateway'}
-            unknown = [n for n in wanted if n not in known]
-            if unknown:
-                raise ValueError(f'needs={needs_!r} names {unknown}, which is not an executor added before '
-                                 f'this one; known: {sorted(known)}')
-            last = self._specs[-1]['resolved_name'] if self._specs else 'gateway'
-            if wanted != [last]:
-                raise NotImplementedError('needs= other than the previous executor (a DAG) is not supported '
-                                          'yet; executors run as a chain in the order added')
-        spec.update(resolved_name=resolved, cls=cls, kwargs=init_kwargs, metas=metas, replicas=reps)
+        last = self._specs[-1]['resolved_name'] if self._specs else 'gateway'
+        wanted = [last] if needs is None else [needs] if isinstance(needs, str) else list(needs)
+        known = taken | {'gateway'}
+        unknown = [n for n in wanted if not isinstance(n, str) or n not in known]
+        if unknown or not wanted or len(set(wanted)) != len(wanted):
+            # Only earlier names are known, so the graph can never have a cycle.
+            raise ValueError(f'needs={needs!r} must name executors added before this one (or "gateway"), '
+                             f'each once; unknown: {unknown}; known: {sorted(known)}')
+        spec.update(resolved_name=resolved, cls=cls, kwargs=init_kwargs, metas=metas, replicas=reps,
+                    shards=nshards, needs=wanted)
         new = copy.copy(self)
         new._specs = self._specs + [spec]
         new._rt = None
@@ -286,13 +322,13 @@ class Flow:
         except Exception as exc:
             raise TypeError(f'parameters must hold picklable values (numbers, str, lists, dicts, '
                             f'arrays...): {exc}') from exc
-        route = rt.route(on, target_executor)
+        plan = rt.plan(on, target_executor)
         pending = batches(inputs, request_size)
         total = None
         if show_progress and hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)):
             total = len(inputs)
         progress = Progress(on, total) if show_progress else None
-        post = PostState(on, route, on_done, on_error, on_always, return_results, results_in_order, progress)
+        post = PostState(on, plan, on_done, on_error, on_always, return_results, results_in_order, progress)
         post.params_blob = params_blob
         index = 0
         exhausted = False
@@ -326,6 +362,35 @@ class Flow:
     delete = partialmethod(post, '/delete')
 
     # -- display ---------------------------------------------------------------------------
+    def plot(self, output: str | None = None) -> str:
+        """A picture of the topology, with replicas and shards shown.
+
+        ``output`` ending in ``.svg`` gets an SVG drawing; ``.md`` a Markdown file with a
+        Mermaid graph; ``.mmd`` the bare Mermaid text. Returns the text written (without
+        ``output``: the Mermaid text).
+
+        Example
+        -------
+        >>> Flow().add(name='a').add(name='b', needs='gateway').add(needs=['a', 'b']).plot('flow.svg')
+        """
+        from .plot import to_mermaid, to_svg
+        if output is None:
+            return to_mermaid(self._specs)
+        if not isinstance(output, (str, os.PathLike)):
+            raise TypeError(f'plot() takes a file name ending in .svg, .md or .mmd, got {describe(output)}')
+        ext = os.path.splitext(str(output))[1].lower()
+        if ext == '.svg':
+            text = to_svg(self._specs)
+        elif ext == '.md':
+            text = f'```mermaid\n{to_mermaid(self._specs)}```\n'
+        elif ext == '.mmd':
+            text = to_mermaid(self._specs)
+        else:
+            raise ValueError(f'plot() writes .svg, .md (Mermaid in Markdown) or .mmd files, got {output!r}')
+        with open(output, 'w', encoding='utf-8') as fp:
+            fp.write(text)
+        return text
+
     def __repr__(self) -> str:
         names = ' -> '.join(s['resolved_name'] for s in self._specs) or '(empty)'
         return f'<Flow {names}{" started" if self._rt is not None else ""}>'

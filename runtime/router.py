@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import weakref
 from typing import Any, Iterator
 
@@ -32,6 +33,7 @@ from .array import DocumentArray
 from .codec import InputBuffers, Payload, decode, encode, held_elsewhere
 from .errors import ExecutorError, ExecutorStartError, WorkerDiedError, describe_exit
 from .inputs import describe
+from .merge import merge_by_id, merge_shards
 from .progress import Progress
 from .response import Response, Status
 from .shm import Arena, Mapper, sweep
@@ -44,29 +46,57 @@ DEFAULT_TIMEOUT_READY = 60.0
 POLL_MS = 100
 
 
+#: Requests a worker of a deployment with several processes holds at most: the rest wait
+#: in the router, so a slow replica is not handed a deep queue while others sit idle, and
+#: two keep each process busy while the next payload travels.
+MAX_OUTSTANDING = 2
+END = -1  # the node standing for "back to the caller" in a plan
+
+
 class _Deployment:
     """One ``add()``: an executor class, its arguments and its processes."""
 
-    def __init__(self, name: str, cls: type, kwargs: dict, metas: dict, env: dict | None,
-                 replicas: int, timeout_ready: float, spec: dict) -> None:
-        self.name, self.cls, self.kwargs, self.metas, self.env = name, cls, kwargs, metas, env
-        self.replicas, self.timeout_ready, self.spec = replicas, timeout_ready, spec
+    def __init__(self, index: int, spec: dict) -> None:
+        self.index = index
+        self.name, self.cls, self.kwargs, self.metas = spec['resolved_name'], spec['cls'], spec['kwargs'], spec['metas']
+        self.env, self.replicas, self.shards = spec.get('env'), spec['replicas'], spec.get('shards', 1)
+        self.polling = spec.get('polling') or {'*': 'any'}
+        self.needs: list[str] = spec['needs']
+        self.timeout_ready = spec.get('timeout_ready', DEFAULT_TIMEOUT_READY)
+        reduce = getattr(self.cls, 'reduce', None)
+        self.reduce = reduce if callable(reduce) else None
         self.workers: list[_Worker] = []
+        self.by_shard: list[list[_Worker]] = [[] for _ in range(self.shards)]
         self.endpoints: frozenset = frozenset()
         self.has_default = False
+        self.waiting: collections.deque = collections.deque()  # (request, shard) for a free worker
 
     def handles(self, endpoint: str) -> bool:
         return self.has_default or endpoint in self.endpoints
 
-    def live_workers(self) -> list['_Worker']:
-        return [w for w in self.workers if w.alive]
+    def fans_out(self, endpoint: str) -> bool:
+        """Whether a request to ``endpoint`` goes to every shard (polling 'all')."""
+        return self.shards > 1 and self.polling.get(endpoint, self.polling.get('*', 'any')) == 'all'
+
+    def candidates(self, shard: int | None) -> list['_Worker']:
+        pool = self.workers if shard is None else self.by_shard[shard]
+        return [w for w in pool if w.alive]
+
+    def dead_shard(self) -> '_Worker | None':
+        """A worker of a shard with no live process left (so the executor cannot serve)."""
+        for pool in self.by_shard:
+            if not any(w.alive for w in pool):
+                return pool[0]
+        return None
 
 
 class _Worker:
     """The parent's handle on one executor process."""
 
-    def __init__(self, dep: _Deployment, replica: int, identity: str, arena: str, proc: subprocess.Popen) -> None:
-        self.dep, self.replica, self.identity, self.arena, self.proc = dep, replica, identity, arena, proc
+    def __init__(self, dep: _Deployment, replica: int, shard: int, identity: str, arena: str,
+                 proc: subprocess.Popen) -> None:
+        self.dep, self.replica, self.shard, self.identity, self.arena = dep, replica, shard, identity, arena
+        self.proc = proc
         self.bident = identity.encode()
         self.pid = proc.pid
         self.pidfd = os.pidfd_open(proc.pid)
@@ -77,27 +107,59 @@ class _Worker:
         self.pins: collections.Counter = collections.Counter()  # slots it keeps, by (arena, slot)
 
 
-class _Request:
-    __slots__ = ('rid', 'post', 'index', 'ndocs', 'results', 'hop', 'payload', 'meta', 'slots', 'worker',
-                 'routes')
+class Plan:
+    """How one post's requests travel: which nodes handle the endpoint, and the edges.
 
-    def __init__(self, rid: int, post: 'PostState', index: int, ndocs: int) -> None:
-        self.rid, self.post, self.index, self.ndocs = rid, post, index, ndocs
+    Nodes that do not handle the endpoint (or are not targeted) stay in the graph as
+    pass-throughs, so the documents still flow from their needs to their successors.
+    """
+
+    def __init__(self, deployments: list[_Deployment], endpoint: str, active: list[bool]) -> None:
+        self.nodes = deployments
+        self.active = active
+        self.fan = [d.fans_out(endpoint) for d in deployments]
+        index = {d.name: d.index for d in deployments}
+        self.succ: list[list[int]] = [[] for _ in deployments]
+        self.start: list[int] = []
+        self.npred = [len(d.needs) for d in deployments]
+        for d in deployments:
+            for name in d.needs:
+                if name == 'gateway':
+                    self.start.append(d.index)
+                else:
+                    self.succ[index[name]].append(d.index)
+        sinks = [d.index for d in deployments if not self.succ[d.index]]
+        for i in sinks:
+            self.succ[i].append(END)
+        self.end_preds = len(sinks)
+        if not deployments:  # a Flow with no executor answers with what it was sent
+            self.start.append(END)
+            self.end_preds = 1
+
+
+class _Request:
+    __slots__ = ('rid', 'post', 'index', 'results', 'slots', 'routes', 'at', 'parts', 'missing',
+                 'shard_parts', 'done', 'last')
+
+    def __init__(self, rid: int, post: 'PostState', index: int) -> None:
+        self.rid, self.post, self.index = rid, post, index
         self.results: dict | None = None  # executor name -> the dict its handler returned
-        self.hop = 0
-        self.payload: Payload | None = None
-        self.meta: Any = b''
-        self.slots: list = []
-        self.worker: _Worker | None = None
+        self.slots: list = []  # every shared-memory slot written for it, by (arena, slot)
         self.routes: list = []
+        self.at: dict = {}  # worker -> (node, payload, meta): where it is being processed
+        self.parts: dict = {}  # node -> [(payload, meta)] arrived from its needs so far
+        self.missing: dict = {}  # node -> needs still to arrive
+        self.shard_parts: dict = {}  # node -> [(payload, meta) or None] by shard
+        self.done = False  # delivered (or abandoned): replies still due are only booked
+        self.last: tuple = ((0, None, []), b'')  # the latest (payload, meta), for an error response
 
 
 class PostState:
     """The state of one ``post`` call."""
 
-    def __init__(self, endpoint: str, route: list, on_done, on_error, on_always, return_results: bool,
+    def __init__(self, endpoint: str, plan: Plan, on_done, on_error, on_always, return_results: bool,
                  results_in_order: bool, progress: Progress | None) -> None:
-        self.endpoint, self.route = endpoint, route
+        self.endpoint, self.plan = endpoint, plan
         self.on_done, self.on_error, self.on_always = on_done, on_error, on_always
         self.results: list | None = [] if return_results else None
         self.in_order = results_in_order
@@ -108,6 +170,7 @@ class PostState:
         self.error: BaseException | None = None
         self.abandoned = False
         self.params_blob = b''
+        self.params: dict | None = None  # unpickled once, for reduce hooks
 
 
 def _cleanup(prefix: str, ipc_dir: str, procs: list) -> None:
@@ -212,12 +275,10 @@ class Router:
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         base_env = dict(os.environ)
         base_env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, base_env.get('PYTHONPATH')]))
-        workspace = self.workspace
         self.deployments = []
         for i, spec in enumerate(self.specs):
-            dep = _Deployment(spec['resolved_name'], spec['cls'], spec['kwargs'], spec['metas'],
-                              spec.get('env'), spec['replicas'], spec.get('timeout_ready', DEFAULT_TIMEOUT_READY), spec)
-            dep.metas.setdefault('workspace', os.path.join(workspace, dep.metas['name']))
+            dep = _Deployment(i, spec)
+            dep.metas.setdefault('workspace', os.path.join(self.workspace, dep.metas['name']))
             try:
                 dep.blob = cloudpickle.dumps(dep.cls)
             except Exception as exc:
@@ -227,18 +288,20 @@ class Router:
             if dep.env:
                 env = dict(base_env)
                 env.update({str(k): str(v) for k, v in dep.env.items()})
-            for r in range(dep.replicas):
-                identity = f'w{i}r{r}'
-                arena = f'{self.prefix}-{identity}'
-                proc = subprocess.Popen(
-                    [sys.executable, '-m', 'runtime.worker', self._endpoint, identity, self.prefix,
-                     str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.DEVNULL)
-                self._procs.append(proc)
-                w = _Worker(dep, r, identity, arena, proc)
-                dep.workers.append(w)
-                self._workers[w.bident] = w
-                self._by_pidfd[w.pidfd] = w
-                self._arena_owner[arena] = w
+            for shard in range(dep.shards):
+                for r in range(dep.replicas):
+                    identity = f'w{i}s{shard}r{r}'
+                    arena = f'{self.prefix}-{identity}'
+                    proc = subprocess.Popen(
+                        [sys.executable, '-m', 'runtime.worker', self._endpoint, identity, self.prefix,
+                         str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.DEVNULL)
+                    self._procs.append(proc)
+                    w = _Worker(dep, r, shard, identity, arena, proc)
+                    dep.workers.append(w)
+                    dep.by_shard[shard].append(w)
+                    self._workers[w.bident] = w
+                    self._by_pidfd[w.pidfd] = w
+                    self._arena_owner[arena] = w
 
     def _wait_ready(self) -> None:
         timeouts = [d.timeout_ready for d in self.deployments]
@@ -257,8 +320,8 @@ class Router:
                                                          f'with {describe_exit(w.proc.returncode)}')
                 if header[0] == P.HELLO:
                     dep = w.dep
-                    cfg = {'name': dep.metas['name'], 'replica_id': w.replica, 'shard_id': 0,
-                           'replicas': dep.replicas, 'shards': 1, 'metas': dep.metas, 'kwargs': dep.kwargs,
+                    cfg = {'name': dep.metas['name'], 'replica_id': w.replica, 'shard_id': w.shard,
+                           'replicas': dep.replicas, 'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs,
                            'sys_path': list(sys.path)}
                     self._send(w, (P.CONFIG, cfg), dep.blob)
                 elif header[0] == P.READY:
@@ -320,7 +383,8 @@ class Router:
                 self._poller = None
                 yield 'died', w, None, None
 
-    def route(self, endpoint: str, target: str | None) -> list[_Deployment]:
+    def plan(self, endpoint: str, target: str | None) -> Plan:
+        """The plan of a post to ``endpoint``; raises if an executor it needs is dead."""
         if target is not None:
             if not isinstance(target, str):
                 raise TypeError(f'target_executor must be an executor name or a regex str, got {describe(target)}')
@@ -328,44 +392,126 @@ class Router:
                 pattern = re.compile(target)
             except re.error as exc:
                 raise ValueError(f'target_executor {target!r} is not a valid regular expression: {exc}') from None
-            matching = [d for d in self.deployments if pattern.fullmatch(d.name)]
-            if not matching:
+            targeted = [bool(pattern.fullmatch(d.name)) for d in self.deployments]
+            if not any(targeted):
                 raise ValueError(f'target_executor {target!r} matches no executor; executors: '
                                  f'{[d.name for d in self.deployments]}')
         else:
-            matching = self.deployments
-        route = [d for d in matching if d.handles(endpoint)]
-        for d in route:
-            if not d.live_workers():
-                raise WorkerDiedError(d.name, 0, d.workers[0].proc.returncode, d.workers[0].pid)
-        return route
+            targeted = [True] * len(self.deployments)
+        active = [t and d.handles(endpoint) for t, d in zip(targeted, self.deployments)]
+        for d, on in zip(self.deployments, active):
+            dead = d.dead_shard() if on else None
+            if dead is not None:
+                raise WorkerDiedError(d.name, dead.replica, dead.proc.returncode, dead.pid)
+        return Plan(self.deployments, endpoint, active)
 
     def submit(self, post: PostState, docs: DocumentArray, index: int) -> None:
+        """Encode one request's documents and send them on their way."""
         rid = next(self._rids)
-        req = _Request(rid, post, index, len(docs))
-        req.payload, req.meta, allocs = encode(docs, self._arena)
+        req = _Request(rid, post, index)
+        payload, meta, allocs = encode(docs, self._arena)
         req.slots = [(self._arena.name, s) for s in allocs]
+        req.last = (payload, meta)
         self._requests[rid] = req
         post.inflight += 1
-        self._dispatch(req)
+        for node in post.plan.start:
+            self._arrive(req, node, payload, meta)
 
-    def _dispatch(self, req: _Request) -> None:
-        route = req.post.route
-        if req.hop < len(route):
-            dep = route[req.hop]
-            w = min(dep.live_workers(), key=lambda x: x.outstanding, default=None)
-            if w is None:
-                dead = dep.workers[0]
-                return self._finish(req, WorkerDiedError(dep.name, dead.replica, dead.proc.returncode, dead.pid))
-            req.worker = w
-            w.outstanding += 1
-            frees, w.pending_frees = w.pending_frees, []
-            self._send(w, (P.REQ, req.rid, req.post.endpoint, req.post.params_blob, req.results, req.payload, frees),
-                       req.meta)
+    def _arrive(self, req: _Request, node: int, payload: Payload, meta: Any) -> None:
+        """One of ``node``'s needs has delivered; once all have, ``node`` takes the request."""
+        plan = req.post.plan
+        need = plan.end_preds if node == END else plan.npred[node]
+        if need > 1:
+            parts = req.parts.setdefault(node, [])
+            parts.append((payload, meta))
+            if len(parts) < need:
+                return
+            del req.parts[node]
+            try:
+                payload, meta = self._join(req, parts, None)
+            except Exception as exc:
+                return self._fail(req, ExecutorError(plan.nodes[node].name if node != END else 'gateway',
+                                                     type(exc).__qualname__, f'joining branches: {exc}',
+                                                     traceback.format_exc()))
+        if node == END:
+            return self._finish(req, payload, meta)
+        if not plan.active[node]:
+            for nxt in plan.succ[node]:
+                self._arrive(req, nxt, payload, meta)
+            return
+        dep = plan.nodes[node]
+        if plan.fan[node]:
+            req.shard_parts[node] = [None] * dep.shards
+            for shard in range(dep.shards):
+                self._assign(req, dep, shard, payload, meta)
         else:
-            self._finish(req)
+            self._assign(req, dep, None, payload, meta)
+
+    def _assign(self, req: _Request, dep: _Deployment, shard: int | None, payload: Payload, meta: Any) -> None:
+        """Send to the live process (of ``shard``, or of any shard) with the fewest
+        requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
+        pool = dep.candidates(shard)
+        if not pool:
+            dead = dep.by_shard[shard or 0][0]
+            return self._fail(req, WorkerDiedError(dep.name, dead.replica, dead.proc.returncode, dead.pid))
+        w = min(pool, key=_load)
+        if len(pool) > 1 and w.outstanding >= MAX_OUTSTANDING:
+            dep.waiting.append((req, shard, payload, meta))
+            return
+        self._send_req(req, w, payload, meta)
+
+    def _send_req(self, req: _Request, w: _Worker, payload: Payload, meta: Any) -> None:
+        req.at[w] = (w.dep.index, payload, meta)
+        w.outstanding += 1
+        frees, w.pending_frees = w.pending_frees, []
+        self._send(w, (P.REQ, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload, frees), meta)
+
+    def _next_waiting(self, dep: _Deployment) -> None:
+        """A process of ``dep`` has room again: hand it the oldest waiting request."""
+        while dep.waiting:
+            req, shard, payload, meta = dep.waiting[0]
+            if req.done:
+                dep.waiting.popleft()
+                continue
+            pool = dep.candidates(shard)
+            if not pool:
+                dep.waiting.popleft()
+                dead = dep.by_shard[shard or 0][0]
+                self._fail(req, WorkerDiedError(dep.name, dead.replica, dead.proc.returncode, dead.pid))
+                continue
+            w = min(pool, key=_load)
+            if w.outstanding >= MAX_OUTSTANDING:
+                return
+            dep.waiting.popleft()
+            self._send_req(req, w, payload, meta)
+
+    def _join(self, req: _Request, parts: list, dep: _Deployment | None) -> tuple[Payload, Any]:
+        """Merge the payloads of parallel branches (``dep`` given: its shards) into one
+        payload in the router's arena; arrays that do not change are named, not copied."""
+        post = req.post
+        buffers, decoded = [], []
+        for payload, meta in parts:
+            b = InputBuffers(payload, self._mapper)
+            buffers.append(b)
+            decoded.append(decode(payload, meta, b))
+        if dep is None:
+            merged = merge_by_id(decoded)
+        else:
+            if post.params is None:
+                post.params = pickle.loads(post.params_blob)
+            params = dict(post.params)
+            own = params.get(dep.metas['name'])
+            if isinstance(own, dict):
+                params.update(own)
+            merged = dep.reduce(decoded, params) if dep.reduce is not None else merge_shards(decoded, params)
+            if not isinstance(merged, DocumentArray):
+                raise TypeError(f'{dep.cls.__name__}.reduce returned {type(merged).__name__}; return a DocumentArray')
+        payload, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
+        req.slots.extend((self._arena.name, s) for s in allocs)
+        return payload, meta
 
     def pump(self, timeout_ms: float) -> None:
+        """Wait up to ``timeout_ms`` for replies and deaths, and move requests on."""
         for kind, w, header, meta in self._poll(timeout_ms):
             if kind == 'died':
                 self._worker_died(w)
@@ -375,22 +521,21 @@ class Router:
                 _, rid, payload, allocs, results, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
                 req = self._settle(w, rid, allocs, times, t_send)
-                if req is None:
-                    continue
-                if results is not None:
-                    if req.results is None:
-                        req.results = {}
-                    req.results[w.dep.name] = results
-                req.payload, req.meta = payload, meta
-                req.hop += 1
-                self._dispatch(req)
+                if req is not None:
+                    if results is not None:
+                        if req.results is None:
+                            req.results = {}
+                        req.results[w.dep.name] = results
+                    self._done_at(req, w, payload, meta)
+                self._next_waiting(w.dep)
             elif tag == P.ERR:
                 _, rid, exc_type, message, tb, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
-                req = self._settle(w, rid, [], times, t_send)
+                req = self._settle(w, rid, [], times, t_send, keep_input=True)
                 if req is not None:
-                    err = ExecutorError(w.dep.name, exc_type, message, tb, w.replica, req.post.endpoint)
-                    self._finish(req, err, exc_type, tb)
+                    self._fail(req, ExecutorError(w.dep.name, exc_type, message, tb, w.replica, req.post.endpoint),
+                               exc_type, tb)
+                self._next_waiting(w.dep)
             elif tag == P.RELEASE:
                 self._account(w, [], header[1])
         if self._kept:
@@ -400,6 +545,25 @@ class Router:
             if w.pending_frees and w.alive and (w.outstanding == 0 or len(w.pending_frees) >= 64):
                 frees, w.pending_frees = w.pending_frees, []
                 self._send(w, (P.FREE, frees))
+
+    def _done_at(self, req: _Request, w: _Worker, payload: Payload, meta: Any) -> None:
+        """``w`` answered: pass its output on (a shard's waits for its sibling shards)."""
+        plan = req.post.plan
+        node = w.dep.index
+        req.last = (payload, meta)
+        if plan.fan[node]:
+            parts = req.shard_parts[node]
+            parts[w.shard] = (payload, meta)
+            if any(p is None for p in parts):
+                return
+            del req.shard_parts[node]
+            try:
+                payload, meta = self._join(req, parts, w.dep)
+            except Exception as exc:
+                return self._fail(req, ExecutorError(w.dep.name, type(exc).__qualname__, f'reducing shards: {exc}',
+                                                     traceback.format_exc()))
+        for nxt in plan.succ[node]:
+            self._arrive(req, nxt, payload, meta)
 
     def _account(self, w: _Worker, pins: list, releases: list) -> None:
         """Book the request buffers ``w`` started or stopped keeping."""
@@ -422,28 +586,36 @@ class Router:
                 self._done_slots.discard(key)
                 self._free_slot(key)
 
-    def _settle(self, w: _Worker, rid: int, allocs: list, times: tuple, t_send: float) -> _Request | None:
-        """Book a reply from ``w``; returns the request unless it was abandoned."""
+    def _settle(self, w: _Worker, rid: int, allocs: list, times: tuple, t_send: float,
+                keep_input: bool = False) -> _Request | None:
+        """Book a reply from ``w``; returns the request while it is still going."""
         w.outstanding -= 1
         req = self._requests.get(rid)
         slots = [(w.arena, a) for a in allocs]
-        if req is None or req.post.abandoned:
+        if req is None:  # cannot happen while the tables are right; never leak a slot
             for key in slots:
                 self._release_slot(key)
-            if req is not None:
-                self._drop(req)
             return None
         req.slots.extend(slots)
-        req.routes.append({'executor': w.dep.name, 'replica': w.replica, 'pid': w.pid, 'received': times[0],
-                           'start': times[1], 'end': times[2], 'sent': t_send})
+        node, payload, meta = req.at.pop(w)
+        if keep_input:
+            req.last = (payload, meta)
+        if req.done or req.post.abandoned:
+            req.done = True
+            self._retire(req)
+            return None
+        req.routes.append({'executor': w.dep.name, 'replica': w.replica, 'shard': w.shard, 'pid': w.pid,
+                           'received': times[0], 'start': times[1], 'end': times[2], 'sent': t_send})
         return req
 
-    def _drop(self, req: _Request) -> None:
-        self._requests.pop(req.rid, None)
+    def _retire(self, req: _Request) -> None:
+        """Free the request's slots once no process holds it any more."""
+        if req.at or req.rid not in self._requests:
+            return
+        del self._requests[req.rid]
         for key in req.slots:
             self._release_slot(key)
         req.slots = []
-        req.post.inflight -= 1
 
     def _release_slot(self, key: tuple) -> None:
         if key in self._pins:
@@ -460,8 +632,15 @@ class Router:
             if w is not None and w.alive:
                 w.pending_frees.append(slot)
 
-    def _finish(self, req: _Request, error: BaseException | None = None, exc_type: str | None = None,
-                tb: str = '') -> None:
+    def _fail(self, req: _Request, error: BaseException, exc_type: str | None = None, tb: str = '') -> None:
+        """Deliver ``req`` as failed, with the documents as they entered the failing step;
+        branches still running finish unheard."""
+        if not req.done:
+            payload, meta = req.last
+            self._finish(req, payload, meta, error, exc_type, tb)
+
+    def _finish(self, req: _Request, payload: Payload, meta: Any, error: BaseException | None = None,
+                exc_type: str | None = None, tb: str = '') -> None:
         """Hand the request's Response to the post's callbacks.
 
         With callbacks the documents' arrays are views of the shared memory, not copies: a
@@ -470,17 +649,19 @@ class Router:
         ``return_results`` keeps everything, so it gets copies and the slots go at once.
         """
         post = req.post
+        req.done = True
+        post.inflight -= 1
         zero_copy = post.results is None
         try:
-            buffers = InputBuffers(req.payload, self._mapper, copy=not zero_copy)
-            docs = decode(req.payload, req.meta, buffers)
+            buffers = InputBuffers(payload, self._mapper, copy=not zero_copy)
+            docs = decode(payload, meta, buffers)
         except (OSError, ValueError, pickle.UnpicklingError) as exc:  # the payload's owner died with it
             buffers, docs = None, DocumentArray()
             logger.debug('request %s: documents lost with their process: %s', req.rid, exc)
         held = [(ref[0], ref[1]) for ref in buffers.refs] if zero_copy and buffers is not None else []
         for key in held:  # hold the slots while the callbacks may look at them
             self._pins[key] += 1
-        self._drop(req)
+        self._retire(req)
         if error is None:
             status = Status()
         else:
@@ -536,16 +717,37 @@ class Router:
 
     def _worker_died(self, w: _Worker) -> None:
         code = w.proc.returncode
-        logger.error('executor %r (replica %d, pid %d) died with returncode %s', w.dep.name, w.replica, w.pid, code)
+        logger.error('executor %r (replica %d, shard %d, pid %d) died with %s', w.dep.name, w.replica, w.shard,
+                     w.pid, describe_exit(code))
         for key in list(w.pins):  # what it kept is let go with it
             for _ in range(w.pins.pop(key)):
                 self._unpin(key)
         w.pending_frees = []
-        for req in [r for r in self._requests.values() if r.worker is w and r.post is not None]:
-            if req.hop < len(req.post.route) and req.post.route[req.hop] is w.dep:
-                w.outstanding -= 1
-                if req.post.abandoned:
-                    self._drop(req)
-                else:
-                    self._finish(req, WorkerDiedError(w.dep.name, w.replica, code, w.pid))
+        error = WorkerDiedError(w.dep.name, w.replica, code, w.pid)
+        for req in [r for r in self._requests.values() if w in r.at]:
+            _, payload, meta = req.at.pop(w)
+            w.outstanding -= 1
+            req.last = (payload, meta)
+            if req.done or req.post.abandoned:
+                req.done = True
+                self._retire(req)
+            else:
+                self._fail(req, error)
+        self._next_waiting(w.dep)  # what waited for it goes to a sibling, or fails
 
+
+def _load(w: _Worker) -> int:
+    return w.outstanding
+
+
+class _Ranges:
+    """Several InputBuffers seen as one, for naming arrays that lie in any of them."""
+
+    def __init__(self, buffers: list) -> None:
+        self.ranges = [r for b in buffers for r in b.ranges]
+
+    def find(self, addr: int, nbytes: int):
+        for start, end, ref in self.ranges:
+            if start <= addr and addr + nbytes <= end:
+                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+        return None
