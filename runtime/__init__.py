@@ -29,6 +29,7 @@ _EXPORTS = {
     'from_csv': 'generators', 'from_files': 'generators', 'from_lines': 'generators',
     'from_ndarray': 'generators', 'from_ndjson': 'generators',
     'ExecutorError': 'errors', 'ExecutorStartError': 'errors', 'WorkerDiedError': 'errors',
+    'RequestTimeoutError': 'errors',
     'FlowNotStartedError': 'errors', 'BadInputError': 'errors', 'RemoteTraceback': 'errors',
 }
 __all__ = list(_EXPORTS)
@@ -52,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .array import DocumentArray
     from .document import Document
     from .errors import (BadInputError, ExecutorError, ExecutorStartError, FlowNotStartedError,
-                         RemoteTraceback, WorkerDiedError)
+                         RemoteTraceback, RequestTimeoutError, WorkerDiedError)
     from .executor import BaseExecutor, Executor, requests
     from .flow import Flow
     from .generators import from_csv, from_files, from_lines, from_ndarray, from_ndjson

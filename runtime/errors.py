@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 
 __all__ = ['RemoteTraceback', 'ExecutorError', 'ExecutorStartError', 'WorkerDiedError',
-           'FlowNotStartedError', 'BadInputError']
+           'RequestTimeoutError', 'FlowNotStartedError', 'BadInputError']
 
 
 class RemoteTraceback(Exception):
@@ -68,7 +68,8 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return 'still running'
     if code >= 0:
-        return f'exit code {code}'
+        return (f'exit code {code} (the process exited by itself: sys.exit or os._exit in the executor '
+                f'or a library it uses, or an error outside any handler)')
     try:
         name = signal.Signals(-code).name
     except ValueError:
@@ -96,6 +97,13 @@ class WorkerDiedError(RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.executor, self.replica, self.returncode, self.pid)
+
+
+class RequestTimeoutError(TimeoutError):
+    """A request took longer than ``post(..., timeout=...)``; the message names the executor
+    (and process) that held it. ``executor`` is that executor's name."""
+
+    executor = ''
 
 
 class FlowNotStartedError(RuntimeError):

@@ -24,7 +24,8 @@ __all__ = ['Flow']
 logger = logging.getLogger('runtime')
 
 #: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
-ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling')
+ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
+            'max_restarts', 'max_retries')
 _POLLING = ('any', 'all')
 #: Jina 2 arguments about its network gateway and pods, which a one-machine runtime has no
 #: use for: accepted (so Jina 2 scripts run) and ignored.
@@ -117,7 +118,8 @@ class Flow:
     def add(self, name: str | None = None, uses: Any = None, uses_with: dict | None = None,
             uses_metas: dict | None = None, timeout_ready: float | None = None, env: dict | None = None,
             replicas: int = 1, needs: str | list | None = None, shards: int = 1,
-            polling: str | dict | None = None, **kwargs: Any) -> 'Flow':
+            polling: str | dict | None = None, max_restarts: int = 0, max_retries: int = 0,
+            **kwargs: Any) -> 'Flow':
         """A new Flow with one more executor at the end (this Flow is unchanged, as in Jina 2).
 
         Parameters
@@ -150,6 +152,14 @@ class Flow:
             their documents (by id; matches sorted by score and cut to ``parameters['limit']``
             or ``['top_k']``), or with the class's ``reduce(docs_matrix, parameters)``
             static method when it defines one.
+        max_restarts : int
+            How many times a process of this executor that dies is started again (its
+            ``__init__`` runs again); with replicas, the others keep serving meanwhile.
+            Once they are used up, the executor is dead and posts to it fail at once.
+        max_retries : int
+            How many times a request that was on a process when it died is sent again
+            (to a live or restarted process). A retried request may have run twice: the
+            process may have died after its handler finished.
 
         Example
         -------
@@ -166,7 +176,8 @@ class Flow:
                                 f'{", ".join(ADD_ARGS)}')
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
                  'env': env, 'replicas': None if replicas == 1 else replicas,
-                 'shards': None if shards == 1 else shards, 'polling': polling}
+                 'shards': None if shards == 1 else shards, 'polling': polling,
+                 'max_restarts': max_restarts or None, 'max_retries': max_retries or None}
         spec = dict(self._defaults)
         spec.update({k: v for k, v in given.items() if v is not None})
         if name is not None and (not isinstance(name, str) or not name):
@@ -176,6 +187,10 @@ class Flow:
         for label, value in (('replicas', reps), ('shards', nshards)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f'{label} must be a positive int, got {value!r}')
+        for label in ('max_restarts', 'max_retries'):
+            value = spec.get(label, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f'{label} must be an int >= 0, got {value!r}')
         spec['polling'] = _check_polling(spec.get('polling'))
         if spec.get('env') is not None and not isinstance(spec['env'], dict):
             raise TypeError(f'env must be a dict of str -> str, got {type(spec["env"]).__name__}')
@@ -248,7 +263,8 @@ class Flow:
              on_error: Callable | None = None, on_always: Callable | None = None,
              parameters: dict | None = None, target_executor: str | None = None,
              request_size: int = 100, show_progress: bool = False, return_results: bool = False,
-             results_in_order: bool = False, prefetch: int | None = None, **kwargs: Any) -> list | None:
+             results_in_order: bool = False, prefetch: int | None = None, timeout: float | None = None,
+             continue_on_error: bool = False, **kwargs: Any) -> list | None:
         """Send ``inputs`` to the endpoint ``on`` in requests of ``request_size`` documents.
 
         Parameters
@@ -277,6 +293,12 @@ class Flow:
             Deliver callbacks and results in input order instead of completion order.
         prefetch : int
             Requests in flight at most (default: the Flow's ``prefetch``).
+        timeout : float
+            Seconds a request may take; a slower one fails with RequestTimeoutError naming
+            the executor that holds it (its process is not interrupted).
+        continue_on_error : bool
+            Without ``on_error``: log failed requests (logger 'runtime', ERROR) and go on
+            instead of raising at the end.
 
         Returns
         -------
@@ -300,8 +322,10 @@ class Flow:
             raise FlowNotStartedError('post() needs a started Flow: call it inside `with flow:` '
                                       '(or after flow.start())')
         for k in kwargs:
-            if k not in ('continue_on_error', 'timeout'):  # accepted, handled by later issues
-                raise TypeError(f'post() got an unexpected argument {k!r}')
+            raise TypeError(f'post() got an unexpected argument {k!r}')
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                    or not timeout > 0):
+            raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
         if not isinstance(on, str):
             raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
         if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
@@ -330,6 +354,9 @@ class Flow:
         progress = Progress(on, total) if show_progress else None
         post = PostState(on, plan, on_done, on_error, on_always, return_results, results_in_order, progress)
         post.params_blob = params_blob
+        post.deadline_after = timeout
+        post.continue_on_error = continue_on_error
+        wait_ms = POLL_MS if timeout is None else min(POLL_MS, timeout * 250)
         index = 0
         exhausted = False
         try:
@@ -343,7 +370,9 @@ class Flow:
                     index += 1
                 if post.inflight == 0 and (exhausted or post.error is not None):
                     break
-                rt.pump(POLL_MS)
+                rt.pump(wait_ms)
+                if timeout is not None:
+                    rt.expire(post)
         except BaseException:
             post.abandoned = True
             raise

@@ -16,6 +16,7 @@ Worker -> parent:
     (OK, rid, payload, allocs, results, times, pins, releases, t_send) + meta
     (ERR, rid, exc_type, message, traceback, times, pins, releases, t_send)
     (RELEASE, releases)                   kept buffers the executor let go of
+    (FATAL, traceback)                    an error outside any handler, just before exiting
 """
 HELLO, CONFIG, READY, INIT_ERROR = 'hello', 'config', 'ready', 'init_error'
-REQ, OK, ERR, FREE, STOP, RELEASE = 'req', 'ok', 'err', 'free', 'stop', 'release'
+REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', 'release', 'fatal'

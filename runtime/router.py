@@ -31,7 +31,8 @@ import zmq
 from . import protocol as P
 from .array import DocumentArray
 from .codec import InputBuffers, Payload, decode, encode, held_elsewhere
-from .errors import ExecutorError, ExecutorStartError, WorkerDiedError, describe_exit
+from .errors import (ExecutorError, ExecutorStartError, RemoteTraceback, RequestTimeoutError, WorkerDiedError,
+                     describe_exit)
 from .inputs import describe
 from .merge import merge_by_id, merge_shards
 from .progress import Progress
@@ -63,6 +64,9 @@ class _Deployment:
         self.polling = spec.get('polling') or {'*': 'any'}
         self.needs: list[str] = spec['needs']
         self.timeout_ready = spec.get('timeout_ready', DEFAULT_TIMEOUT_READY)
+        self.max_restarts, self.max_retries = spec.get('max_restarts', 0), spec.get('max_retries', 0)
+        self.restarts = 0
+        self.blob = b''
         reduce = getattr(self.cls, 'reduce', None)
         self.reduce = reduce if callable(reduce) else None
         self.workers: list[_Worker] = []
@@ -79,14 +83,21 @@ class _Deployment:
         return self.shards > 1 and self.polling.get(endpoint, self.polling.get('*', 'any')) == 'all'
 
     def candidates(self, shard: int | None) -> list['_Worker']:
+        """The processes (of ``shard``, or of any shard) ready for requests now."""
         pool = self.workers if shard is None else self.by_shard[shard]
-        return [w for w in pool if w.alive]
+        return [w for w in pool if w.alive and w.ready]
+
+    def starting(self, shard: int | None) -> bool:
+        """Whether a process (of ``shard``) is being restarted: requests wait for it."""
+        pool = self.workers if shard is None else self.by_shard[shard]
+        return any(w.alive and not w.ready for w in pool)
 
     def dead_shard(self) -> '_Worker | None':
-        """A worker of a shard with no live process left (so the executor cannot serve)."""
+        """A worker of a shard with no process left, even restarting (so the executor
+        cannot serve)."""
         for pool in self.by_shard:
             if not any(w.alive for w in pool):
-                return pool[0]
+                return pool[-1]
         return None
 
 
@@ -105,6 +116,13 @@ class _Worker:
         self.outstanding = 0
         self.pending_frees: list[int] = []
         self.pins: collections.Counter = collections.Counter()  # slots it keeps, by (arena, slot)
+        self.fatal = ''  # the traceback it sent before dying of an error outside a handler
+
+    def died(self) -> WorkerDiedError:
+        err = WorkerDiedError(self.dep.name, self.replica, self.proc.returncode, self.pid)
+        if self.fatal:
+            err.__cause__ = RemoteTraceback(self.fatal)
+        return err
 
 
 class Plan:
@@ -139,7 +157,7 @@ class Plan:
 
 class _Request:
     __slots__ = ('rid', 'post', 'index', 'results', 'slots', 'routes', 'at', 'parts', 'missing',
-                 'shard_parts', 'done', 'last')
+                 'shard_parts', 'done', 'last', 'retries', 'deadline')
 
     def __init__(self, rid: int, post: 'PostState', index: int) -> None:
         self.rid, self.post, self.index = rid, post, index
@@ -152,6 +170,8 @@ class _Request:
         self.shard_parts: dict = {}  # node -> [(payload, meta) or None] by shard
         self.done = False  # delivered (or abandoned): replies still due are only booked
         self.last: tuple = ((0, None, []), b'')  # the latest (payload, meta), for an error response
+        self.retries = 0
+        self.deadline = post.deadline_after and time.monotonic() + post.deadline_after
 
 
 class PostState:
@@ -171,6 +191,8 @@ class PostState:
         self.abandoned = False
         self.params_blob = b''
         self.params: dict | None = None  # unpickled once, for reduce hooks
+        self.deadline_after: float | None = None  # post(timeout=...)
+        self.continue_on_error = False
 
 
 def _cleanup(prefix: str, ipc_dir: str, procs: list) -> None:
@@ -273,8 +295,8 @@ class Router:
 
     def _spawn_all(self) -> None:
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        base_env = dict(os.environ)
-        base_env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, base_env.get('PYTHONPATH')]))
+        self._env = dict(os.environ)
+        self._env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, self._env.get('PYTHONPATH')]))
         self.deployments = []
         for i, spec in enumerate(self.specs):
             dep = _Deployment(i, spec)
@@ -284,55 +306,72 @@ class Router:
             except Exception as exc:
                 raise ExecutorStartError(dep.name, f'its class cannot be pickled to send to its process: {exc}') from exc
             self.deployments.append(dep)
-            env = base_env
-            if dep.env:
-                env = dict(base_env)
-                env.update({str(k): str(v) for k, v in dep.env.items()})
             for shard in range(dep.shards):
                 for r in range(dep.replicas):
-                    identity = f'w{i}s{shard}r{r}'
-                    arena = f'{self.prefix}-{identity}'
-                    proc = subprocess.Popen(
-                        [sys.executable, '-m', 'runtime.worker', self._endpoint, identity, self.prefix,
-                         str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.DEVNULL)
-                    self._procs.append(proc)
-                    w = _Worker(dep, r, shard, identity, arena, proc)
-                    dep.workers.append(w)
-                    dep.by_shard[shard].append(w)
-                    self._workers[w.bident] = w
-                    self._by_pidfd[w.pidfd] = w
-                    self._arena_owner[arena] = w
+                    self._spawn(dep, shard, r)
+
+    def _spawn(self, dep: _Deployment, shard: int, replica: int) -> _Worker:
+        """Start one process of ``dep``; it reports HELLO, gets its CONFIG, says READY."""
+        env = self._env
+        if dep.env:
+            env = dict(env)
+            env.update({str(k): str(v) for k, v in dep.env.items()})
+        identity = f'w{dep.index}s{shard}r{replica}g{dep.restarts}'
+        arena = f'{self.prefix}-{identity}'
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'runtime.worker', self._endpoint, identity, self.prefix,
+             str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.DEVNULL)
+        self._procs.append(proc)
+        w = _Worker(dep, replica, shard, identity, arena, proc)
+        dep.workers.append(w)
+        dep.by_shard[shard].append(w)
+        self._workers[w.bident] = w
+        self._by_pidfd[w.pidfd] = w
+        self._arena_owner[arena] = w
+        self._poller = None
+        return w
 
     def _wait_ready(self) -> None:
         timeouts = [d.timeout_ready for d in self.deployments]
         limit = None if any(t is None or t < 0 for t in timeouts) else max(timeouts, default=0)
         deadline = None if limit is None else time.monotonic() + limit
-        waiting = {w.bident for w in self._workers.values()}
-        while waiting:
+        while not all(w.ready for w in self._workers.values()):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                w = self._workers[sorted(waiting)[0]]
+                w = next(w for w in self._workers.values() if not w.ready)
                 raise ExecutorStartError(w.dep.name, f'not ready after timeout_ready={limit} s '
                                                      f'(its __init__ may hang; raise timeout_ready if it is slow)')
             for kind, w, header, _ in self._poll(POLL_MS if remaining is None else min(POLL_MS, remaining * 1000)):
                 if kind == 'died':
-                    raise ExecutorStartError(w.dep.name, f'its process (replica {w.replica}) ended during start-up '
-                                                         f'with {describe_exit(w.proc.returncode)}')
-                if header[0] == P.HELLO:
-                    dep = w.dep
-                    cfg = {'name': dep.metas['name'], 'replica_id': w.replica, 'shard_id': w.shard,
-                           'replicas': dep.replicas, 'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs,
-                           'sys_path': list(sys.path)}
-                    self._send(w, (P.CONFIG, cfg), dep.blob)
-                elif header[0] == P.READY:
-                    info = header[1]
-                    w.ready = True
-                    w.dep.endpoints = frozenset(info['endpoints'])
-                    w.dep.has_default = info['default']
-                    waiting.discard(w.bident)
-                elif header[0] == P.INIT_ERROR:
-                    _, exc_type, message, tb = header
-                    raise ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)
+                    error = ExecutorStartError(w.dep.name, f'its process (replica {w.replica}) ended during '
+                                                           f'start-up with {describe_exit(w.proc.returncode)}',
+                                               w.fatal)
+                    raise error
+                failure = self._handshake(w, header)
+                if failure is not None:
+                    raise failure
+
+    def _handshake(self, w: _Worker, header: tuple) -> ExecutorStartError | None:
+        """Answer a start-up message of ``w``; returns the error if its __init__ failed."""
+        kind = header[0]
+        if kind == P.HELLO:
+            dep = w.dep
+            cfg = {'name': dep.metas['name'], 'replica_id': w.replica, 'shard_id': w.shard,
+                   'replicas': dep.replicas, 'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs,
+                   'sys_path': list(sys.path)}
+            self._send(w, (P.CONFIG, cfg), dep.blob)
+        elif kind == P.READY:
+            info = header[1]
+            w.ready = True
+            w.dep.endpoints = frozenset(info['endpoints'])
+            w.dep.has_default = info['default']
+        elif kind == P.INIT_ERROR:
+            _, exc_type, message, tb = header
+            w.fatal = tb
+            return ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)
+        elif kind == P.FATAL:
+            w.fatal = header[1]
+        return None
 
     def _send(self, w: _Worker, header: tuple, meta: Any = b'') -> None:
         """Queue a message for ``w``; ``_flush`` sends each worker's queue as one message.
@@ -452,8 +491,10 @@ class Router:
         requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
         pool = dep.candidates(shard)
         if not pool:
-            dead = dep.by_shard[shard or 0][0]
-            return self._fail(req, WorkerDiedError(dep.name, dead.replica, dead.proc.returncode, dead.pid))
+            if dep.starting(shard):  # a restart is under way: wait for it
+                dep.waiting.append((req, shard, payload, meta))
+                return
+            return self._fail(req, dep.by_shard[shard or 0][-1].died())
         w = min(pool, key=_load)
         if len(pool) > 1 and w.outstanding >= MAX_OUTSTANDING:
             dep.waiting.append((req, shard, payload, meta))
@@ -475,9 +516,10 @@ class Router:
                 continue
             pool = dep.candidates(shard)
             if not pool:
+                if dep.starting(shard):
+                    return
                 dep.waiting.popleft()
-                dead = dep.by_shard[shard or 0][0]
-                self._fail(req, WorkerDiedError(dep.name, dead.replica, dead.proc.returncode, dead.pid))
+                self._fail(req, dep.by_shard[shard or 0][-1].died())
                 continue
             w = min(pool, key=_load)
             if w.outstanding >= MAX_OUTSTANDING:
@@ -538,6 +580,13 @@ class Router:
                 self._next_waiting(w.dep)
             elif tag == P.RELEASE:
                 self._account(w, [], header[1])
+            else:  # a restarted process starting up, or last words before dying
+                failure = self._handshake(w, header)
+                if failure is not None:
+                    logger.error('%s', failure)
+                elif w.ready and tag == P.READY:
+                    logger.info('executor %r (replica %d, shard %d) restarted', w.dep.name, w.replica, w.shard)
+                    self._next_waiting(w.dep)
         if self._kept:
             self._check_kept()
         # Idle workers get their freed slots now; busy ones with their next request.
@@ -706,6 +755,8 @@ class Router:
         if resp.status.code == Status.ERROR:
             if post.on_error is not None:
                 post.on_error(resp)
+            elif post.continue_on_error:
+                logger.error('request %s failed: %s', resp.request_id, resp.status.description)
             elif post.error is None:
                 post.error = resp.status.error
         elif post.on_done is not None:
@@ -716,24 +767,44 @@ class Router:
             post.results.append(resp)
 
     def _worker_died(self, w: _Worker) -> None:
-        code = w.proc.returncode
-        logger.error('executor %r (replica %d, shard %d, pid %d) died with %s', w.dep.name, w.replica, w.shard,
-                     w.pid, describe_exit(code))
+        dep = w.dep
+        logger.error('executor %r (replica %d, shard %d, pid %d) died with %s', dep.name, w.replica, w.shard,
+                     w.pid, describe_exit(w.proc.returncode))
         for key in list(w.pins):  # what it kept is let go with it
             for _ in range(w.pins.pop(key)):
                 self._unpin(key)
         w.pending_frees = []
-        error = WorkerDiedError(w.dep.name, w.replica, code, w.pid)
+        if dep.restarts < dep.max_restarts:
+            dep.restarts += 1
+            logger.warning('restarting executor %r (replica %d, shard %d): restart %d of %d', dep.name, w.replica,
+                           w.shard, dep.restarts, dep.max_restarts)
+            self._spawn(dep, w.shard, w.replica)
+        error = w.died()
         for req in [r for r in self._requests.values() if w in r.at]:
-            _, payload, meta = req.at.pop(w)
+            node, payload, meta = req.at.pop(w)
             w.outstanding -= 1
-            req.last = (payload, meta)
             if req.done or req.post.abandoned:
                 req.done = True
                 self._retire(req)
+            elif req.retries < dep.max_retries:
+                req.retries += 1  # may run twice: the process may have died after the handler
+                self._assign(req, dep, w.shard if req.post.plan.fan[node] else None, payload, meta)
             else:
+                req.last = (payload, meta)
                 self._fail(req, error)
-        self._next_waiting(w.dep)  # what waited for it goes to a sibling, or fails
+        self._next_waiting(dep)  # what waited for it goes to a sibling, or fails
+
+    def expire(self, post: PostState) -> None:
+        """Fail the requests of ``post`` older than its timeout, naming who holds them."""
+        now = time.monotonic()
+        for req in [r for r in self._requests.values() if r.post is post and not r.done and r.deadline < now]:
+            holders = [f'{w.dep.name!r} (replica {w.replica}, shard {w.shard}, pid {w.pid})' for w in req.at]
+            holders += [f'{d.name!r} (waiting for a free process)' for d in self.deployments
+                        if any(item[0] is req for item in d.waiting)]
+            error = RequestTimeoutError(f'request {self.prefix}-{req.rid} took longer than timeout='
+                                        f'{post.deadline_after} s; held by {", ".join(holders) or "the router"}')
+            error.executor = req.at and next(iter(req.at)).dep.name or ''
+            self._fail(req, error)
 
 
 def _load(w: _Worker) -> int:

@@ -80,7 +80,9 @@ class Worker:
         msg = self.recv()
         if msg is None:
             return False
-        ((header, blob),) = msg
+        (header, blob), *_ = msg
+        if header[0] != P.CONFIG:  # stopped before it was configured
+            return False
         cfg = header[1]
         self.name, self.replica = cfg['name'], cfg['replica_id']
         try:
@@ -233,6 +235,14 @@ def main(argv: list[str]) -> int:
     try:
         if worker.configure():
             worker.serve()
+    except Exception:
+        # An error outside any handler: tell the parent why before dying of it, so the
+        # error it raises carries this traceback.
+        try:
+            worker.send((P.FATAL, traceback.format_exc()))
+        except Exception:
+            pass
+        raise
     finally:
         worker.close()
     return 0
