@@ -235,13 +235,14 @@ def main(argv: list[str]) -> int:
     try:
         if worker.configure():
             worker.serve()
-    except Exception:
-        # An error outside any handler: tell the parent why before dying of it, so the
-        # error it raises carries this traceback.
-        try:
-            worker.send((P.FATAL, traceback.format_exc()))
-        except Exception:
-            pass
+    except BaseException as exc:
+        # An error outside any handler (or a BaseException out of one): tell the parent why
+        # before dying of it, so the error it raises carries this traceback.
+        if not isinstance(exc, SystemExit):
+            try:
+                worker.send((P.FATAL, traceback.format_exc()))
+            except Exception:
+                pass
         raise
     finally:
         worker.close()
