@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .errors import FlowNotStartedError
 from .executor import resolve_uses
 from .inputs import batches, describe
+from .profiling import ProfileRecorder, ProfileSummary, write_trace
 from .progress import Progress
 from .router import POLL_MS, PostState, Router
 
@@ -40,6 +41,12 @@ _IGNORED_JINA_ARGS = frozenset({
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
+
+
+def _given(value: Any, default: int) -> Any:
+    """None when ``value`` is the default int itself, so Flow-level defaults apply (True and
+    1.0 equal 1 but are not it: they stay, to be refused)."""
+    return None if type(value) is int and value == default else value
 
 
 def _check_polling(polling: Any) -> dict:
@@ -79,6 +86,10 @@ class Flow:
         half of it travels in a segment of its own.
     timeout_close : float
         Seconds a process gets to stop before it is killed.
+    profile : bool or str
+        Keep every request's timings: ``profile_summary()`` then says where the time went,
+        each post logs its summary (logger 'runtime', INFO), and with a path the whole run
+        is written there as a Chrome trace when the Flow closes (also ``save_trace``).
     **kwargs
         Any ``add()`` argument (``uses``, ``uses_with``, ``timeout_ready``, ``env``,
         ``replicas``, ...): the default for every executor.
@@ -92,7 +103,7 @@ class Flow:
 
     def __init__(self, *, workspace: str | None = None, prefetch: int = DEFAULT_PREFETCH,
                  arena_size: int = DEFAULT_ARENA_SIZE, timeout_close: float = DEFAULT_TIMEOUT_CLOSE,
-                 **kwargs: Any) -> None:
+                 profile: bool | str = False, **kwargs: Any) -> None:
         defaults = {}
         for k, v in kwargs.items():
             if k in ADD_ARGS:
@@ -111,6 +122,10 @@ class Flow:
         self._arena_size = arena_size
         self._timeout_close = timeout_close
         self._defaults = defaults
+        if not isinstance(profile, (bool, str, os.PathLike)):
+            raise TypeError(f'profile takes True, False or the path of a trace file to write, got {describe(profile)}')
+        self._profile_opt = profile
+        self._profile: ProfileRecorder | None = None
         self._specs: list[dict] = []
         self._rt: Router | None = None
 
@@ -175,13 +190,14 @@ class Flow:
                 raise TypeError(f'add() got an unexpected argument {k!r}; it takes name, needs, '
                                 f'{", ".join(ADD_ARGS)}')
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
-                 'env': env, 'replicas': None if replicas == 1 else replicas,
-                 'shards': None if shards == 1 else shards, 'polling': polling,
+                 'env': env, 'replicas': _given(replicas, 1), 'shards': _given(shards, 1), 'polling': polling,
                  'max_restarts': max_restarts or None, 'max_retries': max_retries or None}
         spec = dict(self._defaults)
         spec.update({k: v for k, v in given.items() if v is not None})
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f'name must be a non-empty str, got {name!r}')
+        if name == 'gateway':
+            raise ValueError("'gateway' names the Flow's input in needs=; give the executor another name")
         spec['name'] = name
         reps, nshards = spec.get('replicas', 1), spec.get('shards', 1)
         for label, value in (('replicas', reps), ('shards', nshards)):
@@ -208,6 +224,8 @@ class Flow:
                 resolved = f'{base}{i}'
         metas.setdefault('name', resolved)
         last = self._specs[-1]['resolved_name'] if self._specs else 'gateway'
+        if needs is not None and not isinstance(needs, (str, list, tuple)):
+            raise TypeError(f"needs takes an executor name, 'gateway', or a list of them, got {describe(needs)}")
         wanted = [last] if needs is None else [needs] if isinstance(needs, str) else list(needs)
         known = taken | {'gateway'}
         unknown = [n for n in wanted if not isinstance(n, str) or n not in known]
@@ -244,6 +262,8 @@ class Flow:
             raise RuntimeError('this Flow is already started; use one `with flow:` block at a time')
         rt = Router(self._specs, os.path.abspath(self._workspace or 'workspace'), self._arena_size,
                     self._timeout_close)
+        if self._profile_opt:
+            self._profile = rt.profile = ProfileRecorder()
         rt.start()
         self._rt = rt
         return self
@@ -257,6 +277,36 @@ class Flow:
         rt, self._rt = self._rt, None
         if rt is not None:
             rt.close()
+            if self._profile is not None and self._profile.records:
+                logger.info('profile of the whole run:\n%s', self._profile.summary().table())
+                if isinstance(self._profile_opt, (str, os.PathLike)):
+                    self.save_trace(self._profile_opt)
+
+    # -- profiling -------------------------------------------------------------------------
+    def profile_summary(self, last_post: bool = False) -> ProfileSummary:
+        """Where the time went (needs ``Flow(profile=True)``): per executor and process
+        requests, docs, busy %, handler and queue-wait percentiles, shared-memory bytes,
+        and end-to-end docs/s and latency. For the whole run so far, or the last post.
+
+        Example
+        -------
+        >>> with Flow(profile=True).add(uses=Encoder) as f:
+        ...     f.index(docs)
+        ...     stats = f.profile_summary()
+        >>> stats.executor('Encoder').handler_ms['p95'], stats.docs_per_s
+        """
+        if self._profile is None:
+            raise RuntimeError('profiling is off: create the Flow with Flow(profile=True) '
+                               "(or profile='trace.json' to also write a Chrome trace)")
+        return self._profile.summary(self._profile.posts if last_post else None)
+
+    def save_trace(self, path: str) -> None:
+        """Write the run so far as a Chrome trace (open it in https://ui.perfetto.dev or
+        chrome://tracing): one track per process, one slice per handler call, arrows along
+        each request. Needs ``Flow(profile=...)``."""
+        if self._profile is None:
+            raise RuntimeError('profiling is off: create the Flow with Flow(profile=True)')
+        write_trace(path, self._profile.records)
 
     # -- posting ---------------------------------------------------------------------------
     def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
@@ -355,6 +405,8 @@ class Flow:
         post = PostState(on, plan, on_done, on_error, on_always, return_results, results_in_order, progress)
         post.params_blob = params_blob
         post.deadline_after = timeout
+        if self._profile is not None:
+            post.number = self._profile.new_post()
         post.continue_on_error = continue_on_error
         wait_ms = POLL_MS if timeout is None else min(POLL_MS, timeout * 250)
         index = 0
@@ -379,6 +431,8 @@ class Flow:
         finally:
             if progress is not None:
                 progress.close()
+        if self._profile is not None:
+            logger.info('profile of post %d (%s):\n%s', post.number, on, self._profile.summary(post.number).table())
         if post.error is not None:
             raise post.error
         if post.results is not None and results_in_order:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .array import DocumentArray
 from .document import Document
 
@@ -23,43 +25,70 @@ _PLAIN_FIELDS = (('text', None), ('blob', None), ('buffer', None), ('embedding',
                  ('modality', ''))
 
 
-def _merge_into(base: Document, other: Document) -> None:
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b)))
+    try:
+        return bool(a == b)
+    except Exception:  # values that cannot compare are taken as different
+        return False
+
+
+def _merge_into(into: Document, other: Document, before: Document | None) -> None:
+    """Copy into ``into`` what ``other`` changed: with ``before`` (the document as it was
+    when the branches split), the fields where ``other`` differs from it; without, every
+    field ``other`` set."""
     for name, default in _PLAIN_FIELDS:
         value = getattr(other, name)
-        if value is not default and not (default is not None and value == default):
-            setattr(base, name, value)
-    if other._tags:
-        base.tags.update(other._tags)
-    if other._scores:
-        base.scores.update(other._scores)
+        if before is not None:
+            if _same(value, getattr(before, name)):
+                continue  # this branch left it as it was: keep what another branch did
+        elif value is default or (default is not None and _same(value, default)):
+            continue
+        setattr(into, name, value)
+    for name in ('_tags', '_scores'):
+        theirs = getattr(other, name)
+        if theirs:
+            old = (getattr(before, name) or {}) if before is not None else {}
+            mine = getattr(into, name[1:])
+            for k, v in theirs.items():
+                if k not in old or not _same(v, old[k]):
+                    mine[k] = v
     for name in ('_chunks', '_matches'):
         extra = getattr(other, name)
         if extra:
-            mine = getattr(base, name[1:])
+            old = getattr(before, name) if before is not None else None
+            mine = getattr(into, name[1:])
             for d in extra:
-                if d.id in mine:
-                    mine[d.id] = d  # the same sub-document from both branches: the later wins
-                else:
+                if d.id not in mine:
                     mine.append(d)
+                elif old is None or d.id not in old or d != old[d.id]:
+                    mine[d.id] = d  # the same sub-document from both branches: a changed one wins
 
 
-def merge_by_id(parts: Sequence[DocumentArray]) -> DocumentArray:
+def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = None) -> DocumentArray:
     """One DocumentArray holding every document of ``parts`` once, in order of first
-    appearance; a document present in several parts gets every field any of them set
-    (a later part wins where both set one), tags and scores merged, and its chunks and
-    matches merged by id."""
+    appearance. A document present in several parts gets what each part changed: with
+    ``before`` (the documents as they were when the branches split), a field one branch
+    changed survives even if another branch carried the old value on; without it, a later
+    part's non-default values win. Tags and scores merge key by key, chunks and matches by
+    id."""
     if len(parts) == 1:
         return parts[0]
+    base = {d.id: d for d in before} if before is not None else {}
     out: list[Document] = []
     seen: dict[str, Document] = {}
     for part in parts:
         for d in part:
-            base = seen.get(d.id)
-            if base is None:
+            into = seen.get(d.id)
+            if into is None:
                 seen[d.id] = d
                 out.append(d)
-            elif base is not d:
-                _merge_into(base, d)
+            elif into is not d:
+                _merge_into(into, d, base.get(d.id))
     return DocumentArray._from_list(out)
 
 

@@ -33,60 +33,67 @@ def _label(spec: dict) -> list[str]:
     return lines
 
 
-def _edges(specs: list[dict]) -> list[tuple[str, str]]:
-    edges = [(need, s['resolved_name']) for s in specs for need in s['needs']]
+_SOURCE, _SINK = 'source', 'sink'  # node keys of the input and the output; executors are ints
+
+
+def _edges(specs: list[dict]) -> list[tuple]:
+    """(from, to) node keys: executors by index, the input and output by _SOURCE / _SINK
+    (so no executor name can collide with them)."""
+    index = {s['resolved_name']: i for i, s in enumerate(specs)}
+    edges = [(_SOURCE if need == 'gateway' else index[need], i) for i, s in enumerate(specs) for need in s['needs']]
     has_succ = {a for a, _ in edges}
-    edges += [(s['resolved_name'], 'end') for s in specs if s['resolved_name'] not in has_succ]
-    return edges or [('gateway', 'end')]
+    edges += [(i, _SINK) for i in range(len(specs)) if i not in has_succ]
+    return edges or [(_SOURCE, _SINK)]
 
 
 def to_mermaid(specs: list[dict]) -> str:
     """A Mermaid ``graph LR`` of the topology (GitHub and many editors render it)."""
-    # 'end' is a Mermaid keyword: the nodes get ids of their own, the names go in labels.
-    ids = {s['resolved_name']: f'n{i}' for i, s in enumerate(specs)}
-    ids.update(gateway='source', end='sink')
+    # 'end' is a Mermaid keyword: nodes get ids of their own, the names go in labels.
+    ids = {i: f'n{i}' for i in range(len(specs))}
+    ids.update({_SOURCE: 'source', _SINK: 'sink'})
     lines = ['graph LR', '  source((gateway))', '  sink((end))']
-    for s in specs:
+    for i, s in enumerate(specs):
         label = '<br/>'.join(escape(x) for x in _label(s))
-        lines.append(f'  {ids[s["resolved_name"]]}["{label}"]')
+        lines.append(f'  {ids[i]}["{label}"]')
     lines += [f'  {ids[a]} --> {ids[b]}' for a, b in _edges(specs)]
     return '\n'.join(lines) + '\n'
 
 
 def to_svg(specs: list[dict]) -> str:
     """An SVG drawing: one column per depth, stacked boxes for replicas and shards."""
-    depth = {'gateway': 0}
-    for s in specs:  # needs name earlier executors only, so one pass in order suffices
-        depth[s['resolved_name']] = 1 + max(depth[n] for n in s['needs'])
-    depth['end'] = 1 + max(depth.values())
-    columns: dict[int, list[str]] = {}
-    for name in ['gateway', *(s['resolved_name'] for s in specs), 'end']:
-        columns.setdefault(depth[name], []).append(name)
+    edges = _edges(specs)
+    depth = {_SOURCE: 0}
+    for i in range(len(specs)):  # needs name earlier executors only: one pass in order
+        depth[i] = 1 + max(depth[a] for a, b in edges if b == i)
+    depth[_SINK] = 1 + max(depth.values())
+    columns: dict[int, list] = {}
+    for key in [_SOURCE, *range(len(specs)), _SINK]:
+        columns.setdefault(depth[key], []).append(key)
     rows = max(len(c) for c in columns.values())
     width = _PAD * 2 + len(columns) * _BOX_W + (len(columns) - 1) * _GAP_X
     height = _PAD * 2 + rows * _BOX_H + (rows - 1) * _GAP_Y + 8
     pos = {}
-    for d, names in columns.items():
-        top = _PAD + (rows - len(names)) * (_BOX_H + _GAP_Y) / 2
-        for i, name in enumerate(names):
-            pos[name] = (_PAD + d * (_BOX_W + _GAP_X), top + i * (_BOX_H + _GAP_Y))
-    by_name = {s['resolved_name']: s for s in specs}
+    for d, keys in columns.items():
+        top = _PAD + (rows - len(keys)) * (_BOX_H + _GAP_Y) / 2
+        for i, key in enumerate(keys):
+            pos[key] = (_PAD + d * (_BOX_W + _GAP_X), top + i * (_BOX_H + _GAP_Y))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
            f'viewBox="0 0 {width} {height:.0f}" font-family="sans-serif" font-size="12">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
            'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
            f'<rect width="{width}" height="{height:.0f}" fill="white"/>']
-    for a, b in _edges(specs):
+    for a, b in edges:
         (ax, ay), (bx, by) = pos[a], pos[b]
         out.append(f'<line x1="{ax + _BOX_W}" y1="{ay + _BOX_H / 2:.0f}" x2="{bx}" y2="{by + _BOX_H / 2:.0f}" '
                    f'stroke="#555" stroke-width="1.5" marker-end="url(#arrow)"/>')
-    for name, (x, y) in pos.items():
-        spec = by_name.get(name)
-        if spec is None:  # gateway and end
+    for key, (x, y) in pos.items():
+        if key in (_SOURCE, _SINK):
             out.append(f'<ellipse cx="{x + _BOX_W / 2}" cy="{y + _BOX_H / 2:.0f}" rx="{_BOX_W / 2 - 20}" '
                        f'ry="{_BOX_H / 2 - 6}" fill="#eef" stroke="#335"/>')
-            out.append(f'<text x="{x + _BOX_W / 2}" y="{y + _BOX_H / 2 + 4:.0f}" text-anchor="middle">{name}</text>')
+            out.append(f'<text x="{x + _BOX_W / 2}" y="{y + _BOX_H / 2 + 4:.0f}" text-anchor="middle">'
+                       f'{"gateway" if key == _SOURCE else "end"}</text>')
             continue
+        spec = specs[key]
         copies = min(3, spec.get('replicas', 1) * spec.get('shards', 1))
         for k in range(copies - 1, -1, -1):  # the stack behind shows how many processes
             out.append(f'<rect x="{x + 4 * k}" y="{y + 4 * k:.0f}" width="{_BOX_W}" height="{_BOX_H}" rx="6" '

@@ -30,7 +30,7 @@ import zmq
 
 from . import protocol as P
 from .array import DocumentArray
-from .codec import InputBuffers, Payload, decode, encode, held_elsewhere
+from .codec import InputBuffers, Payload, buffer_refs, decode, encode, held_elsewhere
 from .errors import (ExecutorError, ExecutorStartError, RemoteTraceback, RequestTimeoutError, WorkerDiedError,
                      describe_exit)
 from .inputs import describe
@@ -52,6 +52,7 @@ POLL_MS = 100
 #: two keep each process busy while the next payload travels.
 MAX_OUTSTANDING = 2
 END = -1  # the node standing for "back to the caller" in a plan
+GATEWAY = -2  # the node standing for the caller's input
 
 
 class _Deployment:
@@ -153,11 +154,30 @@ class Plan:
         if not deployments:  # a Flow with no executor answers with what it was sent
             self.start.append(END)
             self.end_preds = 1
+        # Where the branches met by each join split: the latest node all its inputs come
+        # from. A join merges against the documents as they left that node, so a field one
+        # branch changed survives another branch carrying the old value on.
+        ancestors: dict[int, set] = {}
+        for d in deployments:
+            ups = {GATEWAY}
+            for name in d.needs:
+                if name != 'gateway':
+                    ups |= ancestors[index[name]] | {index[name]}
+            ancestors[d.index] = ups
+        self.split: dict[int, int] = {}
+        self.forks: set = set()
+        joins = [(d.index, [GATEWAY if n == 'gateway' else index[n] for n in d.needs]) for d in deployments]
+        joins.append((END, sinks))
+        for node, inputs in joins:
+            if len(inputs) > 1:
+                common = set.intersection(*[ancestors.get(i, set()) | {i} for i in inputs])
+                self.split[node] = max(common)
+                self.forks.add(self.split[node])
 
 
 class _Request:
     __slots__ = ('rid', 'post', 'index', 'results', 'slots', 'routes', 'at', 'parts', 'missing',
-                 'shard_parts', 'done', 'last', 'retries', 'deadline')
+                 'shard_parts', 'done', 'last', 'retries', 'deadline', 'submitted', 'forks')
 
     def __init__(self, rid: int, post: 'PostState', index: int) -> None:
         self.rid, self.post, self.index = rid, post, index
@@ -172,6 +192,8 @@ class _Request:
         self.last: tuple = ((0, None, []), b'')  # the latest (payload, meta), for an error response
         self.retries = 0
         self.deadline = post.deadline_after and time.monotonic() + post.deadline_after
+        self.submitted = time.time()
+        self.forks: dict = {}  # split node -> the (payload, meta) it sent down its branches
 
 
 class PostState:
@@ -193,6 +215,7 @@ class PostState:
         self.params: dict | None = None  # unpickled once, for reduce hooks
         self.deadline_after: float | None = None  # post(timeout=...)
         self.continue_on_error = False
+        self.number = 0  # for profiles: which post of the Flow this is
 
 
 def _cleanup(prefix: str, ipc_dir: str, procs: list) -> None:
@@ -219,6 +242,7 @@ class Router:
         self.arena_size, self.timeout_close = arena_size, timeout_close
         self.deployments: list[_Deployment] = []
         self.started = False
+        self.profile = None  # a ProfileRecorder while profiling
 
     def start(self) -> None:
         """Start every executor's processes in parallel and wait until all are ready.
@@ -453,6 +477,8 @@ class Router:
         req.last = (payload, meta)
         self._requests[rid] = req
         post.inflight += 1
+        if GATEWAY in post.plan.forks:
+            req.forks[GATEWAY] = (payload, meta)
         for node in post.plan.start:
             self._arrive(req, node, payload, meta)
 
@@ -467,7 +493,7 @@ class Router:
                 return
             del req.parts[node]
             try:
-                payload, meta = self._join(req, parts, None)
+                payload, meta = self._join(req, parts, None, req.forks.get(plan.split[node]))
             except Exception as exc:
                 return self._fail(req, ExecutorError(plan.nodes[node].name if node != END else 'gateway',
                                                      type(exc).__qualname__, f'joining branches: {exc}',
@@ -475,6 +501,8 @@ class Router:
         if node == END:
             return self._finish(req, payload, meta)
         if not plan.active[node]:
+            if node in plan.forks:
+                req.forks[node] = (payload, meta)
             for nxt in plan.succ[node]:
                 self._arrive(req, nxt, payload, meta)
             return
@@ -486,23 +514,25 @@ class Router:
         else:
             self._assign(req, dep, None, payload, meta)
 
-    def _assign(self, req: _Request, dep: _Deployment, shard: int | None, payload: Payload, meta: Any) -> None:
+    def _assign(self, req: _Request, dep: _Deployment, shard: int | None, payload: Payload, meta: Any,
+                ready: float | None = None) -> None:
         """Send to the live process (of ``shard``, or of any shard) with the fewest
         requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
+        ready = ready or time.time()  # when it could have gone: waiting in the router counts as queueing
         pool = dep.candidates(shard)
         if not pool:
             if dep.starting(shard):  # a restart is under way: wait for it
-                dep.waiting.append((req, shard, payload, meta))
+                dep.waiting.append((req, shard, payload, meta, ready))
                 return
             return self._fail(req, dep.by_shard[shard or 0][-1].died())
         w = min(pool, key=_load)
         if len(pool) > 1 and w.outstanding >= MAX_OUTSTANDING:
-            dep.waiting.append((req, shard, payload, meta))
+            dep.waiting.append((req, shard, payload, meta, ready))
             return
-        self._send_req(req, w, payload, meta)
+        self._send_req(req, w, payload, meta, ready)
 
-    def _send_req(self, req: _Request, w: _Worker, payload: Payload, meta: Any) -> None:
-        req.at[w] = (w.dep.index, payload, meta)
+    def _send_req(self, req: _Request, w: _Worker, payload: Payload, meta: Any, ready: float) -> None:
+        req.at[w] = (w.dep.index, payload, meta, ready, time.time())
         w.outstanding += 1
         frees, w.pending_frees = w.pending_frees, []
         self._send(w, (P.REQ, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload, frees), meta)
@@ -510,7 +540,7 @@ class Router:
     def _next_waiting(self, dep: _Deployment) -> None:
         """A process of ``dep`` has room again: hand it the oldest waiting request."""
         while dep.waiting:
-            req, shard, payload, meta = dep.waiting[0]
+            req, shard, payload, meta, ready = dep.waiting[0]
             if req.done:
                 dep.waiting.popleft()
                 continue
@@ -525,9 +555,10 @@ class Router:
             if w.outstanding >= MAX_OUTSTANDING:
                 return
             dep.waiting.popleft()
-            self._send_req(req, w, payload, meta)
+            self._send_req(req, w, payload, meta, ready)
 
-    def _join(self, req: _Request, parts: list, dep: _Deployment | None) -> tuple[Payload, Any]:
+    def _join(self, req: _Request, parts: list, dep: _Deployment | None,
+              fork: tuple | None = None) -> tuple[Payload, Any]:
         """Merge the payloads of parallel branches (``dep`` given: its shards) into one
         payload in the router's arena; arrays that do not change are named, not copied."""
         post = req.post
@@ -537,7 +568,12 @@ class Router:
             buffers.append(b)
             decoded.append(decode(payload, meta, b))
         if dep is None:
-            merged = merge_by_id(decoded)
+            before = None
+            if fork is not None:
+                b = InputBuffers(fork[0], self._mapper)
+                buffers.append(b)
+                before = decode(fork[0], fork[1], b)
+            merged = merge_by_id(decoded, before)
         else:
             if post.params is None:
                 post.params = pickle.loads(post.params_blob)
@@ -562,7 +598,8 @@ class Router:
             if tag == P.OK:
                 _, rid, payload, allocs, results, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
-                req = self._settle(w, rid, allocs, times, t_send)
+                written = sum(r[3] for r in buffer_refs(payload) if r[0] == w.arena) if allocs else 0
+                req = self._settle(w, rid, allocs, times, t_send, written)
                 if req is not None:
                     if results is not None:
                         if req.results is None:
@@ -573,7 +610,7 @@ class Router:
             elif tag == P.ERR:
                 _, rid, exc_type, message, tb, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
-                req = self._settle(w, rid, [], times, t_send, keep_input=True)
+                req = self._settle(w, rid, [], times, t_send, 0, keep_input=True)
                 if req is not None:
                     self._fail(req, ExecutorError(w.dep.name, exc_type, message, tb, w.replica, req.post.endpoint),
                                exc_type, tb)
@@ -611,6 +648,8 @@ class Router:
             except Exception as exc:
                 return self._fail(req, ExecutorError(w.dep.name, type(exc).__qualname__, f'reducing shards: {exc}',
                                                      traceback.format_exc()))
+        if node in plan.forks:
+            req.forks[node] = (payload, meta)
         for nxt in plan.succ[node]:
             self._arrive(req, nxt, payload, meta)
 
@@ -635,7 +674,7 @@ class Router:
                 self._done_slots.discard(key)
                 self._free_slot(key)
 
-    def _settle(self, w: _Worker, rid: int, allocs: list, times: tuple, t_send: float,
+    def _settle(self, w: _Worker, rid: int, allocs: list, times: tuple, t_send: float, written: int,
                 keep_input: bool = False) -> _Request | None:
         """Book a reply from ``w``; returns the request while it is still going."""
         w.outstanding -= 1
@@ -646,15 +685,18 @@ class Router:
                 self._release_slot(key)
             return None
         req.slots.extend(slots)
-        node, payload, meta = req.at.pop(w)
+        node, payload, meta, ready, dispatched = req.at.pop(w)
         if keep_input:
             req.last = (payload, meta)
         if req.done or req.post.abandoned:
             req.done = True
             self._retire(req)
             return None
+        # Wall times (time.time()) of one hop: ready to go to this executor, sent to its
+        # process, received there, handler start and end, sent back, back in the router.
         req.routes.append({'executor': w.dep.name, 'replica': w.replica, 'shard': w.shard, 'pid': w.pid,
-                           'received': times[0], 'start': times[1], 'end': times[2], 'sent': t_send})
+                           'ready': ready, 'dispatched': dispatched, 'received': times[0], 'start': times[1],
+                           'end': times[2], 'sent': t_send, 'returned': time.time(), 'shm_bytes': written})
         return req
 
     def _retire(self, req: _Request) -> None:
@@ -719,6 +761,9 @@ class Router:
         if req.results is not None:
             params['__results__'] = req.results
         resp = Response(f'{self.prefix}-{req.rid}', docs, post.endpoint, params, status, req.routes, req.index)
+        if self.profile is not None:
+            self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), payload[0],
+                             error is None, req.routes)
         del docs
         try:
             if post.in_order:
@@ -781,7 +826,7 @@ class Router:
             self._spawn(dep, w.shard, w.replica)
         error = w.died()
         for req in [r for r in self._requests.values() if w in r.at]:
-            node, payload, meta = req.at.pop(w)
+            node, payload, meta, *_ = req.at.pop(w)
             w.outstanding -= 1
             if req.done or req.post.abandoned:
                 req.done = True
