@@ -166,7 +166,8 @@ class Flow:
             With shards: 'any' sends a request to one shard, 'all' to every shard and joins
             their documents (by id; matches sorted by score and cut to ``parameters['limit']``
             or ``['top_k']``), or with the class's ``reduce(docs_matrix, parameters)``
-            static method when it defines one.
+            static method when it defines one. With 'all', a handler's returned dict
+            appears in ``parameters['__results__'][name]`` as a list, one per shard.
         max_restarts : int
             How many times a process of this executor that dies is started again (its
             ``__init__`` runs again); with replicas, the others keep serving meanwhile.

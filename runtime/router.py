@@ -604,7 +604,10 @@ class Router:
                     if results is not None:
                         if req.results is None:
                             req.results = {}
-                        req.results[w.dep.name] = results
+                        if req.post.plan.fan[w.dep.index]:  # one dict per shard, by shard id
+                            req.results.setdefault(w.dep.name, [None] * w.dep.shards)[w.shard] = results
+                        else:
+                            req.results[w.dep.name] = results
                     self._done_at(req, w, payload, meta)
                 self._next_waiting(w.dep)
             elif tag == P.ERR:
