@@ -1,0 +1,102 @@
+"""Profiling runs: route timings, the summary, and the Chrome trace."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from runtime import Document, DocumentArray, Executor, Flow, requests
+
+
+class Busy(Executor):
+    @requests
+    def work(self, docs, parameters, **kwargs):
+        time.sleep(parameters.get('sleep', 0.01))
+        docs.embeddings = np.ones((len(docs), 16), np.float32) * self.runtime_args.replica_id
+
+
+class Reader(Executor):
+    @requests
+    def read(self, docs, **kwargs):
+        docs.embeddings.shape
+
+
+def _docs(n):
+    return DocumentArray(Document(id=str(i)) for i in range(n))
+
+
+def test_routes_carry_every_hop_in_time_order():
+    with Flow().add(name='busy', uses=Busy, replicas=2).add(name='reader', uses=Reader) as f:
+        res = f.post('/', _docs(20), request_size=5, return_results=True, parameters={'sleep': 0.02})
+    pids = set()
+    for r in res:
+        assert [h['executor'] for h in r.routes] == ['busy', 'reader']
+        for h in r.routes:
+            assert h['ready'] <= h['dispatched'] <= h['received'] <= h['start'] <= h['end'] <= h['sent']
+            assert h['sent'] <= h['returned']
+            pids.add((h['executor'], h['pid'], h['replica'], h['shard']))
+        busy = r.routes[0]
+        assert busy['end'] - busy['start'] >= 0.02  # the handler's own time, measured in its process
+        assert busy['shm_bytes'] == 5 * 16 * 4  # the embeddings it wrote
+        assert r.routes[1]['shm_bytes'] == 0  # only read them: nothing new in shared memory
+        assert r.routes[0]['returned'] <= r.routes[1]['ready']
+    assert len({p for p in pids if p[0] == 'busy'}) == 2  # both replicas appear
+
+
+def test_summary_counts_add_up_and_handler_time_lies_within_the_routes(caplog):
+    caplog.set_level(logging.INFO, logger='runtime')
+    with Flow(profile=True).add(name='busy', uses=Busy, replicas=2).add(name='reader', uses=Reader) as f:
+        res = f.post('/', _docs(40), request_size=4, parameters={'sleep': 0.01}, return_results=True)
+        f.post('/', _docs(6), request_size=3)
+        whole, last = f.profile_summary(), f.profile_summary(last_post=True)
+    assert whole.requests == 12 and whole.docs == 46 and whole.failed == 0
+    assert last.requests == 2 and last.docs == 6
+    busy = whole.executor('busy')
+    assert busy.requests == 12 and busy.docs == 46
+    per_process = [e for e in whole.executors if e.executor == 'busy' and e.process]
+    assert len(per_process) == 2 and sum(e.requests for e in per_process) == 12
+    handler = sorted(1e3 * (h['end'] - h['start']) for r in res for h in r.routes if h['executor'] == 'busy')
+    assert handler[-1] <= busy.handler_ms['max'] + 1e-6
+    assert 10.0 <= busy.handler_ms['p50'] <= max(handler)
+    assert 0 < busy.busy_pct <= 100 and whole.executor('reader').busy_pct < busy.busy_pct
+    assert busy.shm_bytes == 46 * 16 * 4
+    assert whole.latency_ms['p50'] <= whole.latency_ms['p95'] <= whole.latency_ms['p99']
+    assert whole.docs_per_s > 0 and whole.wall_s > 0
+    table = str(whole)
+    assert 'busy' in table and 'replica 1' in table and 'docs/s' in table
+    assert whole.to_dict()['executors'][0]['executor'] == 'busy'
+    # each post and the whole run are logged
+    assert sum('profile of post' in r.message for r in caplog.records) == 2
+    assert any('profile of the whole run' in r.message for r in caplog.records)
+
+
+def test_chrome_trace_is_valid_and_links_the_hops(tmp_path):
+    path = tmp_path / 'run.json'
+    with Flow(profile=str(path)).add(name='busy', uses=Busy).add(name='reader', uses=Reader) as f:
+        f.post('/', _docs(9), request_size=3, parameters={'sleep': 0.005})
+    trace = json.loads(path.read_text())  # written on exit
+    events = trace['traceEvents']
+    slices = [e for e in events if e['ph'] == 'X']
+    assert len(slices) == 6 and {e['name'] for e in slices} == {'busy', 'reader'}
+    assert all(e['dur'] > 0 and e['ts'] >= 0 for e in slices)
+    names = {e['pid']: e['args']['name'] for e in events if e['ph'] == 'M' and e['name'] == 'process_name'}
+    assert any(n.startswith('busy') for n in names.values()) and 'router (parent)' in names.values()
+    assert {e['pid'] for e in slices} <= set(names)  # one named track per process
+    starts = [e for e in events if e['ph'] == 's']
+    ends = [e for e in events if e['ph'] == 'f']
+    assert len(starts) == len(ends) == 3  # one arrow per request, busy -> reader
+    assert {e['id'] for e in starts} == {e['id'] for e in ends}
+    requests_ = [e for e in events if e['ph'] in ('b', 'e')]
+    assert len(requests_) == 6 and len({e['id'] for e in requests_}) == 3
+
+
+def test_profiling_must_be_asked_for():
+    with Flow().add(uses=Reader) as f:
+        f.post('/', Document(embedding=np.zeros(2)))
+        with pytest.raises(RuntimeError, match='profile=True'):
+            f.profile_summary()
+    with pytest.raises(TypeError, match='profile takes'):
+        Flow(profile=3)
