@@ -1,7 +1,8 @@
 """The benchmark suite, ``python -m perf [--quick] [--json OUT]``: one table, one JSON file.
 
-Runs the data-model benchmark (``perf.bench_datamodel``) and the Flow benchmark
-(``perf.bench_flow``, with its baselines measured in the same invocation), prints one table
+Runs the data-model benchmark (``perf.bench_datamodel``), the Flow benchmark
+(``perf.bench_flow``, with its baselines measured in the same invocation) and the scaling
+benchmark (``perf.bench_scaling``: replicas against multiprocessing.Pool, shards), prints one table
 (figure, value, baseline, ratio, target, pass/fail) and writes every figure, ratio and
 repetition to JSON together with the machine it ran on.
 """
@@ -22,7 +23,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from perf import bench_datamodel, bench_flow  # noqa: E402
+from perf import bench_datamodel, bench_flow, bench_scaling  # noqa: E402
 from perf.common import as_jsonable, format_table, format_value, machine_info  # noqa: E402
 
 #: Documents for the data-model throughput figures in --quick mode (its own default is
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f'under a minute: 3 repetitions instead of 5, {QUICK_DATAMODEL_N:,} docs for the '
                              f'data-model throughput figures, fewer latency samples')
     parser.add_argument('--json', metavar='OUT', default=None, help='write every figure to this JSON file')
-    parser.add_argument('--only', choices=('datamodel', 'flow'), default=None, help='run one benchmark only')
+    parser.add_argument('--only', choices=('datamodel', 'flow', 'scaling'), default=None, help='run one benchmark only')
     args = parser.parse_args(argv)
 
     info = machine_info()
@@ -77,6 +78,15 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = fl['config']
         rows.append((f'[Flow: {cfg["n_docs"]:,} docs, {cfg["reps"]} rounds, medians]', '', '', '', '', ''))
         rows.extend(bench_flow.table_rows(fl['figures']))
+    if args.only in (None, 'scaling'):
+        t0 = time.perf_counter()
+        sc = bench_scaling.run(quick=args.quick)
+        sc['seconds'] = time.perf_counter() - t0
+        out['benchmarks']['scaling'] = sc
+        cfg = sc['config']
+        rows.append((f'[scaling: {cfg["n_requests"]} requests x {cfg["matmuls"]} matmuls, processes '
+                     f'{",".join(map(str, cfg["counts"]))}, medians of {cfg["reps"]}]', '', '', '', '', ''))
+        rows.extend(bench_scaling.table_rows(sc['figures']))
     out['seconds'] = time.perf_counter() - t_all
 
     print(format_table(rows))

@@ -61,8 +61,11 @@ class Response:
         that returned a dict.
     status : Status
     routes : list of dict
-        One entry per executor visited: ``executor``, ``replica``, ``pid``, and the wall
-        times (``time.time()``) ``received``, ``start``, ``end`` (handler) and ``sent``.
+        One entry per executor visited: ``executor``, ``replica``, ``shard``, ``pid``,
+        ``docs_in`` / ``docs_out``, ``shm_bytes`` (written to shared memory), and the wall
+        times (``time.time()``) ``ready`` (could go to it), ``dispatched`` (sent to its
+        process), ``received``, ``start`` / ``end`` (its handler), ``sent`` (back) and
+        ``returned`` (in the router).
 
     Example
     -------

@@ -599,7 +599,7 @@ class Router:
                 _, rid, payload, allocs, results, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
                 written = sum(r[3] for r in buffer_refs(payload) if r[0] == w.arena) if allocs else 0
-                req = self._settle(w, rid, allocs, times, t_send, written)
+                req = self._settle(w, rid, allocs, times, t_send, written, payload[0])
                 if req is not None:
                     if results is not None:
                         if req.results is None:
@@ -613,7 +613,7 @@ class Router:
             elif tag == P.ERR:
                 _, rid, exc_type, message, tb, times, pins, releases, t_send = header
                 self._account(w, pins, releases)
-                req = self._settle(w, rid, [], times, t_send, 0, keep_input=True)
+                req = self._settle(w, rid, [], times, t_send, 0, None, keep_input=True)
                 if req is not None:
                     self._fail(req, ExecutorError(w.dep.name, exc_type, message, tb, w.replica, req.post.endpoint),
                                exc_type, tb)
@@ -678,7 +678,7 @@ class Router:
                 self._free_slot(key)
 
     def _settle(self, w: _Worker, rid: int, allocs: list, times: tuple, t_send: float, written: int,
-                keep_input: bool = False) -> _Request | None:
+                docs_out: int | None, keep_input: bool = False) -> _Request | None:
         """Book a reply from ``w``; returns the request while it is still going."""
         w.outstanding -= 1
         req = self._requests.get(rid)
@@ -699,7 +699,8 @@ class Router:
         # process, received there, handler start and end, sent back, back in the router.
         req.routes.append({'executor': w.dep.name, 'replica': w.replica, 'shard': w.shard, 'pid': w.pid,
                            'ready': ready, 'dispatched': dispatched, 'received': times[0], 'start': times[1],
-                           'end': times[2], 'sent': t_send, 'returned': time.time(), 'shm_bytes': written})
+                           'end': times[2], 'sent': t_send, 'returned': time.time(), 'shm_bytes': written,
+                           'docs_in': payload[0], 'docs_out': docs_out})
         return req
 
     def _retire(self, req: _Request) -> None:
