@@ -317,7 +317,7 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
 def decode(payload: Payload, meta: Any, buffers: InputBuffers) -> LazyDocumentArray:
     """The documents of a payload, unpickled on first use; with views (not copies) its
     arrays are zero-copy and ``docs.embeddings`` is the matrix itself."""
-    if hasattr(meta, 'buffer'):  # a zmq.Frame received with copy=False
+    if hasattr(meta, 'buffer'):  # a zmq.Frame received with copy=False (large frames ride alone)
         meta = meta.buffer
     emb = None
     if isinstance(payload[1], tuple):

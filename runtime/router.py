@@ -269,7 +269,7 @@ class Router:
         self._done_slots: set = set()  # slots of finished requests that a worker still keeps
         self._kept: list = []  # (ref, view) of final payloads a caller still holds arrays of
         self._procs: list[subprocess.Popen] = []
-        self._outbox: dict[_Worker, tuple[list, list]] = {}
+        self._outbox: dict[_Worker, list] = {}
         self._poller: zmq.Poller | None = None
         self._rids = itertools.count()
         self.started = True
@@ -405,15 +405,14 @@ class Router:
         """
         box = self._outbox.get(w)
         if box is None:
-            self._outbox[w] = box = ([], [])
-        box[0].append(header)
-        box[1].append(meta)
+            self._outbox[w] = box = []
+        box.append((header, meta))
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        for w, (headers, metas) in outbox.items():
+        for w, items in outbox.items():
             try:
-                self._sock.send_multipart([w.bident, pickle.dumps(headers, protocol=5), *metas], copy=False)
+                self._sock.send_multipart([w.bident, *P.pack(items)], copy=False)
             except zmq.ZMQError as exc:  # not connected any more: its death is noticed by its pidfd
                 logger.debug('could not send to %s: %s', w.identity, exc)
 
@@ -435,7 +434,7 @@ class Router:
                 break
             w = self._workers.get(frames[0].bytes)
             if w is not None:
-                for header, meta in zip(pickle.loads(frames[1].buffer), frames[2:]):
+                for header, meta in P.unpack(frames[1:]):
                     yield 'msg', w, header, meta
         for fd, _ in events:
             w = self._by_pidfd.get(fd) if isinstance(fd, int) else None

@@ -50,13 +50,10 @@ class Worker:
         self.releases: list = []  # (arena, slot) let go since the last message out
 
     # -- messaging -------------------------------------------------------------------------
-    # A message is [pickled list of headers, one meta frame per header]: the parent batches
-    # what it has for us; we answer each request on its own (see serve).
+    # The parent batches what it has for us (see protocol.pack); we answer each request on
+    # its own as soon as it is done (see serve).
     def send(self, header: tuple, meta=b'') -> None:
-        self.send_batch([header], [meta])
-
-    def send_batch(self, headers: list, metas: list) -> None:
-        self.sock.send_multipart([pickle.dumps(headers, protocol=5), *metas], copy=False)
+        self.sock.send_multipart(P.pack([(header, meta)]), copy=False)
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
@@ -66,8 +63,7 @@ class Worker:
         while idle)."""
         while True:
             if self.sock.poll(IDLE_POLL_MS):
-                frames = self.sock.recv_multipart(copy=False)
-                return list(zip(pickle.loads(frames[0].buffer), frames[1:]))
+                return P.unpack(self.sock.recv_multipart(copy=False))
             if not self.parent_alive():
                 return None
             self.check_pins()
@@ -90,7 +86,7 @@ class Worker:
                 if p not in sys.path:
                     sys.path.insert(0, p)
             import cloudpickle  # noqa: F401  (needed to load what cloudpickle wrote)
-            cls = pickle.loads(blob.buffer)
+            cls = pickle.loads(P.frame_bytes(blob))
             obj = cls.__new__(cls)
             for k, v in cfg['metas'].items():
                 setattr(obj.metas, k, v)
