@@ -279,7 +279,8 @@ class Flow:
         if rt is not None:
             rt.close()
             if self._profile is not None and self._profile.records:
-                logger.info('profile of the whole run:\n%s', self._profile.summary().table())
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info('profile of the whole run:\n%s', self._profile.summary().table())
                 if isinstance(self._profile_opt, (str, os.PathLike)):
                     self.save_trace(self._profile_opt)
 
@@ -432,7 +433,7 @@ class Flow:
         finally:
             if progress is not None:
                 progress.close()
-        if self._profile is not None:
+        if self._profile is not None and logger.isEnabledFor(logging.INFO):
             logger.info('profile of post %d (%s):\n%s', post.number, on, self._profile.summary(post.number).table())
         if post.error is not None:
             raise post.error
