@@ -90,13 +90,19 @@ class WorkerDiedError(RuntimeError):
     The message names the executor, the replica, the exit code or signal and the likely cause.
     """
 
-    def __init__(self, executor: str, replica: int, returncode: int | None, pid: int | None = None) -> None:
+    def __init__(self, executor: str, replica: int, returncode: int | None, pid: int | None = None,
+                 reason: str = '') -> None:
         self.executor, self.replica, self.returncode, self.pid = executor, replica, returncode, pid
+        self.reason = reason
+        if reason:  # it told the parent why before it died: that is the cause, not the exit code
+            how = f'after an error outside any handler: {reason} (exit code {returncode}; traceback below)'
+        else:
+            how = f'with {describe_exit(returncode)}'
         super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) ended '
-                         f'unexpectedly with {describe_exit(returncode)}')
+                         f'unexpectedly {how}')
 
     def __reduce__(self):
-        return type(self), (self.executor, self.replica, self.returncode, self.pid)
+        return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason)
 
 
 class RequestTimeoutError(TimeoutError):

@@ -181,6 +181,10 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> 
     """Turn ``uses=`` (class, name, ``{'jtype': ..., 'with': ..., 'metas': ...}`` or None)
     into (class, init kwargs, metas)."""
     kwargs, metas = {}, {}
+    for label, value in (('uses_with', uses_with), ('uses_metas', uses_metas)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f'{label} takes a dict of keyword arguments, e.g. {{"dim": 128}}, got '
+                            f'{type(value).__name__} {value!r:.40}')
     if uses is None:
         cls = _PassThrough
     elif isinstance(uses, type):
@@ -196,7 +200,15 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> 
             raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments) and "
                              f"'metas'; got {sorted(uses)}")
         jtype = uses['jtype']
-        cls = jtype if isinstance(jtype, type) else lookup_executor_class(jtype)
+        if isinstance(jtype, type) and issubclass(jtype, Executor):
+            cls = jtype
+        elif isinstance(jtype, str):
+            cls = lookup_executor_class(jtype)
+        else:
+            raise TypeError(f"uses={{'jtype': ...}} takes an Executor class name (str), got {jtype!r:.40}")
+        for key in ('with', 'metas'):
+            if uses.get(key) is not None and not isinstance(uses[key], dict):
+                raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
         kwargs.update(uses.get('with') or {})
         metas.update(uses.get('metas') or {})
     elif isinstance(uses, Executor):

@@ -204,6 +204,9 @@ class Flow:
         for label, value in (('replicas', reps), ('shards', nshards)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f'{label} must be a positive int, got {value!r}')
+        timeout_ready = spec.get('timeout_ready')
+        if timeout_ready is not None and (not isinstance(timeout_ready, (int, float)) or isinstance(timeout_ready, bool)):
+            raise TypeError(f'timeout_ready takes seconds (a number; -1 waits forever), got {describe(timeout_ready)}')
         for label in ('max_restarts', 'max_retries'):
             value = spec.get(label, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -156,7 +156,13 @@ def _iter_lines(fp: LinesSource, encoding: str, newline: str | None = None,
             with open(fp, 'r', encoding=encoding, newline=newline) as f:
                 yield from f
     else:
-        yield from fp
+        want = (bytes, bytearray) if binary else str
+        for line_num, line in enumerate(fp, start=1):
+            if not isinstance(line, want):
+                raise ValueError(f'line {line_num} is {type(line).__name__} {line!r:.40}, not '
+                                 f'{"bytes" if binary else "str"}: pass an open file, a path, or an iterable '
+                                 f'of {"bytes" if binary else "str"} lines')
+            yield line
 
 
 def _with_line(exc: Exception, where: str) -> Exception:

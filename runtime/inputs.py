@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -83,6 +84,7 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
         it = iter(inputs)
     else:
         it = _checked(inputs)
+    size = min(size, sys.maxsize)  # islice takes no larger stop; no list is that long anyway
     while True:
         chunk = list(itertools.islice(it, size))
         if not chunk:

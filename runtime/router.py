@@ -120,7 +120,9 @@ class _Worker:
         self.fatal = ''  # the traceback it sent before dying of an error outside a handler
 
     def died(self) -> WorkerDiedError:
-        err = WorkerDiedError(self.dep.name, self.replica, self.proc.returncode, self.pid)
+        lines = [x for x in self.fatal.strip().splitlines() if x.strip()]
+        err = WorkerDiedError(self.dep.name, self.replica, self.proc.returncode, self.pid,
+                              lines[-1].strip() if lines else '')
         if self.fatal:
             err.__cause__ = RemoteTraceback(self.fatal)
         return err
@@ -296,7 +298,9 @@ class Router:
         try:
             self._outbox = {}
             for w in list(self._workers.values()):
-                if w.alive:
+                if w.alive and not w.ready:
+                    w.proc.kill()  # still in its __init__ (or never started): it cannot hear STOP
+                elif w.alive:
                     self._send(w, (P.STOP, w.pending_frees))
             self._flush()
             deadline = time.monotonic() + self.timeout_close

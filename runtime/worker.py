@@ -14,6 +14,7 @@ import pickle
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -28,6 +29,9 @@ logger = logging.getLogger('runtime')
 
 #: How often an idle worker checks that its parent lives and that kept arrays were let go.
 IDLE_POLL_MS = 200
+#: How often the watcher thread checks the parent, and how long it then gives the main
+#: loop to exit by itself (it is idle, or its handler is about to return).
+WATCH_S, WATCH_GRACE_S = 0.25, 1.0
 
 
 class Worker:
@@ -214,6 +218,17 @@ class Worker:
             self.sock.close(linger=0)
             self.ctx.term()
 
+    def watch_parent(self) -> None:
+        """A thread: if the parent dies while the main loop is stuck in a long handler, the
+        loop cannot notice; after a grace period for it to exit cleanly, remove the Flow's
+        files and end the process from here."""
+        while self.parent_alive():
+            time.sleep(WATCH_S)
+        time.sleep(WATCH_GRACE_S)  # an idle main loop notices within IDLE_POLL_MS and exits cleanly
+        logger.debug('%s: parent %d is gone while a handler runs; exiting', self.name, self.parent_pid)
+        self.orphan_cleanup()
+        os._exit(1)
+
     def orphan_cleanup(self) -> None:
         """The parent died without stopping us: remove what the whole Flow left behind.
 
@@ -228,21 +243,24 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=os.environ.get('SHMFLOW_LOG_LEVEL', 'WARNING'))
     worker = Worker(endpoint, identity, prefix, int(parent_pid), int(arena_size))
+    threading.Thread(target=worker.watch_parent, name='parent-watch', daemon=True).start()
+    code = 0
     try:
         if worker.configure():
             worker.serve()
-    except BaseException as exc:
+    except SystemExit:
+        raise
+    except BaseException:
         # An error outside any handler (or a BaseException out of one): tell the parent why
         # before dying of it, so the error it raises carries this traceback.
-        if not isinstance(exc, SystemExit):
-            try:
-                worker.send((P.FATAL, traceback.format_exc()))
-            except Exception:
-                pass
-        raise
+        try:
+            worker.send((P.FATAL, traceback.format_exc()))
+        except Exception:
+            pass
+        code = 1
     finally:
         worker.close()
-    return 0
+    return code
 
 
 if __name__ == '__main__':

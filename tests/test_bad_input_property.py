@@ -256,10 +256,6 @@ def _types(value):
     return type(value)
 
 
-@pytest.mark.xfail(reason='BUG: request_size > sys.maxsize is accepted by the check, then a list or a '
-                          'generator input fails inside itertools.islice with "Stop argument for islice() '
-                          'must be None or an integer: 0 <= x <= sys.maxsize", which does not name '
-                          'request_size (a DocumentArray input works: one request)', strict=True)
 def test_huge_request_size_sends_one_request_or_is_refused_by_name():
     with Flow() as f:  # no executor needed: the failure is in the parent
         for inputs in ([Document(), Document()], (Document() for _ in range(2))):
@@ -338,11 +334,6 @@ def test_add_refuses_junk_by_name_and_leaves_the_flow_unchanged():
         _still_usable(f)
 
 
-@pytest.mark.xfail(reason='BUG: add() does not check uses_with / uses_metas (nor the "with" / "metas" '
-                          'of a uses= dict, nor its "jtype" type): a str, list or int fails inside '
-                          'dict.update with e.g. "dictionary update sequence element #0 has length 1; '
-                          '2 is required" or "\'int\' object is not iterable", naming neither the '
-                          'argument nor what to pass', strict=True)
 def test_add_names_a_bad_uses_with_or_uses_metas():
     unclear = []
     for kwargs in ({'uses_with': 'dim=3'}, {'uses_with': [1, 2]}, {'uses_with': 5}, {'uses_metas': 'enc'},
@@ -359,10 +350,6 @@ def test_add_names_a_bad_uses_with_or_uses_metas():
     assert not unclear
 
 
-@pytest.mark.xfail(reason="BUG: add(timeout_ready='soon') (or a list) is accepted; start() then fails with "
-                          "TypeError \"'<' not supported between instances of 'str' and 'int'\", which does "
-                          'not name timeout_ready, and only after waiting timeout_close for the process '
-                          'that was already spawned', strict=True)
 def test_add_refuses_a_timeout_ready_that_is_not_a_number():
     for value in ('soon', [1]):
         with pytest.raises((TypeError, ValueError), match='timeout_ready'):
@@ -465,11 +452,6 @@ GENERATORS = {
 }
 
 
-@pytest.mark.xfail(reason='BUG: from_ndjson and from_lines call line.strip() on every item of an iterable '
-                          'source, so an item that is not a str (None, an int) fails with AttributeError '
-                          '"\'NoneType\' object has no attribute \'strip\'" instead of a TypeError naming the '
-                          'line and what to pass (from_csv does this right: "CSV line 0: iterator should '
-                          'return strings, not NoneType")', strict=True)
 def test_ndjson_and_lines_name_a_line_that_is_not_a_str():
     unclear = []
     for label, make in (('from_ndjson([None])', lambda: from_ndjson([None])),
