@@ -1,8 +1,9 @@
 """The benchmark suite, ``python -m perf [--quick] [--json OUT]``: one table, one JSON file.
 
 Runs the data-model benchmark (``perf.bench_datamodel``), the Flow benchmark
-(``perf.bench_flow``, with its baselines measured in the same invocation) and the scaling
-benchmark (``perf.bench_scaling``: replicas against multiprocessing.Pool, shards), prints one table
+(``perf.bench_flow``, with its baselines measured in the same invocation), the streaming
+and profiling-overhead benchmark (``perf.bench_streaming``) and the scaling benchmark
+(``perf.bench_scaling``: replicas against multiprocessing.Pool, shards), prints one table
 (figure, value, baseline, ratio, target, pass/fail) and writes every figure, ratio and
 repetition to JSON together with the machine it ran on.
 """
@@ -23,7 +24,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from perf import bench_datamodel, bench_flow, bench_scaling  # noqa: E402
+from perf import bench_datamodel, bench_flow, bench_scaling, bench_streaming  # noqa: E402
 from perf.common import as_jsonable, format_table, format_value, machine_info  # noqa: E402
 
 #: Documents for the data-model throughput figures in --quick mode (its own default is
@@ -47,8 +48,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f'under a minute: 3 repetitions instead of 5, {QUICK_DATAMODEL_N:,} docs for the '
                              f'data-model throughput figures, fewer latency samples')
     parser.add_argument('--json', metavar='OUT', default=None, help='write every figure to this JSON file')
-    parser.add_argument('--only', choices=('datamodel', 'flow', 'scaling'), default=None, help='run one benchmark only')
+    parser.add_argument('--tiny', action='store_true',
+                        help='a smoke run with tiny workloads (checks the suite and its JSON, not speed)')
+    parser.add_argument('--only', choices=('datamodel', 'flow', 'streaming', 'scaling'), default=None,
+                        help='run one benchmark only')
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.quick = True
 
     info = machine_info()
     blas = info['blas']
@@ -64,23 +70,32 @@ def main(argv: list[str] | None = None) -> dict:
     if args.only in (None, 'datamodel'):
         t0 = time.perf_counter()
         kwargs = {'n': QUICK_DATAMODEL_N} if args.quick else {}
+        if args.tiny:
+            kwargs = {'n': 2_000, 'rss_docs': 10_000}
         dm = bench_datamodel.run(quick=args.quick, **kwargs)
         out['benchmarks']['datamodel'] = {'config': {'quick': args.quick, **kwargs}, 'figures': dm,
                                           'seconds': time.perf_counter() - t0}
-        note = f', {QUICK_DATAMODEL_N:,} docs (quick)' if args.quick else ''
+        note = f', {kwargs["n"]:,} docs (quick)' if args.quick else ''
         rows.append((f'[data model{note}]', '', '', '', '', ''))
         rows.extend(_datamodel_rows(dm))
     if args.only in (None, 'flow'):
         t0 = time.perf_counter()
-        fl = bench_flow.run(quick=args.quick)
+        fl = bench_flow.run(quick=args.quick, tiny=args.tiny)
         fl['seconds'] = time.perf_counter() - t0
         out['benchmarks']['flow'] = fl
         cfg = fl['config']
         rows.append((f'[Flow: {cfg["n_docs"]:,} docs, {cfg["reps"]} rounds, medians]', '', '', '', '', ''))
         rows.extend(bench_flow.table_rows(fl['figures']))
+    if args.only in (None, 'streaming'):
+        t0 = time.perf_counter()
+        st = bench_streaming.run(quick=args.quick, tiny=args.tiny)
+        st['seconds'] = time.perf_counter() - t0
+        out['benchmarks']['streaming'] = st
+        rows.append(('[streaming memory and profiling overhead]', '', '', '', '', ''))
+        rows.extend(bench_flow.table_rows(st['figures']))
     if args.only in (None, 'scaling'):
         t0 = time.perf_counter()
-        sc = bench_scaling.run(quick=args.quick)
+        sc = bench_scaling.run(quick=args.quick, tiny=args.tiny)
         sc['seconds'] = time.perf_counter() - t0
         out['benchmarks']['scaling'] = sc
         cfg = sc['config']

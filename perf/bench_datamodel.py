@@ -75,7 +75,7 @@ def _iter_rss_growth(root: str, n: int) -> tuple[float, float]:
     return (peak - base) / 2**20, _rate(n, seconds)
 
 
-def run(n: int = 100_000, dim: int = 768, quick: bool = False) -> dict:
+def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | None = None) -> dict:
     """Measure the data-model figures and return them.
 
     Parameters
@@ -98,7 +98,7 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False) -> dict:
     'docs/s'
     """
     reps = 3 if quick else 5
-    rss_docs = 100_000 if quick else 1_000_000
+    rss_docs = rss_docs or (100_000 if quick else 1_000_000)
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((n, dim), dtype=np.float32)
     docs = _docs(n, emb)

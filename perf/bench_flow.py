@@ -218,7 +218,7 @@ def _ratios(a: list[float], b: list[float]) -> float:
     return median(x / y for x, y in zip(a, b))
 
 
-def run(quick: bool = False, n_docs: int | None = None, profile: str | None = None) -> dict:
+def run(quick: bool = False, n_docs: int | None = None, profile: str | None = None, tiny: bool = False) -> dict:
     """Measure every figure of the Flow benchmark.
 
     Parameters
@@ -230,6 +230,9 @@ def run(quick: bool = False, n_docs: int | None = None, profile: str | None = No
         Documents per throughput run (default 10,000).
     profile : str, optional
         Write a cProfile of the parent during one extra Flow throughput run to this file.
+    tiny : bool
+        A smoke run (1,000 docs, one round, few latency samples): checks the machinery and
+        the output, not speed.
 
     Returns
     -------
@@ -245,10 +248,10 @@ def run(quick: bool = False, n_docs: int | None = None, profile: str | None = No
     >>> r['figures']['flow_vs_floor']['ok']  # doctest: +SKIP
     True
     """
-    reps = 3 if quick else 5
-    n = n_docs or N_DOCS
-    sync_posts = 300 if quick else 1000
-    stream_requests = 1000 if quick else 2000
+    reps = 1 if tiny else 3 if quick else 5
+    n = n_docs or (1000 if tiny else N_DOCS)
+    sync_posts = 30 if tiny else 300 if quick else 1000
+    stream_requests = 100 if tiny else 1000 if quick else 2000
     config = {'n_docs': n, 'request_size': REQUEST_SIZE, 'dim': DIM, 'small_dim': SMALL_DIM, 'window': WINDOW,
               'executors': EXECUTORS, 'reps': reps, 'quick': quick, 'sync_posts': sync_posts,
               'stream_requests': stream_requests}

@@ -58,15 +58,15 @@ MATMULS = 20
 W_SEED = 1234
 #: Requests per run: at least this many, and at least PER_PROCESS per process at the
 #: largest count, rounded up to a multiple of every count (no count gets a ragged tail).
-BASE_REQUESTS = {'full': 64, 'quick': 24}
-PER_PROCESS = {'full': 8, 'quick': 4}
+BASE_REQUESTS = {'full': 64, 'quick': 24, 'tiny': 4}
+PER_PROCESS = {'full': 8, 'quick': 4, 'tiny': 2}
 REPS = 3
 #: Requests in flight per replica: the router keeps 2 at each process, the rest wait in
 #: the router, so every replica always has its next request at hand.
 WINDOW_PER_REPLICA = 4
 CANDIDATE_COUNTS = (1, 2, 4, 8, 14)
-INDEX_SIZE = {'full': 100_000, 'quick': 20_000}
-QUERIES = {'full': 200, 'quick': 100}
+INDEX_SIZE = {'full': 100_000, 'quick': 20_000, 'tiny': 2_000}
+QUERIES = {'full': 200, 'quick': 100, 'tiny': 20}
 QUERY_REQUEST_SIZE = 10
 INDEX_REQUEST_SIZE = 1000
 TOP_K = 10
@@ -206,8 +206,7 @@ def default_counts(cpus: int | None = None) -> list[int]:
     return [c for c in CANDIDATE_COUNTS if c <= cpus - 1]
 
 
-def n_requests_for(counts: list[int], quick: bool) -> int:
-    mode = 'quick' if quick else 'full'
+def n_requests_for(counts: list[int], mode: str) -> int:
     n = max(BASE_REQUESTS[mode], PER_PROCESS[mode] * max(counts))
     step = math.lcm(*counts)
     if step <= n // 2:  # only where a multiple of every count stays affordable
@@ -377,7 +376,7 @@ def _shards(index_size: int, n_queries: int, reps: int) -> dict[str, Any]:
 
 
 # -- run -----------------------------------------------------------------------------------
-def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS) -> dict:
+def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS, tiny: bool = False) -> dict:
     """Measure the scaling curve (Flow replicas vs multiprocessing.Pool) and the shards
     search figures.
 
@@ -391,6 +390,8 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS) 
         1 is added if missing: every speedup is relative to it.
     reps : int
         Rounds (default 3); each round runs every count of both systems once.
+    tiny : bool
+        A smoke run (a few requests, a 2,000-vector index): checks the machinery, not speed.
 
     Returns
     -------
@@ -406,13 +407,13 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS) 
     True
     """
     removed = pin_blas_env()  # for the children; the parent pinned itself before numpy if run as a script
-    mode = 'quick' if quick else 'full'
+    mode = 'tiny' if tiny else 'quick' if quick else 'full'
     cpus = usable_cpus()
     counts = sorted(set(default_counts(cpus) if counts is None else counts) | {1})
     if any(not isinstance(c, int) or c < 1 for c in counts):
         raise ValueError(f'counts must be positive ints, got {counts!r}')
     many_core = cpus > 2
-    n_requests = n_requests_for(counts, quick)
+    n_requests = n_requests_for(counts, mode)
     config = {'quick': quick, 'counts': counts, 'cpus_usable': cpus, 'n_requests': n_requests,
               'request_size': REQUEST_SIZE, 'dim': DIM, 'matmuls': MATMULS, 'reps': reps,
               'window_per_replica': WINDOW_PER_REPLICA, 'index_size': INDEX_SIZE[mode],
@@ -423,7 +424,7 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS) 
     t0 = time.perf_counter()
     rp = _replicas(counts, n_requests, reps)
     t1 = time.perf_counter()
-    sh = _shards(INDEX_SIZE[mode], QUERIES[mode], SEARCH_REPS)
+    sh = _shards(INDEX_SIZE[mode], QUERIES[mode], 1 if tiny else SEARCH_REPS)
     t2 = time.perf_counter()
     config['seconds'] = {'replicas': t1 - t0, 'shards': t2 - t1}
 

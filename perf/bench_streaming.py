@@ -72,7 +72,7 @@ def _stream_memory(n: int, keep: bool) -> dict[str, float]:
             samples.append(_rss_mb())
 
     with Flow(prefetch=16).add(uses=Touch).add(uses=SlowSink) as f:
-        f.post('/', _stream(20_000), request_size=1000, on_done=on_done)  # warm-up: arenas, caches
+        f.post('/', _stream(min(n, 20_000)), request_size=1000, on_done=on_done)  # warm-up: arenas, caches
         gc.collect()
         seen[0] = 0
         start = _rss_mb()
@@ -110,12 +110,13 @@ def _profile_overhead(n: int, reps: int) -> dict[str, list[float]]:
     return rates
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, tiny: bool = False) -> dict:
     """Measure streaming memory (with its return_results baseline) and the cost of
-    profiling. Returns ``{'config', 'figures', 'samples'}`` like ``perf.bench_flow.run``."""
-    n_stream = 200_000 if quick else 1_000_000
-    n_keep = 100_000 if quick else 200_000
-    n_prof, reps = (5_000, 6) if quick else (10_000, 8)
+    profiling. Returns ``{'config', 'figures', 'samples'}`` like ``perf.bench_flow.run``.
+    ``tiny``: a smoke run of the machinery (small streams, two rounds)."""
+    n_stream = 30_000 if tiny else 200_000 if quick else 1_000_000
+    n_keep = 10_000 if tiny else 100_000 if quick else 200_000
+    n_prof, reps = (1_000, 2) if tiny else (5_000, 6) if quick else (10_000, 8)
     stream = _stream_memory(n_stream, keep=False)
     kept = _stream_memory(n_keep, keep=True)
     prof = _profile_overhead(n_prof, reps)
