@@ -35,7 +35,7 @@ import numpy as np
 import psutil
 
 from perf.baselines import MPQueuePipeline, RawZmqPipeline
-from perf.common import entry, format_table, format_value, median
+from perf.common import entry, figure_rows, format_table, median
 from runtime import Document, DocumentArray, Executor, Flow, requests
 
 __all__ = ['ReadEmbeddings', 'run', 'main', 'TARGETS']
@@ -308,18 +308,7 @@ def run(quick: bool = False, n_docs: int | None = None, profile: str | None = No
     return {'config': config, 'figures': figs, 'samples': samples}
 
 
-def table_rows(figures: dict) -> list[tuple[str, ...]]:
-    """(figure, value, baseline, ratio, target, pass/fail) cells of each figure."""
-    rows = []
-    for key, e in figures.items():
-        base = ''
-        if e.get('baseline') is not None:
-            base = f'{format_value(e["baseline"], e["unit"])} ({e.get("baseline_label") or "baseline"})'
-        ratio = '' if e.get('ratio') is None else format_value(e['ratio'], 'x')
-        verdict = '' if e.get('ok') is None else ('pass' if e['ok'] else 'FAIL')
-        rows.append((e.get('label', key), format_value(e['value'], e['unit']), base, ratio,
-                     e.get('target') or '', verdict))
-    return rows
+table_rows = figure_rows  # the name the suite and older scripts use
 
 
 def main(argv: list[str] | None = None) -> dict:

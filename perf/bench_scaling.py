@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from perf.common import (BLAS_THREAD_VARS, as_jsonable, blas_info, entry, format_table, format_value,
+from perf.common import (BLAS_THREAD_VARS, as_jsonable, blas_info, entry, figure_rows, format_table,
                          machine_info, median, pin_blas_env)
 from runtime import Document, DocumentArray, Executor, Flow, requests
 
@@ -494,23 +494,7 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS, 
     return {'config': config, 'figures': figs, 'curve': curve, 'search': search, 'samples': samples}
 
 
-def _cell(value: float | None, unit: str) -> str:
-    if unit == 'bool':
-        return '' if value is None else ('true' if value else 'false')
-    return format_value(value, unit)
-
-
-def table_rows(figures: dict) -> list[tuple[str, ...]]:
-    """(figure, value, baseline, ratio, target, pass/fail) cells of each figure."""
-    rows = []
-    for key, e in figures.items():
-        base = ''
-        if e.get('baseline') is not None:
-            base = f'{_cell(e["baseline"], e["unit"])} ({e.get("baseline_label") or "baseline"})'
-        ratio = '' if e.get('ratio') is None else format_value(e['ratio'], 'x')
-        verdict = '' if e.get('ok') is None else ('pass' if e['ok'] else 'FAIL')
-        rows.append((e.get('label', key), _cell(e['value'], e['unit']), base, ratio, e.get('target') or '', verdict))
-    return rows
+table_rows = figure_rows  # the name the suite uses
 
 
 CURVE_HEADER = ('processes', 'Flow s', 'Pool s', 'Flow speedup', 'Pool speedup', 'Flow/Pool speedup',

@@ -136,6 +136,8 @@ def format_value(value: float | None, unit: str = '') -> str:
     """A figure for the table: docs/s with thousands separators, times with 2-3 digits."""
     if value is None:
         return ''
+    if unit == 'bool':
+        return 'true' if value else 'false'
     if unit == 'docs/s':
         return f'{value:,.0f} {unit}'
     if unit == 'x':
@@ -145,6 +147,20 @@ def format_value(value: float | None, unit: str = '') -> str:
     if unit == 's':
         return f'{value:.3f} {unit}'
     return f'{value:,.2f} {unit}'.rstrip()
+
+
+def figure_rows(figures: dict) -> list[tuple[str, ...]]:
+    """(figure, value, baseline, ratio, target, pass/fail) cells of each ``entry``."""
+    rows = []
+    for key, e in figures.items():
+        base = ''
+        if e.get('baseline') is not None:
+            base = f'{format_value(e["baseline"], e["unit"])} ({e.get("baseline_label") or "baseline"})'
+        ratio = '' if e.get('ratio') is None else format_value(e['ratio'], 'x')
+        verdict = '' if e.get('ok') is None else ('pass' if e['ok'] else 'FAIL')
+        rows.append((e.get('label', key), format_value(e['value'], e['unit']), base, ratio,
+                     e.get('target') or '', verdict))
+    return rows
 
 
 def format_table(rows: Sequence[Sequence[str]]) -> str:

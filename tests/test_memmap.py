@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
+from childio import Lines
 from runtime import Document, DocumentArray
 from runtime.memmap import DocumentArrayMemmap
 
@@ -44,33 +44,6 @@ def records_file(path) -> str:
     with open(os.path.join(path, 'meta.json')) as fp:
         gen = json.load(fp)['generation']
     return os.path.join(path, f'records.{gen}.bin')
-
-
-class LineReader:
-    """Lines from a child's stdout, waited for with select (no sleeps)."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc, self.fd, self.buf = proc, proc.stdout.fileno(), b''
-
-    def readline(self, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f'no line from the child in {timeout}s; stderr: {self._stderr()}')
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    raise EOFError(f'child exited ({self.proc.wait()}); stderr: {self._stderr()}')
-                self.buf += chunk
-        line, self.buf = self.buf.split(b'\n', 1)
-        return line.decode()
-
-    def _stderr(self) -> str:
-        if self.proc.poll() is None:
-            return '(still running)'
-        return self.proc.stderr.read().decode()[-2000:]
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen:
@@ -491,7 +464,7 @@ def test_sigkill_of_a_writer_mid_append(tmp_path, mode):
     path = str(tmp_path / 'dam')
     proc = spawn(WRITER_LOOP, path, mode)
     try:
-        lines = LineReader(proc)
+        lines = Lines(proc)
         flushed = 0
         while flushed < 300:
             flushed = int(lines.readline())
@@ -548,7 +521,7 @@ WRITER_COMMANDS = '''
 def test_reader_sees_what_a_writer_process_flushed(tmp_path):
     path = str(tmp_path / 'dam')
     proc = spawn(WRITER_COMMANDS, path)
-    lines = LineReader(proc)
+    lines = Lines(proc)
 
     def tell(cmd: str) -> str:
         proc.stdin.write(cmd.encode() + b'\n')

@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 import pytest
 
+from childio import Lines
 from runtime import (Document, DocumentArray, Executor, ExecutorError, ExecutorStartError, Flow,
                      RemoteTraceback, RequestTimeoutError, WorkerDiedError, requests)
 from runtime.memmap import DocumentArrayMemmap
@@ -188,28 +189,6 @@ def _wait_until(cond, timeout: float, what: str):
 
 def _script_env() -> dict:
     return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-
-
-class Lines:
-    """Lines from a child's stdout, waited for with select (no sleeps)."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc, self.fd, self.buf = proc, proc.stdout.fileno(), b''
-
-    def readline(self, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f'no line from the child within {timeout} s')
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    raise EOFError(f'the child exited with {self.proc.wait()} before printing a line')
-                self.buf += chunk
-        line, self.buf = self.buf.split(b'\n', 1)
-        return line.decode()
 
 
 def _reap(proc: subprocess.Popen) -> None:
