@@ -51,6 +51,8 @@ POLL_MS = 100
 #: in the router, so a slow replica is not handed a deep queue while others sit idle, and
 #: two keep each process busy while the next payload travels.
 MAX_OUTSTANDING = 2
+#: How often the router looks whether a caller let go of arrays it kept from callbacks.
+KEPT_CHECK_S = 0.05
 END = -1  # the node standing for "back to the caller" in a plan
 GATEWAY = -2  # the node standing for the caller's input
 
@@ -270,6 +272,7 @@ class Router:
         self._pins: collections.Counter = collections.Counter()
         self._done_slots: set = set()  # slots of finished requests that a worker still keeps
         self._kept: list = []  # (ref, view) of final payloads a caller still holds arrays of
+        self._next_kept_check = 0.0
         self._procs: list[subprocess.Popen] = []
         self._outbox: dict[_Worker, list] = {}
         self._poller: zmq.Poller | None = None
@@ -630,7 +633,10 @@ class Router:
                 elif w.ready and tag == P.READY:
                     logger.info('executor %r (replica %d, shard %d) restarted', w.dep.name, w.replica, w.shard)
                     self._next_waiting(w.dep)
-        if self._kept:
+        if self._kept and time.monotonic() >= self._next_kept_check:
+            # A caller that keeps every response's arrays makes this list long: look at it
+            # a few times a second, not on every wake-up.
+            self._next_kept_check = time.monotonic() + KEPT_CHECK_S
             self._check_kept()
         # Idle workers get their freed slots now; busy ones with their next request.
         for w in self._workers.values():

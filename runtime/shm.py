@@ -11,7 +11,7 @@ attach and unlinks or warns at the wrong time.
 """
 from __future__ import annotations
 
-import collections
+import bisect
 import ctypes
 import glob
 import mmap
@@ -41,12 +41,14 @@ def _create_file(name: str, size: int) -> int:
 
 
 class Arena:
-    """A ring allocator over one shared-memory file owned by this process.
+    """A first-fit allocator over one shared-memory file owned by this process.
 
-    Requests mostly finish in the order they started, so a ring (allocate at the head,
-    reclaim from the tail once the oldest slots are freed) is O(1) and fragments little;
-    a slot freed out of order waits until the slots before it are freed too.
-    Payloads larger than ``max_slot`` get a segment file of their own, unlinked on free.
+    Free space is a sorted list of holes, coalesced on free. Slots are mostly freed in the
+    order they were taken, so there are few holes and the lowest ones are reused first,
+    which keeps the touched pages few and warm; and a slot held for long (arrays an
+    executor or a callback keeps) blocks only its own bytes, not the space behind it as a
+    ring would. Payloads larger than ``max_slot``, or that find no hole, get a segment file
+    of their own, unlinked on free.
 
     Example
     -------
@@ -65,9 +67,8 @@ class Arena:
             os.close(fd)
         self._buf = np.frombuffer(self._mm, dtype=np.uint8)
         self.address = self._buf.__array_interface__['data'][0]
-        self._head = self._tail = 0
-        self._blocks: collections.deque = collections.deque()  # [offset, size, freed]
-        self._by_offset: dict[int, list] = {}
+        self._holes: list[list[int]] = [[0, size]]  # [offset, size], sorted by offset
+        self._sizes: dict[int, int] = {}  # live slot offset -> its (aligned) size
         self._segments: dict[int, str] = {}  # negative offsets name dedicated segments
         self._next_segment = 0
 
@@ -75,31 +76,19 @@ class Arena:
     def alloc(self, nbytes: int) -> int:
         """Reserve ``nbytes``; returns the slot's offset (negative: a dedicated segment)."""
         n = max(_ALIGN, (nbytes + _ALIGN - 1) & ~(_ALIGN - 1))
-        if n > self.max_slot:
-            return self._alloc_segment(nbytes)
-        if not self._blocks:
-            self._head = self._tail = 0
-        head, tail = self._head, self._tail
-        if self._blocks and head == tail:
-            off = None  # completely full
-        elif head >= tail:
-            if self.size - head >= n:
-                off = head
-            elif tail > n:  # wrap: [head, size) stays unused until the tail passes it
-                off = 0
-            else:
-                off = None
-        else:
-            off = head if tail - head >= n else None
-        if off is None:
-            return self._alloc_segment(nbytes)
-        self._head = off + n
-        if self._head == self.size:
-            self._head = 0
-        block = [off, n, False]
-        self._blocks.append(block)
-        self._by_offset[off] = block
-        return off
+        if n <= self.max_slot:
+            holes = self._holes
+            for i, hole in enumerate(holes):
+                if hole[1] >= n:
+                    off = hole[0]
+                    if hole[1] == n:
+                        del holes[i]
+                    else:
+                        hole[0] += n
+                        hole[1] -= n
+                    self._sizes[off] = n
+                    return off
+        return self._alloc_segment(nbytes)
 
     def _alloc_segment(self, nbytes: int) -> int:
         self._next_segment += 1
@@ -119,17 +108,18 @@ class Arena:
                 except FileNotFoundError:
                     pass
             return
-        block = self._by_offset.pop(offset, None)
-        if block is None:
+        n = self._sizes.pop(offset, None)
+        if n is None:
             return
-        block[2] = True
-        blocks = self._blocks
-        while blocks and blocks[0][2]:
-            blocks.popleft()
-        if blocks:
-            self._tail = blocks[0][0]
+        holes = self._holes
+        i = bisect.bisect_left(holes, [offset])
+        if i > 0 and holes[i - 1][0] + holes[i - 1][1] == offset:  # joins the hole before it
+            i -= 1
+            holes[i][1] += n
         else:
-            self._head = self._tail = 0
+            holes.insert(i, [offset, n])
+        if i + 1 < len(holes) and holes[i][0] + holes[i][1] == holes[i + 1][0]:  # and the one after
+            holes[i][1] += holes.pop(i + 1)[1]
 
     def segment_name(self, offset: int) -> str:
         """The file name of a dedicated segment (negative offset)."""
@@ -146,12 +136,12 @@ class Arena:
     @property
     def used(self) -> int:
         """Bytes held by live slots (for tests and profiling)."""
-        return sum(b[1] for b in self._blocks if not b[2])
+        return sum(self._sizes.values())
 
     @property
     def live(self) -> int:
         """Number of live slots and segments."""
-        return len(self._by_offset) + len(self._segments)
+        return len(self._sizes) + len(self._segments)
 
     def close(self) -> None:
         """Unmap and unlink the arena and every segment still allocated."""

@@ -30,25 +30,37 @@ def arena():
     a.close()
 
 
-def test_arena_ring_reuses_space_in_fifo_order(arena):
+def test_arena_reuses_freed_space_lowest_first(arena):
     offs = [arena.alloc(10_000) for _ in range(3)]
     assert offs == sorted(offs) and all(o >= 0 for o in offs)
     assert len(set(offs)) == 3
     for o in offs:
         arena.free(o)
     assert arena.used == 0
-    assert arena.alloc(10_000) == 0  # empty ring starts over
+    assert arena.alloc(10_000) == 0  # holes coalesced: the arena is whole again
 
 
-def test_arena_out_of_order_free_waits_for_the_tail(arena):
-    a, b = arena.alloc(20_000), arena.alloc(20_000)
-    arena.free(b)  # the tail is still held by a
-    assert arena.used > 0
-    c = arena.alloc(20_000)
-    assert c >= 0 and c not in (a,)
-    arena.free(a)
-    arena.free(c)
+def test_arena_a_long_held_slot_blocks_only_its_own_bytes(arena):
+    held = arena.alloc(20_000)  # say, arrays an executor keeps
+    for _ in range(50):  # many payloads come and go after it
+        a, b = arena.alloc(20_000), arena.alloc(20_000)
+        assert a >= 0 and b >= 0  # never pushed out to a segment file
+        arena.free(b)
+        arena.free(a)
+    arena.free(held)
+    assert arena.used == 0 and arena.live == 0
+    assert arena.alloc(arena.size // 2) == 0
+
+
+def test_arena_frees_in_any_order_and_coalesces(arena):
+    offs = [arena.alloc(5_000) for _ in range(6)]
+    for o in (offs[1], offs[4], offs[2], offs[0], offs[5], offs[3]):
+        arena.free(o)
     assert arena.used == 0
+    big = arena.alloc(arena.size // 2)
+    assert big == 0  # one hole again, not six
+    arena.free(offs[1])  # not a live slot any more (it is inside `big`): ignored
+    assert arena.live == 1 and arena.used == arena.size // 2
 
 
 def test_arena_full_or_oversized_falls_back_to_a_segment(arena):
@@ -59,7 +71,7 @@ def test_arena_full_or_oversized_falls_back_to_a_segment(arena):
     arena.free(big)
     assert not os.path.exists(f'/dev/shm/{name}')
     held = [arena.alloc(20_000) for _ in range(4)]
-    assert any(o < 0 for o in held)  # the ring filled up
+    assert any(o < 0 for o in held)  # the arena filled up
     for o in held:
         arena.free(o)
     assert arena.live == 0
