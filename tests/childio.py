@@ -1,10 +1,28 @@
-"""Reading a child process's output line by line, waiting with select (no sleeps)."""
+"""Child processes in tests: their environment, reading their output line by line (waiting
+with select, no sleeps), and reaping them."""
 from __future__ import annotations
 
 import os
 import select
 import subprocess
 import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script_env() -> dict:
+    """The environment for a child Python that imports this checkout's ``runtime``."""
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+
+
+def reap(proc: subprocess.Popen) -> None:
+    """Kill the child if it still runs, wait for it, close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
 
 
 class Lines:

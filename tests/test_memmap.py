@@ -15,11 +15,11 @@ import numpy as np
 import psutil
 import pytest
 
-from childio import Lines
+from childio import REPO, Lines, reap, script_env
 from runtime import Document, DocumentArray
 from runtime.memmap import DocumentArrayMemmap
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 
 def make(i: int, dim: int = 8, **kw) -> Document:
@@ -47,18 +47,8 @@ def records_file(path) -> str:
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code), *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code), *args], cwd=REPO, env=script_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def reap(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
 
 
 # -- interface ---------------------------------------------------------------------------------

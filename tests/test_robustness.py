@@ -29,12 +29,11 @@ import numpy as np
 import psutil
 import pytest
 
-from childio import Lines
+from childio import Lines, reap, script_env
 from runtime import (Document, DocumentArray, Executor, ExecutorError, ExecutorStartError, Flow,
                      RemoteTraceback, RequestTimeoutError, WorkerDiedError, requests)
 from runtime.memmap import DocumentArrayMemmap
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHM_GLOB = f'/dev/shm/shmflow-{os.getpid()}-*'
 IPC_GLOB = os.path.join(tempfile.gettempdir(), f'shmflow-{os.getpid()}-*')
 
@@ -185,19 +184,6 @@ def _wait_until(cond, timeout: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f'{what} within {timeout} s')
         time.sleep(0.02)
-
-
-def _script_env() -> dict:
-    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-
-
-def _reap(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
 
 
 # -- 1. a process dies while it holds requests -------------------------------------------------
@@ -470,7 +456,7 @@ def test_ctrl_c_stops_cleanly_without_worker_tracebacks(tmp_path, target):
     script.write_text(CTRL_C_SCRIPT)
     # A session of its own, so the group's SIGINT cannot reach pytest.
     out = subprocess.run([sys.executable, str(script), target], capture_output=True, text=True, timeout=60,
-                         env=_script_env(), cwd=str(tmp_path), start_new_session=True)
+                         env=script_env(), cwd=str(tmp_path), start_new_session=True)
     assert out.returncode == 0, out.stderr
     assert 'Traceback' not in out.stderr and 'KeyboardInterrupt' not in out.stderr
     assert out.stderr == ''
@@ -510,7 +496,7 @@ def test_parent_killed_with_sigkill_leaves_nothing(tmp_path, sleep):
     script = tmp_path / 'parent.py'
     script.write_text(PARENT_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(sleep)], stdout=subprocess.PIPE,
-                            env=_script_env(), cwd=str(tmp_path))
+                            env=script_env(), cwd=str(tmp_path))
     workers, pidfds = [], {}
     try:
         lines = Lines(proc)
@@ -541,7 +527,7 @@ def test_parent_killed_with_sigkill_leaves_nothing(tmp_path, sleep):
                 w.kill()
             except psutil.NoSuchProcess:
                 pass
-        _reap(proc)
+        reap(proc)
         if workers:
             for path in glob.glob(f'/dev/shm/{info["prefix"]}*'):
                 os.unlink(path)
@@ -710,7 +696,7 @@ def test_memmap_survives_twenty_sigkilled_writers_in_a_row(tmp_path):
     for rnd in range(20):
         mode = rnd % 3
         proc = subprocess.Popen([sys.executable, str(script), path, str(mode)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=_script_env(), cwd=str(tmp_path))
+                                stderr=subprocess.PIPE, env=script_env(), cwd=str(tmp_path))
         try:
             lines = Lines(proc)
             start = int(lines.readline())
@@ -727,7 +713,7 @@ def test_memmap_survives_twenty_sigkilled_writers_in_a_row(tmp_path):
                 except (EOFError, ValueError, TimeoutError):
                     break
         finally:
-            _reap(proc)
+            reap(proc)
         with DocumentArrayMemmap(path) as dam:
             count = len(dam)
             assert count >= last, f'round {rnd}: {count} documents on disk, {last} reported written'
