@@ -51,7 +51,6 @@ MIXED = 'mixed'
 #     are the BufRefs of the pickle's out-of-band buffers, in order.
 BufRef = tuple
 Payload = tuple
-EMPTY: Payload = (0, None, [])
 
 
 def buffer_refs(payload: Payload) -> list:

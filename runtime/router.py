@@ -180,7 +180,7 @@ class Plan:
 
 
 class _Request:
-    __slots__ = ('rid', 'post', 'index', 'results', 'slots', 'routes', 'at', 'parts', 'missing',
+    __slots__ = ('rid', 'post', 'index', 'results', 'slots', 'routes', 'at', 'parts',
                  'shard_parts', 'done', 'last', 'retries', 'deadline', 'submitted', 'forks')
 
     def __init__(self, rid: int, post: 'PostState', index: int) -> None:
@@ -190,7 +190,6 @@ class _Request:
         self.routes: list = []
         self.at: dict = {}  # worker -> (node, payload, meta): where it is being processed
         self.parts: dict = {}  # node -> [(payload, meta)] arrived from its needs so far
-        self.missing: dict = {}  # node -> needs still to arrive
         self.shard_parts: dict = {}  # node -> [(payload, meta) or None] by shard
         self.done = False  # delivered (or abandoned): replies still due are only booked
         self.last: tuple = ((0, None, []), b'')  # the latest (payload, meta), for an error response

@@ -19,14 +19,10 @@ import os
 
 import numpy as np
 
-__all__ = ['Arena', 'ArenaFull', 'Mapper', 'SHM_DIR', 'sweep']
+__all__ = ['Arena', 'Mapper', 'SHM_DIR', 'sweep']
 
 SHM_DIR = '/dev/shm'
 _ALIGN = 64  # cache-line aligned slots keep numpy's SIMD loops on their fast path
-
-
-class ArenaFull(Exception):
-    """No contiguous room in the arena right now (callers fall back to a segment)."""
 
 
 def _create_file(name: str, size: int) -> int:
@@ -53,7 +49,7 @@ class Arena:
     Example
     -------
     >>> a = Arena('shmflow-x-parent', 1 << 20)
-    >>> off = a.alloc(4096); a.view(off, 4096)[:4] = b'abcd'; a.free(off); a.close()
+    >>> off = a.alloc(4096); a.array(off, 4096)[:4] = 7; a.free(off); a.close()
     """
 
     def __init__(self, name: str, size: int) -> None:
@@ -125,10 +121,6 @@ class Arena:
         """The file name of a dedicated segment (negative offset)."""
         return self._segments[offset]
 
-    def view(self, offset: int, nbytes: int) -> memoryview:
-        """Writable bytes of a slot of this arena (offset >= 0)."""
-        return memoryview(self._mm)[offset:offset + nbytes]
-
     def array(self, offset: int, nbytes: int) -> np.ndarray:
         """The slot as a writable uint8 array (offset >= 0)."""
         return self._buf[offset:offset + nbytes]
@@ -187,10 +179,6 @@ class Mapper:
             mm, base = self._map(arena)
             start = slot + inner
         return (ctypes.c_char * nbytes).from_buffer(mm, start), base + start
-
-    def forget(self, name: str) -> None:
-        """Drop the map of an arena whose owner is gone (arrays over it stay valid)."""
-        self._maps.pop(name, None)
 
     def close(self) -> None:
         """Drop every map; the memory goes once no array views it."""
