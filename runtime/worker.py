@@ -89,7 +89,6 @@ class Worker:
             for p in reversed(cfg['sys_path']):
                 if p not in sys.path:
                     sys.path.insert(0, p)
-            import cloudpickle  # noqa: F401  (needed to load what cloudpickle wrote)
             cls = pickle.loads(P.frame_bytes(blob))
             obj = cls.__new__(cls)
             for k, v in cfg['metas'].items():
