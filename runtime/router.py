@@ -38,10 +38,10 @@ from .merge import merge_by_id, merge_shards
 from .progress import Progress
 from .response import Response, Status
 from .shm import Arena, Mapper, sweep
+from .topology import END, GATEWAY, Deployment, Plan
 
 logger = logging.getLogger('runtime')
 
-DEFAULT_TIMEOUT_READY = 60.0
 #: How long one poll waits while requests are in flight; a dead worker is noticed sooner
 #: through its pidfd, which the same poll watches.
 POLL_MS = 100
@@ -53,61 +53,12 @@ POLL_MS = 100
 MAX_OUTSTANDING = 2
 #: How often the router looks whether a caller let go of arrays it kept from callbacks.
 KEPT_CHECK_S = 0.05
-END = -1  # the node standing for "back to the caller" in a plan
-GATEWAY = -2  # the node standing for the caller's input
-
-
-class _Deployment:
-    """One ``add()``: an executor class, its arguments and its processes."""
-
-    def __init__(self, index: int, spec: dict) -> None:
-        self.index = index
-        self.name, self.cls, self.kwargs, self.metas = spec['resolved_name'], spec['cls'], spec['kwargs'], spec['metas']
-        self.env, self.replicas, self.shards = spec.get('env'), spec['replicas'], spec.get('shards', 1)
-        self.polling = spec.get('polling') or {'*': 'any'}
-        self.needs: list[str] = spec['needs']
-        self.timeout_ready = spec.get('timeout_ready', DEFAULT_TIMEOUT_READY)
-        self.max_restarts, self.max_retries = spec.get('max_restarts', 0), spec.get('max_retries', 0)
-        self.restarts = 0
-        self.blob = b''
-        reduce = getattr(self.cls, 'reduce', None)
-        self.reduce = reduce if callable(reduce) else None
-        self.workers: list[_Worker] = []
-        self.by_shard: list[list[_Worker]] = [[] for _ in range(self.shards)]
-        self.endpoints: frozenset = frozenset()
-        self.has_default = False
-        self.waiting: collections.deque = collections.deque()  # (request, shard) for a free worker
-
-    def handles(self, endpoint: str) -> bool:
-        return self.has_default or endpoint in self.endpoints
-
-    def fans_out(self, endpoint: str) -> bool:
-        """Whether a request to ``endpoint`` goes to every shard (polling 'all')."""
-        return self.shards > 1 and self.polling.get(endpoint, self.polling.get('*', 'any')) == 'all'
-
-    def candidates(self, shard: int | None) -> list['_Worker']:
-        """The processes (of ``shard``, or of any shard) ready for requests now."""
-        pool = self.workers if shard is None else self.by_shard[shard]
-        return [w for w in pool if w.alive and w.ready]
-
-    def starting(self, shard: int | None) -> bool:
-        """Whether a process (of ``shard``) is being restarted: requests wait for it."""
-        pool = self.workers if shard is None else self.by_shard[shard]
-        return any(w.alive and not w.ready for w in pool)
-
-    def dead_shard(self) -> '_Worker | None':
-        """A worker of a shard with no process left, even restarting (so the executor
-        cannot serve)."""
-        for pool in self.by_shard:
-            if not any(w.alive for w in pool):
-                return pool[-1]
-        return None
 
 
 class _Worker:
     """The parent's handle on one executor process."""
 
-    def __init__(self, dep: _Deployment, replica: int, shard: int, identity: str, arena: str,
+    def __init__(self, dep: Deployment, replica: int, shard: int, identity: str, arena: str,
                  proc: subprocess.Popen) -> None:
         self.dep, self.replica, self.shard, self.identity, self.arena = dep, replica, shard, identity, arena
         self.proc = proc
@@ -128,55 +79,6 @@ class _Worker:
         if self.fatal:
             err.__cause__ = RemoteTraceback(self.fatal)
         return err
-
-
-class Plan:
-    """How one post's requests travel: which nodes handle the endpoint, and the edges.
-
-    Nodes that do not handle the endpoint (or are not targeted) stay in the graph as
-    pass-throughs, so the documents still flow from their needs to their successors.
-    """
-
-    def __init__(self, deployments: list[_Deployment], endpoint: str, active: list[bool]) -> None:
-        self.nodes = deployments
-        self.active = active
-        self.fan = [d.fans_out(endpoint) for d in deployments]
-        index = {d.name: d.index for d in deployments}
-        self.succ: list[list[int]] = [[] for _ in deployments]
-        self.start: list[int] = []
-        self.npred = [len(d.needs) for d in deployments]
-        for d in deployments:
-            for name in d.needs:
-                if name == 'gateway':
-                    self.start.append(d.index)
-                else:
-                    self.succ[index[name]].append(d.index)
-        sinks = [d.index for d in deployments if not self.succ[d.index]]
-        for i in sinks:
-            self.succ[i].append(END)
-        self.end_preds = len(sinks)
-        if not deployments:  # a Flow with no executor answers with what it was sent
-            self.start.append(END)
-            self.end_preds = 1
-        # Where the branches met by each join split: the latest node all its inputs come
-        # from. A join merges against the documents as they left that node, so a field one
-        # branch changed survives another branch carrying the old value on.
-        ancestors: dict[int, set] = {}
-        for d in deployments:
-            ups = {GATEWAY}
-            for name in d.needs:
-                if name != 'gateway':
-                    ups |= ancestors[index[name]] | {index[name]}
-            ancestors[d.index] = ups
-        self.split: dict[int, int] = {}
-        self.forks: set = set()
-        joins = [(d.index, [GATEWAY if n == 'gateway' else index[n] for n in d.needs]) for d in deployments]
-        joins.append((END, sinks))
-        for node, inputs in joins:
-            if len(inputs) > 1:
-                common = set.intersection(*[ancestors.get(i, set()) | {i} for i in inputs])
-                self.split[node] = max(common)
-                self.forks.add(self.split[node])
 
 
 class _Request:
@@ -243,7 +145,7 @@ class Router:
     def __init__(self, specs: list[dict], workspace: str, arena_size: int, timeout_close: float) -> None:
         self.specs, self.workspace = specs, workspace
         self.arena_size, self.timeout_close = arena_size, timeout_close
-        self.deployments: list[_Deployment] = []
+        self.deployments: list[Deployment] = []
         self.started = False
         self.profile = None  # a ProfileRecorder while profiling
 
@@ -329,7 +231,7 @@ class Router:
         self._env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, self._env.get('PYTHONPATH')]))
         self.deployments = []
         for i, spec in enumerate(self.specs):
-            dep = _Deployment(i, spec)
+            dep = Deployment(i, spec)
             dep.metas.setdefault('workspace', os.path.join(self.workspace, dep.metas['name']))
             try:
                 dep.blob = cloudpickle.dumps(dep.cls)
@@ -340,7 +242,7 @@ class Router:
                 for r in range(dep.replicas):
                     self._spawn(dep, shard, r)
 
-    def _spawn(self, dep: _Deployment, shard: int, replica: int) -> _Worker:
+    def _spawn(self, dep: Deployment, shard: int, replica: int) -> _Worker:
         """Start one process of ``dep``; it reports HELLO, gets its CONFIG, says READY."""
         env = self._env
         if dep.env:
@@ -519,7 +421,7 @@ class Router:
         else:
             self._assign(req, dep, None, payload, meta)
 
-    def _assign(self, req: _Request, dep: _Deployment, shard: int | None, payload: Payload, meta: Any,
+    def _assign(self, req: _Request, dep: Deployment, shard: int | None, payload: Payload, meta: Any,
                 ready: float | None = None) -> None:
         """Send to the live process (of ``shard``, or of any shard) with the fewest
         requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
@@ -542,7 +444,7 @@ class Router:
         frees, w.pending_frees = w.pending_frees, []
         self._send(w, (P.REQ, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload, frees), meta)
 
-    def _next_waiting(self, dep: _Deployment) -> None:
+    def _next_waiting(self, dep: Deployment) -> None:
         """A process of ``dep`` has room again: hand it the oldest waiting request."""
         while dep.waiting:
             req, shard, payload, meta, ready = dep.waiting[0]
@@ -562,7 +464,7 @@ class Router:
             dep.waiting.popleft()
             self._send_req(req, w, payload, meta, ready)
 
-    def _join(self, req: _Request, parts: list, dep: _Deployment | None,
+    def _join(self, req: _Request, parts: list, dep: Deployment | None,
               fork: tuple | None = None) -> tuple[Payload, Any]:
         """Merge the payloads of parallel branches (``dep`` given: its shards) into one
         payload in the router's arena; arrays that do not change are named, not copied."""
