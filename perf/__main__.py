@@ -25,7 +25,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from perf import bench_datamodel, bench_flow, bench_scaling, bench_streaming  # noqa: E402
-from perf.common import as_jsonable, format_table, format_value, machine_info  # noqa: E402
+from perf.common import as_jsonable, figure_rows, format_table, format_value, machine_info  # noqa: E402
 
 #: Documents for the data-model throughput figures in --quick mode (its own default is
 #: 100,000, which alone takes ~30 s on the 2-core machine).
@@ -78,30 +78,24 @@ def main(argv: list[str] | None = None) -> dict:
         note = f', {kwargs["n"]:,} docs (quick)' if args.quick else ''
         rows.append((f'[data model{note}]', '', '', '', '', ''))
         rows.extend(_datamodel_rows(dm))
-    if args.only in (None, 'flow'):
+    def bench(name: str, run: Any, title: Any, rows_of: Any) -> None:
+        """Run one benchmark if selected: time it, keep its result, add its rows."""
+        if args.only not in (None, name):
+            return
         t0 = time.perf_counter()
-        fl = bench_flow.run(quick=args.quick, tiny=args.tiny)
-        fl['seconds'] = time.perf_counter() - t0
-        out['benchmarks']['flow'] = fl
-        cfg = fl['config']
-        rows.append((f'[Flow: {cfg["n_docs"]:,} docs, {cfg["reps"]} rounds, medians]', '', '', '', '', ''))
-        rows.extend(bench_flow.table_rows(fl['figures']))
-    if args.only in (None, 'streaming'):
-        t0 = time.perf_counter()
-        st = bench_streaming.run(quick=args.quick, tiny=args.tiny)
-        st['seconds'] = time.perf_counter() - t0
-        out['benchmarks']['streaming'] = st
-        rows.append(('[streaming memory and profiling overhead]', '', '', '', '', ''))
-        rows.extend(bench_flow.table_rows(st['figures']))
-    if args.only in (None, 'scaling'):
-        t0 = time.perf_counter()
-        sc = bench_scaling.run(quick=args.quick, tiny=args.tiny)
-        sc['seconds'] = time.perf_counter() - t0
-        out['benchmarks']['scaling'] = sc
-        cfg = sc['config']
-        rows.append((f'[scaling: {cfg["n_requests"]} requests x {cfg["matmuls"]} matmuls, processes '
-                     f'{",".join(map(str, cfg["counts"]))}, medians of {cfg["reps"]}]', '', '', '', '', ''))
-        rows.extend(bench_scaling.table_rows(sc['figures']))
+        result = run(quick=args.quick, tiny=args.tiny)
+        result['seconds'] = time.perf_counter() - t0
+        out['benchmarks'][name] = result
+        rows.append((title(result['config']), '', '', '', '', ''))
+        rows.extend(rows_of(result['figures']))
+
+    bench('flow', bench_flow.run,
+          lambda cfg: f'[Flow: {cfg["n_docs"]:,} docs, {cfg["reps"]} rounds, medians]', bench_flow.table_rows)
+    bench('streaming', bench_streaming.run, lambda cfg: '[streaming memory and profiling overhead]', figure_rows)
+    bench('scaling', bench_scaling.run,
+          lambda cfg: (f'[scaling: {cfg["n_requests"]} requests x {cfg["matmuls"]} matmuls, processes '
+                       f'{",".join(map(str, cfg["counts"]))}, medians of {cfg["reps"]}]'),
+          bench_scaling.table_rows)
     out['seconds'] = time.perf_counter() - t_all
 
     print(format_table(rows))
