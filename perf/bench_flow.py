@@ -137,7 +137,7 @@ def _cpu_split(run_once: Callable[[], float], rounds: int = 10) -> dict[str, flo
     """CPU seconds each process of the Flow spent per run (mean of ``rounds`` runs, without
     the profiler): the process that saturates first is the bottleneck."""
     me = psutil.Process()
-    workers = [p for p in me.children() if 'runtime.worker' in ' '.join(p.cmdline())]
+    workers = [p for p in me.children() if 'runtime.transport.local.worker' in ' '.join(p.cmdline())]
 
     def cpu(p: psutil.Process) -> float:
         t = p.cpu_times()

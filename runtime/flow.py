@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from .errors import FlowNotStartedError
 from .executor import resolve_uses
-from .inputs import batches, describe
-from .profiling import ProfileRecorder, ProfileSummary, write_trace
-from .progress import Progress
-from .router import POLL_MS, PostState, Router
+from .control.inputs import batches, describe
+from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
+from .control.progress import Progress
+from .control.router import POLL_MS, PostState, Router
 
 __all__ = ['Flow']
 
@@ -461,7 +461,7 @@ class Flow:
         -------
         >>> Flow().add(name='a').add(name='b', needs='gateway').add(needs=['a', 'b']).plot('flow.svg')
         """
-        from .plot import to_mermaid, to_svg
+        from .control.plot import to_mermaid, to_svg
         if output is None:
             return to_mermaid(self._specs)
         if not isinstance(output, (str, os.PathLike)):

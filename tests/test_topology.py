@@ -17,7 +17,7 @@ import pytest
 
 from runtime import (Document, DocumentArray, Executor, ExecutorError, Flow, Status, WorkerDiedError,
                      requests)
-from runtime.router import MAX_OUTSTANDING
+from runtime.control.router import MAX_OUTSTANDING
 
 
 # -- executors ---------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from runtime import Document, DocumentArray, Executor, Flow, requests
-from runtime.codec import InputBuffers, decode, encode
-from runtime.shm import Arena, Mapper, sweep
+from runtime.transport.local.codec import InputBuffers, decode, encode
+from runtime.transport.local.shm import Arena, Mapper, sweep
 
 
 def _backed_by_mmap(arr: np.ndarray) -> bool:

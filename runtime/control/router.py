@@ -28,16 +28,16 @@ from typing import Any, Iterator
 import cloudpickle
 import zmq
 
-from . import protocol as P
-from .array import DocumentArray
-from .codec import InputBuffers, Payload, buffer_refs, decode, encode, held_elsewhere
-from .errors import (ExecutorError, ExecutorStartError, RemoteTraceback, RequestTimeoutError, WorkerDiedError,
+from ..transport.local import protocol as P
+from ..array import DocumentArray
+from ..transport.local.codec import InputBuffers, Payload, buffer_refs, decode, encode, held_elsewhere
+from ..errors import (ExecutorError, ExecutorStartError, RemoteTraceback, RequestTimeoutError, WorkerDiedError,
                      describe_exit)
 from .inputs import describe
 from .merge import merge_by_id, merge_shards
 from .progress import Progress
-from .response import Response, Status
-from .shm import Arena, Mapper, sweep
+from ..response import Response, Status
+from ..transport.local.shm import Arena, Mapper, sweep
 from .topology import END, GATEWAY, Deployment, Plan
 
 logger = logging.getLogger('runtime')
@@ -226,7 +226,7 @@ class Router:
             self._finalizer()  # sweeps the prefix and the socket directory
 
     def _spawn_all(self) -> None:
-        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above runtime/
         self._env = dict(os.environ)
         self._env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, self._env.get('PYTHONPATH')]))
         self.deployments = []
@@ -251,7 +251,7 @@ class Router:
         identity = f'w{dep.index}s{shard}r{replica}g{dep.restarts}'
         arena = f'{self.prefix}-{identity}'
         proc = subprocess.Popen(
-            [sys.executable, '-m', 'runtime.worker', self._endpoint, identity, self.prefix,
+            [sys.executable, '-m', 'runtime.transport.local.worker', self._endpoint, identity, self.prefix,
              str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.DEVNULL)
         self._procs.append(proc)
         w = _Worker(dep, replica, shard, identity, arena, proc)

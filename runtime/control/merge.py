@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .array import DocumentArray
-from .document import Document
+from ..array import DocumentArray
+from ..document import Document
 
 __all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES']
 

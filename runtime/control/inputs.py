@@ -7,9 +7,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .array import DocumentArray, DocumentSequence
-from .document import Document
-from .errors import BadInputError
+from ..array import DocumentArray, DocumentSequence
+from ..document import Document
+from ..errors import BadInputError
 
 __all__ = ['batches', 'describe', 'bad_input']
 

@@ -1,4 +1,4 @@
-"""The executor process: ``python -m runtime.worker ENDPOINT IDENTITY PREFIX PARENT_PID ARENA_SIZE``.
+"""The executor process: ``python -m runtime.transport.local.worker ENDPOINT IDENTITY PREFIX PARENT_PID ARENA_SIZE``.
 
 It connects a DEALER socket to the parent's ROUTER, receives its configuration (the
 executor class travels with cloudpickle, so classes from ``__main__`` or a test function
@@ -21,7 +21,7 @@ import traceback
 import zmq
 
 from . import protocol as P
-from .array import DocumentArray, DocumentSequence
+from ...array import DocumentArray, DocumentSequence
 from .codec import InputBuffers, decode, encode, held_elsewhere
 from .shm import Arena, Mapper, sweep
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .array import DocumentArray
-from .document import Document, _rebuild_document
+from ...array import DocumentArray
+from ...document import Document, _rebuild_document
 from .shm import Arena, Mapper
 
 __all__ = ['BufRef', 'Payload', 'encode', 'decode', 'InputBuffers', 'LazyDocumentArray', 'buffer_refs',
