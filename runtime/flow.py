@@ -38,6 +38,8 @@ _IGNORED_JINA_ARGS = frozenset({
     'static_routing_table', 'inspect', 'k8s_namespace', 'peas_hosts', 'read_only', 'dump_path',
     'hosts_in_connect', 'pull_latest', 'docker_kwargs', 'gpus', 'entrypoint', 'pea_role',
 })
+#: ``Flow(...)`` arguments of the gateway that serves a running Flow to other processes.
+SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
@@ -105,6 +107,12 @@ class Flow:
                  arena_size: int = DEFAULT_ARENA_SIZE, timeout_close: float = DEFAULT_TIMEOUT_CLOSE,
                  profile: bool | str = False, **kwargs: Any) -> None:
         defaults = {}
+        serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
+        if serve:
+            from .serving.gateway import check_options
+            serve = check_options(**serve)  # raises, naming the option, for what it cannot serve
+        self._serve = serve
+        self._gateway = None
         for k, v in kwargs.items():
             if k in ADD_ARGS:
                 defaults[k] = v
@@ -242,6 +250,7 @@ class Flow:
         new = copy.copy(self)
         new._specs = self._specs + [spec]
         new._rt = None
+        new._gateway = None
         return new
 
     @property
@@ -270,7 +279,29 @@ class Flow:
             self._profile = rt.profile = ProfileRecorder()
         rt.start()
         self._rt = rt
+        if self._serve:
+            from .serving.gateway import Gateway
+            try:
+                self._gateway = Gateway(self, **self._serve)
+                self._gateway.start()
+            except BaseException:
+                self._gateway = None
+                self.close()
+                raise
         return self
+
+    def block(self) -> None:
+        """Serve until Ctrl-C or SIGTERM, then return (leaving ``with`` closes the Flow).
+
+        Example
+        -------
+        >>> with Flow(port_expose=12345, protocol='http').add(uses=MyIndexer) as f:
+        ...     f.block()
+        """
+        if self._rt is None:
+            raise FlowNotStartedError('block() needs a started Flow: call it inside `with flow:`')
+        from .serving.gateway import block
+        block(self)
 
     def close(self) -> None:
         """Stop every process and remove every socket and shared-memory file of this Flow.
@@ -278,6 +309,9 @@ class Flow:
         Each executor's ``close()`` runs in its process; a process that does not stop
         within ``timeout_close`` seconds is killed.
         """
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.close()
         rt, self._rt = self._rt, None
         if rt is not None:
             rt.close()
@@ -478,6 +512,24 @@ class Flow:
         with open(output, 'w', encoding='utf-8') as fp:
             fp.write(text)
         return text
+
+    # -- YAML ------------------------------------------------------------------------------
+    @classmethod
+    def load_config(cls, source: Any, **kwargs: Any) -> 'Flow':
+        """A Flow from a Jina 2 YAML config (a path, a YAML string or a file object):
+        ``jtype: Flow``, ``with:`` (Flow arguments), ``executors:`` (each an ``add()``).
+
+        Example
+        -------
+        >>> f = Flow.load_config('flow.yml')
+        """
+        from .config import load_flow
+        return load_flow(source, **kwargs)
+
+    def save_config(self, path: str) -> None:
+        """Write this Flow as a YAML config that ``Flow.load_config`` reads back."""
+        from .config import save_flow
+        save_flow(self, path)
 
     def __repr__(self) -> str:
         names = ' -> '.join(s['resolved_name'] for s in self._specs) or '(empty)'
