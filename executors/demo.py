@@ -1,24 +1,35 @@
-"""The demo behind ``make demo``: a code search engine over the Python standard library.
+"""The demo behind ``make demo``: a hybrid code-search engine over the Python standard library.
 
-Indexes every ``.py`` file of the running Python's standard library (site-packages
-excluded), or the files of ``--path``: each file is cut into passages
-(``TextSegmenter``), embedded by ``HashingTextEncoder`` in one process per core, and
-stored with ``MemmapIndexer`` in ``--workspace``. Then it answers queries with the best
-passages (file, line, score). A second run reuses the index unless ``--reindex`` is given
-or the path, patterns or encoder / segmenter settings changed (they are recorded in
-``<workspace>/demo-index.json``).
+Indexes the ``.py`` files of the running Python's standard library (or every text file
+under ``--path``: a repository of yours, any language), leaving test folders out unless
+``--include-tests``. Each file is cut into passages (``TextSegmenter``), then two
+branches run in parallel (``needs=``): a lexical one (``SparseIndexer``: BM25 over an
+inverted index, identifiers split at ``_`` and camelCase, file and folder names as a
+field) and a learned one (``LSAEncoder``: TF-IDF + truncated SVD fitted on the corpus in
+a first ``/fit`` pass, then ``MemmapIndexer``); a ``FusionRanker`` joins their rankings.
+Queries print the best passages (file, line, score), or one JSON object per query with
+``--json``.
+
+A second run reuses the index in ``--workspace`` when the files (paths, sizes, mtimes)
+and settings did not change (a fingerprint in ``<workspace>/demo-index.json``);
+``--reindex`` rebuilds it (the LSA model is refitted only if the passages changed).
 
 Usage::
 
-    python -m executors.demo [--path DIR] [--workspace DIR] [--query TEXT ...] [--reindex]
+    python -m executors.demo [--path DIR] [--query TEXT ...] [--top-k K] [--json]
+                             [--include-tests] [--workspace DIR] [--reindex]
 
 Example
 -------
->>> main(['--path', 'src', '--workspace', '/tmp/ws', '--query', 'open a socket'])  # doctest: +SKIP
+>>> main(['--path', 'src', '--workspace', '/tmp/ws', '--query', 'open a socket', '--json'])  # doctest: +SKIP
+{"query": "open a socket", "hits": [{"path": "net/client.py", "line": 12, "score": 1.63}, ...]}
+0
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -28,51 +39,134 @@ import statistics
 import sys
 import sysconfig
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from runtime import Document, Flow, Response, from_files
+from runtime import Document, Flow, Response
 
-from .encoders import HashingTextEncoder
+from .fusion import FusionRanker
 from .indexers import MemmapIndexer
+from .lsa import LSAEncoder
 from .segmenters import TextSegmenter
+from .sparse import SparseIndexer
 
-__all__ = ['main', 'read_files', 'route_summary']
+__all__ = ['main', 'list_files', 'read_files', 'build_flow', 'search', 'route_summary']
 
 logger = logging.getLogger(__name__)
 
 MARKER = 'demo-index.json'
-INDEXER = 'indexer'   # the indexer's name in the Flow, hence its folder in the workspace
+MARKER_VERSION = 2
+#: The executors' names in the Flow, hence their folders in the workspace.
+SPARSE, LSA, DENSE, FUSION = 'sparse', 'lsa', 'dense', 'fusion'
 DEFAULT_QUERIES = ('parse command line arguments', 'read a gzip file', 'thread pool executor shutdown',
                    'send an email with smtp', 'walk a directory tree')
-#: Folders of installed packages: the standard library's sources are the rest.
-SKIP_DIRS = frozenset({'site-packages', 'dist-packages', '__pycache__'})
+#: Folders never indexed: installed packages (the standard library's sources are the
+#: rest), caches, version control and virtual environments.
+SKIP_DIRS = frozenset({'site-packages', 'dist-packages', '__pycache__', 'node_modules', 'venv', '.venv',
+                       '.git', '.hg', '.svn', '.tox', '.mypy_cache', '.pytest_cache'})
+#: Test folders and files, left out unless --include-tests: in the standard library they
+#: are 62% of the passages and crowd the modules out of the answers.
+TEST_DIRS = frozenset({'test', 'tests', 'idle_test'})
+TEST_FILES = ('test_*', '*_test.py', 'conftest.py')
+#: Not text, whatever the content says.
+BINARY_EXT = frozenset('.pyc .pyo .so .o .a .dll .dylib .exe .bin .png .jpg .jpeg .gif .ico .bmp .pdf .zip .gz '
+                       '.bz2 .xz .tar .whl .egg .jar .class .woff .woff2 .ttf .otf .mo .db .sqlite .npy .npz '
+                       '.pkl .wav .mp3 .mp4'.split())
+MAX_FILE_BYTES = 2_000_000
 
 
-def read_files(root: str, patterns: list[str], skipped: list[str]) -> Iterator[Document]:
-    """One Document per file under ``root`` matching ``patterns``, text read as utf-8.
-
-    A few files are not valid utf-8 (the standard library's tests include some on
-    purpose): they are read with replacement characters rather than refused, as
-    ``from_files(read_mode='r')`` would. Files under a ``site-packages`` /
-    ``dist-packages`` folder (below ``root``) are left out; unreadable files are appended
-    to ``skipped``.
+def is_test_path(rel: str) -> bool:
+    """Whether a path (relative to the indexed root) is in a test folder or is a test file.
 
     Example
     -------
-    >>> docs = list(read_files('/usr/lib/python3.11', ['json/*.py'], []))  # doctest: +SKIP
+    >>> is_test_path('test/test_os.py'), is_test_path('idlelib/idle_test/x.py'), is_test_path('os.py')
+    (True, True, False)
     """
-    globs = [os.path.join(root, p) for p in patterns]
-    for doc in from_files(globs, read_mode=None):
-        rel = os.path.relpath(doc.uri, root)
-        if SKIP_DIRS.intersection(rel.split(os.sep)[:-1]):
+    parts = rel.replace(os.sep, '/').split('/')
+    return bool(TEST_DIRS.intersection(parts[:-1])) or any(fnmatch.fnmatch(parts[-1], p) for p in TEST_FILES)
+
+
+def list_files(root: str, patterns: list[str], include_tests: bool = False) -> Iterator[tuple[str, str]]:
+    """``(path, path relative to root)`` of the files under ``root`` matching ``patterns``
+    (globs on the relative path; ``**/`` matches any folders, none included), sorted,
+    without the ``SKIP_DIRS`` folders, hidden folders and (unless ``include_tests``) test
+    folders and files. Symbolic links to folders are followed once.
+
+    Example
+    -------
+    >>> [rel for _, rel in list_files('/usr/lib/python3.11', ['json/*.py'])][:2]  # doctest: +SKIP
+    ['json/__init__.py', 'json/decoder.py']
+    """
+    regexes = []
+    for p in patterns:
+        # '**/x' also matches 'x' at the top; fnmatch's '*' crosses '/', which is what '**' means.
+        regexes.append(re.compile(fnmatch.translate(p)))
+        if p.startswith('**/'):
+            regexes.append(re.compile(fnmatch.translate(p[3:])))
+    seen_dirs: set[str] = set()
+    for top, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen_dirs:   # a link cycle, or a folder reached twice
+            dirs[:] = []
             continue
+        seen_dirs.add(real)
+        rel_top = os.path.relpath(top, root)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.')
+                         and (include_tests or d not in TEST_DIRS))
+        for name in sorted(files):
+            rel = name if rel_top == '.' else os.path.join(rel_top, name)
+            rel_posix = rel.replace(os.sep, '/')
+            if not any(r.match(rel_posix) for r in regexes):
+                continue
+            if not include_tests and is_test_path(rel_posix):
+                continue
+            if os.path.splitext(name)[1].lower() in BINARY_EXT:
+                continue
+            yield os.path.join(top, name), rel_posix
+
+
+def read_files(files: list[tuple[str, str]], skipped: list[str]) -> Iterator[Document]:
+    """One Document per file: ``text`` (utf-8, undecodable bytes replaced), ``uri`` (the
+    path) and ``tags['path']`` (relative to the indexed root). Files that look binary (a
+    NUL byte) or are larger than ``MAX_FILE_BYTES`` are left out and, with unreadable
+    ones, appended to ``skipped``.
+
+    Example
+    -------
+    >>> docs = list(read_files([('/tmp/a.py', 'a.py')], []))  # doctest: +SKIP
+    """
+    for path, rel in files:
         try:
-            with open(doc.uri, encoding='utf-8', errors='replace') as fp:
-                doc.text = fp.read()
+            with open(path, 'rb') as fp:
+                raw = fp.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            skipped.append(f'{doc.uri}: {exc}')
+            skipped.append(f'{rel}: {exc}')
             continue
-        yield doc
+        if len(raw) > MAX_FILE_BYTES:
+            skipped.append(f'{rel}: larger than {MAX_FILE_BYTES:,} bytes')
+            continue
+        if b'\0' in raw[:8192]:
+            skipped.append(f'{rel}: binary')
+            continue
+        yield Document(id=rel, text=raw.decode('utf-8', errors='replace'), uri=path, tags={'path': rel})
+
+
+def corpus_fingerprint(files: list[tuple[str, str]]) -> str:
+    """A hash of every file's relative path, size and modification time (cheap: no reading).
+
+    Example
+    -------
+    >>> len(corpus_fingerprint([]))
+    32
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for path, rel in files:
+        try:
+            st = os.stat(path)
+            h.update(f'{rel}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode('utf-8', 'surrogatepass'))
+        except OSError:
+            h.update(f'{rel}\0missing\n'.encode('utf-8', 'surrogatepass'))
+    return h.hexdigest()
 
 
 class RouteStats:
@@ -162,69 +256,114 @@ def _best_line(text: str, first_line: int, query: str) -> tuple[int, str]:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    seg = TextSegmenter(max_chars=args.max_chars, overlap=args.overlap)
-    enc = HashingTextEncoder(**_encoder_args(args))
-    return {'format': 'executors.demo', 'version': 1, 'path': os.path.abspath(args.path),
-            'patterns': args.pattern, 'segmenter': seg.settings, 'encoder': enc.settings}
+    return {'format': 'executors.demo', 'version': MARKER_VERSION, 'path': os.path.abspath(args.path),
+            'patterns': args.pattern, 'include_tests': args.include_tests,
+            'segmenter': TextSegmenter(max_chars=args.max_chars).settings, 'lsa_dim': args.dim,
+            'shards': args.shards}
 
 
-def _encoder_args(args: argparse.Namespace) -> dict:
-    return {'dim': args.dim, 'uri_weight': args.uri_weight}
+def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: int = 1,
+               fusion: str = 'sum') -> Flow:
+    """The demo's Flow: segmenter, then the sparse and dense branches in parallel, joined by
+    a fusion step.
+
+    ::
+
+        gateway -> segmenter -+-> sparse (BM25) ----------------+-> fusion
+                              +-> lsa (encoder) -> dense (knn) -+
+
+    Example
+    -------
+    >>> with build_flow('ws') as f:  # doctest: +SKIP
+    ...     f.post('/fit', docs); f.index(docs); print(search(f, ['send mail'], 5))
+    """
+    polling = {'/index': 'any', '*': 'all'} if shards > 1 else 'any'
+    return (Flow(workspace=workspace)
+            .add(name='segmenter', uses=TextSegmenter, uses_with={'max_chars': max_chars})
+            .add(name=SPARSE, uses=SparseIndexer, uses_with={'rank_tag': SPARSE}, needs='segmenter',
+                 shards=shards, polling=polling)
+            .add(name=LSA, uses=LSAEncoder, uses_with={'dim': dim}, needs='segmenter')
+            .add(name=DENSE, uses=MemmapIndexer, uses_with={'rank_tag': DENSE}, needs=LSA)
+            .add(name=FUSION, uses=FusionRanker, uses_with={'branches': {SPARSE: 1.0, DENSE: 1.0}, 'method': fusion},
+                 needs=[SPARSE, DENSE]))
 
 
-def _flow(args: argparse.Namespace, replicas: int) -> Flow:
-    return (Flow(workspace=args.workspace)
-            .add(name='segmenter', uses=TextSegmenter, uses_with={'max_chars': args.max_chars, 'overlap': args.overlap})
-            .add(name='encoder', uses=HashingTextEncoder, uses_with=_encoder_args(args), replicas=replicas)
-            .add(name=INDEXER, uses=MemmapIndexer))
+def search(f: Flow, queries: list[str], top_k: int, depth: int = 50) -> list[tuple[str, list[Document], float]]:
+    """``(query, matches, seconds)`` for each query, one request each; each branch ranks
+    ``max(depth, top_k)`` candidates for the fusion.
+
+    Example
+    -------
+    >>> for q, matches, s in search(f, ['read a gzip file'], 5): print(matches[0].tags['path'])  # doctest: +SKIP
+    gzip.py
+    """
+    wide = max(depth, top_k)
+    params = {'limit': top_k, SPARSE: {'limit': wide}, DENSE: {'limit': wide}}
+    out = []
+    for q in queries:
+        t0 = time.perf_counter()
+        res = f.search(Document(text=q), parameters=params, return_results=True)
+        out.append((q, list(res[0].docs[0].matches), time.perf_counter() - t0))
+    return out
 
 
-def _index(f: Flow, args: argparse.Namespace, replicas: int) -> dict:
+def _index(f: Flow, args: argparse.Namespace, files: list[tuple[str, str]], say: Callable[..., None]) -> dict:
     skipped: list[str] = []
     counts = {'files': 0, 'passages': 0}
-    files = read_files(args.path, args.pattern, skipped)
 
-    def counted() -> Iterator[Document]:
-        for d in files:
+    def counted(skipped_to: list[str]) -> Iterator[Document]:
+        counts['files'] = 0
+        for d in read_files(files, skipped_to):
             counts['files'] += 1
             yield d
 
     stats = RouteStats()
+    fit_stats = RouteStats()
 
     def done(resp: Response) -> None:
         counts['passages'] += len(resp.docs)
         stats.add(resp)
 
+    progress = not args.json
     t0 = time.perf_counter()
-    f.index(counted(), request_size=args.request_size, on_done=done, show_progress=True)
+    # Pass 1: the LSA encoder learns the corpus (the other executors have no /fit: they pass).
+    f.post('/fit', counted(skipped), request_size=args.request_size, on_done=fit_stats.add, show_progress=progress)
+    t1 = time.perf_counter()
+    # Pass 2: the first /index request fits the model, then every passage is encoded and stored.
+    f.index(counted([]), request_size=args.request_size, on_done=done, show_progress=progress)
     wall = time.perf_counter() - t0
     for s in skipped:
-        print(f'skipped {s}')
-    print(f'indexed {counts["files"]:,} files -> {counts["passages"]:,} passages from {args.path} '
-          f'in {wall:.1f} s: {counts["files"] / wall:,.0f} files/s, {counts["passages"] / wall:,.0f} passages/s '
-          f'({replicas} encoder replicas)')
-    print(stats.table(wall))
+        say(f'skipped {s}')
+    say(f'indexed {counts["files"]:,} files -> {counts["passages"]:,} passages from {args.path} '
+        f'in {wall:.1f} s (fit pass {t1 - t0:.1f} s, index pass {wall - (t1 - t0):.1f} s): '
+        f'{counts["files"] / wall:,.0f} files/s, {counts["passages"] / wall:,.0f} passages/s')
+    say('fit pass:\n' + fit_stats.table(t1 - t0))
+    say('index pass:\n' + stats.table(wall - (t1 - t0)))
     return {'files': counts['files'], 'passages': counts['passages'], 'seconds': round(wall, 2),
             'skipped': len(skipped)}
 
 
-def _search(f: Flow, args: argparse.Namespace, queries: list[str]) -> None:
-    latencies = []
-    for q in queries:
-        t0 = time.perf_counter()
-        res = f.search(Document(text=q), parameters={'limit': args.top}, return_results=True)
-        latencies.append(time.perf_counter() - t0)
-        print(f'\nquery: {q!r}  ({1e3 * latencies[-1]:.0f} ms)')
-        matches = res[0].docs[0].matches
-        if not len(matches):
-            print('  (no results: the index is empty)')
+def _print_results(results: list[tuple[str, list[Document], float]], args: argparse.Namespace,
+                   say: Callable[..., None]) -> None:
+    for q, matches, seconds in results:
+        hits = []
         for m in matches:
             line, preview = _best_line(m.text or '', int(m.tags.get('line', 1)), q)
-            shown = os.path.relpath(m.uri, args.path) if m.uri else m.parent_id
-            print(f'  {m.scores["cosine"]:.3f}  {shown}:{line}  {preview[:90]}')
-    if latencies:
-        print(f'\nsearch latency: median {1e3 * statistics.median(latencies):.1f} ms over {len(latencies)} '
-              f'queries (encode + exact search, one query per request)')
+            path = m.tags.get('path') or (os.path.relpath(m.uri, args.path) if m.uri else m.parent_id)
+            hits.append((path, line, float(m.scores['fused']), preview))
+        if args.json:
+            print(json.dumps({'query': q, 'hits': [{'path': p, 'line': ln, 'score': round(s, 6)}
+                                                    for p, ln, s, _ in hits]}), flush=True)
+            continue
+        print(f'\nquery: {q!r}  ({1e3 * seconds:.0f} ms)')
+        if not hits:
+            print('  (no results)')
+        for p, ln, s, preview in hits:
+            print(f'  {s:.3f}  {p}:{ln}  {preview[:90]}')
+    if results:
+        lat = [s for _, _, s in results]
+        say(f'\nsearch latency: median {1e3 * statistics.median(lat):.1f} ms over {len(lat)} queries '
+            f'(one query per request, through the Flow)')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,31 +379,46 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(['--path', '.', '--query', 'parse command line arguments'])  # doctest: +SKIP
     0
     """
+    stdlib = sysconfig.get_paths()['stdlib']
     ap = argparse.ArgumentParser(prog='python -m executors.demo', description=__doc__.split('\n\n')[0])
-    ap.add_argument('--path', default=sysconfig.get_paths()['stdlib'],
+    ap.add_argument('--path', default=None,
                     help='folder to index (default: the standard library of this Python)')
-    ap.add_argument('--pattern', action='append', help="glob of files under --path (repeatable; default '**/*.py')")
+    ap.add_argument('--pattern', action='append',
+                    help="glob of files under --path (repeatable; default '**/*.py' for the standard library, "
+                         "'**/*' (every text file) for --path)")
+    ap.add_argument('--include-tests', action='store_true',
+                    help='index test folders (test/, tests/, idle_test/) and test_*.py files too')
     ap.add_argument('--workspace', default='workspace', help='where the index is stored (default ./workspace)')
     ap.add_argument('--query', action='append', help='query text (repeatable; default: a few examples)')
+    ap.add_argument('--top-k', '--top', dest='top_k', type=int, default=5, help='results per query (default 5)')
+    ap.add_argument('--json', action='store_true',
+                    help='print one JSON object per query on stdout ({"query", "hits": [{"path", "line", '
+                         '"score"}]}); everything else goes to stderr')
     ap.add_argument('--reindex', action='store_true', help='index again even if the workspace holds the index')
-    ap.add_argument('--replicas', type=int, default=os.cpu_count() or 1,
-                    help='encoder processes (default: number of cores)')
-    ap.add_argument('--top', type=int, default=3, help='results per query (default 3)')
+    ap.add_argument('--fusion', choices=('sum', 'rrf'), default='sum',
+                    help='how the branches are fused: normalised score sum (default) or reciprocal rank')
+    ap.add_argument('--shards', type=int, default=1, help='shards of the sparse index (default 1)')
     ap.add_argument('--max-chars', type=int, default=1200, help='largest passage in characters (default 1200)')
-    ap.add_argument('--overlap', type=int, default=0, help='characters repeated between passages (default 0)')
-    ap.add_argument('--dim', type=int, default=768, help='embedding size (default 768)')
-    ap.add_argument('--uri-weight', type=float, default=0.5,
-                    help='weight of the file and folder name in a passage embedding (default 0.5)')
+    ap.add_argument('--dim', type=int, default=256, help='LSA embedding size (default 256)')
     ap.add_argument('--request-size', type=int, default=8, help='files per request (default 8)')
     args = ap.parse_args(argv)
-    args.pattern = args.pattern or ['**/*.py']
+    if args.pattern is None:
+        args.pattern = ['**/*.py'] if args.path is None else ['**/*']
+    args.path = args.path or stdlib
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     if not os.path.isdir(args.path):
         ap.error(f'--path {args.path!r} is not a folder')
+    if args.top_k < 1:
+        ap.error('--top-k must be >= 1')
+    out = sys.stderr if args.json else sys.stdout
+
+    def say(*a: Any) -> None:
+        print(*a, file=out, flush=True)
 
     os.makedirs(args.workspace, exist_ok=True)
     marker_path = os.path.join(args.workspace, MARKER)
-    wanted = _settings(args)
+    files = list(list_files(args.path, args.pattern, args.include_tests))
+    wanted = {**_settings(args), 'fingerprint': corpus_fingerprint(files)}
     try:
         with open(marker_path, encoding='utf-8') as fp:
             found = json.load(fp)
@@ -273,28 +427,32 @@ def main(argv: list[str] | None = None) -> int:
     same = found is not None and all(found.get(k) == v for k, v in wanted.items())
     reindex = args.reindex or not same
     if reindex:
-        # Only what this demo wrote: the workspace may be a folder with other things in it.
         if os.path.exists(marker_path):
             os.unlink(marker_path)
-        shutil.rmtree(os.path.join(args.workspace, INDEXER), ignore_errors=True)
+        # Only what this demo wrote (the workspace may hold other things). The LSA model
+        # stays: it is refitted only if the passages differ from those it was fitted on.
+        for name in (SPARSE, DENSE, 'indexer'):
+            shutil.rmtree(os.path.join(args.workspace, name), ignore_errors=True)
         why = ('--reindex' if args.reindex else 'no index in the workspace yet' if found is None
+               else 'the files changed' if all(found.get(k) == v for k, v in wanted.items() if k != 'fingerprint')
                else 'the path or settings changed')
-        print(f'indexing {args.path} into {args.workspace} ({why})')
+        say(f'indexing {len(files):,} files of {args.path} into {args.workspace} ({why})')
     else:
-        print(f'reusing the index in {args.workspace}: {found["files"]:,} files, {found["passages"]:,} passages '
-              f'of {found["path"]} (--reindex to build it again)')
+        say(f'reusing the index in {args.workspace}: {found["files"]:,} files, {found["passages"]:,} passages '
+            f'of {found["path"]} (unchanged; --reindex to build it again)')
 
     t0 = time.perf_counter()
-    with _flow(args, args.replicas if reindex else 1) as f:
-        print(f'started {f.num_executors} executors in {time.perf_counter() - t0:.1f} s')
+    with build_flow(args.workspace, args.max_chars, args.dim, args.shards, args.fusion) as f:
+        say(f'started {f.num_executors} executors in {time.perf_counter() - t0:.1f} s')
         if reindex:
-            numbers = _index(f, args, args.replicas)
+            numbers = _index(f, args, files, say)
             # Written last: an interrupted run leaves no marker, so the next one starts over.
             with open(marker_path, 'w', encoding='utf-8') as fp:
                 json.dump({**wanted, **numbers, 'python': sys.version.split()[0], 'indexed_at': time.time()},
                           fp, indent=1)
-        _search(f, args, args.query or list(DEFAULT_QUERIES))
-    print(f'\ntotal {time.perf_counter() - t0:.1f} s')
+        results = search(f, args.query or list(DEFAULT_QUERIES), args.top_k)
+        _print_results(results, args, say)
+    say(f'\ntotal {time.perf_counter() - t0:.1f} s')
     return 0
 
 

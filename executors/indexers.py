@@ -177,6 +177,11 @@ class MemmapIndexer(Executor):
         Matches per query when the parameters give no ``limit`` / ``top_k`` (default 10).
     sync : bool
         fsync after every ``/index`` / ``/update`` / ``/delete`` request (default False).
+    rank_tag : str, optional
+        Also write each query's ranking to ``query.tags[rank_tag] = {'ids': [...],
+        'scores': [...]}``, for a ``FusionRanker`` after a join of parallel branches (the
+        join merges matches by id, so a match two branches found keeps one branch's
+        scores; tags merge key by key).
 
     Example
     -------
@@ -189,8 +194,9 @@ class MemmapIndexer(Executor):
     """
 
     def __init__(self, metric: str = 'cosine', block_rows: int = DEFAULT_BLOCK_ROWS, default_limit: int = 10,
-                 sync: bool = False, **kwargs: Any) -> None:
+                 sync: bool = False, rank_tag: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.rank_tag = rank_tag
         if metric not in METRICS:
             raise ValueError(f'metric must be one of {METRICS}, got {metric!r}')
         if not isinstance(block_rows, int) or block_rows < 1:
@@ -314,6 +320,8 @@ class MemmapIndexer(Executor):
                 m.scores = {self.metric: float(s)}
                 matches.append(m)
             d.matches = matches
+            if self.rank_tag:
+                d.tags[self.rank_tag] = {'ids': [m.id for m in matches], 'scores': [float(s) for s in row_score]}
 
     @requests(on='/update')
     def update(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
