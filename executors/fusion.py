@@ -81,7 +81,8 @@ class FusionRanker(Executor):
         'dense': 1.0}``). A branch missing from a query counts as an empty ranking.
     method : 'sum' or 'rrf'
         Score-normalised weighted sum (default) or reciprocal-rank fusion (see :func:`fuse`);
-        ``parameters['fusion']`` overrides it per request.
+        ``parameters['fusion']`` overrides it per request, and ``parameters['weights']``
+        (a dict like ``branches``) the weights.
     rrf_k : float
         The constant of reciprocal-rank fusion (default 60).
     default_limit : int
@@ -114,13 +115,14 @@ class FusionRanker(Executor):
         """
         limit = parameters.get('limit', parameters.get('top_k', self.default_limit))
         method = parameters.get('fusion', self.method)
+        weights = {**self.branches, **(parameters.get('weights') or {})}
         for d in docs:
             rankings: dict[str, tuple[list[str], list[float]]] = {}
             tags = d.tags
             for name in self.branches:
                 got = tags.pop(name, None) if tags else None
                 rankings[name] = (list(got['ids']), [float(s) for s in got['scores']]) if got else ([], [])
-            fused = fuse(rankings, self.branches, method, self.rrf_k)[:limit]
+            fused = fuse(rankings, weights, method, self.rrf_k)[:limit]
             by_id: dict[str, Document] = {m.id: m for m in d.matches}
             branch_score = {name: dict(zip(*r)) for name, r in rankings.items()}
             matches = []
