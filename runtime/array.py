@@ -11,6 +11,7 @@ from typing import IO, Any, Iterable, Iterator, Sequence, Union, overload
 import numpy as np
 
 from . import document as _document
+from .arrayops import ArrayOps
 from .document import Document, _resolve_path, _to_jsonable
 
 __all__ = ['DocumentArray']
@@ -195,7 +196,7 @@ class DocumentSequence:
         self.save(file, 'binary')
 
 
-class DocumentArray(DocumentSequence):
+class DocumentArray(DocumentSequence, ArrayOps):
     """A mutable list of Documents with lookup by id and columnar embeddings.
 
     ``da.embeddings = X`` keeps ``X`` as the array's embedding matrix (no copy) and makes
