@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -16,7 +17,10 @@ FILES = {
     'pkg/mailer.py': 'import smtplib\n\n\n# a comment line\n\ndef send_mail(host, msg):\n'
                      '    """Send an email message over SMTP."""\n    with smtplib.SMTP(host) as s:\n'
                      '        s.send_message(msg)\n',
+    'docs/deploy.md': '# Deploying\n\nUpload the wheel to the kubernetes cluster with helm.\n',
     'site-packages/vendored.py': 'def send_mail():\n    """Send an email message over SMTP."""\n',
+    'tests/test_mailer.py': 'def test_send_mail():\n    """Send an email message over SMTP."""\n',
+    '.git/config': '[core] smtp mail\n',
 }
 
 
@@ -27,6 +31,7 @@ def src(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     (root / 'latin1.py').write_bytes(b'# caf\xe9: not utf-8\nx = 1\n')  # read with replacement, not refused
+    (root / 'blob.dat').write_bytes(b'\x00\x01binary')                  # not text: skipped
     return root
 
 
@@ -37,27 +42,47 @@ def run(capsys, *args: str) -> str:
 
 def test_demo_indexes_a_folder_and_answers_queries(src, tmp_path, capsys):
     ws = str(tmp_path / 'ws')
-    base = ['--path', str(src), '--workspace', ws, '--replicas', '1', '--top', '1']
+    base = ['--path', str(src), '--workspace', ws, '--top-k', '1']
     out = run(capsys, *base, '--query', 'send an email over smtp', '--query', 'read a gzip file')
     assert 'no index in the workspace yet' in out
-    assert 'indexed 4 files' in out                           # site-packages left out, latin-1 kept
-    assert 'segmenter' in out and 'encoder' in out and 'indexer' in out   # the per-executor table
+    # cli, archive, mailer, deploy.md (any text file), latin1; not site-packages, tests/, .git, binary
+    assert 'indexed 5 files' in out and 'skipped blob.dat: binary' in out
+    assert 'sparse' in out and 'lsa' in out and 'dense' in out    # the per-executor tables
     sections = out.split('query: ')
     assert 'pkg/mailer.py:7' in sections[1]                   # file and line of the best passage
     assert 'archive.py:' in sections[2]
     marker = json.loads((tmp_path / 'ws' / demo.MARKER).read_text())
-    assert marker['files'] == 4 and marker['path'] == str(src)
+    assert marker['files'] == 5 and marker['path'] == str(src)
 
-    # Second run: the index is reused, not rebuilt.
-    out = run(capsys, *base, '--query', 'parse command line arguments')
-    assert 'reusing the index' in out and 'indexed' not in out
-    assert 'cli.py:' in out.split('query: ')[1]
+    # Second run: the index is reused, not rebuilt; JSON on stdout, one object per query.
+    assert demo.main([*base, '--top-k', '3', '--json', '--query', 'parse command line arguments',
+                      '--query', 'kubernetes helm']) == 0
+    captured = capsys.readouterr()
+    assert 'reusing the index' in captured.err and 'indexed' not in captured.err
+    lines = captured.out.strip().split('\n')
+    first, second = (json.loads(line) for line in lines)
+    assert first['query'] == 'parse command line arguments' and len(first['hits']) <= 3
+    assert first['hits'][0]['path'] == 'cli.py' and isinstance(first['hits'][0]['line'], int)
+    assert isinstance(first['hits'][0]['score'], float)
+    assert second['hits'][0]['path'] == 'docs/deploy.md'
 
-    # --reindex, or other settings, build it again.
+    # A changed file, --reindex, --include-tests or other settings build it again.
+    (src / 'archive.py').write_text(FILES['archive.py'] + '\n# more\n')
+    out = run(capsys, *base, '--query', 'gzip')
+    assert 'the files changed' in out and 'indexed 5 files' in out
     out = run(capsys, *base, '--reindex', '--query', 'gzip')
-    assert '(--reindex)' in out and 'indexed 4 files' in out
-    out = run(capsys, *base, '--max-chars', '300', '--query', 'gzip')
-    assert 'the path or settings changed' in out and 'indexed 4 files' in out
+    assert '(--reindex)' in out and 'indexed 5 files' in out
+    out = run(capsys, *base, '--include-tests', '--query', 'send mail')
+    assert 'the path or settings changed' in out and 'indexed 6 files' in out
+
+
+def test_list_files_leaves_out_tests_caches_and_hidden_folders(src):
+    rels = [rel for _, rel in demo.list_files(str(src), ['**/*.py'])]
+    assert rels == ['archive.py', 'cli.py', 'latin1.py', 'pkg/mailer.py']
+    with_tests = [rel for _, rel in demo.list_files(str(src), ['**/*.py'], include_tests=True)]
+    assert 'tests/test_mailer.py' in with_tests and not any(r.startswith('site-packages') for r in with_tests)
+    assert demo.is_test_path('Lib/test/test_os.py') and demo.is_test_path('pkg/test_x.py')
+    assert not demo.is_test_path('pkg/testing_utils.py')
 
 
 def test_demo_refuses_a_missing_folder(tmp_path, capsys):
