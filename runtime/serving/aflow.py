@@ -1,0 +1,327 @@
+"""The asyncio API: ``AsyncFlow`` (a Flow driven from coroutines) and ``AsyncClient``.
+
+``AsyncFlow.post`` returns an ``AsyncPost``: ``async for resp in f.post(...)`` gets each
+successful Response as it completes (Jina 2's shape), ``await f.post(...)`` gets them all as
+a list. The Flow itself is started, driven and closed in one thread of its own, so the event
+loop never waits on the router; responses cross to the loop through a queue bounded by the
+in-flight window, so a slow consumer holds the post back instead of piling up results.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import threading
+from functools import partialmethod
+from typing import Any, AsyncIterator, Callable, Generator
+
+from ..control.inputs import batches
+from ..response import Response
+from .client import _check_client_args, post_args, response_from, settle
+from .deps import import_aiohttp
+from .wire import encode_request
+
+__all__ = ['AsyncFlow', 'AsyncClient', 'AsyncPost']
+
+_FLOW_ATTRS = frozenset({'plot', 'num_executors', 'profile_summary', 'save_trace', 'save_config'})
+
+
+class AsyncPost:
+    """One post, to iterate (``async for resp in ...``: each successful Response) or to
+    await (the list of them). Callbacks run on the event loop, as in ``Flow.post``: an
+    ``on_error``, else the first failure is raised once iteration stops.
+
+    Example
+    -------
+    >>> async for resp in f.post('/search', docs):
+    ...     print(resp.docs[0].matches)
+    >>> responses = await f.post('/index', docs)
+    """
+
+    def __init__(self, source: Callable[[], AsyncIterator[Response]], on: str, callbacks: tuple,
+                 continue_on_error: bool, progress_total: Any = False) -> None:
+        self._source, self._on = source, on
+        self._on_done, self._on_error, self._on_always = callbacks
+        self._continue = continue_on_error
+        self._progress_total = progress_total  # False: no progress bar; None: total unknown
+        self._used = False
+
+    def __aiter__(self) -> AsyncIterator[Response]:
+        if self._used:
+            raise RuntimeError('this post was already consumed; call post() again')
+        self._used = True
+        return self._iterate()
+
+    def __await__(self) -> Generator[Any, None, list]:
+        return self._collect().__await__()
+
+    async def _collect(self) -> list:
+        return [resp async for resp in self]
+
+    async def _iterate(self) -> AsyncIterator[Response]:
+        progress = None
+        if self._progress_total is not False:
+            from ..control.progress import Progress
+            progress = Progress(self._on, self._progress_total)
+        source = self._source()
+        error = None
+        try:
+            async for resp in source:
+                if progress is not None:
+                    progress.update(len(resp.docs))
+                error = settle(resp, self._on_done, self._on_error, self._on_always, self._continue)
+                if error is not None:
+                    break
+                if not resp.is_error:
+                    yield resp
+        finally:
+            await source.aclose()
+            if progress is not None:
+                progress.close()
+        if error is not None:
+            raise error
+
+
+def _total(inputs: Any, show_progress: bool) -> Any:
+    if not show_progress:
+        return False
+    return len(inputs) if hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)) else None
+
+
+class _Stopped(Exception):
+    """Raised in the Flow's thread to end a post whose consumer went away."""
+
+
+class AsyncFlow:
+    """A Flow for asyncio programs: the same arguments and ``add()`` as ``Flow``; start,
+    close and posts run in a thread of their own.
+
+    Example
+    -------
+    >>> async with AsyncFlow().add(uses=Encoder) as f:
+    ...     async for resp in f.post('/index', docs, request_size=10):
+    ...         print(len(resp.docs))
+    ...     everything = await f.search(queries)
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        from ..flow import Flow
+        self._flow = Flow(**kwargs)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @classmethod
+    def _wrap(cls, flow: Any) -> 'AsyncFlow':
+        new = cls.__new__(cls)
+        new._flow, new._pool = flow, None
+        return new
+
+    def add(self, *args: Any, **kwargs: Any) -> 'AsyncFlow':
+        """A new AsyncFlow with one more executor (the arguments of ``Flow.add``)."""
+        return AsyncFlow._wrap(self._flow.add(*args, **kwargs))
+
+    @property
+    def flow(self) -> Any:
+        """The ``Flow`` underneath."""
+        return self._flow
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FLOW_ATTRS:
+            return getattr(self._flow, name)
+        raise AttributeError(f'AsyncFlow has no attribute {name!r}')
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def start(self) -> 'AsyncFlow':
+        """Start the executors (in the Flow's thread; the loop keeps running meanwhile)."""
+        if self._pool is not None:
+            raise RuntimeError('this AsyncFlow is already started; use one `async with` block at a time')
+        # One thread does everything with the Flow: its sockets stay with that thread and
+        # posts from concurrent coroutines take turns.
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='shmflow-asyncflow')
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._flow.start)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise
+        return self
+
+    async def close(self) -> None:
+        """Stop every process (after the posts already running end)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(pool, self._flow.close)
+        finally:
+            pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> 'AsyncFlow':
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def block(self) -> None:
+        """Wait until SIGINT or SIGTERM (for a Flow that serves with ``port_expose``).
+
+        >>> async with AsyncFlow(port_expose=12345, protocol='http').add(uses=Indexer) as f:
+        ...     await f.block()
+        """
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        for sig in sigs:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+    # -- posting ----------------------------------------------------------------------------
+    def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
+             on_error: Callable | None = None, on_always: Callable | None = None,
+             parameters: dict | None = None, target_executor: str | None = None,
+             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
+             continue_on_error: bool = False, **kwargs: Any) -> AsyncPost:
+        """The arguments of ``Flow.post``; returns an ``AsyncPost`` to iterate or await.
+
+        Example
+        -------
+        >>> async for resp in f.post('/index', (Document(text=t) for t in texts), request_size=50):
+        ...     print(resp.docs.texts)
+        """
+        if self._pool is None:
+            from ..errors import FlowNotStartedError
+            raise FlowNotStartedError('post() needs a started AsyncFlow: call it inside `async with flow:`')
+        parameters = post_args(on, request_size, parameters,
+                               {'on_done': on_done, 'on_error': on_error, 'on_always': on_always})
+        window = kwargs.get('prefetch') or getattr(self._flow, '_prefetch', 16)
+        post_kwargs = dict(kwargs, parameters=parameters, target_executor=target_executor, request_size=request_size)
+
+        def source() -> AsyncIterator[Response]:
+            return self._responses(on, inputs, post_kwargs, window)
+        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, _total(inputs, show_progress))
+
+    index = partialmethod(post, '/index')
+    search = partialmethod(post, '/search')
+    update = partialmethod(post, '/update')
+    delete = partialmethod(post, '/delete')
+
+    async def _responses(self, on: str, inputs: Any, kwargs: dict, window: int) -> AsyncIterator[Response]:
+        """Every Response of one ``Flow.post`` run in the Flow's thread, as it completes."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        room = threading.Semaphore(window)
+        stopped = threading.Event()
+
+        def push(resp: Response) -> None:
+            room.acquire()
+            if stopped.is_set():
+                raise _Stopped()
+            loop.call_soon_threadsafe(queue.put_nowait, ('resp', resp))
+
+        def run() -> None:
+            item: tuple = ('end', None)
+            try:
+                self._flow.post(on, inputs, on_done=push, on_error=push, **kwargs)
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the coroutine, which raises it
+                item = ('exc', exc)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        if self._pool is None:
+            from ..errors import FlowNotStartedError
+            raise FlowNotStartedError('the AsyncFlow was closed before the post started')
+        loop.run_in_executor(self._pool, run)
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == 'resp':
+                    room.release()
+                    yield value
+                elif kind == 'exc':
+                    raise value
+                else:
+                    return
+        finally:
+            stopped.set()
+            room.release()  # wakes a push waiting for room, which then stops the post
+
+    def __repr__(self) -> str:
+        return f'<AsyncFlow {self._flow!r}>'
+
+
+class AsyncClient:
+    """``Client`` for asyncio programs (aiohttp): ``post`` returns an ``AsyncPost``.
+
+    Example
+    -------
+    >>> c = AsyncClient(port=12345)
+    >>> async for resp in c.post('/search', Document(text='hello')):
+    ...     print(resp.docs[0].matches)
+    """
+
+    def __init__(self, host: str = '127.0.0.1', port: int | None = None, protocol: str = 'http',
+                 timeout: float | None = None, array_format: str = 'base64', port_expose: int | None = None,
+                 **kwargs: Any) -> None:
+        import_aiohttp('AsyncClient')
+        self.host, self.port, self.timeout, self.array_format = _check_client_args(
+            host, port, protocol, timeout, array_format, port_expose)
+
+    @property
+    def url(self) -> str:
+        return f'http://{self.host}:{self.port}'
+
+    async def __aenter__(self) -> 'AsyncClient':
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        pass  # each post opens and closes its own connections
+
+    def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
+             on_error: Callable | None = None, on_always: Callable | None = None,
+             parameters: dict | None = None, target_executor: str | None = None,
+             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
+             continue_on_error: bool = False, **kwargs: Any) -> AsyncPost:
+        """The arguments of ``Client.post``; returns an ``AsyncPost`` to iterate or await."""
+        parameters = post_args(on, request_size, parameters,
+                               {'on_done': on_done, 'on_error': on_error, 'on_always': on_always})
+
+        def source() -> AsyncIterator[Response]:
+            return self._responses(on, inputs, parameters, target_executor, request_size)
+        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, _total(inputs, show_progress))
+
+    index = partialmethod(post, '/index')
+    search = partialmethod(post, '/search')
+    update = partialmethod(post, '/update')
+    delete = partialmethod(post, '/delete')
+
+    async def _responses(self, on: str, inputs: Any, parameters: dict, target_executor: str | None,
+                         request_size: int) -> AsyncIterator[Response]:
+        aiohttp = import_aiohttp('AsyncClient')
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for i, batch in enumerate(batches(inputs, request_size)):
+                body = encode_request(batch, on, parameters, target_executor, self.array_format)
+                try:
+                    async with session.post(f'{self.url}/post', data=body, headers=headers) as r:
+                        status, data = r.status, await r.read()
+                except aiohttp.ClientConnectorError:
+                    raise ConnectionError(f'nothing listens on {self.url}: start the Flow there with '
+                                          f'Flow(port_expose={self.port}, protocol="http") and keep it open '
+                                          f'(f.block()), or check host and port') from None
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    raise ConnectionError(f'the gateway at {self.url} closed the connection without an answer '
+                                          f'({type(exc).__name__}); did the serving process stop?') from None
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f'no answer from {self.url} within {self.timeout} s') from None
+                yield response_from(status, data, self.url, i)
+
+    def __repr__(self) -> str:
+        return f'<AsyncClient {self.url}>'

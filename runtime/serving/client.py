@@ -1,0 +1,289 @@
+"""``Client``: the ``Flow.post`` API against a Flow served by another process over HTTP.
+
+Only the standard library (``http.client``) is used, so a script that queries a Flow needs
+nothing beyond this package. Requests go one after another over one kept-alive connection.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+from functools import partialmethod
+from typing import Any, Callable, Iterator
+
+from ..control.inputs import batches, describe
+from ..errors import ExecutorError
+from ..response import Response
+from .wire import ARRAY_FORMATS, WireError, decode_response, encode_request
+
+__all__ = ['Client', 'ServerError', 'post_args', 'settle']
+
+logger = logging.getLogger('runtime')
+
+
+class ServerError(RuntimeError):
+    """The gateway refused or failed a request outside any executor (a bad request, a body
+    too large, the Flow closing). ``status`` is the HTTP code, ``message`` the server's words.
+
+    Example
+    -------
+    >>> try:
+    ...     client.post('/search', docs)
+    ... except ServerError as e:
+    ...     print(e.status, e.message)
+    """
+
+    def __init__(self, status: int, message: str, url: str = '') -> None:
+        self.status, self.message, self.url = status, message, url
+        super().__init__(f'the gateway at {url} answered {status}: {message}')
+
+    def __reduce__(self):
+        return type(self), (self.status, self.message, self.url)
+
+
+def post_args(on: Any, request_size: Any, parameters: Any, callbacks: dict) -> dict:
+    """The checks ``Flow.post`` makes on its arguments, for the clients; returns parameters."""
+    if not isinstance(on, str):
+        raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
+    if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
+        raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}')
+    for name, cb in callbacks.items():
+        if cb is not None and not callable(cb):
+            raise TypeError(f'{name} must be a function taking the Response (or None), got {type(cb).__name__}')
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
+    return parameters
+
+
+def settle(resp: Response, on_done: Callable | None, on_error: Callable | None, on_always: Callable | None,
+           continue_on_error: bool) -> BaseException | None:
+    """Run the callbacks of one response as ``Flow.post`` does; returns the error to raise
+    at the end when the request failed and nobody handles it."""
+    error = None
+    if resp.is_error:
+        if on_error is not None:
+            on_error(resp)
+        elif continue_on_error:
+            logger.error('request %s failed: %s', resp.request_id, resp.status.description)
+        else:
+            error = resp.status.error or ExecutorError(resp.status.exception.executor, resp.status.exception.name,
+                                                       resp.status.description, '')
+    elif on_done is not None:
+        on_done(resp)
+    if on_always is not None:
+        on_always(resp)
+    return error
+
+
+class Client:
+    """Talks to a Flow served with ``Flow(port_expose=..., protocol='http')``.
+
+    Parameters
+    ----------
+    host : str
+        Where the Flow runs (default 127.0.0.1).
+    port : int
+        Its ``port_expose`` (``port_expose=`` is accepted too).
+    protocol : 'http'
+        The only one served.
+    timeout : float, optional
+        Seconds to wait for each HTTP answer (default: as long as it takes).
+    array_format : 'base64' or 'list'
+        How arrays travel: base64 of the raw bytes (exact dtypes, compact) or JSON lists.
+    asyncio : bool
+        True returns an ``AsyncClient`` instead (Jina 2's switch).
+
+    Example
+    -------
+    >>> c = Client(port=12345)
+    >>> c.post('/search', Document(text='hello'), on_done=lambda r: print(r.docs[0].matches))
+    """
+
+    def __new__(cls, *args: Any, asyncio: bool = False, **kwargs: Any) -> Any:
+        if asyncio and cls is Client:
+            from .aflow import AsyncClient
+            return AsyncClient(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, host: str = '127.0.0.1', port: int | None = None, protocol: str = 'http',
+                 timeout: float | None = None, array_format: str = 'base64', asyncio: bool = False,
+                 port_expose: int | None = None) -> None:
+        self.host, self.port, self.timeout, self.array_format = _check_client_args(
+            host, port, protocol, timeout, array_format, port_expose)
+        self._conn: http.client.HTTPConnection | None = None
+
+    @property
+    def url(self) -> str:
+        return f'http://{self.host}:{self.port}'
+
+    # -- one HTTP exchange ---------------------------------------------------------------------
+    def _exchange(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """Send one request, return (status, body); reconnects once when a kept-alive
+        connection turns out closed before anything was answered."""
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = self._conn
+            try:
+                try:
+                    conn.request(method, path, body=body,
+                                 headers={'Content-Type': 'application/json', 'Accept': 'application/json'})
+                except (BrokenPipeError, ConnectionResetError):
+                    if not reused or attempt:
+                        pass  # the server may have answered before it stopped reading (e.g. 413)
+                    else:
+                        raise
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self.close()
+                return resp.status, data
+            except ConnectionRefusedError:
+                self.close()
+                raise ConnectionError(f'nothing listens on {self.url}: start the Flow there with '
+                                      f'Flow(port_expose={self.port}, protocol="http") and keep it open '
+                                      f'(f.block()), or check host and port') from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if reused and attempt == 0:
+                    continue  # the server had closed the idle connection: the request never arrived
+                raise ConnectionError(f'the gateway at {self.url} closed the connection without an answer '
+                                      f'({type(exc).__name__}); did the serving process stop?') from None
+            except socket.timeout:
+                self.close()
+                raise TimeoutError(f'no answer from {self.url} within {self.timeout} s') from None
+            except OSError as exc:
+                self.close()
+                raise ConnectionError(f'cannot reach {self.url}: {exc}') from None
+        raise AssertionError('unreachable')
+
+    def _send(self, endpoint: str, docs: Any, parameters: dict, target_executor: str | None,
+              index: int) -> Response:
+        body = encode_request(docs, endpoint, parameters, target_executor, self.array_format)
+        status, data = self._exchange('POST', '/post', body)
+        return response_from(status, data, self.url, index)
+
+    def status(self) -> dict:
+        """``GET /status`` of the gateway: liveness and request counters.
+
+        >>> Client(port=12345).status()['status']
+        'ok'
+        """
+        status, data = self._exchange('GET', '/status')
+        if status != 200:
+            raise ServerError(status, data.decode(errors='replace')[:2000], self.url)
+        return json.loads(data)
+
+    def close(self) -> None:
+        """Close the connection (the next request opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> 'Client':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- the Flow.post API -------------------------------------------------------------------------
+    def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
+             on_error: Callable | None = None, on_always: Callable | None = None,
+             parameters: dict | None = None, target_executor: str | None = None,
+             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
+             continue_on_error: bool = False, **kwargs: Any) -> list | None:
+        """Send ``inputs`` to the endpoint ``on`` of the served Flow, ``request_size``
+        documents per request, one request at a time. Same arguments and callbacks as
+        ``Flow.post``; the callbacks run in this thread and get ``Response`` objects.
+
+        Raises
+        ------
+        ExecutorError
+            A handler raised and no ``on_error`` was given (the executor's name and its
+            remote traceback come from the server).
+        ServerError
+            The gateway refused the request (bad input, body too large, Flow closing).
+        ConnectionError
+            Nothing listens at host:port, or the connection broke.
+
+        Example
+        -------
+        >>> Client(port=12345).post('/index', (Document(text=t) for t in texts), request_size=50)
+        """
+        for k in kwargs:
+            if k not in ('results_in_order', 'prefetch', 'timeout'):  # one at a time: in order anyway
+                raise TypeError(f'post() got an unexpected argument {k!r}')
+        parameters = post_args(on, request_size, parameters,
+                               {'on_done': on_done, 'on_error': on_error, 'on_always': on_always})
+        results: list | None = [] if return_results else None
+        progress = None
+        if show_progress:
+            from ..control.progress import Progress
+            total = len(inputs) if hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)) else None
+            progress = Progress(on, total)
+        try:
+            for resp in self._responses(on, inputs, parameters, target_executor, request_size):
+                if progress is not None:
+                    progress.update(len(resp.docs))
+                error = settle(resp, on_done, on_error, on_always, continue_on_error)
+                if error is not None:
+                    raise error
+                if results is not None:
+                    results.append(resp)
+        finally:
+            if progress is not None:
+                progress.close()
+        return results
+
+    def _responses(self, on: str, inputs: Any, parameters: dict, target_executor: str | None,
+                   request_size: int) -> Iterator[Response]:
+        for i, batch in enumerate(batches(inputs, request_size)):
+            yield self._send(on, batch, parameters, target_executor, i)
+
+    index = partialmethod(post, '/index')
+    search = partialmethod(post, '/search')
+    update = partialmethod(post, '/update')
+    delete = partialmethod(post, '/delete')
+
+    def __repr__(self) -> str:
+        return f'<Client {self.url}>'
+
+
+def response_from(status: int, data: bytes, url: str, index: int = 0) -> Response:
+    """A Response from the gateway's answer, or ServerError for a refusal."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise ServerError(status, data.decode(errors='replace')[:2000] or '(empty answer)', url) from None
+    if isinstance(obj, dict) and 'header' in obj and status in (200, 500):
+        try:
+            return decode_response(obj, index)
+        except WireError as exc:
+            raise ServerError(502, str(exc), url) from None
+    message = obj.get('error', {}).get('message') if isinstance(obj, dict) and isinstance(obj.get('error'), dict) \
+        else None
+    raise ServerError(status, message or str(obj)[:2000], url)
+
+
+def _check_client_args(host: Any, port: Any, protocol: Any, timeout: Any, array_format: Any,
+                       port_expose: Any) -> tuple:
+    if port is None:
+        port = port_expose
+    elif port_expose is not None and port_expose != port:
+        raise ValueError(f'port={port!r} and port_expose={port_expose!r} differ; give one')
+    if type(port) is not int or not 0 < port <= 65535:
+        raise ValueError(f'Client needs the port the Flow serves on (its port_expose), an int from 1 to 65535; '
+                         f'got {port!r}')
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"host must be a host name or address such as '127.0.0.1', got {host!r}")
+    if not isinstance(protocol, str) or protocol.lower() != 'http':
+        raise ValueError(f"protocol={protocol!r} is not served; the protocols are: 'http'")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
+    if array_format not in ARRAY_FORMATS:
+        raise ValueError(f"array_format must be 'base64' (exact, compact) or 'list' (JSON lists), got {array_format!r}")
+    return host, port, timeout, array_format
