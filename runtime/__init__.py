@@ -31,6 +31,7 @@ _EXPORTS = {
     'ExecutorError': 'errors', 'ExecutorStartError': 'errors', 'WorkerDiedError': 'errors',
     'RequestTimeoutError': 'errors',
     'FlowNotStartedError': 'errors', 'BadInputError': 'errors', 'RemoteTraceback': 'errors',
+    'Client': 'serving.client', 'AsyncFlow': 'serving.aflow', 'AsyncClient': 'serving.aflow',
 }
 __all__ = list(_EXPORTS)
 __version__ = '0.1.0'
