@@ -5,7 +5,7 @@ import difflib
 import inspect
 import os
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ['Executor', 'requests', 'BaseExecutor']
 
@@ -14,6 +14,27 @@ HANDLER_KWARGS = ('docs', 'parameters', 'docs_matrix', 'groundtruths', 'groundtr
 _REQUIRED_KWARGS = ('docs', 'parameters')
 #: Executor subclasses by class name, for ``uses='Name'`` / ``{'jtype': 'Name'}``.
 _REGISTRY: dict[str, type] = {}
+#: Executor.__init__'s own arguments (the rest are the subclass's ``with:`` arguments).
+_BASE_KWARGS = ('metas', 'runtime_args', 'requests')
+
+
+class RuntimeArgs(SimpleNamespace):
+    """Where this instance runs: ``replica_id``, ``shard_id``, ``replicas``, ``shards``;
+    ``pea_id`` and ``parallel`` are Jina 2's names of ``shard_id`` and ``shards``.
+
+    Example
+    -------
+    >>> RuntimeArgs(replica_id=0, shard_id=2, replicas=1, shards=3).pea_id
+    2
+    """
+
+    @property
+    def pea_id(self) -> int:
+        return self.shard_id
+
+    @property
+    def parallel(self) -> int:
+        return self.shards
 
 
 def _handler_kwargs(fn: Callable) -> tuple[str, ...] | None:
@@ -123,20 +144,94 @@ class Executor:
         obj = super().__new__(cls)
         # Set before any user __init__ runs, so it can read self.metas and runtime_args
         # even if it never calls super().__init__().
-        obj.metas = SimpleNamespace(name=cls.__name__, workspace=None)
-        obj.runtime_args = SimpleNamespace(replica_id=0, shard_id=0, replicas=1, shards=1)
+        obj.metas = SimpleNamespace(name=cls.__name__, description=None, workspace=None, py_modules=None)
+        obj.runtime_args = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1)
+        for k, v in dict(kwargs.get('metas') or {}).items():
+            setattr(obj.metas, k, v)
+        # What save_config writes as ``with:`` (a Flow's process builds the object with
+        # __new__ alone, so there it stays empty).
+        obj._init_args = (args, {k: v for k, v in kwargs.items() if k not in _BASE_KWARGS})
         return obj
 
     def __init__(self, metas: dict | None = None, runtime_args: dict | None = None,
                  requests: dict | None = None, **kwargs: Any) -> None:
         if metas:
+            if not isinstance(metas, Mapping):
+                raise TypeError(f'metas takes a dict such as {{"name": "enc", "workspace": "/data"}}, '
+                                f'got {type(metas).__name__}')
             for k, v in dict(metas).items():
                 setattr(self.metas, k, v)
         if runtime_args:
             for k, v in dict(runtime_args).items():
                 setattr(self.runtime_args, k, v)
+        if requests:
+            self._bind_requests(requests)
+        if kwargs:
+            raise TypeError(f'{type(self).__name__}.__init__() got unexpected arguments {sorted(kwargs)}; '
+                            f'declare them in its __init__ (def __init__(self, {", ".join(sorted(kwargs))}, '
+                            f'**kwargs))')
         if self.metas.workspace is None:
             self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
+
+    def _bind_requests(self, mapping: Mapping[str, str]) -> None:
+        """Jina 2's ``requests:`` section: ``{endpoint: method name}`` adds or replaces the
+        handler of each endpoint for this object (``__default__`` is the default one)."""
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f'requests takes a dict {{endpoint: method name}}, e.g. {{"/index": "encode"}}, '
+                            f'got {type(mapping).__name__}')
+        handlers = dict(self._handlers)
+        for endpoint, method in mapping.items():
+            fn = getattr(type(self), method, None) if isinstance(method, str) else None
+            if not isinstance(endpoint, str) or fn is None or not callable(fn):
+                raise ValueError(f'requests: {endpoint!r}: {method!r} must name a method of {type(self).__name__} '
+                                 f'(one of {sorted(n for n in dir(type(self)) if not n.startswith("_"))})')
+            fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
+            handlers[endpoint] = (method, _handler_kwargs(fn))
+        self._handlers = handlers
+
+    # -- YAML -------------------------------------------------------------------------------
+    @classmethod
+    def load_config(cls, source: Any, uses_with: dict | None = None, uses_metas: dict | None = None,
+                    uses_requests: dict | None = None, context: dict | None = None,
+                    substitute: bool = True, **kwargs: Any) -> 'Executor':
+        """An Executor built from a Jina 2 YAML config (a path, a YAML string or an open
+        file): ``jtype:`` the class (an Executor subclass defined or imported, or in
+        ``metas.py_modules``), ``with:`` its ``__init__`` arguments, ``metas:``,
+        ``requests:`` ({endpoint: method name}). ``uses_with`` / ``uses_metas`` /
+        ``uses_requests`` override the file's sections; ``$VAR`` / ``${{ ENV.VAR }}`` in
+        values are replaced from the environment (and ``context``) unless ``substitute``
+        is False.
+
+        Example
+        -------
+        >>> enc = Executor.load_config('jtype: MyEncoder\nwith:\n  dim: 16\nmetas:\n  name: enc')
+        >>> enc.metas.name
+        'enc'
+        """
+        from .config import load_executor_config
+        spec = load_executor_config(source, context=context, substitute=substitute)
+        uses = {k: v for k, v in spec.items() if k in ('jtype', 'with', 'metas', 'requests')}
+        if uses_requests:
+            uses['requests'] = {**(uses.get('requests') or {}), **uses_requests}
+        klass, init_kwargs, metas = resolve_uses(uses, uses_with, uses_metas)
+        if cls is not Executor and not issubclass(klass, cls):
+            raise TypeError(f'{cls.__name__}.load_config: the config builds {klass.__name__}, which is not a '
+                            f'{cls.__name__}; call Executor.load_config for any class')
+        init_kwargs.update(kwargs)
+        return klass(metas=metas, **init_kwargs)
+
+    def save_config(self, path: str | os.PathLike | None = None) -> str:
+        """Write this executor as a YAML config that ``Executor.load_config`` and
+        ``Flow().add(uses=path)`` read back (``jtype``, the ``with`` arguments it was built
+        with, ``metas``); returns the path (default ``<metas.name>.yml``).
+
+        Example
+        -------
+        >>> MyEncoder(dim=16).save_config('enc.yml')
+        'enc.yml'
+        """
+        from .config import save_executor_config
+        return save_executor_config(self, path)
 
     @property
     def workspace(self) -> str:
@@ -177,14 +272,41 @@ def lookup_executor_class(name: str) -> type:
                      f'or imported{hint} (pass the class itself as uses=MyExecutor to avoid the lookup)')
 
 
-def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> tuple[type, dict, dict]:
-    """Turn ``uses=`` (class, name, ``{'jtype': ..., 'with': ..., 'metas': ...}`` or None)
-    into (class, init kwargs, metas)."""
+def _looks_like_yaml(text: str) -> bool:
+    """A ``uses=`` str that is a YAML config itself rather than a class name or a path."""
+    head = text.lstrip()
+    return '\n' in text or head.startswith(('jtype:', '!'))
+
+
+def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
+                 base_dir: str | None = None) -> tuple[type, dict, dict]:
+    """Turn ``uses=`` into (class, init kwargs, metas).
+
+    ``uses`` is an Executor subclass, its class name, the path of a YAML config
+    (``*.yml`` / ``*.yaml``), a YAML config as a str (``'jtype: MyExec\\nwith: ...'``), a
+    dict ``{'jtype': ..., 'with': ..., 'metas': ..., 'requests': ...}``, or None (documents
+    pass through). ``uses_with`` / ``uses_metas`` override the config's ``with`` / ``metas``.
+    ``metas.py_modules`` (files, relative to the YAML file, or ``base_dir``, or the current
+    directory; or dotted module names) are imported first, so ``jtype`` can name a class
+    they define.
+
+    Example
+    -------
+    >>> resolve_uses({'jtype': 'Executor', 'metas': {'name': 'x'}}, {'a': 1}, None)[1:]
+    ({'a': 1}, {'name': 'x'})
+    """
     kwargs, metas = {}, {}
     for label, value in (('uses_with', uses_with), ('uses_metas', uses_metas)):
         if value is not None and not isinstance(value, dict):
             raise TypeError(f'{label} takes a dict of keyword arguments, e.g. {{"dim": 128}}, got '
                             f'{type(value).__name__} {value!r:.40}')
+    if isinstance(uses, os.PathLike):
+        uses = os.fspath(uses)
+    if isinstance(uses, str) and (uses.endswith(('.yml', '.yaml')) or _looks_like_yaml(uses)):
+        from .config import load_executor_config
+        if not _looks_like_yaml(uses) and base_dir and not os.path.isabs(uses):
+            uses = os.path.join(base_dir, uses)
+        uses = load_executor_config(uses)  # raises naming the file and line of what is wrong
     if uses is None:
         cls = _PassThrough
     elif isinstance(uses, type):
@@ -193,12 +315,22 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> 
                             f'not derive from runtime.Executor')
         cls = uses
     elif isinstance(uses, str):
+        if (uses_metas or {}).get('py_modules'):
+            from .config import import_py_modules
+            import_py_modules(uses_metas['py_modules'], base_dir)
         cls = lookup_executor_class(uses)
     elif isinstance(uses, dict):
         unknown = set(uses) - {'jtype', 'with', 'metas', 'requests'}
         if 'jtype' not in uses or unknown:
-            raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments) and "
-                             f"'metas'; got {sorted(uses)}")
+            raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments), "
+                             f"'metas' and 'requests'; got {sorted(uses)}")
+        for key in ('with', 'metas', 'requests'):
+            if uses.get(key) is not None and not isinstance(uses[key], dict):
+                raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
+        py_modules = {**(uses.get('metas') or {}), **(uses_metas or {})}.get('py_modules')
+        if py_modules:
+            from .config import import_py_modules
+            import_py_modules(py_modules, base_dir)
         jtype = uses['jtype']
         if isinstance(jtype, type) and issubclass(jtype, Executor):
             cls = jtype
@@ -206,16 +338,15 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None) -> 
             cls = lookup_executor_class(jtype)
         else:
             raise TypeError(f"uses={{'jtype': ...}} takes an Executor class name (str), got {jtype!r:.40}")
-        for key in ('with', 'metas'):
-            if uses.get(key) is not None and not isinstance(uses[key], dict):
-                raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
         kwargs.update(uses.get('with') or {})
         metas.update(uses.get('metas') or {})
+        if uses.get('requests'):
+            kwargs['requests'] = dict(uses['requests'])
     elif isinstance(uses, Executor):
         raise TypeError('uses= takes an Executor class, not an instance: each process builds its own; '
                         'pass uses=type(obj) and its arguments as uses_with={...}')
     else:
-        raise TypeError(f'uses= takes an Executor subclass, its class name, a dict '
+        raise TypeError(f'uses= takes an Executor subclass, its class name, a YAML file or string, a dict '
                         f"{{'jtype': ..., 'with': ..., 'metas': ...}} or None, got {type(uses).__name__}")
     kwargs.update(uses_with or {})
     metas.update(uses_metas or {})
