@@ -1,0 +1,14 @@
+"""The Ray transport: each executor instance (shard, replica) is a Ray actor, documents
+travel through Ray's object store, and the router in the parent only sees small receipts.
+
+Nothing here imports Ray until a Flow with ``backend='ray'`` opens its transport, so the
+package works without Ray installed (``pip install shmflow[ray]`` adds it).
+
+Example
+-------
+>>> from runtime.transport.ray import RayTransport
+>>> t = RayTransport(address=None)   # a private local Ray instance, shut down at close
+"""
+from .transport import RayTransport, RayWorker, RayWorkerDiedError, import_ray
+
+__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'import_ray']

@@ -1,0 +1,435 @@
+"""``RayTransport``: executor instances as Ray actors, payloads as Ray objects.
+
+One hop is one actor call with two returns: a small *receipt* (timings, the handler's
+results, the count of documents, or the handler's error as a value) that comes back to
+the router, and the *payload* (the documents, ``payload.encode``'s tuple) that stays in
+Ray: the router hands its reference to the next executor's call without fetching it. Ray
+inlines small objects into the call and moves large ones through its object store
+(zero-copy between actors of one node).
+
+Restarts and retries stay in the router: actors are created with Ray's ``max_restarts=0``;
+a dead actor (its process killed, its node gone) fails the calls it held, and the
+transport reports one ``Died`` for it, after which the router spawns a new one if
+``max_restarts`` allows and retries or fails the requests it held.
+
+``address=None`` starts a private local Ray instance (``ray.init(address='local')``:
+never whatever cluster ran last on the machine) and shuts it down at ``close``; 'auto' or
+'ray://host:port' connect to a running cluster (``ray start --head``), and ``close`` only
+disconnects. A process already connected to Ray (``ray.init`` called by the script or a
+test fixture) keeps its connection: the transport uses it and leaves it open.
+
+Example
+-------
+>>> t = RayTransport(address=None, init_kwargs={'num_cpus': 4})
+>>> t.open(); w = t.spawn(dep, shard=0, replica=0)
+>>> t.send(w, 1, '/index', pickle.dumps({}), None, t.put(1, docs))
+>>> events = t.poll(1.0)            # Ready(w, ...), then Reply(w, 1, ...)
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import cloudpickle
+
+from ...errors import ExecutorStartError, WorkerDiedError
+from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
+from ..handling import executor_config
+from .payload import decode, encode, nbytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...array import DocumentArray
+    from ...control.topology import Deployment
+
+__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'RayPayload', 'import_ray', 'INSTALL_HINT']
+
+logger = logging.getLogger('runtime')
+
+INSTALL_HINT = "pip install 'shmflow[ray]' (or pip install 'ray>=2.9') on this machine and on every node of the cluster"
+#: Payloads smaller than this ride inside the actor call; larger ones are put in the
+#: object store once (a ``ray.put`` costs about as much as a call on a small machine).
+INLINE_MAX = 64 << 10
+#: The longest a transport call waits for Ray to hand over objects that already exist
+#: (results of finished calls) or for actors to run their ``close()``.
+GET_TIMEOUT_S = 60.0
+#: ``ray_options`` that the Flow sets itself: Ray must not restart or retry on its own.
+_FLOW_OWNED = {'max_restarts': 'add(..., max_restarts=N)', 'max_task_retries': 'add(..., max_retries=N)',
+               'max_concurrency': 'replicas=N (an executor handles one request at a time)'}
+
+
+def import_ray() -> Any:
+    """``ray``, or ImportError saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(f"Flow(backend='ray') needs Ray, which is not installed: {INSTALL_HINT}") from exc
+    return ray
+
+
+class RayWorkerDiedError(WorkerDiedError):
+    """An executor's Ray actor ended while it held requests: its process was killed, or
+    its node left the cluster. The message names the executor, replica, shard and node,
+    and Ray's account of the death.
+
+    Example
+    -------
+    >>> RayWorkerDiedError('enc', 1, 0, 'a1b2c3d4 (10.0.0.7)', 'its node died', pid=4321)
+    """
+
+    def __init__(self, executor: str, replica: int, shard: int, node: str, reason: str,
+                 pid: int | None = None) -> None:
+        self.executor, self.replica, self.shard, self.node = executor, replica, shard, node
+        self.returncode, self.pid, self.reason = None, pid, reason
+        RuntimeError.__init__(self, f'the Ray actor of executor {executor!r} (replica {replica}, shard {shard}, '
+                                    f'pid {pid}, node {node or "not known yet"}) ended unexpectedly: {reason}')
+
+    def __reduce__(self):
+        return type(self), (self.executor, self.replica, self.shard, self.node, self.reason, self.pid)
+
+
+class RayWorker(Worker):
+    """One executor instance as a Ray actor; ``node`` is 'node-id-prefix (ip)' once ready."""
+
+    def __init__(self, dep: 'Deployment', shard: int, replica: int, asks: dict) -> None:
+        super().__init__(dep, shard, replica)
+        self.actor: Any = None
+        self.node_id = ''
+        self.asks = asks  # the resources its actor asked Ray for
+        self.calls: set = set()  # receipt refs of the requests it holds
+
+    def label(self) -> str:
+        """``'enc' (replica 0, shard 1, pid 77, node 3f2a9c1e (10.0.0.7))``; while it
+        waits for Ray to place it, also the resources it asked for."""
+        parts = [f'replica {self.replica}', f'shard {self.shard}']
+        if self.pid is not None:
+            parts.append(f'pid {self.pid}')
+        if self.node:
+            parts.append(f'node {self.node}')
+        elif self.alive and not self.ready:
+            parts.append(f'Ray actor asking for {_fmt(self.asks)}')
+        return f'{self.dep.name!r} ({", ".join(parts)})'
+
+    def pending_reason(self) -> str:
+        """Why its actor has not started yet, for a ``timeout_ready`` error: the
+        resources it asked for and whether any node of the cluster has them."""
+        ray = import_ray()
+        try:
+            nodes = [n.get('Resources', {}) for n in ray.nodes() if n.get('Alive')]
+        except Exception as exc:  # the error we are about to raise matters more
+            return f'its Ray actor asked for {_fmt(self.asks)} (the cluster could not be asked: {exc})'
+        fits = [n for n in nodes if all(n.get(k, 0) >= v for k, v in self.asks.items())]
+        offer = '; '.join(_fmt({k: v for k, v in sorted(n.items()) if not k.startswith('node:')
+                                and k not in ('memory', 'object_store_memory')}) for n in nodes)
+        if not fits:
+            return (f'its Ray actor asked for {_fmt(self.asks)}, which no node of the Ray cluster has '
+                    f'(its {len(nodes)} node(s) offer: {offer or "nothing"}); change add(..., ray_options=...) '
+                    f'or add a node that has them')
+        return (f'its Ray actor asked for {_fmt(self.asks)}; {len(fits)} node(s) have them but none were free, '
+                f'or its runtime_env is still being set up')
+
+
+def _fmt(resources: dict) -> str:
+    return '{' + ', '.join(f'{k!r}: {v:g}' if isinstance(v, (int, float)) else f'{k!r}: {v!r}'
+                           for k, v in resources.items()) + '}'
+
+
+def actor_options(dep: 'Deployment') -> tuple[dict, dict]:
+    """(``.options()`` for the actor of ``dep``, the resources it asks for), from
+    ``add(..., ray_options=..., env=...)``."""
+    opts = dict(getattr(dep, 'ray_options', None) or {})
+    for key, instead in _FLOW_OWNED.items():
+        if key in opts:
+            raise ValueError(f'executor {dep.name!r}: ray_options {key!r} is set by the Flow; use {instead} instead')
+    if dep.env:
+        runtime_env = dict(opts.get('runtime_env') or {})
+        env_vars = dict(runtime_env.get('env_vars') or {})
+        env_vars.update({str(k): str(v) for k, v in dep.env.items()})
+        runtime_env['env_vars'] = env_vars
+        opts['runtime_env'] = runtime_env
+    asks: dict = {}
+    if opts.get('num_cpus'):
+        asks['CPU'] = opts['num_cpus']
+    if opts.get('num_gpus'):
+        asks['GPU'] = opts['num_gpus']
+    if opts.get('memory'):
+        asks['memory'] = opts['memory']
+    asks.update(opts.get('resources') or {})
+    return opts, asks
+
+
+class RayPayload:
+    """The transport's handle on one request's documents: how many, and where they are
+    (a Ray object reference, or ``payload.encode``'s tuple itself when small enough to
+    ride inside the next call)."""
+
+    __slots__ = ('count', 'obj')
+
+    def __init__(self, count: int, obj: Any) -> None:
+        self.count, self.obj = count, obj
+
+    def __repr__(self) -> str:
+        return f'<RayPayload {self.count} docs>'
+
+
+def _death_reason(exc: BaseException) -> str:
+    """Ray's account of an actor's death, on one line."""
+    text = str(exc)
+    for marker in ('The actor is dead because', 'The actor died because', 'its node'):
+        i = text.find(marker)
+        if i >= 0:
+            text = text[i:]
+            break
+    text = ' '.join(text.split())
+    return text if len(text) <= 500 else text[:497] + '...'
+
+
+class RayTransport(Transport):
+    """Executor instances as Ray actors on a local Ray instance or a Ray cluster.
+
+    Parameters
+    ----------
+    address : None, 'auto', 'ray://host:port' or 'host:port'
+        None starts a private local Ray instance (stopped at ``close``); anything else is
+        passed to ``ray.init(address=...)`` to join a running cluster.
+    init_kwargs : dict, optional
+        More arguments for ``ray.init`` (``num_cpus``, ``runtime_env``, ``_temp_dir``, ...).
+
+    Example
+    -------
+    >>> t = RayTransport(address='auto')
+    >>> t.open(); w = t.spawn(dep, 0, 0); t.poll(5.0)
+    """
+
+    name = 'ray'
+
+    def __init__(self, address: str | None = None, init_kwargs: dict | None = None) -> None:
+        if address is not None and (not isinstance(address, str) or not address):
+            raise ValueError(f"ray_address must be None (a private local Ray), 'auto' (the cluster of "
+                             f"`ray start` on this machine) or 'ray://host:port', got {address!r}")
+        if init_kwargs is not None and not isinstance(init_kwargs, dict):
+            raise TypeError(f'ray_init_kwargs must be a dict of ray.init arguments, got {type(init_kwargs).__name__}')
+        self.address, self.init_kwargs = address, dict(init_kwargs or {})
+        self._ray: Any = None
+        self._actor_cls: Any = None
+        self._connected = False  # whether this transport called ray.init (and so calls ray.shutdown)
+        self._calls: dict = {}  # receipt ref -> (worker, rid, payload ref)
+        self._starting: dict = {}  # ready ref -> worker
+        self._events: list = []  # events found outside poll (kill, a class that cannot be pickled)
+        self._workers: list[RayWorker] = []
+        self._blobs: dict = {}  # id(deployment) -> its class, pickled once
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        ray = self._ray = import_ray()
+        if ray.is_initialized():
+            logger.info('backend ray: using the Ray instance this process is connected to')
+        else:
+            kwargs = dict(self.init_kwargs)
+            if self.address is None:
+                kwargs.setdefault('include_dashboard', False)
+            address = 'local' if self.address is None else self.address
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise ConnectionError(f'no Ray cluster found at ray_address={self.address!r}: start one with '
+                                      f'`ray start --head` (then `ray start --address=HEAD:6379` on the other '
+                                      f'nodes), or pass ray_address=None for a private local Ray ({exc})') from exc
+            self._connected = True
+        from .actor import ExecutorActor
+        self._actor_cls = ExecutorActor
+
+    def describe(self) -> str:
+        try:
+            nodes = sum(1 for n in self._ray.nodes() if n.get('Alive'))
+        except Exception:  # only a description
+            nodes = '?'
+        where = 'a private local Ray instance' if self.address is None and self._connected else 'a Ray cluster'
+        return f'Ray actors on {where} ({nodes} node(s))'
+
+    def spawn(self, dep: 'Deployment', shard: int, replica: int) -> RayWorker:
+        opts, asks = actor_options(dep)
+        w = RayWorker(dep, shard, replica, asks)
+        self._workers.append(w)
+        try:
+            blob = self._blobs.get(id(dep))
+            if blob is None:
+                blob = self._blobs[id(dep)] = cloudpickle.dumps(dep.cls)
+        except Exception as exc:
+            w.alive = False
+            self._events.append(InitFailed(w, ExecutorStartError(
+                dep.name, f'its class {dep.cls!r} cannot be pickled to send to Ray: {type(exc).__name__}: {exc}')))
+            return w
+        w.actor = self._actor_cls.options(**opts).remote(blob, executor_config(dep, shard, replica))
+        self._starting[w.actor.ready.remote()] = w
+        return w
+
+    def close(self, workers: list, timeout_close: float) -> None:
+        ray = self._ray
+        if ray is None:
+            return
+        try:
+            live = [w for w in self._workers if w.alive and w.ready and w.actor is not None]
+            closing = {w.actor.close.remote(): w for w in live}
+            if closing:
+                done, late = ray.wait(list(closing), num_returns=len(closing), timeout=timeout_close)
+                for ref in done:
+                    try:
+                        ray.get(ref, timeout=GET_TIMEOUT_S)
+                    except Exception as exc:  # one executor's close() must not stop the others'
+                        logger.warning('%s: close() raised %s', closing[ref].label(), exc)
+                for ref in late:
+                    logger.warning('%s: close() took longer than %.1f s; killed', closing[ref].label(), timeout_close)
+            for w in self._workers:
+                if w.actor is not None:
+                    ray.kill(w.actor, no_restart=True)
+                    w.actor = None
+                w.alive = w.ready = False
+        finally:
+            self._calls.clear()
+            self._starting.clear()
+            self._events.clear()
+            self._workers.clear()
+            self._blobs.clear()
+            if self._connected:
+                self._connected = False
+                ray.shutdown()
+
+    def kill(self, worker: Worker, why: str) -> None:
+        assert isinstance(worker, RayWorker)
+        if worker.actor is not None:
+            self._ray.kill(worker.actor, no_restart=True)
+        self._died(worker, f'killed by the Flow: {why}')
+
+    # -- requests ----------------------------------------------------------------------------
+    def send(self, worker: Worker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
+             payload: Any) -> None:
+        assert isinstance(worker, RayWorker)
+        if not worker.alive or worker.actor is None:
+            self._died(worker, 'it was sent a request after it had gone')
+            return
+        receipt, out = worker.actor.handle.remote(rid, endpoint, params_blob, earlier, payload.obj)
+        self._calls[receipt] = (worker, rid, out)
+        worker.calls.add(receipt)
+
+    def put(self, rid: int, docs: 'DocumentArray') -> RayPayload:
+        wire = encode(docs)
+        if nbytes(wire) >= INLINE_MAX:
+            return RayPayload(wire[0], self._ray.put(wire))
+        if wire[3] is not None:  # sent later, by value: keep what the documents hold now
+            wire = (*wire[:3], wire[3].copy())
+        return RayPayload(wire[0], wire)
+
+    def count(self, payload: RayPayload) -> int:
+        return payload.count
+
+    def combine(self, rid: int, payloads: list, merge: Callable[[list], 'DocumentArray']) -> Any:
+        return self.put(rid, merge([decode(w) for w in self._fetch(payloads)]))
+
+    def open_result(self, rid: int, payload: Any, copy: bool) -> tuple['DocumentArray', Any]:
+        # decode copies what Ray holds read-only, so the caller's arrays are its own either way.
+        return decode(self._fetch([payload])[0]), None
+
+    def close_result(self, token: Any) -> None:
+        pass
+
+    def retire(self, rid: int) -> None:
+        # A request's objects are freed by Ray's reference counting once the router drops
+        # their references; the transport keeps none.
+        pass
+
+    def _fetch(self, payloads: list) -> list:
+        """The wire tuples of ``payloads``, fetching those that lie in Ray."""
+        ray = self._ray
+        objs = [p.obj for p in payloads]
+        refs = [o for o in objs if isinstance(o, ray.ObjectRef)]
+        if not refs:
+            return objs
+        got = iter(ray.get(refs, timeout=GET_TIMEOUT_S))
+        return [next(got) if isinstance(o, ray.ObjectRef) else o for o in objs]
+
+    # -- events ------------------------------------------------------------------------------
+    def poll(self, timeout_s: float) -> list:
+        ray = self._ray
+        events, self._events = self._events, []
+        refs = [*self._calls, *self._starting]
+        if not refs:
+            if not events and timeout_s > 0:
+                time.sleep(timeout_s)  # nothing in flight: nothing can happen before then
+            return events
+        ready, _ = ray.wait(refs, num_returns=1, timeout=0 if events else max(timeout_s, 0), fetch_local=False)
+        if not ready:
+            return events
+        if len(refs) > 1:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        try:
+            values = ray.get(ready, timeout=GET_TIMEOUT_S)
+        except Exception:  # some call failed: take them one by one to find which
+            values = None
+        for k, ref in enumerate(ready):
+            if values is not None:
+                value, error = values[k], None
+            else:
+                try:
+                    value, error = ray.get(ref, timeout=GET_TIMEOUT_S), None
+                except Exception as exc:
+                    value, error = None, exc
+            if ref in self._starting:
+                self._on_ready(self._starting.pop(ref), value, error)
+            elif ref in self._calls:
+                self._on_receipt(ref, value, error)
+        events.extend(self._events)
+        self._events = []
+        return events
+
+    def _on_ready(self, w: RayWorker, value: Any, error: BaseException | None) -> None:
+        if not w.alive:
+            return
+        if error is not None:
+            if isinstance(error, self._ray.exceptions.RayActorError):
+                self._died(w, _death_reason(error))
+            else:
+                w.alive = False
+                self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'its Ray actor could not start: '
+                                                                                 f'{_death_reason(error)}')))
+            return
+        if value[0] == 'init_error':
+            _, exc_type, message, tb = value
+            w.alive = False
+            self._ray.kill(w.actor, no_restart=True)
+            w.actor = None
+            self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)))
+            return
+        _, endpoints, default, w.pid, w.node_id, ip = value
+        w.node = f'{w.node_id[:8]} ({ip})'
+        w.ready = True
+        self._events.append(Ready(w, frozenset(endpoints), default))
+
+    def _on_receipt(self, ref: Any, value: Any, error: BaseException | None) -> None:
+        w, rid, out = self._calls.pop(ref)
+        w.calls.discard(ref)
+        if error is not None:
+            if isinstance(error, self._ray.exceptions.RayActorError):
+                self._died(w, _death_reason(error))
+            else:  # the call itself failed in Ray (its arguments were lost with their node, ...)
+                self._events.append(Failed(w, rid, type(error).__qualname__, _death_reason(error), str(error),
+                                           (time.time(),) * 4))
+            return
+        if value[0] == 'ok':
+            _, docs_out, results, times, moved = value
+            self._events.append(Reply(w, rid, RayPayload(docs_out, out), docs_out, results, times, moved))
+        else:
+            _, exc_type, message, tb, times = value
+            self._events.append(Failed(w, rid, exc_type, message, tb, times))
+
+    def _died(self, w: RayWorker, reason: str) -> None:
+        """Report ``w`` dead once; the calls it held are the router's to fail or retry."""
+        if not w.alive:
+            return
+        w.alive = w.ready = False
+        for ref in w.calls:
+            self._calls.pop(ref, None)
+        w.calls.clear()
+        for ref in [r for r, x in self._starting.items() if x is w]:
+            del self._starting[ref]
+        self._events.append(Died(w, RayWorkerDiedError(w.dep.name, w.replica, w.shard, w.node, reason, w.pid)))
