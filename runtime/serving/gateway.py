@@ -161,11 +161,11 @@ class Gateway:
         for ep in ENDPOINTS:
             app.router.add_post(ep, self._handle_post)
         app.router.add_get('/status', self._handle_status)
-        runner = web.AppRunner(app, access_log=None)
+        # shutdown_timeout: how long close() lets requests in progress finish.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
-            # shutdown_timeout: how long close() lets requests in progress finish.
-            site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=5.0)
+            site = web.TCPSite(runner, self.host, self.port)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -1,0 +1,129 @@
+"""The asyncio API: AsyncFlow (async for / await / callbacks, the event loop never blocked)
+and AsyncClient against a served Flow."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from runtime import AsyncClient, AsyncFlow, Client, Document, DocumentArray, Executor, ExecutorError, requests
+from runtime.errors import FlowNotStartedError
+
+
+class Tag(Executor):
+    @requests
+    def tag(self, docs: DocumentArray, parameters: dict, **kwargs) -> None:
+        for d in docs:
+            d.tags['size'] = len(docs)
+            d.tags['p'] = parameters.get('p')
+
+    @requests(on='/fail')
+    def fail(self, docs: DocumentArray, **kwargs) -> None:
+        raise KeyError('no such key, on purpose')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+async def ticking(stop: asyncio.Event, ticks: list) -> None:
+    """Counts turns of the event loop: none while something blocks it."""
+    while not stop.is_set():
+        ticks.append(time.monotonic())
+        await asyncio.sleep(0.005)
+
+
+def test_async_flow_iterates_awaits_and_runs_callbacks_without_blocking_the_loop():
+    async def main() -> dict:
+        stop, ticks = asyncio.Event(), []
+        ticker = asyncio.create_task(ticking(stop, ticks))
+        out: dict = {}
+        f = AsyncFlow().add(uses=Tag, replicas=2)
+        t0 = time.monotonic()
+        async with f:
+            out['ticks_during_start'] = sum(1 for t in ticks if t > t0)
+            sizes = []
+            async for resp in f.post('/index', (Document(id=str(i)) for i in range(1000)), request_size=10,
+                                     parameters={'p': 1}):
+                sizes.append(len(resp.docs))
+                assert resp.docs[0].tags['p'] == 1
+            out['sizes'] = sizes
+            done, always = [], []
+            results = await f.search([Document() for _ in range(25)], request_size=10, on_done=done.append,
+                                     on_always=always.append)
+            out['awaited'] = [len(r.docs) for r in results]
+            out['callbacks'] = (len(done), len(always))
+            # Two coroutines posting at once take turns on the Flow.
+            a, b = await asyncio.gather(f.post('/', Document(id='a')), f.post('/', Document(id='b')))
+            out['gathered'] = (a[0].docs[0].id, b[0].docs[0].id)
+        stop.set()
+        await ticker
+        return out
+
+    out = asyncio.run(main())
+    assert out['ticks_during_start'] >= 3  # the loop kept turning while the processes started
+    assert sum(out['sizes']) == 1000 and set(out['sizes']) == {10}
+    assert sorted(out['awaited']) == [5, 10, 10] and out['callbacks'] == (3, 3)
+    assert out['gathered'] == ('a', 'b')
+
+
+def test_async_flow_errors_early_exit_and_callback_exceptions():
+    async def main() -> dict:
+        out: dict = {}
+        async with AsyncFlow().add(uses=Tag, name='tagger') as f:
+            with pytest.raises(ExecutorError, match="'tagger' raised KeyError") as info:
+                await f.post('/fail', Document())
+            out['tb'] = 'on purpose' in info.value.remote_traceback
+            errors = []
+            await f.post('/fail', [Document() for _ in range(3)], request_size=1, on_error=errors.append)
+            out['errors'] = [r.status.exception.executor for r in errors]
+            async for _ in f.post('/', (Document() for _ in range(500)), request_size=1):
+                break  # leaving early stops the post ...
+            out['after_break'] = len(await f.post('/', [Document(), Document()], request_size=1))  # ... cleanly
+
+            def boom(resp):
+                raise RuntimeError('callback failed')
+            with pytest.raises(RuntimeError, match='callback failed'):
+                await f.post('/', [Document() for _ in range(5)], request_size=1, on_done=boom)
+            out['after_callback_error'] = len(await f.post('/', Document()))
+            post = f.post('/', Document())
+            await post
+            with pytest.raises(RuntimeError, match='already consumed'):
+                await post
+        with pytest.raises(FlowNotStartedError, match='async with'):
+            f.post('/', Document())
+        return out
+
+    out = asyncio.run(main())
+    assert out == {'tb': True, 'errors': ['tagger'] * 3, 'after_break': 2, 'after_callback_error': 1}
+
+
+def test_async_client_queries_a_served_async_flow():
+    port = free_port()
+
+    async def main() -> dict:
+        out: dict = {}
+        async with AsyncFlow(port_expose=port, protocol='http').add(uses=Tag, name='tagger'):
+            client = Client(port=port, asyncio=True)
+            assert isinstance(client, AsyncClient)
+            results = await asyncio.gather(*(client.post('/', [Document(id=f'{k}-{i}') for i in range(6)],
+                                                         request_size=4, parameters={'p': k})
+                                             for k in range(3)))
+            out['results'] = [[(len(r.docs), r.docs[0].tags['p']) for r in rs] for rs in results]
+            seen = []
+            async for resp in client.post('/', [Document(), Document()], request_size=1):
+                seen.append(len(resp.docs))
+            out['seen'] = seen
+            with pytest.raises(ExecutorError, match="'tagger' raised KeyError"):
+                await client.post('/fail', Document())
+        with pytest.raises(ConnectionError, match='nothing listens'):
+            await client.post('/', Document())
+        return out
+
+    out = asyncio.run(main())
+    assert out['results'] == [[(4, k), (2, k)] for k in range(3)]
+    assert out['seen'] == [1, 1]

@@ -1,0 +1,375 @@
+"""Serving a running Flow over HTTP: a real gateway on a loopback port, clients in other
+processes, concurrent clients, bad requests, a client killed mid-request, and block()
+ended by SIGTERM."""
+from __future__ import annotations
+
+import glob
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+import psutil
+import pytest
+
+from childio import Lines, reap, script_env
+from runtime import Client, Document, DocumentArray, Executor, ExecutorError, Flow, requests
+from runtime.serving.client import ServerError
+from runtime.serving.gateway import check_options
+from runtime.serving.wire import WireError, decode_request, doc_from_json, doc_to_json, encode_request
+
+
+class Echo(Executor):
+    """Search: one match per query, scored; index: counts; /fail raises; /slow waits."""
+
+    @requests(on='/search')
+    def search(self, docs: DocumentArray, parameters: dict, **kwargs) -> None:
+        for d in docs:
+            d.tags['top_k_type'] = type(parameters.get('top_k')).__name__
+            m = Document(id=f'm-{d.id}', text=(d.text or '').upper())
+            m.scores['cosine'] = 0.5
+            d.matches.append(m)
+            if d.embedding is not None:
+                d.tags['emb_dtype'] = str(d.embedding.dtype)
+                d.embedding = d.embedding * 2
+
+    @requests(on='/index')
+    def index(self, docs: DocumentArray, **kwargs) -> dict:
+        return {'indexed': len(docs)}
+
+    @requests(on='/fail')
+    def fail(self, docs: DocumentArray, **kwargs) -> None:
+        raise ValueError('the handler failed on purpose')
+
+    @requests(on='/slow')
+    def slow(self, docs: DocumentArray, parameters: dict, **kwargs) -> None:
+        import time
+        time.sleep(parameters.get('pause', 1.0))  # the workload of this endpoint, not a wait in the test
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def child(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=script_env())
+
+
+def http_call(port: int, method: str, path: str, body: bytes | None = None,
+              headers: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {'Content-Type': 'application/json'})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def serving_flow(port: int, **kwargs) -> Flow:
+    return Flow(port_expose=port, protocol='http', **kwargs).add(uses=Echo, name='echo')
+
+
+# -- the wire format, no Flow ------------------------------------------------------------------
+def test_documents_round_trip_with_exact_dtypes_in_base64_and_as_lists():
+    d = Document(id='a', text='hi', embedding=np.arange(3, dtype=np.float32), blob=np.ones((2, 2), np.uint8),
+                 buffer=b'\x00\xff', tags={'n': 1, 'f': 0.5, 'nested': {'l': [1, 'x']}}, mime_type='text/plain',
+                 granularity=1, weight=2.0)
+    d.matches.append(Document(id='m', scores={'cosine': 0.25}))
+    d.chunks.append(Document(text='c'))
+    back = doc_from_json(json.loads(json.dumps(doc_to_json(d, 'base64'))))
+    assert back == d and back.embedding.dtype == np.float32 and back.blob.dtype == np.uint8
+    as_lists = json.loads(json.dumps(doc_to_json(d, 'list')))
+    assert as_lists['embedding'] == [0.0, 1.0, 2.0] and as_lists['mimeType'] == 'text/plain'
+    assert doc_from_json(as_lists).embedding.tolist() == [0.0, 1.0, 2.0]
+    req = decode_request(encode_request(DocumentArray([d]), '/search', {'top_k': 3}, 'idx'))
+    assert (req.endpoint, req.parameters, req.target_executor) == ('/search', {'top_k': 3}, 'idx')
+    assert type(req.parameters['top_k']) is int and req.docs[0] == d
+
+
+@pytest.mark.parametrize('body, words', [
+    (b'not json', 'not valid JSON'),
+    (b'[1, 2]', 'JSON object'),
+    (b'{"data": [], "execEndpoint": 3}', 'execEndpoint must be a str'),
+    (b'{"data": {"text": "x"}, "execEndpoint": "/s"}', 'data must be a list'),
+    (b'{"data": [], "execEndpoint": "/s", "bogus": 1}', "unknown field 'bogus'"),
+    (b'{"data": [{"txet": "x"}], "execEndpoint": "/s"}', "data[0] has an unknown field 'txet'"),
+    (b'{"data": [{"text": 3}], "execEndpoint": "/s"}', 'data[0].text must be a str'),
+    (b'{"data": [{"embedding": [1, "a"]}], "execEndpoint": "/s"}', 'data[0].embedding'),
+    (b'{"data": [{"embedding": [[1, 2], [3]]}], "execEndpoint": "/s"}', 'rectangular'),
+    (b'{"data": [], "parameters": [1], "execEndpoint": "/s"}', 'parameters must be an object'),
+    (b'{"data": []}', 'needs "execEndpoint"'),
+])
+def test_malformed_requests_are_refused_with_the_field_named(body, words):
+    with pytest.raises(WireError, match=None) as info:
+        decode_request(body)
+    assert words in str(info.value) and 400 <= info.value.status < 500
+
+
+def test_nothing_from_the_network_is_unpickled_or_decoded_as_objects():
+    import base64
+    import pickle
+    payload = base64.b64encode(pickle.dumps(object())).decode()
+    for dtype in ('O', '|O', 'V8', '<U4', 'f4,f4', '(2,)f4', 'M8[s]'):
+        body = json.dumps({'data': [{'embedding': {'__ndarray_b64__': payload, 'dtype': dtype, 'shape': [1]}}],
+                           'execEndpoint': '/s'}).encode()
+        with pytest.raises(WireError, match='not allowed|unknown dtype'):
+            decode_request(body)
+    tags = json.dumps({'data': [{'tags': {'x': {'__ndarray__': [1], 'dtype': 'O', 'shape': [1]}}}],
+                       'execEndpoint': '/s'}).encode()
+    with pytest.raises(WireError, match='not allowed'):
+        decode_request(tags)
+    size = json.dumps({'data': [{'blob': {'__ndarray_b64__': 'AAAA', 'dtype': '<f4', 'shape': [1000000]}}],
+                       'execEndpoint': '/s'}).encode()
+    with pytest.raises(WireError, match='do not make an array'):
+        decode_request(size)
+
+
+def test_serving_options_are_checked_and_other_protocols_rejected():
+    assert check_options(port=5000) == {'port': 5000, 'protocol': 'http', 'host': '127.0.0.1',
+                                        'max_body_bytes': 64 << 20}
+    for proto in ('grpc', 'websocket'):
+        with pytest.raises(ValueError, match=f"protocol='{proto}'.*protocols are: 'http'"):
+            Flow(port_expose=5000, protocol=proto)
+    with pytest.raises(ValueError, match='TCP port'):
+        Flow(port_expose='5000')
+    with pytest.raises(ValueError, match='differ'):
+        check_options(port_expose=1, port=2)
+    with pytest.raises(ValueError, match='max_body_bytes'):
+        check_options(port=1, max_body_bytes=10)
+    with pytest.raises(ValueError, match='Client needs the port'):
+        Client()
+    with pytest.raises(ValueError, match="protocol='grpc' is not served"):
+        Client(port=1, protocol='grpc')
+
+
+def test_client_says_nothing_listens():
+    with pytest.raises(ConnectionError, match='nothing listens on http://127.0.0.1:.*port_expose'):
+        Client(port=free_port()).search(Document())
+
+
+def test_missing_aiohttp_names_the_extra(monkeypatch):
+    from runtime.serving.deps import import_aiohttp
+    monkeypatch.setitem(sys.modules, 'aiohttp', None)
+    with pytest.raises(ImportError, match=r'pip install "shmflow\[http\]"'):
+        import_aiohttp('the HTTP gateway')
+
+
+# -- a real gateway ------------------------------------------------------------------------------
+CLIENT_SCRIPT = '''
+import json, sys
+import numpy as np
+from runtime import Client, Document, ExecutorError
+c = Client(port={port})
+seen = []
+out = c.search([Document(id=f'q{{i}}', text='hey', embedding=np.arange(4, dtype=np.float32)) for i in range(5)],
+               request_size=2, parameters={{'top_k': 3}}, on_done=lambda r: seen.append(len(r.docs)),
+               on_always=lambda r: seen.append('always'), return_results=True)
+d = out[0].docs[0]
+errors = []
+c.post('/fail', Document(), on_error=lambda r: errors.append((r.status.exception.executor,
+       r.status.exception.name, ''.join(r.status.exception.stacks))))
+try:
+    c.post('/fail', Document())
+    raised = None
+except ExecutorError as e:
+    raised = [e.executor, e.exc_type, 'on purpose' in e.remote_traceback]
+idx = c.index([Document() for _ in range(7)], return_results=True)
+print(json.dumps({{'seen': seen, 'ids': [x.id for r in out for x in r.docs], 'match': d.matches[0].text,
+                  'score': d.matches[0].scores['cosine'], 'dtype': str(d.embedding.dtype),
+                  'emb': d.embedding.tolist(), 'top_k_type': d.tags['top_k_type'], 'emb_in': d.tags['emb_dtype'],
+                  'errors': errors, 'raised': raised, 'results': idx[0].parameters['__results__'],
+                  'status': c.status()['status']}}))
+'''
+
+
+def test_client_in_another_process_has_the_post_api_and_types_survive():
+    port = free_port()
+    with serving_flow(port):
+        proc = child(CLIENT_SCRIPT.format(port=port))
+        try:
+            out = json.loads(Lines(proc).readline(timeout=40))
+        finally:
+            reap(proc)
+    assert out['ids'] == ['q0', 'q1', 'q2', 'q3', 'q4']
+    assert out['seen'] == [2, 'always', 2, 'always', 1, 'always']
+    assert (out['match'], out['score'], out['top_k_type']) == ('HEY', 0.5, 'int')
+    assert (out['dtype'], out['emb_in'], out['emb']) == ('float32', 'float32', [0.0, 2.0, 4.0, 6.0])
+    name, exc_type, stacks = out['errors'][0]
+    assert (name, exc_type) == ('echo', 'ValueError') and 'the handler failed on purpose' in stacks
+    assert out['raised'] == ['echo', 'ValueError', True]
+    assert out['results'] == {'echo': {'indexed': 7}} and out['status'] == 'ok'
+
+
+def test_jina2_rest_shapes_bad_requests_and_the_flow_keeps_serving():
+    port = free_port()
+    with serving_flow(port, max_body_bytes=64 << 10):
+        # The curl examples of Jina 2's docs: POST /post with execEndpoint, POST /index, /search.
+        code, body = http_call(port, 'POST', '/post',
+                               b'{"data": [{"text": "hello world"}], "execEndpoint": "/search"}')
+        assert code == 200 and body['header']['execEndpoint'] == '/search'
+        assert body['data']['docs'][0]['matches'][0]['text'] == 'HELLO WORLD'
+        assert body['header']['status']['code'] == 0 and body['requestId']
+        code, body = http_call(port, 'POST', '/search',
+                               b'{"data": ["hello", {"text": "x", "embedding": [1, 2]}], "parameters": {"top_k": 3}}')
+        assert code == 200 and [d['text'] for d in body['data']['docs']] == ['hello', 'x']
+        assert body['data']['docs'][1]['embedding'] == [2, 4]  # lists in, lists out
+        assert body['parameters'] == {'top_k': 3}
+        code, body = http_call(port, 'POST', '/index', b'{"data": [{"text": "a"}, {"text": "b"}]}')
+        assert code == 200 and body['parameters']['__results__'] == {'echo': {'indexed': 2}}
+        code, body = http_call(port, 'GET', '/status')
+        assert code == 200 and body['status'] == 'ok' and body['requests']['served'] == 3
+
+        # Refusals: each a 4xx with a message, none of them stops the Flow.
+        assert http_call(port, 'POST', '/post', b'{"data": [')[0] == 400
+        code, body = http_call(port, 'POST', '/search', b'{"data": [{"granularity": "high"}]}')
+        assert code == 422 and 'data[0].granularity must be an int' in body['error']['message']
+        code, body = http_call(port, 'POST', '/search', b'{"data": [], "execEndpoint": "/index"}')
+        assert code == 422 and 'contradicts the URL' in body['error']['message']
+        huge = json.dumps({'data': [{'text': 'x' * (100 << 10)}], 'execEndpoint': '/search'}).encode()
+        code, body = http_call(port, 'POST', '/post', huge)
+        assert code == 413 and 'max_body_bytes' in body['error']['message']
+        assert http_call(port, 'GET', '/post')[0] == 405
+        code, body = http_call(port, 'GET', '/nowhere')
+        assert code == 404 and 'POST /post' in body['error']['message']
+        code, body = http_call(port, 'POST', '/post', b'{"data": [{}], "execEndpoint": "/search", '
+                                                      b'"targetExecutor": "(unclosed"}')
+        assert 400 <= code < 500 and body['error']['message']
+
+        # An executor failure: 500, the executor's name and its traceback in the status.
+        code, body = http_call(port, 'POST', '/post', b'{"data": [{"text": "x"}], "execEndpoint": "/fail"}')
+        exc = body['header']['status']['exception']
+        assert code == 500 and body['header']['status']['code'] == 3
+        assert exc['executor'] == 'echo' and exc['name'] == 'ValueError'
+        assert 'the handler failed on purpose' in ''.join(exc['stacks'])
+
+        # The Client turns refusals into ServerError and still works after them.
+        client = Client(port=port)
+        with pytest.raises(ServerError, match='413') as info:
+            client.search(Document(text='y' * (100 << 10)))
+        assert info.value.status == 413
+        with pytest.raises(ServerError, match='422.*targetExecutor|422'):
+            client.search(Document(), target_executor=3)
+        assert client.search(Document(text='fine'), return_results=True)[0].docs[0].matches[0].text == 'FINE'
+        code, body = http_call(port, 'GET', '/status')
+        assert body['requests']['refused'] >= 8 and body['requests']['failed'] == 1
+
+
+CONCURRENT_SCRIPT = '''
+import sys
+from runtime import Client, Document
+c = Client(port={port})
+ok = 0
+for i in range({n}):
+    rid = f'{who}-{{i}}'
+    r = c.search(Document(id=rid, text=rid), return_results=True)[0]
+    assert [d.id for d in r.docs] == [rid], r.docs
+    assert r.docs[0].matches[0].text == rid.upper()
+    ok += 1
+print(ok, flush=True)
+'''
+
+
+def test_eight_concurrent_client_processes_thousand_requests_each_gets_its_own_answers():
+    port = free_port()
+    with serving_flow(port) as f:
+        procs = [child(CONCURRENT_SCRIPT.format(port=port, n=125, who=f'c{k}')) for k in range(8)]
+        try:
+            counts = [int(Lines(p).readline(timeout=50)) for p in procs]
+        finally:
+            for p in procs:
+                reap(p)
+        assert counts == [125] * 8
+        assert Client(port=port).status()['requests']['served'] == 1000
+        assert f.search(Document(text='in process'), return_results=True)[0].docs[0].matches  # Flow still fine
+
+
+KILLED_SCRIPT = '''
+import socket, sys
+body = b'{{"data": [{{"text": "x"}}], "execEndpoint": "/slow", "parameters": {{"pause": 0.5}}}}'
+s = socket.create_connection(('127.0.0.1', {port}))
+s.sendall(b'POST /post HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nContent-Length: '
+          + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)
+print('sent', flush=True)
+sys.stdin.read()
+'''
+
+
+def test_a_client_killed_mid_request_leaves_the_gateway_serving():
+    port = free_port()
+    with serving_flow(port):
+        proc = subprocess.Popen([sys.executable, '-c', textwrap.dedent(KILLED_SCRIPT.format(port=port))],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=script_env())
+        try:
+            assert Lines(proc).readline(timeout=20) == 'sent'
+            proc.kill()
+            proc.wait(timeout=10)
+        finally:
+            reap(proc)
+        client = Client(port=port)
+        resp = client.search(Document(text='after'), return_results=True)[0]
+        assert resp.docs[0].matches[0].text == 'AFTER'
+        counts = client.status()['requests']
+        assert counts['inflight'] == 0 and counts['served'] == 2  # the killed one ran too
+
+
+def test_port_in_use_fails_start_cleanly():
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f'cannot listen on 127.0.0.1:{port}.*another port_expose'):
+            serving_flow(port).start()
+
+
+BLOCK_SCRIPT = '''
+import signal, sys
+from runtime import Document, Executor, Flow, requests
+class Up(Executor):
+    @requests
+    def up(self, docs, **kwargs):
+        for d in docs:
+            d.text = d.text.upper()
+with Flow(port_expose={port}, protocol='http').add(uses=Up) as f:
+    print('ready', flush=True)
+    f.block()
+    print('unblocked', signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+          signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+print('closed', flush=True)
+'''
+
+
+def test_block_serves_until_sigterm_then_leaves_nothing_behind():
+    port = free_port()
+    proc = child(BLOCK_SCRIPT.format(port=port))
+    lines = Lines(proc)
+    try:
+        assert lines.readline(timeout=40) == 'ready'
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert workers
+        r = Client(port=port).post('/', Document(text='served'), return_results=True)
+        assert r[0].docs[0].text == 'SERVED'
+        proc.send_signal(signal.SIGTERM)
+        assert lines.readline(timeout=20) == 'unblocked True True'
+        assert lines.readline(timeout=20) == 'closed'
+        assert proc.wait(timeout=20) == 0
+    finally:
+        reap(proc)
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive
+    assert not glob.glob(f'/dev/shm/shmflow-{proc.pid}-*')
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), f'shmflow-{proc.pid}-*'))
+    with socket.socket() as s:  # the port is free again
+        s.bind(('127.0.0.1', port))
+    with pytest.raises(ConnectionError, match='nothing listens'):
+        Client(port=port).post('/', Document())
