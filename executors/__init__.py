@@ -3,6 +3,9 @@
 - :class:`TextSegmenter`: long texts -> passages (with parent id, uri and line numbers).
 - :class:`HashingTextEncoder`: text -> L2-normalised float32 embedding, no model needed.
 - :class:`MemmapIndexer`: documents and embeddings on disk, exact top-k search.
+- :class:`SparseIndexer`: BM25 over an inverted index of identifier-aware terms (lexical search).
+- :class:`LSAEncoder`: a dense encoder fitted on the corpus (TF-IDF + randomized SVD), ``/fit``.
+- :class:`FusionRanker`: joins the rankings of parallel search branches (normalised sum or RRF).
 
 Example
 -------
@@ -12,7 +15,10 @@ Example
 ...      .add(uses=MemmapIndexer))
 """
 from .encoders import HashingTextEncoder
+from .fusion import FusionRanker
 from .indexers import MemmapIndexer
+from .lsa import LSAEncoder
 from .segmenters import TextSegmenter
+from .sparse import SparseIndexer
 
-__all__ = ['HashingTextEncoder', 'MemmapIndexer', 'TextSegmenter']
+__all__ = ['FusionRanker', 'HashingTextEncoder', 'LSAEncoder', 'MemmapIndexer', 'SparseIndexer', 'TextSegmenter']

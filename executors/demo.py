@@ -263,7 +263,7 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: int = 1,
-               fusion: str = 'sum') -> Flow:
+               fusion: str = 'sum', profile: bool = False) -> Flow:
     """The demo's Flow: segmenter, then the sparse and dense branches in parallel, joined by
     a fusion step.
 
@@ -278,7 +278,7 @@ def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: in
     ...     f.post('/fit', docs); f.index(docs); print(search(f, ['send mail'], 5))
     """
     polling = {'/index': 'any', '*': 'all'} if shards > 1 else 'any'
-    return (Flow(workspace=workspace)
+    return (Flow(workspace=workspace, profile=profile)
             .add(name='segmenter', uses=TextSegmenter, uses_with={'max_chars': max_chars})
             .add(name=SPARSE, uses=SparseIndexer, uses_with={'rank_tag': SPARSE}, needs='segmenter',
                  shards=shards, polling=polling)
@@ -331,6 +331,8 @@ def _index(f: Flow, args: argparse.Namespace, files: list[tuple[str, str]], say:
     t1 = time.perf_counter()
     # Pass 2: the first /index request fits the model, then every passage is encoded and stored.
     f.index(counted([]), request_size=args.request_size, on_done=done, show_progress=progress)
+    # The sparse index merges its new postings on /status: now, not in the first query.
+    f.post('/status')
     wall = time.perf_counter() - t0
     for s in skipped:
         say(f'skipped {s}')
@@ -400,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--shards', type=int, default=1, help='shards of the sparse index (default 1)')
     ap.add_argument('--max-chars', type=int, default=1200, help='largest passage in characters (default 1200)')
     ap.add_argument('--dim', type=int, default=256, help='LSA embedding size (default 256)')
+    ap.add_argument('--profile', action='store_true',
+                    help="print the Flow's profile summary (where the time went) at the end")
     ap.add_argument('--request-size', type=int, default=8, help='files per request (default 8)')
     args = ap.parse_args(argv)
     if args.pattern is None:
@@ -442,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             f'of {found["path"]} (unchanged; --reindex to build it again)')
 
     t0 = time.perf_counter()
-    with build_flow(args.workspace, args.max_chars, args.dim, args.shards, args.fusion) as f:
+    with build_flow(args.workspace, args.max_chars, args.dim, args.shards, args.fusion, args.profile) as f:
         say(f'started {f.num_executors} executors in {time.perf_counter() - t0:.1f} s')
         if reindex:
             numbers = _index(f, args, files, say)
@@ -452,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                           fp, indent=1)
         results = search(f, args.query or list(DEFAULT_QUERIES), args.top_k)
         _print_results(results, args, say)
+        if args.profile:
+            say('\nprofile summary:\n' + str(f.profile_summary()))
     say(f'\ntotal {time.perf_counter() - t0:.1f} s')
     return 0
 
