@@ -19,6 +19,15 @@ def _leftovers() -> tuple[set, set]:
     return set(glob.glob(SHM_GLOB)), set(glob.glob(IPC_GLOB))
 
 
+def _started_before(p: psutil.Process, before: set) -> bool:
+    """Whether ``p`` or one of its ancestors ran before the test: a service that a fixture
+    of wider scope started (a Ray cluster's raylet) and the workers it forks are its own."""
+    try:
+        return p.pid in before or any(a.pid in before for a in p.parents())
+    except psutil.NoSuchProcess:
+        return True
+
+
 @pytest.fixture(autouse=True)
 def no_leaks():
     """Fail a test that leaves a child process, an ipc socket directory or a /dev/shm file.
@@ -27,9 +36,10 @@ def no_leaks():
     checked after that, since the last worker out may be the one removing them.
     """
     shm_before, ipc_before = _leftovers()
-    yield
     me = psutil.Process()
-    kids = me.children(recursive=True)
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    kids = [p for p in me.children(recursive=True) if not _started_before(p, before)]
     _, alive = psutil.wait_procs(kids, timeout=5)
     for p in alive:
         p.kill()
