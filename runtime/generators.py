@@ -571,17 +571,26 @@ def _text_line_docs(source: LinesSource, size: int | None, sampling_rate: float 
             yield Document(text=line.rstrip('\r\n'))
 
 
+def _json_lines(docs: Iterator[Document]) -> Iterator[Document]:
+    # Scripts written for plain-text lines meet JSON as the default here (Jina 2's): say how out.
+    try:
+        yield from docs
+    except ValueError as exc:
+        raise ValueError(f"{exc} (from_lines reads each line as JSON by default, as Jina 2 did; pass "
+                         f"line_format=None for plain text lines)") from None
+
+
 def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = None, read_mode: str = 'r',
-               line_format: str | None = None, field_resolver: Mapping[str, str] | None = None,
+               line_format: str | None = 'json', field_resolver: Mapping[str, str] | None = None,
                size: int | None = None, sampling_rate: float | None = None,
                *, seed: Any = None) -> Iterator[Document]:
     """One Document per line, from an iterable of lines or a file.
 
-    With the default ``line_format=None`` each line, without its line ending, becomes
-    ``Document(text=line)`` (``Document(buffer=line)`` with ``read_mode='rb'``); blank or
-    whitespace-only lines are skipped. ``line_format='json'`` reads the lines as
-    :func:`from_ndjson` does, ``line_format='csv'`` as :func:`from_csv` does (the first
-    line is the header). Jina 2 defaulted to ``'json'``; here plain text is the default.
+    With the default ``line_format='json'`` (as in Jina 2) each line is a JSON object read
+    as :func:`from_ndjson` does; ``line_format='csv'`` reads the lines as :func:`from_csv`
+    does (the first line is the header); ``line_format=None`` makes each line, without its
+    line ending, ``Document(text=line)`` (``Document(buffer=line)`` with
+    ``read_mode='rb'``), skipping blank or whitespace-only lines.
 
     Parameters
     ----------
@@ -591,7 +600,7 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
         A file to read, opened only when iteration starts. Give this or ``lines``.
     read_mode : {'r', 'rb'}
         How to open ``filepath``: utf-8 text, or bytes (not with ``line_format='csv'``).
-    line_format : {None, 'json', 'csv'}
+    line_format : {'json', 'csv', None}
         How to read each line, see above.
     field_resolver : dict, optional
         For ``'json'`` / ``'csv'``: renames keys / columns to Document fields.
@@ -616,10 +625,10 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
 
     Examples
     --------
-    >>> [d.text for d in from_lines(['first\\n', '\\n', 'second\\n'])]
-    ['first', 'second']
-    >>> next(from_lines(['{"text": "a", "k": 2}'], line_format='json')).tags
+    >>> next(from_lines(['{"text": "a", "k": 2}'])).tags
     {'k': 2}
+    >>> [d.text for d in from_lines(['first\\n', '\\n', 'second\\n'], line_format=None)]
+    ['first', 'second']
     """
     if (lines is None) == (filepath is None):
         given = 'both' if lines is not None else 'neither'
@@ -650,7 +659,7 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
     size = _check_size(size)
     sampling_rate = _check_sampling_rate(sampling_rate)
     if line_format == 'json':
-        return _ndjson_docs(source, field_resolver, size, sampling_rate, seed, binary=binary)
+        return _json_lines(_ndjson_docs(source, field_resolver, size, sampling_rate, seed, binary=binary))
     if line_format == 'csv':
         return _csv_docs(source, field_resolver, size, sampling_rate, seed, 'excel', 'utf-8')
     return _text_line_docs(source, size, sampling_rate, seed, binary)

@@ -358,15 +358,23 @@ def test_files_bad_arguments_raise_at_call_time(tmp_path):
 
 
 # -- from_lines ---------------------------------------------------------------------------------
-def test_lines_text_default():
-    docs = list(from_lines(['hello\n', '\n', '  spaced  \r\n', '   \n', 'last']))
+def test_lines_json_is_the_default_as_in_jina2():
+    docs = list(from_lines(['{"text": "hello", "k": 1}\n', '\n', '{"text": "b"}']))
+    assert [d.text for d in docs] == ['hello', 'b'] and docs[0].tags == {'k': 1}
+    # A script written for plain-text lines is told what to pass.
+    with pytest.raises(ValueError, match=r'line 1.*line_format=None'):
+        list(from_lines(['hello']))
+
+
+def test_lines_text_with_line_format_none():
+    docs = list(from_lines(['hello\n', '\n', '  spaced  \r\n', '   \n', 'last'], line_format=None))
     assert [d.text for d in docs] == ['hello', '  spaced  ', 'last']
 
 
 def test_lines_from_filepath_text_and_binary(tmp_path):
     path = _write(tmp_path / 'l.txt', 'one\ntwo\n')
-    assert [d.text for d in from_lines(filepath=path)] == ['one', 'two']
-    assert [d.buffer for d in from_lines(filepath=str(path), read_mode='rb')] == [b'one', b'two']
+    assert [d.text for d in from_lines(filepath=path, line_format=None)] == ['one', 'two']
+    assert [d.buffer for d in from_lines(filepath=str(path), read_mode='rb', line_format=None)] == [b'one', b'two']
 
 
 def test_lines_json_and_csv_formats(tmp_path):
@@ -380,9 +388,9 @@ def test_lines_json_and_csv_formats(tmp_path):
 
 def test_lines_size_sampling_and_laziness(tmp_path):
     lines = [f'line {i}' for i in range(100)]
-    assert len(list(from_lines(lines, size=4))) == 4
-    a = [d.text for d in from_lines(lines, sampling_rate=0.2, seed=5)]
-    assert a == [d.text for d in from_lines(lines, sampling_rate=0.2, seed=5)]
+    assert len(list(from_lines(lines, size=4, line_format=None))) == 4
+    a = [d.text for d in from_lines(lines, sampling_rate=0.2, seed=5, line_format=None)]
+    assert a == [d.text for d in from_lines(lines, sampling_rate=0.2, seed=5, line_format=None)]
     assert 5 <= len(a) <= 45
     consumed = []
 
@@ -391,12 +399,12 @@ def test_lines_size_sampling_and_laziness(tmp_path):
             consumed.append(line)
             yield line
 
-    docs = from_lines(gen(), size=2)
+    docs = from_lines(gen(), size=2, line_format=None)
     assert consumed == []
     assert [d.text for d in docs] == ['line 0', 'line 1']
     assert consumed == ['line 0', 'line 1']
     path = tmp_path / 'later.txt'
-    docs = from_lines(filepath=path)
+    docs = from_lines(filepath=path, line_format=None)
     _write(path, 'x\n')
     assert next(docs).text == 'x'
 
@@ -419,13 +427,13 @@ def test_lines_bad_arguments_raise_at_call_time(tmp_path):
 
 
 def test_sampling_rate_one_keeps_everything():
-    assert len(list(from_lines([str(i) for i in range(20)], sampling_rate=1))) == 20
+    assert len(list(from_lines([str(i) for i in range(20)], sampling_rate=1, line_format=None))) == 20
 
 
 def test_sampling_without_seed_uses_global_random():
     import random
     lines = [str(i) for i in range(50)]
     random.seed(42)
-    a = [d.text for d in from_lines(lines, sampling_rate=0.5)]
+    a = [d.text for d in from_lines(lines, sampling_rate=0.5, line_format=None)]
     random.seed(42)
-    assert a == [d.text for d in from_lines(lines, sampling_rate=0.5)]
+    assert a == [d.text for d in from_lines(lines, sampling_rate=0.5, line_format=None)]
