@@ -81,15 +81,16 @@ def serving_flow(port: int, **kwargs) -> Flow:
 
 # -- the wire format, no Flow ------------------------------------------------------------------
 def test_documents_round_trip_with_exact_dtypes_in_base64_and_as_lists():
-    d = Document(id='a', text='hi', embedding=np.arange(3, dtype=np.float32), blob=np.ones((2, 2), np.uint8),
-                 buffer=b'\x00\xff', tags={'n': 1, 'f': 0.5, 'nested': {'l': [1, 'x']}}, mime_type='text/plain',
-                 granularity=1, weight=2.0)
+    d = Document(id='a', text='hi', embedding=np.arange(3, dtype=np.float32),
+                 tags={'n': 1, 'f': 0.5, 'nested': {'l': [1, 'x']}}, mime_type='text/plain', granularity=1, weight=2.0)
     d.matches.append(Document(id='m', scores={'cosine': 0.25}))
-    d.chunks.append(Document(text='c'))
+    d.chunks.extend([Document(blob=np.ones((2, 2), np.uint8)), Document(buffer=b'\x00\xff')])
     back = doc_from_json(json.loads(json.dumps(doc_to_json(d, 'base64'))))
-    assert back == d and back.embedding.dtype == np.float32 and back.blob.dtype == np.uint8
+    assert back == d and back.embedding.dtype == np.float32 and back.chunks[0].blob.dtype == np.uint8
+    assert back.chunks[1].buffer == b'\x00\xff' and back.tags['n'] == 1 and type(back.tags['n']) is int
     as_lists = json.loads(json.dumps(doc_to_json(d, 'list')))
     assert as_lists['embedding'] == [0.0, 1.0, 2.0] and as_lists['mimeType'] == 'text/plain'
+    assert as_lists['matches'][0]['scores'] == {'cosine': {'value': 0.25}}  # Jina 2's shape
     assert doc_from_json(as_lists).embedding.tolist() == [0.0, 1.0, 2.0]
     req = decode_request(encode_request(DocumentArray([d]), '/search', {'top_k': 3}, 'idx'))
     assert (req.endpoint, req.parameters, req.target_executor) == ('/search', {'top_k': 3}, 'idx')
@@ -185,7 +186,7 @@ except ExecutorError as e:
     raised = [e.executor, e.exc_type, 'on purpose' in e.remote_traceback]
 idx = c.index([Document() for _ in range(7)], return_results=True)
 print(json.dumps({{'seen': seen, 'ids': [x.id for r in out for x in r.docs], 'match': d.matches[0].text,
-                  'score': d.matches[0].scores['cosine'], 'dtype': str(d.embedding.dtype),
+                  'score': float(d.matches[0].scores['cosine']), 'dtype': str(d.embedding.dtype),
                   'emb': d.embedding.tolist(), 'top_k_type': d.tags['top_k_type'], 'emb_in': d.tags['emb_dtype'],
                   'errors': errors, 'raised': raised, 'results': idx[0].parameters['__results__'],
                   'status': c.status()['status']}}))
@@ -218,6 +219,7 @@ def test_jina2_rest_shapes_bad_requests_and_the_flow_keeps_serving():
                                b'{"data": [{"text": "hello world"}], "execEndpoint": "/search"}')
         assert code == 200 and body['header']['execEndpoint'] == '/search'
         assert body['data']['docs'][0]['matches'][0]['text'] == 'HELLO WORLD'
+        assert body['data']['docs'][0]['matches'][0]['scores'] == {'cosine': {'value': 0.5}}
         assert body['header']['status']['code'] == 0 and body['requestId']
         code, body = http_call(port, 'POST', '/search',
                                b'{"data": ["hello", {"text": "x", "embedding": [1, 2]}], "parameters": {"top_k": 3}}')
@@ -341,10 +343,11 @@ class Up(Executor):
         for d in docs:
             d.text = d.text.upper()
 with Flow(port_expose={port}, protocol='http').add(uses=Up) as f:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     print('ready', flush=True)
     f.block()
-    print('unblocked', signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
-          signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+    after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    print('unblocked', after[0] is before[0], after[1] is before[1], flush=True)
 print('closed', flush=True)
 '''
 

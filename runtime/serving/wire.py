@@ -42,9 +42,14 @@ _STR_FIELDS = {'text': 'text', 'uri': 'uri', 'mime_type': 'mime_type', 'mimeType
 _INT_FIELDS = ('granularity', 'adjacency')
 #: Derived fields Jina 2 wrote into its JSON: accepted (a response may be posted back) and ignored.
 _IGNORED_FIELDS = frozenset({'contentHash', 'content_hash'})
-_DOC_FIELDS = sorted({'id', 'blob', 'embedding', 'buffer', 'tags', 'scores', 'chunks', 'matches', 'weight',
-                      *_STR_FIELDS, *_INT_FIELDS})
+_DOC_FIELDS = sorted({'id', 'blob', 'embedding', 'buffer', 'tags', 'chunks', 'matches', 'weight',
+                      *_STR_FIELDS, *_INT_FIELDS, *(f for f in ('scores', 'evaluations') if f in Document.FIELDS)})
 _OUT_NAMES = {'mime_type': 'mimeType', 'parent_id': 'parentId'}
+_SCORE_OUT = {'op_name': 'opName', 'ref_id': 'refId'}
+_SCORE_IN = {'value': 'value', 'opName': 'op_name', 'op_name': 'op_name', 'description': 'description',
+             'refId': 'ref_id', 'ref_id': 'ref_id'}
+#: ``evaluations`` where the data model has it (named scores, as ``scores``).
+_SCORE_FIELDS = tuple(f for f in ('scores', 'evaluations') if f in Document.FIELDS)
 #: Nesting of chunks / matches accepted from the network (a guard, not a real-world limit).
 MAX_DEPTH = 8
 
@@ -196,7 +201,11 @@ def _dict_to_json(d: dict, arrays: str) -> dict:
             value = base64.b64encode(value).decode('ascii')
         elif name in ('chunks', 'matches'):
             value = [_dict_to_json(c, arrays) for c in value]
-        elif name in ('tags', 'scores'):
+        elif name in ('scores', 'evaluations'):
+            value = _scores_to_json(value)
+        elif name == 'tags':
+            value = encode_value(value, arrays, 'Document.tags')
+        elif not isinstance(value, (str, int, float)):
             value = encode_value(value, arrays, f'Document.{name}')
         elif isinstance(value, np.generic):
             value = value.item()
@@ -252,7 +261,7 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
                 if not isinstance(value, dict):
                     raise WireError(f'{at} must be an object, got {_kind(value)}')
                 fields[key] = decode_value(value, at)
-        elif key == 'scores':
+        elif key in _SCORE_FIELDS:
             fields[key] = _scores_from_json(value, at)
         elif key in ('chunks', 'matches'):
             if value is not None:
@@ -261,23 +270,53 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
                 fields[key] = DocumentArray([doc_from_json(v, f'{at}[{i}]', depth + 1) for i, v in enumerate(value)])
         elif key not in _IGNORED_FIELDS:
             raise WireError(f'{where} has an unknown field {key!r}; document fields are {", ".join(_DOC_FIELDS)}')
+    # Chunks and matches last: attaching them reads the parent's granularity and id.
+    for key in ('chunks', 'matches'):
+        if key in fields:
+            fields[key] = fields.pop(key)
     try:
         return Document(**fields)
     except (TypeError, ValueError) as exc:
         raise WireError(f'{where}: {exc}') from None
 
 
+def _scores_to_json(scores: Any) -> dict:
+    """Scores as Jina 2 wrote them: ``{"cosine": {"value": 0.5, "opName": "cosine"}}``."""
+    out = {}
+    for name, score in scores.items():
+        if hasattr(score, 'to_dict'):
+            score = score.to_dict()
+        fields = dict(score) if isinstance(score, dict) else {'value': score}
+        out[str(name)] = {_SCORE_OUT.get(k, k): encode_value(v, 'list', f'score {name!r}') for k, v in fields.items()}
+    return out
+
+
 def _scores_from_json(value: Any, where: str) -> dict:
+    """Each score a number or ``{"value": number, "opName": ..., "description": ..., "refId": ...}``."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise WireError(f'{where} must be an object of name -> number, got {_kind(value)}')
-    out = {}
+    out: dict[str, Any] = {}
     for name, score in value.items():
-        if isinstance(score, dict) and 'value' in score:  # Jina 2's NamedScore
-            score = score['value']
+        at = f'{where}[{name!r}]'
+        if isinstance(score, dict):
+            fields = {}
+            for k, v in score.items():
+                key = _SCORE_IN.get(k)
+                if key is None:
+                    raise WireError(f'{at} has an unknown field {k!r}; a score has value, opName, description, refId')
+                if key != 'value' and not isinstance(v, str):
+                    raise WireError(f'{at}.{k} must be a str, got {_kind(v)}')
+                fields[key] = v
+            score = fields.pop('value', None)
+            if not isinstance(score, (int, float)) or isinstance(score, bool):
+                raise WireError(f'{at}.value must be a number, got {_kind(score)}')
+            if any(fields.values()):
+                out[name] = {'value': score, **fields}
+                continue
         if not isinstance(score, (int, float)) or isinstance(score, bool):
-            raise WireError(f'{where}[{name!r}] must be a number (or {{"value": number}}), got {_kind(score)}')
+            raise WireError(f'{at} must be a number (or {{"value": number}}), got {_kind(score)}')
         out[name] = score
     return out
 
