@@ -118,3 +118,36 @@ class FlowNotStartedError(RuntimeError):
 
 class BadInputError(TypeError):
     """``post`` got inputs it cannot send; the message says what to pass instead."""
+
+
+class CorruptStoreError(RuntimeError):
+    """A file of a ``DocumentArrayMemmap`` directory is damaged (changed on disk since it
+    was written). Nothing was returned from the damaged part and nothing was changed;
+    ``DocumentArrayMemmap.repair(path)`` drops what is damaged, keeping a copy of it.
+
+    Attributes
+    ----------
+    file : str
+        The damaged file.
+    offset : int
+        The byte offset of the damage in that file (of the first damaged record or row).
+
+    Example
+    -------
+    >>> try:
+    ...     doc = dam['some-id']
+    ... except CorruptStoreError as e:
+    ...     print(e.file, e.offset)
+    """
+
+    def __init__(self, file: str, offset: int, problem: str) -> None:
+        self.file, self.offset, self.problem = file, offset, problem
+        super().__init__(f'{file}, byte {offset}: {problem}. Nothing was returned from it and nothing '
+                         f'was changed; DocumentArrayMemmap.repair(<directory>) drops what is damaged '
+                         f'and keeps a copy of it')
+
+    def __reduce__(self):
+        return type(self), (self.file, self.offset, self.problem)
+
+
+__all__.append('CorruptStoreError')

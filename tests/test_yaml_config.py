@@ -1,0 +1,169 @@
+"""Jina 2 YAML configs: executors (``uses='x.yml'``, YAML strings, ``Executor.load_config``
+/ ``save_config``, ``py_modules`` relative to the file, ``requests:``, ``!Tag`` form) and
+Flows (``Flow.load_config`` / ``save_config``), with errors that name the line."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from runtime import Document, DocumentArray, Executor, Flow, requests
+from runtime.config import ConfigError
+
+
+class YamlTagger(Executor):
+    def __init__(self, tag: str = 'none', times: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.tag, self.times = tag, times
+
+    @requests
+    def mark(self, docs, **kwargs):
+        for d in docs:
+            d.tags['tag'] = self.tag * self.times
+
+    def other(self, docs, **kwargs):
+        for d in docs:
+            d.tags['other'] = self.metas.name
+
+
+def _write(path, text: str):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+MODULE = '''
+from runtime import Executor, requests
+
+class FromPyModule(Executor):
+    def __init__(self, greeting='hi', **kwargs):
+        super().__init__(**kwargs)
+        self.greeting = greeting
+
+    @requests
+    def greet(self, docs, **kwargs):
+        for d in docs:
+            d.text = self.greeting
+'''
+
+
+def test_executor_config_with_metas_requests_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv('TAG_TIMES', '3')
+    path = _write(tmp_path / 'tagger.yml', '''
+        jtype: YamlTagger
+        with:
+          tag: ${{ CONTEXT.tag }}
+          times: ${{ ENV.TAG_TIMES }}
+        metas:
+          name: tagger
+          workspace: $HOME/ws
+        requests:
+          /other: other
+    ''')
+    ex = Executor.load_config(str(path), context={'tag': 'x'})
+    assert isinstance(ex, YamlTagger) and (ex.tag, ex.times) == ('x', 3)  # env values typed as YAML
+    assert ex.metas.name == 'tagger' and not ex.metas.workspace.startswith('$')
+    docs = DocumentArray([Document()])
+    handler, _ = ex._handler_for('/other')
+    handler(docs=docs, parameters={})
+    assert docs[0].tags['other'] == 'tagger'
+    assert ex._handler_for('/anything')[0].__name__ == 'mark'  # the @requests bindings stay
+
+
+def test_save_config_round_trips(tmp_path):
+    ex = YamlTagger('y', times=2, metas={'name': 'saved'})
+    path = ex.save_config(str(tmp_path / 'out.yml'))
+    back = Executor.load_config(path)
+    assert type(back) is YamlTagger and (back.tag, back.times, back.metas.name) == ('y', 2, 'saved')
+
+
+def test_py_modules_are_relative_to_the_yaml_file(tmp_path, monkeypatch):
+    sub = tmp_path / 'conf'
+    sub.mkdir()
+    (sub / 'greeter.py').write_text(MODULE)
+    _write(sub / 'greeter.yml', '''
+        !FromPyModule
+        with: {greeting: hello}
+        metas:
+          py_modules: [greeter.py]
+    ''')
+    monkeypatch.chdir(tmp_path)  # not the YAML's directory
+    ex = Executor.load_config('conf/greeter.yml')
+    assert type(ex).__name__ == 'FromPyModule' and ex.greeting == 'hello'
+
+
+def test_flow_from_yaml_runs_executors_from_files_and_strings(tmp_path):
+    (tmp_path / 'greeter.py').write_text(MODULE)
+    _write(tmp_path / 'greeter.yml', '''
+        jtype: FromPyModule
+        with: {greeting: hello}
+        metas: {py_modules: [greeter.py]}
+    ''')
+    _write(tmp_path / 'flow.yml', '''
+        jtype: Flow
+        version: '1'
+        with:
+          prefetch: 4
+        executors:
+          - name: greet
+            uses: greeter.yml
+            replicas: 2
+          - name: tag
+            uses: |
+              jtype: YamlTagger
+              with: {tag: t}
+            uses_metas: {name: tagger}
+            needs: greet
+    ''')
+    f = Flow.load_config(str(tmp_path / 'flow.yml'))
+    with f:
+        out = f.post('/', DocumentArray([Document(), Document()]), return_results=True)
+    docs = out[0].docs
+    assert docs.texts == ['hello', 'hello'] and docs[0].tags['tag'] == 't'
+    assert f._specs[0]['replicas'] == 2 and f._specs[1]['metas']['name'] == 'tagger'
+
+
+def test_flow_save_config_round_trips(tmp_path):
+    f = (Flow(prefetch=3)
+         .add(name='a', uses=YamlTagger, uses_with={'tag': 'q'}, replicas=2)
+         .add(name='b', uses={'jtype': 'YamlTagger', 'with': {'times': 2}}, needs='gateway', shards=2,
+              polling='all')
+         .add(name='c', needs=['a', 'b'], env={'X': '1'}, timeout_ready=30))
+    path = tmp_path / 'saved.yml'
+    f.save_config(str(path))
+    g = Flow.load_config(str(path))
+    keys = ('resolved_name', 'cls', 'kwargs', 'replicas', 'shards', 'polling', 'needs', 'env', 'timeout_ready')
+    assert [[s.get(k) for k in keys] for s in g._specs] == [[s.get(k) for k in keys] for s in f._specs]
+    assert g._prefetch == 3
+
+
+@pytest.mark.parametrize('text, line, words', [
+    ('jtype: Flow\nexecutors:\n  - name: a\n    uses: [unclosed\n', 5, 'malformed YAML'),
+    ('jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n    uses: NoSuchExec\n', 4, 'NoSuchExec'),
+    ('jtype: Flow\nexecutors:\n  - name: a\n    replica: 2\n', 3, 'replica'),
+    ('jtype: Flow\nexecutor:\n  - name: a\n', 2, 'executor'),
+    ('jtype: Flwo\n', 1, 'jtype: Flow'),
+])
+def test_flow_config_errors_name_the_line(text, line, words):
+    with pytest.raises(ConfigError, match=rf'line {line}\b.*{words}|{words}.*line {line}\b'):
+        Flow.load_config(text)
+
+
+@pytest.mark.parametrize('text, line, words', [
+    ('metas:\n  name: x\njtype: NoSuchExec\n', 3, 'NoSuchExec.*py_modules'),
+    ('jtype: YamlTagger\nwith: [1, 2]\n', 2, 'with: must be a mapping'),
+    ('jtype: YamlTagger\nwiht: {tag: a}\n', 2, 'wiht'),
+])
+def test_executor_config_errors_name_the_line(text, line, words):
+    with pytest.raises(ConfigError, match=rf'line {line}: .*{words}'):
+        Executor.load_config(text)
+
+
+def test_missing_files_and_variables_are_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.yml'):
+        Flow().add(uses=str(tmp_path / 'nope.yml'))
+    with pytest.raises(FileNotFoundError, match='missing.py'):
+        Executor.load_config('jtype: YamlTagger\nmetas: {py_modules: [missing.py]}\n')
+    with pytest.raises(ConfigError, match='RUNTIME_TEST_UNSET'):
+        Executor.load_config('jtype: YamlTagger\nwith: {tag: "${{ ENV.RUNTIME_TEST_UNSET }}"}\n')
+    with pytest.raises(TypeError, match='cannot be written as YAML'):
+        Flow().add(uses=YamlTagger, uses_with={'tag': object()}).save_config(str(tmp_path / 'x.yml'))
