@@ -17,6 +17,7 @@ import pytest
 
 from childio import REPO, Lines, reap, script_env
 from runtime import Document, DocumentArray
+from runtime.errors import CorruptStoreError
 from runtime.memmap import DocumentArrayMemmap
 
 
@@ -56,7 +57,7 @@ def test_every_field_round_trips(tmp_path):
     chunk = Document(text='chunk', embedding=np.arange(3, dtype=np.int64))
     match = Document(text='match')
     match.scores['cosine'] = 0.25
-    full = Document(id='full', text='hello', blob=np.arange(6, dtype=np.int16).reshape(2, 3),
+    full = Document(id='full', blob=np.arange(6, dtype=np.int16).reshape(2, 3),
                     uri='file:///x', mime_type='text/plain',
                     tags={'n': 1, 'f': 1.5, 's': 'x', 'l': [1, 2], 'd': {'k': None}, 'b': True},
                     embedding=np.linspace(0, 1, 6).reshape(2, 3), chunks=[chunk], matches=[match],
@@ -215,13 +216,13 @@ def test_clear(tmp_path):
 
 
 def test_mixin_behaviour(tmp_path):
-    docs = [Document(id=str(i), text=f't{i}', tags={'k': i}, blob=np.full(2, i)) for i in range(3)]
+    docs = [Document(id=str(i), text=f't{i}', tags={'k': i}, embedding=np.full(2, i)) for i in range(3)]
     with DocumentArrayMemmap(tmp_path / 'dam') as dam:
         dam.extend(docs)
         assert dam.texts == ['t0', 't1', 't2']
         assert dam.get_attributes('tags__k') == [0, 1, 2]
         assert dam.get_attributes('text', 'tags__k') == [['t0', 't1', 't2'], [0, 1, 2]]
-        assert dam.blobs.shape == (3, 2)
+        assert dam.blobs is None and dam.embeddings.shape == (3, 2)
         assert dam == docs and dam == DocumentArray(docs) and dam != docs[:2]
         both = dam + [Document(id='x')]
         assert isinstance(both, DocumentArray) and len(both) == 4
@@ -343,7 +344,7 @@ def test_stale_generations_and_a_bad_index_are_dealt_with(tmp_path, caplog):
         assert 'records.0.bin' not in files(tmp_path) and 'records.2.bin' in files(tmp_path)
         dam.append(make(20))
         assert 'records.2.bin' not in files(tmp_path) and 'embeddings.2.bin' not in files(tmp_path)
-    assert 'ignoring unreadable' in caplog.text
+    assert 'ignoring the index snapshot' in caplog.text
     with DocumentArrayMemmap(tmp_path) as dam:
         _check_prefix(dam, 21)
 
@@ -364,13 +365,31 @@ def test_a_damaged_record_is_an_error_not_another_document(tmp_path):
         for k in range(n):
             try:
                 check(dam[k], k)
-            except RuntimeError as exc:
+            except CorruptStoreError as exc:
                 assert 'is damaged' in str(exc) and f'doc-{k}' in str(exc)
+                assert exc.file == records_file(tmp_path) and exc.offset <= size // 4
                 bad.append(k)
         assert len(bad) == 1
+        with pytest.raises(CorruptStoreError, match='records.0.bin'):
+            dam.verify()
+        with pytest.raises(CorruptStoreError):  # a prune never carries damage on
+            dam.prune()
+        with pytest.raises(CorruptStoreError, match=f"'doc-{bad[0]}'"):
+            list(dam)
     os.unlink(tmp_path / 'index.0.pkl')
-    with DocumentArrayMemmap(tmp_path) as dam:  # a replay stops at the damaged record
-        _check_prefix(dam, bad[0])
+    with pytest.raises(CorruptStoreError, match='records.0.bin, byte') as err:  # a replay refuses it
+        DocumentArrayMemmap(tmp_path)
+    assert err.value.offset <= size // 4
+    assert os.path.getsize(records_file(tmp_path)) == size  # nothing was cut
+    dropped = DocumentArrayMemmap.repair(tmp_path)
+    report = json.loads((tmp_path / dropped / 'report.json').read_text())
+    assert [d['offset'] for d in report['dropped']] == [err.value.offset]
+    with open(os.path.join(dropped, 'records.bin'), 'rb') as fp:
+        assert len(fp.read()) == report['dropped'][0]['length'] > 0
+    with DocumentArrayMemmap(tmp_path, verify=True) as dam:
+        assert [d.tags['i'] for d in dam] == [i for i in range(n) if i != bad[0]]
+        for d in dam:
+            check(d, d.tags['i'])
 
 
 def _sizes_after_each_append(path, n: int) -> list[int]:
@@ -546,19 +565,21 @@ def test_reader_sees_what_a_writer_process_flushed(tmp_path):
         reap(proc)
 
 
-def test_one_writer_at_a_time_in_one_process_too(tmp_path):
+def test_reopening_in_the_same_process_shares_the_documents(tmp_path):
     first = DocumentArrayMemmap(tmp_path)
     first.append(make(0))
-    second = DocumentArrayMemmap(tmp_path)
-    assert len(second) == 1
-    with pytest.raises(RuntimeError, match=f'another process is writing to {tmp_path}'):
-        second.append(make(1))
+    second = DocumentArrayMemmap(tmp_path)  # Jina 2's "reopen" pattern
     assert len(second) == 1 and second[0].id == 'doc-0'
-    first.append(make(1))
+    second.append(make(1))  # either may write; both see every document at once
+    first.append(make(2))
+    assert [d.id for d in first] == [d.id for d in second] == ['doc-0', 'doc-1', 'doc-2']
     first.close()
-    second.append(make(2))  # catches up with doc-1 before writing
-    assert [d.id for d in second] == ['doc-0', 'doc-1', 'doc-2']
+    assert len(second) == 3  # closing one leaves the other open
+    with pytest.raises(ValueError, match='closed'):
+        len(first)
     second.close()
+    with DocumentArrayMemmap(tmp_path) as dam:
+        _check_prefix(dam, 3)
 
 
 def test_iteration_refuses_a_prune_underneath(tmp_path):

@@ -1,0 +1,243 @@
+"""Whole-store operations: a new generation (prune / clear), ``verify`` and ``repair``.
+
+A new generation is written beside the old one and switched to by replacing meta.json, so
+a crash at any point leaves either the old or the new store, whole. ``repair`` is the only
+operation that drops data, and it keeps a copy of every byte it drops.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from array import array
+
+import numpy as np
+
+from ..errors import CorruptStoreError
+from .format import (DIR_MODE, HEAD, META, OP_LAYOUT, PUT, atomic_write, fsync_dir, layout_payload, open_new,
+                     record, write_all)
+from .index import Index, snapshot_bytes
+from .log import RecordLog
+from .store import _OPEN, Store
+
+__all__ = ['switch_generation', 'verify', 'repair']
+
+logger = logging.getLogger('runtime')
+
+_READ_DOCS = 1024
+
+
+def switch_generation(store: Store, keep: bool) -> None:
+    """Write the live documents (``keep``) or nothing into generation g + 1 and switch to
+    it: records in order, rows contiguous, every row's checksum checked on the way."""
+    g = store.gen + 1
+    files = [store.file(k, g) for k in ('records', 'embeddings', 'index')]
+    for f in files:
+        if os.path.exists(f):
+            os.unlink(f)
+    fd = open_new(files[0], os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+    mm = None
+    layout = store.layout if keep else None
+    try:
+        ix = store.ix
+        pos = k = 0
+        ids: list[str] = []
+        off, length, rows = array('q'), array('q'), array('q')
+        if layout is not None:
+            live_rows = ix.live_rows()
+            n_rows = int((live_rows >= 0).sum())
+            efd = open_new(files[1], os.O_RDWR)
+            os.ftruncate(efd, n_rows * store.emb.row_nbytes)
+            os.close(efd)
+            if n_rows:
+                mm = np.memmap(files[1], dtype=layout[0], mode='r+', shape=(n_rows,) + layout[1])
+            head = record(OP_LAYOUT, layout_payload(*layout))
+            write_all(fd, head)
+            pos = len(head)
+        live = (ix.live_slots().tolist() if ix.n_dead else list(range(len(ix.ids)))) if keep else []
+        for w in range(0, len(live), _READ_DOCS):
+            window = live[w:w + _READ_DOCS]
+            recs, old_rows, base = [], [], k
+            raws = store.log.read([ix.off[s] for s in window], [ix.len[s] for s in window])
+            for slot, raw in zip(window, raws):
+                doc_id = ix.ids[slot]
+                row, crc, id_end, start = store.log.parse_put(raw, ix.off[slot], doc_id)
+                new_row = -1
+                if row >= 0:
+                    store.emb.check(row, crc, doc_id)
+                    new_row = k
+                    old_rows.append(row)
+                    k += 1
+                payload = b''.join((PUT.pack(new_row, crc, id_end - HEAD.size, 0), raw[HEAD.size:id_end],
+                                    raw[start:]))
+                rec = record(1, payload)
+                recs.append(rec)
+                ids.append(doc_id)
+                off.append(pos)
+                length.append(len(rec))
+                rows.append(new_row)
+                pos += len(rec)
+            if old_rows:
+                mm[base:k] = store.emb.mmv[old_rows]
+            write_all(fd, b''.join(recs))
+        if mm is not None:
+            mm.flush()
+        os.fsync(fd)  # the old generation is deleted after the switch: the new one must be on disk
+        log = RecordLog(files[0], writable=False)
+        try:
+            blob = snapshot_bytes(g, pos, log.tail_crc(pos), k, (ids, off, length, rows))
+        finally:
+            log.close()
+        atomic_write(files[2], blob, sync=True)
+        old_layout = store.layout
+        store.layout = layout
+        try:
+            store.write_meta(g, sync=True)  # the switch
+        except BaseException:
+            store.layout = old_layout
+            raise
+        fsync_dir(store.path)
+    except BaseException:
+        os.close(fd)
+        del mm
+        for f in files:
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+        raise
+    del mm
+    os.close(fd)
+    store.load()  # as a fresh open of the new generation (also removes the old files)
+
+
+def verify(store: Store) -> int:
+    """Check every byte of the store that holds data: meta.json, every record of the log
+    (live or not), and every live document's embedding row. Return the number of live
+    documents checked; raise CorruptStoreError at the first damage."""
+    store.check_open()
+    gen, layout = store.read_meta()
+    if gen == store.gen and layout != store.layout and store.layout is not None:
+        raise CorruptStoreError(os.path.join(store.path, META), 0, 'names another layout than the open store')
+    check = Index()
+    check.next_row = 0
+    store.log.scan(0, check.put, check.delete, lambda payload, off: None)
+    ix = store.ix
+    live = ix.live_slots().tolist() if ix.n_dead else range(len(ix.ids))
+    live = list(live)
+    if [ix.ids[s] for s in live] != [check.ids[s] for s in check.live_slots().tolist()]:
+        raise CorruptStoreError(store.file('index'), 0, 'does not match the record log')
+    for w in range(0, len(live), _READ_DOCS):
+        store.read_slots(live[w:w + _READ_DOCS])  # checks each record and each row
+    return len(live)
+
+
+
+def repair(path: str) -> str | None:
+    """Drop what is damaged in the store at ``path`` and rewrite the rest as a new
+    generation; return the folder holding a copy of everything dropped (None when nothing
+    was damaged). Holds the writer lock while it runs."""
+    key = os.path.realpath(os.path.abspath(path))
+    shared = _OPEN.get(key)
+    if shared is not None and not shared.closed and shared.pid == os.getpid():
+        if shared.lock_fd is not None:
+            shared.flush()
+            shared.release_lock()
+        store, own = shared, False
+        store.take_lock()
+    else:
+        store, own = None, True
+    salvage: list = []
+    try:
+        if own:
+            store = Store(path, lock=True, salvage=salvage)
+        else:
+            store.load(salvage)
+        dropped = _drop_damaged_rows(store, salvage)
+        if not salvage:
+            if own:
+                store.close()
+            return None
+        where = _keep_copies(store, salvage, dropped)
+        switch_generation(store, keep=True)
+        logger.warning('%s: repaired; what was dropped is kept in %s', store.path, where)
+        return where
+    finally:
+        if store is not None:
+            if own:
+                store.close()
+            else:
+                store.release_lock()
+                store.load()
+
+
+def _drop_damaged_rows(store: Store, salvage: list) -> list[tuple[str, int, bytes, int]]:
+    """Kill the live documents whose record or row fails its check; return (id, offset, raw
+    record, row) of each."""
+    ix, out = store.ix, []
+    live = ix.live_slots().tolist() if ix.n_dead else list(range(len(ix.ids)))
+    for slot in live:
+        doc_id, off = ix.ids[slot], ix.off[slot]
+        raw = os.pread(store.log.fd, ix.len[slot], off)
+        try:
+            row, crc, _, _ = store.log.parse_put(raw, off, doc_id)
+            if row >= 0:
+                if store.emb is None:
+                    raise CorruptStoreError(store.log.path, off, 'no matrix')
+                store.emb.check(row, crc, doc_id)
+            continue
+        except CorruptStoreError as exc:
+            salvage.append(('document', exc))
+            row = HEAD.unpack_from(raw)[5] if len(raw) >= HEAD.size else -1
+        out.append((doc_id, off, raw, row))
+        ix.delete(doc_id)
+    return out
+
+
+def _keep_copies(store: Store, salvage: list, dropped: list) -> str:
+    n = 0
+    while os.path.exists(os.path.join(store.path, f'dropped-{n}')):
+        n += 1
+    where = os.path.join(store.path, f'dropped-{n}')
+    os.mkdir(where, DIR_MODE)
+    report: list[dict] = []
+    recs, rows = bytearray(), bytearray()
+    for kind, what in salvage:
+        if kind == 'records':
+            lo, hi = what
+            report.append({'file': store.log.path, 'offset': lo, 'length': hi - lo,
+                           'what': 'damaged or torn records', 'copy': 'records.bin', 'copy_offset': len(recs)})
+            recs += os.pread(store.log.fd, hi - lo, lo)
+        elif kind == 'meta':
+            report.append({'file': what.file, 'offset': 0, 'what': str(what), 'copy': 'meta.json'})
+            with open(os.path.join(store.path, META), 'rb') as fp:
+                _write(os.path.join(where, 'meta.json'), fp.read())
+    for doc_id, off, raw, row in dropped:
+        item = {'file': store.log.path, 'offset': off, 'length': len(raw), 'id': doc_id,
+                'what': 'document whose record or embedding row is damaged', 'copy': 'records.bin',
+                'copy_offset': len(recs)}
+        recs += raw
+        if row >= 0 and store.emb is not None and row < store.emb.cap:
+            item.update(embedding_file=store.emb.path, embedding_offset=row * store.emb.row_nbytes,
+                        embedding_copy='embeddings.bin', embedding_copy_offset=len(rows))
+            rows += store.emb.mmv[row].tobytes()
+        report.append(item)
+    _write(os.path.join(where, 'records.bin'), bytes(recs))
+    if rows:
+        _write(os.path.join(where, 'embeddings.bin'), bytes(rows))
+    _write(os.path.join(where, 'report.json'),
+           json.dumps({'time': time.time(), 'crc_of_records_copy': zlib.crc32(recs), 'dropped': report},
+                      indent=1).encode())
+    return where
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = open_new(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,514 @@
+"""One open DocumentArrayMemmap directory: its files, index, writer lock, reads and writes.
+
+Files in the directory (``<g>`` is the generation, bumped by prune / clear / repair):
+``meta.json`` (format, version, generation, embedding layout, crc; replaced atomically: it
+is the single switch between generations), ``records.<g>.bin`` (:mod:`.log`),
+``embeddings.<g>.bin`` (:mod:`.embeddings`), ``index.<g>.pkl`` (:mod:`.index`) and
+``writer.lock`` (``flock``-ed by the one process that writes). All are created 0600.
+
+A record is written with one unbuffered ``os.write`` after its embedding row is in the
+(shared, page-cache backed) map, so a writer killed at any point leaves a valid prefix plus
+at most a torn tail, which readers skip and the next writer cuts off. ``flush()`` does not
+fsync unless ``sync=True``: the page cache survives the process (SIGKILL included).
+
+Within one process every DocumentArrayMemmap on the same directory shares one Store (the
+usual "reopen" pattern sees the same documents and may write); across processes one
+writes at a time (``flock``) and any number read. Records are pickles: open only
+directories you (or code you trust) wrote.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import pickle
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..document import Document
+from ..errors import CorruptStoreError
+from .embeddings import EmbeddingStore
+from .format import (DIR_MODE, GEN_FILE, LOCK, META, META_TMP, OP_LAYOUT, atomic_write, file_name, layout_payload,
+                     matrix_ok, meta_bytes, open_new, parse_layout, parse_meta, record)
+from .index import Index, load_snapshot, snapshot_bytes
+from .log import RecordLog, encode_del, encode_put
+
+__all__ = ['Store']
+
+logger = logging.getLogger('runtime')
+
+_EMB = Document.FIELDS.index('embedding')  # Document._state() lists the fields in FIELDS order
+WRITE_DOCS = 1024                    # extend() writes this many records per os.write ...
+WRITE_BYTES = 4 << 20                # ... or this many bytes, whichever comes first
+_OPEN: dict[str, 'Store'] = {}       # realpath -> the Store every handle in this process shares
+
+
+class NotADirectory(NotADirectoryError, ValueError):
+    """A file stands where the directory should be (both an OSError and a ValueError, so
+    either ``except`` catches it)."""
+
+
+class Store:
+    """The state of one directory; :class:`runtime.memmap.DocumentArrayMemmap` is its
+    public face. Use :meth:`acquire` / :meth:`release` to share it within a process.
+
+    Examples
+    --------
+    >>> s = Store.acquire('./my-mmap'); len(s.ix); s.release()  # doctest: +SKIP
+    0
+    """
+
+    def __init__(self, path: str | os.PathLike, lock: bool = False, salvage: list | None = None) -> None:
+        # Set first so that close() works whatever __init__ fails on.
+        self.closed = True
+        self.log: RecordLog | None = None
+        self.emb: EmbeddingStore | None = None
+        self.lock_fd: int | None = None
+        self.version = 0
+        self.refs = 0
+        self.pid = os.getpid()
+        self.path = os.path.abspath(os.fspath(path))
+        self.key = os.path.realpath(self.path)
+        self.ix = Index()
+        self.prepare_dir()
+        try:
+            if lock:
+                self.take_lock()
+            self.load(salvage)
+        except BaseException:
+            self.close_files()
+            self.release_lock()
+            raise
+        self.closed = False
+
+    @classmethod
+    def acquire(cls, path: str | os.PathLike) -> 'Store':
+        """The Store of ``path`` shared by this process's handles (opened if none is)."""
+        key = os.path.realpath(os.path.abspath(os.fspath(path)))
+        store = _OPEN.get(key)
+        if store is None or store.closed or store.pid != os.getpid():
+            store = cls(path)
+            _OPEN[key] = store
+        store.refs += 1
+        return store
+
+    def release(self) -> None:
+        """One handle is done; the last one closes (and flushes) the Store."""
+        self.refs -= 1
+        if self.refs <= 0:
+            if _OPEN.get(self.key) is self:
+                del _OPEN[self.key]
+            self.close()
+
+    def file(self, kind: str, gen: int | None = None) -> str:
+        return os.path.join(self.path, file_name(kind, self.gen if gen is None else gen))
+
+    # -- directory and meta ----------------------------------------------------------------
+    def prepare_dir(self) -> None:
+        path = self.path
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise NotADirectory(f'DocumentArrayMemmap needs a directory, but {path} is a file; '
+                                f'pass the path of a new or empty directory (or one it wrote before)')
+        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+        if os.path.exists(os.path.join(path, META)):
+            return  # validated by read_meta
+        foreign = [e for e in os.listdir(path) if not self._is_fresh_leftover(e)]
+        if foreign:
+            shown = ', '.join(sorted(foreign)[:5]) + (', ...' if len(foreign) > 5 else '')
+            raise ValueError(f'{path} is not a DocumentArrayMemmap directory: it holds {shown} and no '
+                             f'{META}; nothing there is overwritten. Pass a new or empty directory')
+        # records.0.bin first, meta.json last: once meta exists, so does the record file.
+        os.close(open_new(os.path.join(path, file_name('records', 0))))
+        tmp = os.path.join(path, f'{META}.{os.getpid()}.tmp')
+        fd = open_new(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, meta_bytes(0, None))
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, os.path.join(path, META))  # fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+
+    def _is_fresh_leftover(self, name: str) -> bool:
+        # What a creation interrupted before meta.json existed can leave: nothing of value.
+        if name == LOCK or META_TMP.fullmatch(name):
+            return True
+        if name == file_name('records', 0):
+            return os.path.getsize(os.path.join(self.path, name)) == 0
+        return False
+
+    def read_meta(self) -> tuple[int, tuple | None]:
+        try:
+            with open(os.path.join(self.path, META), 'rb') as fp:
+                raw = fp.read()
+        except FileNotFoundError:
+            raise ValueError(f'{self.path} is not a DocumentArrayMemmap directory (any more): '
+                             f'{META} is missing') from None
+        return parse_meta(raw, self.path)
+
+    def write_meta(self, gen: int, sync: bool = False) -> None:
+        atomic_write(os.path.join(self.path, META), meta_bytes(gen, self.layout), sync)
+
+    def remove_stale(self, newer_too: bool) -> None:
+        # Older generations are garbage once meta.json moved on; newer ones are the leftovers
+        # of an interrupted prune, removable only by the writer (a prune may be under way).
+        for name in os.listdir(self.path):
+            m = GEN_FILE.fullmatch(name)
+            if not m:
+                continue
+            gen = int(m.group(2))
+            if gen < self.gen or (newer_too and (gen > self.gen or m.group(4))):
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except OSError:  # read-only directory or already gone: harmless
+                    pass
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, salvage: list | None = None) -> None:
+        """(Re)read everything from disk, as a fresh open would. With a ``salvage`` list
+        (``repair``), damage is recorded there instead of raised."""
+        writable = self.lock_fd is not None
+        for _ in range(20):
+            try:
+                gen, layout = self.read_meta()
+            except CorruptStoreError as exc:
+                if salvage is None:
+                    raise
+                gen, layout = self._guess_generation(), None
+                salvage.append(('meta', exc))
+            # Both files are opened before anything is read: once open, a prune in another
+            # process can unlink them but not take them away from us.
+            try:
+                log = RecordLog(self.file('records', gen), writable)
+            except FileNotFoundError:
+                log = None
+            emb = None
+            if log is not None and layout is not None:
+                try:
+                    emb = EmbeddingStore(self.file('embeddings', gen), layout, writable)
+                except FileNotFoundError:
+                    log.close()
+                    log = None
+            if log is not None:
+                break
+            if salvage is not None or self.read_meta()[0] == gen:
+                raise CorruptStoreError(os.path.join(self.path, META), 0,
+                                        f'names generation {gen} but its records / embeddings file is missing')
+            # else a prune switched generations under us: read the new one
+        else:  # pragma: no cover - needs a writer pruning in a tight loop
+            raise RuntimeError(f'{self.path} changed generation 20 times while being opened')
+        self.close_files()
+        self.log, self.emb, self.gen, self.layout = log, emb, gen, layout
+        self.ix, self.end, self.index_covered = Index(), 0, None
+        if salvage is None:
+            self._load_index()
+        self.replay(self.end, salvage)
+        self.version += 1
+        self.remove_stale(newer_too=writable)
+
+    def _guess_generation(self) -> int:
+        gens = [int(m.group(2)) for m in map(GEN_FILE.fullmatch, os.listdir(self.path))
+                if m and m.group(1) == 'records' and not m.group(4)]
+        return max(gens, default=0)
+
+    def _load_index(self) -> None:
+        # index_covered: what the snapshot on disk covers; None: no snapshot, -1: unusable.
+        where = self.file('index')
+        try:
+            with open(where, 'rb') as fp:
+                raw = fp.read()
+        except FileNotFoundError:
+            return
+        got = load_snapshot(raw, where, self.gen, self.log.size(), self.log.tail_crc)
+        if got is None:
+            self.index_covered = -1
+            return
+        self.ix, covered = got
+        self.end = self.index_covered = covered
+
+    def replay(self, start: int, salvage: list | None = None) -> None:
+        """Apply the records from byte ``start`` on (up to a torn tail)."""
+        damaged = [] if salvage is not None else None
+        self.end, size = self.log.scan(start, self.ix.put, self.ix.delete, self._on_layout, damaged)
+        if damaged:
+            salvage.extend(('records', rng) for rng in damaged)
+        if salvage is not None and size > self.end:
+            salvage.append(('records', (self.end, size)))
+        if self.layout is None and self.ix.next_row > 0:
+            raise CorruptStoreError(self.log.path, 0, 'records point at embedding rows but neither meta.json '
+                                                      'nor the record log names the matrix layout')
+
+    def _on_layout(self, payload: bytes, off: int) -> None:
+        try:
+            d = json.loads(payload)
+            layout = parse_layout(d['emb_dtype'], d['emb_shape'], self.log.path)
+        except Exception:
+            layout = None
+        if layout is None:
+            raise CorruptStoreError(self.log.path, off, 'the layout record is invalid')
+        if self.layout is None:  # another process fixed the layout after we read meta.json
+            self.layout = layout
+            try:
+                self.emb = EmbeddingStore(self.file('embeddings'), layout, self.lock_fd is not None)
+            except FileNotFoundError:
+                raise CorruptStoreError(self.file('embeddings'), 0, 'is missing') from None
+        elif layout != self.layout:
+            raise CorruptStoreError(os.path.join(self.path, META), 0,
+                                    f'names another embedding layout than the record log ({layout[0]}{list(layout[1])})')
+
+    # -- the writer ------------------------------------------------------------------------
+    def take_lock(self) -> None:
+        fd = open_new(os.path.join(self.path, LOCK), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RuntimeError(f'another process is writing to {self.path} (it holds {LOCK}); a '
+                                   f'DocumentArrayMemmap has one writer at a time: close it there first, '
+                                   f'or only read here (reload() shows its changes)') from None
+            raise
+        self.lock_fd = fd
+
+    def ensure_writer(self) -> None:
+        self.check_open()
+        if self.lock_fd is not None:
+            if self.pid != os.getpid():
+                raise RuntimeError(f'this DocumentArrayMemmap on {self.path} was opened before a fork; its '
+                                   f'writer lock belongs to the parent: open the directory again here')
+            return
+        self.take_lock()
+        try:
+            gen, _ = self.read_meta()
+            if gen != self.gen or self.log.size() < self.end:
+                self.load()  # pruned or cut short since we read it: start over, now writable
+            else:
+                # Catch up with what an earlier writer appended since we opened, reopen for writing.
+                log = RecordLog(self.log.path, writable=True)
+                self.log.close()
+                self.log = log
+                if self.emb is not None:
+                    self.emb.close()
+                    self.emb = EmbeddingStore(self.file('embeddings'), self.layout, writable=True)
+                self.replay(self.end)
+            size = self.log.size()
+            stale = self.index_covered is not None and (self.index_covered < 0 or self.index_covered > self.end)
+            if stale or size > self.end:
+                # A snapshot that may cover bytes we are about to cut and overwrite must go
+                # (the next flush writes a new one).
+                try:
+                    os.unlink(self.file('index'))
+                except FileNotFoundError:
+                    pass
+                self.index_covered = None
+            if size > self.end:  # a scan raises on damage: what is left here is a torn tail
+                logger.warning('%s: dropping a torn tail of %d bytes after the last complete record '
+                               '(a writer stopped mid-append)', self.path, size - self.end)
+                self.log.truncate(self.end)
+            self.remove_stale(newer_too=True)
+        except BaseException:
+            self.release_lock()
+            self.load()
+            raise
+
+    def release_lock(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # closing the fd drops the flock
+            self.lock_fd = None
+
+    def append_bytes(self, data: bytes) -> int:
+        """Write ``data`` at the end of the record file; return where it starts."""
+        start = self.end
+        self.log.append(data, start)
+        self.end = start + len(data)
+        return start
+
+    def _set_layout(self, emb: np.ndarray) -> None:
+        # The first embedding fixes the matrix; meta.json and the log record it before any row.
+        layout = (emb.dtype, emb.shape)
+        try:
+            self.emb = EmbeddingStore(self.file('embeddings'), layout, writable=True, create=True)
+            self.emb.grow(self.ix.next_row + 1)
+            self.layout = layout
+            self.write_meta(self.gen)
+            self.append_bytes(record(OP_LAYOUT, layout_payload(*layout)))
+        except BaseException:  # no rows without a layout on disk to read them with
+            self.layout = None
+            if self.emb is not None:
+                self.emb.close()
+                self.emb = None
+            raise
+
+    def encode(self, doc: Document, old: str | None) -> tuple[str, int, bytes]:
+        """(id, matrix row or -1, record bytes) of ``doc``; its embedding row is written now,
+        before the record, so that a valid record always has its row."""
+        state = doc._state()
+        emb = state[_EMB]
+        row, crc = -1, 0
+        if emb is not None:
+            if self.layout is None and matrix_ok(emb):
+                self._set_layout(emb)
+            layout = self.layout
+            if layout is not None and emb.shape == layout[1] and emb.dtype == layout[0]:
+                row = self.ix.next_row
+                crc = self.emb.write(row, emb)
+                self.ix.next_row = row + 1
+                state = (None,) + state[1:_EMB] + (None,) + state[_EMB + 1:]
+            else:
+                state = (None,) + state[1:]
+        else:
+            state = (None,) + state[1:]
+        return doc._id, row, encode_put(doc._id, old, row, crc, state)
+
+    def put_one(self, doc: Document, old: str | None) -> None:
+        if self.lock_fd is None:
+            self.ensure_writer()
+        doc_id, row, rec = self.encode(doc, old)
+        self.ix.put(doc_id, old, self.append_bytes(rec), len(rec), row)
+
+    def extend(self, docs: Iterable[Any], check: Any) -> None:
+        """Append ``docs`` in batches; ``check(doc)`` refuses what is not a Document."""
+        self.ensure_writer()
+        batch: list[tuple[str, int, bytes]] = []
+        nbytes = 0
+        try:
+            for doc in docs:
+                if type(doc) is not Document:
+                    check(doc)
+                item = self.encode(doc, None)
+                batch.append(item)
+                nbytes += len(item[2])
+                if len(batch) >= WRITE_DOCS or nbytes >= WRITE_BYTES:
+                    full, batch, nbytes = batch, [], 0
+                    self._commit(full)
+        except BaseException:
+            if batch:  # keep the documents before the bad one, as list.extend does
+                self._commit(batch)
+            raise
+        if batch:
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[str, int, bytes]]) -> None:
+        ids, rows, recs = zip(*batch)
+        off = self.append_bytes(b''.join(recs))
+        offs, lens = [], []
+        for rec in recs:
+            offs.append(off)
+            lens.append(len(rec))
+            off += len(rec)
+        self.ix.put_new(ids, offs, lens, rows)
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        self.ensure_writer()
+        self.append_bytes(b''.join(encode_del(doc_id) for doc_id in ids))
+        for doc_id in ids:
+            self.ix.delete(doc_id)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _decode(self, raw: bytes, slot: int) -> tuple[Document, int, int]:
+        off, doc_id = self.ix.off[slot], self.ix.ids[slot]
+        row, crc, _, start = self.log.parse_put(raw, off, doc_id)
+        try:
+            d = Document._from_state(pickle.loads(memoryview(raw)[start:]))
+        except Exception as exc:  # intact bytes that do not load: written by something else
+            raise CorruptStoreError(self.log.path, off, f'the record of document {doc_id!r} does not '
+                                                        f'load ({type(exc).__name__}: {exc})') from None
+        if row >= 0 and self.emb is None:
+            raise CorruptStoreError(self.log.path, off, f'the record of document {doc_id!r} points at an '
+                                                        f'embedding row but there is no matrix')
+        d._id = doc_id
+        return d, row, crc
+
+    def read_slots(self, slots: Sequence[int]) -> list[Document]:
+        ix = self.ix
+        raws = self.log.read([ix.off[s] for s in slots], [ix.len[s] for s in slots])
+        docs, with_row, rows, crcs, ids = [], [], [], [], []
+        for k, (slot, raw) in enumerate(zip(slots, raws)):
+            d, row, crc = self._decode(raw, slot)
+            docs.append(d)
+            if row >= 0:
+                with_row.append(k)
+                rows.append(row)
+                crcs.append(crc)
+                ids.append(d._id)
+        if len(rows) == 1:
+            docs[with_row[0]]._embedding = self.emb.read(rows[0], crcs[0], ids[0])
+        elif rows:
+            # One gather for the window; each document gets its own row of the copy.
+            for k, emb in zip(with_row, self.emb.gather(rows, crcs, ids)):
+                docs[k]._embedding = emb
+        return docs
+
+    def read_slot(self, slot: int) -> Document:
+        ix = self.ix
+        d, row, crc = self._decode(os.pread(self.log.fd, ix.len[slot], ix.off[slot]), slot)
+        if row >= 0:
+            d._embedding = self.emb.read(row, crc, d._id)
+        return d
+
+    def matrix(self) -> np.ndarray | None:
+        """The live documents' rows of the matrix (a read-only view while they are exactly
+        its first rows), or None when some live document has no row there."""
+        n = len(self.ix)
+        if self.emb is None or n == 0:
+            return None
+        if self.ix.is_dense():
+            if self.emb.cap < n:
+                self.emb.map()  # another process grew the matrix since we mapped it
+            if self.emb.cap >= n:
+                view = self.emb.mm[:n]
+                view.flags.writeable = False  # writing would bypass the records and their crcs
+                return view
+        rows = self.ix.live_rows()
+        if not (rows >= 0).all():
+            return None
+        top = int(rows.max())
+        self.emb.ensure(top, self.ix.ids[self.ix.slots_of([int(rows.argmax())])[0]])
+        return self.emb.mmv[rows]
+
+    # -- flushing and closing --------------------------------------------------------------
+    def flush(self, sync: bool = False) -> None:
+        self.check_open()
+        if self.lock_fd is None:
+            return
+        if sync:
+            if self.emb is not None and self.emb.mm is not None:
+                self.emb.mm.flush()
+            os.fsync(self.log.fd)
+        if self.index_covered == self.end:
+            return
+        blob = snapshot_bytes(self.gen, self.end, self.log.tail_crc(self.end), self.ix.next_row,
+                              self.ix.live_columns())
+        atomic_write(self.file('index'), blob, sync)
+        self.index_covered = self.end
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self.lock_fd is not None and self.pid == os.getpid():
+                self.flush()
+        finally:
+            self.closed = True
+            self.version += 1
+            self.close_files()
+            self.release_lock()
+            self.ix = Index()
+
+    def close_files(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        if self.emb is not None:
+            self.emb.close()
+            self.emb = None
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f'DocumentArrayMemmap at {self.path} is closed; open it again to use it')
