@@ -31,6 +31,7 @@ _EXPORTS = {
     'ExecutorError': 'errors', 'ExecutorStartError': 'errors', 'WorkerDiedError': 'errors',
     'RequestTimeoutError': 'errors',
     'FlowNotStartedError': 'errors', 'BadInputError': 'errors', 'RemoteTraceback': 'errors',
+    'CorruptStoreError': 'errors',
     'Client': 'serving.client', 'AsyncFlow': 'serving.aflow', 'AsyncClient': 'serving.aflow',
 }
 __all__ = list(_EXPORTS)
