@@ -330,3 +330,29 @@ def test_class_in_main_of_script_without_guard(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "['HI!!', 'YO!!'] ['Shout', 'again']\n"
     assert 'Traceback' not in proc.stderr
+
+
+class PeaIdExec(Executor):
+    @requests
+    def report(self, docs, **kwargs):
+        return {'pea_id': self.runtime_args.pea_id, 'parallel': self.runtime_args.parallel,
+                'workspace': self.metas.workspace}
+
+
+def test_jina2_pea_id_is_the_shard_id_and_metas_workspace_is_honoured(tmp_path):
+    ws = str(tmp_path / 'given')
+    f = Flow().add(uses=PeaIdExec, shards=2, polling='all', uses_metas={'workspace': ws})
+    with f:
+        out = f.post('/', [Document()], return_results=True)
+    per_shard = out[0].parameters['__results__']['PeaIdExec']
+    assert sorted(r['pea_id'] for r in per_shard) == [0, 1]
+    assert all(r['parallel'] == 2 and r['workspace'] == ws for r in per_shard)
+
+
+def test_executor_built_directly_rejects_unknown_arguments_and_binds_requests():
+    with pytest.raises(TypeError, match="unexpected arguments \\['dim'\\]"):
+        Executor(dim=3)
+    ex = TagByNameExec(tag='t', requests={'/only': 'foo'}, metas={'name': 'n', 'description': 'd'})
+    assert ex.metas.description == 'd' and ex._handler_for('/only')[0].__name__ == 'foo'
+    with pytest.raises(ValueError, match="'nope' must name a method"):
+        TagByNameExec(requests={'/x': 'nope'})
