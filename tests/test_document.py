@@ -17,13 +17,15 @@ def full_doc(**over):
                      granularity=1, tags={'pos': 0})
     match = Document(id='m1', buffer=b'\x00\xffmatch', scores={'cosine': 0.25, 'l2': 3.0},
                      adjacency=1, matches=[Document(id='mm', text='deep')])
+    # text, blob and buffer exclude each other: the blob is the content, text and bytes
+    # live in the chunk and the match.
     fields = dict(
-        id='root', text='hello', buffer=b'\x00\x01raw\xff', blob=np.arange(24, dtype=np.int16).reshape(2, 3, 4),
+        id='root', blob=np.arange(24, dtype=np.int16).reshape(2, 3, 4),
         uri='file:///a.txt', mime_type='text/plain',
         tags={'n': 1, 'f': 1.5, 'neg': -7, 'big': 2 ** 62, 'flag': True, 'none': None, 's': 'x',
               'nested': {'list': [1, 2, [3, {'deep': 4}]], 'empty': {}}},
         embedding=np.linspace(0, 1, 6, dtype=np.float16).reshape(2, 3),
-        chunks=[chunk], matches=[match], scores={'score': 0.5},
+        chunks=[chunk], matches=[match], scores={'score': 0.5}, evaluations={'recall': 0.8},
         parent_id='p', granularity=2, adjacency=3, weight=0.75, modality='text',
     )
     fields.update(over)
@@ -38,8 +40,7 @@ def assert_same_array(a, b):
 
 def assert_full_doc(d):
     """Every field of full_doc() came back with its type, dtype and shape."""
-    assert d.id == 'root' and d.text == 'hello' and d.buffer == b'\x00\x01raw\xff'
-    assert type(d.buffer) is bytes
+    assert d.id == 'root' and d.text is None and d.buffer is None and d.content_type == 'blob'
     assert_same_array(d.blob, np.arange(24, dtype=np.int16).reshape(2, 3, 4))
     assert_same_array(d.embedding, np.linspace(0, 1, 6, dtype=np.float16).reshape(2, 3))
     assert (d.uri, d.mime_type, d.parent_id, d.modality) == ('file:///a.txt', 'text/plain', 'p', 'text')
@@ -48,13 +49,16 @@ def assert_full_doc(d):
                       'nested': {'list': [1, 2, [3, {'deep': 4}]], 'empty': {}}}
     assert type(d.tags['n']) is int and type(d.tags['big']) is int and type(d.tags['flag']) is bool
     assert type(d.tags['nested']['list'][2][1]['deep']) is int
-    assert d.scores == {'score': 0.5}
+    assert d.scores == {'score': 0.5} and d.scores['score'].value == 0.5
+    assert d.evaluations == {'recall': 0.8}
     assert isinstance(d.chunks, DocumentArray) and isinstance(d.matches, DocumentArray)
     (c,) = d.chunks
     assert (c.id, c.text, c.parent_id, c.granularity, c.tags) == ('c1', 'chunk', 'root', 1, {'pos': 0})
     assert_same_array(c.embedding, np.arange(4, dtype=np.int8))
+    assert type(c.text) is str and c.mime_type == 'text/plain'
     (m,) = d.matches
     assert (m.id, m.buffer, m.scores, m.adjacency) == ('m1', b'\x00\xffmatch', {'cosine': 0.25, 'l2': 3.0}, 1)
+    assert type(m.buffer) is bytes
     assert m.matches[0].text == 'deep'
     assert d == full_doc()
 
@@ -124,7 +128,7 @@ def test_unknown_keyword_lists_valid_fields():
 
 
 def test_first_argument_of_wrong_type():
-    with pytest.raises(TypeError, match='Document, a dict or a JSON string'):
+    with pytest.raises(TypeError, match='Document, a dict, a JSON string'):
         Document(42)
     with pytest.raises(TypeError, match='content'):
         Document(np.zeros(3))
@@ -252,9 +256,9 @@ def test_chunks_and_matches_accept_lists_arrays_and_dicts():
     assert d.matches[0].text == 'm'
     d.matches = [{'text': 'from dict', 'scores': {'s': 1.0}}]
     assert d.matches[0].text == 'from dict' and d.matches[0].scores == {'s': 1.0}
-    da = DocumentArray()
-    d.chunks = da
-    assert d.chunks is da
+    da = DocumentArray([Document(id='x')])
+    d.chunks = da  # as in Jina 2: the chunks are replaced by these, each adopted
+    assert d.chunks == da and d.chunks[0].parent_id == d.id
     for bad in (Document(), 'text', 5):
         with pytest.raises(TypeError, match='chunks must be a DocumentArray or a list'):
             d.chunks = bad
@@ -319,9 +323,11 @@ def test_from_json_string_and_errors():
 
 def test_to_dict_holds_only_set_fields():
     assert Document(id='a').to_dict() == {'id': 'a'}
-    assert Document(id='a', text='hi', tags={}, weight=0.0).dict() == {'id': 'a', 'text': 'hi'}
+    # as in Jina 2, setting text sets an empty mime_type to text/plain
+    assert Document(id='a', text='hi', tags={}, weight=0.0).dict() == {'id': 'a', 'text': 'hi',
+                                                                         'mime_type': 'text/plain'}
     d = full_doc().to_dict()
-    assert set(d) == set(Document.FIELDS)
+    assert set(d) == set(Document.FIELDS) - {'text', 'buffer'}  # the blob is its content
     assert d['chunks'][0]['id'] == 'c1' and isinstance(d['chunks'][0], dict)
     assert d['embedding'].dtype == np.float16
 
@@ -420,12 +426,14 @@ def test_pickle_of_untouched_and_read_only_containers():
 def test_equality_looks_at_every_field():
     base = full_doc()
     assert base == full_doc()
-    changes = dict(id='other', text='other', buffer=b'other', blob=np.zeros(2), uri='u', mime_type='m',
+    changes = dict(id='other', blob=np.zeros(2), uri='u', mime_type='m', evaluations={'recall': 0.1},
                    tags={'n': 2}, embedding=np.ones((2, 3), np.float16), chunks=[], matches=[],
                    scores={'score': 0.6}, parent_id='q', granularity=9, adjacency=9, weight=0.1,
                    modality='image')
     for name, value in changes.items():
         assert full_doc(**{name: value}) != base, name
+    for name, value in dict(text='other', buffer=b'other').items():  # replaces the blob
+        assert full_doc(blob=None, **{name: value}) != base, name
     # same values, other dtype
     assert full_doc(embedding=base.embedding.astype(np.float32)) != base
     assert (Document(id='a') == 'a') is False
@@ -445,13 +453,13 @@ def test_documents_are_unhashable():
 
 def test_repr_is_short_and_readable():
     d = Document(id='abc', text='x' * 10_000, embedding=np.zeros((1000, 768), np.float32),
-                 tags={f'k{i}': i for i in range(1000)}, buffer=b'y' * 10_000,
-                 chunks=[Document() for _ in range(50)])
+                 tags={f'k{i}': i for i in range(1000)}, chunks=[Document() for _ in range(50)])
     r = repr(d)
     assert r.startswith('<Document') and "id='abc'" in r
-    assert 'float32[1000, 768]' in r and 'chunks=50' in r and '10000 bytes' in r
+    assert 'float32[1000, 768]' in r and 'chunks=50' in r
     assert len(r) < 300
-    assert repr(Document(id='a', text='hi')) == "<Document id='a' text='hi'>"
+    assert '10000 bytes' in repr(Document(buffer=b'y' * 10_000))
+    assert repr(Document(id='a', text='hi')) == "<Document id='a' text='hi' mime_type='text/plain'>"
 
 
 def test_get_attributes():

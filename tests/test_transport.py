@@ -94,7 +94,7 @@ def test_sweep_removes_only_the_prefix(arena):
 
 
 def test_codec_roundtrip_is_zero_copy_and_names_unchanged_arrays(arena):
-    docs = DocumentArray(Document(text=str(i), tags={'i': i}, blob=np.full((4, 100), i, np.int16))
+    docs = DocumentArray(Document(id=str(i), tags={'i': i}, blob=np.full((4, 100), i, np.int16))
                          for i in range(5))
     docs.embeddings = np.arange(5 * 300, dtype=np.float32).reshape(5, 300)
     payload, meta, allocs = encode(docs, arena)

@@ -13,16 +13,19 @@ import numpy as np
 
 from ..array import DocumentArray
 from ..document import Document
+from ..fields import TABLE
 
 __all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES']
 
 #: Score names where smaller is better; matches are sorted by every other score descending.
 DISTANCE_SCORES = frozenset({'l2', 'euclidean', 'sqeuclidean', 'distance', 'cityblock', 'manhattan',
                              'hamming', 'jaccard', 'chebyshev'})
-# Fields where a later branch's non-default value wins (the defaults are Document's).
-_PLAIN_FIELDS = (('text', None), ('blob', None), ('buffer', None), ('embedding', None), ('uri', ''),
-                 ('mime_type', ''), ('parent_id', ''), ('granularity', 0), ('adjacency', 0), ('weight', 0.0),
-                 ('modality', ''))
+# From the Document field table: fields where a later branch's non-default value wins
+# (copied slot to slot, so no setter side effect such as a guessed mime_type applies twice),
+# dicts merged key by key, and nested documents merged by id.
+_PLAIN_FIELDS = tuple((f.slot, f.default) for f in TABLE if f.kind in ('content', 'array', 'scalar'))
+_MAPPINGS = tuple(f.slot for f in TABLE if f.kind == 'mapping')
+_NESTED = tuple(f.slot for f in TABLE if f.kind == 'docs')
 
 
 def _same(a, b) -> bool:
@@ -41,15 +44,15 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
     """Copy into ``into`` what ``other`` changed: with ``before`` (the document as it was
     when the branches split), the fields where ``other`` differs from it; without, every
     field ``other`` set."""
-    for name, default in _PLAIN_FIELDS:
-        value = getattr(other, name)
+    for slot, default in _PLAIN_FIELDS:
+        value = getattr(other, slot)
         if before is not None:
-            if _same(value, getattr(before, name)):
+            if _same(value, getattr(before, slot)):
                 continue  # this branch left it as it was: keep what another branch did
         elif value is default or (default is not None and _same(value, default)):
             continue
-        setattr(into, name, value)
-    for name in ('_tags', '_scores'):
+        object.__setattr__(into, slot, value)
+    for name in _MAPPINGS:
         theirs = getattr(other, name)
         if theirs:
             old = (getattr(before, name) or {}) if before is not None else {}
@@ -57,16 +60,18 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
             for k, v in theirs.items():
                 if k not in old or not _same(v, old[k]):
                     mine[k] = v
-    for name in ('_chunks', '_matches'):
+    for name in _NESTED:
         extra = getattr(other, name)
         if extra:
             old = getattr(before, name) if before is not None else None
             mine = getattr(into, name[1:])
+            # DocumentArray's own methods: the sub-documents keep the parent_id /
+            # granularity / adjacency their branch gave them (chunks.append would reset them).
             for d in extra:
                 if d.id not in mine:
-                    mine.append(d)
+                    DocumentArray.append(mine, d)
                 elif old is None or d.id not in old or d != old[d.id]:
-                    mine[d.id] = d  # the same sub-document from both branches: a changed one wins
+                    DocumentArray.__setitem__(mine, d.id, d)  # from both branches: a changed one wins
 
 
 def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = None) -> DocumentArray:
@@ -96,8 +101,13 @@ def _score_key(matches: DocumentArray) -> tuple[Callable, bool] | None:
     for m in matches:
         if m._scores:
             name = next(iter(m._scores))
-            return (lambda d: d.scores.get(name, float('nan'))), name not in DISTANCE_SCORES
+            return (lambda d: _score_value(d, name)), name not in DISTANCE_SCORES
     return None
+
+
+def _score_value(d: Document, name: str) -> float:
+    s = d._scores.get(name) if d._scores else None
+    return float('nan') if s is None else s.value
 
 
 def sort_matches(matches: DocumentArray, limit: int | None = None) -> None:

@@ -29,6 +29,8 @@ import numpy as np
 
 from ...array import DocumentArray
 from ...document import Document, _rebuild_document
+from ...fields import DEFAULTS, INDEX, SLOTS, TABLE
+from ...values import describe_dtype
 from .shm import Arena, Mapper
 
 __all__ = ['BufRef', 'Payload', 'encode', 'decode', 'InputBuffers', 'LazyDocumentArray', 'buffer_refs',
@@ -169,6 +171,9 @@ class LazyDocumentArray(DocumentArray):
     def embeddings(self, value: np.ndarray | None) -> None:
         lazy = self._lazy
         if lazy is not None and isinstance(value, np.ndarray) and lazy[0][1] != MIXED:
+            if value.dtype.hasobject:
+                raise TypeError(f'embeddings must be a numeric array, got dtype {value.dtype} (Python objects '
+                                f'cannot travel between processes as raw bytes)')
             if value.ndim < 2 or value.shape[0] != lazy[0][0]:
                 raise ValueError(f'embeddings must have shape (N, ...) with N = {lazy[0][0]} documents, '
                                  f'got shape {value.shape}')
@@ -186,20 +191,58 @@ class LazyDocumentArray(DocumentArray):
         return super().__repr__()
 
 
-# How to tell that a column (a field of every document, in ``Document._state`` order)
-# holds only the default: 'none' (all None; the column may hold arrays, which == cannot
-# test), 'empty' (all None or empty), or the default value itself.
-_TESTS = ('always', 'none', 'none', 'none', '', '', 'empty', 'none', 'empty', 'empty', 'empty',
-          '', 0, 0, 0.0, '')
-_DEFAULTS = (None, None, None, None, '', '', None, None, None, None, None, '', 0, 0, 0.0, '')
-_EMBEDDING = 7
-_ARRAY_COLUMNS = (2, _EMBEDDING)  # blob, embedding
+# What the codec needs of the Document field table, by column (a field of every document,
+# in ``Document._state`` order): how to tell that a column holds only its default, so that
+# it is left out.
+_PACK = tuple(f.pack for f in TABLE)
+_DEFAULTS = DEFAULTS
+_EMBEDDING = INDEX['embedding']
+_ARRAY_COLUMNS = tuple(i for i, f in enumerate(TABLE) if f.kind == 'array')
 # One C-level call returns every field of a Document (in the order above).
-_fields = attrgetter(*Document.__slots__)
+_fields = attrgetter(*SLOTS)
+
+
+class EncodeError(TypeError):
+    """The documents cannot be sent to another process; the message names the document
+    and the field. (A worker reports it as the failure of the handler that produced them.)"""
 
 
 def _dumps(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
     """Pickle the documents (their embeddings too unless ``without_embeddings``)."""
+    try:
+        return _dumps_unchecked(doc_list, without_embeddings, buffer_callback)
+    except Exception as exc:  # noqa: BLE001 - find which document, then say so
+        raise _culprit(doc_list, exc) from None
+
+
+def _culprit(doc_list: list, exc: Exception) -> EncodeError:
+    for i, d in enumerate(doc_list):
+        try:
+            pickle.dumps(d, protocol=5)
+        except Exception as own:  # noqa: BLE001
+            where = _find_field(d)
+            return EncodeError(f'document #{i} (id {getattr(d, "id", None)!r}) cannot be sent to another process: '
+                               f'{where}{type(own).__name__}: {own}. Documents may hold plain values only (str, '
+                               f'numbers, bytes, lists, dicts, numpy arrays of non-object dtype)')
+    return EncodeError(f'the documents cannot be sent to another process: {type(exc).__name__}: {exc}')
+
+
+def _find_field(d: Document) -> str:
+    for f, v in zip(TABLE, _fields(d)):
+        try:
+            pickle.dumps(v, protocol=5)
+        except Exception:  # noqa: BLE001
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    try:
+                        pickle.dumps(item, protocol=5)
+                    except Exception:  # noqa: BLE001
+                        return f'its {f.name}[{k!r}] ({type(item).__name__}) does not pickle: '
+            return f'its {f.name} does not pickle: '
+    return ''
+
+
+def _dumps_unchecked(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
     if not doc_list or set(map(type, doc_list)) == {Document}:
         return pickle.dumps(_pack(doc_list, without_embeddings), protocol=5, buffer_callback=buffer_callback)
     # Subclasses keep their type through plain pickling of the objects.
@@ -220,22 +263,49 @@ def _pack(doc_list: list, without_embeddings: bool) -> tuple:
     n = len(doc_list)
     cols = {}
     for i, col in enumerate(zip(*map(_fields, doc_list))):
-        test = _TESTS[i]
+        test = _PACK[i]
         if test == 'none':
             if i in _ARRAY_COLUMNS:
                 # (== on arrays is elementwise, so no col.count(None) here)
                 keep = (i != _EMBEDDING or not without_embeddings) and any(map(is_not, col, repeat(None)))
+                if keep:
+                    _refuse_objects(doc_list, col, i)
             else:
                 keep = col.count(None) != n
         elif test == 'empty':
             keep = any(col)
         elif test == 'always':
             keep = True
-        else:
-            keep = col.count(test) != n
+        else:  # 'value': all equal to the default
+            keep = col.count(_DEFAULTS[i]) != n
         if keep:
             cols[i] = col
     return (n, cols)
+
+
+def _refuse_objects(doc_list: list, col: tuple, i: int) -> None:
+    for d, a in zip(doc_list, col):
+        if a is not None and a.dtype.hasobject:
+            raise EncodeError(f'document {d.id!r} cannot be sent to another process: its {TABLE[i].name} has dtype '
+                              f'{a.dtype} (Python objects, not numbers); set a numeric array instead')
+
+
+def _matrix_fits(emb: np.ndarray) -> bool:
+    """Whether an embedding matrix can travel as one raw array: (N, D...) with bytes in it.
+    Otherwise (0-d rows, zero-size rows) each document keeps its own array in the pickle,
+    which preserves every shape exactly."""
+    return emb.ndim >= 2 and emb.size > 0
+
+
+def _place_matrix(placer: '_Placer', emb: np.ndarray, doc_list: list | None) -> tuple:
+    if emb.dtype.hasobject:
+        first = repr(doc_list[0].id) if doc_list else 'of this request'
+        raise EncodeError(f'the embeddings (document {first} and the others) have dtype {emb.dtype}: Python '
+                          f'objects cannot travel between processes as raw bytes; set numeric embeddings')
+    emb = np.ascontiguousarray(emb)
+    # A uint8 view: memoryview refuses datetime64 / timedelta64 items, bytes are bytes.
+    raw = memoryview(emb.reshape(-1).view(np.uint8))
+    return (placer.place(raw), describe_dtype(emb.dtype), emb.shape)
 
 
 def _unpack(packed: Any) -> list:
@@ -294,10 +364,11 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
         # Never unpickled: the documents are as they came; only the matrix may be new.
         (count, emb_desc, refs), meta, _ = lazy
         emb = docs._emb
-        if emb is not None:
-            emb = np.ascontiguousarray(emb)
-            emb_desc = (placer.place(memoryview(emb).cast('B')), emb.dtype.str, emb.shape)
-        return (count, emb_desc, refs), meta, placer.allocs
+        if emb is None or _matrix_fits(emb):
+            if emb is not None:
+                emb_desc = _place_matrix(placer, emb, None)
+            return (count, emb_desc, refs), meta, placer.allocs
+        # A new matrix that cannot travel as one array: unpickle, then send document by document.
     doc_list = docs._docs
     try:
         emb = docs.embeddings
@@ -307,8 +378,10 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
     else:
         emb_desc = None
     if emb is not None:
-        emb = np.ascontiguousarray(emb)
-        emb_desc = (placer.place(memoryview(emb).cast('B')), emb.dtype.str, emb.shape)
+        if _matrix_fits(emb):
+            emb_desc = _place_matrix(placer, emb, doc_list)
+        else:
+            emb, emb_desc = None, MIXED
     meta = _dumps(doc_list, emb is not None, placer.callback)
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
 

@@ -1,0 +1,122 @@
+"""``doc.chunks`` and ``doc.matches``: DocumentArrays that know the document they belong to.
+
+As in Jina 2, adding a chunk sets its ``parent_id`` to the document's id and its
+``granularity`` to the document's granularity + 1; adding a match sets its ``adjacency``
+to the document's adjacency + 1 and its ``granularity`` to the document's. Unlike Jina 2
+(which copied the added document into its protobuf), the added Document object itself is
+stored, so changing it afterwards changes the chunk.
+
+The parent is held through a weak reference: a strong one would make every document with
+chunks a reference cycle, and arrays in such a cycle live until the garbage collector runs
+(shared-memory slots held by a worker would then look "kept" by the handler).
+
+Example
+-------
+>>> from runtime import Document
+>>> d = Document(id='root', granularity=1)
+>>> d.chunks.append(Document(text='part'))
+>>> d.chunks[0].parent_id, d.chunks[0].granularity
+('root', 2)
+>>> d.matches.append(Document(id='m')); d.matches[0].adjacency
+1
+"""
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Iterable
+
+from .array import DocumentArray
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
+
+__all__ = ['ChunkArray', 'MatchArray', 'attach']
+
+_ARRAY_SLOTS = tuple(s for klass in DocumentArray.__mro__ for s in getattr(klass, '__slots__', ()))
+
+
+class _NestedArray(DocumentArray):
+    """A DocumentArray that sets fields of what is added from its reference document."""
+
+    __slots__ = ('_ref',)
+
+    @property
+    def reference_doc(self) -> 'Document | None':
+        """The document these belong to (None once it is gone)."""
+        return self._ref()
+
+    def _adopt(self, doc: 'Document') -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def append(self, doc: 'Document') -> None:
+        """Add one Document at the end (and set its fields from the reference document)."""
+        DocumentArray.append(self, doc)
+        self._adopt(doc)
+
+    def extend(self, docs: Iterable['Document']) -> None:
+        """Add many Documents at the end (and set their fields from the reference document)."""
+        start = len(self)
+        DocumentArray.extend(self, docs)
+        for d in self._docs[start:]:
+            self._adopt(d)
+
+    def insert(self, index: int, doc: 'Document') -> None:
+        """Insert one Document before ``index`` (and set its fields)."""
+        DocumentArray.insert(self, index, doc)
+        self._adopt(doc)
+
+    def __setitem__(self, key, value: 'Document') -> None:
+        DocumentArray.__setitem__(self, key, value)
+        self._adopt(value)
+
+
+class ChunkArray(_NestedArray):
+    """``doc.chunks``: appending sets ``parent_id`` and ``granularity = parent + 1``.
+
+    >>> from runtime import Document
+    >>> d = Document(id='p'); d.chunks.extend([Document(), Document()])
+    >>> [(c.parent_id, c.granularity) for c in d.chunks]
+    [('p', 1), ('p', 1)]
+    """
+
+    __slots__ = ()
+
+    def _adopt(self, doc: 'Document') -> None:
+        ref = self._ref()
+        if ref is not None:
+            doc.parent_id = ref.id
+            doc.granularity = ref.granularity + 1
+
+
+class MatchArray(_NestedArray):
+    """``doc.matches``: appending sets ``adjacency = parent + 1`` and the parent's
+    ``granularity``.
+
+    >>> from runtime import Document
+    >>> d = Document(adjacency=1); d.matches.append(Document()); d.matches[0].adjacency
+    2
+    """
+
+    __slots__ = ()
+
+    def _adopt(self, doc: 'Document') -> None:
+        ref = self._ref()
+        if ref is not None:
+            doc.adjacency = ref.adjacency + 1
+            doc.granularity = ref.granularity
+
+
+def attach(kind: type, docs: DocumentArray | None, parent: 'Document') -> _NestedArray:
+    """``docs`` (a plain DocumentArray, e.g. just unpickled, or None) as a ``kind`` bound to
+    ``parent``, sharing its list and embedding matrix (nothing is copied or re-adopted)."""
+    out = kind.__new__(kind)
+    if docs is None:
+        DocumentArray.__init__(out)
+    else:
+        for s in _ARRAY_SLOTS:
+            try:
+                object.__setattr__(out, s, object.__getattribute__(docs, s))
+            except AttributeError:
+                pass
+    out._ref = weakref.ref(parent)
+    return out
