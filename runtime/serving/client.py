@@ -17,7 +17,7 @@ from ..errors import ExecutorError
 from ..response import Response
 from .wire import ARRAY_FORMATS, WireError, decode_response, encode_request
 
-__all__ = ['Client', 'ServerError', 'post_args', 'settle']
+__all__ = ['Client', 'ServerError', 'post_args', 'settle', 'response_from']
 
 logger = logging.getLogger('runtime')
 
@@ -43,7 +43,11 @@ class ServerError(RuntimeError):
 
 
 def post_args(on: Any, request_size: Any, parameters: Any, callbacks: dict) -> dict:
-    """The checks ``Flow.post`` makes on its arguments, for the clients; returns parameters."""
+    """The checks ``Flow.post`` makes on its arguments, for the clients; returns parameters.
+
+    >>> post_args('/search', 100, None, {'on_done': print})
+    {}
+    """
     if not isinstance(on, str):
         raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
     if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
@@ -61,7 +65,10 @@ def post_args(on: Any, request_size: Any, parameters: Any, callbacks: dict) -> d
 def settle(resp: Response, on_done: Callable | None, on_error: Callable | None, on_always: Callable | None,
            continue_on_error: bool) -> BaseException | None:
     """Run the callbacks of one response as ``Flow.post`` does; returns the error to raise
-    at the end when the request failed and nobody handles it."""
+    at the end when the request failed and nobody handles it.
+
+    >>> error = settle(resp, on_done=print, on_error=None, on_always=None, continue_on_error=False)  # doctest: +SKIP
+    """
     error = None
     if resp.is_error:
         if on_error is not None:
@@ -254,7 +261,12 @@ class Client:
 
 
 def response_from(status: int, data: bytes, url: str, index: int = 0) -> Response:
-    """A Response from the gateway's answer, or ServerError for a refusal."""
+    """A Response from the gateway's answer, or ServerError for a refusal.
+
+    >>> response_from(422, b'{"error": {"code": 422, "message": "bad"}}', 'http://x')
+    Traceback (most recent call last):
+    ServerError: the gateway at http://x answered 422: bad
+    """
     try:
         obj = json.loads(data)
     except ValueError:

@@ -102,7 +102,11 @@ def _from_b64(raw: Any, dtype: Any, shape: Any, where: str) -> np.ndarray:
 
 def decode_array(value: Any, where: str) -> np.ndarray:
     """An array from nested JSON lists, the ``__ndarray_b64__`` / ``__ndarray__`` forms of
-    ``Document.json()``, or Jina 2's ``{"dense": {...}}``."""
+    ``Document.json()``, or Jina 2's ``{"dense": {...}}``.
+
+    >>> decode_array([[1, 2], [3, 4]], 'embedding').shape
+    (2, 2)
+    """
     if isinstance(value, dict):
         if '__ndarray_b64__' in value:
             return _from_b64(value['__ndarray_b64__'], value.get('dtype'), value.get('shape'), where)
@@ -133,7 +137,11 @@ def _from_list(data: Any, where: str, dtype: np.dtype | None) -> np.ndarray:
 
 
 def encode_array(arr: np.ndarray, arrays: str) -> Any:
-    """An array as a JSON list (``'list'``) or the compact base64 form (``'base64'``)."""
+    """An array as a JSON list (``'list'``) or the compact base64 form (``'base64'``).
+
+    >>> encode_array(np.zeros(2, np.float32), 'base64')['dtype']
+    '<f4'
+    """
     if arr.dtype.kind not in 'biufcU' or arr.dtype.fields is not None:
         raise TypeError(f'an array of dtype {arr.dtype} cannot be sent as JSON; use numbers')
     if arrays == 'list' or arr.dtype.kind == 'U':
@@ -145,7 +153,11 @@ def encode_array(arr: np.ndarray, arrays: str) -> Any:
 def encode_value(value: Any, arrays: str = 'list', where: str = 'value') -> Any:
     """A tag, parameter or route value as JSON: arrays as lists or base64, bytes as
     ``{"__bytes__": base64}``, numpy scalars as numbers. Raises TypeError naming ``where``
-    for what JSON cannot carry (sets, objects)."""
+    for what JSON cannot carry (sets, objects).
+
+    >>> encode_value({'n': np.int64(1), 'b': b'x'})
+    {'n': 1, 'b': {'__bytes__': 'eA=='}}
+    """
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, dict):
@@ -164,7 +176,11 @@ def encode_value(value: Any, arrays: str = 'list', where: str = 'value') -> Any:
 
 def decode_value(value: Any, where: str = 'value', depth: int = 0) -> Any:
     """Reverse ``encode_value``: the array and bytes markers become arrays and bytes again
-    (numeric dtypes only); everything else stays the JSON value it is."""
+    (numeric dtypes only); everything else stays the JSON value it is.
+
+    >>> decode_value({'b': {'__bytes__': 'eA=='}})
+    {'b': b'x'}
+    """
     if depth > 64:
         raise WireError(f'{where}: nested too deeply')
     if isinstance(value, dict):
@@ -186,8 +202,8 @@ def doc_to_json(doc: Document, arrays: str = 'list') -> dict:
     """A Document as a JSON-ready dict: the fields that differ from their defaults, arrays
     as lists or base64, ``buffer`` as base64, chunks and matches nested.
 
-    >>> doc_to_json(Document(id='a', text='hi', embedding=np.zeros(2, 'f4')))
-    {'id': 'a', 'text': 'hi', 'embedding': [0.0, 0.0]}
+    >>> doc_to_json(Document(id='a', embedding=np.zeros(2, 'f4')))
+    {'id': 'a', 'embedding': [0.0, 0.0]}
     """
     return _dict_to_json(doc.to_dict(), arrays)
 
@@ -324,7 +340,11 @@ def _scores_from_json(value: Any, where: str) -> dict:
 # -- requests ---------------------------------------------------------------------------------
 def encode_request(docs: DocumentArray | None, endpoint: str, parameters: dict | None = None,
                    target_executor: str | None = None, arrays: str = 'base64') -> bytes:
-    """The JSON body of one request (what the ``Client`` sends)."""
+    """The JSON body of one request (what the ``Client`` sends).
+
+    >>> encode_request(DocumentArray([Document(id='a')]), '/search', arrays='list')
+    b'{"execEndpoint":"/search","data":[{"id":"a"}],"arrayFormat":"list"}'
+    """
     body: dict[str, Any] = {'execEndpoint': endpoint,
                             'data': [doc_to_json(d, arrays) for d in docs] if docs is not None else [],
                             'arrayFormat': arrays}
@@ -337,7 +357,11 @@ def encode_request(docs: DocumentArray | None, endpoint: str, parameters: dict |
 
 class Request:
     """A request as the gateway parsed it: ``endpoint``, ``docs``, ``parameters``,
-    ``target_executor``, ``arrays`` (the form the response wants its arrays in)."""
+    ``target_executor``, ``arrays`` (the form the response wants its arrays in).
+
+    >>> decode_request(b'{"data": ["hi"]}', '/search').docs.texts
+    ['hi']
+    """
 
     __slots__ = ('endpoint', 'docs', 'parameters', 'target_executor', 'arrays')
 
@@ -349,7 +373,11 @@ class Request:
 
 def decode_request(body: bytes, endpoint: str | None = None) -> Request:
     """Parse and check a request body. ``endpoint`` is the one the URL names (``/index``
-    ...), or None for ``/post``, where ``execEndpoint`` says it. Raises WireError."""
+    ...), or None for ``/post``, where ``execEndpoint`` says it. Raises WireError.
+
+    >>> decode_request(b'{"data": [{"text": "hi"}], "execEndpoint": "/index"}').endpoint
+    '/index'
+    """
     try:
         obj = json.loads(body)
     except RecursionError:
@@ -416,7 +444,12 @@ def _status_to_json(status: Status) -> dict:
 
 
 def encode_response(resp: Response, arrays: str = 'list', target_executor: str | None = None) -> bytes:
-    """A Response as the JSON body the gateway answers with (Jina 2's shape)."""
+    """A Response as the JSON body the gateway answers with (Jina 2's shape):
+    ``requestId``, ``header`` (``execEndpoint``, ``status``), ``parameters``, ``routes``,
+    ``data.docs``.
+
+    >>> json.loads(encode_response(resp))['data']['docs']  # doctest: +SKIP
+    """
     status = _status_to_json(resp.status)
     body = {'requestId': resp.request_id,
             'header': {'requestId': resp.request_id, 'execEndpoint': resp.header.exec_endpoint,
@@ -429,7 +462,10 @@ def encode_response(resp: Response, arrays: str = 'list', target_executor: str |
 
 def decode_response(obj: dict, index: int = 0) -> Response:
     """A Response from the gateway's JSON (the ``Client``'s side); an error status gets
-    back its ``ExecutorError`` with the executor's name and remote traceback."""
+    back its ``ExecutorError`` with the executor's name and remote traceback.
+
+    >>> decode_response(json.loads(body)).status.is_error  # doctest: +SKIP
+    """
     try:
         header = obj['header']
         docs = DocumentArray([doc_from_json(d, f'data.docs[{i}]') for i, d in enumerate(obj['data']['docs'])])
@@ -453,7 +489,11 @@ def decode_response(obj: dict, index: int = 0) -> Response:
 
 
 def error_body(status: int, message: str) -> bytes:
-    """The JSON of a refused request: ``{"error": {"code": 422, "message": "..."}}``."""
+    """The JSON of a refused request: ``{"error": {"code": 422, "message": "..."}}``.
+
+    >>> error_body(413, 'too large')
+    b'{"error": {"code": 413, "message": "too large"}}'
+    """
     return json.dumps({'error': {'code': status, 'message': message}}).encode()
 
 
