@@ -26,6 +26,7 @@ _EXPORTS = {
     'Document': 'document', 'DocumentArray': 'array', 'DocumentArrayMemmap': 'memmap',
     'Flow': 'flow', 'Executor': 'executor', 'BaseExecutor': 'executor', 'requests': 'executor',
     'Response': 'response', 'Status': 'response',
+    'NamedScore': 'scores',
     'from_csv': 'generators', 'from_files': 'generators', 'from_lines': 'generators',
     'from_ndarray': 'generators', 'from_ndjson': 'generators',
     'ExecutorError': 'errors', 'ExecutorStartError': 'errors', 'WorkerDiedError': 'errors',
