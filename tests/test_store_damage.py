@@ -1,0 +1,275 @@
+"""Damaged DocumentArrayMemmap files: every outcome is the right documents or a
+CorruptStoreError naming the file, never a wrong document, a raw exception, a crash or a
+silent loss; ``repair()`` keeps a copy of what it drops.
+
+The corruptions run in a child process, so that a crash (a segfault from a dtype read off
+disk) fails the test instead of killing pytest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from childio import REPO, script_env
+from runtime import CorruptStoreError, Document
+from runtime.memmap import DocumentArrayMemmap
+
+FUZZ = r'''
+import json, os, shutil, sys, time, traceback, zlib
+import numpy as np
+from runtime import Document
+from runtime.errors import CorruptStoreError
+from runtime.memmap import DocumentArrayMemmap
+from runtime.store.format import META, meta_bytes
+
+root, budget = sys.argv[1], int(sys.argv[2])
+path = os.path.join(root, 'dam')
+history = {}  # every version of every document ever stored: (id, text) -> Document
+
+
+def doc(i, version=0, **kw):
+    d = Document(id=f'doc-{i}', text=f'text {i} v{version}', tags={'i': i, 'v': version}, **kw)
+    history[(d.id, d.text)] = d
+    return d
+
+
+# A small store with every kind of record: PUTs with a matrix row and with an inline
+# embedding, a DEL, an update, a layout record; an index snapshot covering part of the log.
+with DocumentArrayMemmap(path) as dam:
+    dam.extend(doc(i, embedding=np.arange(4, dtype=np.float32) + i) for i in range(8))
+    dam.append(doc(8, embedding=np.ones(3, np.float64)))  # inline: another layout
+    dam.append(doc(9))                                     # no embedding
+    del dam['doc-3']
+    dam['doc-5'] = doc(5, 1, embedding=np.full(4, 50, np.float32))
+    dam.flush()
+    dam.extend(doc(i, embedding=np.arange(4, dtype=np.float32) * i) for i in range(10, 13))
+    del dam['doc-0']
+expected = [d for d in DocumentArrayMemmap(path)]
+DocumentArrayMemmap(path).close()
+pristine = {}
+for name in os.listdir(path):
+    with open(os.path.join(path, name), 'rb') as fp:
+        data = fp.read()
+    pristine[name] = (data.rstrip(b'\0'), len(data))  # the matrix file is mostly zeros
+
+
+def restore():
+    shutil.rmtree(path)
+    os.mkdir(path, 0o700)
+    for name, (data, size) in pristine.items():
+        with open(os.path.join(path, name), 'wb') as fp:
+            fp.write(data)
+            fp.truncate(size)
+
+
+def same(a, b):
+    return a == b and a.text == b.text and a.tags == b.tags and (
+        (a.embedding is None and b.embedding is None)
+        or (a.embedding is not None and b.embedding is not None and a.embedding.dtype == b.embedding.dtype
+            and np.array_equal(a.embedding, b.embedding)))
+
+
+def named_file(exc):
+    return os.path.dirname(exc.file) == path and os.path.basename(exc.file) in pristine
+
+
+def check_store(dam, want):
+    """Raise AssertionError on a wrong or missing document."""
+    got = list(dam)
+    assert [d.id for d in got] == [d.id for d in want], ('ids', [d.id for d in got])
+    for a, b in zip(got, want):
+        assert same(a, b), ('content', a.id)
+    for k, b in enumerate(want):
+        assert same(dam[b.id], b) and same(dam[k], b), ('lookup', b.id)
+
+
+def trial(name, pos, mask, repair):
+    """'ok' or 'detected', else a description of what went wrong."""
+    with open(os.path.join(path, name), 'r+b') as fp:
+        fp.seek(pos)
+        byte = fp.read(1)
+        fp.seek(pos)
+        fp.write(bytes([byte[0] ^ mask]))
+    outcome = 'ok'
+    try:
+        with DocumentArrayMemmap(path) as dam:
+            check_store(dam, expected)
+            dam.verify()
+            dam.append(Document(id='new', text='after'))
+        with DocumentArrayMemmap(path) as dam:  # the writer cut nothing
+            check_store(dam, expected + [Document(id='new', text='after')])
+    except CorruptStoreError as exc:
+        if not named_file(exc):
+            return f'CorruptStoreError names {exc.file!r}'
+        outcome = 'detected'
+    except AssertionError as exc:
+        return f'wrong or lost documents: {exc}'
+    except Exception:
+        return 'raw exception: ' + traceback.format_exc(limit=3)
+    if outcome == 'detected' and repair:  # (a repair fsyncs: ~40 ms, so one flip in four)
+        problem = check_repair()
+        if problem:
+            return problem
+    return outcome
+
+
+def check_repair():
+    try:
+        where = DocumentArrayMemmap.repair(path)
+        with DocumentArrayMemmap(path, verify=True) as dam:
+            got = list(dam)
+    except Exception:
+        return 'repair failed: ' + traceback.format_exc(limit=3)
+    report = []
+    if where is not None:
+        with open(os.path.join(where, 'report.json')) as fp:
+            report = json.load(fp)['dropped']
+        if os.path.getsize(os.path.join(where, 'records.bin')) != sum(
+                r.get('length', 0) for r in report if r.get('copy') == 'records.bin'):
+            return 'repair: the copy of the dropped records is incomplete'
+    want = {d.id: d for d in expected}
+    changed = [d.id for d in got if d.id not in want or not same(d, want[d.id])]
+    missing = [i for i in want if i not in {d.id for d in got}]
+    dropped_ids = {r.get('id') for r in report}
+    ranges = [r for r in report if 'id' not in r]
+    # A damaged update or delete record can bring back an older version: allowed only when
+    # repair says it dropped records; every document must be one that was once stored.
+    for d in got:
+        if history.get((d.id, d.text)) is None or not same(d, history[(d.id, d.text)]):
+            return f'repair returned a document never stored: {d.id} {d.text!r}'
+    if (changed or missing) and not ranges and not set(missing) <= dropped_ids:
+        return f'repair lost {missing} / changed {changed} without saying so'
+    if where is None and (changed or missing):
+        return 'repair dropped documents without keeping a copy'
+    return None
+
+
+# Targeted: layouts that must never reach numpy (object dtype: a segfault; zero sizes:
+# ZeroDivisionError) even with a valid checksum.
+targeted = {}
+for dtype, shape in [('O', [4]), ('|O', [4]), ('<f4', [0]), ('<f4', []), ('<V16', [1]), ('<M8[s]', [4]),
+                     ('<f4', [1 << 40]), ('nonsense', [4]), (None, [4]), ('<f4', [-4]), ('<f4', '4')]:
+    restore()
+    meta = json.loads(pristine[META][0])
+    meta.pop('crc')
+    meta['emb_dtype'], meta['emb_shape'] = dtype, shape
+    meta['crc'] = zlib.crc32(json.dumps(meta, sort_keys=True).encode())
+    with open(os.path.join(path, META), 'w') as fp:
+        json.dump(meta, fp)
+    try:
+        with DocumentArrayMemmap(path) as dam:
+            check_store(dam, expected)
+        targeted[f'{dtype} {shape}'] = 'opened'
+    except CorruptStoreError as exc:
+        targeted[f'{dtype} {shape}'] = 'detected' if named_file(exc) else f'names {exc.file}'
+    except Exception as exc:
+        targeted[f'{dtype} {shape}'] = f'raw {type(exc).__name__}: {exc}'
+
+# Single-byte flips spread over every file, in proportion to its bytes of data.
+rng = np.random.default_rng(1234)
+spots = []
+for name, (data, size) in sorted(pristine.items()):
+    n = len(data)
+    if n == 0:
+        continue
+    take = min(n, max(20, budget * n // sum(len(d) for d, _ in pristine.values())))
+    for pos in sorted(rng.choice(n, take, replace=False).tolist()):
+        spots.append((name, pos))
+results, t0 = {}, time.perf_counter()
+for k, (name, pos) in enumerate(spots):
+    restore()
+    mask = 0xFF if k % 3 == 0 else 1 << int(rng.integers(8))
+    results[f'{name}@{pos}^{mask:#x}'] = trial(name, pos, mask, repair=k % 4 == 0)
+print(json.dumps({'targeted': targeted, 'results': results, 'seconds': time.perf_counter() - t0,
+                  'files': sorted(pristine)}))
+'''
+
+
+def test_single_byte_flips_in_every_file_are_detected_or_harmless(tmp_path):
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, '-c', FUZZ, str(tmp_path), '400'], cwd=REPO, env=script_env(),
+                          capture_output=True, text=True, timeout=55)
+    assert proc.returncode == 0, f'the child crashed (rc {proc.returncode}):\n{proc.stderr[-3000:]}'
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out['files'] == sorted(['meta.json', 'records.0.bin', 'embeddings.0.bin', 'index.0.pkl', 'writer.lock'])
+    bad_layouts = {k: v for k, v in out['targeted'].items() if v != 'detected'}
+    assert not bad_layouts, bad_layouts
+    results = out['results']
+    assert len(results) >= 350
+    failures = {k: v for k, v in results.items() if v not in ('ok', 'detected')}
+    assert not failures, f'{len(failures)} of {len(results)} corruptions went wrong: ' + '\n'.join(
+        f'{k}: {v}' for k, v in list(failures.items())[:10])
+    detected = {k.split('@')[0] for k, v in results.items() if v == 'detected'}
+    assert {'meta.json', 'records.0.bin', 'embeddings.0.bin'} <= detected  # every data file is checked
+    assert time.monotonic() - t0 < 40
+
+
+def test_files_are_private_to_their_owner(tmp_path):
+    with DocumentArrayMemmap(tmp_path / 'dam') as dam:
+        dam.append(Document(text='secret', embedding=np.ones(4, np.float32)))
+        dam.flush()
+        dam.prune()
+        dam.flush()
+    assert stat.S_IMODE(os.stat(tmp_path / 'dam').st_mode) == 0o700
+    names = os.listdir(tmp_path / 'dam')
+    assert {'meta.json', 'records.1.bin', 'embeddings.1.bin', 'index.1.pkl', 'writer.lock'} <= set(names)
+    for name in names:
+        assert stat.S_IMODE(os.stat(tmp_path / 'dam' / name).st_mode) == 0o600, name
+
+
+def test_a_damaged_embedding_row_is_an_error_and_repair_keeps_a_copy(tmp_path):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', embedding=np.full(8, i, np.float32)) for i in range(10))
+    with open(path / 'embeddings.0.bin', 'r+b') as fp:  # one bit of row 4
+        fp.seek(4 * 32 + 3)
+        b = fp.read(1)
+        fp.seek(4 * 32 + 3)
+        fp.write(bytes([b[0] ^ 0x10]))
+    with DocumentArrayMemmap(path) as dam:
+        assert dam['d3'].embedding[0] == 3
+        with pytest.raises(CorruptStoreError, match=r"embeddings\.0\.bin, byte 128: the embedding of document 'd4'"):
+            dam['d4']
+        with pytest.raises(CorruptStoreError) as err:
+            dam.verify()
+        assert err.value.offset == 128 and err.value.file == str(path / 'embeddings.0.bin')
+        where = dam.repair()  # on the open array: it sees the result at once
+        assert [d.id for d in dam] == [f'd{i}' for i in range(10) if i != 4]
+        assert dam.verify() == 9
+    report = json.loads(open(os.path.join(where, 'report.json')).read())['dropped']
+    assert [r['id'] for r in report] == ['d4'] and report[0]['embedding_offset'] == 128
+    row = np.frombuffer(open(os.path.join(where, 'embeddings.bin'), 'rb').read(), np.float32)
+    assert row.shape == (8,) and row[1] == 4  # the damaged row itself, kept
+    assert DocumentArrayMemmap.repair(path) is None  # nothing left to repair
+
+
+def test_a_damaged_record_is_never_cut_off_by_the_next_writer(tmp_path):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text='x' * 50) for i in range(20))
+    os.unlink(path / 'index.0.pkl')
+    records = path / 'records.0.bin'
+    size = os.path.getsize(records)
+    with open(records, 'r+b') as fp:  # the last record: once read as a torn tail and cut off
+        fp.seek(size - 3)
+        fp.write(b'\xff')
+    for _ in range(2):
+        with pytest.raises(CorruptStoreError, match='records.0.bin'):
+            DocumentArrayMemmap(path)
+    assert os.path.getsize(records) == size
+    code = textwrap.dedent(f'''
+        from runtime.memmap import DocumentArrayMemmap
+        DocumentArrayMemmap({str(path)!r}).append(__import__('runtime').Document())
+    ''')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=script_env(), capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode != 0 and 'CorruptStoreError' in proc.stderr
+    assert os.path.getsize(records) == size
