@@ -3,7 +3,7 @@
 The distance matrix is never built whole: the right-hand embeddings are read in row
 batches (each read once, so a ``DocumentArrayMemmap`` streams from disk), and for each
 batch the queries go in blocks of at most a few tens of MB; each block is one matrix
-product (BLAS) turned into distances in place, then cut to the best ``limit`` per query
+product (BLAS) that already ranks the candidates, cut to the best ``limit`` per query
 with ``argpartition`` and merged into a running best. Memory is O(queries x limit +
 block), whatever the size of either side.
 
@@ -91,15 +91,23 @@ def _check_kwargs(kwargs: dict) -> None:
 def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callable | None,
            batch_size: int, want_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The ``k`` smallest distances of each row of X to the rows of Y, sorted, with their
-    indices into Y; and each row's min / max over all of Y when ``want_range``."""
+    indices into Y; and each row's min / max over all of Y when ``want_range``.
+
+    The native metrics cost one matrix product and one ``argpartition`` per block, no
+    other pass over it: cosine multiplies unit rows (the largest product is the nearest),
+    and (sq)euclidean multiplies ``[x, 1]`` by ``[-2y, |y|^2]``, which ranks each query's
+    candidates as ``|x - y|^2`` does (``|x|^2`` is added to the chosen ones only).
+    """
     nq, nd = len(X), len(Y)
     dt = np.result_type(X.dtype, Y.dtype, np.float32)
     X = np.ascontiguousarray(X, dtype=dt)
+    largest = native == 'cosine'  # the block holds similarities: keep the largest
     if native == 'cosine':
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         X = X / np.where(norms > 0, norms, 1)
     elif native is not None:
         x2 = np.einsum('ij,ij->i', X, X)[:, None]
+        X = np.concatenate([X, np.ones((nq, 1), dtype=dt)], axis=1)
     best_d = np.full((nq, k), np.inf, dtype=dt)
     best_i = np.zeros((nq, k), dtype=np.int64)
     lo = np.full(nq, np.inf, dtype=dt) if want_range else None
@@ -107,12 +115,13 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
     qb = max(1, min(nq, _BLOCK_BYTES // (dt.itemsize * min(batch_size, nd))))
     rows = np.arange(nq)[:, None]
     for r0 in range(0, nd, batch_size):
-        Yb = np.ascontiguousarray(Y[r0:r0 + batch_size], dtype=dt)
+        Yb = np.asarray(Y[r0:r0 + batch_size], dtype=dt)
         if native == 'cosine':
-            ynorm = np.linalg.norm(Yb, axis=1)
-            yscale = -1.0 / np.where(ynorm > 0, ynorm, 1).astype(dt)
+            ynorm = np.linalg.norm(Yb, axis=1, keepdims=True)
+            Yb = Yb / np.where(ynorm > 0, ynorm, 1)
         elif native is not None:
-            y2 = np.einsum('ij,ij->i', Yb, Yb)[None, :]
+            Yb = np.concatenate([-2 * Yb, np.einsum('ij,ij->i', Yb, Yb)[:, None]], axis=1)
+        YbT = Yb.T
         for q0 in range(0, nq, qb):
             Xq = X[q0:q0 + qb]
             if native is None:
@@ -121,25 +130,29 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
                     raise ValueError(f'the metric function returned shape {block.shape} for inputs of '
                                      f'{len(Xq)} and {len(Yb)} rows; it must return ({len(Xq)}, {len(Yb)})')
             else:
-                block = Xq @ Yb.T
-                if native == 'cosine':
-                    block *= yscale  # -cos
-                    block += 1
-                else:
-                    block *= -2
-                    block += x2[q0:q0 + qb]
-                    block += y2
-                    np.maximum(block, 0, out=block)  # rounding can make a square slightly negative
-            if want_range:
-                np.minimum(lo[q0:q0 + qb], block.min(axis=1), out=lo[q0:q0 + qb])
-                np.maximum(hi[q0:q0 + qb], block.max(axis=1), out=hi[q0:q0 + qb])
+                block = Xq @ YbT
             kk = min(k, block.shape[1])
             if kk < block.shape[1]:
-                idx = np.argpartition(block, kk - 1, axis=1)[:, :kk]
+                idx = (np.argpartition(block, -kk, axis=1)[:, -kk:] if largest
+                       else np.argpartition(block, kk - 1, axis=1)[:, :kk])
                 vals = np.take_along_axis(block, idx, axis=1)
             else:
                 idx = np.broadcast_to(np.arange(block.shape[1]), block.shape)
                 vals = block
+            if want_range:
+                bmin, bmax = block.min(axis=1), block.max(axis=1)
+            if native == 'cosine':
+                vals = 1 - vals
+                if want_range:
+                    bmin, bmax = 1 - bmax, 1 - bmin
+            elif native is not None:
+                xq2 = x2[q0:q0 + qb]
+                vals = np.maximum(vals + xq2, 0)  # rounding can make a square slightly negative
+                if want_range:
+                    bmin, bmax = np.maximum(bmin + xq2[:, 0], 0), np.maximum(bmax + xq2[:, 0], 0)
+            if want_range:
+                np.minimum(lo[q0:q0 + qb], bmin, out=lo[q0:q0 + qb])
+                np.maximum(hi[q0:q0 + qb], bmax, out=hi[q0:q0 + qb])
             cand_d = np.concatenate([best_d[q0:q0 + qb], vals], axis=1)
             cand_i = np.concatenate([best_i[q0:q0 + qb], idx + r0], axis=1)
             keep = np.argpartition(cand_d, k - 1, axis=1)[:, :k]
