@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .array import DocumentArray, DocumentSequence, _check_doc, _stack
+from .arrayops import ArrayOps
 from .document import Document
 from .store import maintenance
 from .store.store import Store
@@ -37,7 +38,7 @@ class _ClassOrInstance:
         return self.fn if obj is None else functools.partial(self.fn, obj.path)
 
 
-class DocumentArrayMemmap(DocumentSequence):
+class DocumentArrayMemmap(DocumentSequence, ArrayOps):
     """A DocumentArray kept on disk in the directory ``path``, with embeddings in one
     ``np.memmap`` matrix.
 
@@ -45,7 +46,9 @@ class DocumentArrayMemmap(DocumentSequence):
     only, negative too), ``dam['id']``, slices and lists (-> DocumentArray), iteration
     (streams, constant memory), ``len``, ``in``, ``del dam['id']``, ``dam['id'] = doc``
     (keeps the position), ``.embeddings`` (assignable), ``.texts``, ``.blobs``,
-    ``get_attributes``. Appending a document whose id is already present replaces it in place.
+    ``get_attributes``, and Jina 2's ``traverse`` / ``traverse_flat`` / ``find`` / ``sample``
+    / ``shuffle`` / ``match`` (:class:`~runtime.arrayops.ArrayOps`). Appending a document
+    whose id is already present replaces it in place.
 
     Every append is on disk (in the OS page cache) when the call returns: another process
     that opens the directory or calls ``reload()`` sees it, and a crash loses at most the
@@ -237,6 +240,21 @@ class DocumentArrayMemmap(DocumentSequence):
                     d._embedding = None if value is None else value[k]
                     yield d
         s.extend(updated(), _no_check)
+
+    def match(self, darray: Any, *args: Any, **kwargs: Any) -> None:
+        """As :meth:`ArrayOps.match <runtime.arrayops.ArrayOps.match>`; the documents here
+        get their ``matches`` on disk: they are read, matched and written back in place (so
+        this side is held in memory while it runs; the other side, ``darray``, may be a
+        DocumentArrayMemmap of any size).
+
+        Examples
+        --------
+        >>> dam.match(index_dam, metric='cosine', limit=3); len(dam[0].matches)
+        3
+        """
+        left = DocumentArray._from_list(list(self))
+        ArrayOps.match(left, darray, *args, **kwargs)
+        self._s().extend(left, _no_check)
 
     def __repr__(self) -> str:
         """``<DocumentArrayMemmap path='/data/dam' length=3>``"""

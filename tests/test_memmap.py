@@ -664,3 +664,49 @@ def test_iterating_200k_documents_keeps_memory_flat(tmp_path):
         assert count == n and d.tags['i'] == n - 1
     assert (peak - base) / 2**20 < 50
     assert time.perf_counter() - t0 < 10
+
+
+# -- Jina 2 surface: assignable embeddings, ArrayOps -------------------------------------------
+def test_embeddings_assignment_is_row_wise_and_persists(tmp_path):
+    with DocumentArrayMemmap(tmp_path) as dam:
+        dam.extend(make(i) for i in range(5))
+        dam.append(Document(id='plain', text='no embedding'))
+        new = np.arange(6 * 8, dtype=np.float32).reshape(6, 8)
+        dam.embeddings = new
+        assert np.array_equal(dam.embeddings, new) and dam.embeddings.dtype == np.float32
+        assert np.array_equal(dam['plain'].embedding, new[5]) and dam[2].text == 'text 2'
+        assert len(dam) == 6 and [d.id for d in dam][:2] == ['doc-0', 'doc-1']  # positions kept
+        with pytest.raises(ValueError, match=r'shape \(N, \.\.\.\) with N = 6 documents, got shape \(5, 8\)'):
+            dam.embeddings = new[:5]
+        with pytest.raises(TypeError, match='numeric array, got dtype <U1'):
+            dam.embeddings = np.array([['a']] * 6)
+        half = np.ones((6, 3), np.float16)  # another dtype and shape than the matrix: kept as given
+        dam.embeddings = half
+        e = dam.embeddings
+        assert e.dtype == np.float16 and e.shape == (6, 3) and dam[0].embedding.dtype == np.float16
+    with DocumentArrayMemmap(tmp_path) as dam:
+        assert dam.embeddings.dtype == np.float16 and np.array_equal(dam.embeddings, half)
+        dam.embeddings = None
+        assert dam.embeddings is None and dam[0].text == 'text 0'
+        dam.embeddings = new  # back to the matrix layout: a zero-copy view again after a prune
+        dam.prune()
+        assert isinstance(dam.embeddings, np.memmap) and np.array_equal(dam.embeddings, new)
+        assert dam.verify() == 6
+
+
+def test_jina2_array_operations_on_a_memmap(tmp_path):
+    with DocumentArrayMemmap(tmp_path / 'index') as index, DocumentArrayMemmap(tmp_path / 'queries') as queries:
+        index.extend(Document(id=f'i{k}', tags={'city': 'Berlin' if k % 2 else 'Paris'},
+                              embedding=np.array([1.0, k], np.float32), chunks=[Document(text=f'c{k}')])
+                     for k in range(6))
+        assert index.traverse_flat(['c']).texts == [f'c{k}' for k in range(6)]
+        assert [len(s) for s in index.traverse(['r', 'c'])] == [6, 1, 1, 1, 1, 1, 1]
+        assert [d.id for d in index.find({'city': 'B.*'})] == ['i1', 'i3', 'i5']
+        assert index.sample(3, seed=7).texts == index.sample(3, seed=7).texts
+        assert sorted(d.id for d in index.shuffle(seed=1)) == sorted(d.id for d in index)
+        queries.extend(Document(id=f'q{k}', embedding=np.array([1.0, k], np.float32)) for k in (0, 5))
+        queries.match(index, metric='euclidean', limit=2)
+    with DocumentArrayMemmap(tmp_path / 'queries') as queries:  # the matches were stored
+        assert [m.id for m in queries['q0'].matches] == ['i0', 'i1']
+        assert [m.id for m in queries['q5'].matches] == ['i5', 'i4']
+        assert queries['q5'].matches[0].scores['euclidean'].value == pytest.approx(0.0)
