@@ -91,10 +91,12 @@ class WorkerDiedError(RuntimeError):
     """
 
     def __init__(self, executor: str, replica: int, returncode: int | None, pid: int | None = None,
-                 reason: str = '') -> None:
+                 reason: str = '', why: str = '') -> None:
         self.executor, self.replica, self.returncode, self.pid = executor, replica, returncode, pid
-        self.reason = reason
-        if reason:  # it told the parent why before it died: that is the cause, not the exit code
+        self.reason, self.why = reason, why
+        if why:  # the Flow ended it, or saw it go (a lost connection, a dead node)
+            how = why
+        elif reason:  # it told the parent why before it died: that is the cause, not the exit code
             how = f'after an error outside any handler: {reason} (exit code {returncode}; traceback below)'
         else:
             how = f'with {describe_exit(returncode)}'
@@ -102,7 +104,7 @@ class WorkerDiedError(RuntimeError):
                          f'unexpectedly {how}')
 
     def __reduce__(self):
-        return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason)
+        return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason, self.why)
 
 
 class RequestTimeoutError(TimeoutError):

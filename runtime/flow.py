@@ -1,7 +1,9 @@
-"""Flow: a pipeline of executors, each in its own OS process, driven from the caller's thread.
+"""Flow: a pipeline of executors, each in its own OS process (or Ray actor), driven from
+the caller's thread.
 
 This module is the user-facing side: building the topology (``add``), validating what
-``post`` is given, and the post loop; ``router`` runs the processes and moves requests.
+``post`` is given, starting and stopping; ``control.post`` runs one post's window,
+``control.router`` moves requests, and a ``transport`` reaches the executors.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import itertools
 import logging
 import os
 import pickle
+import signal
+import threading
 from functools import partialmethod
 from typing import Any, Callable
 
@@ -18,7 +22,8 @@ from .executor import resolve_uses
 from .control.inputs import batches, describe
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
-from .control.router import POLL_MS, PostState, Router
+from .control.post import Post
+from .control.router import Router
 
 __all__ = ['Flow']
 
@@ -26,7 +31,11 @@ logger = logging.getLogger('runtime')
 
 #: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
 ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
-            'max_restarts', 'max_retries')
+            'max_restarts', 'max_retries', 'ray_options')
+#: Where executors run: 'local' (processes on this machine) or 'ray' (actors on a Ray cluster).
+BACKENDS = ('local', 'ray')
+#: Signals that stop a Flow as Ctrl-C does (a systemd stop, timeout(1), a closed terminal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _POLLING = ('any', 'all')
 #: Jina 2 arguments about its network gateway and pods, which a one-machine runtime has no
 #: use for: accepted (so Jina 2 scripts run) and ignored.
@@ -105,7 +114,19 @@ class Flow:
 
     def __init__(self, *, workspace: str | None = None, prefetch: int = DEFAULT_PREFETCH,
                  arena_size: int = DEFAULT_ARENA_SIZE, timeout_close: float = DEFAULT_TIMEOUT_CLOSE,
-                 profile: bool | str = False, **kwargs: Any) -> None:
+                 profile: bool | str = False, backend: str = 'local', ray_address: str | None = None,
+                 ray_init_kwargs: dict | None = None, **kwargs: Any) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be 'local' (processes on this machine) or 'ray' (actors on a Ray "
+                             f"cluster), got {backend!r}")
+        if backend == 'local' and (ray_address is not None or ray_init_kwargs is not None):
+            raise ValueError("ray_address / ray_init_kwargs need Flow(backend='ray', ...)")
+        if ray_init_kwargs is not None and not isinstance(ray_init_kwargs, dict):
+            raise TypeError(f'ray_init_kwargs must be a dict of ray.init() arguments, got {describe(ray_init_kwargs)}')
+        self._backend, self._ray_address, self._ray_init_kwargs = backend, ray_address, ray_init_kwargs
+        self._lock = threading.RLock()
+        self._signalled: int | None = None
+        self._old_handlers: dict = {}
         defaults = {}
         serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
         if serve:
@@ -125,6 +146,11 @@ class Flow:
             raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
         if not isinstance(arena_size, int) or arena_size < (1 << 16):
             raise ValueError(f'arena_size must be an int of at least 65536 bytes, got {arena_size!r}')
+        if (not isinstance(timeout_close, (int, float)) or isinstance(timeout_close, bool)
+                or not timeout_close >= 0):
+            raise ValueError(f'timeout_close must be a number of seconds >= 0, got {timeout_close!r}')
+        if workspace is not None and not isinstance(workspace, (str, os.PathLike)):
+            raise TypeError(f'workspace must be a folder path (str), got {describe(workspace)}')
         self._workspace = workspace
         self._prefetch = prefetch
         self._arena_size = arena_size
@@ -273,11 +299,16 @@ class Flow:
         """
         if self._rt is not None:
             raise RuntimeError('this Flow is already started; use one `with flow:` block at a time')
-        rt = Router(self._specs, os.path.abspath(self._workspace or 'workspace'), self._arena_size,
+        rt = Router(self._specs, self._transport(), os.path.abspath(self._workspace or 'workspace'),
                     self._timeout_close)
         if self._profile_opt:
             self._profile = rt.profile = ProfileRecorder()
-        rt.start()
+        self._catch_stop_signals()
+        try:
+            rt.start()
+        except BaseException:
+            self._restore_signals()
+            raise
         self._rt = rt
         if self._serve:
             from .serving.gateway import Gateway
@@ -289,6 +320,35 @@ class Flow:
                 self.close()
                 raise
         return self
+
+    def _transport(self) -> Any:
+        if self._backend == 'ray':
+            from .transport.ray import RayTransport
+            return RayTransport(self._ray_address, self._ray_init_kwargs)
+        from .transport.local.pool import LocalTransport
+        return LocalTransport(self._arena_size)
+
+    def _catch_stop_signals(self) -> None:
+        """SIGTERM and SIGHUP stop the Flow as Ctrl-C does: the signal raises
+        KeyboardInterrupt in the main thread, leaving ``with`` closes everything, and
+        ``close`` then dies of the signal as the default handler would have. (Only the
+        main thread can set handlers; a Flow started elsewhere keeps the defaults, and its
+        workers still remove their own files.)"""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        def on_signal(signum: int, frame: Any) -> None:
+            self._signalled = signum
+            raise KeyboardInterrupt(f'stopped by {signal.Signals(signum).name}')
+        for signum in STOP_SIGNALS:
+            old = signal.getsignal(signum)
+            if old in (signal.SIG_DFL, None):  # a handler the program set is left alone
+                self._old_handlers[signum] = old
+                signal.signal(signum, on_signal)
+
+    def _restore_signals(self) -> None:
+        for signum, old in self._old_handlers.items():
+            signal.signal(signum, old)
+        self._old_handlers = {}
 
     def block(self) -> None:
         """Serve until Ctrl-C or SIGTERM, then return (leaving ``with`` closes the Flow).
@@ -312,9 +372,15 @@ class Flow:
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.close()
-        rt, self._rt = self._rt, None
+        with self._lock:
+            rt, self._rt = self._rt, None
         if rt is not None:
-            rt.close()
+            try:
+                rt.close()
+            finally:
+                self._restore_signals()
+                if self._signalled is not None:  # die of it, as if it had not been caught
+                    os.kill(os.getpid(), self._signalled)
             if self._profile is not None and self._profile.records:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info('profile of the whole run:\n%s', self._profile.summary().table())
@@ -435,48 +501,23 @@ class Flow:
         except Exception as exc:
             raise TypeError(f'parameters must hold picklable values (numbers, str, lists, dicts, '
                             f'arrays...): {exc}') from exc
-        plan = rt.plan(on, target_executor)
-        pending = batches(inputs, request_size)
-        total = None
-        if show_progress and hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)):
-            total = len(inputs)
-        progress = Progress(on, total) if show_progress else None
-        post = PostState(on, plan, on_done, on_error, on_always, return_results, results_in_order, progress)
-        post.params_blob = params_blob
-        post.deadline_after = timeout
-        if self._profile is not None:
-            post.number = self._profile.new_post()
-        post.continue_on_error = continue_on_error
-        wait_ms = POLL_MS if timeout is None else min(POLL_MS, timeout * 250)
-        index = 0
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and post.error is None and post.inflight < window:
-                    batch = next(pending, None)
-                    if batch is None:
-                        exhausted = True
-                        break
-                    rt.submit(post, batch, index)
-                    index += 1
-                if post.inflight == 0 and (exhausted or post.error is not None):
-                    break
-                rt.pump(wait_ms)
-                if timeout is not None:
-                    rt.expire(post)
-        except BaseException:
-            post.abandoned = True
-            raise
-        finally:
-            if progress is not None:
-                progress.close()
-        if self._profile is not None and logger.isEnabledFor(logging.INFO):
-            logger.info('profile of post %d (%s):\n%s', post.number, on, self._profile.summary(post.number).table())
-        if post.error is not None:
-            raise post.error
-        if post.results is not None and results_in_order:
-            post.results.sort(key=lambda r: r.index)
-        return post.results
+        with self._lock:  # posts from several threads run one after the other, each whole
+            rt = self._rt
+            if rt is None:
+                raise FlowNotStartedError('post() needs a started Flow: the Flow was closed')
+            plan = rt.plan(on, target_executor)
+            total = None
+            if show_progress and hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)):
+                total = len(inputs)
+            post = Post(rt, on, plan, params_blob, window, on_done, on_error, on_always, return_results,
+                        results_in_order, Progress(on, total) if show_progress else None, timeout,
+                        continue_on_error, self._profile.new_post() if self._profile is not None else 0,
+                        rt.id_prefix)
+            results = post.run(batches(inputs, request_size))
+            if self._profile is not None and logger.isEnabledFor(logging.INFO):
+                logger.info('profile of post %d (%s):\n%s', post.number, on,
+                            self._profile.summary(post.number).table())
+            return results
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')

@@ -482,8 +482,8 @@ class Slow(Executor):
 
 f = Flow().add(name='first', uses=Slow).add(name='second', uses=Slow)
 with f:
-    print(json.dumps({'pids': [p.pid for p in psutil.Process().children()], 'prefix': f._rt.prefix,
-                      'ipc_dir': f._rt._ipc_dir}), flush=True)
+    print(json.dumps({'pids': [p.pid for p in psutil.Process().children()], 'prefix': f._rt.transport.prefix,
+                      'ipc_dir': f._rt.transport._ipc_dir}), flush=True)
     f.post('/', (Document() for _ in range(10**6)), request_size=1, parameters={'sleep': float(sys.argv[1])})
 '''
 

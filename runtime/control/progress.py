@@ -10,34 +10,57 @@ __all__ = ['Progress']
 
 
 class Progress:
-    """Counts requests and documents on a tqdm bar (stderr) and ends with one summary line.
+    """Counts the post's *input* documents on a tqdm bar (stderr), done and failed apart,
+    and ends with one summary line.
+
+    The bar measures the input: an executor that keeps half the documents, or splits each
+    into three, does not move it past or short of the total; the documents that came out
+    are counted on their own and shown when they differ.
 
     Example
     -------
     >>> p = Progress('/index', total_docs=100)
-    >>> p.update(10); p.close()  # doctest: +SKIP
+    >>> p.update(10, failed=False, docs_out=10); p.close()  # doctest: +SKIP
     """
 
     def __init__(self, endpoint: str, total_docs: int | None = None, file=None) -> None:
         self.file = file or sys.stderr
-        self.requests = 0
-        self.docs = 0
+        self.requests = self.failed_requests = 0
+        self.done = self.failed = self.out = 0
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total_docs, unit='doc', desc=endpoint, file=self.file, leave=False,
                         dynamic_ncols=True, mininterval=0.1)
 
-    def update(self, ndocs: int) -> None:
-        """One more request done, holding ``ndocs`` documents."""
+    def update(self, ndocs: int, failed: bool = False, docs_out: int | None = None) -> None:
+        """One more request over: it held ``ndocs`` input documents and (if it succeeded)
+        gave back ``docs_out``."""
         self.requests += 1
-        self.docs += ndocs
+        if failed:
+            self.failed_requests += 1
+            self.failed += ndocs
+        else:
+            self.done += ndocs
+            self.out += ndocs if docs_out is None else docs_out
         self.bar.update(ndocs)
-        self.bar.set_postfix_str(f'{self.requests} requests', refresh=False)
+        self.bar.set_postfix_str(self._counts(), refresh=False)
+
+    def _counts(self) -> str:
+        text = f'{self.requests} requests'
+        if self.failed:
+            text += f', {self.failed} docs failed'
+        if self.out != self.done:
+            text += f', {self.out} docs out'
+        return text
 
     def close(self) -> None:
         """Remove the bar and print the final line."""
         self.bar.close()
         elapsed = time.perf_counter() - self.t0
-        rate = self.docs / elapsed if elapsed > 0 else 0.0
-        self.file.write(f'{self.bar.desc}: {self.requests} requests, {self.docs} docs done in '
-                        f'{elapsed:.2f} s ({rate:,.0f} docs/s)\n')
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        line = f'{self.bar.desc}: {self.requests} requests, {self.done} docs done'
+        if self.failed:
+            line += f', {self.failed} docs failed ({self.failed_requests} requests)'
+        if self.out != self.done:
+            line += f', {self.out} docs out'
+        self.file.write(f'{line} in {elapsed:.2f} s ({rate:,.0f} docs/s)\n')
         self.file.flush()

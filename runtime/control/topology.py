@@ -11,7 +11,7 @@ import collections
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .router import _Worker
+    from ..transport.base import Worker
 
 __all__ = ['Deployment', 'Plan', 'END', 'GATEWAY', 'DEFAULT_TIMEOUT_READY']
 
@@ -32,11 +32,11 @@ class Deployment:
         self.timeout_ready = spec.get('timeout_ready', DEFAULT_TIMEOUT_READY)
         self.max_restarts, self.max_retries = spec.get('max_restarts', 0), spec.get('max_retries', 0)
         self.restarts = 0
-        self.blob = b''
+        self.ray_options = spec.get('ray_options')  # Ray actor options; only the ray transport reads them
         reduce = getattr(self.cls, 'reduce', None)
         self.reduce = reduce if callable(reduce) else None
-        self.workers: list[_Worker] = []
-        self.by_shard: list[list[_Worker]] = [[] for _ in range(self.shards)]
+        self.workers: list[Worker] = []
+        self.by_shard: list[list[Worker]] = [[] for _ in range(self.shards)]
         self.endpoints: frozenset = frozenset()
         self.has_default = False
         self.waiting: collections.deque = collections.deque()  # (request, shard) for a free worker
@@ -48,7 +48,7 @@ class Deployment:
         """Whether a request to ``endpoint`` goes to every shard (polling 'all')."""
         return self.shards > 1 and self.polling.get(endpoint, self.polling.get('*', 'any')) == 'all'
 
-    def candidates(self, shard: int | None) -> list['_Worker']:
+    def candidates(self, shard: int | None) -> list['Worker']:
         """The processes (of ``shard``, or of any shard) ready for requests now."""
         pool = self.workers if shard is None else self.by_shard[shard]
         return [w for w in pool if w.alive and w.ready]
@@ -58,7 +58,7 @@ class Deployment:
         pool = self.workers if shard is None else self.by_shard[shard]
         return any(w.alive and not w.ready for w in pool)
 
-    def dead_shard(self) -> '_Worker | None':
+    def dead_shard(self) -> 'Worker | None':
         """A worker of a shard with no process left, even restarting (so the executor
         cannot serve)."""
         for pool in self.by_shard:

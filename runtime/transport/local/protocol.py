@@ -1,24 +1,20 @@
-"""Message kinds between the parent (ROUTER) and executor processes (DEALER).
+"""The messages between the parent (ROUTER) and executor processes (DEALER).
 
-A message is a batch, so that requests headed for the same process at once cost one hop:
-one pickled list of (header, frame) pairs, where the frame of a request is its payload's
-pickle (see ``codec``) or empty, followed by the frames too large to copy into that
-list (these ride as ZeroMQ frames of their own, named in the list by their index). Each
-ZeroMQ frame costs ~10 us to send on a small machine, so small ones are merged.
-Headers stay small: ids, endpoint, parameters, where the payload's buffers lie.
+Every message kind is built and read here, by both sides: a header is a plain tuple on
+the wire (pickling a class instance costs several times more, on every hop of every
+request), and only this module indexes into it.
 
-Parent -> worker:
-    (CONFIG, cfg) + cloudpickled class   answer to HELLO
-    (REQ, rid, endpoint, pickled parameters, earlier results, payload, frees) + meta
-    (FREE, slots)                         slots of the worker's arena it may reuse
-    (STOP, slots)
-Worker -> parent:
-    (HELLO, pid)
-    (READY, info) | (INIT_ERROR, exc_type, message, traceback)
-    (OK, rid, payload, allocs, results, times, pins, releases, t_send) + meta
-    (ERR, rid, exc_type, message, traceback, times, pins, releases, t_send)
-    (RELEASE, releases)                   kept buffers the executor let go of
-    (FATAL, traceback)                    an error outside any handler, just before exiting
+A ZeroMQ message is a batch, so that what is queued for one process costs one hop: one
+pickled list of (header, frame) pairs, where the frame of a request is its payload's
+pickle (see ``codec``) or empty, followed by the frames too large to copy into that list
+(these ride as ZeroMQ frames of their own, named in the list by their index). Each ZeroMQ
+frame costs ~10 us to send on a small machine, so small ones are merged.
+
+Parent -> worker: ``config`` (answer to ``hello``, with the cloudpickled class as its
+frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``stop``.
+Worker -> parent: ``hello``, ``ready`` | ``init_error``, ``ok`` | ``err`` (one per
+request), ``release`` (kept buffers the executor let go of), ``fatal`` (an error outside
+any handler, just before exiting).
 """
 from __future__ import annotations
 
@@ -32,6 +28,77 @@ REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', '
 INLINE_FRAME_MAX = 64 << 10
 
 
+# -- parent -> worker ---------------------------------------------------------------------
+def config(cfg: dict) -> tuple:
+    return (CONFIG, cfg)
+
+
+def request(rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, payload: tuple,
+            frees: list) -> tuple:
+    """``payload`` is the codec's descriptor; its pickle frame travels beside the header."""
+    return (REQ, rid, endpoint, params_blob, earlier, payload, frees)
+
+
+def read_request(h: tuple) -> tuple:
+    """(rid, endpoint, params_blob, earlier, payload, frees)"""
+    return h[1:]
+
+
+def free(slots: list) -> tuple:
+    return (FREE, slots)
+
+
+def stop(slots: list) -> tuple:
+    """Stop after freeing ``slots`` (what the parent still owed it)."""
+    return (STOP, slots)
+
+
+def slots_of(h: tuple) -> list:
+    """The slots of a ``free`` or ``stop``."""
+    return h[1]
+
+
+# -- worker -> parent ---------------------------------------------------------------------
+def hello(pid: int, secret: str) -> tuple:
+    """The first message: proves the process is the one the parent started (the secret
+    came over its stdin), so a stray peer cannot take a worker's place."""
+    return (HELLO, pid, secret)
+
+
+def ready(endpoints: list, default: bool) -> tuple:
+    return (READY, endpoints, default)
+
+
+def init_error(exc_type: str, message: str, tb: str) -> tuple:
+    return (INIT_ERROR, exc_type, message, tb)
+
+
+def ok(rid: int, payload: tuple, allocs: list, results: dict | None, times: tuple, pins: list,
+       releases: list, t_send: float) -> tuple:
+    """A request done: its output payload, the slots of the worker's arena written for it,
+    the handler's results, (received, start, end), buffers it kept and let go of."""
+    return (OK, rid, payload, allocs, results, times + (t_send,), pins, releases)
+
+
+def err(rid: int, exc_type: str, message: str, tb: str, times: tuple, pins: list, releases: list,
+        t_send: float) -> tuple:
+    return (ERR, rid, exc_type, message, tb, times + (t_send,), pins, releases)
+
+
+def release(releases: list) -> tuple:
+    return (RELEASE, releases)
+
+
+def fatal(tb: str) -> tuple:
+    return (FATAL, tb)
+
+
+def read(h: tuple) -> tuple:
+    """The fields of any worker -> parent message after its kind."""
+    return h[1:]
+
+
+# -- batches ------------------------------------------------------------------------------
 def pack(items: Iterable[tuple]) -> list:
     """[(header, frame), ...] as the frames of one message."""
     merged, extra = [], []

@@ -1,4 +1,5 @@
-"""The executor process: ``python -m runtime.transport.local.worker ENDPOINT IDENTITY PREFIX PARENT_PID ARENA_SIZE``.
+"""The executor process: ``python -m runtime.transport.local.worker ENDPOINT PREFIX PARENT_PID ARENA_SIZE``,
+its identity and secret on stdin (argv is readable by every local user).
 
 It connects a DEALER socket to the parent's ROUTER, receives its configuration (the
 executor class travels with cloudpickle, so classes from ``__main__`` or a test function
@@ -21,7 +22,7 @@ import traceback
 import zmq
 
 from . import protocol as P
-from ...array import DocumentArray, DocumentSequence
+from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
 from .codec import InputBuffers, decode, encode, held_elsewhere
 from .shm import Arena, Mapper, sweep
 
@@ -37,15 +38,17 @@ WATCH_S, WATCH_GRACE_S = 0.25, 1.0
 class Worker:
     """One executor's process-side loop."""
 
-    def __init__(self, endpoint: str, identity: str, prefix: str, parent_pid: int, arena_size: int) -> None:
-        self.identity, self.prefix, self.parent_pid = identity, prefix, parent_pid
+    def __init__(self, endpoint: str, identity: str, secret: str, prefix: str, parent_pid: int,
+                 arena_size: int) -> None:
+        self.identity, self.secret, self.prefix, self.parent_pid = identity, secret, prefix, parent_pid
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IDENTITY, identity.encode())
         self.sock.connect(endpoint)
         self.ipc_dir = os.path.dirname(endpoint[len('ipc://'):])
-        self.arena = Arena(f'{prefix}-{identity}', arena_size)
+        # Named without the identity's secret part: file names under /dev/shm are public.
+        self.arena = Arena(f'{prefix}-{identity.split("-")[0]}', arena_size)
         self.mapper = Mapper()
         self.executor = None
         self.name = identity
@@ -72,11 +75,11 @@ class Worker:
                 return None
             self.check_pins()
             if self.releases:
-                self.send((P.RELEASE, self._take_releases()))
+                self.send(P.release(self._take_releases()))
 
     # -- lifecycle -------------------------------------------------------------------------
     def configure(self) -> bool:
-        self.send((P.HELLO, os.getpid()))
+        self.send(P.hello(os.getpid(), self.secret))
         msg = self.recv()
         if msg is None:
             return False
@@ -86,23 +89,12 @@ class Worker:
         cfg = header[1]
         self.name, self.replica = cfg['name'], cfg['replica_id']
         try:
-            for p in reversed(cfg['sys_path']):
-                if p not in sys.path:
-                    sys.path.insert(0, p)
-            cls = pickle.loads(P.frame_bytes(blob))
-            obj = cls.__new__(cls)
-            for k, v in cfg['metas'].items():
-                setattr(obj.metas, k, v)
-            for k in ('replica_id', 'shard_id', 'replicas', 'shards'):
-                setattr(obj.runtime_args, k, cfg[k])
-            obj.__init__(**cfg['kwargs'])
-            self.executor = obj
+            use_sys_path(cfg)
+            self.executor = build_executor(pickle.loads(P.frame_bytes(blob)), cfg)
         except BaseException as exc:  # report everything, even SystemExit from __init__
-            self.send((P.INIT_ERROR, type(exc).__qualname__, str(exc), traceback.format_exc()))
+            self.send(P.init_error(type(exc).__qualname__, str(exc), traceback.format_exc()))
             return False
-        handled = sorted(k for k in obj._handlers if k != '__default__')
-        self.send((P.READY, {'pid': os.getpid(), 'endpoints': handled,
-                             'default': '__default__' in obj._handlers}))
+        self.send(P.ready(*handled_endpoints(self.executor)))
         return True
 
     def serve(self) -> None:
@@ -120,71 +112,47 @@ class Worker:
                     reply, out_meta = self.handle(header, meta)
                     self.send(reply, out_meta)
                 elif kind == P.FREE:
-                    self.free(header[1])
+                    self.free(P.slots_of(header))
                 elif kind == P.STOP:
-                    self.free(header[1])
+                    self.free(P.slots_of(header))
                     return
 
     def handle(self, header: tuple, meta) -> tuple:
         t_recv = time.time()
-        _, rid, endpoint, params_blob, earlier, payload, frees = header
+        rid, endpoint, params_blob, earlier, payload, frees = P.read_request(header)
         self.free(frees)
         inputs = InputBuffers(payload, self.mapper)
-        reply, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv)
+        build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv)
         pins = inputs.kept()
         if pins:
             self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
             pins = [(r[0], r[1]) for r in pins]
-        return reply + (pins, self._take_releases(), time.time()), out_meta
+        return build(*fields, pins, self._take_releases(), time.time()), out_meta
 
     def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv):
-        """Run the handler; returns (reply header without pins / releases / send time, meta).
+        """Run the handler; returns (``P.ok`` or ``P.err``, its fields but the pins,
+        releases and send time, which are known only after this returns; the reply's frame).
 
         Kept in its own frame so every reference to the request's documents is gone once
         it returns, which is what lets ``inputs.kept()`` tell whether the handler kept any.
         """
         t_start = t_end = time.time()
         try:
-            found = self.executor._handler_for(endpoint)
+            found = find_handler(self.executor, endpoint)
             if found is None:  # the parent routes around this; pass through all the same
-                return (P.OK, rid, payload, [], None, (t_recv, t_start, t_end)), meta
-            handler, accepted = found
+                return P.ok, (rid, payload, [], None, (t_recv, t_start, t_end)), meta
             docs = decode(payload, meta, inputs)
-            params = pickle.loads(params_blob)  # this request's own copy
-            if earlier:
-                params['__results__'] = earlier  # what the executors before this one returned
-            own = params.get(self.name)
-            if isinstance(own, dict):
-                params.update(own)
-            kwargs = {'docs': docs, 'parameters': params}
-            if accepted is not None:
-                for k in accepted:
-                    kwargs.setdefault(k, None)
-            t_start = time.time()
-            ret = handler(**kwargs)
-            t_end = time.time()
-            results = None
-            if isinstance(ret, dict):
-                results = ret
-            elif isinstance(ret, DocumentArray):
-                docs = ret
-            elif isinstance(ret, DocumentSequence) or isinstance(ret, list):
-                docs = DocumentArray(ret)
-            elif ret is not None:
-                raise TypeError(f'handler {type(self.executor).__name__}.{handler.__name__} returned '
-                                f'{type(ret).__name__}; return None (docs changed in place), a '
-                                f'DocumentArray (replaces the docs) or a dict (results)')
-            if results is not None:
-                pickle.dumps(results, protocol=5)  # fail here, naming the handler, if it cannot travel
+            docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob,
+                                                        earlier)
             out, out_meta, allocs = encode(docs, self.arena, inputs)
-            return (P.OK, rid, out, allocs, results, (t_recv, t_start, t_end)), out_meta
+            return P.ok, (rid, out, allocs, results, (t_recv, t_start, t_end)), out_meta
         except Exception as exc:
-            t_end = time.time()
+            t_end = max(time.time(), t_start)
             tb = traceback.format_exc()
-            reply = (P.ERR, rid, type(exc).__qualname__, str(exc), tb, (t_recv, t_start, t_end))
+            fields = (rid, type(exc).__qualname__, str(exc), tb, (t_recv, t_start, t_end))
             del exc
             gc.collect()  # a traceback's frames may hold documents in a cycle
-            return reply, b''
+            return P.err, fields, b''
 
     def free(self, slots) -> None:
         for slot in slots:
@@ -228,6 +196,16 @@ class Worker:
         self.orphan_cleanup()
         os._exit(1)
 
+    def on_signal(self, signum: int, frame) -> None:
+        """SIGTERM / SIGHUP (a systemd stop, timeout(1), a closed terminal): remove this
+        process's own arena, and the whole Flow's files if the parent is gone too, then
+        die of the signal as if it had not been caught."""
+        self.arena.close()
+        if not self.parent_alive():
+            self.orphan_cleanup()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
     def orphan_cleanup(self) -> None:
         """The parent died without stopping us: remove what the whole Flow left behind.
 
@@ -237,11 +215,14 @@ class Worker:
 
 
 def main(argv: list[str]) -> int:
-    endpoint, identity, prefix, parent_pid, arena_size = argv
+    endpoint, prefix, parent_pid, arena_size = argv
+    identity, secret = sys.stdin.readline().split()
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=os.environ.get('SHMFLOW_LOG_LEVEL', 'WARNING'))
-    worker = Worker(endpoint, identity, prefix, int(parent_pid), int(arena_size))
+    worker = Worker(endpoint, identity, secret, prefix, int(parent_pid), int(arena_size))
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, worker.on_signal)
     threading.Thread(target=worker.watch_parent, name='parent-watch', daemon=True).start()
     code = 0
     try:
@@ -253,7 +234,7 @@ def main(argv: list[str]) -> int:
         # An error outside any handler (or a BaseException out of one): tell the parent why
         # before dying of it, so the error it raises carries this traceback.
         try:
-            worker.send((P.FATAL, traceback.format_exc()))
+            worker.send(P.fatal(traceback.format_exc()))
         except Exception:
             pass
         code = 1

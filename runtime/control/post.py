@@ -1,0 +1,150 @@
+"""One ``Flow.post`` call: the window of requests in flight and the delivery of results.
+
+The post reads its inputs in requests of ``request_size`` documents, keeps at most
+``window`` of them in flight (so memory is bounded by the window, not by the input), pumps
+the router while it waits, and hands each finished request's Response to the callbacks —
+in completion order, or in input order when asked.
+
+Example
+-------
+>>> post = Post(router, '/index', plan, params_blob, window=16, on_done=print)
+>>> post.run(batches(docs, 100))
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Callable, Iterator
+
+from ..array import DocumentArray
+from ..response import Response, Status
+from .progress import Progress
+from .router import POLL_S, Router
+from .topology import Plan
+
+__all__ = ['Post']
+
+logger = logging.getLogger('runtime')
+
+
+class Post:
+    """The state of one post: callbacks, window, results and the first error.
+
+    Parameters
+    ----------
+    router : Router
+    endpoint : str
+    plan : Plan
+        Which executors handle the endpoint, and the edges between them.
+    params_blob : bytes
+        The pickled parameters; every request unpickles its own copy.
+    window : int
+        Requests in flight at most.
+    on_done, on_error, on_always : callable(Response) or None
+    return_results : bool
+        Keep every Response (returned by ``run``).
+    in_order : bool
+        Deliver in input order rather than completion order.
+    progress : Progress or None
+    timeout : float or None
+        Seconds a request may take.
+    continue_on_error : bool
+        Without ``on_error``: log failed requests and go on instead of raising at the end.
+    number : int
+        Which post of the Flow this is (for profiles).
+    id_prefix : str
+        Request ids are ``f'{id_prefix}-{n}'``.
+    """
+
+    def __init__(self, router: Router, endpoint: str, plan: Plan, params_blob: bytes, window: int,
+                 on_done: Callable | None = None, on_error: Callable | None = None,
+                 on_always: Callable | None = None, return_results: bool = False, in_order: bool = False,
+                 progress: Progress | None = None, timeout: float | None = None,
+                 continue_on_error: bool = False, number: int = 0, id_prefix: str = '') -> None:
+        self.router, self.endpoint, self.plan, self.params_blob = router, endpoint, plan, params_blob
+        self.window = window
+        self.on_done, self.on_error, self.on_always = on_done, on_error, on_always
+        self.results: list | None = [] if return_results else None
+        self.in_order, self.progress, self.timeout = in_order, progress, timeout
+        self.continue_on_error, self.number, self.id_prefix = continue_on_error, number, id_prefix
+        self.inflight = 0
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self._pending: dict[int, tuple] = {}  # index -> (Response, ndocs) waiting for an earlier one
+        self._next_index = 0
+        self._params: dict | None = None
+
+    def params(self) -> dict:
+        """The parameters, unpickled once (read-only: for reduce hooks in the router)."""
+        if self._params is None:
+            self._params = pickle.loads(self.params_blob)
+        return self._params
+
+    def params_copy(self) -> dict:
+        """A fresh copy of the parameters, for one Response."""
+        return pickle.loads(self.params_blob)
+
+    # -- the window loop -------------------------------------------------------------------------
+    def run(self, batches: Iterator[DocumentArray]) -> list | None:
+        """Send every batch, keeping at most ``window`` in flight; returns the Responses if
+        ``return_results``. Raises the first error when no ``on_error`` handles it, once
+        the requests already in flight have settled."""
+        router = self.router
+        wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
+        index = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and self.error is None and self.inflight < self.window:
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    router.submit(self, batch, index)
+                    index += 1
+                if self.inflight == 0 and (exhausted or self.error is not None):
+                    break
+                router.pump(wait_s)
+                if self.timeout is not None:
+                    router.expire(self)
+        except BaseException:
+            self.abandoned = True
+            raise
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+        if self.error is not None:
+            raise self.error
+        if self.results is not None and self.in_order:
+            self.results.sort(key=lambda r: r.index)
+        return self.results
+
+    # -- delivery --------------------------------------------------------------------------------
+    def finished(self, resp: Response, ndocs: int) -> None:
+        """The router finished a request that held ``ndocs`` input documents."""
+        if not self.in_order:
+            return self._deliver(resp, ndocs)
+        self._pending[resp.index] = (resp, ndocs)
+        del resp
+        while self._next_index in self._pending:
+            self._deliver(*self._pending.pop(self._next_index))
+            self._next_index += 1
+
+    def _deliver(self, resp: Response, ndocs: int) -> None:
+        failed = resp.status.code == Status.ERROR
+        if self.progress is not None:
+            self.progress.update(ndocs, failed, len(resp.docs))
+        if failed:
+            if self.on_error is not None:
+                self.on_error(resp)
+            elif self.continue_on_error:
+                logger.error('request %s failed: %s', resp.request_id, resp.status.description)
+            elif self.error is None:
+                self.error = resp.status.error
+        elif self.on_done is not None:
+            self.on_done(resp)
+        if self.on_always is not None:
+            self.on_always(resp)
+        if self.results is not None:
+            self.results.append(resp)
+

@@ -1,0 +1,97 @@
+"""Building an executor and calling its handlers: the same code in a local worker process
+and in a Ray actor, so a handler sees the same arguments and its return value means the
+same thing on every transport.
+
+Example
+-------
+>>> ex = build_executor(MyExecutor, config)
+>>> call = find_handler(ex, '/index')
+>>> docs_out, results, t_start, t_end = run_handler(ex, 'enc', call, docs, params_blob, None)
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from typing import Any, Callable
+
+from ..array import DocumentArray, DocumentSequence
+
+__all__ = ['executor_config', 'use_sys_path', 'build_executor', 'find_handler', 'run_handler', 'handled_endpoints']
+
+
+def executor_config(dep: Any, shard: int, replica: int) -> dict:
+    """What an instance of deployment ``dep`` needs to build its executor (plain data)."""
+    return {'name': dep.metas['name'], 'replica_id': replica, 'shard_id': shard, 'replicas': dep.replicas,
+            'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs, 'sys_path': list(sys.path)}
+
+
+def use_sys_path(cfg: dict) -> None:
+    """Put the parent's import path in front, so that a class pickled by reference (one
+    defined in an importable module, e.g. a test file) loads here: call it before
+    unpickling the class."""
+    for p in reversed(cfg.get('sys_path', ())):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+def build_executor(cls: type, cfg: dict) -> Any:
+    """An instance of ``cls`` with ``metas`` and ``runtime_args`` set before its
+    ``__init__`` runs (as Jina 2 did), so ``__init__`` can read its workspace and shard."""
+    obj = cls.__new__(cls)
+    for k, v in cfg['metas'].items():
+        setattr(obj.metas, k, v)
+    for k in ('replica_id', 'shard_id', 'replicas', 'shards'):
+        setattr(obj.runtime_args, k, cfg[k])
+    obj.__init__(**cfg['kwargs'])
+    return obj
+
+
+def handled_endpoints(executor: Any) -> tuple[list[str], bool]:
+    """(the endpoints it has a handler for, whether it has a default handler)."""
+    handlers = executor._handlers
+    return sorted(k for k in handlers if k != '__default__'), '__default__' in handlers
+
+
+def find_handler(executor: Any, endpoint: str) -> tuple[Callable, tuple | None] | None:
+    """The handler for ``endpoint`` and the keyword arguments it accepts, or None (the
+    documents pass through)."""
+    return executor._handler_for(endpoint)
+
+
+def run_handler(executor: Any, name: str, found: tuple, docs: DocumentArray, params_blob: bytes,
+                earlier: dict | None) -> tuple[DocumentArray, dict | None, float, float]:
+    """Call one handler: (the documents to send on, the dict it returned, start, end).
+
+    Each request unpickles its own parameters, so what one handler does to them no other
+    request sees; ``parameters[name]`` (a dict) is merged over the rest for this executor.
+    Raises what the handler raised, or TypeError for a return value that means nothing.
+    """
+    handler, accepted = found
+    params = pickle.loads(params_blob)
+    if earlier:
+        params['__results__'] = earlier  # what the executors before this one returned
+    own = params.get(name)
+    if isinstance(own, dict):
+        params.update(own)
+    kwargs = {'docs': docs, 'parameters': params}
+    if accepted is not None:
+        for k in accepted:
+            kwargs.setdefault(k, None)
+    t_start = time.time()
+    ret = handler(**kwargs)
+    t_end = time.time()
+    results = None
+    if isinstance(ret, dict):
+        results = ret
+        # Fail here, naming the handler, rather than in the transport.
+        pickle.dumps(results, protocol=5)
+    elif isinstance(ret, DocumentArray):
+        docs = ret
+    elif isinstance(ret, (DocumentSequence, list)):
+        docs = DocumentArray(ret)
+    elif ret is not None:
+        raise TypeError(f'handler {type(executor).__name__}.{handler.__name__} returned '
+                        f'{type(ret).__name__}; return None (docs changed in place), a '
+                        f'DocumentArray (replaces the docs) or a dict (results)')
+    return docs, results, t_start, t_end

@@ -1,0 +1,377 @@
+"""The local transport: executor processes on this machine.
+
+One ROUTER socket in the parent talks to a DEALER in every process; one poll waits on it
+and on every process's pidfd together (as concurrent.futures' manager waits on results and
+worker sentinels), so a message and a death are seen by the same wake-up. Payloads are
+written once into the writer's shared-memory arena and mapped by every reader; the
+``SlotLedger`` decides when a slot is reused.
+
+Nothing the parent sends may block: a process that reads slowly gets its messages queued
+here (``_outbox``) until its pipe has room, while replies keep being read. A message that
+cannot be delivered at all (the peer lost its connection) ends that process, so its
+requests fail or are retried instead of vanishing.
+
+Example
+-------
+>>> t = LocalTransport(arena_size=32 << 20)
+>>> t.open(); w = t.spawn(dep, 0, 0); events = t.poll(0.1)
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from typing import Any, Callable
+
+import cloudpickle
+import zmq
+
+from ...array import DocumentArray
+from ...errors import ExecutorStartError, RemoteTraceback, WorkerDiedError
+from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
+from ..handling import executor_config
+from . import protocol as P
+from .codec import InputBuffers, buffer_refs, decode, encode
+from .ledger import SlotLedger
+from .shm import Arena, Mapper, sweep
+
+__all__ = ['LocalTransport', 'LocalWorker']
+
+logger = logging.getLogger('runtime')
+
+#: A worker owed this many freed slots hears of them at once, even while busy.
+FREES_BATCH = 64
+#: How long a poll waits at most while messages wait for a slow reader's pipe.
+BACKLOG_POLL_S = 0.005
+
+
+class LocalWorker(Worker):
+    """One executor process."""
+
+    def __init__(self, dep: Any, shard: int, replica: int, identity: bytes, secret: str, arena: str,
+                 proc: subprocess.Popen) -> None:
+        super().__init__(dep, shard, replica)
+        self.identity, self.secret, self.arena, self.proc = identity, secret, arena, proc
+        self.pid = proc.pid
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.greeted = False  # it proved it is the process we started (its HELLO)
+        self.pending_frees: list[int] = []
+        self.pins: collections.Counter = collections.Counter()  # slots it keeps
+        self.fatal = ''  # the traceback it sent before dying of an error outside a handler
+        self.why = ''  # set when the Flow ended it (a lost connection, a hang)
+
+    def died(self) -> WorkerDiedError:
+        lines = [x for x in self.fatal.strip().splitlines() if x.strip()]
+        err = WorkerDiedError(self.dep.name, self.replica, self.proc.returncode, self.pid,
+                              lines[-1].strip() if lines else '', self.why)
+        if self.fatal:
+            err.__cause__ = RemoteTraceback(self.fatal)
+        return err
+
+
+def _cleanup(prefix: str, ipc_dir: str, procs: list) -> None:
+    """Last resort when a started Flow is garbage-collected or the interpreter exits."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    sweep(prefix)
+    shutil.rmtree(ipc_dir, ignore_errors=True)
+
+
+class LocalTransport(Transport):
+    """Executor processes on this machine, ZeroMQ between them, arrays in shared memory.
+
+    Parameters
+    ----------
+    arena_size : int
+        Bytes of each process's shared-memory arena.
+    """
+
+    name = 'local'
+
+    def __init__(self, arena_size: int) -> None:
+        self.arena_size = arena_size
+        self._opened = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        self.prefix = f'shmflow-{os.getpid()}-{secrets.token_hex(4)}'
+        self._ipc_dir = tempfile.mkdtemp(prefix=self.prefix + '-')  # 0700: no other user can connect
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        # A send to a peer that is gone raises instead of vanishing.
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._endpoint = f'ipc://{self._ipc_dir}/router'
+        self._sock.bind(self._endpoint)
+        self._arena = Arena(f'{self.prefix}-p', self.arena_size)
+        self._mapper = Mapper()
+        self._workers: dict[bytes, LocalWorker] = {}
+        self._by_pidfd: dict[int, LocalWorker] = {}
+        self._by_arena: dict[str, LocalWorker] = {}
+        self._procs: list[subprocess.Popen] = []
+        self._outbox: dict[LocalWorker, list] = {}
+        self._poller: zmq.Poller | None = None
+        self._generation = collections.Counter()
+        self.ledger = SlotLedger(self._arena, self._live_owner)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        self._env = dict(os.environ)
+        self._env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, self._env.get('PYTHONPATH')]))
+        self._blobs: dict[int, bytes] = {}
+        self._opened = True
+        self._finalizer = weakref.finalize(self, _cleanup, self.prefix, self._ipc_dir, self._procs)
+
+    def _live_owner(self, arena: str) -> LocalWorker | None:
+        w = self._by_arena.get(arena)
+        return w if w is not None and w.alive else None
+
+    def spawn(self, dep: Any, shard: int, replica: int) -> LocalWorker:
+        """Start one process of ``dep``: it says HELLO, gets its CONFIG, says READY."""
+        blob = self._blobs.get(dep.index)
+        if blob is None:
+            try:
+                blob = self._blobs[dep.index] = cloudpickle.dumps(dep.cls)
+            except Exception as exc:
+                raise ExecutorStartError(dep.name, f'its class cannot be pickled to send to its process: {exc}') from exc
+        env = self._env
+        if dep.env:
+            env = dict(env)
+            env.update({str(k): str(v) for k, v in dep.env.items()})
+        gen = self._generation[(dep.index, shard, replica)]
+        self._generation[(dep.index, shard, replica)] += 1
+        name = f'w{dep.index}s{shard}r{replica}g{gen}'
+        # The identity and the secret go over stdin: argv and the environment can be read
+        # by other processes, and a peer that knew them could take this worker's place.
+        identity, secret = f'{name}-{secrets.token_hex(8)}', secrets.token_hex(16)
+        arena = f'{self.prefix}-{name}'
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'runtime.transport.local.worker', self._endpoint, self.prefix,
+             str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.PIPE)
+        proc.stdin.write(f'{identity} {secret}\n'.encode())
+        proc.stdin.close()
+        self._procs.append(proc)
+        w = LocalWorker(dep, shard, replica, identity.encode(), secret, arena, proc)
+        self._workers[w.identity] = w
+        self._by_pidfd[w.pidfd] = w
+        self._by_arena[arena] = w
+        self._poller = None
+        return w
+
+    def close(self, workers: list, timeout_close: float) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        try:
+            self._outbox = {}
+            for w in workers:
+                if w.alive and not w.ready:
+                    w.proc.kill()  # still in its __init__ (or never started): it cannot hear STOP
+                elif w.alive:
+                    self._queue(w, P.stop(w.pending_frees))
+            self._flush()
+            deadline = time.monotonic() + timeout_close
+            for w in self._workers.values():
+                try:
+                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    logger.warning('executor %r (replica %d) did not stop within %.1f s; killing it',
+                                   w.dep.name, w.replica, timeout_close)
+                    w.proc.kill()
+                    w.proc.wait()
+        finally:
+            for w in self._workers.values():
+                os.close(w.pidfd)
+            self._sock.close(linger=0)
+            self._ctx.term()
+            self._mapper.close()
+            self._arena.close()
+            self._finalizer()  # sweeps the prefix and the socket directory
+
+    def kill(self, worker: LocalWorker, why: str) -> None:
+        if worker.alive and worker.proc.poll() is None:
+            worker.why = why
+            worker.proc.kill()  # its pidfd wakes the poll: a Died event follows
+
+    # -- messages ------------------------------------------------------------------------------
+    def send(self, worker: LocalWorker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
+             payload: tuple) -> None:
+        frees, worker.pending_frees = worker.pending_frees, []
+        desc, meta = payload
+        self._queue(worker, P.request(rid, endpoint, params_blob, earlier, desc, frees), meta)
+
+    def _queue(self, w: LocalWorker, header: tuple, meta: Any = b'') -> None:
+        """Queue a message for ``w``; ``_flush`` sends each worker's queue as one message.
+
+        Under load many requests head for the same worker at once: one ZeroMQ message for
+        all of them costs the I/O threads and both Python loops one hop instead of many.
+        """
+        box = self._outbox.get(w)
+        if box is None:
+            self._outbox[w] = box = []
+        box.append((header, meta))
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for w, items in outbox.items():
+            try:
+                self._sock.send_multipart([w.identity, *P.pack(items)], flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                # Its pipe is full (it reads slowly): keep the batch, in order, for the next
+                # round; replies keep being read meanwhile, so neither side waits on the other.
+                self._outbox.setdefault(w, []).extend(items)
+            except zmq.ZMQError as exc:
+                if w.alive and exc.errno == errno.EHOSTUNREACH:
+                    # Not connected: it lost its connection (or is gone). What was in this
+                    # message would vanish; ending the process fails or retries it instead.
+                    self.kill(w, f'after it lost its connection to the Flow (a message to it could not be '
+                                 f'delivered: {exc.strerror})')
+                elif w.alive:
+                    raise
+
+    def poll(self, timeout_s: float) -> list:
+        self._flush()
+        if self._outbox:
+            timeout_s = min(timeout_s, BACKLOG_POLL_S)
+        poller = self._poller
+        if poller is None:  # rebuilt only when the set of live processes changes
+            poller = self._poller = zmq.Poller()
+            poller.register(self._sock, zmq.POLLIN)
+            for fd in self._by_pidfd:
+                poller.register(fd, zmq.POLLIN)
+        fds = poller.poll(timeout_s * 1000)
+        events: list = []
+        sock = self._sock
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            w = self._workers.get(frames[0].bytes)
+            if w is None:
+                logger.warning('ignored a message from an unknown peer on the Flow socket')
+                continue
+            for header, meta in P.unpack(frames[1:]):
+                self._on_message(w, header, meta, events)
+        for fd, _ in fds:
+            w = self._by_pidfd.get(fd) if isinstance(fd, int) else None
+            if w is not None:
+                events.append(self._on_death(w))
+        self.ledger.check_kept()
+        # Idle workers get their freed slots now; busy ones with their next request.
+        for w in self._workers.values():
+            if w.pending_frees and w.alive and (w.outstanding == 0 or len(w.pending_frees) >= FREES_BATCH):
+                frees, w.pending_frees = w.pending_frees, []
+                self._queue(w, P.free(frees))
+        return events
+
+    def _on_message(self, w: LocalWorker, header: tuple, meta: Any, events: list) -> None:
+        kind = header[0]
+        if not w.greeted:
+            if kind == P.HELLO and P.read(header)[1] == w.secret:
+                w.greeted = True
+                self._queue(w, P.config(executor_config(w.dep, w.shard, w.replica)), self._blobs[w.dep.index])
+            else:
+                logger.warning('ignored a %r message from a peer claiming to be %s without its secret',
+                               kind, w.label())
+            return
+        if kind == P.OK:
+            rid, desc, allocs, results, times, pins, releases = P.read(header)
+            ledger = self.ledger
+            if pins or releases:
+                ledger.pin(w.pins, pins)
+                ledger.unpin(w.pins, releases)
+            moved = 0
+            if allocs:
+                ledger.written(rid, [(w.arena, a) for a in allocs])
+                moved = sum(r[3] for r in buffer_refs(desc) if r[0] == w.arena)
+            events.append(Reply(w, rid, (desc, meta), desc[0], results, times, moved))
+        elif kind == P.ERR:
+            rid, exc_type, message, tb, times, pins, releases = P.read(header)
+            self.ledger.pin(w.pins, pins)
+            self.ledger.unpin(w.pins, releases)
+            events.append(Failed(w, rid, exc_type, message, tb, times))
+        elif kind == P.RELEASE:
+            self.ledger.unpin(w.pins, P.read(header)[0])
+        elif kind == P.READY:
+            endpoints, default = P.read(header)
+            events.append(Ready(w, frozenset(endpoints), default))
+        elif kind == P.INIT_ERROR:
+            exc_type, message, tb = P.read(header)
+            w.fatal = tb
+            events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)))
+        elif kind == P.FATAL:
+            w.fatal = P.read(header)[0]
+
+    def _on_death(self, w: LocalWorker) -> Died:
+        w.proc.wait()
+        w.alive = False
+        del self._by_pidfd[w.pidfd]
+        self._poller = None
+        self._outbox.pop(w, None)
+        self.ledger.holder_gone(w.pins)
+        w.pending_frees = []
+        return Died(w, w.died())
+
+    # -- payloads ------------------------------------------------------------------------------
+    def put(self, rid: int, docs: DocumentArray) -> tuple:
+        desc, meta, allocs = encode(docs, self._arena)
+        if allocs:
+            self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
+        return desc, meta
+
+    def count(self, payload: tuple) -> int:
+        return payload[0][0]
+
+    def combine(self, rid: int, payloads: list, merge: Callable[[list], DocumentArray]) -> tuple:
+        buffers, decoded = [], []
+        for desc, meta in payloads:
+            b = InputBuffers(desc, self._mapper)
+            buffers.append(b)
+            decoded.append(decode(desc, meta, b))
+        merged = merge(decoded)
+        desc, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
+        if allocs:
+            self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
+        return desc, meta
+
+    def open_result(self, rid: int, payload: tuple, copy: bool) -> tuple[DocumentArray, Any]:
+        """With ``copy=False`` the arrays are views of the shared memory: their slots stay
+        pinned while the callbacks run, and past that for as long as the caller keeps an
+        array over them (the same reference check as the workers')."""
+        desc, meta = payload
+        buffers = InputBuffers(desc, self._mapper, copy=copy)
+        docs = decode(desc, meta, buffers)
+        if copy:
+            return docs, None
+        self.ledger.pin(None, [(ref[0], ref[1]) for ref in buffers.refs])
+        return docs, buffers
+
+    def close_result(self, token: Any) -> None:
+        if token is not None:
+            self.ledger.keep_or_unpin(token.refs, token.views, set(token.kept()))
+
+    def retire(self, rid: int) -> None:
+        self.ledger.retire(rid)
+
+
+class _Ranges:
+    """Several InputBuffers seen as one, for naming arrays that lie in any of them."""
+
+    def __init__(self, buffers: list) -> None:
+        self.ranges = [r for b in buffers for r in b.ranges]
+
+    def find(self, addr: int, nbytes: int):
+        for start, end, ref in self.ranges:
+            if start <= addr and addr + nbytes <= end:
+                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+        return None
