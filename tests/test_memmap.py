@@ -710,3 +710,41 @@ def test_jina2_array_operations_on_a_memmap(tmp_path):
         assert [m.id for m in queries['q0'].matches] == ['i0', 'i1']
         assert [m.id for m in queries['q5'].matches] == ['i5', 'i4']
         assert queries['q5'].matches[0].scores['euclidean'].value == pytest.approx(0.0)
+
+
+def test_odd_memory_layouts_of_embeddings_round_trip(tmp_path):
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    embs = [base[:, ::2][0].copy(), base[:, ::2][1], np.asfortranarray(base[:2, :3]).ravel(order='F')[:3],
+            base[::-1][0], base.T[0:3, 0]]  # copies, strided views, reversed rows: same layout (3,) float32
+    with DocumentArrayMemmap(tmp_path) as dam:
+        dam.extend(Document(id=str(k), embedding=e) for k, e in enumerate(embs))
+        dam.append(Document(id='f', embedding=np.asfortranarray(base[:2, :3])))  # another layout: inline
+    with DocumentArrayMemmap(tmp_path, verify=True) as dam:
+        for k, e in enumerate(embs):
+            assert np.array_equal(dam[str(k)].embedding, e)
+        assert np.array_equal(dam['f'].embedding, base[:2, :3])
+
+
+def test_a_forked_child_does_not_write_under_the_parents_lock(tmp_path):
+    dam = DocumentArrayMemmap(tmp_path)
+    dam.append(make(0))  # the parent now holds the writer lock
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            dam.append(make(1))
+            msg = b'wrote'
+        except RuntimeError as exc:
+            msg = b'refused' if b'another process is writing' in str(exc).encode() else b'other'
+        except BaseException:
+            msg = b'other'
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as fp:
+        assert fp.read() == b'refused'
+    assert os.waitpid(pid, 0)[1] == 0
+    dam.append(make(1))  # the parent still writes
+    dam.close()
+    with DocumentArrayMemmap(tmp_path) as again:
+        _check_prefix(again, 2)

@@ -77,12 +77,15 @@ class EmbeddingStore:
         self.map()
 
     def write(self, row: int, emb: np.ndarray) -> int:
-        """Write ``emb`` into ``row``; return the crc of what is now there."""
+        """Write ``emb`` (of the matrix's dtype and row shape) into ``row``; return the crc
+        of its bytes."""
         if row >= self.cap:
             self.grow(row + 1)
-        dst = self.mmv[row]
-        dst[...] = emb
-        return zlib.crc32(dst)
+        self.mmv[row] = emb
+        try:
+            return zlib.crc32(emb)  # the same bytes as the row's: same dtype, C order
+        except (BufferError, ValueError):  # a non-contiguous view: checksum the row it was copied into
+            return zlib.crc32(self.mmv[row])
 
     def ensure(self, row: int, doc_id: str) -> None:
         """Make sure ``row`` is mapped (another process may have grown the file)."""
@@ -99,7 +102,8 @@ class EmbeddingStore:
 
     def read(self, row: int, crc: int, doc_id: str) -> np.ndarray:
         """A checked copy of ``row``."""
-        self.ensure(row, doc_id)
+        if row >= self.cap:
+            self.ensure(row, doc_id)
         emb = self.mmv[row].copy()
         if zlib.crc32(emb) != crc:
             raise self.damaged(row, doc_id)

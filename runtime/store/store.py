@@ -46,6 +46,23 @@ WRITE_BYTES = 4 << 20                # ... or this many bytes, whichever comes f
 _OPEN: dict[str, 'Store'] = {}       # realpath -> the Store every handle in this process shares
 
 
+def _drop_locks_in_child() -> None:
+    # A forked child shares the parent's open file descriptions, flock included: were it to
+    # keep the lock, both would append to one log. Closing the child's copy of the fd leaves
+    # the parent's lock in place; a write in the child then asks for the lock like any other
+    # process (and gets the "another process is writing" error while the parent holds it).
+    for store in list(_OPEN.values()):
+        if store.lock_fd is not None:
+            try:
+                os.close(store.lock_fd)
+            except OSError:
+                pass
+            store.lock_fd = None
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 class NotADirectory(NotADirectoryError, ValueError):
     """A file stands where the directory should be (both an OSError and a ValueError, so
     either ``except`` catches it)."""
@@ -279,9 +296,6 @@ class Store:
     def ensure_writer(self) -> None:
         self.check_open()
         if self.lock_fd is not None:
-            if self.pid != os.getpid():
-                raise RuntimeError(f'this DocumentArrayMemmap on {self.path} was opened before a fork; its '
-                                   f'writer lock belongs to the parent: open the directory again here')
             return
         self.take_lock()
         try:
