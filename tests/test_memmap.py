@@ -542,6 +542,7 @@ def test_reader_sees_what_a_writer_process_flushed(tmp_path):
         assert [d.tags['i'] for d in reader] == list(range(10))
         assert tell('add 10 25') == 'ok 25'
         assert len(reader) == 10  # a snapshot until reload
+        assert reader.verify() == 10  # what the writer appended since is not damage
         reader.reload()
         _check_prefix(reader, 25)
         with pytest.raises(RuntimeError, match='another process is writing to'):

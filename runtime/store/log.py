@@ -123,12 +123,12 @@ class RecordLog:
     # -- scanning ----------------------------------------------------------------------------
     def scan(self, start: int, on_put: Callable[[str, str | None, int, int, int], None],
              on_del: Callable[[str], None], on_layout: Callable[[bytes, int], None],
-             salvage: list | None = None) -> tuple[int, int]:
-        """Apply the records from byte ``start`` on; return (end of the last valid record,
-        file size). Stops at a torn tail. Damage raises CorruptStoreError, or with a
-        ``salvage`` list, is skipped: each damaged (start, end) range is appended to it and
-        the scan resumes at the next valid record."""
-        size = self.size()
+             salvage: list | None = None, stop: int | None = None) -> tuple[int, int]:
+        """Apply the records from byte ``start`` on (up to byte ``stop``, a record boundary,
+        when given); return (end of the last valid record, file size). Stops at a torn tail.
+        Damage raises CorruptStoreError, or with a ``salvage`` list, is skipped: each damaged
+        (start, end) range is appended to it and the scan resumes at the next valid record."""
+        size = self.size() if stop is None else min(stop, self.size())
         if size <= start:
             return start, size
         with mmap.mmap(self.fd, size, prot=mmap.PROT_READ) as mm, memoryview(mm) as buf:

@@ -16,7 +16,7 @@ from array import array
 import numpy as np
 
 from ..errors import CorruptStoreError
-from .format import (DIR_MODE, HEAD, META, OP_LAYOUT, PUT, atomic_write, fsync_dir, layout_payload, open_new,
+from .format import (DIR_MODE, HEAD, META, OP_LAYOUT, OP_PUT, PUT, atomic_write, fsync_dir, layout_payload, open_new,
                      record, write_all)
 from .index import Index, snapshot_bytes
 from .log import RecordLog
@@ -72,7 +72,7 @@ def switch_generation(store: Store, keep: bool) -> None:
                     k += 1
                 payload = b''.join((PUT.pack(new_row, crc, id_end - HEAD.size, 0), raw[HEAD.size:id_end],
                                     raw[start:]))
-                rec = record(1, payload)
+                rec = record(OP_PUT, payload)
                 recs.append(rec)
                 ids.append(doc_id)
                 off.append(pos)
@@ -122,8 +122,8 @@ def verify(store: Store) -> int:
     if gen == store.gen and layout != store.layout and store.layout is not None:
         raise CorruptStoreError(os.path.join(store.path, META), 0, 'names another layout than the open store')
     check = Index()
-    check.next_row = 0
-    store.log.scan(0, check.put, check.delete, lambda payload, off: None)
+    # Up to what this store has read: a writer in another process may be appending.
+    store.log.scan(0, check.put, check.delete, lambda payload, off: None, stop=store.end)
     ix = store.ix
     live = ix.live_slots().tolist() if ix.n_dead else range(len(ix.ids))
     live = list(live)

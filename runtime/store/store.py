@@ -483,7 +483,8 @@ class Store:
         if not (rows >= 0).all():
             return None
         top = int(rows.max())
-        self.emb.ensure(top, self.ix.ids[self.ix.slots_of([int(rows.argmax())])[0]])
+        if top >= self.emb.cap:
+            self.emb.ensure(top, self.ix.ids[self.ix.slots_of([int(rows.argmax())])[0]])
         return self.emb.mmv[rows]
 
     # -- flushing and closing --------------------------------------------------------------
