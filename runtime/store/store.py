@@ -31,8 +31,9 @@ import numpy as np
 from ..document import Document
 from ..errors import CorruptStoreError
 from .embeddings import EmbeddingStore
-from .format import (DIR_MODE, GEN_FILE, LOCK, META, META_TMP, OP_LAYOUT, atomic_write, file_name, layout_payload,
-                     matrix_ok, meta_bytes, open_new, parse_layout, parse_meta, record)
+from . import directory
+from .format import (LOCK, META, OP_LAYOUT, atomic_write, file_name, layout_payload, matrix_ok, meta_bytes, open_new,
+                     parse_layout, parse_meta, record)
 from .index import Index, load_snapshot, snapshot_bytes
 from .log import RecordLog, encode_del, encode_put
 
@@ -61,11 +62,6 @@ def _drop_locks_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_locks_in_child)
-
-
-class NotADirectory(NotADirectoryError, ValueError):
-    """A file stands where the directory should be (both an OSError and a ValueError, so
-    either ``except`` catches it)."""
 
 
 class Store:
@@ -125,40 +121,10 @@ class Store:
 
     # -- directory and meta ----------------------------------------------------------------
     def prepare_dir(self) -> None:
-        path = self.path
-        if os.path.lexists(path) and not os.path.isdir(path):
-            raise NotADirectory(f'DocumentArrayMemmap needs a directory, but {path} is a file; '
-                                f'pass the path of a new or empty directory (or one it wrote before)')
-        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
-        if os.path.exists(os.path.join(path, META)):
-            return  # validated by read_meta
-        foreign = [e for e in os.listdir(path) if not self._is_fresh_leftover(e)]
-        if foreign:
-            shown = ', '.join(sorted(foreign)[:5]) + (', ...' if len(foreign) > 5 else '')
-            raise ValueError(f'{path} is not a DocumentArrayMemmap directory: it holds {shown} and no '
-                             f'{META}; nothing there is overwritten. Pass a new or empty directory')
-        # records.0.bin first, meta.json last: once meta exists, so does the record file.
-        os.close(open_new(os.path.join(path, file_name('records', 0))))
-        tmp = os.path.join(path, f'{META}.{os.getpid()}.tmp')
-        fd = open_new(tmp, os.O_WRONLY | os.O_TRUNC)
-        try:
-            os.write(fd, meta_bytes(0, None))
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, os.path.join(path, META))  # fails if another process got there first
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        directory.prepare(self.path)
 
-    def _is_fresh_leftover(self, name: str) -> bool:
-        # What a creation interrupted before meta.json existed can leave: nothing of value.
-        if name == LOCK or META_TMP.fullmatch(name):
-            return True
-        if name == file_name('records', 0):
-            return os.path.getsize(os.path.join(self.path, name)) == 0
-        return False
+    def remove_stale(self, newer_too: bool) -> None:
+        directory.remove_stale(self.path, self.gen, newer_too)
 
     def read_meta(self) -> tuple[int, tuple | None]:
         try:
@@ -172,20 +138,6 @@ class Store:
     def write_meta(self, gen: int, sync: bool = False) -> None:
         atomic_write(os.path.join(self.path, META), meta_bytes(gen, self.layout), sync)
 
-    def remove_stale(self, newer_too: bool) -> None:
-        # Older generations are garbage once meta.json moved on; newer ones are the leftovers
-        # of an interrupted prune, removable only by the writer (a prune may be under way).
-        for name in os.listdir(self.path):
-            m = GEN_FILE.fullmatch(name)
-            if not m:
-                continue
-            gen = int(m.group(2))
-            if gen < self.gen or (newer_too and (gen > self.gen or m.group(4))):
-                try:
-                    os.unlink(os.path.join(self.path, name))
-                except OSError:  # read-only directory or already gone: harmless
-                    pass
-
     # -- loading ---------------------------------------------------------------------------
     def load(self, salvage: list | None = None) -> None:
         """(Re)read everything from disk, as a fresh open would. With a ``salvage`` list
@@ -197,7 +149,7 @@ class Store:
             except CorruptStoreError as exc:
                 if salvage is None:
                     raise
-                gen, layout = self._guess_generation(), None
+                gen, layout = directory.guess_generation(self.path), None
                 salvage.append(('meta', exc))
             # Both files are opened before anything is read: once open, a prune in another
             # process can unlink them but not take them away from us.
@@ -228,11 +180,6 @@ class Store:
         self.replay(self.end, salvage)
         self.version += 1
         self.remove_stale(newer_too=writable)
-
-    def _guess_generation(self) -> int:
-        gens = [int(m.group(2)) for m in map(GEN_FILE.fullmatch, os.listdir(self.path))
-                if m and m.group(1) == 'records' and not m.group(4)]
-        return max(gens, default=0)
 
     def _load_index(self) -> None:
         # index_covered: what the snapshot on disk covers; None: no snapshot, -1: unusable.
