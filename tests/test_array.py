@@ -23,12 +23,14 @@ def columnar(n=5, d=4, dtype=np.float32):
 
 
 def rich_docs():
-    """Documents with every field, nested chunks / matches and assorted dtypes."""
+    """Documents with every field (each kind of content: text, buffer, blob exclude each
+    other), nested chunks / matches and assorted dtypes."""
     docs = []
     for i in range(3):
+        content = [{'text': f'text {i}'}, {'buffer': bytes([i, 0, 255])},
+                   {'blob': np.arange(6, dtype=np.int16).reshape(2, 3) + i}][i]
         d = Document(
-            id=f'doc-{i}', text=f'text {i}', buffer=bytes([i, 0, 255]), uri=f'file:///{i}.txt',
-            mime_type='text/plain', blob=np.arange(6, dtype=np.int16).reshape(2, 3) + i,
+            id=f'doc-{i}', **content, uri=f'file:///{i}.txt', mime_type='text/plain',
             embedding=np.full(3, i, dtype=np.float16),
             tags={'i': i, 'f': i / 2, 'flag': i % 2 == 0, 'nested': {'list': [i, [i, {'k': i}]]}, 'none': None},
             scores={'s': float(i)}, parent_id='p', granularity=i, adjacency=i + 1, weight=0.5 * i,
@@ -43,9 +45,14 @@ def rich_docs():
 def assert_rich(da):
     assert len(da) == 3
     for i, d in enumerate(da):
-        assert d.id == f'doc-{i}' and d.text == f'text {i}' and d.buffer == bytes([i, 0, 255])
-        assert d.blob.dtype == np.int16 and d.blob.shape == (2, 3)
-        np.testing.assert_array_equal(d.blob, np.arange(6).reshape(2, 3) + i)
+        assert d.id == f'doc-{i}'
+        if i == 0:
+            assert d.text == 'text 0' and d.buffer is None and d.blob is None
+        elif i == 1:
+            assert d.buffer == bytes([1, 0, 255]) and d.text is None
+        else:
+            assert d.blob.dtype == np.int16 and d.blob.shape == (2, 3) and d.text is None
+            np.testing.assert_array_equal(d.blob, np.arange(6).reshape(2, 3) + i)
         assert d.embedding.dtype == np.float16 and d.embedding.shape == (3,)
         assert d.tags == {'i': i, 'f': i / 2, 'flag': i % 2 == 0, 'nested': {'list': [i, [i, {'k': i}]]},
                           'none': None}
