@@ -162,7 +162,8 @@ def _cpu_bound(n_requests: int, reps: int) -> dict:
     from perf.bench_scaling import MatmulEncoder
     da, _ = _columnar(n_requests * REQUEST_SIZE, DIM, seed=3)
     out: dict = {'ray': [], 'local': []}
-    with Flow(backend='ray').add(uses=MatmulEncoder, replicas=2) as fr, Flow().add(uses=MatmulEncoder, replicas=2) as fl:
+    with Flow(backend='ray').add(uses=MatmulEncoder, replicas=2) as fr, \
+            Flow().add(uses=MatmulEncoder, replicas=2) as fl:
         systems = {'ray': lambda: _flow_rate(fr, da, '/encode', window=CPU_WINDOW),
                    'local': lambda: _flow_rate(fl, da, '/encode', window=CPU_WINDOW)}
         for once in systems.values():

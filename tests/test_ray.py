@@ -9,6 +9,7 @@ lost request fails the test instead of hanging it.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -170,8 +171,8 @@ def test_spec_examples_on_both_backends(flow_kwargs):
     with (Flow(**flow_kwargs)
             .add(uses={'jtype': 'MyExecutor', 'metas': {'name': 'my-executor-1'}})
             .add(uses={'jtype': 'MyExecutor', 'metas': {'name': 'my-executor-2'}})) as f:
-        f.post(on='/endpoint', inputs=DocumentArray([Document()]), parameters={'param': 5, 'my-executor-1': {'param': 10}},
-               on_done=got.append, timeout=POST_TIMEOUT)
+        f.post(on='/endpoint', inputs=DocumentArray([Document()]),
+               parameters={'param': 5, 'my-executor-1': {'param': 10}}, on_done=got.append, timeout=POST_TIMEOUT)
         found = f.search(Document(text='q'), return_results=True, timeout=POST_TIMEOUT)
         sized = f.post('/', (Document() for _ in range(100)), request_size=10, return_results=True,
                        timeout=POST_TIMEOUT)
@@ -234,7 +235,8 @@ def test_handler_error_env_and_writable_arrays_on_ray(ray_cluster):
     x = np.arange(300 * 64, dtype=np.float32).reshape(300, 64)  # 75 KB: through the object store
     da = DocumentArray(Document() for _ in range(300))
     da.embeddings = x
-    with Flow(backend='ray').add(name='a', uses=Embed).add(name='env', uses=EnvReader, env={'SHMFLOW_TEST_FOO': 'bar'}) as f:
+    f = Flow(backend='ray').add(name='a', uses=Embed).add(name='env', uses=EnvReader, env={'SHMFLOW_TEST_FOO': 'bar'})
+    with f:
         r = f.post('/env', da, request_size=300, return_results=True, timeout=POST_TIMEOUT)[0]
         assert r.parameters['__results__']['env'] == {'foo': 'bar'}
         # 'a' has no '/env' handler: the documents pass it by; 'env' added 1 in place.
@@ -275,8 +277,8 @@ def test_sigkill_of_an_actor_mid_post_names_it_and_restarts_retry(ray_cluster):
 def test_resources_no_node_has_fail_at_timeout_ready_naming_them(ray_cluster):
     t0 = time.monotonic()
     with pytest.raises(ExecutorStartError) as info:
-        with Flow(backend='ray').add(name='fine', uses=Tag).add(
-                name='greedy', uses=Tag, timeout_ready=2, ray_options={'resources': {'tpu_v9': 4}}):
+        with Flow(backend='ray').add(name='greedy', uses=Tag, timeout_ready=2,
+                                     ray_options={'resources': {'tpu_v9': 4}}):
             pass
     msg = str(info.value)
     assert "'greedy'" in msg and "'tpu_v9': 4" in msg and 'no node' in msg
@@ -300,24 +302,27 @@ def test_class_from_a_module_the_cluster_cannot_import(ray_cluster, tmp_path):
 
 
 def _node_of(r) -> list:
-    return [(h['executor'], h['node'].split()[0]) for h in r.routes]  # 'id-prefix (ip)'
+    return [(h['executor'], (h['node'].split() or [''])[0]) for h in r.routes]  # 'id-prefix (ip)'
 
 
 @needs_ray_options
-def test_executors_pinned_to_two_nodes_then_a_node_removed_mid_post(ray_cluster):
+def test_executors_pinned_to_two_nodes_then_a_node_removed_mid_post(ray_cluster, tmp_path):
     local = _pipeline_answers({})
     nodes = [ray_cluster.add_node(num_cpus=1, resources={name: 1})
              for name in ('node_a', 'node_b')]
+    removed: list = []
     try:
         ray_cluster.wait_for_nodes()
-        ids = {n.unique_id[:8] for n in nodes}
-        remote = _pipeline_answers({'backend': 'ray'}, pin=True)
+        ids = {n.node_id[:8] for n in nodes}
+        trace = tmp_path / 'trace.json'
+        remote = _pipeline_answers({'backend': 'ray', 'profile': str(trace)}, pin=True)
         assert remote['answers'] == local['answers']
+        tracks = {e['pid'] for e in json.loads(trace.read_text())['traceEvents'] if e.get('cat') == 'handler'}
+        assert tracks == remote['pids'] and len(tracks) == 2  # one track per actor
         hops = remote['nodes']
         assert hops['embed'] != hops['index'] and {hops['embed'], hops['index']} == ids
 
         # node_b goes away while it holds requests: they fail naming the executor and a node.
-        removed = []
         with Flow(backend='ray').add(name='far', uses=Slow, ray_options={'resources': {'node_b': 0.5}}) as f:
             def on_done(resp):
                 if not removed:
@@ -326,7 +331,7 @@ def test_executors_pinned_to_two_nodes_then_a_node_removed_mid_post(ray_cluster)
             with pytest.raises(WorkerDiedError) as info:
                 f.post('/', _docs(10), request_size=1, parameters={'pause': 0.1}, on_done=on_done,
                        timeout=POST_TIMEOUT)
-        assert "executor 'far'" in str(info.value) and nodes[1].unique_id[:8] in str(info.value)
+        assert "executor 'far'" in str(info.value) and nodes[1].node_id[:8] in str(info.value)
     finally:
         for n in nodes[:1 if removed else 2]:
             ray_cluster.remove_node(n)
@@ -341,7 +346,8 @@ def _pipeline_answers(flow_kwargs: dict, pin: bool = False) -> dict:
         found = f.post('/search', DocumentArray([Document(text='xx', tags={'i': 3})]), return_results=True,
                        timeout=POST_TIMEOUT)
     hops = dict(_node_of(found[0]))
-    return {'answers': sorted((-m.scores['score'].value, m.id) for m in found[0].docs[0].matches), 'nodes': hops}
+    return {'answers': sorted((-m.scores['score'].value, m.id) for m in found[0].docs[0].matches), 'nodes': hops,
+            'pids': {h['pid'] for h in found[0].routes}}
 
 
 SCRIPT = '''

@@ -11,7 +11,7 @@ This module imports Ray; only ``transport.RayTransport.open`` imports it.
 Example
 -------
 >>> actor = ExecutorActor.options(num_cpus=1).remote(cloudpickle.dumps(MyExecutor), cfg)
->>> ray.get(actor.ready.remote())            # ('ready', endpoints, default, pid, node, ip)
+>>> ray.get(actor.ready.remote())            # ('ready', (endpoints, default, ...), pid, node, ip)
 >>> receipt_ref, payload_ref = actor.handle.remote(7, '/index', params_blob, None, wire)
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ def class_load_error(exc: BaseException, name: str) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         return (f'its class could not be loaded on this Ray node: module {exc.name!r} is not importable '
                 f'there. Install it on every node, or ship it with the actor: '
-                f"add(..., uses={name!r}, ray_options={{'runtime_env': {{'py_modules': ['path/to/{exc.name.split('.')[0]}']}}}}) "
-                f'(or define the class in the script that builds the Flow)')
+                f"add(..., ray_options={{'runtime_env': {{'py_modules': ['path/to/{exc.name.split('.')[0]}']}}}}) "
+                f'for executor {name!r}, or define the class in the script that builds the Flow')
     return f'its class could not be loaded on this Ray node: {type(exc).__qualname__}: {exc}'
 
 
@@ -53,7 +53,7 @@ class ExecutorActor:
         self.name = cfg['name']
 
     def ready(self) -> tuple:
-        """Build the executor: ``('ready', endpoints, has_default, pid, node_id, ip)`` or
+        """Build the executor: ``('ready', handled_endpoints(), pid, node_id, ip)`` or
         ``('init_error', exc_type, message, traceback)``."""
         # The parent's sys.path first: a class pickled by reference (from a test module, a
         # package next to the script) then imports on a node of this machine.
@@ -68,13 +68,16 @@ class ExecutorActor:
             self.executor = build_executor(cls, self.cfg)
         except BaseException as exc:  # even SystemExit from __init__ is the user's to see
             return 'init_error', type(exc).__qualname__, str(exc), traceback.format_exc()
-        endpoints, default = handled_endpoints(self.executor)
+        # (endpoints, has a default handler, endpoints whose handler takes docs_matrix)
+        handled = tuple(tuple(x) if isinstance(x, list) else x for x in handled_endpoints(self.executor))
         ctx = ray.get_runtime_context()
-        return 'ready', endpoints, default, os.getpid(), ctx.get_node_id(), ray.util.get_node_ip_address()
+        return 'ready', handled, os.getpid(), ctx.get_node_id(), ray.util.get_node_ip_address()
 
     @ray.method(num_returns=2)
-    def handle(self, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, wire: tuple) -> tuple:
-        """Run the handler for ``endpoint``: (receipt, payload out).
+    def handle(self, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, wire: tuple,
+               split: tuple | None = None) -> tuple:
+        """Run the handler for ``endpoint``: (receipt, payload out); ``split``: the sizes
+        of the parts of a join, for a handler that takes ``docs_matrix``.
 
         The receipt is ``('ok', docs_out, results, times, moved_bytes)`` or ``('err',
         exc_type, message, traceback, times)``; times (both) are (received, handler start,
@@ -87,7 +90,9 @@ class ExecutorActor:
             if found is None:  # the router routes around this; pass through all the same
                 return ('ok', wire[0], None, (t_recv, t_start, t_end, time.time()), 0), wire
             docs = decode(wire)
-            docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob, earlier)
+            more = () if split is None else (split,)
+            docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob, earlier,
+                                                        *more)
             out = encode(docs)
             return ('ok', out[0], results, (t_recv, t_start, t_end, time.time()), nbytes(out)), out
         except Exception as exc:

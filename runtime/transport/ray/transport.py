@@ -172,16 +172,21 @@ class RayPayload:
         return f'<RayPayload {self.count} docs>'
 
 
-def _death_reason(exc: BaseException) -> str:
+def _death_reason(exc: BaseException, ray: Any) -> str:
     """Ray's account of an actor's death, on one line."""
     text = str(exc)
-    for marker in ('The actor is dead because', 'The actor died because', 'its node'):
+    for marker in ('The actor is dead because', 'The actor died because'):
         i = text.find(marker)
         if i >= 0:
             text = text[i:]
             break
     text = ' '.join(text.split())
-    return text if len(text) <= 500 else text[:497] + '...'
+    if len(text) > 500:
+        text = text[:497] + '...'
+    if isinstance(exc, getattr(ray.exceptions, 'ActorUnavailableError', ())):
+        # Ray would wait for it to come back; the Flow restarts it instead (max_restarts).
+        text = f'Ray lost the connection to it: its node died, left the cluster or cannot be reached ({text})'
+    return text
 
 
 class RayTransport(Transport):
@@ -297,18 +302,16 @@ class RayTransport(Transport):
 
     def kill(self, worker: Worker, why: str) -> None:
         assert isinstance(worker, RayWorker)
-        if worker.actor is not None:
-            self._ray.kill(worker.actor, no_restart=True)
         self._died(worker, f'killed by the Flow: {why}')
 
     # -- requests ----------------------------------------------------------------------------
     def send(self, worker: Worker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
-             payload: Any) -> None:
+             payload: Any, split: tuple | None = None) -> None:
         assert isinstance(worker, RayWorker)
         if not worker.alive or worker.actor is None:
             self._died(worker, 'it was sent a request after it had gone')
             return
-        receipt, out = worker.actor.handle.remote(rid, endpoint, params_blob, earlier, payload.obj)
+        receipt, out = worker.actor.handle.remote(rid, endpoint, params_blob, earlier, payload.obj, split)
         self._calls[receipt] = (worker, rid, out)
         worker.calls.add(receipt)
 
@@ -387,11 +390,11 @@ class RayTransport(Transport):
             return
         if error is not None:
             if isinstance(error, self._ray.exceptions.RayActorError):
-                self._died(w, _death_reason(error))
+                self._died(w, _death_reason(error, self._ray))
             else:
                 w.alive = False
                 self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'its Ray actor could not start: '
-                                                                                 f'{_death_reason(error)}')))
+                                                                                 f'{_death_reason(error, self._ray)}')))
             return
         if value[0] == 'init_error':
             _, exc_type, message, tb = value
@@ -400,20 +403,20 @@ class RayTransport(Transport):
             w.actor = None
             self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)))
             return
-        _, endpoints, default, w.pid, w.node_id, ip = value
+        _, (endpoints, default, *matrix), w.pid, w.node_id, ip = value
         w.node = f'{w.node_id[:8]} ({ip})'
         w.ready = True
-        self._events.append(Ready(w, frozenset(endpoints), default))
+        self._events.append(Ready(w, frozenset(endpoints), default, *map(frozenset, matrix)))
 
     def _on_receipt(self, ref: Any, value: Any, error: BaseException | None) -> None:
         w, rid, out = self._calls.pop(ref)
         w.calls.discard(ref)
         if error is not None:
             if isinstance(error, self._ray.exceptions.RayActorError):
-                self._died(w, _death_reason(error))
+                self._died(w, _death_reason(error, self._ray))
             else:  # the call itself failed in Ray (its arguments were lost with their node, ...)
-                self._events.append(Failed(w, rid, type(error).__qualname__, _death_reason(error), str(error),
-                                           (time.time(),) * 4))
+                reason = _death_reason(error, self._ray)
+                self._events.append(Failed(w, rid, type(error).__qualname__, reason, str(error), (time.time(),) * 4))
             return
         if value[0] == 'ok':
             _, docs_out, results, times, moved = value
@@ -427,6 +430,13 @@ class RayTransport(Transport):
         if not w.alive:
             return
         w.alive = w.ready = False
+        if w.actor is not None:
+            # An actor Ray only lost touch with may come back: make sure it does not, since
+            # the router may start its replacement.
+            try:
+                self._ray.kill(w.actor, no_restart=True)
+            except Exception as exc:  # it is gone either way for the Flow
+                logger.debug('%s: ray.kill: %s', w.label(), exc)
         for ref in w.calls:
             self._calls.pop(ref, None)
         w.calls.clear()
