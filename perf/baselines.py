@@ -1,17 +1,21 @@
 """Baselines the Flow is measured against, in the same invocation and with the same window.
 
-Each is a three-process pipeline (parent -> w1 -> w2 -> w3 -> parent) whose workers do
-what the Flow's benchmark executors do: look at the (request_size, dim) float32 array
-(its shape and one element) and pass it on. The parent keeps at most ``window`` requests
-in flight.
+Each is a three-process pipeline whose workers do what the Flow's benchmark executors do:
+read every byte of the (request_size, dim) float32 array they are given (its sum) and pass
+it on, so a pipeline that skipped delivering the payload would gain nothing. The parent
+keeps at most ``window`` requests in flight.
 
-- ``MPQueuePipeline``: ``multiprocessing.Queue`` between the processes; every hop pickles
-  the array through a pipe.
-- ``RawZmqPipeline(mode='shm')``: the floor of the design. PUSH/PULL over ``ipc://``; the
-  parent writes each request's array into a slot of a shared-memory arena that every
-  process mapped once at start, and only (request id, offset, rows, dim) travels (24 bytes).
-- ``RawZmqPipeline(mode='pickle')``: the same sockets with the array pickled into every
-  message, as a naive hand-written pyzmq pipeline would.
+- ``MPQueuePipeline``: ``multiprocessing.Queue`` between the processes
+  (parent -> w1 -> w2 -> w3 -> parent); every hop pickles the array through a pipe.
+- ``RawZmqPipeline(mode='shm')``: the floor of the design. PUSH/PULL over ``ipc://``
+  from worker to worker; the parent writes each request's array into a slot of a
+  shared-memory arena that every process mapped once at start, and only (request id,
+  offset, rows, dim) travels (24 bytes). The parent touches each request twice.
+- ``RawZmqPipeline(mode='shm', relay=True)``: the same, but every worker replies to the
+  parent, which sends the header on to the next worker, as the Flow's router does: the
+  parent touches each request once per executor plus once. The like-for-like floor.
+- ``RawZmqPipeline(mode='pickle')``: worker-to-worker sockets with the array pickled into
+  every message, as a naive hand-written pyzmq pipeline would.
 
 The classes are context managers (start the processes once, ``run()`` several times);
 ``mp_queue_pipeline`` / ``raw_zmq_shm_pipeline`` / ``raw_zmq_pickle_pipeline`` are
@@ -50,11 +54,10 @@ _HEADER = struct.Struct('<qqii')
 _STOP = -1
 
 
-def _touch(arr: np.ndarray) -> None:
-    """What every baseline worker does with a request: read the shape and one element,
-    like the Flow benchmark's handler reads ``docs.embeddings`` without computing on it."""
-    if arr.shape[0]:
-        arr[0, 0]
+def _read(arr: np.ndarray) -> float:
+    """What every baseline worker does with a request: read every byte (the sum), as the
+    Flow benchmark's handler sums ``docs.embeddings``."""
+    return float(arr.sum())
 
 
 def _requests(n_docs: int, request_size: int) -> list[tuple[int, int]]:
@@ -89,7 +92,7 @@ def _mpq_worker(qin: Any, qout: Any) -> None:
         if msg is None:
             qout.put(None)
             return
-        _touch(msg[1])
+        _read(msg[1])
         qout.put(msg)
 
 
@@ -203,7 +206,7 @@ def _zmq_worker(mode: str, in_addr: str, out_addr: str, arena_path: str | None, 
                 rid, offset, rows, dim = _HEADER.unpack(msg.buffer)
                 if rid != _STOP:
                     arr = buf[offset:offset + rows * dim * 4].view(np.float32).reshape(rows, dim)
-                    _touch(arr)
+                    _read(arr)
                     del arr
                 push.send(msg, copy=False)  # the 24-byte header goes on unchanged
                 if rid == _STOP:
@@ -213,7 +216,7 @@ def _zmq_worker(mode: str, in_addr: str, out_addr: str, arena_path: str | None, 
                 if rid == _STOP:
                     push.send(msg, copy=False)
                     return
-                _touch(arr)
+                _read(arr)
                 push.send(pickle.dumps((rid, arr), protocol=5))
     finally:
         buf = None
@@ -225,13 +228,17 @@ def _zmq_worker(mode: str, in_addr: str, out_addr: str, arena_path: str | None, 
 
 
 class RawZmqPipeline:
-    """Three worker processes in a PUSH/PULL chain over ``ipc://`` sockets.
+    """Worker processes behind PUSH/PULL ``ipc://`` sockets.
 
     ``mode='shm'`` (the floor): the parent copies each request's array into a slot of a
     pre-mapped, pre-faulted /dev/shm arena (0600, ``window`` slots) and sends
-    ``(request id, offset, rows, dim)``; workers view the slot with numpy and forward the
-    header; the parent recycles the slot when the header comes back.
+    ``(request id, offset, rows, dim)``; workers view the slot with numpy, sum it and
+    forward the header; the parent recycles the slot when the header comes back.
     ``mode='pickle'``: every hop pickles the array (protocol 5, in band) into the message.
+    ``relay=False``: the workers form a chain (parent -> w1 -> w2 -> w3 -> parent).
+    ``relay=True`` (``'shm'`` only): every worker replies to the parent, which looks the
+    request up in its table and sends the header on to the next worker, as the Flow's
+    router does.
 
     Example
     -------
@@ -240,14 +247,17 @@ class RawZmqPipeline:
     """
 
     def __init__(self, mode: str = 'shm', window: int = 16, max_request_bytes: int = 100 * 768 * 4,
-                 stages: int = STAGES) -> None:
+                 stages: int = STAGES, relay: bool = False) -> None:
         if mode not in ('shm', 'pickle'):
             raise ValueError(f"mode must be 'shm' or 'pickle', got {mode!r}")
-        self.mode, self.window, self.stages = mode, window, stages
+        if relay and mode != 'shm':
+            raise ValueError("relay=True needs mode='shm' (the parent relays 24-byte headers)")
+        self.mode, self.window, self.stages, self.relay = mode, window, stages, relay
         self.slot_bytes = max(_ALIGN, (max_request_bytes + _ALIGN - 1) & ~(_ALIGN - 1))
         self._procs: list = []
         self._ctx: zmq.Context | None = None
-        self._push = self._pull = None
+        self._pushes: list = []  # chain: one socket to the first worker; relay: one per worker
+        self._pull = None
         self._dir: str | None = None
         self._arena_path: str | None = None
         self._mm: mmap.mmap | None = None
@@ -263,6 +273,11 @@ class RawZmqPipeline:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    @property
+    def name(self) -> str:
+        """What the pipeline is, for error messages."""
+        return f'{self.mode}{", relayed" if self.relay else ""}'
 
     def _start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix='perf-zmq-')  # 0700: only we can connect
@@ -280,16 +295,19 @@ class RawZmqPipeline:
             self._buf = np.frombuffer(self._mm, dtype=np.uint8)
             self._buf[:] = 0  # fault every page in now, not during the timed run
         self._ctx = zmq.Context()
-        self._push = self._ctx.socket(zmq.PUSH)
         self._pull = self._ctx.socket(zmq.PULL)
-        for s in (self._push, self._pull):
-            s.setsockopt(zmq.LINGER, 0)
+        self._pull.setsockopt(zmq.LINGER, 0)
         self._pull.bind(addrs[-1])
-        self._push.connect(addrs[0])
+        for k in range(self.stages if self.relay else 1):
+            push = self._ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            push.connect(addrs[k])
+            self._pushes.append(push)
         ctx = mp.get_context('spawn')
         for k in range(self.stages):
+            out_addr = addrs[-1] if self.relay else addrs[k + 1]
             p = ctx.Process(target=_zmq_worker, name=f'perf-zmq-{self.mode}-{k}', daemon=True,
-                            args=(self.mode, addrs[k], addrs[k + 1], self._arena_path, arena_size))
+                            args=(self.mode, addrs[k], out_addr, self._arena_path, arena_size))
             p.start()
             self._procs.append(p)
 
@@ -298,24 +316,29 @@ class RawZmqPipeline:
         while not self._pull.poll(500):
             dead = [p for p in self._procs if not p.is_alive()]
             if dead or time.monotonic() > deadline:
-                raise RuntimeError(f'raw pyzmq pipeline ({self.mode}) stalled (dead workers: '
+                raise RuntimeError(f'raw pyzmq pipeline ({self.name}) stalled (dead workers: '
                                    f'{[(p.name, p.exitcode) for p in dead]})')
         return self._pull.recv(copy=False)
+
+    def _check_data(self, data: np.ndarray, request_size: int) -> None:
+        _check_args(len(data), request_size, self.window)
+        if data.dtype != np.float32 or data.ndim != 2:
+            raise ValueError(f'data must be a 2-d float32 array, got {data.dtype} {data.shape}')
+        if self.mode == 'shm' and request_size * data.shape[1] * 4 > self.slot_bytes:
+            raise ValueError(f'a request of {request_size} x {data.shape[1]} float32 does not fit a '
+                             f'{self.slot_bytes}-byte slot; raise max_request_bytes')
 
     def run(self, data: np.ndarray, request_size: int) -> float:
         """Send ``data`` (float32, 2-d) through in requests of ``request_size`` rows, at
         most ``window`` in flight; returns docs/s."""
         n_docs = len(data)
-        _check_args(n_docs, request_size, self.window)
-        if data.dtype != np.float32 or data.ndim != 2:
-            raise ValueError(f'data must be a 2-d float32 array, got {data.dtype} {data.shape}')
+        self._check_data(data, request_size)
         dim = data.shape[1]
-        if self.mode == 'shm' and request_size * dim * 4 > self.slot_bytes:
-            raise ValueError(f'a request of {request_size} x {dim} float32 does not fit a '
-                             f'{self.slot_bytes}-byte slot; raise max_request_bytes')
         reqs = _requests(n_docs, request_size)
         free = list(range(self.window))
-        push, buf, slot_bytes, shm = self._push, self._buf, self.slot_bytes, self.mode == 'shm'
+        pushes, buf, slot_bytes, shm = self._pushes, self._buf, self.slot_bytes, self.mode == 'shm'
+        first, last_hop = pushes[0], self.stages - 1
+        hops = [0] * len(reqs)  # relay: the stage each request is at (the router's request table)
         sent = done = docs = 0
         t0 = time.perf_counter()
         while done < len(reqs):
@@ -326,13 +349,17 @@ class RawZmqPipeline:
                     off = slot * slot_bytes
                     # The one copy of the payload: into the pre-mapped slot.
                     buf[off:off + (b - a) * dim * 4].view(np.float32).reshape(b - a, dim)[:] = data[a:b]
-                    push.send(_HEADER.pack(sent, off, b - a, dim), copy=True)
+                    first.send(_HEADER.pack(sent, off, b - a, dim), copy=True)
                 else:
-                    push.send(pickle.dumps((sent, data[a:b]), protocol=5))
+                    first.send(pickle.dumps((sent, data[a:b]), protocol=5))
                 sent += 1
             msg = self._recv()
             if shm:
-                _, off, rows, _ = _HEADER.unpack(msg.buffer)
+                rid, off, rows, _ = _HEADER.unpack(msg.buffer)
+                if self.relay and hops[rid] < last_hop:
+                    hops[rid] += 1
+                    pushes[hops[rid]].send(msg, copy=False)
+                    continue
                 free.append(off // slot_bytes)
             else:
                 _, arr = pickle.loads(msg.buffer)
@@ -341,40 +368,74 @@ class RawZmqPipeline:
             done += 1
         seconds = time.perf_counter() - t0
         if docs != n_docs:
-            raise RuntimeError(f'raw pyzmq pipeline ({self.mode}) returned {docs} of {n_docs} documents')
+            raise RuntimeError(f'raw pyzmq pipeline ({self.name}) returned {docs} of {n_docs} documents')
         return docs / seconds
 
+    def round_trips(self, data: np.ndarray, min_seconds: float, min_count: int = 1) -> list[float]:
+        """Seconds of each one-row request sent alone (nothing else in flight), cycling
+        through the rows of ``data``, until ``min_seconds`` have passed and at least
+        ``min_count`` requests were timed: the floor under one post of one document.
+
+        >>> with RawZmqPipeline('shm', 1, 768 * 4, stages=1) as p:  # doctest: +SKIP
+        ...     walls = p.round_trips(np.ones((10, 768), np.float32), 0.1)
+        """
+        if self.mode != 'shm':
+            raise ValueError("round_trips measures the floor: it needs mode='shm'")
+        self._check_data(data, 1)
+        dim, n = data.shape[1], len(data)
+        slot = self._buf[:dim * 4].view(np.float32)
+        pushes, last_hop = self._pushes, self.stages - 1
+        walls: list[float] = []
+        t_end = time.perf_counter() + min_seconds
+        while True:
+            i = len(walls)
+            t0 = time.perf_counter()
+            slot[:] = data[i % n]
+            pushes[0].send(_HEADER.pack(i, 0, 1, dim), copy=True)
+            for hop in range(last_hop if self.relay else 0):
+                pushes[hop + 1].send(self._recv(), copy=False)
+            self._recv()
+            t1 = time.perf_counter()
+            walls.append(t1 - t0)
+            if t1 >= t_end and len(walls) >= min_count:
+                return walls
+
     def close(self) -> None:
-        """Stop the chain, then remove every process, socket file and the arena file."""
+        """Stop the workers, then remove every process, socket file and the arena file."""
         try:
-            if self._push is not None and self._procs and all(p.is_alive() for p in self._procs):
+            if self._pushes and self._procs and all(p.is_alive() for p in self._procs):
                 stop = (_HEADER.pack(_STOP, 0, 0, 0) if self.mode == 'shm'
                         else pickle.dumps((_STOP, None), protocol=5))
-                self._push.send(stop)
+                for push in self._pushes:  # chain: runs down it; relay: each worker answers
+                    push.send(stop)
                 try:
-                    self._recv()
+                    for _ in self._pushes:
+                        self._recv()
                 except RuntimeError:
                     pass
         finally:
             _stop_processes(self._procs)
             self._procs = []
-            for s in (self._push, self._pull):
+            for s in (*self._pushes, self._pull):
                 if s is not None:
                     s.close(0)
-            self._push = self._pull = None
+            self._pushes, self._pull = [], None
             if self._ctx is not None:
                 self._ctx.term()
                 self._ctx = None
-            self._buf = None
-            if self._mm is not None:
-                self._mm.close()
-                self._mm = None
             if self._arena_path is not None:
                 try:
                     os.unlink(self._arena_path)
                 except FileNotFoundError:
                     pass
                 self._arena_path = None
+            self._buf = None
+            if self._mm is not None:
+                try:
+                    self._mm.close()
+                except BufferError:
+                    pass  # a traceback still holds a view of it: unmapped when that goes
+                self._mm = None
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
@@ -400,11 +461,12 @@ def mp_queue_pipeline(n_docs: int = 10_000, request_size: int = 100, dim: int = 
 
 
 def raw_zmq_shm_pipeline(n_docs: int = 10_000, request_size: int = 100, dim: int = 768, window: int = 16,
-                         reps: int = 3) -> float:
-    """docs/s of the floor (PUSH/PULL headers, payload in a pre-mapped arena); median of
-    ``reps`` runs after one warm-up run."""
+                         reps: int = 3, relay: bool = False) -> float:
+    """docs/s of the floor (PUSH/PULL headers, payload in a pre-mapped arena; with
+    ``relay=True`` the parent relays every hop); median of ``reps`` runs after one
+    warm-up run."""
     data = _data(n_docs, dim)
-    with RawZmqPipeline('shm', window, request_size * dim * 4) as p:
+    with RawZmqPipeline('shm', window, request_size * dim * 4, relay=relay) as p:
         p.run(data, request_size)
         return float(np.median([p.run(data, request_size) for _ in range(reps)]))
 
