@@ -145,6 +145,18 @@ def test_ray_missing_says_how_to_install(monkeypatch):
         import_ray()
 
 
+def test_ray_options_are_checked_where_given():
+    from runtime.transport.ray import check_ray_options
+    assert check_ray_options('enc', {'num_gpus': 0.5, 'resources': {'big_mem': 1}}) == \
+        {'num_gpus': 0.5, 'resources': {'big_mem': 1}}
+    with pytest.raises(ValueError, match=r"'enc': ray_options 'max_restarts' is set by the Flow; use add\(\.\.\., max_restarts"):
+        check_ray_options('enc', {'max_restarts': 2})
+    with pytest.raises(ValueError, match=r"'enc': bad ray_options: .*num_cpu"):
+        check_ray_options('enc', {'num_cpu': 1})  # a typo of num_cpus
+    with pytest.raises(TypeError, match=r"ray_options must be a dict .*got list"):
+        check_ray_options('enc', ['num_cpus'])
+
+
 def test_spec_examples_on_both_backends(flow_kwargs):
     from typing import Optional
 
@@ -351,7 +363,7 @@ def _pipeline_answers(flow_kwargs: dict, pin: bool = False) -> dict:
 
 
 SCRIPT = '''
-import os, sys
+import os, signal, sys, threading, time
 sys.path.insert(0, {root!r})
 import numpy as np
 import psutil
@@ -362,17 +374,26 @@ class Double(Executor):  # in __main__: only cloudpickle can ship it
     def double(self, docs, **kwargs):
         docs.embeddings *= 2
 
+    @requests(on='/slow')
+    def slow(self, **kwargs):
+        time.sleep(0.05)
+
 if __name__ == '__main__':
     da = DocumentArray(Document() for _ in range(4))
     da.embeddings = np.ones((4, 3), np.float32)
-    with Flow(backend='ray', ray_init_kwargs={{'num_cpus': 1}}).add(uses=Double) as f:
-        out = f.post('/', da, return_results=True, timeout=30)
-        print('RAY-PIDS', ' '.join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
-    print('SUM', float(out[0].docs.embeddings.sum()), flush=True)
+    try:
+        with Flow(backend='ray', ray_init_kwargs={{'num_cpus': 1}}).add(uses=Double) as f:
+            out = f.post('/', da, return_results=True, timeout=30)
+            print('SUM', float(out[0].docs.embeddings.sum()), flush=True)
+            print('RAY-PIDS', ' '.join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C mid-post
+            f.post('/slow', (Document() for _ in range(2000)), request_size=1, timeout=60)
+    except KeyboardInterrupt:
+        print('INTERRUPTED', flush=True)
 '''
 
 
-def test_a_script_starts_a_private_ray_and_leaves_nothing_running(tmp_path):
+def test_a_script_starts_a_private_ray_and_ctrl_c_leaves_nothing_running(tmp_path):
     script = tmp_path / 'job.py'
     script.write_text(SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0', 'RAY_TMPDIR': tempfile.mkdtemp(prefix='ray-')}
@@ -380,8 +401,9 @@ def test_a_script_starts_a_private_ray_and_leaves_nothing_running(tmp_path):
     try:
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
-        lines = dict(line.split(' ', 1) for line in out.stdout.splitlines() if line.startswith(('RAY-PIDS', 'SUM')))
-        assert float(lines['SUM']) == 24.0
+        lines = dict((line + ' ').split(' ', 1) for line in out.stdout.splitlines()
+                     if line.startswith(('RAY-PIDS', 'SUM', 'INTERRUPTED')))
+        assert float(lines['SUM']) == 24.0 and 'INTERRUPTED' in lines
         ray_pids = [int(p) for p in lines['RAY-PIDS'].split()]
         assert ray_pids  # the private instance's raylet, GCS, workers
         procs = []

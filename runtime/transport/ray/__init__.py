@@ -9,6 +9,6 @@ Example
 >>> from runtime.transport.ray import RayTransport
 >>> t = RayTransport(address=None)   # a private local Ray instance, shut down at close
 """
-from .transport import RayTransport, RayWorker, RayWorkerDiedError, import_ray
+from .transport import RayTransport, RayWorker, RayWorkerDiedError, check_ray_options, import_ray
 
-__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'import_ray']
+__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'check_ray_options', 'import_ray']

@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...array import DocumentArray
     from ...control.topology import Deployment
 
-__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'RayPayload', 'import_ray', 'INSTALL_HINT']
+__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'RayPayload', 'import_ray', 'check_ray_options',
+           'INSTALL_HINT']
 
 logger = logging.getLogger('runtime')
 
@@ -54,8 +55,10 @@ INLINE_MAX = 64 << 10
 #: (results of finished calls) or for actors to run their ``close()``.
 GET_TIMEOUT_S = 60.0
 #: ``ray_options`` that the Flow sets itself: Ray must not restart or retry on its own.
-_FLOW_OWNED = {'max_restarts': 'add(..., max_restarts=N)', 'max_task_retries': 'add(..., max_retries=N)',
-               'max_concurrency': 'replicas=N (an executor handles one request at a time)'}
+_FLOW_OWNED = {'max_restarts': 'use add(..., max_restarts=N)', 'max_task_retries': 'use add(..., max_retries=N)',
+               'max_concurrency': 'use replicas=N (an executor handles one request at a time)',
+               'lifetime': "leave it out: the Flow's actors end with the Flow",
+               'name': 'use add(..., name=...)', 'namespace': 'leave it out', 'get_if_exists': 'leave it out'}
 
 
 def import_ray() -> Any:
@@ -65,6 +68,38 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise ImportError(f"Flow(backend='ray') needs Ray, which is not installed: {INSTALL_HINT}") from exc
     return ray
+
+
+def check_ray_options(executor: str, options: Any) -> dict:
+    """``add(..., ray_options=...)`` checked where it is given: a dict of Ray actor options
+    (``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``scheduling_strategy``,
+    ``runtime_env``, ...), none of those the Flow sets itself. Ray checks names and values
+    too when it is installed here. Returns a copy.
+
+    Example
+    -------
+    >>> check_ray_options('enc', {'num_gpus': 0.5, 'resources': {'big_mem': 1}})
+    {'num_gpus': 0.5, 'resources': {'big_mem': 1}}
+    """
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f'executor {executor!r}: ray_options must be a dict of Ray actor options such as '
+                        f"{{'num_cpus': 1, 'num_gpus': 0.5, 'resources': {{'node_a': 1}}}}, got {type(options).__name__}")
+    for key, instead in _FLOW_OWNED.items():
+        if key in options:
+            raise ValueError(f'executor {executor!r}: ray_options {key!r} is set by the Flow; {instead}')
+    try:  # Ray's own check, where this Ray has it (a private module: its place moves between versions)
+        from ray._common.ray_option_utils import validate_actor_options
+    except ImportError:
+        try:
+            from ray._private.ray_option_utils import validate_actor_options
+        except ImportError:
+            validate_actor_options = None
+    if validate_actor_options is not None:
+        try:
+            validate_actor_options(dict(options), in_options=True)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f'executor {executor!r}: bad ray_options: {exc}') from None
+    return dict(options)
 
 
 class RayWorkerDiedError(WorkerDiedError):
@@ -137,10 +172,7 @@ def _fmt(resources: dict) -> str:
 def actor_options(dep: 'Deployment') -> tuple[dict, dict]:
     """(``.options()`` for the actor of ``dep``, the resources it asks for), from
     ``add(..., ray_options=..., env=...)``."""
-    opts = dict(getattr(dep, 'ray_options', None) or {})
-    for key, instead in _FLOW_OWNED.items():
-        if key in opts:
-            raise ValueError(f'executor {dep.name!r}: ray_options {key!r} is set by the Flow; use {instead} instead')
+    opts = check_ray_options(dep.name, getattr(dep, 'ray_options', None) or {})
     if dep.env:
         runtime_env = dict(opts.get('runtime_env') or {})
         env_vars = dict(runtime_env.get('env_vars') or {})
@@ -228,7 +260,11 @@ class RayTransport(Transport):
     def open(self) -> None:
         ray = self._ray = import_ray()
         if ray.is_initialized():
-            logger.info('backend ray: using the Ray instance this process is connected to')
+            if self.address is not None:
+                logger.warning('backend ray: this process is already connected to Ray; ray_address=%r is not used',
+                               self.address)
+            else:
+                logger.info('backend ray: using the Ray instance this process is connected to')
         else:
             kwargs = dict(self.init_kwargs)
             if self.address is None:
