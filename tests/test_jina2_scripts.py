@@ -288,7 +288,6 @@ def test_flow_shards_with_polling_all_merge_matches():
     assert {i.split('-')[0] for i in ids} == {'s0', 's1'}
 
 
-@NEEDS(strict=True, reason='join handlers get docs_matrix (issue 15, Flow part)')
 def test_flow_needs_join_gets_docs_matrix():
     from runtime import Document, Executor, Flow, requests
 
