@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         kwargs = {'n': QUICK_DATAMODEL_N} if args.quick else {}
         if args.tiny:
-            kwargs = {'n': 2_000, 'rss_docs': 10_000}
+            kwargs = {'n': 2_000, 'rss_docs': 10_000, 'min_s': bench_flow.TINY_RUN_S}
         dm = bench_datamodel.run(quick=args.quick, **kwargs)
         out['benchmarks']['datamodel'] = {'config': {'quick': args.quick, **kwargs}, 'figures': dm,
                                           'seconds': time.perf_counter() - t0}

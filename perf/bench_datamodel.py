@@ -2,7 +2,9 @@
 
 Run ``python -m perf.bench_datamodel [--quick] [--n N]``; it prints one table (figure,
 value, target, pass/fail). Everything is measured in this one invocation, on documents
-with a ``dim``-d float32 embedding, a short text and one int tag.
+with a ``dim``-d float32 embedding, a short text and one int tag. Each timed run repeats
+its operation until at least 0.5 s have passed (``perf.common.MIN_RUN_S``): many of them
+take milliseconds, where one scheduler hiccup is the whole figure.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 
+from perf.common import MIN_RUN_S
 from runtime.array import DocumentArray
 from runtime.document import Document
 from runtime.memmap import DocumentArrayMemmap
@@ -43,8 +46,21 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _median_time(fn: Callable[[], Any], reps: int) -> float:
-    return statistics.median(_timed(fn) for _ in range(reps))
+def _per_call(fn: Callable[[], Any], min_s: float) -> float:
+    """Seconds per call of ``fn``, calling it back to back until ``min_s`` have passed."""
+    calls = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        seconds = time.perf_counter() - t0
+        if seconds >= min_s:
+            return seconds / calls
+
+
+def _median_time(fn: Callable[[], Any], reps: int, min_s: float = MIN_RUN_S) -> float:
+    """Median over ``reps`` timed runs (each at least ``min_s``) of the seconds per call."""
+    return statistics.median(_per_call(fn, min_s) for _ in range(reps))
 
 
 def _rss() -> int:
@@ -75,7 +91,8 @@ def _iter_rss_growth(root: str, n: int) -> tuple[float, float]:
     return (peak - base) / 2**20, _rate(n, seconds)
 
 
-def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | None = None) -> dict:
+def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | None = None,
+        min_s: float = MIN_RUN_S) -> dict:
     """Measure the data-model figures and return them.
 
     Parameters
@@ -85,7 +102,12 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | N
     dim : int
         Embedding width (float32).
     quick : bool
-        Fewer repetitions, and 100,000 instead of 1,000,000 documents for the memory figure.
+        One timed run per figure instead of three, and 100,000 instead of 1,000,000
+        documents for the memory figure.
+    rss_docs : int, optional
+        Small documents for the memory figure (overrides the default of ``quick``).
+    min_s : float
+        Shortest timed run, in seconds: the operation is repeated until it has passed.
 
     Returns
     -------
@@ -94,10 +116,10 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | N
 
     Examples
     --------
-    >>> run(n=2000, dim=8, quick=True)['dam append (extend)']['unit']
+    >>> run(n=2000, dim=8, quick=True)['dam append (extend, batches of 1000)']['unit']
     'docs/s'
     """
-    reps = 3 if quick else 5
+    reps = 1 if quick else 3  # timed runs of >= min_s each
     rss_docs = rss_docs or (100_000 if quick else 1_000_000)
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((n, dim), dtype=np.float32)
@@ -126,14 +148,19 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | N
                     dam.append(d)
             shutil.rmtree(os.path.join(root, 'append'))
 
-        # Each repetition writes a fresh directory (the last one stays for the reads).
+        # Each call writes a fresh directory (the last one stays for the reads); removing
+        # the previous one is not timed.
         times = []
-        for _ in range(min(reps, 3)):
-            shutil.rmtree(path, ignore_errors=True)
-            times.append(_timed(extend_all))
+        for _ in range(reps):
+            spent = calls = 0.0
+            while spent < min_s:
+                shutil.rmtree(path, ignore_errors=True)
+                spent += _timed(extend_all)
+                calls += 1
+            times.append(spent / calls)
         rate = _rate(n, statistics.median(times))
         put('dam append (extend, batches of 1000)', rate, 'docs/s', '>= 50,000', rate >= 50_000)
-        rate = _rate(n, _median_time(append_all, 1 if quick else 3))
+        rate = _rate(n, _median_time(append_all, reps, min_s))
         put('dam append (one at a time)', rate, 'docs/s', '>= 50,000', rate >= 50_000)
 
         def reopen_embeddings() -> float:
@@ -143,17 +170,22 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | N
                 seconds = time.perf_counter() - t0
                 assert e.shape == (n, dim)
                 return seconds
-        ms = statistics.median(reopen_embeddings() for _ in range(reps)) * 1e3
+        t_end, seconds = time.perf_counter() + min_s, []
+        while not seconds or time.perf_counter() < t_end:
+            seconds.append(reopen_embeddings())
+        ms = statistics.median(seconds) * 1e3
         put(f'dam .embeddings of {n:,} after reopen', ms, 'ms', '< 50' if n >= 100_000 else None,
             ms < 50 if n >= 100_000 else None)
-        put('dam reopen (load index)', _median_time(lambda: DocumentArrayMemmap(path).close(), reps) * 1e3, 'ms')
+        ms = _median_time(lambda: DocumentArrayMemmap(path).close(), reps, min_s) * 1e3
+        put('dam reopen (load index)', ms, 'ms')
 
         with DocumentArrayMemmap(path) as dam:
-            rate = _rate(len(rand_ids), _median_time(lambda: [dam[i] for i in rand_ids], reps))
+            rate = _rate(len(rand_ids), _median_time(lambda: [dam[i] for i in rand_ids], reps, min_s))
             put('dam random access by id', rate, 'docs/s', '>= 50,000', rate >= 50_000)
-            rate = _rate(len(rand_ints), _median_time(lambda: [dam[i] for i in rand_ints], reps))
+            rate = _rate(len(rand_ints), _median_time(lambda: [dam[i] for i in rand_ints], reps, min_s))
             put('dam random access by int index', rate, 'docs/s')
-            put('dam full iteration', _rate(n, _median_time(lambda: sum(1 for _ in dam), reps)), 'docs/s')
+            rate = _rate(n, _median_time(lambda: sum(1 for _ in dam), reps, min_s))
+            put('dam full iteration', rate, 'docs/s')
             dam_texts_ok = dam[0].text == docs[0].text and np.array_equal(dam[n - 1].embedding, emb[n - 1])
         assert dam_texts_ok
 
@@ -168,16 +200,18 @@ def run(n: int = 100_000, dim: int = 768, quick: bool = False, rss_docs: int | N
             da = DocumentArray()
             for d in docs:
                 da.append(d)
-        put('DocumentArray append (extend, batches of 1000)', _rate(n, _median_time(da_extend, reps)), 'docs/s')
-        put('DocumentArray append (one at a time)', _rate(n, _median_time(da_append, reps)), 'docs/s')
+        put('DocumentArray append (extend, batches of 1000)', _rate(n, _median_time(da_extend, reps, min_s)),
+            'docs/s')
+        put('DocumentArray append (one at a time)', _rate(n, _median_time(da_append, reps, min_s)), 'docs/s')
         da = da_extend()
         put(f'DocumentArray .embeddings of {n:,} (stacks a copy)',
-            _median_time(lambda: da.embeddings, min(reps, 3)) * 1e3, 'ms')
+            _median_time(lambda: da.embeddings, reps, min_s) * 1e3, 'ms')
         put('DocumentArray random access by id', _rate(len(rand_ids), _median_time(
-            lambda: [da[i] for i in rand_ids], reps)), 'docs/s')
+            lambda: [da[i] for i in rand_ids], reps, min_s)), 'docs/s')
         put('DocumentArray random access by int index', _rate(len(rand_ints), _median_time(
-            lambda: [da[i] for i in rand_ints], reps)), 'docs/s')
-        put('DocumentArray full iteration', _rate(n, _median_time(lambda: sum(1 for _ in da), reps)), 'docs/s')
+            lambda: [da[i] for i in rand_ints], reps, min_s)), 'docs/s')
+        put('DocumentArray full iteration', _rate(n, _median_time(lambda: sum(1 for _ in da), reps, min_s)),
+            'docs/s')
         del da
 
         # -- memory while streaming --------------------------------------------------------
