@@ -61,9 +61,14 @@ def cluster():
 def ray_cluster(cluster):
     """The cluster, and a check that the test left no actor alive in it."""
     yield cluster
+    # Ray's actor table without the dashboard's state API: a private call, so where a Ray
+    # release moves it the check is left out rather than failing every test.
+    table = getattr(getattr(getattr(ray, '_private', None), 'state', None), 'actors', None)
+    if table is None:
+        return
     deadline = time.monotonic() + 10
     while True:  # ray.kill is asynchronous: the table says DEAD a moment later
-        alive = [a for a in ray._private.state.actors().values() if a['State'] not in ('DEAD',)]
+        alive = [a for a in table().values() if a['State'] != 'DEAD']
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.1)
