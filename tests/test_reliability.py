@@ -382,11 +382,11 @@ def test_a_dropped_message_fails_the_post_instead_of_hanging(tmp_path):
         lines = Lines(proc)
         info = json.loads(lines.readline())
         try:
-            report = json.loads(lines.readline(timeout=6))
+            report = json.loads(lines.readline(timeout=4))
         except TimeoutError:
             proc.send_signal(signal.SIGTERM)  # the Flow closes on SIGTERM
             proc.wait(timeout=15)
-            raise AssertionError('post() without timeout= still waits 6 s after its message was dropped')
+            raise AssertionError('post() without timeout= still waits 4 s after its message was dropped')
         assert 'capped' in report['outcome'] and report['outcome'].startswith('WorkerDiedError')
         assert report['took'] < 5
         assert report['after'] not in info['pids']  # served by the restarted process
@@ -442,6 +442,62 @@ def test_without_restarts_left_a_hung_worker_is_left_alone():
             f.post('/', Document(), timeout=1.5)
         assert time.monotonic() - t0 >= 1.5  # well past the 1 s grace
         assert hung.alive and psutil.pid_exists(hung.pid)
+
+
+HUNG_THEN_UNTIMED = '''
+import json, os, sys, time
+import psutil
+from runtime import Document, Executor, Flow, RequestTimeoutError, requests
+''' + REPORT_FLOW + '''
+
+class Hangs(Executor):
+    @requests
+    def work(self, docs, **kwargs):
+        if any(d.tags.get('hang') for d in docs):
+            time.sleep(60)
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+with Flow(timeout_close=0.5).add(name='hangs', uses=Hangs, max_restarts=1, max_retries=1) as f:
+    report_flow(f)
+    try:
+        f.post('/', Document(tags={'hang': True}), timeout=0.3)
+    except RequestTimeoutError:
+        pass
+    t0 = time.monotonic()
+    res = f.post('/', Document(id='after'), return_results=True)  # no timeout
+    print(json.dumps({'took': time.monotonic() - t0, 'pid': res[0].docs[0].tags['pid']}), flush=True)
+'''
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'a hung worker is ended only from Router.expire, which Post.run calls only for a post given '
+    'timeout=: after post(timeout=0.3) timed out on a hung handler, a post without timeout= sends '
+    'its request to the same (only) replica and waits forever; the worker is never ended although '
+    'max_restarts allows. Fix: check Router._hung on every pump (or in Post.run whatever its '
+    'timeout), apart from failing the post\'s own timed-out requests'))
+def test_a_hung_worker_is_ended_even_while_the_next_post_has_no_timeout(tmp_path):
+    proc = _start_script(tmp_path, HUNG_THEN_UNTIMED)
+    info: dict = {}
+    try:
+        lines = Lines(proc)
+        info = json.loads(lines.readline())
+        try:
+            report = json.loads(lines.readline(timeout=5))
+        except TimeoutError:
+            proc.send_signal(signal.SIGTERM)  # the Flow closes on SIGTERM
+            proc.wait(timeout=15)
+            raise AssertionError('a post without timeout= still waits 5 s behind a hung worker')
+        assert report['took'] < 3
+        assert report['pid'] not in info['pids']  # served by the restarted process
+        assert proc.wait(timeout=15) == 0
+    finally:
+        reap(proc)
+        if info:
+            assert not _wait_exited(info['pids'], 5)
+            leftovers = _leftovers(info['prefix'], info['ipc_dir'])
+            _clean_child(info)
+            assert leftovers == []
 
 
 @pytest.mark.xfail(strict=True, reason=(
