@@ -8,7 +8,6 @@ This module is the user-facing side: building the topology (``add``), validating
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import os
 import pickle
@@ -18,62 +17,26 @@ from functools import partialmethod
 from typing import Any, Callable
 
 from .errors import FlowNotStartedError
-from .executor import resolve_uses
 from .control.inputs import batches, describe
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
 from .control.router import Router
+from .control.specs import ADD_ARGS, build_specs, given_int, reject_jina_only
 
 __all__ = ['Flow']
 
 logger = logging.getLogger('runtime')
 
-#: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
-ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
-            'max_restarts', 'max_retries', 'ray_options')
 #: Where executors run: 'local' (processes on this machine) or 'ray' (actors on a Ray cluster).
 BACKENDS = ('local', 'ray')
 #: Signals that stop a Flow as Ctrl-C does (a systemd stop, timeout(1), a closed terminal).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-_POLLING = ('any', 'all')
-#: Jina 2 arguments about its network gateway and pods, which a one-machine runtime has no
-#: use for: accepted (so Jina 2 scripts run) and ignored.
-_IGNORED_JINA_ARGS = frozenset({
-    'protocol', 'port_expose', 'host', 'port_in', 'port_out', 'port_ctrl', 'restful', 'cors',
-    'expose_public', 'log_config', 'quiet', 'quiet_error', 'identity', 'show_exc_info',
-    'runtime_backend', 'runtime_cls', 'daemon', 'uses_before', 'uses_after', 'py_modules',
-    'upload_files', 'zmq_identity', 'expose_endpoints', 'title', 'description', 'no_debug_endpoints',
-    'static_routing_table', 'inspect', 'k8s_namespace', 'peas_hosts', 'read_only', 'dump_path',
-    'hosts_in_connect', 'pull_latest', 'docker_kwargs', 'gpus', 'entrypoint', 'pea_role',
-})
 #: ``Flow(...)`` arguments of the gateway that serves a running Flow to other processes.
 SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
-
-
-def _given(value: Any, default: int) -> Any:
-    """None when ``value`` is the default int itself, so Flow-level defaults apply (True and
-    1.0 equal 1 but are not it: they stay, to be refused)."""
-    return None if type(value) is int and value == default else value
-
-
-def _check_polling(polling: Any) -> dict:
-    """``polling`` as {endpoint: 'any' | 'all'} with a '*' default."""
-    if polling is None:
-        return {'*': 'any'}
-    if isinstance(polling, str):
-        polling = {'*': polling}
-    if not isinstance(polling, dict):
-        raise TypeError(f"polling must be 'any', 'all' or a dict {{endpoint: 'any' | 'all'}}, got {describe(polling)}")
-    # Jina 2 wrote 'ANY' / 'ALL'.
-    out = {k: v.lower() if isinstance(v, str) else v for k, v in polling.items()}
-    bad = {k: v for k, v in out.items() if not isinstance(k, str) or v not in _POLLING}
-    if bad:
-        raise ValueError(f"polling values must be 'any' or 'all' and keys endpoints (or '*'); got {bad}")
-    return {'*': 'any', **out}
 
 
 def _check_callback(cb: Any, name: str) -> None:
@@ -134,14 +97,10 @@ class Flow:
             serve = check_options(**serve)  # raises, naming the option, for what it cannot serve
         self._serve = serve
         self._gateway = None
-        for k, v in kwargs.items():
-            if k in ADD_ARGS:
-                defaults[k] = v
-            elif k in _IGNORED_JINA_ARGS:
-                logger.debug('Flow(%s=...) is a Jina 2 network option; shmflow runs on one machine and ignores it', k)
-            else:
-                raise TypeError(f'Flow() got an unexpected argument {k!r}; it takes workspace, prefetch, '
-                                f'arena_size, timeout_close and the add() arguments {", ".join(ADD_ARGS)}')
+        defaults = {k: kwargs.pop(k) for k in ADD_ARGS if k in kwargs and k != 'workspace'}
+        reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
+                                         f'ray_address, ray_init_kwargs, {", ".join(SERVE_ARGS)} and the add() '
+                                         f'arguments {", ".join(ADD_ARGS)}')
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
             raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
         if not isinstance(arena_size, int) or arena_size < (1 << 16):
@@ -210,6 +169,23 @@ class Flow:
             How many times a request that was on a process when it died is sent again
             (to a live or restarted process). A retried request may have run twice: the
             process may have died after its handler finished.
+        uses_before, uses_after : executor (as ``uses``)
+            Run before this executor's shards, and after them: the ``uses_after``
+            executor's handler gets ``docs_matrix``, one DocumentArray per shard (Jina 2's
+            merger of sharded search). ``needs=name`` later means the ``uses_after``.
+        workspace : str
+            This executor's ``metas.workspace`` (default ``<Flow workspace>/<name>``).
+        py_modules : str or list of str
+            Files or modules to import first, so ``uses='ClassName'`` can name a class
+            they define.
+        ray_options : dict
+            With ``Flow(backend='ray')``: the actors' Ray options (``num_cpus``,
+            ``num_gpus``, ``memory``, ``resources``, ``scheduling_strategy``, ...).
+
+        Every other Jina 2 option is refused with an error saying what to use instead.
+        A join (several ``needs``) whose handler names ``docs_matrix`` gets one
+        DocumentArray per upstream, in the order of ``needs``; any other join gets the
+        documents joined by id.
 
         Example
         -------
@@ -220,61 +196,15 @@ class Flow:
             if shards != 1:
                 raise TypeError('give shards or parallel (its Jina 2 name), not both')
             shards = kwargs.pop('parallel')
-        for k in kwargs:
-            if k not in _IGNORED_JINA_ARGS:
-                raise TypeError(f'add() got an unexpected argument {k!r}; it takes name, needs, '
-                                f'{", ".join(ADD_ARGS)}')
+        extra = {k: kwargs.pop(k) for k in ('ray_options', 'uses_before', 'uses_after', 'py_modules', 'workspace')
+                 if k in kwargs}
+        reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}')
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
-                 'env': env, 'replicas': _given(replicas, 1), 'shards': _given(shards, 1), 'polling': polling,
-                 'max_restarts': max_restarts or None, 'max_retries': max_retries or None}
-        spec = dict(self._defaults)
-        spec.update({k: v for k, v in given.items() if v is not None})
-        if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f'name must be a non-empty str, got {name!r}')
-        if name == 'gateway':
-            raise ValueError("'gateway' names the Flow's input in needs=; give the executor another name")
-        spec['name'] = name
-        reps, nshards = spec.get('replicas', 1), spec.get('shards', 1)
-        for label, value in (('replicas', reps), ('shards', nshards)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f'{label} must be a positive int, got {value!r}')
-        timeout_ready = spec.get('timeout_ready')
-        if timeout_ready is not None and (not isinstance(timeout_ready, (int, float)) or isinstance(timeout_ready, bool)):
-            raise TypeError(f'timeout_ready takes seconds (a number; -1 waits forever), got {describe(timeout_ready)}')
-        for label in ('max_restarts', 'max_retries'):
-            value = spec.get(label, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f'{label} must be an int >= 0, got {value!r}')
-        spec['polling'] = _check_polling(spec.get('polling'))
-        if spec.get('env') is not None and not isinstance(spec['env'], dict):
-            raise TypeError(f'env must be a dict of str -> str, got {type(spec["env"]).__name__}')
-        cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), spec.get('uses_metas'))
-        taken = {s['resolved_name'] for s in self._specs}
-        resolved = name or metas.get('name')
-        if resolved is not None and resolved in taken:
-            raise ValueError(f'an executor named {resolved!r} is already in this Flow; give each add() a unique name')
-        if resolved is None:
-            base = cls.__name__
-            resolved = base
-            for i in itertools.count(1):
-                if resolved not in taken:
-                    break
-                resolved = f'{base}{i}'
-        metas.setdefault('name', resolved)
-        last = self._specs[-1]['resolved_name'] if self._specs else 'gateway'
-        if needs is not None and not isinstance(needs, (str, list, tuple)):
-            raise TypeError(f"needs takes an executor name, 'gateway', or a list of them, got {describe(needs)}")
-        wanted = [last] if needs is None else [needs] if isinstance(needs, str) else list(needs)
-        known = taken | {'gateway'}
-        unknown = [n for n in wanted if not isinstance(n, str) or n not in known]
-        if unknown or not wanted or len(set(wanted)) != len(wanted):
-            # Only earlier names are known, so the graph can never have a cycle.
-            raise ValueError(f'needs={needs!r} must name executors added before this one (or "gateway"), '
-                             f'each once; unknown: {unknown}; known: {sorted(known)}')
-        spec.update(resolved_name=resolved, cls=cls, kwargs=init_kwargs, metas=metas, replicas=reps,
-                    shards=nshards, needs=wanted)
+                 'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,
+                 'max_restarts': max_restarts or None, 'max_retries': max_retries or None, **extra}
+        added = build_specs(self._specs, self._defaults, name, needs, given)
         new = copy.copy(self)
-        new._specs = self._specs + [spec]
+        new._specs = self._specs + added
         new._rt = None
         new._gateway = None
         return new

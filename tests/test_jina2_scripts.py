@@ -302,7 +302,7 @@ def test_flow_needs_join_gets_docs_matrix():
         f.post('/', Document())
 
 
-@NEEDS(strict=True, reason='uses_before / uses_after on shards (issue 15, Flow part)')
+
 def test_flow_uses_after_merges_shards():
     from runtime import Document, Executor, Flow, requests
 

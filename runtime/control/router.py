@@ -63,7 +63,7 @@ class _Request:
         self.results: dict | None = None  # executor name -> the dict its handler returned
         self.routes: list = []
         self.at: dict = {}  # worker -> (node, payload, ready, dispatched): where it is being processed
-        self.parts: dict = {}  # node -> [payload] arrived from its needs so far
+        self.parts: dict = {}  # node -> {source node: payload} arrived from its needs so far
         self.shard_parts: dict = {}  # node -> [payload or None] by shard
         self.done = False  # delivered (or abandoned): replies still due are only booked
         self.last: Any = None  # the latest payload, for an error response
@@ -204,62 +204,83 @@ class Router:
             self._arrive(req, node, payload)
 
     # -- stepping through the plan -----------------------------------------------------------
-    def _arrive(self, req: _Request, node: int, payload: Any) -> None:
-        """One of ``node``'s needs has delivered; once all have, ``node`` takes the request."""
+    def _arrive(self, req: _Request, node: int, payload: Any, split: tuple | None = None, src: int = GATEWAY) -> None:
+        """One of ``node``'s needs has delivered; once all have, ``node`` takes the request.
+
+        ``split``: ``payload`` is the concatenation of parts of these sizes, for a node
+        that takes ``docs_matrix``; ``src``: the node it comes from."""
         plan = req.post.plan
         need = plan.end_preds if node == END else plan.npred[node]
         if need > 1:
-            parts = req.parts.setdefault(node, [])
-            parts.append(payload)
-            if len(parts) < need:
+            arrived = req.parts.setdefault(node, {})
+            arrived[src] = payload
+            if len(arrived) < need:
                 return
             del req.parts[node]
+            parts = [arrived[p] for p in plan.preds[node]]
             name = plan.nodes[node].name if node != END else 'gateway'
-            payload = self._join(req, parts, None, req.forks.get(plan.split[node]), name, 'joining branches')
+            if node != END and plan.matrix[node]:
+                payload, split = self._concat(req, parts, name)
+            else:
+                payload = self._join(req, parts, None, req.forks.get(plan.split[node]), name, 'joining branches')
             if payload is None:
                 return
         if node == END:
             return self._finish(req, payload)
         if not plan.active[node]:
+            split = None
+            if plan.fan[node] and self._matrix_next(plan, node):
+                # Shards with no handler for it each hand the documents on unchanged: a
+                # uses_after still sees one part per shard, as it would with handlers.
+                payload, split = self._concat(req, [payload] * plan.nodes[node].shards, plan.nodes[node].name)
+                if payload is None:
+                    return
             if node in plan.forks:
                 req.forks[node] = payload
             for nxt in plan.succ[node]:
-                self._arrive(req, nxt, payload)
+                self._arrive(req, nxt, payload, split, node)
             return
         dep = plan.nodes[node]
+        if plan.matrix[node] and split is None:
+            split = (self.transport.count(payload),)
+        elif not plan.matrix[node]:
+            split = None
         if plan.fan[node]:
             req.shard_parts[node] = [None] * dep.shards
             for shard in range(dep.shards):
-                self._assign(req, dep, shard, payload)
+                self._assign(req, dep, shard, payload, split=split)
         else:
-            self._assign(req, dep, None, payload)
+            self._assign(req, dep, None, payload, split=split)
 
     def _assign(self, req: _Request, dep: Deployment, shard: int | None, payload: Any,
-                ready: float | None = None) -> None:
+                ready: float | None = None, split: tuple | None = None) -> None:
         """Send to the live instance (of ``shard``, or of any shard) with the fewest
         requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
         ready = ready or time.time()  # when it could have gone: waiting in the router counts as queueing
         pool = dep.candidates(shard)
         if not pool:
             if dep.starting(shard):  # a restart is under way: wait for it
-                dep.waiting.append((req, shard, payload, ready))
+                dep.waiting.append((req, shard, payload, ready, split))
                 return
             return self._fail(req, self._death_of(dep, shard))
         w = min(pool, key=_load)
         if len(pool) > 1 and w.outstanding >= MAX_OUTSTANDING:
-            dep.waiting.append((req, shard, payload, ready))
+            dep.waiting.append((req, shard, payload, ready, split))
             return
-        self._send(req, w, payload, ready)
+        self._send(req, w, payload, ready, split)
 
-    def _send(self, req: _Request, w: Worker, payload: Any, ready: float) -> None:
-        req.at[w] = (w.dep.index, payload, ready, time.time())
+    def _send(self, req: _Request, w: Worker, payload: Any, ready: float, split: tuple | None) -> None:
+        req.at[w] = (w.dep.index, payload, ready, time.time(), split)
         w.outstanding += 1
-        self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload)
+        if split is None:
+            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload)
+        else:
+            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload, split)
 
     def _next_waiting(self, dep: Deployment) -> None:
         """An instance of ``dep`` has room again: hand it the oldest waiting request."""
         while dep.waiting:
-            req, shard, payload, ready = dep.waiting[0]
+            req, shard, payload, ready, split = dep.waiting[0]
             if req.done:
                 dep.waiting.popleft()
                 continue
@@ -274,10 +295,25 @@ class Router:
             if w.outstanding >= MAX_OUTSTANDING:
                 return
             dep.waiting.popleft()
-            self._send(req, w, payload, ready)
+            self._send(req, w, payload, ready, split)
 
     def _death_of(self, dep: Deployment, shard: int | None) -> BaseException:
         return dep.by_shard[shard or 0][-1].died()
+
+    @staticmethod
+    def _matrix_next(plan: Plan, node: int) -> bool:
+        """Whether what ``node`` sends on goes to a node that takes ``docs_matrix``."""
+        return any(nxt != END and plan.matrix[nxt] for nxt in plan.succ[node])
+
+    def _concat(self, req: _Request, parts: list, name: str) -> tuple[Any, tuple | None]:
+        """The parts one after the other, for a node that takes them as ``docs_matrix``."""
+        try:
+            payload = self.transport.combine(req.rid, parts, _concatenate)
+        except Exception as exc:
+            self._fail(req, ExecutorError(name, type(exc).__qualname__, f'gathering docs_matrix: {exc}',
+                                          traceback.format_exc()))
+            return None, None
+        return payload, tuple(self.transport.count(p) for p in parts)
 
     def _join(self, req: _Request, parts: list, dep: Deployment | None, fork: Any, name: str,
               doing: str) -> Any:
@@ -333,6 +369,7 @@ class Router:
         w.ready = True
         w.dep.endpoints = event.endpoints
         w.dep.has_default = event.default
+        w.dep.matrix_endpoints = event.matrix
 
     def _on_init_failed(self, event: InitFailed) -> None:
         # A restarted instance whose __init__ raised: it is going away; its Died event
@@ -376,14 +413,14 @@ class Router:
                            w.shard, dep.restarts, dep.max_restarts)
             self._spawn(dep, w.shard, w.replica)
         for req in [r for r in self._requests.values() if w in r.at]:
-            node, payload, *_ = req.at.pop(w)
+            node, payload, _, _, split = req.at.pop(w)
             w.outstanding -= 1
             if req.done or req.post.abandoned:
                 req.done = True
                 self._retire(req)
             elif req.retries < dep.max_retries:
                 req.retries += 1  # may run twice: the instance may have died after the handler
-                self._assign(req, dep, w.shard if req.post.plan.fan[node] else None, payload)
+                self._assign(req, dep, w.shard if req.post.plan.fan[node] else None, payload, split=split)
             else:
                 req.last = payload
                 self._fail(req, event.error)
@@ -397,7 +434,7 @@ class Router:
         if req is None:  # cannot happen while the tables are right; never leak a buffer
             self.transport.retire(rid)
             return None
-        node, payload, ready, dispatched = req.at.pop(w)
+        node, payload, ready, dispatched, _ = req.at.pop(w)
         if keep_input:
             req.last = payload
         if req.done or req.post.abandoned:
@@ -414,6 +451,7 @@ class Router:
 
     def _done_at(self, req: _Request, w: Worker, payload: Any) -> None:
         """``w`` answered: pass its output on (a shard's waits for its sibling shards)."""
+        split = None
         plan = req.post.plan
         node = w.dep.index
         req.last = payload
@@ -423,13 +461,16 @@ class Router:
             if any(p is None for p in parts):
                 return
             del req.shard_parts[node]
-            payload = self._join(req, parts, w.dep, None, w.dep.name, 'reducing shards')
+            if self._matrix_next(plan, node):
+                payload, split = self._concat(req, parts, w.dep.name)  # a uses_after merges them
+            else:
+                payload = self._join(req, parts, w.dep, None, w.dep.name, 'reducing shards')
             if payload is None:
                 return
         if node in plan.forks:
             req.forks[node] = payload
         for nxt in plan.succ[node]:
-            self._arrive(req, nxt, payload)
+            self._arrive(req, nxt, payload, split, node)
 
     # -- the end of a request --------------------------------------------------------------------
     def _retire(self, req: _Request) -> None:
@@ -518,3 +559,7 @@ class Router:
 
 def _load(w: Worker) -> int:
     return w.outstanding
+
+
+def _concatenate(parts: list) -> DocumentArray:
+    return DocumentArray([d for part in parts for d in part])

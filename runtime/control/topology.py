@@ -39,10 +39,17 @@ class Deployment:
         self.by_shard: list[list[Worker]] = [[] for _ in range(self.shards)]
         self.endpoints: frozenset = frozenset()
         self.has_default = False
+        self.matrix_endpoints: frozenset = frozenset()  # handlers that name docs_matrix
+        self.matrix = spec.get('matrix', False)  # a uses_after: gets its shards' outputs as docs_matrix
         self.waiting: collections.deque = collections.deque()  # (request, shard) for a free worker
 
     def handles(self, endpoint: str) -> bool:
         return self.has_default or endpoint in self.endpoints
+
+    def wants_matrix(self, endpoint: str) -> bool:
+        """Whether its handler for ``endpoint`` names ``docs_matrix``."""
+        key = endpoint if endpoint in self.endpoints else '__default__'
+        return key in self.matrix_endpoints
 
     def fans_out(self, endpoint: str) -> bool:
         """Whether a request to ``endpoint`` goes to every shard (polling 'all')."""
@@ -78,6 +85,10 @@ class Plan:
         self.nodes = deployments
         self.active = active
         self.fan = [d.fans_out(endpoint) for d in deployments]
+        # Nodes that get their inputs unmerged, as docs_matrix: a uses_after (one part per
+        # shard), and a join whose handler asks for docs_matrix (one part per upstream).
+        self.matrix = [on and (d.matrix or (len(d.needs) > 1 and d.wants_matrix(endpoint)))
+                       for d, on in zip(deployments, active)]
         index = {d.name: d.index for d in deployments}
         self.succ: list[list[int]] = [[] for _ in deployments]
         self.start: list[int] = []
@@ -89,6 +100,10 @@ class Plan:
                 else:
                     self.succ[index[name]].append(d.index)
         sinks = [d.index for d in deployments if not self.succ[d.index]]
+        # Each node's inputs in the order of its needs (a join hands them on in that order).
+        self.preds: dict[int, list[int]] = {d.index: [GATEWAY if n == 'gateway' else index[n] for n in d.needs]
+                                            for d in deployments}
+        self.preds[END] = sinks or [GATEWAY]
         for i in sinks:
             self.succ[i].append(END)
         self.end_preds = len(sinks)

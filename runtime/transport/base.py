@@ -70,11 +70,14 @@ class Worker:
 
 # -- events: what ``Transport.poll`` returns ---------------------------------------------
 class Ready:
-    """``worker`` finished its ``__init__`` and takes requests (also after a restart)."""
-    __slots__ = ('worker', 'endpoints', 'default')
+    """``worker`` finished its ``__init__`` and takes requests (also after a restart).
 
-    def __init__(self, worker: Worker, endpoints: frozenset, default: bool) -> None:
-        self.worker, self.endpoints, self.default = worker, endpoints, default
+    ``matrix``: the endpoints (``'__default__'`` for the default handler) whose handler
+    names ``docs_matrix``."""
+    __slots__ = ('worker', 'endpoints', 'default', 'matrix')
+
+    def __init__(self, worker: Worker, endpoints: frozenset, default: bool, matrix: frozenset = frozenset()) -> None:
+        self.worker, self.endpoints, self.default, self.matrix = worker, endpoints, default, matrix
 
 
 class InitFailed:
@@ -143,11 +146,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def send(self, worker: Worker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
-             payload: Payload) -> None:
+             payload: Payload, split: tuple | None = None) -> None:
         """Hand request ``rid`` to ``worker``: run its handler for ``endpoint`` on the
         documents of ``payload`` with the pickled parameters and the earlier executors'
-        results. Never blocks; a request that cannot be delivered makes ``worker`` die
-        (a ``Died`` event), which fails or retries what it held."""
+        results (``split``: sizes of consecutive parts, given to the handler as
+        ``docs_matrix``; see ``handling.run_handler``). Never blocks; a request that cannot
+        be delivered makes ``worker`` die (a ``Died`` event), which fails or retries what
+        it held."""
 
     @abc.abstractmethod
     def poll(self, timeout_s: float) -> list:

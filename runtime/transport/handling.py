@@ -10,6 +10,8 @@ Example
 """
 from __future__ import annotations
 
+import inspect
+import itertools
 import pickle
 import sys
 import time
@@ -47,10 +49,14 @@ def build_executor(cls: type, cfg: dict) -> Any:
     return obj
 
 
-def handled_endpoints(executor: Any) -> tuple[list[str], bool]:
-    """(the endpoints it has a handler for, whether it has a default handler)."""
+def handled_endpoints(executor: Any) -> tuple[list[str], bool, list[str]]:
+    """(the endpoints it has a handler for, whether it has a default handler, the
+    endpoints ('__default__' for the default) whose handler names ``docs_matrix``: at a
+    join, those get one DocumentArray per upstream instead of the documents joined by id)."""
     handlers = executor._handlers
-    return sorted(k for k in handlers if k != '__default__'), '__default__' in handlers
+    matrix = [k for k, entry in handlers.items()
+              if 'docs_matrix' in inspect.signature(getattr(executor, entry[0])).parameters]
+    return sorted(k for k in handlers if k != '__default__'), '__default__' in handlers, sorted(matrix)
 
 
 def find_handler(executor: Any, endpoint: str) -> tuple[Callable, tuple | None] | None:
@@ -60,12 +66,15 @@ def find_handler(executor: Any, endpoint: str) -> tuple[Callable, tuple | None] 
 
 
 def run_handler(executor: Any, name: str, found: tuple, docs: DocumentArray, params_blob: bytes,
-                earlier: dict | None) -> tuple[DocumentArray, dict | None, float, float]:
+                earlier: dict | None, split: tuple | None = None) -> tuple[DocumentArray, dict | None, float, float]:
     """Call one handler: (the documents to send on, the dict it returned, start, end).
 
     Each request unpickles its own parameters, so what one handler does to them no other
     request sees; ``parameters[name]`` (a dict) is merged over the rest for this executor.
-    Raises what the handler raised, or TypeError for a return value that means nothing.
+    ``split`` (sizes of consecutive parts of ``docs``) gives the handler ``docs_matrix``,
+    one DocumentArray per upstream or shard, with ``docs`` all of them in order, as Jina 2
+    gave a join. Raises what the handler raised, or TypeError for a return value that
+    means nothing.
     """
     handler, accepted = found
     params = pickle.loads(params_blob)
@@ -75,6 +84,9 @@ def run_handler(executor: Any, name: str, found: tuple, docs: DocumentArray, par
     if isinstance(own, dict):
         params.update(own)
     kwargs = {'docs': docs, 'parameters': params}
+    if split is not None and (accepted is None or 'docs_matrix' in accepted):
+        bounds = [0, *itertools.accumulate(split)]
+        kwargs['docs_matrix'] = [DocumentArray(docs[a:b]) for a, b in zip(bounds, bounds[1:])]
     if accepted is not None:
         for k in accepted:
             kwargs.setdefault(k, None)

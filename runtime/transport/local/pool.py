@@ -204,10 +204,10 @@ class LocalTransport(Transport):
 
     # -- messages ------------------------------------------------------------------------------
     def send(self, worker: LocalWorker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
-             payload: tuple) -> None:
+             payload: tuple, split: tuple | None = None) -> None:
         frees, worker.pending_frees = worker.pending_frees, []
         desc, meta = payload
-        self._queue(worker, P.request(rid, endpoint, params_blob, earlier, desc, frees), meta)
+        self._queue(worker, P.request(rid, endpoint, params_blob, earlier, desc, frees, split), meta)
 
     def _queue(self, w: LocalWorker, header: tuple, meta: Any = b'') -> None:
         """Queue a message for ``w``; ``_flush`` sends each worker's queue as one message.
@@ -303,8 +303,8 @@ class LocalTransport(Transport):
         elif kind == P.RELEASE:
             self.ledger.unpin(w.pins, P.read(header)[0])
         elif kind == P.READY:
-            endpoints, default = P.read(header)
-            events.append(Ready(w, frozenset(endpoints), default))
+            endpoints, default, matrix = P.read(header)
+            events.append(Ready(w, frozenset(endpoints), default, frozenset(matrix)))
         elif kind == P.INIT_ERROR:
             exc_type, message, tb = P.read(header)
             w.fatal = tb

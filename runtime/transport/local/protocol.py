@@ -34,13 +34,14 @@ def config(cfg: dict) -> tuple:
 
 
 def request(rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, payload: tuple,
-            frees: list) -> tuple:
-    """``payload`` is the codec's descriptor; its pickle frame travels beside the header."""
-    return (REQ, rid, endpoint, params_blob, earlier, payload, frees)
+            frees: list, split: tuple | None) -> tuple:
+    """``payload`` is the codec's descriptor; its pickle frame travels beside the header.
+    ``split``: the sizes of the parts the handler gets as ``docs_matrix``."""
+    return (REQ, rid, endpoint, params_blob, earlier, payload, frees, split)
 
 
 def read_request(h: tuple) -> tuple:
-    """(rid, endpoint, params_blob, earlier, payload, frees)"""
+    """(rid, endpoint, params_blob, earlier, payload, frees, split)"""
     return h[1:]
 
 
@@ -65,8 +66,8 @@ def hello(pid: int, secret: str) -> tuple:
     return (HELLO, pid, secret)
 
 
-def ready(endpoints: list, default: bool) -> tuple:
-    return (READY, endpoints, default)
+def ready(endpoints: list, default: bool, matrix: list) -> tuple:
+    return (READY, endpoints, default, matrix)
 
 
 def init_error(exc_type: str, message: str, tb: str) -> tuple:

@@ -119,17 +119,18 @@ class Worker:
 
     def handle(self, header: tuple, meta) -> tuple:
         t_recv = time.time()
-        rid, endpoint, params_blob, earlier, payload, frees = P.read_request(header)
+        rid, endpoint, params_blob, earlier, payload, frees, split = P.read_request(header)
         self.free(frees)
         inputs = InputBuffers(payload, self.mapper)
-        build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv)
+        build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv,
+                                               split)
         pins = inputs.kept()
         if pins:
             self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
             pins = [(r[0], r[1]) for r in pins]
         return build(*fields, pins, self._take_releases(), time.time()), out_meta
 
-    def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv):
+    def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv, split):
         """Run the handler; returns (``P.ok`` or ``P.err``, its fields but the pins,
         releases and send time, which are known only after this returns; the reply's frame).
 
@@ -143,7 +144,7 @@ class Worker:
                 return P.ok, (rid, payload, [], None, (t_recv, t_start, t_end)), meta
             docs = decode(payload, meta, inputs)
             docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob,
-                                                        earlier)
+                                                        earlier, split)
             out, out_meta, allocs = encode(docs, self.arena, inputs)
             return P.ok, (rid, out, allocs, results, (t_recv, t_start, t_end)), out_meta
         except Exception as exc:

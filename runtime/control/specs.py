@@ -1,0 +1,193 @@
+"""What an ``add()`` means: its arguments checked, and the spec dicts the router runs.
+
+Every Jina 2 option is either honoured or refused with an error naming it and what to use
+instead: a script that passed one must not run believing it took effect.
+
+Example
+-------
+>>> specs = build_specs([], {}, name='idx', needs=None, given={'uses': Indexer, 'shards': 2})
+>>> [s['resolved_name'] for s in specs]
+['idx']
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+from ..executor import resolve_uses
+from .inputs import describe
+
+__all__ = ['ADD_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs', 'reject_jina_only']
+
+#: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
+ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
+            'max_restarts', 'max_retries', 'ray_options', 'uses_before', 'uses_after', 'py_modules', 'workspace')
+_POLLING = ('any', 'all')
+
+_NETWORK = ('is Jina 2 wiring between its pods; shmflow connects its own processes over private sockets, '
+            'so remove it')
+_GATEWAY = "configures Jina 2's HTTP gateway; give the gateway's options to Flow(protocol='http', port_expose=...)"
+_LOGS = "configures Jina 2's logs; configure Python logging instead (the logger is named 'runtime')"
+_REMOTE = ('runs Jina 2 executors in containers or remote pods; here executors are local processes, or Ray '
+           "actors with Flow(backend='ray')")
+#: Jina 2 options with no meaning here -> what to do instead.
+JINA_ONLY = {
+    **{k: _NETWORK for k in ('port_in', 'port_out', 'port_ctrl', 'zmq_identity', 'static_routing_table',
+                             'hosts_in_connect', 'peas_hosts', 'expose_public', 'runtime_cls', 'pea_role',
+                             'identity', 'socket_in', 'socket_out', 'host_in', 'host_out')},
+    **{k: _GATEWAY for k in ('restful', 'cors', 'expose_endpoints', 'title', 'description', 'no_debug_endpoints',
+                             'no_crud_endpoints')},
+    **{k: _LOGS for k in ('log_config', 'quiet', 'quiet_error', 'show_exc_info', 'quiet_remote_logs')},
+    **{k: _REMOTE for k in ('upload_files', 'docker_kwargs', 'pull_latest', 'entrypoint', 'k8s_namespace',
+                            'daemon')},
+    'runtime_backend': 'chose threads or processes in Jina 2; every executor here runs in a process of its own',
+    'gpus': "is not managed here: pass env={'CUDA_VISIBLE_DEVICES': '0'}, or ray_options={'num_gpus': 1} with "
+            "Flow(backend='ray')",
+    'read_only': 'is not supported: an executor here may always change its documents',
+    'dump_path': "is not supported: pass the path to your executor with uses_with={...}",
+    'inspect': 'is not supported (Jina 2 inspect pods): add an executor that checks what it needs',
+}
+#: Gateway options, which belong to ``Flow(...)``, not to one executor.
+_SERVE_ONLY = ('port_expose', 'port', 'protocol', 'host')
+
+
+def reject_jina_only(where: str, kwargs: dict, takes: str) -> None:
+    """Raise for the first argument of ``kwargs`` (none are expected), saying what to do."""
+    for k in kwargs:
+        if k in JINA_ONLY:
+            raise TypeError(f'{where}({k}=...) {JINA_ONLY[k]}')
+        if k in _SERVE_ONLY and where == 'add':
+            raise TypeError(f'add({k}=...) is a gateway option: give it to Flow({k}=...) to serve the Flow')
+        raise TypeError(f'{where}() got an unexpected argument {k!r}; it takes {takes}')
+
+
+def given_int(value: Any, default: int) -> Any:
+    """None when ``value`` is the default int itself, so Flow-level defaults apply (True and
+    1.0 equal 1 but are not it: they stay, to be refused)."""
+    return None if type(value) is int and value == default else value
+
+
+def check_polling(polling: Any) -> dict:
+    """``polling`` as {endpoint: 'any' | 'all'} with a '*' default."""
+    if polling is None:
+        return {'*': 'any'}
+    if isinstance(polling, str):
+        polling = {'*': polling}
+    if not isinstance(polling, dict):
+        raise TypeError(f"polling must be 'any', 'all' or a dict {{endpoint: 'any' | 'all'}}, got {describe(polling)}")
+    # Jina 2 wrote 'ANY' / 'ALL'.
+    out = {k: v.lower() if isinstance(v, str) else v for k, v in polling.items()}
+    bad = {k: v for k, v in out.items() if not isinstance(k, str) or v not in _POLLING}
+    if bad:
+        raise ValueError(f"polling values must be 'any' or 'all' and keys endpoints (or '*'); got {bad}")
+    return {'*': 'any', **out}
+
+
+def _check(spec: dict) -> None:
+    for label in ('replicas', 'shards'):
+        value = spec.get(label, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f'{label} must be a positive int, got {value!r}')
+    timeout_ready = spec.get('timeout_ready')
+    if timeout_ready is not None and (not isinstance(timeout_ready, (int, float)) or isinstance(timeout_ready, bool)):
+        raise TypeError(f'timeout_ready takes seconds (a number; -1 waits forever), got {describe(timeout_ready)}')
+    for label in ('max_restarts', 'max_retries'):
+        value = spec.get(label, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f'{label} must be an int >= 0, got {value!r}')
+    if spec.get('env') is not None and not isinstance(spec['env'], dict):
+        raise TypeError(f'env must be a dict of str -> str, got {type(spec["env"]).__name__}')
+    ray_options = spec.get('ray_options')
+    if ray_options is not None and not isinstance(ray_options, dict):
+        raise TypeError(f"ray_options must be a dict of Ray actor options, e.g. {{'num_cpus': 1}}, got "
+                        f'{describe(ray_options)}')
+    workspace = spec.get('workspace')
+    if workspace is not None and not isinstance(workspace, (str, os.PathLike)):
+        raise TypeError(f'workspace must be a folder path (str), got {describe(workspace)}')
+    py_modules = spec.get('py_modules')
+    if py_modules is not None and not isinstance(py_modules, (str, list, tuple)):
+        raise TypeError(f'py_modules must be a file path or module name, or a list of them, got '
+                        f'{describe(py_modules)}')
+
+
+def _name_for(cls: type, name: str | None, metas: dict, taken: set) -> str:
+    resolved = name or metas.get('name')
+    if resolved is not None and resolved in taken:
+        raise ValueError(f'an executor named {resolved!r} is already in this Flow; give each add() a unique name')
+    if resolved is None:
+        base = resolved = cls.__name__
+        for i in itertools.count(1):
+            if resolved not in taken:
+                break
+            resolved = f'{base}{i}'
+    return resolved
+
+
+def _needs(specs: list[dict], needs: Any) -> list[str]:
+    """The resolved names this node takes its input from (a name with a ``uses_after``
+    means its tail)."""
+    if needs is not None and not isinstance(needs, (str, list, tuple)):
+        raise TypeError(f"needs takes an executor name, 'gateway', or a list of them, got {describe(needs)}")
+    last = specs[-1]['resolved_name'] if specs else 'gateway'
+    wanted = [last] if needs is None else [needs] if isinstance(needs, str) else list(needs)
+    taken = {s['resolved_name'] for s in specs}
+    tails = {s['group']: s['resolved_name'] for s in specs if s.get('group')}
+    known = taken | set(tails) | {'gateway'}
+    unknown = [n for n in wanted if not isinstance(n, str) or n not in known]
+    if unknown or not wanted or len(set(wanted)) != len(wanted):
+        # Only earlier names are known, so the graph can never have a cycle.
+        raise ValueError(f'needs={needs!r} must name executors added before this one (or "gateway"), '
+                         f'each once; unknown: {unknown}; known: {sorted(known)}')
+    return [tails.get(n, n) for n in wanted]
+
+
+def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any, given: dict) -> list[dict]:
+    """The spec(s) of one ``add()``: one, or with ``uses_before`` / ``uses_after`` a head
+    that runs before the executor's shards and a tail that gets the shards' outputs as
+    ``docs_matrix`` (Jina 2's sharded-search merger)."""
+    spec = dict(defaults)
+    spec.update({k: v for k, v in given.items() if v is not None})
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f'name must be a non-empty str, got {name!r}')
+    if name == 'gateway':
+        raise ValueError("'gateway' names the Flow's input in needs=; give the executor another name")
+    _check(spec)
+    spec['polling'] = check_polling(spec.get('polling'))
+    metas_in = spec.get('uses_metas')
+    if isinstance(metas_in, dict) or metas_in is None:  # anything else: resolve_uses says what is wrong
+        metas_in = dict(metas_in or {})
+        if spec.get('py_modules') is not None:
+            metas_in.setdefault('py_modules', spec['py_modules'])
+        if spec.get('workspace') is not None:
+            metas_in['workspace'] = os.fspath(spec['workspace'])
+    cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None)
+    metas.pop('py_modules', None)
+    taken = {s['resolved_name'] for s in specs} | {s['group'] for s in specs if s.get('group')}
+    resolved = _name_for(cls, name, metas, taken)
+    metas.setdefault('name', resolved)
+    wanted = _needs(specs, needs)
+    before, after = spec.pop('uses_before', None), spec.pop('uses_after', None)
+    out = []
+    if before is not None:
+        head = _side_spec(before, f'{resolved}-head', wanted, spec)
+        out.append(head)
+        wanted = [head['resolved_name']]
+    spec.update(name=name, resolved_name=resolved, cls=cls, kwargs=init_kwargs, metas=metas,
+                replicas=spec.get('replicas', 1), shards=spec.get('shards', 1), needs=wanted)
+    out.append(spec)
+    if after is not None:
+        tail = _side_spec(after, f'{resolved}-tail', [resolved], spec)
+        tail['matrix'] = True  # its handler's docs_matrix: one DocumentArray per shard
+        tail['group'] = resolved  # needs=[resolved] later means this tail
+        out.append(tail)
+    return out
+
+
+def _side_spec(uses: Any, name: str, needs: list, main: dict) -> dict:
+    cls, kwargs, metas = resolve_uses(uses, None, None)
+    metas.setdefault('name', name)
+    spec = {'name': name, 'resolved_name': name, 'cls': cls, 'kwargs': kwargs, 'metas': metas, 'replicas': 1,
+            'shards': 1, 'needs': needs, 'polling': {'*': 'any'}}
+    spec.update({k: main[k] for k in ('env', 'timeout_ready', 'ray_options') if main.get(k) is not None})
+    return spec
