@@ -141,13 +141,15 @@ class RayWorker(Worker):
             parts.append(f'pid {self.pid}')
         if self.node:
             parts.append(f'node {self.node}')
-        elif self.alive and not self.ready:
+        elif self.alive and not self.ready and self.asks:
             parts.append(f'Ray actor asking for {_fmt(self.asks)}')
         return f'{self.dep.name!r} ({", ".join(parts)})'
 
     def pending_reason(self) -> str:
         """Why its actor has not started yet, for a ``timeout_ready`` error: the
         resources it asked for and whether any node of the cluster has them."""
+        if not self.asks:
+            return ''  # nothing Ray could lack: the router's own guess (a slow __init__) stands
         ray = import_ray()
         try:
             nodes = [n.get('Resources', {}) for n in ray.nodes() if n.get('Alive')]
@@ -269,6 +271,7 @@ class RayTransport(Transport):
             kwargs = dict(self.init_kwargs)
             if self.address is None:
                 kwargs.setdefault('include_dashboard', False)
+                kwargs.setdefault('logging_level', logging.WARNING)  # not Ray's start-up chatter
             address = 'local' if self.address is None else self.address
             try:
                 ray.init(address=address, **kwargs)
