@@ -406,6 +406,10 @@ class Flow:
         if rt is None:
             raise FlowNotStartedError('post() needs a started Flow: call it inside `with flow:` '
                                       '(or after flow.start())')
+        if 'target_peapod' in kwargs:  # Jina 2.0's name
+            if target_executor is not None:
+                raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
+            target_executor = kwargs.pop('target_peapod')
         for k in kwargs:
             raise TypeError(f'post() got an unexpected argument {k!r}')
         if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
@@ -455,20 +459,25 @@ class Flow:
     delete = partialmethod(post, '/delete')
 
     # -- display ---------------------------------------------------------------------------
-    def plot(self, output: str | None = None) -> str:
-        """A picture of the topology, with replicas and shards shown.
+    def plot(self, output: str | None = None, **kwargs: Any) -> 'Flow':
+        """Draw the topology, with replicas and shards shown, and return the Flow (as
+        Jina 2 did, so calls chain).
 
         ``output`` ending in ``.svg`` gets an SVG drawing; ``.md`` a Markdown file with a
-        Mermaid graph; ``.mmd`` the bare Mermaid text. Returns the text written (without
-        ``output``: the Mermaid text).
+        Mermaid graph; ``.mmd`` the bare Mermaid text. Without ``output`` nothing is
+        written (``mermaid()`` returns the text). Jina 2's display options
+        (``vertical_layout``, ``inline_display``, ...) are accepted and have no effect.
 
         Example
         -------
-        >>> Flow().add(name='a').add(name='b', needs='gateway').add(needs=['a', 'b']).plot('flow.svg')
+        >>> f = Flow().add(name='a').add(name='b', needs='gateway').add(needs=['a', 'b']).plot('flow.svg')
         """
         from .control.plot import to_mermaid, to_svg
+        unknown = set(kwargs) - {'vertical_layout', 'inline_display', 'build', 'copy_flow'}
+        if unknown:
+            raise TypeError(f'plot() got unexpected arguments {sorted(unknown)}; it takes output')
         if output is None:
-            return to_mermaid(self._specs)
+            return self
         if not isinstance(output, (str, os.PathLike)):
             raise TypeError(f'plot() takes a file name ending in .svg, .md or .mmd, got {describe(output)}')
         ext = os.path.splitext(str(output))[1].lower()
@@ -482,7 +491,38 @@ class Flow:
             raise ValueError(f'plot() writes .svg, .md (Mermaid in Markdown) or .mmd files, got {output!r}')
         with open(output, 'w', encoding='utf-8') as fp:
             fp.write(text)
-        return text
+        return self
+
+    def mermaid(self) -> str:
+        """The topology as a Mermaid graph (what ``plot('flow.mmd')`` writes).
+
+        Example
+        -------
+        >>> print(Flow().add(name='enc', replicas=2).mermaid())  # doctest: +SKIP
+        """
+        from .control.plot import to_mermaid
+        return to_mermaid(self._specs)
+
+    def needs(self, needs: str | list, name: str = 'joiner', **kwargs: Any) -> 'Flow':
+        """A new Flow with a pass-through executor ``name`` that joins ``needs`` (Jina 2's
+        ``Flow.needs``): the documents of each are joined by id.
+
+        Example
+        -------
+        >>> f = Flow().add(name='a').add(name='b', needs='gateway').needs(['a', 'b'])
+        """
+        return self.add(name=name, needs=needs, **kwargs)
+
+    def needs_all(self, name: str = 'joiner', **kwargs: Any) -> 'Flow':
+        """Join every executor that nothing else takes from yet (Jina 2's ``needs_all``).
+
+        Example
+        -------
+        >>> f = Flow().add(name='a').add(name='b', needs='gateway').needs_all()
+        """
+        used = {n for s in self._specs for n in s['needs']}
+        ends = [s.get('group') or s['resolved_name'] for s in self._specs if s['resolved_name'] not in used]
+        return self.needs(ends or ['gateway'], name=name, **kwargs)
 
     # -- YAML ------------------------------------------------------------------------------
     @classmethod

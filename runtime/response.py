@@ -89,6 +89,22 @@ class Response:
     def is_error(self) -> bool:
         return self.status.code == Status.ERROR
 
+    def dict(self) -> dict:
+        """This response as plain JSON data, in the shape of Jina 2's REST answers
+        (``requestId``, ``header``, ``parameters``, ``routes``, ``data.docs``; arrays as lists).
+
+        Example
+        -------
+        >>> resp.dict()['data']['docs'][0]['text']  # doctest: +SKIP
+        """
+        from .serving.wire import response_to_json
+        return response_to_json(self)
+
+    def json(self) -> str:
+        """``dict()`` as a JSON string."""
+        import json
+        return json.dumps(self.dict())
+
     def __repr__(self) -> str:
         hops = ' -> '.join(r['executor'] for r in self.routes) or '(none)'
         return (f'<Response request_id={self.request_id} endpoint={self.header.exec_endpoint!r} '

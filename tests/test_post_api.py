@@ -449,3 +449,21 @@ def test_types_survive_the_trip():
                 assert a.dtype == b.dtype and a.shape == b.shape
                 np.testing.assert_array_equal(a, b)
         assert d.buffer == orig.buffer
+
+
+def test_target_peapod_is_target_executor_and_responses_convert_to_json():
+    import json
+    with Flow().add(name='a', uses=AppendName).add(name='b', uses=AppendName) as f:
+        out = f.post('/', [Document(id='x', text='hi')], target_peapod='b', return_results=True)
+        with pytest.raises(TypeError, match='not both'):
+            f.post('/', [], target_peapod='a', target_executor='b')
+    assert [h['executor'] for h in out[0].routes] == ['b']  # routes are there without profiling
+    data = json.loads(out[0].json())
+    assert data == out[0].dict()
+    assert data['data']['docs'][0]['text'] == 'hi' and data['header']['execEndpoint'] == '/'
+
+
+def test_unpicklable_uses_with_names_the_executor():
+    import threading
+    with pytest.raises(TypeError, match="'locked'.*picklable"):
+        Flow().add(name='locked', uses_with={'lock': threading.Lock()})

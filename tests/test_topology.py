@@ -234,7 +234,7 @@ def test_shards_times_replicas_processes_ids_and_workspaces(tmp_path):
     flow = (Flow(workspace=str(tmp_path))
             .add(name='sh', uses=WhereAmI, shards=2, replicas=2, polling={'/all': 'all', '*': 'any'})
             .add(name='rep', uses=WhereAmI, replicas=2))
-    assert '2 replicas' in flow.plot() and '2 shards' in flow.plot()
+    assert '2 replicas' in flow.mermaid() and '2 shards' in flow.mermaid()
     with flow as f:
         kids = psutil.Process().children(recursive=True)
         assert len(kids) == 4 + 2
@@ -556,8 +556,7 @@ def test_plot_svg_markdown_and_mermaid(tmp_path):
             .add(name='side', needs='gateway'))
 
     svg = tmp_path / 'flow.svg'
-    text = flow.plot(str(svg))
-    assert svg.read_text(encoding='utf-8') == text
+    assert flow.plot(str(svg)) is flow  # as in Jina 2, so calls chain
     root = ET.parse(svg).getroot()  # well-formed XML, even with '&' in a name
     assert root.tag == '{http://www.w3.org/2000/svg}svg'
     words = ' '.join(t.text or '' for t in root.iter('{http://www.w3.org/2000/svg}text'))
@@ -573,16 +572,18 @@ def test_plot_svg_markdown_and_mermaid(tmp_path):
     _check_edges(flow, mermaid)
 
     mmd = tmp_path / 'flow.mmd'
-    raw = flow.plot(str(mmd))
-    assert mmd.read_text(encoding='utf-8') == raw == flow.plot()
+    flow.plot(str(mmd))
+    raw = mmd.read_text(encoding='utf-8')
+    assert raw == flow.mermaid()
     assert '```' not in raw
     _check_edges(flow, raw)
 
     # a plain chain and an empty flow draw too
     chain = Flow().add(name='one').add(name='two')
-    _check_edges(chain, chain.plot())
-    _parse_mermaid(Flow().plot())
-    ET.fromstring(Flow().plot(str(tmp_path / 'empty.svg')))
+    _check_edges(chain, chain.mermaid())
+    _parse_mermaid(Flow().mermaid())
+    Flow().plot(str(tmp_path / 'empty.svg'))
+    ET.parse(tmp_path / 'empty.svg')
 
     with pytest.raises(ValueError, match=r'\.svg'):
         flow.plot(str(tmp_path / 'flow.png'))
@@ -593,7 +594,7 @@ def test_plot_svg_markdown_and_mermaid(tmp_path):
 
 def test_plot_executor_named_end_is_its_own_node():
     flow = Flow().add(name='end').add(name='x', needs=['end', 'gateway'])
-    _check_edges(flow, flow.plot())
+    _check_edges(flow, flow.mermaid())
 
 
 class _ShardCount(Executor):
@@ -606,3 +607,13 @@ def test_results_of_every_shard_polled_all_are_kept():
     with Flow().add(name='sc', uses=_ShardCount, shards=3, polling='all') as f:
         (resp,) = f.post('/', [Document(), Document()], return_results=True)
     assert resp.parameters['__results__']['sc'] == [{'shard': s, 'n': 2} for s in range(3)]
+
+
+def test_flow_needs_and_needs_all_join_the_open_ends():
+    flow = Flow().add(name='a').add(name='b', needs='gateway').add(name='c', needs='gateway').needs_all()
+    assert flow._specs[-1]['needs'] == ['a', 'b', 'c']
+    chained = Flow().add(name='a').add(name='b', needs='gateway').needs(['a', 'b'], name='j').add(name='after')
+    assert [s['needs'] for s in chained._specs][-2:] == [['a', 'b'], ['j']]
+    with chained as f:
+        out = f.post('/', [Document(id=str(i)) for i in range(3)], return_results=True)
+    assert sorted(d.id for r in out for d in r.docs) == ['0', '1', '2']  # joined by id, not doubled

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 from typing import Any
 
 from ..executor import resolve_uses
@@ -166,6 +167,11 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
     taken = {s['resolved_name'] for s in specs} | {s['group'] for s in specs if s.get('group')}
     resolved = _name_for(cls, name, metas, taken)
     metas.setdefault('name', resolved)
+    try:  # here, naming the executor, rather than when its process is configured
+        pickle.dumps((init_kwargs, metas), protocol=5)
+    except Exception as exc:
+        raise TypeError(f'the uses_with / uses_metas of executor {resolved!r} must be picklable to reach its '
+                        f'process (numbers, str, lists, dicts, arrays...): {exc}') from None
     wanted = _needs(specs, needs)
     before, after = spec.pop('uses_before', None), spec.pop('uses_after', None)
     out = []

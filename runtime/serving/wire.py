@@ -443,21 +443,27 @@ def _status_to_json(status: Status) -> dict:
     return out
 
 
-def encode_response(resp: Response, arrays: str = 'list', target_executor: str | None = None) -> bytes:
-    """A Response as the JSON body the gateway answers with (Jina 2's shape):
-    ``requestId``, ``header`` (``execEndpoint``, ``status``), ``parameters``, ``routes``,
-    ``data.docs``.
+def response_to_json(resp: Response, arrays: str = 'list', target_executor: str | None = None) -> dict:
+    """A Response as plain JSON data in Jina 2's shape: ``requestId``, ``header``
+    (``execEndpoint``, ``status``), ``parameters``, ``routes``, ``data.docs``.
 
-    >>> json.loads(encode_response(resp))['data']['docs']  # doctest: +SKIP
+    >>> response_to_json(resp)['data']['docs']  # doctest: +SKIP
     """
     status = _status_to_json(resp.status)
-    body = {'requestId': resp.request_id,
+    return {'requestId': resp.request_id,
             'header': {'requestId': resp.request_id, 'execEndpoint': resp.header.exec_endpoint,
                        'targetExecutor': target_executor or '', 'status': status},
             'parameters': encode_value(resp.parameters, arrays, 'parameters'),
             'routes': encode_value(resp.routes, 'list', 'routes'),
             'data': {'docs': [doc_to_json(d, arrays) for d in resp.docs]}}
-    return json.dumps(body, separators=(',', ':')).encode()
+
+
+def encode_response(resp: Response, arrays: str = 'list', target_executor: str | None = None) -> bytes:
+    """A Response as the JSON body the gateway answers with (see ``response_to_json``).
+
+    >>> json.loads(encode_response(resp))['data']['docs']  # doctest: +SKIP
+    """
+    return json.dumps(response_to_json(resp, arrays, target_executor), separators=(',', ':')).encode()
 
 
 def decode_response(obj: dict, index: int = 0) -> Response:
