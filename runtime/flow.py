@@ -17,7 +17,7 @@ from functools import partialmethod
 from typing import Any, Callable
 
 from .errors import FlowNotStartedError
-from .control.inputs import batches, describe
+from .control.inputs import batched, describe
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
@@ -447,7 +447,7 @@ class Flow:
                         results_in_order, Progress(on, total) if show_progress else None, timeout,
                         continue_on_error, self._profile.new_post() if self._profile is not None else 0,
                         rt.id_prefix)
-            results = post.run(batches(inputs, request_size))
+            results = post.run(batched(inputs, request_size))
             if self._profile is not None and logger.isEnabledFor(logging.INFO):
                 logger.info('profile of post %d (%s):\n%s', post.number, on,
                             self._profile.summary(post.number).table())

@@ -11,6 +11,8 @@ import numpy as np
 import psutil
 import pytest
 
+import runtime
+
 from runtime import (Document, DocumentArray, Executor, ExecutorError, ExecutorStartError, Flow,
                      FlowNotStartedError, RemoteTraceback, Response, Status, requests)
 
@@ -467,3 +469,20 @@ def test_unpicklable_uses_with_names_the_executor():
     import threading
     with pytest.raises(TypeError, match="'locked'.*picklable"):
         Flow().add(name='locked', uses_with={'lock': threading.Lock()})
+
+
+class Evaluate(Executor):
+    @requests
+    def evaluate(self, docs, groundtruths, **kwargs):
+        for d, g in zip(docs, groundtruths):
+            d.tags['truth'] = g.text
+
+
+def test_doc_groundtruth_pairs_reach_every_handler_as_groundtruths():
+    pairs = [(Document(text=f'q{i}'), Document(text=f't{i}')) for i in range(7)]
+    with Flow().add(uses=Evaluate).add(name='second', uses=Evaluate) as f:
+        out = f.post('/', (p for p in pairs), request_size=3, return_results=True)
+        with pytest.raises(runtime.BadInputError, match='pairs'):
+            f.post('/', [pairs[0], Document()])
+    docs = [d for r in out for d in r.docs]
+    assert sorted((d.text, d.tags['truth']) for d in docs) == [(f'q{i}', f't{i}') for i in range(7)]

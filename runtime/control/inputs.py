@@ -11,7 +11,7 @@ from ..array import DocumentArray, DocumentSequence
 from ..document import Document
 from ..errors import BadInputError
 
-__all__ = ['batches', 'describe', 'bad_input']
+__all__ = ['batches', 'batched', 'describe', 'bad_input']
 
 
 def describe(obj: Any) -> str:
@@ -32,14 +32,52 @@ def bad_input(obj: Any, where: str = 'inputs') -> BadInputError:
                          f'function, or None{hint}')
 
 
+def _is_pair(item: Any) -> bool:
+    return (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Document)
+            and isinstance(item[1], Document))
+
+
 def _checked(items: Iterable, start: int = 0) -> Iterator[Document]:
+    pairs = None
     for i, d in enumerate(items, start):
-        if not isinstance(d, Document):
+        pair = _is_pair(d)
+        if pairs is None:
+            pairs = pair
+        if not (pair if pairs else isinstance(d, Document)):
+            if pairs or pair:
+                raise BadInputError(f'inputs item #{i} is {describe(d)}; give either Documents or '
+                                    f'(Document, groundtruth Document) pairs, not both')
             raise bad_input(d, f'inputs item #{i}')
         yield d
 
 
 def batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
+    """``batched`` for senders that take no groundtruths (the HTTP Client)."""
+    for docs, truths in batched(inputs, size):
+        if truths is not None:
+            raise BadInputError('(Document, groundtruth) pairs are taken by Flow.post only; send the Documents')
+        yield docs
+
+
+def batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArray | None]]:
+    """(documents, their groundtruths or None) in requests of ``size``: inputs of
+    (Document, groundtruth Document) pairs, as Jina 2 took them for evaluation, give
+    handlers a ``groundtruths`` argument.
+
+    Example
+    -------
+    >>> next(batched([(Document(text='q'), Document(text='truth'))], 10))[1][0].text
+    'truth'
+    """
+    for docs in _batches(inputs, size):
+        if len(docs._docs) and isinstance(docs._docs[0], tuple):
+            yield (DocumentArray._from_list([p[0] for p in docs._docs]),
+                   DocumentArray._from_list([p[1] for p in docs._docs]))
+        else:
+            yield docs, None
+
+
+def _batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
     """Split any accepted input form into DocumentArrays of ``size`` documents.
 
     Inputs that hold no document at all (None, an empty list or DocumentArray, a generator
@@ -75,10 +113,11 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
     if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
             or not isinstance(inputs, Iterable):
         raise bad_input(inputs)
+    if isinstance(inputs, tuple) and _is_pair(inputs):
+        inputs = [inputs]  # one (Document, groundtruth) pair
     if isinstance(inputs, (list, tuple)):
-        for i, d in enumerate(inputs):
-            if not isinstance(d, Document):
-                raise bad_input(d, f'inputs item #{i}')
+        for _ in _checked(inputs):
+            pass
         it: Iterator = iter(inputs)
     elif isinstance(inputs, DocumentSequence):
         it = iter(inputs)

@@ -8,7 +8,7 @@ in completion order, or in input order when asked.
 Example
 -------
 >>> post = Post(router, '/index', plan, params_blob, window=16, on_done=print)
->>> post.run(batches(docs, 100))
+>>> post.run(batched(docs, 100))
 """
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ class Post:
         return pickle.loads(self.params_blob)
 
     # -- the window loop -------------------------------------------------------------------------
-    def run(self, batches: Iterator[DocumentArray]) -> list | None:
-        """Send every batch, keeping at most ``window`` in flight; returns the Responses if
-        ``return_results``. Raises the first error when no ``on_error`` handles it, once
+    def run(self, batches: Iterator[tuple]) -> list | None:
+        """Send every batch (documents, groundtruths or None), keeping at most ``window``
+        in flight; returns the Responses if ``return_results``. Raises the first error when no ``on_error`` handles it, once
         the requests already in flight have settled."""
         router = self.router
         wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
@@ -100,7 +100,7 @@ class Post:
                     if batch is None:
                         exhausted = True
                         break
-                    router.submit(self, batch, index)
+                    router.submit(self, batch[0], index, batch[1])
                     index += 1
                 if self.inflight == 0 and (exhausted or self.error is not None):
                     break

@@ -31,6 +31,7 @@ from ..array import DocumentArray
 from ..errors import ExecutorError, ExecutorStartError, RequestTimeoutError
 from ..response import Response, Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
+from ..transport.handling import GROUNDTRUTHS
 from .inputs import describe
 from .merge import merge_by_id, merge_shards
 from .topology import END, GATEWAY, Deployment, Plan
@@ -55,12 +56,13 @@ MIN_HUNG_GRACE_S = 1.0
 
 
 class _Request:
-    __slots__ = ('rid', 'post', 'index', 'ndocs', 'results', 'routes', 'at', 'parts', 'shard_parts', 'done',
+    __slots__ = ('rid', 'post', 'index', 'ndocs', 'results', 'truths', 'routes', 'at', 'parts', 'shard_parts', 'done',
                  'last', 'retries', 'deadline', 'submitted', 'forks')
 
     def __init__(self, rid: int, post: 'Post', index: int, ndocs: int) -> None:
         self.rid, self.post, self.index, self.ndocs = rid, post, index, ndocs
         self.results: dict | None = None  # executor name -> the dict its handler returned
+        self.truths: DocumentArray | None = None  # the groundtruths given with the documents
         self.routes: list = []
         self.at: dict = {}  # worker -> (node, payload, ready, dispatched): where it is being processed
         self.parts: dict = {}  # node -> {source node: payload} arrived from its needs so far
@@ -184,10 +186,11 @@ class Router:
                 raise dead.died()
         return Plan(self.deployments, endpoint, active)
 
-    def submit(self, post: 'Post', docs: DocumentArray, index: int) -> None:
-        """Send one request's documents on their way."""
+    def submit(self, post: 'Post', docs: DocumentArray, index: int, truths: DocumentArray | None = None) -> None:
+        """Send one request's documents (and their groundtruths) on their way."""
         rid = next(self._rids)
         req = _Request(rid, post, index, len(docs))
+        req.truths = truths
         self._requests[rid] = req
         post.inflight += 1
         try:
@@ -272,10 +275,13 @@ class Router:
     def _send(self, req: _Request, w: Worker, payload: Any, ready: float, split: tuple | None) -> None:
         req.at[w] = (w.dep.index, payload, ready, time.time(), split)
         w.outstanding += 1
+        earlier = req.results
+        if req.truths is not None:  # they ride with the results, to every executor
+            earlier = {**(earlier or {}), GROUNDTRUTHS: req.truths}
         if split is None:
-            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload)
+            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload)
         else:
-            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, req.results, payload, split)
+            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload, split)
 
     def _next_waiting(self, dep: Deployment) -> None:
         """An instance of ``dep`` has room again: hand it the oldest waiting request."""

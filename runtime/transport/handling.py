@@ -19,7 +19,10 @@ from typing import Any, Callable
 
 from ..array import DocumentArray, DocumentSequence
 
-__all__ = ['executor_config', 'use_sys_path', 'build_executor', 'find_handler', 'run_handler', 'handled_endpoints']
+#: The key of the groundtruths in what a request carries besides its documents.
+GROUNDTRUTHS = '__groundtruths__'
+
+__all__ = ['GROUNDTRUTHS', 'executor_config', 'use_sys_path', 'build_executor', 'find_handler', 'run_handler', 'handled_endpoints']
 
 
 def executor_config(dep: Any, shard: int, replica: int) -> dict:
@@ -78,12 +81,18 @@ def run_handler(executor: Any, name: str, found: tuple, docs: DocumentArray, par
     """
     handler, accepted = found
     params = pickle.loads(params_blob)
+    truths = None
+    if earlier and GROUNDTRUTHS in earlier:
+        earlier = dict(earlier)
+        truths = earlier.pop(GROUNDTRUTHS)
     if earlier:
         params['__results__'] = earlier  # what the executors before this one returned
     own = params.get(name)
     if isinstance(own, dict):
         params.update(own)
     kwargs = {'docs': docs, 'parameters': params}
+    if truths is not None and (accepted is None or 'groundtruths' in accepted):
+        kwargs['groundtruths'] = truths
     if split is not None and (accepted is None or 'docs_matrix' in accepted):
         bounds = [0, *itertools.accumulate(split)]
         kwargs['docs_matrix'] = [DocumentArray(docs[a:b]) for a, b in zip(bounds, bounds[1:])]
