@@ -263,7 +263,7 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: int = 1,
-               fusion: str = 'sum', profile: bool = False) -> Flow:
+               fusion: str = 'sum', profile: bool = False, ray: str | None = None) -> Flow:
     """The demo's Flow: segmenter, then the sparse and dense branches in parallel, joined by
     a fusion step.
 
@@ -278,7 +278,9 @@ def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: in
     ...     f.post('/fit', docs); f.index(docs); print(search(f, ['send mail'], 5))
     """
     polling = {'/index': 'any', '*': 'all'} if shards > 1 else 'any'
-    return (Flow(workspace=workspace, profile=profile)
+    # ray: a Ray cluster's address ('auto', 'ray://host:port'), or 'local' for a private Ray.
+    backend = {} if ray is None else {'backend': 'ray', 'ray_address': None if ray == 'local' else ray}
+    return (Flow(workspace=workspace, profile=profile, **backend)
             .add(name='segmenter', uses=TextSegmenter, uses_with={'max_chars': max_chars})
             .add(name=SPARSE, uses=SparseIndexer, uses_with={'rank_tag': SPARSE}, needs='segmenter',
                  shards=shards, polling=polling)
@@ -404,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dim', type=int, default=256, help='LSA embedding size (default 256)')
     ap.add_argument('--profile', action='store_true',
                     help="print the Flow's profile summary (where the time went) at the end")
+    ap.add_argument('--ray', default=None, metavar='ADDRESS',
+                    help="run the Flow's executors as Ray actors: 'auto' (the cluster this machine joined), "
+                         "'ray://host:port', or 'local' (a private Ray); the workspace must be on a path every "
+                         'node sees')
     ap.add_argument('--request-size', type=int, default=8, help='files per request (default 8)')
     args = ap.parse_args(argv)
     if args.pattern is None:
@@ -446,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             f'of {found["path"]} (unchanged; --reindex to build it again)')
 
     t0 = time.perf_counter()
-    with build_flow(args.workspace, args.max_chars, args.dim, args.shards, args.fusion, args.profile) as f:
+    with build_flow(args.workspace, args.max_chars, args.dim, args.shards, args.fusion, args.profile,
+                    args.ray) as f:
         say(f'started {f.num_executors} executors in {time.perf_counter() - t0:.1f} s')
         if reindex:
             numbers = _index(f, args, files, say)
