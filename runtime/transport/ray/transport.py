@@ -228,9 +228,9 @@ class RayTransport(Transport):
 
     Parameters
     ----------
-    address : None, 'auto', 'ray://host:port' or 'host:port'
-        None starts a private local Ray instance (stopped at ``close``); anything else is
-        passed to ``ray.init(address=...)`` to join a running cluster.
+    address : None, 'local', 'auto', 'ray://host:port' or 'host:port'
+        None (or 'local') starts a private local Ray instance (stopped at ``close``);
+        anything else is passed to ``ray.init(address=...)`` to join a running cluster.
     init_kwargs : dict, optional
         More arguments for ``ray.init`` (``num_cpus``, ``runtime_env``, ``_temp_dir``, ...).
 
@@ -248,7 +248,8 @@ class RayTransport(Transport):
                              f"`ray start` on this machine) or 'ray://host:port', got {address!r}")
         if init_kwargs is not None and not isinstance(init_kwargs, dict):
             raise TypeError(f'ray_init_kwargs must be a dict of ray.init arguments, got {type(init_kwargs).__name__}')
-        self.address, self.init_kwargs = address, dict(init_kwargs or {})
+        # 'local' is what ray.init calls a private instance: the same as None here.
+        self.address, self.init_kwargs = (None if address == 'local' else address), dict(init_kwargs or {})
         self._ray: Any = None
         self._actor_cls: Any = None
         self._connected = False  # whether this transport called ray.init (and so calls ray.shutdown)
