@@ -40,6 +40,9 @@ def _is_pair(item: Any) -> bool:
 def _checked(items: Iterable, start: int = 0) -> Iterator[Document]:
     pairs = None
     for i, d in enumerate(items, start):
+        if pairs is False and type(d) is Document:  # the common case, checked cheaply
+            yield d
+            continue
         pair = _is_pair(d)
         if pairs is None:
             pairs = pair
