@@ -9,6 +9,14 @@ import tempfile
 import psutil
 import pytest
 
+from runtime.transport.local.zygote import zygote_pid
+
+# Executors start with subprocess here unless a test (or the caller) asks for the fork server:
+# the fork server is a child of the test process for as long as it runs, which the checks in
+# test_robustness/test_reliability/test_topology that count children do not expect yet.
+# tests/test_zygote.py runs with it; SHMFLOW_ZYGOTE=1 runs the whole suite with it.
+os.environ.setdefault('SHMFLOW_ZYGOTE', '0')
+
 # Only this process's flows: other test runs may share the machine. Every file and
 # directory of a Flow is named after the pid of the process that started it.
 SHM_GLOB = f'/dev/shm/shmflow-{os.getpid()}-*'
@@ -39,7 +47,9 @@ def no_leaks():
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     yield
-    kids = [p for p in me.children(recursive=True) if not _started_before(p, before)]
+    # The executor fork server lives as long as this process; the workers it forks are ours.
+    zyg = zygote_pid()
+    kids = [p for p in me.children(recursive=True) if p.pid != zyg and not _started_before(p, before - {zyg})]
     _, alive = psutil.wait_procs(kids, timeout=5)
     for p in alive:
         p.kill()

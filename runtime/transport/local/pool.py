@@ -40,6 +40,7 @@ from ...errors import ExecutorStartError, RemoteTraceback, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..handling import executor_config
 from . import protocol as P
+from . import zygote
 from .codec import InputBuffers, buffer_refs, decode, encode
 from .ledger import SlotLedger
 from .shm import Arena, Mapper, sweep
@@ -58,7 +59,7 @@ class LocalWorker(Worker):
     """One executor process."""
 
     def __init__(self, dep: Any, shard: int, replica: int, identity: bytes, secret: str, arena: str,
-                 proc: subprocess.Popen) -> None:
+                 proc: subprocess.Popen | zygote.ForkedProcess) -> None:
         super().__init__(dep, shard, replica)
         self.identity, self.secret, self.arena, self.proc = identity, secret, arena, proc
         self.pid = proc.pid
@@ -119,7 +120,7 @@ class LocalTransport(Transport):
         self._workers: dict[bytes, LocalWorker] = {}
         self._by_pidfd: dict[int, LocalWorker] = {}
         self._by_arena: dict[str, LocalWorker] = {}
-        self._procs: list[subprocess.Popen] = []
+        self._procs: list[subprocess.Popen | zygote.ForkedProcess] = []
         self._outbox: dict[LocalWorker, list] = {}
         self._poller: zmq.Poller | None = None
         self._generation = collections.Counter()
@@ -154,11 +155,13 @@ class LocalTransport(Transport):
         # by other processes, and a peer that knew them could take this worker's place.
         identity, secret = f'{name}-{secrets.token_hex(8)}', secrets.token_hex(16)
         arena = f'{self.prefix}-{name}'
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'runtime.transport.local.worker', self._endpoint, self.prefix,
-             str(os.getpid()), str(self.arena_size)], env=env, stdin=subprocess.PIPE)
-        proc.stdin.write(f'{identity} {secret}\n'.encode())
-        proc.stdin.close()
+        args = [self._endpoint, self.prefix, str(os.getpid()), str(self.arena_size)]
+        proc = zygote.spawn_worker(env, args, identity, secret, self._env) if zygote.enabled(dep.env) else None
+        if proc is None:
+            proc = subprocess.Popen([sys.executable, '-m', 'runtime.transport.local.worker', *args], env=env,
+                                    stdin=subprocess.PIPE)
+            proc.stdin.write(f'{identity} {secret}\n'.encode())
+            proc.stdin.close()
         self._procs.append(proc)
         w = LocalWorker(dep, shard, replica, identity.encode(), secret, arena, proc)
         self._workers[w.identity] = w

@@ -215,9 +215,11 @@ class Worker:
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], credentials: tuple[str, str] | None = None) -> int:
+    """Run one worker; ``credentials`` (identity, secret) are read from stdin if not given
+    (the zygote, which forks this process, gives them)."""
     endpoint, prefix, parent_pid, arena_size = argv
-    identity, secret = sys.stdin.readline().split()
+    identity, secret = credentials if credentials is not None else sys.stdin.readline().split()
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=os.environ.get('SHMFLOW_LOG_LEVEL', 'WARNING'))
