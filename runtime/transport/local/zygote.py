@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import gc
 import logging
 import os
 import pickle
@@ -347,9 +348,11 @@ def _become_worker(req: dict, fds: list[int], keep_out: list[int], middle: int) 
             code = worker.main(req['args'], (req['identity'], req['secret']))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        # What interpreter exit does: wait for non-daemon threads, run atexit handlers.
+        # What interpreter exit does: wait for non-daemon threads, run atexit handlers, and
+        # collect what is left (a file an executor kept open in a cycle gets flushed).
         threading._shutdown()
         atexit._run_exitfuncs()
+        gc.collect()
     except BaseException:
         traceback.print_exc()
     finally:
