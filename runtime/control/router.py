@@ -97,7 +97,9 @@ class Router:
         self.profile = None  # a ProfileRecorder while profiling
         self._requests: dict[int, _Request] = {}
         self._rids = itertools.count()
-        self._hung: dict[Worker, float] = {}  # worker -> when it may be ended for holding a timed-out request
+        # worker -> (when it may be ended for holding a timed-out request, that timeout)
+        self._hung: dict[Worker, tuple[float, float]] = {}
+        self._ending: set[Worker] = set()  # instances killed as hung, not yet seen dead
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
 
     # -- start / stop --------------------------------------------------------------------------
@@ -353,6 +355,8 @@ class Router:
     # -- events ----------------------------------------------------------------------------------
     def pump(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for events, and move requests on."""
+        if self._hung:
+            self._end_hung(time.monotonic())
         for event in self.transport.poll(timeout_s):
             kind = type(event)
             if kind is Reply:
@@ -410,6 +414,7 @@ class Router:
         w, dep = event.worker, event.worker.dep
         w.alive = False
         self._hung.pop(w, None)
+        self._ending.discard(w)
         if not self.started:
             return
         logger.error('%s', event.error)
@@ -548,15 +553,26 @@ class Router:
             grace = max(MIN_HUNG_GRACE_S, post.timeout)
             for w in req.at:
                 if w.dep.restarts < w.dep.max_restarts:
-                    self._hung.setdefault(w, now + grace)
+                    self._hung.setdefault(w, (now + grace, post.timeout))
             self._fail(req, error)
-        for w, when in list(self._hung.items()):
-            if when < now and w.alive:
-                del self._hung[w]
-                logger.warning('ending %s: it held a request %.1f s past post(timeout=%s); it is restarted',
-                               w.label(), now - when + max(MIN_HUNG_GRACE_S, post.timeout), post.timeout)
-                self.transport.kill(w, f'after the Flow ended it: it still held a request {post.timeout} s after '
-                                       f'post(timeout=...) expired (its handler hangs or is far too slow)')
+        self._end_hung(now)
+
+    def _end_hung(self, now: float) -> None:
+        """End the instances that still hold a timed-out request past their grace, as
+        long as their executor has restarts left for them (whatever the post that runs
+        now: a later post without ``timeout=`` would otherwise wait on them forever)."""
+        for w, (when, timeout) in list(self._hung.items()):
+            if when >= now or not w.alive:
+                continue
+            del self._hung[w]
+            dep = w.dep
+            if dep.restarts + sum(x.dep is dep for x in self._ending) >= dep.max_restarts:
+                continue  # no restart left for it: leave it be rather than lose the replica
+            self._ending.add(w)
+            logger.warning('ending %s: it held a request past post(timeout=%s) and its grace; it is restarted',
+                           w.label(), timeout)
+            self.transport.kill(w, f'after the Flow ended it: it still held a request {timeout} s after '
+                                   f'post(timeout=...) expired (its handler hangs or is far too slow)')
 
     def in_flight(self, post: 'Post') -> bool:
         """Whether any request of ``post`` is still held by a worker (after it was abandoned)."""

@@ -53,6 +53,8 @@ logger = logging.getLogger('runtime')
 FREES_BATCH = 64
 #: How long a poll waits at most while messages wait for a slow reader's pipe.
 BACKLOG_POLL_S = 0.005
+#: How often a worker holding requests is sent an empty message, to notice a lost connection.
+PROBE_S = 0.5
 
 
 class LocalWorker(Worker):
@@ -124,6 +126,8 @@ class LocalTransport(Transport):
         self._outbox: dict[LocalWorker, list] = {}
         self._poller: zmq.Poller | None = None
         self._generation = collections.Counter()
+        self._dead: list[LocalWorker] = []  # closed with the others (their pidfds)
+        self._next_probe = 0.0
         self.ledger = SlotLedger(self._arena, self._live_owner)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         self._env = dict(os.environ)
@@ -183,7 +187,7 @@ class LocalTransport(Transport):
                     self._queue(w, P.stop(w.pending_frees))
             self._flush()
             deadline = time.monotonic() + timeout_close
-            for w in self._workers.values():
+            for w in list(self._workers.values()):
                 try:
                     w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
@@ -192,7 +196,7 @@ class LocalTransport(Transport):
                     w.proc.kill()
                     w.proc.wait()
         finally:
-            for w in self._workers.values():
+            for w in [*self._workers.values(), *self._dead]:
                 os.close(w.pidfd)
             self._sock.close(linger=0)
             self._ctx.term()
@@ -263,13 +267,28 @@ class LocalTransport(Transport):
             if w is None:
                 logger.warning('ignored a message from an unknown peer on the Flow socket')
                 continue
-            for header, meta in P.unpack(frames[1:]):
+            try:
+                items = P.unpack(frames[1:]) if w.greeted else [P.unpack_hello(frames[1:])]
+            except Exception as exc:
+                # Not our protocol: a stray or broken peer. Never let it stop the Flow.
+                logger.warning('ignored a malformed message from a peer claiming to be %s: %s', w.label(), exc)
+                continue
+            for header, meta in items:
                 self._on_message(w, header, meta, events)
         for fd, _ in fds:
             w = self._by_pidfd.get(fd) if isinstance(fd, int) else None
             if w is not None:
                 events.append(self._on_death(w))
         self.ledger.check_kept()
+        now = time.monotonic()
+        if now >= self._next_probe:
+            # A worker that lost its connection is only seen when something is sent to it
+            # (EHOSTUNREACH): while its requests are out and nothing else goes its way, an
+            # empty message now and then finds out, so they fail instead of waiting forever.
+            self._next_probe = now + PROBE_S
+            for w in self._workers.values():
+                if w.alive and w.greeted and w.outstanding and w not in self._outbox:
+                    self._queue(w, P.free([]))
         # Idle workers get their freed slots now; busy ones with their next request.
         for w in self._workers.values():
             if w.pending_frees and w.alive and (w.outstanding == 0 or len(w.pending_frees) >= FREES_BATCH):
@@ -319,6 +338,8 @@ class LocalTransport(Transport):
         w.proc.wait()
         w.alive = False
         del self._by_pidfd[w.pidfd]
+        del self._workers[w.identity]  # a peer that takes its identity now is a stranger
+        self._dead.append(w)
         self._poller = None
         self._outbox.pop(w, None)
         self.ledger.holder_gone(w.pins)

@@ -60,12 +60,6 @@ def slots_of(h: tuple) -> list:
 
 
 # -- worker -> parent ---------------------------------------------------------------------
-def hello(pid: int, secret: str) -> tuple:
-    """The first message: proves the process is the one the parent started (the secret
-    came over its stdin), so a stray peer cannot take a worker's place."""
-    return (HELLO, pid, secret)
-
-
 def ready(endpoints: list, default: bool, matrix: list) -> tuple:
     return (READY, endpoints, default, matrix)
 
@@ -119,6 +113,23 @@ def unpack(frames: list) -> list:
     if len(frames) > 1:
         items = [(h, frames[f] if isinstance(f, int) else f) for h, f in items]
     return items
+
+
+def unpack_hello(frames: list) -> tuple:
+    """The first message of a peer, read without unpickling anything (a pickle is code,
+    and the peer has not proved yet that it is the process the parent started): the
+    HELLO as plain text, ``b'hello <pid> <secret>'``."""
+    if len(frames) != 1 or len(frames[0].bytes) > 256:
+        raise ValueError('not a HELLO')
+    kind, pid, secret = frames[0].bytes.decode('ascii').split(' ')
+    if kind != HELLO:
+        raise ValueError('not a HELLO')
+    return (HELLO, int(pid), secret), b''
+
+
+def pack_hello(pid: int, secret: str) -> list:
+    """The frames of a HELLO (see ``unpack_hello``)."""
+    return [f'{HELLO} {pid} {secret}'.encode('ascii')]
 
 
 def frame_bytes(frame: Any) -> Any:
