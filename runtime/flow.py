@@ -127,7 +127,8 @@ class Flow:
             uses_metas: dict | None = None, timeout_ready: float | None = None, env: dict | None = None,
             replicas: int = 1, needs: str | list | None = None, shards: int = 1,
             polling: str | dict | None = None, max_restarts: int = 0, max_retries: int = 0,
-            **kwargs: Any) -> 'Flow':
+            uses_before: Any = None, uses_after: Any = None, workspace: str | None = None,
+            py_modules: str | list | None = None, ray_options: dict | None = None, **kwargs: Any) -> 'Flow':
         """A new Flow with one more executor at the end (this Flow is unchanged, as in Jina 2).
 
         Parameters
@@ -196,12 +197,12 @@ class Flow:
             if shards != 1:
                 raise TypeError('give shards or parallel (its Jina 2 name), not both')
             shards = kwargs.pop('parallel')
-        extra = {k: kwargs.pop(k) for k in ('ray_options', 'uses_before', 'uses_after', 'py_modules', 'workspace')
-                 if k in kwargs}
         reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}')
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
                  'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,
-                 'max_restarts': max_restarts or None, 'max_retries': max_retries or None, **extra}
+                 'max_restarts': max_restarts or None, 'max_retries': max_retries or None,
+                 'uses_before': uses_before, 'uses_after': uses_after, 'workspace': workspace,
+                 'py_modules': py_modules, 'ray_options': ray_options}
         added = build_specs(self._specs, self._defaults, name, needs, given)
         new = copy.copy(self)
         new._specs = self._specs + added
