@@ -32,9 +32,6 @@ ray = pytest.importorskip('ray')
 
 POST_TIMEOUT = 30.0
 BACKENDS = ['local', 'ray']
-# Until Flow.add takes ray_options (being wired in flow.py), the tests that pin executors skip.
-needs_ray_options = pytest.mark.skipif('ray_options' not in __import__('inspect').signature(Flow.add).parameters,
-                                       reason='Flow.add(..., ray_options=...) is not wired yet')
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -290,7 +287,6 @@ def test_sigkill_of_an_actor_mid_post_names_it_and_restarts_retry(ray_cluster):
     assert sorted(seen) == sorted(f'd{i}' for i in range(12))  # each document exactly once
 
 
-@needs_ray_options
 def test_resources_no_node_has_fail_at_timeout_ready_naming_them(ray_cluster):
     t0 = time.monotonic()
     with pytest.raises(ExecutorStartError) as info:
@@ -322,7 +318,6 @@ def _node_of(r) -> list:
     return [(h['executor'], (h['node'].split() or [''])[0]) for h in r.routes]  # 'id-prefix (ip)'
 
 
-@needs_ray_options
 def test_executors_pinned_to_two_nodes_then_a_node_removed_mid_post(ray_cluster, tmp_path):
     local = _pipeline_answers({})
     nodes = [ray_cluster.add_node(num_cpus=1, resources={name: 1})
