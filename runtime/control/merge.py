@@ -7,7 +7,7 @@ Example
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from ..array import DocumentArray
 from ..document import Document
 from ..fields import TABLE
 
-__all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES']
+__all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES', 'branch_merge', 'shard_merge', 'concatenate']
 
 #: Score names where smaller is better; matches are sorted by every other score descending.
 DISTANCE_SCORES = frozenset({'l2', 'euclidean', 'sqeuclidean', 'distance', 'cityblock', 'manhattan',
@@ -132,3 +132,33 @@ def merge_shards(parts: Sequence[DocumentArray], parameters: dict) -> DocumentAr
         if d._matches:
             sort_matches(d._matches, limit)
     return merged
+
+
+def branch_merge(with_fork: bool) -> Callable[[list], DocumentArray]:
+    """The merge of a join's branches by id; ``with_fork``: the last part is the documents
+    as they left the split point, so a field one branch changed survives another branch
+    carrying the old value on."""
+    if with_fork:
+        return lambda docs: merge_by_id(docs[:-1], docs[-1])
+    return lambda docs: merge_by_id(docs, None)
+
+
+def shard_merge(dep: Any, parameters: dict) -> Callable[[list], DocumentArray]:
+    """The merge of a deployment's shards: its class's ``reduce(docs_matrix, parameters)``
+    if it has one, else ``merge_shards``; ``parameters[name]`` is merged over the rest."""
+    params = dict(parameters)
+    own = params.get(dep.metas['name'])
+    if isinstance(own, dict):
+        params.update(own)
+
+    def merge(docs: list) -> DocumentArray:
+        merged = dep.reduce(docs, params) if dep.reduce is not None else merge_shards(docs, params)
+        if not isinstance(merged, DocumentArray):
+            raise TypeError(f'{dep.cls.__name__}.reduce returned {type(merged).__name__}; return a DocumentArray')
+        return merged
+    return merge
+
+
+def concatenate(parts: list) -> DocumentArray:
+    """The parts' documents one after the other (a ``docs_matrix`` travels so)."""
+    return DocumentArray([d for part in parts for d in part])

@@ -21,7 +21,6 @@ import itertools
 import logging
 import os
 import pickle
-import re
 import secrets
 import time
 import traceback
@@ -32,9 +31,9 @@ from ..errors import ExecutorError, ExecutorStartError, RequestTimeoutError
 from ..response import Response, Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..transport.handling import GROUNDTRUTHS
-from .inputs import describe
-from .merge import merge_by_id, merge_shards
-from .topology import END, GATEWAY, Deployment, Plan
+from .hung import HungWorkers
+from .merge import branch_merge, concatenate, shard_merge
+from .topology import END, GATEWAY, Deployment, Plan, targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from .post import Post
@@ -50,9 +49,6 @@ POLL_S = 0.1
 #: in the router, so a slow replica is not handed a deep queue while others sit idle, and
 #: two keep each instance busy while the next payload travels.
 MAX_OUTSTANDING = 2
-#: A worker that holds a timed-out request this long past its timeout (at least) is ended
-#: and restarted, when its executor has restarts left, to get its capacity back.
-MIN_HUNG_GRACE_S = 1.0
 
 
 class _Request:
@@ -97,9 +93,7 @@ class Router:
         self.profile = None  # a ProfileRecorder while profiling
         self._requests: dict[int, _Request] = {}
         self._rids = itertools.count()
-        # worker -> (when it may be ended for holding a timed-out request, that timeout)
-        self._hung: dict[Worker, tuple[float, float]] = {}
-        self._ending: set[Worker] = set()  # instances killed as hung, not yet seen dead
+        self._hung = HungWorkers()
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
 
     # -- start / stop --------------------------------------------------------------------------
@@ -168,19 +162,7 @@ class Router:
     # -- plans and inputs ------------------------------------------------------------------------
     def plan(self, endpoint: str, target: str | None) -> Plan:
         """The plan of a post to ``endpoint``; raises if an executor it needs is dead."""
-        if target is not None:
-            if not isinstance(target, str):
-                raise TypeError(f'target_executor must be an executor name or a regex str, got {describe(target)}')
-            try:
-                pattern = re.compile(target)
-            except re.error as exc:
-                raise ValueError(f'target_executor {target!r} is not a valid regular expression: {exc}') from None
-            targeted = [bool(pattern.fullmatch(d.name)) for d in self.deployments]
-            if not any(targeted):
-                raise ValueError(f'target_executor {target!r} matches no executor; executors: '
-                                 f'{[d.name for d in self.deployments]}')
-        else:
-            targeted = [True] * len(self.deployments)
+        targeted = targets(self.deployments, target)
         active = [t and d.handles(endpoint) for t, d in zip(targeted, self.deployments)]
         for d, on in zip(self.deployments, active):
             dead = d.dead_shard() if on else None
@@ -315,37 +297,22 @@ class Router:
 
     def _concat(self, req: _Request, parts: list, name: str) -> tuple[Any, tuple | None]:
         """The parts one after the other, for a node that takes them as ``docs_matrix``."""
-        try:
-            payload = self.transport.combine(req.rid, parts, _concatenate)
-        except Exception as exc:
-            self._fail(req, ExecutorError(name, type(exc).__qualname__, f'gathering docs_matrix: {exc}',
-                                          traceback.format_exc()))
-            return None, None
-        return payload, tuple(self.transport.count(p) for p in parts)
+        payload = self._combine(req, parts, concatenate, name, 'gathering docs_matrix')
+        return (None, None) if payload is None else (payload, tuple(self.transport.count(p) for p in parts))
 
     def _join(self, req: _Request, parts: list, dep: Deployment | None, fork: Any, name: str,
               doing: str) -> Any:
         """Merge the payloads of parallel branches (``dep`` given: its shards) into one;
         returns None (the request failed) if the merge raised."""
-        post = req.post
-        if dep is None:
-            if fork is not None:
-                merge = lambda docs: merge_by_id(docs[:-1], docs[-1])  # noqa: E731
-                parts = parts + [fork]
-            else:
-                merge = lambda docs: merge_by_id(docs, None)  # noqa: E731
+        if dep is not None:
+            merge = shard_merge(dep, req.post.params())
+        elif fork is not None:
+            merge, parts = branch_merge(True), parts + [fork]
         else:
-            params = dict(post.params())
-            own = params.get(dep.metas['name'])
-            if isinstance(own, dict):
-                params.update(own)
+            merge = branch_merge(False)
+        return self._combine(req, parts, merge, name, doing)
 
-            def merge(docs: list) -> DocumentArray:
-                merged = dep.reduce(docs, params) if dep.reduce is not None else merge_shards(docs, params)
-                if not isinstance(merged, DocumentArray):
-                    raise TypeError(f'{dep.cls.__name__}.reduce returned {type(merged).__name__}; '
-                                    f'return a DocumentArray')
-                return merged
+    def _combine(self, req: _Request, parts: list, merge: Any, name: str, doing: str) -> Any:
         try:
             return self.transport.combine(req.rid, parts, merge)
         except Exception as exc:
@@ -356,7 +323,7 @@ class Router:
     def pump(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for events, and move requests on."""
         if self._hung:
-            self._end_hung(time.monotonic())
+            self._hung.end_due(time.monotonic(), self.transport)
         for event in self.transport.poll(timeout_s):
             kind = type(event)
             if kind is Reply:
@@ -388,7 +355,7 @@ class Router:
 
     def _on_reply(self, event: Reply) -> None:
         w = event.worker
-        self._hung.pop(w, None)
+        self._hung.forget(w)
         req = self._settle(w, event.rid, event.times, event.moved_bytes, event.docs_out)
         if req is not None:
             if event.results is not None:
@@ -403,7 +370,7 @@ class Router:
 
     def _on_failed(self, event: Failed) -> None:
         w = event.worker
-        self._hung.pop(w, None)
+        self._hung.forget(w)
         req = self._settle(w, event.rid, event.times, 0, None, keep_input=True)
         if req is not None:
             self._fail(req, ExecutorError(w.dep.name, event.exc_type, event.message, event.traceback, w.replica,
@@ -413,8 +380,7 @@ class Router:
     def _on_died(self, event: Died) -> None:
         w, dep = event.worker, event.worker.dep
         w.alive = False
-        self._hung.pop(w, None)
-        self._ending.discard(w)
+        self._hung.forget(w)
         if not self.started:
             return
         logger.error('%s', event.error)
@@ -550,38 +516,11 @@ class Router:
             error = RequestTimeoutError(f'request {post.id_prefix}-{req.rid} took longer than timeout='
                                         f'{post.timeout} s; held by {", ".join(holders) or "the router"}')
             error.executor = req.at and next(iter(req.at)).dep.name or ''
-            grace = max(MIN_HUNG_GRACE_S, post.timeout)
             for w in req.at:
-                if w.dep.restarts < w.dep.max_restarts:
-                    self._hung.setdefault(w, (now + grace, post.timeout))
+                self._hung.mark(w, post.timeout, now)
             self._fail(req, error)
-        self._end_hung(now)
-
-    def _end_hung(self, now: float) -> None:
-        """End the instances that still hold a timed-out request past their grace, as
-        long as their executor has restarts left for them (whatever the post that runs
-        now: a later post without ``timeout=`` would otherwise wait on them forever)."""
-        for w, (when, timeout) in list(self._hung.items()):
-            if when >= now or not w.alive:
-                continue
-            del self._hung[w]
-            dep = w.dep
-            if dep.restarts + sum(x.dep is dep for x in self._ending) >= dep.max_restarts:
-                continue  # no restart left for it: leave it be rather than lose the replica
-            self._ending.add(w)
-            logger.warning('ending %s: it held a request past post(timeout=%s) and its grace; it is restarted',
-                           w.label(), timeout)
-            self.transport.kill(w, f'after the Flow ended it: it still held a request {timeout} s after '
-                                   f'post(timeout=...) expired (its handler hangs or is far too slow)')
-
-    def in_flight(self, post: 'Post') -> bool:
-        """Whether any request of ``post`` is still held by a worker (after it was abandoned)."""
-        return any(r.post is post for r in self._requests.values())
+        self._hung.end_due(now, self.transport)
 
 
 def _load(w: Worker) -> int:
     return w.outstanding
-
-
-def _concatenate(parts: list) -> DocumentArray:
-    return DocumentArray([d for part in parts for d in part])

@@ -8,12 +8,13 @@ Example
 from __future__ import annotations
 
 import collections
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.base import Worker
 
-__all__ = ['Deployment', 'Plan', 'END', 'GATEWAY', 'DEFAULT_TIMEOUT_READY']
+__all__ = ['Deployment', 'Plan', 'targets', 'END', 'GATEWAY', 'DEFAULT_TIMEOUT_READY']
 
 DEFAULT_TIMEOUT_READY = 60.0
 END = -1  # the node standing for "back to the caller" in a plan
@@ -129,3 +130,21 @@ class Plan:
                 common = set.intersection(*[ancestors.get(i, set()) | {i} for i in inputs])
                 self.split[node] = max(common)
                 self.forks.add(self.split[node])
+
+
+def targets(deployments: list[Deployment], target: str | None) -> list[bool]:
+    """Which deployments ``post(target_executor=...)`` (a name or a regular expression)
+    selects; all without a target."""
+    if target is None:
+        return [True] * len(deployments)
+    if not isinstance(target, str):
+        raise TypeError(f'target_executor must be an executor name or a regex str, got {type(target).__name__} '
+                        f'{target!r:.60}')
+    try:
+        pattern = re.compile(target)
+    except re.error as exc:
+        raise ValueError(f'target_executor {target!r} is not a valid regular expression: {exc}') from None
+    targeted = [bool(pattern.fullmatch(d.name)) for d in deployments]
+    if not any(targeted):
+        raise ValueError(f'target_executor {target!r} matches no executor; executors: {[d.name for d in deployments]}')
+    return targeted
