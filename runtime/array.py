@@ -12,7 +12,9 @@ import numpy as np
 
 from . import document as _document
 from .arrayops import ArrayOps
-from .document import Document, _resolve_path, _to_jsonable
+from .document import Document
+from .document_io import _resolve_path
+from .values import _to_jsonable
 
 __all__ = ['DocumentArray']
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import numbers
 import pickle
 from typing import Any, Mapping
 
@@ -199,3 +200,58 @@ def _flatten(data: Any, ndim: int) -> list:
     if ndim == 1:
         return list(data)
     return [x for sub in data for x in _flatten(sub, ndim - 1)]
+
+
+# -- checks of single field values, as Document's setters apply them ------------------------
+def _coerce_id(value: Any, field: str = 'id') -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise TypeError(f'Document.{field} cannot be None; pass a str'
+                        + (' (or omit it for a fresh uuid4 hex)' if field == 'id' else ''))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f'Document.{field} must be a str, got {type(value).__name__}; '
+                        f'decode it first, e.g. {field}=value.decode()')
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        return str(value)  # Jina 2 took int ids
+    if field == 'id':
+        return str(value)
+    raise TypeError(f'Document.{field} must be a str (a document id), got {type(value).__name__} {value!r}')
+
+
+def _as_array(value: Any, field: str) -> np.ndarray | None:
+    """Accept an ndarray (of anything but Python objects), a sequence of numbers as a new
+    array, None as unset."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return check_array(value, field)
+    if isinstance(value, Mapping) and ('__ndarray__' in value or '__ndarray_b64__' in value):
+        return check_array(_from_jsonable(dict(value)), field)
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f'Document.{field} must be a numpy array (or a list of numbers), '
+                        f'got {type(value).__name__}: {exc}') from None
+    if arr.dtype == object or arr.dtype.kind in 'USV':
+        raise TypeError(f'Document.{field} must be a numeric numpy array, got '
+                        f'{type(value).__name__} holding {arr.dtype}; pass np.asarray(...) of numbers')
+    return arr
+
+
+def _check_str(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f'Document.{field} must be a str, got {type(value).__name__} {value!r}')
+    return value
+
+
+def _check_int(value: Any, field: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f'Document.{field} must be an int, got {type(value).__name__} {value!r}')
+    return int(value)
+
+
+def _check_float(value: Any, field: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f'Document.{field} must be a number (float or int), got {type(value).__name__} {value!r}')
+    return float(value)

@@ -1,0 +1,230 @@
+"""Jina 2's dict-like surface of a Document: fields by name, dicts, JSON and bytes.
+
+Mixed into ``Document`` (``runtime.document``), which keeps construction, the fields and
+pickling. Here: ``set_attributes`` / ``get_attributes`` (with ``tags__a__b`` paths),
+``update``, ``pop``, ``to_dict`` (``dict``), ``json`` and ``binary_str``, and the parsing
+helpers that ``Document(dict | str | bytes)`` uses to read what these wrote. This module
+does not import ``runtime.document``: the setter table it needs is filled in by that
+module once ``Document`` exists.
+
+Example
+-------
+>>> from runtime import Document
+>>> d = Document(id='a', text='hi'); d.set_attributes(tags__lang='en'); d.to_dict()
+{'id': 'a', 'text': 'hi', 'mime_type': 'text/plain', 'tags': {'lang': 'en'}}
+>>> Document(d.json()) == d, Document(d.binary_str()) == d
+(True, True)
+"""
+from __future__ import annotations
+
+import copy as _copy
+import json
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from .fields import FIELD, FIELDS, SLOTS, TABLE
+from .scores import NamedScores
+from .values import _to_jsonable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
+
+__all__ = ['DictMixin']
+
+_CONTENT_KEYS = ('content', 'text', 'blob', 'buffer')
+_ACCEPTED_KEYWORDS = FIELDS + ('content',)
+#: Prefix of ``binary_str()``: JSON inside, so bytes from elsewhere cannot run code.
+_BINARY_MAGIC = b'SHMFLOW-DOC1\n'
+
+#: Every field's value in table order, in one C-level call.
+_get_state = attrgetter(*SLOTS)
+
+#: How each keyword / mapping key is applied, validated like attribute assignment: the
+#: property setters of ``Document`` (and ``content``), added by ``runtime.document``.
+_SETTERS: dict[str, Callable[[Any, Any], None]] = {}
+
+
+def _resolve_path(obj: Any, path: str) -> Any:
+    """Follow ``tags__key__sub`` style paths through attributes and mappings; None where
+    a step is missing (as Jina 2's ``get_attributes``)."""
+    for part in path.split('__'):
+        if isinstance(obj, Mapping):
+            obj = obj.get(part)
+        else:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _is_default(f, value: Any) -> bool:
+    """Whether a field value is its default (an empty container counts as unset)."""
+    if value is None:
+        return True
+    if f.kind in ('mapping', 'docs'):
+        return not len(value)
+    if f.kind == 'scalar':
+        return type(value) is type(f.default) and value == f.default
+    return False
+
+
+def _check_one_content(fields: Mapping[str, Any], where: str) -> None:
+    if ('text' in fields) + ('blob' in fields) + ('buffer' in fields) + ('content' in fields) < 2:
+        return
+    given = [k for k in _CONTENT_KEYS if fields.get(k) is not None]
+    if len(given) > 1:
+        raise ValueError(f'{where}: {" and ".join(given)} exclude each other (a document has one content: '
+                         f'text, blob or buffer); pass only one of them')
+
+
+def _parse_binary(raw: bytes) -> dict:
+    if not raw.startswith(_BINARY_MAGIC):
+        raise ValueError('Document(bytes) reads what Document.binary_str() wrote (it starts with '
+                         f'{_BINARY_MAGIC!r}); for raw bytes content pass Document(buffer=...)')
+    try:
+        data = json.loads(raw[len(_BINARY_MAGIC):])
+    except ValueError as exc:
+        raise ValueError(f'Document(bytes): damaged binary_str() data ({exc})') from None
+    if not isinstance(data, dict):
+        raise ValueError('Document(bytes): damaged binary_str() data (not a JSON object)')
+    return data
+
+
+class DictMixin:
+    """Jina 2's field-by-name, dict, JSON and bytes methods of ``Document``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are no attribute: Jina 2's ``doc.tags__key`` paths.
+        if name.startswith('tags__'):
+            return _resolve_path(self, name)
+        raise AttributeError(f'{type(self).__name__!r} object has no attribute {name!r}')
+
+    def set_attributes(self, **fields: Any) -> None:
+        """Set several fields at once; ``tags__a__b=v`` sets a nested tag.
+
+        >>> from runtime import Document
+        >>> d = Document(); d.set_attributes(text='x', tags__meta__lang='en'); d.tags
+        {'meta': {'lang': 'en'}}
+        """
+        _check_one_content(fields, 'set_attributes()')
+        for key, value in fields.items():
+            setter = _SETTERS.get(key)
+            if setter is not None:
+                setter(self, value)
+            elif key.startswith('tags__'):
+                self._set_path(key, value)
+            else:
+                raise AttributeError(f'{key!r} is not a Document field; valid fields are: '
+                                     f'{", ".join(_ACCEPTED_KEYWORDS)} (and tag paths such as tags__key)')
+
+    def get_attributes(self, *fields: str) -> Any:
+        """Values of fields by name; ``tags__key__sub`` reaches into (nested) tags; a missing
+        field gives None. One field gives its value, several a list.
+
+        >>> from runtime import Document
+        >>> Document(text='a', tags={'k': {'j': 1}}).get_attributes('text', 'tags__k__j')
+        ['a', 1]
+        """
+        values = [_resolve_path(self, f) for f in fields]
+        return values[0] if len(fields) == 1 else values
+
+    def update(self, source: 'Document', fields: Iterable[str] | None = None) -> None:
+        """Copy fields of ``source`` into this document (Jina 2's ``update``).
+
+        ``fields=None`` copies every field ``source`` has set (its id too, as in Jina 2);
+        otherwise the named ones. ``tags`` are merged key by key like ``dict.update``;
+        chunks and matches are copied (``source`` is left unchanged).
+
+        >>> from runtime import Document
+        >>> d = Document(text='old', tags={'a': 1}); d.update(Document(id='n', tags={'b': 2}), ['tags'])
+        >>> d.text, d.tags
+        ('old', {'a': 1, 'b': 2})
+        """
+        # Only Document mixes this class in: this is Document's check without importing it.
+        if not isinstance(source, DictMixin):
+            raise TypeError(f'Document.update takes a Document, got {type(source).__name__}')
+        if fields is None:
+            names = [f.name for f, v in zip(TABLE, _get_state(source)) if not _is_default(f, v)]
+        else:
+            names = [fields] if isinstance(fields, str) else list(fields)
+            bad = [n for n in names if n not in FIELD]
+            if bad:
+                raise ValueError(f'Document.update: unknown fields {bad}; valid fields are: {", ".join(FIELDS)}')
+        for name in names:
+            if name == 'tags':
+                self.tags.update(_copy.deepcopy(source._tags or {}))
+            elif name in ('chunks', 'matches'):
+                setattr(self, name, [d.copy() for d in getattr(source, FIELD[name].slot) or ()])
+            elif name in ('scores', 'evaluations'):
+                value = getattr(source, FIELD[name].slot)
+                setattr(self, name, None if value is None else value.copy())
+            else:
+                setattr(self, name, getattr(source, name))
+
+    def pop(self, *fields: str) -> None:
+        """Reset the named fields to their defaults (``'content'`` resets text, blob and
+        buffer).
+
+        >>> from runtime import Document
+        >>> d = Document(text='a', weight=2.0); d.pop('text', 'weight'); d.text, d.weight
+        (None, 0.0)
+        """
+        for name in fields:
+            if name == 'content':
+                self._text = self._blob = self._buffer = None
+                continue
+            f = FIELD.get(name)
+            if f is None or name == 'id':
+                raise ValueError(f'Document.pop: {name!r} is not a field that can be reset; valid fields are: '
+                                 f'{", ".join(n for n in _ACCEPTED_KEYWORDS if n != "id")}')
+            self._set_slot(f.slot, f.default)
+
+    def to_dict(self, prettify_ndarrays: bool = False) -> dict:
+        """The fields that differ from their defaults, as plain Python (arrays stay arrays,
+        or become nested lists with ``prettify_ndarrays=True``; chunks / matches become
+        lists of dicts; scores ``{name: {'value': v, ...}}``). ``Document(d.to_dict()) == d``.
+
+        >>> from runtime import Document
+        >>> Document(id='a', text='hi').to_dict()
+        {'id': 'a', 'text': 'hi', 'mime_type': 'text/plain'}
+        """
+        out: dict[str, Any] = {'id': self._id}
+        for f, value in zip(TABLE[1:], _get_state(self)[1:]):
+            if _is_default(f, value):
+                continue
+            kind = f.kind
+            if kind == 'docs':
+                out[f.name] = [d.to_dict(prettify_ndarrays) for d in value]
+            elif kind == 'mapping':
+                out[f.name] = value.to_dict() if isinstance(value, NamedScores) else dict(value)
+            elif kind == 'array' and prettify_ndarrays:
+                out[f.name] = value.tolist()
+            else:
+                out[f.name] = value
+        return out
+
+    dict = to_dict  # Jina 2 name
+
+    def json(self, prettify_ndarrays: bool = False, **kwargs: Any) -> str:
+        """A JSON string of ``to_dict()``; arrays keep dtype and shape (or are plain lists
+        with ``prettify_ndarrays=True``), bytes go as base64. ``kwargs`` go to
+        ``json.dumps``. ``Document(d.json()) == d``.
+
+        >>> from runtime import Document
+        >>> Document(Document(id='a', text='x').json()).text
+        'x'
+        """
+        return json.dumps(_to_jsonable(self.to_dict(prettify_ndarrays)), **kwargs)
+
+    def binary_str(self) -> bytes:
+        """The document as bytes that ``Document(bytes)`` reads back (JSON inside, with
+        arrays as base64 of their raw bytes: reading untrusted bytes cannot run code).
+
+        >>> from runtime import Document
+        >>> import numpy as np
+        >>> d = Document(embedding=np.arange(3, dtype=np.int8)); Document(d.binary_str()) == d
+        True
+        """
+        return _BINARY_MAGIC + json.dumps(_to_jsonable(self.to_dict(), raw_arrays=True)).encode()
