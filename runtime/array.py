@@ -1,56 +1,29 @@
-"""DocumentArray: an in-memory list of Documents with id lookup and columnar embeddings."""
+"""DocumentArray: an in-memory list of Documents with id lookup and columnar embeddings.
+
+Also ``DocumentSequence``, what it shares with ``DocumentArrayMemmap``. Saving and loading
+are in ``runtime.array_io``, stacking a field into a matrix in ``runtime.columns``.
+
+>>> DocumentArray([Document(text='a'), Document(text='b')]).texts
+['a', 'b']
+"""
 from __future__ import annotations
 
-import io
-import json
 import operator
-import os
-import pickle
-from typing import IO, Any, Iterable, Iterator, Sequence, Union, overload
+from typing import Any, Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
-from . import document as _document
+from . import ids as _ids
+from .array_io import LoadMixin, SaveMixin
 from .arrayops import ArrayOps
+# _stack is also read from here by runtime.memmap and runtime.match.
+from .columns import _stack
 from .document import Document
 from .document_io import _resolve_path
-from .values import _to_jsonable
 
 __all__ = ['DocumentArray']
 
-PathOrFile = Union[str, os.PathLike, IO]
-_BINARY_MAGIC = b'SHMFLOW-DA1\n'
-_BINARY_VERSION = 1
-_EMBEDDING = 7  # position of the embedding in Document._state()
 _get_embedding = operator.attrgetter('_embedding')
-
-
-def _stack(docs: Iterable[Document], field: str) -> np.ndarray | None:
-    """Stack one array field of many documents into a new (N, ...) array.
-
-    None when no document has the field; ValueError when only some have it, or when
-    shapes or dtypes differ (stacking would silently upcast or fail later).
-    """
-    arrays, missing, first = [], None, None
-    for i, d in enumerate(docs):
-        a = getattr(d, field)
-        if a is None:
-            if missing is None:
-                missing = (i, d.id)
-            continue
-        if first is None:
-            first = (i, d.id, a.shape, a.dtype)
-        elif a.shape != first[2] or a.dtype != first[3]:
-            raise ValueError(f'cannot stack .{field}s: document #{i} (id {d.id!r}) has {a.dtype}{list(a.shape)} '
-                             f'but document #{first[0]} (id {first[1]!r}) has {first[3]}{list(first[2])}; '
-                             f'give every document the same shape and dtype')
-        arrays.append(a)
-    if not arrays:
-        return None
-    if missing is not None:
-        raise ValueError(f'cannot stack .{field}s: document #{missing[0]} (id {missing[1]!r}) has no {field} '
-                         f'while others have one; set it on every document (or on none)')
-    return np.stack(arrays)
 
 
 def _check_doc(value: Any, where: str) -> Document:
@@ -61,21 +34,12 @@ def _check_doc(value: Any, where: str) -> Document:
     return value
 
 
-def _is_text_file(file: Any) -> bool:
-    if isinstance(file, io.TextIOBase):
-        return True
-    if isinstance(file, (io.RawIOBase, io.BufferedIOBase)):
-        return False
-    mode = getattr(file, 'mode', None)  # wrappers such as tempfile.NamedTemporaryFile
-    return isinstance(mode, str) and 'b' not in mode
-
-
 def _rebuild_array(docs: list) -> 'DocumentArray':
     # Module-level so pickle stores it by name cheaply (see document._rebuild_document).
     return DocumentArray._from_list(docs)
 
 
-class DocumentSequence:
+class DocumentSequence(SaveMixin):
     """Behaviour shared by DocumentArray and DocumentArrayMemmap, written against
     ``__len__``, ``__iter__``, ``__getitem__`` and ``_has_id``."""
 
@@ -148,57 +112,8 @@ class DocumentSequence:
         out.extend(self)
         return out
 
-    def save(self, file: PathOrFile, file_format: str = 'json') -> None:
-        """Write every document to ``file`` (a path or an open file).
 
-        ``file_format='json'``: one JSON document per line (arrays as lists with dtype and
-        shape, bytes as base64); ``'binary'``: pickle-based and fast (embeddings of equal
-        shape and dtype go as one matrix). Both round-trip every field. A binary file is a
-        pickle: load only files you trust.
-
-        >>> da = DocumentArray([Document(text='a', embedding=np.zeros(2, np.float16))])
-        >>> f = io.BytesIO(); da.save(f, 'binary'); _ = f.seek(0)
-        >>> DocumentArray.load(f, 'binary') == da
-        True
-        """
-        if file_format not in ('json', 'binary'):
-            raise ValueError(f"file_format must be 'json' or 'binary', got {file_format!r}")
-        if isinstance(file, (str, os.PathLike)):
-            if file_format == 'json':
-                with open(file, 'w', encoding='utf-8') as fp:
-                    return self.save(fp, file_format)
-            with open(file, 'wb') as fp:
-                return self.save(fp, file_format)
-        text_mode = _is_text_file(file)
-        if file_format == 'json':
-            for d in self:
-                line = json.dumps(_to_jsonable(d.to_dict())) + '\n'
-                file.write(line if text_mode else line.encode())
-            return None
-        if text_mode:
-            raise TypeError("file_format='binary' needs a file opened in binary mode ('wb'), "
-                            "got a text-mode file")
-        states = [d._state() for d in self]
-        try:
-            matrix = self.embeddings if hasattr(type(self), 'embeddings') else _stack(self, 'embedding')
-        except ValueError:  # mixed shapes or missing ones: each document keeps its own
-            matrix = None
-        if matrix is not None:
-            states = [s[:_EMBEDDING] + (None,) + s[_EMBEDDING + 1:] for s in states]
-        file.write(_BINARY_MAGIC)
-        pickle.dump((_BINARY_VERSION, states, matrix), file, protocol=5)
-        return None
-
-    def save_json(self, file: PathOrFile) -> None:
-        """Same as ``save(file, 'json')`` (Jina 2 name)."""
-        self.save(file, 'json')
-
-    def save_binary(self, file: PathOrFile) -> None:
-        """Same as ``save(file, 'binary')`` (Jina 2 name)."""
-        self.save(file, 'binary')
-
-
-class DocumentArray(DocumentSequence, ArrayOps):
+class DocumentArray(DocumentSequence, LoadMixin, ArrayOps):
     """A mutable list of Documents with lookup by id and columnar embeddings.
 
     ``da.embeddings = X`` keeps ``X`` as the array's embedding matrix (no copy) and makes
@@ -264,7 +179,7 @@ class DocumentArray(DocumentSequence, ArrayOps):
     def _build_id_map(self) -> dict[str, int]:
         # Duplicated ids: the last one wins, as with append.
         m = self._id_map = {d.id: i for i, d in enumerate(self._docs)}
-        self._id_epoch = _document._ID_EPOCH[0]
+        self._id_epoch = _ids._ID_EPOCH[0]
         return m
 
     def _index_of(self, doc_id: str) -> int:
@@ -277,7 +192,7 @@ class DocumentArray(DocumentSequence, ArrayOps):
             docs = self._docs
             if i is not None and (i >= len(docs) or docs[i]._id != doc_id):
                 i = self._build_id_map().get(doc_id)  # a document's id changed since
-            elif i is None and self._id_epoch != _document._ID_EPOCH[0]:
+            elif i is None and self._id_epoch != _ids._ID_EPOCH[0]:
                 i = self._build_id_map().get(doc_id)  # maybe it was renamed to doc_id
         if i is None:
             raise KeyError(f'no document with id {doc_id!r} in this DocumentArray')
@@ -471,67 +386,6 @@ class DocumentArray(DocumentSequence, ArrayOps):
                              f'got shape {value.shape}')
         for d, r in zip(self._docs, value):
             d._blob = r
-
-    # -- persistence ----------------------------------------------------------------------------
-    @classmethod
-    def load(cls, file: PathOrFile, file_format: str = 'json') -> 'DocumentArray':
-        """Read what ``save`` wrote (same ``file_format``), from a path or an open file.
-        A binary file written with one embedding matrix loads columnar (zero-copy
-        ``.embeddings``).
-
-        >>> f = io.StringIO(); DocumentArray([Document(text='a'), Document(text='b')]).save(f)
-        >>> _ = f.seek(0); DocumentArray.load(f).texts
-        ['a', 'b']
-        """
-        if file_format not in ('json', 'binary'):
-            raise ValueError(f"file_format must be 'json' or 'binary', got {file_format!r}")
-        if isinstance(file, (str, os.PathLike)):
-            with open(file, 'rb') as fp:
-                return cls.load(fp, file_format)
-        if file_format == 'binary':
-            head = file.read(len(_BINARY_MAGIC))
-            if isinstance(head, str):
-                raise TypeError("file_format='binary' needs a file opened in binary mode ('rb')")
-            if head != _BINARY_MAGIC:
-                looks = ' (it looks like JSON lines: pass file_format="json")' if head[:1] == b'{' else ''
-                raise ValueError(f'not a DocumentArray binary file{looks}')
-            payload = pickle.load(file)
-            if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _BINARY_VERSION):
-                raise ValueError('unsupported DocumentArray binary file (written by another version?)')
-            _, states, matrix = payload
-            da = cls._from_list([_document._rebuild_document(s) for s in states])
-            if matrix is not None:
-                da.embeddings = matrix
-            return da
-        docs = []
-        for lineno, line in enumerate(file, 1):
-            if isinstance(line, bytes):
-                if lineno == 1 and line.startswith(_BINARY_MAGIC):
-                    raise ValueError("this is a DocumentArray binary file: pass file_format='binary'")
-                line = line.decode('utf-8')
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f'line {lineno}: not a JSON document ({exc})') from None
-            if not isinstance(data, dict):
-                raise ValueError(f'line {lineno}: expected a JSON object, got JSON {type(data).__name__}')
-            try:
-                docs.append(Document(data))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f'line {lineno}: not a valid document ({exc})') from None
-        return cls._from_list(docs)
-
-    @classmethod
-    def load_json(cls, file: PathOrFile) -> 'DocumentArray':
-        """Same as ``load(file, 'json')`` (Jina 2 name)."""
-        return cls.load(file, 'json')
-
-    @classmethod
-    def load_binary(cls, file: PathOrFile) -> 'DocumentArray':
-        """Same as ``load(file, 'binary')`` (Jina 2 name)."""
-        return cls.load(file, 'binary')
 
     def __reduce__(self):
         return _rebuild_array, (self._docs,)

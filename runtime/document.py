@@ -30,7 +30,6 @@ from .convert import ConvertMixin
 # _resolve_path is also read from here by runtime.arrayops.
 from .document_io import _ACCEPTED_KEYWORDS, _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
 from .fields import DEFAULTS, FIELD, FIELDS, SLOTS, TABLE
-# _ID_EPOCH is read by DocumentArray through this module (runtime.array).
 from .ids import _ID_EPOCH, _new_id
 from .scores import NamedScore, NamedScores, as_scores
 from .subdocs import SubdocsMixin, _as_doc_array, _copy_docs, _shallow_docs

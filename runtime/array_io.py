@@ -1,0 +1,166 @@
+"""Saving and loading document sequences: JSON lines and a pickle-based binary format.
+
+Mixed into ``DocumentSequence`` (``save``, ``save_json``, ``save_binary``: any sequence of
+documents can be saved) and ``DocumentArray`` (``load``, ``load_json``, ``load_binary``:
+classmethods that build the class they are called on), both in ``runtime.array``.
+
+Example
+-------
+>>> import io
+>>> from runtime import Document, DocumentArray
+>>> f = io.StringIO(); DocumentArray([Document(text='a')]).save(f); _ = f.seek(0)
+>>> DocumentArray.load(f).texts
+['a']
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from typing import IO, Any, Union
+
+from .columns import _stack
+from .document import Document, _rebuild_document
+from .fields import INDEX
+from .values import _to_jsonable
+
+__all__ = ['SaveMixin', 'LoadMixin']
+
+PathOrFile = Union[str, os.PathLike, IO]
+_BINARY_MAGIC = b'SHMFLOW-DA1\n'
+_BINARY_VERSION = 1
+_EMBEDDING = INDEX['embedding']  # position of the embedding in Document._state()
+
+
+def _is_text_file(file: Any) -> bool:
+    if isinstance(file, io.TextIOBase):
+        return True
+    if isinstance(file, (io.RawIOBase, io.BufferedIOBase)):
+        return False
+    mode = getattr(file, 'mode', None)  # wrappers such as tempfile.NamedTemporaryFile
+    return isinstance(mode, str) and 'b' not in mode
+
+
+class SaveMixin:
+    """``save`` / ``save_json`` / ``save_binary`` of any sequence of Documents."""
+
+    __slots__ = ()
+
+    def save(self, file: PathOrFile, file_format: str = 'json') -> None:
+        """Write every document to ``file`` (a path or an open file).
+
+        ``file_format='json'``: one JSON document per line (arrays as lists with dtype and
+        shape, bytes as base64); ``'binary'``: pickle-based and fast (embeddings of equal
+        shape and dtype go as one matrix). Both round-trip every field. A binary file is a
+        pickle: load only files you trust.
+
+        >>> import numpy as np
+        >>> from runtime import DocumentArray
+        >>> da = DocumentArray([Document(text='a', embedding=np.zeros(2, np.float16))])
+        >>> f = io.BytesIO(); da.save(f, 'binary'); _ = f.seek(0)
+        >>> DocumentArray.load(f, 'binary') == da
+        True
+        """
+        if file_format not in ('json', 'binary'):
+            raise ValueError(f"file_format must be 'json' or 'binary', got {file_format!r}")
+        if isinstance(file, (str, os.PathLike)):
+            if file_format == 'json':
+                with open(file, 'w', encoding='utf-8') as fp:
+                    return self.save(fp, file_format)
+            with open(file, 'wb') as fp:
+                return self.save(fp, file_format)
+        text_mode = _is_text_file(file)
+        if file_format == 'json':
+            for d in self:
+                line = json.dumps(_to_jsonable(d.to_dict())) + '\n'
+                file.write(line if text_mode else line.encode())
+            return None
+        if text_mode:
+            raise TypeError("file_format='binary' needs a file opened in binary mode ('wb'), "
+                            "got a text-mode file")
+        states = [d._state() for d in self]
+        try:
+            matrix = self.embeddings if hasattr(type(self), 'embeddings') else _stack(self, 'embedding')
+        except ValueError:  # mixed shapes or missing ones: each document keeps its own
+            matrix = None
+        if matrix is not None:
+            states = [s[:_EMBEDDING] + (None,) + s[_EMBEDDING + 1:] for s in states]
+        file.write(_BINARY_MAGIC)
+        pickle.dump((_BINARY_VERSION, states, matrix), file, protocol=5)
+        return None
+
+    def save_json(self, file: PathOrFile) -> None:
+        """Same as ``save(file, 'json')`` (Jina 2 name)."""
+        self.save(file, 'json')
+
+    def save_binary(self, file: PathOrFile) -> None:
+        """Same as ``save(file, 'binary')`` (Jina 2 name)."""
+        self.save(file, 'binary')
+
+
+class LoadMixin:
+    """``load`` / ``load_json`` / ``load_binary``: classmethods of ``DocumentArray``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def load(cls, file: PathOrFile, file_format: str = 'json') -> 'DocumentArray':
+        """Read what ``save`` wrote (same ``file_format``), from a path or an open file.
+        A binary file written with one embedding matrix loads columnar (zero-copy
+        ``.embeddings``).
+
+        >>> from runtime import DocumentArray
+        >>> f = io.StringIO(); DocumentArray([Document(text='a'), Document(text='b')]).save(f)
+        >>> _ = f.seek(0); DocumentArray.load(f).texts
+        ['a', 'b']
+        """
+        if file_format not in ('json', 'binary'):
+            raise ValueError(f"file_format must be 'json' or 'binary', got {file_format!r}")
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, 'rb') as fp:
+                return cls.load(fp, file_format)
+        if file_format == 'binary':
+            head = file.read(len(_BINARY_MAGIC))
+            if isinstance(head, str):
+                raise TypeError("file_format='binary' needs a file opened in binary mode ('rb')")
+            if head != _BINARY_MAGIC:
+                looks = ' (it looks like JSON lines: pass file_format="json")' if head[:1] == b'{' else ''
+                raise ValueError(f'not a DocumentArray binary file{looks}')
+            payload = pickle.load(file)
+            if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _BINARY_VERSION):
+                raise ValueError('unsupported DocumentArray binary file (written by another version?)')
+            _, states, matrix = payload
+            da = cls._from_list([_rebuild_document(s) for s in states])
+            if matrix is not None:
+                da.embeddings = matrix
+            return da
+        docs = []
+        for lineno, line in enumerate(file, 1):
+            if isinstance(line, bytes):
+                if lineno == 1 and line.startswith(_BINARY_MAGIC):
+                    raise ValueError("this is a DocumentArray binary file: pass file_format='binary'")
+                line = line.decode('utf-8')
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f'line {lineno}: not a JSON document ({exc})') from None
+            if not isinstance(data, dict):
+                raise ValueError(f'line {lineno}: expected a JSON object, got JSON {type(data).__name__}')
+            try:
+                docs.append(Document(data))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f'line {lineno}: not a valid document ({exc})') from None
+        return cls._from_list(docs)
+
+    @classmethod
+    def load_json(cls, file: PathOrFile) -> 'DocumentArray':
+        """Same as ``load(file, 'json')`` (Jina 2 name)."""
+        return cls.load(file, 'json')
+
+    @classmethod
+    def load_binary(cls, file: PathOrFile) -> 'DocumentArray':
+        """Same as ``load(file, 'binary')`` (Jina 2 name)."""
+        return cls.load(file, 'binary')
