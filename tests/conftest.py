@@ -11,11 +11,6 @@ import pytest
 
 from runtime.transport.local.zygote import zygote_pid
 
-# Executors start with subprocess here unless a test (or the caller) asks for the fork server:
-# the fork server is a child of the test process for as long as it runs, which the checks in
-# test_robustness/test_reliability/test_topology that count children do not expect yet.
-# tests/test_zygote.py runs with it; SHMFLOW_ZYGOTE=1 runs the whole suite with it.
-os.environ.setdefault('SHMFLOW_ZYGOTE', '0')
 
 # Only this process's flows: other test runs may share the machine. Every file and
 # directory of a Flow is named after the pid of the process that started it.

@@ -39,6 +39,7 @@ import pytest
 import zmq
 
 from childio import Lines, reap, script_env
+from runtime.transport.local.zygote import own_children
 from runtime import (Document, DocumentArray, Executor, ExecutorError, Flow, RequestTimeoutError, WorkerDiedError,
                      requests)
 from runtime.transport.local import protocol as P
@@ -153,7 +154,7 @@ def _start_script(tmp_path, text: str, *args: str) -> subprocess.Popen:
 # A script's first line: its workers, and the names of its Flow's files.
 REPORT_FLOW = '''
 def report_flow(f):
-    print(json.dumps({'pids': [p.pid for p in psutil.Process().children()], 'prefix': f._rt.transport.prefix,
+    print(json.dumps({'pids': [p.pid for p in own_children()], 'prefix': f._rt.transport.prefix,
                       'ipc_dir': f._rt.transport._ipc_dir}), flush=True)
 '''
 
@@ -224,6 +225,7 @@ def test_post_timeout_fires_with_a_5000_deep_window():
 CTRL_C_DEEP = '''
 import glob, json, os, signal, sys, tempfile, time
 import psutil
+from runtime.transport.local.zygote import own_children
 from runtime import Document, Executor, Flow, requests
 
 class Slow(Executor):
@@ -248,7 +250,7 @@ try:
 except KeyboardInterrupt:
     interrupted = True
 print(json.dumps({'interrupted': interrupted, 'done': len(seen), 'exit_s': time.monotonic() - t['signal'],
-                  'children': [p.pid for p in psutil.Process().children(recursive=True)],
+                  'children': [p.pid for p in own_children(recursive=True)],
                   'shm': glob.glob(f'/dev/shm/shmflow-{os.getpid()}-*'),
                   'ipc': glob.glob(os.path.join(tempfile.gettempdir(), f'shmflow-{os.getpid()}-*'))}))
 '''
@@ -331,6 +333,7 @@ def test_a_worker_that_lost_its_connection_is_ended_and_restarted():
 LOST_MESSAGE = '''
 import json, os, sys, time
 import psutil
+from runtime.transport.local.zygote import own_children
 from runtime import Document, Executor, Flow, WorkerDiedError, requests
 ''' + REPORT_FLOW + '''
 import resource
@@ -432,6 +435,7 @@ def test_without_restarts_left_a_hung_worker_is_left_alone():
 HUNG_THEN_UNTIMED = '''
 import json, os, sys, time
 import psutil
+from runtime.transport.local.zygote import own_children
 from runtime import Document, Executor, Flow, RequestTimeoutError, requests
 ''' + REPORT_FLOW + '''
 
@@ -498,6 +502,7 @@ def test_only_as_many_hung_replicas_are_ended_as_restarts_are_left():
 SIGNALLED = '''
 import json, os, sys, time
 import psutil
+from runtime.transport.local.zygote import own_children
 from runtime import Document, Executor, Flow, requests
 ''' + REPORT_FLOW + '''
 

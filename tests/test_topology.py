@@ -15,6 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
+from runtime.transport.local.zygote import own_children
 from runtime import (Document, DocumentArray, Executor, ExecutorError, Flow, Status, WorkerDiedError,
                      requests)
 from runtime.control.router import MAX_OUTSTANDING
@@ -236,7 +237,7 @@ def test_shards_times_replicas_processes_ids_and_workspaces(tmp_path):
             .add(name='rep', uses=WhereAmI, replicas=2))
     assert '2 replicas' in flow.mermaid() and '2 shards' in flow.mermaid()
     with flow as f:
-        kids = psutil.Process().children(recursive=True)
+        kids = own_children(recursive=True)
         assert len(kids) == 4 + 2
 
         # 16 requests in flight at once: the first 4 go to the 4 idle processes of 'sh'

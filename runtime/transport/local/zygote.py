@@ -175,6 +175,20 @@ def zygote_pid() -> int | None:
     return s.proc.pid
 
 
+def own_children(recursive: bool = False) -> list:
+    """This process's child processes (``psutil.Process`` objects) but its zygote, which
+    lives as long as the process: what its Flows started.
+
+    Example
+    -------
+    >>> with Flow().add().add() as f:  # doctest: +SKIP
+    ...     assert len(own_children()) == 2
+    """
+    import psutil
+    zyg = zygote_pid()
+    return [p for p in psutil.Process().children(recursive=recursive) if p.pid != zyg]
+
+
 def _start(env: dict) -> None:
     s = _state
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
