@@ -44,6 +44,7 @@ import psutil
 from perf.baselines import MPQueuePipeline, RawZmqPipeline
 from perf.common import MIN_RUN_S, entry, figure_rows, format_table, median, repeat_for
 from runtime import Document, DocumentArray, Executor, Flow, requests
+from runtime.transport.local.zygote import own_children
 
 __all__ = ['ReadEmbeddings', 'run', 'main', 'title', 'TARGETS']
 
@@ -173,7 +174,7 @@ def _cpu_split(run_once: Callable[[], int], rounds: int = 10) -> dict[str, float
     """CPU seconds each process of the Flow spent per run (mean of ``rounds`` runs, without
     the profiler): the process that saturates first is the bottleneck."""
     me = psutil.Process()
-    workers = [p for p in me.children() if 'runtime.transport.local.worker' in ' '.join(p.cmdline())]
+    workers = own_children()  # forked by the zygote: they carry its command line, so name them by pid
 
     def cpu(p: psutil.Process) -> float:
         t = p.cpu_times()
@@ -185,7 +186,7 @@ def _cpu_split(run_once: Callable[[], int], rounds: int = 10) -> dict[str, float
         run_once()
     wall = time.perf_counter() - t0
     after = [cpu(me)] + [cpu(p) for p in workers]
-    names = ['parent'] + [p.cmdline()[-4] if len(p.cmdline()) >= 4 else str(p.pid) for p in workers]
+    names = ['parent'] + [f'worker {p.pid}' for p in workers]
     out = {'wall': wall / rounds}
     out.update({name: (b - a) / rounds for name, a, b in zip(names, before, after)})
     return out

@@ -55,7 +55,7 @@ PYTHONPATH=$PYPATH timeout -k 10 420 "$PY" -m perf.bench_scaling --counts "$COUN
 rc=${PIPESTATUS[0]}
 sleep 1
 after=$(ls /dev/shm | grep -c '^shmflow-' || true)
-left=$(pgrep -f 'runtime.transport.local.worker' | wc -l)
-echo "exit $rc; /dev/shm shmflow files before $before, after $after; runtime.transport.local.worker processes left: $left" \
+left=$(pgrep -f 'runtime.transport.local' | wc -l)
+echo "exit $rc; /dev/shm shmflow files before $before, after $after; runtime.transport.local processes left: $left" \
     | tee -a "$OUT/scaling.txt"
 exit "$rc"
