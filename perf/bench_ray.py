@@ -43,8 +43,8 @@ __all__ = ['run', 'main', 'title', 'TARGETS']
 
 TARGETS = {'chain_vs_hand': 0.8, 'cpu_vs_local': 0.8, 'latency_p50_ms': 2.5, 'ready_s': 8.0}
 #: How the benchmark starts its own Ray (after the start-up figure, which starts a private
-#: one through the Flow): as small as the machine, no dashboard.
-RAY_INIT = {'address': 'local', 'include_dashboard': False, 'log_to_driver': False}
+#: one through the Flow): as a Flow starts its private Ray, without actors' output.
+RAY_INIT = {'log_to_driver': False}
 CPU_WINDOW = 8
 
 
@@ -209,7 +209,8 @@ def run(quick: bool = False, tiny: bool = False) -> dict:
     config = {'n_docs': n_docs, 'reps': reps, 'cpu_requests': cpu_requests, 'latency_posts': posts, 'quick': quick,
               'ray': ray.__version__}
     ready = _ready_time()
-    ray.init(num_cpus=max(os.cpu_count() or 2, 2), **RAY_INIT)
+    from runtime.transport.ray.transport import private_ray_kwargs
+    ray.init(address='local', **private_ray_kwargs({'num_cpus': max(os.cpu_count() or 2, 2), **RAY_INIT}))
     try:
         chain = _chain(ray, n_docs, reps)
         cpu = _cpu_bound(cpu_requests, reps)
