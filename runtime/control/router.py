@@ -94,6 +94,7 @@ class Router:
         self._requests: dict[int, _Request] = {}
         self._rids = itertools.count()
         self._hung = HungWorkers()
+        self._plans: dict[tuple, Plan] = {}
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
 
     # -- start / stop --------------------------------------------------------------------------
@@ -168,7 +169,11 @@ class Router:
             dead = d.dead_shard() if on else None
             if dead is not None:
                 raise dead.died()
-        return Plan(self.deployments, endpoint, active)
+        key = (endpoint, tuple(active))
+        plan = self._plans.get(key)
+        if plan is None:  # the graph is the same for every post to an endpoint: build it once
+            plan = self._plans[key] = Plan(self.deployments, endpoint, active)
+        return plan
 
     def submit(self, post: 'Post', docs: DocumentArray, index: int, truths: DocumentArray | None = None) -> None:
         """Send one request's documents (and their groundtruths) on their way."""
@@ -347,6 +352,7 @@ class Router:
         w.dep.endpoints = event.endpoints
         w.dep.has_default = event.default
         w.dep.matrix_endpoints = event.matrix
+        self._plans.clear()  # what each executor handles is known now
 
     def _on_init_failed(self, event: InitFailed) -> None:
         # A restarted instance whose __init__ raised: it is going away; its Died event

@@ -47,6 +47,9 @@ class Worker:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IDENTITY, identity.encode())
         self.sock.connect(endpoint)
+        # One poller for the process's life: Socket.poll() builds a new one on every call.
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
         self.ipc_dir = os.path.dirname(endpoint[len('ipc://'):])
         # Named without the identity's secret part: file names under /dev/shm are public.
         self.arena = Arena(f'{prefix}-{identity.split("-")[0]}', arena_size)
@@ -70,7 +73,7 @@ class Worker:
         """The next batch as [(header, meta)], or None when the parent is gone (checked
         while idle)."""
         while True:
-            if self.sock.poll(IDLE_POLL_MS):
+            if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN or self.poller.poll(IDLE_POLL_MS):
                 return P.unpack(self.sock.recv_multipart(copy=False))
             if not self.parent_alive():
                 return None
