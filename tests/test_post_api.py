@@ -486,3 +486,44 @@ def test_doc_groundtruth_pairs_reach_every_handler_as_groundtruths():
             f.post('/', [pairs[0], Document()])
     docs = [d for r in out for d in r.docs]
     assert sorted((d.text, d.tags['truth']) for d in docs) == [(f'q{i}', f't{i}') for i in range(7)]
+
+
+class KeepEven(Executor):
+    @requests
+    def keep(self, docs, **kwargs):
+        return DocumentArray(d for d in docs if int(d.id) % 2 == 0)
+
+
+class SplitInThree(Executor):
+    @requests
+    def split(self, docs, **kwargs):
+        return DocumentArray(Document(id=f'{d.id}-{k}') for d in docs for k in range(3))
+
+
+class FailOddRequests(Executor):
+    @requests
+    def fail(self, docs, **kwargs):
+        if int(docs[0].id) // 10 % 2:
+            raise ValueError('odd request')
+
+
+def _final_progress_line(capfd) -> str:
+    import re
+    err = capfd.readouterr().err
+    lines = [ln for ln in re.split(r'[\r\n]', err) if ln.strip()]
+    return lines[-1]
+
+
+@pytest.mark.parametrize('uses, expected', [
+    (KeepEven, r'10 requests, 100 docs done, 50 docs out in '),
+    (SplitInThree, r'10 requests, 100 docs done, 300 docs out in '),
+    (FailOddRequests, r'10 requests, 50 docs done, 50 docs failed \(5 requests\) in '),
+])
+def test_the_progress_summary_counts_input_documents_done_and_failed_apart_from_output(capfd, uses, expected):
+    import re
+    with Flow().add(uses=uses) as f:
+        capfd.readouterr()
+        f.post('/', [Document(id=str(i)) for i in range(100)], request_size=10, show_progress=True,
+               continue_on_error=True)
+    line = _final_progress_line(capfd)
+    assert re.search(expected, line), line
