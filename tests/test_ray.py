@@ -329,8 +329,12 @@ def test_executors_pinned_to_two_nodes_then_a_node_removed_mid_post(ray_cluster,
         trace = tmp_path / 'trace.json'
         remote = _pipeline_answers({'backend': 'ray', 'profile': str(trace)}, pin=True)
         assert remote['answers'] == local['answers']
-        tracks = {e['pid'] for e in json.loads(trace.read_text())['traceEvents'] if e.get('cat') == 'handler'}
-        assert tracks == remote['pids'] and len(tracks) == 2  # one track per actor
+        events = json.loads(trace.read_text())['traceEvents']
+        tracks = {e['pid'] for e in events if e.get('cat') == 'handler'}
+        labels = {e['pid']: e['args']['name'] for e in events if e.get('name') == 'process_name'}
+        assert len(tracks) == 2  # one track per actor, each named with its pid and node
+        assert {int(labels[t].split('pid ')[1].split(',')[0]) for t in tracks} == remote['pids']
+        assert all('node ' in labels[t] for t in tracks)
         hops = remote['nodes']
         assert hops['embed'] != hops['index'] and {hops['embed'], hops['index']} == ids
 

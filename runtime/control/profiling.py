@@ -200,7 +200,20 @@ def chrome_trace(records: list[_Record], parent_pid: int | None = None) -> dict:
         {'ph': 'M', 'name': 'process_name', 'pid': parent_pid, 'tid': 0, 'args': {'name': 'router (parent)'}},
         {'ph': 'M', 'name': 'process_sort_index', 'pid': parent_pid, 'tid': 0, 'args': {'sort_index': 0}},
     ]
-    named = set()
+    # A track per process; on a cluster pids repeat across machines, so a process is its
+    # (node, pid), and one off this machine gets a track number of its own.
+    tracks: dict[tuple, int] = {}
+
+    def track(h: dict) -> int:
+        key = (h.get('node') or '', h['pid'])
+        got = tracks.get(key)
+        if got is None:
+            got = tracks[key] = h['pid'] if not key[0] else 10_000_000 + len(tracks)
+            node = f", node {key[0]}" if key[0] else ''
+            label = f"{h['executor']} (replica {h['replica']}, shard {h['shard']}, pid {h['pid']}{node})"
+            events.append({'ph': 'M', 'name': 'process_name', 'pid': got, 'tid': 0, 'args': {'name': label}})
+        return got
+
     for r in records:
         events.append({'ph': 'b', 'cat': 'request', 'name': f'request {r.endpoint}', 'id': r.rid,
                        'pid': parent_pid, 'tid': 0, 'ts': us(r.submitted),
@@ -209,11 +222,7 @@ def chrome_trace(records: list[_Record], parent_pid: int | None = None) -> dict:
                        'pid': parent_pid, 'tid': 0, 'ts': us(r.finished)})
         hops = sorted(r.routes, key=lambda h: h['start'])
         for i, h in enumerate(hops):
-            pid = h['pid']
-            if pid not in named:
-                named.add(pid)
-                label = f"{h['executor']} (replica {h['replica']}, shard {h['shard']})"
-                events.append({'ph': 'M', 'name': 'process_name', 'pid': pid, 'tid': 0, 'args': {'name': label}})
+            pid = track(h)
             events.append({'ph': 'X', 'cat': 'handler', 'name': h['executor'], 'pid': pid, 'tid': 0,
                            'ts': us(h['start']), 'dur': max(0.001, round((h['end'] - h['start']) * 1e6, 3)),
                            'args': {'request_id': r.rid, 'docs': r.ndocs, 'endpoint': r.endpoint,
@@ -225,7 +234,7 @@ def chrome_trace(records: list[_Record], parent_pid: int | None = None) -> dict:
                 events.append({'ph': 's', 'cat': 'flow', 'name': 'request', 'id': flow_id, 'pid': pid, 'tid': 0,
                                'ts': us(h['end']) - 0.001})
                 events.append({'ph': 'f', 'bp': 'e', 'cat': 'flow', 'name': 'request', 'id': flow_id,
-                               'pid': nxt['pid'], 'tid': 0, 'ts': us(nxt['start'])})
+                               'pid': track(nxt), 'tid': 0, 'ts': us(nxt['start'])})
     return {'traceEvents': events, 'displayTimeUnit': 'ms'}
 
 

@@ -99,10 +99,7 @@ def _check(spec: dict) -> None:
             raise ValueError(f'{label} must be an int >= 0, got {value!r}')
     if spec.get('env') is not None and not isinstance(spec['env'], dict):
         raise TypeError(f'env must be a dict of str -> str, got {type(spec["env"]).__name__}')
-    ray_options = spec.get('ray_options')
-    if ray_options is not None and not isinstance(ray_options, dict):
-        raise TypeError(f"ray_options must be a dict of Ray actor options, e.g. {{'num_cpus': 1}}, got "
-                        f'{describe(ray_options)}')
+
     workspace = spec.get('workspace')
     if workspace is not None and not isinstance(workspace, (str, os.PathLike)):
         raise TypeError(f'workspace must be a folder path (str), got {describe(workspace)}')
@@ -167,6 +164,9 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
     taken = {s['resolved_name'] for s in specs} | {s['group'] for s in specs if s.get('group')}
     resolved = _name_for(cls, name, metas, taken)
     metas.setdefault('name', resolved)
+    if spec.get('ray_options') is not None:
+        from ..transport.ray import check_ray_options  # imports no Ray unless installed
+        spec['ray_options'] = check_ray_options(resolved, spec['ray_options'])
     try:  # here, naming the executor, rather than when its process is configured
         pickle.dumps((init_kwargs, metas), protocol=5)
     except Exception as exc:

@@ -103,7 +103,8 @@ class Reply:
 
 
 class Failed:
-    """``worker``'s handler raised on request ``rid``; the error is rebuilt by the router."""
+    """``worker``'s handler raised on request ``rid``; the error is rebuilt by the router.
+    ``times`` as in ``Reply`` (received, handler start, end, sent)."""
     __slots__ = ('worker', 'rid', 'exc_type', 'message', 'traceback', 'times')
 
     def __init__(self, worker: Worker, rid: int, exc_type: str, message: str, traceback: str,
