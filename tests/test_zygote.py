@@ -78,10 +78,14 @@ def test_workers_are_forked_by_the_zygote_as_children_of_the_parent():
         for r in got.values():
             assert r['ppid'] == os.getpid()  # what the worker watches to notice the parent's death
             assert 'runtime.transport.local.zygote' in r['cmdline']  # forked, not started anew
-    # the next Flow reuses the same zygote
-    with Flow().add(name='d', uses=Where) as f:
-        assert _reports(f, ['d'])['d']['ppid'] == os.getpid()
-        assert zygote.zygote_pid() == zyg
+        # a Flow opened while another is open shares its zygote
+        with Flow().add(name='d', uses=Where) as inner:
+            assert _reports(inner, ['d'])['d']['ppid'] == os.getpid()
+            assert zygote.zygote_pid() == zyg
+        assert zygote.zygote_pid() == zyg  # the outer Flow is still open
+    # with the last Flow closed, no process is left: not the zygote either
+    assert zygote.zygote_pid() is None and not psutil.pid_exists(zyg)
+    assert psutil.Process().children() == []
 
 
 def test_each_worker_gets_its_env_and_the_parents_directory_and_umask_at_start(tmp_path, monkeypatch):

@@ -135,6 +135,7 @@ class LocalTransport(Transport):
         self._blobs: dict[int, bytes] = {}
         self._opened = True
         self._finalizer = weakref.finalize(self, _cleanup, self.prefix, self._ipc_dir, self._procs)
+        zygote.hold()
 
     def _live_owner(self, arena: str) -> LocalWorker | None:
         w = self._by_arena.get(arena)
@@ -203,6 +204,7 @@ class LocalTransport(Transport):
             self._mapper.close()
             self._arena.close()
             self._finalizer()  # sweeps the prefix and the socket directory
+            zygote.release()
 
     def kill(self, worker: LocalWorker, why: str) -> None:
         if worker.alive and worker.proc.poll() is None:

@@ -2,7 +2,9 @@
 
 Starting an executor process with ``python -m runtime.transport.local.worker`` costs
 0.2-0.3 s of CPU, nearly all of it importing numpy, pyzmq and the runtime; three of them
-on two cores take half a second. The zygote pays that once per parent process: it imports
+on two cores take half a second. The zygote pays that once for all the Flows a process
+has open at a time (it ends with the last of them, so that no process outlives the Flows
+that needed it): it imports
 those modules (and starts nothing: no thread, no ZeroMQ context, so forking it is safe)
 and then forks one worker per request from the parent, in a few milliseconds.
 
@@ -23,8 +25,8 @@ module the zygote imported is loaded (``OMP_NUM_THREADS``, ``PYTHONHASHSEED``, .
 come too late in a forked process; such an executor is started with ``subprocess`` instead,
 as is every executor when ``SHMFLOW_ZYGOTE=0`` is set.
 
-The zygote ends when the parent closes its end of the socket (at exit) or dies (it watches
-the parent through a pidfd).
+The zygote ends when the parent closes its end of the socket (the last open Flow closed, or
+the parent exits) or dies (it watches the parent through a pidfd).
 
 Example
 -------
@@ -141,6 +143,7 @@ class _State:
         self.sock: socket.socket | None = None
         self.owner = 0  # the pid that started it: a forked copy of this process starts its own
         self.broken = 0  # the pid whose zygote could not be started: it spawns instead
+        self.users = 0  # open Flows of this process: the zygote ends with the last one
 
 
 _state = _State()
@@ -222,10 +225,29 @@ def shutdown() -> None:
             proc.wait()
 
 
+def hold() -> None:
+    """A Flow of this process opens: the zygote (started on its first spawn) stays for as
+    long as some Flow is open, so Flows opened together or one inside another share it."""
+    with _state.lock:
+        _state.users += 1
+
+
+def release() -> None:
+    """A Flow of this process closed; with the last one the zygote ends too, so that no
+    process outlives the Flows (the next Flow starts a new one, ~0.2 s)."""
+    s = _state
+    with s.lock:
+        s.users = max(0, s.users - 1)
+        last = s.users == 0
+    if last:
+        shutdown()
+
+
 def _forget_in_child() -> None:
     """A forked copy of this process must not talk to its parent's zygote."""
     s = _state
     s.lock = threading.Lock()
+    s.users = 0
     if s.sock is not None:
         s.sock.close()
     s.proc = s.sock = None
