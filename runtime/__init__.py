@@ -55,10 +55,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .array import DocumentArray
     from .document import Document
-    from .errors import (BadInputError, ExecutorError, ExecutorStartError, FlowNotStartedError,
+    from .errors import (BadInputError, CorruptStoreError, ExecutorError, ExecutorStartError, FlowNotStartedError,
                          RemoteTraceback, RequestTimeoutError, WorkerDiedError)
     from .executor import BaseExecutor, Executor, requests
     from .flow import Flow
     from .generators import from_csv, from_files, from_lines, from_ndarray, from_ndjson
     from .memmap import DocumentArrayMemmap
     from .response import Response, Status
+    from .scores import NamedScore
+    from .serving.aflow import AsyncClient, AsyncFlow
+    from .serving.client import Client
