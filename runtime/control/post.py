@@ -16,7 +16,6 @@ import logging
 import pickle
 from typing import Callable, Iterator
 
-from ..array import DocumentArray
 from ..response import Response, Status
 from .progress import Progress
 from .router import POLL_S, Router

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import pickle
 import secrets
 import time
 import traceback

@@ -9,7 +9,6 @@ requests until told to stop or until its parent is gone.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import os
 import pickle
