@@ -95,13 +95,16 @@ class WorkerDiedError(RuntimeError):
         self.executor, self.replica, self.returncode, self.pid = executor, replica, returncode, pid
         self.reason, self.why = reason, why
         if why:  # the Flow ended it, or saw it go (a lost connection, a dead node)
-            how = why
+            how = None
         elif reason:  # it told the parent why before it died: that is the cause, not the exit code
             how = f'after an error outside any handler: {reason} (exit code {returncode}; traceback below)'
         else:
             how = f'with {describe_exit(returncode)}'
-        super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) ended '
-                         f'unexpectedly {how}')
+        if how is None:
+            super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) was ended {why}')
+        else:
+            super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) ended '
+                             f'unexpectedly {how}')
 
     def __reduce__(self):
         return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason, self.why)

@@ -308,15 +308,15 @@ class Flow:
         if rt is not None:
             try:
                 rt.close()
+                if self._profile is not None and self._profile.records:
+                    if logger.isEnabledFor(logging.INFO):
+                        logger.info('profile of the whole run:\n%s', self._profile.summary().table())
+                    if isinstance(self._profile_opt, (str, os.PathLike)):
+                        self.save_trace(self._profile_opt)  # a run stopped by SIGTERM keeps its trace
             finally:
                 self._restore_signals()
                 if self._signalled is not None:  # die of it, as if it had not been caught
                     os.kill(os.getpid(), self._signalled)
-            if self._profile is not None and self._profile.records:
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info('profile of the whole run:\n%s', self._profile.summary().table())
-                if isinstance(self._profile_opt, (str, os.PathLike)):
-                    self.save_trace(self._profile_opt)
 
     # -- profiling -------------------------------------------------------------------------
     def profile_summary(self, last_post: bool = False) -> ProfileSummary:

@@ -10,7 +10,7 @@ replica for good, which is worse than waiting.
 Example
 -------
 >>> hung = HungWorkers()
->>> hung.mark(worker, deadline + grace, timeout); hung.end_due(time.monotonic(), transport)
+>>> hung.mark(worker, timeout, time.monotonic()); hung.end_due(time.monotonic(), transport)
 """
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ class HungWorkers:
     def __bool__(self) -> bool:
         return bool(self._due)
 
+    def __contains__(self, w: Worker) -> bool:
+        return w in self._due
+
     def mark(self, w: Worker, timeout: float, now: float) -> None:
         """``w`` holds a request that just exceeded ``timeout``."""
         if w.dep.restarts < w.dep.max_restarts:
@@ -60,5 +63,6 @@ class HungWorkers:
             self._ending.add(w)
             logger.warning('ending %s: it held a request past post(timeout=%s) and its grace; it is restarted',
                            w.label(), timeout)
-            transport.kill(w, f'after the Flow ended it: it still held a request {timeout} s after '
-                              f'post(timeout=...) expired (its handler hangs or is far too slow)')
+            transport.kill(w, f'by the Flow: it still held a request {timeout} s after post(timeout=...) '
+                              f'expired and its grace passed (its handler hangs or is far too slow: fix it, or '
+                              f'give post a larger timeout); it is restarted')

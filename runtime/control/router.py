@@ -17,6 +17,7 @@ Example
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -59,7 +60,8 @@ class _Request:
         self.results: dict | None = None  # executor name -> the dict its handler returned
         self.truths: DocumentArray | None = None  # the groundtruths given with the documents
         self.routes: list = []
-        self.at: dict = {}  # worker -> (node, payload, ready, dispatched): where it is being processed
+        # worker -> (node, payload, ready, dispatched, split): where it is being processed
+        self.at: dict = {}
         self.parts: dict = {}  # node -> {source node: payload} arrived from its needs so far
         self.shard_parts: dict = {}  # node -> [payload or None] by shard
         self.done = False  # delivered (or abandoned): replies still due are only booked
@@ -94,6 +96,7 @@ class Router:
         self._rids = itertools.count()
         self._hung = HungWorkers()
         self._plans: dict[tuple, Plan] = {}
+        self._finished: collections.deque = collections.deque()  # (post, Response, ndocs, token)
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
 
     # -- start / stop --------------------------------------------------------------------------
@@ -104,7 +107,7 @@ class Router:
         fails; nothing is left running then.
         """
         t0 = time.perf_counter()
-        self.transport.open()
+        self.transport.open()  # cleans up after itself if it fails
         self.started = True
         try:
             for i, spec in enumerate(self.specs):
@@ -148,8 +151,8 @@ class Router:
                     raise event.error
                 elif isinstance(event, Died):
                     w = event.worker
-                    raise ExecutorStartError(w.dep.name, f'its process (replica {w.replica}) ended during start-up: '
-                                             f'{event.error}', getattr(w, 'fatal', ''))
+                    raise ExecutorStartError(w.dep.name, f'its instance (replica {w.replica}) ended during start-up: '
+                                             f'{event.error}') from event.error
 
     def close(self) -> None:
         """Stop every instance (each executor's ``close()`` runs in it; one that does not stop
@@ -193,6 +196,7 @@ class Router:
             req.forks[GATEWAY] = payload
         for node in post.plan.start:
             self._arrive(req, node, payload)
+        self._deliver()
 
     # -- stepping through the plan -----------------------------------------------------------
     def _arrive(self, req: _Request, node: int, payload: Any, split: tuple | None = None, src: int = GATEWAY) -> None:
@@ -275,8 +279,9 @@ class Router:
         """An instance of ``dep`` has room again: hand it the oldest waiting request."""
         while dep.waiting:
             req, shard, payload, ready, split = dep.waiting[0]
-            if req.done:
+            if req.done or req.post.abandoned:
                 dep.waiting.popleft()
+                self._drop(req)
                 continue
             pool = dep.candidates(shard)
             if not pool:
@@ -336,14 +341,31 @@ class Router:
                 self._on_failed(event)
             elif kind is Died:
                 self._on_died(event)
-            elif kind is Ready:
+            elif kind is Ready:  # after start-up: a restarted instance
                 self._on_ready(event)
-                if self.started:
-                    w = event.worker
-                    logger.info('executor %r (replica %d, shard %d) restarted', w.dep.name, w.replica, w.shard)
-                    self._next_waiting(w.dep)
+                w = event.worker
+                logger.info('executor %r (replica %d, shard %d) restarted', w.dep.name, w.replica, w.shard)
+                self._next_waiting(w.dep)
             elif kind is InitFailed:
                 self._on_init_failed(event)
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand finished requests to their posts' callbacks, in the order they finished.
+
+        User code runs here, after the events of a poll were all booked: a callback that
+        raises stops the post (it propagates from here) but cannot leave a reply unbooked,
+        a worker counted busy or a death unseen. What a raising callback left undelivered
+        is delivered on the next call, or only released if its post gave up."""
+        finished = self._finished
+        while finished:
+            post, resp, ndocs, token = finished.popleft()
+            try:
+                if not post.abandoned:
+                    post.finished(resp, ndocs)
+            finally:
+                del resp  # the arrays the callbacks did not keep are released now
+                self.transport.close_result(token)
 
     def _on_ready(self, event: Ready) -> None:
         w = event.worker
@@ -360,7 +382,6 @@ class Router:
 
     def _on_reply(self, event: Reply) -> None:
         w = event.worker
-        self._hung.forget(w)
         req = self._settle(w, event.rid, event.times, event.moved_bytes, event.docs_out)
         if req is not None:
             if event.results is not None:
@@ -371,16 +392,15 @@ class Router:
                 else:
                     req.results[w.dep.name] = event.results
             self._done_at(req, w, event.payload)
-        self._next_waiting(w.dep)
+        self._answered(w)
 
     def _on_failed(self, event: Failed) -> None:
         w = event.worker
-        self._hung.forget(w)
         req = self._settle(w, event.rid, event.times, 0, None, keep_input=True)
         if req is not None:
             self._fail(req, ExecutorError(w.dep.name, event.exc_type, event.message, event.traceback, w.replica,
                                           req.post.endpoint), event.exc_type, event.traceback)
-        self._next_waiting(w.dep)
+        self._answered(w)
 
     def _on_died(self, event: Died) -> None:
         w, dep = event.worker, event.worker.dep
@@ -393,13 +413,16 @@ class Router:
             dep.restarts += 1
             logger.warning('restarting executor %r (replica %d, shard %d): restart %d of %d', dep.name, w.replica,
                            w.shard, dep.restarts, dep.max_restarts)
-            self._spawn(dep, w.shard, w.replica)
+            try:
+                self._spawn(dep, w.shard, w.replica)
+            except Exception:  # the requests it held are still retried elsewhere or failed below
+                logger.exception('could not restart executor %r (replica %d, shard %d)', dep.name, w.replica,
+                                 w.shard)
         for req in [r for r in self._requests.values() if w in r.at]:
             node, payload, _, _, split = req.at.pop(w)
             w.outstanding -= 1
             if req.done or req.post.abandoned:
-                req.done = True
-                self._retire(req)
+                self._drop(req)
             elif req.retries < dep.max_retries:
                 req.retries += 1  # may run twice: the instance may have died after the handler
                 self._assign(req, dep, w.shard if req.post.plan.fan[node] else None, payload, split=split)
@@ -420,8 +443,7 @@ class Router:
         if keep_input:
             req.last = payload
         if req.done or req.post.abandoned:
-            req.done = True
-            self._retire(req)
+            self._drop(req)
             return None
         # Wall times (time.time()) of one hop: ready to go to this executor, sent to it,
         # received there, handler start and end, sent back, back in the router.
@@ -455,6 +477,19 @@ class Router:
             self._arrive(req, nxt, payload, split, node)
 
     # -- the end of a request --------------------------------------------------------------------
+    def _drop(self, req: _Request) -> None:
+        """A request whose caller has its answer (or gave up): only what is still due is
+        booked, and its buffers go once no worker holds it."""
+        req.done = True
+        self._retire(req)
+
+    def _answered(self, w: Worker) -> None:
+        """``w`` answered: it has room again, and if it no longer holds a timed-out
+        request it was only slow, not hung."""
+        if w in self._hung and not any(r.done for r in self._requests.values() if w in r.at):
+            self._hung.forget(w)
+        self._next_waiting(w.dep)
+
     def _retire(self, req: _Request) -> None:
         """Let the transport free the request's buffers once no worker holds it any more."""
         if req.at or req.rid not in self._requests:
@@ -503,11 +538,9 @@ class Router:
             self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), len(docs),
                              error is None, req.routes)
         del docs
-        try:
-            post.finished(resp, req.ndocs)
-            del resp
-        finally:
-            self.transport.close_result(token)
+        # Delivered once the event that finished it is fully handled (see _deliver): a
+        # callback that raises must not cut short the router's own bookkeeping.
+        self._finished.append((post, resp, req.ndocs, token))
 
     # -- time limits -----------------------------------------------------------------------------
     def expire(self, post: 'Post') -> None:
@@ -525,6 +558,7 @@ class Router:
                 self._hung.mark(w, post.timeout, now)
             self._fail(req, error)
         self._hung.end_due(now, self.transport)
+        self._deliver()
 
 
 def _load(w: Worker) -> int:

@@ -42,7 +42,7 @@ class Deployment:
         self.has_default = False
         self.matrix_endpoints: frozenset = frozenset()  # handlers that name docs_matrix
         self.matrix = spec.get('matrix', False)  # a uses_after: gets its shards' outputs as docs_matrix
-        self.waiting: collections.deque = collections.deque()  # (request, shard) for a free worker
+        self.waiting: collections.deque = collections.deque()  # (request, shard, payload, ready, split)
 
     def handles(self, endpoint: str) -> bool:
         return self.has_default or endpoint in self.endpoints

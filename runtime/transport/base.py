@@ -13,7 +13,7 @@ joins) and to open the last one for the caller.
 
 Example
 -------
->>> t = LocalTransport(workspace='ws', arena_size=32 << 20, timeout_close=5.0)
+>>> t = LocalTransport(arena_size=32 << 20)
 >>> t.open(); w = t.spawn(dep, shard=0, replica=0)
 >>> for event in t.poll(0.1): ...          # Ready(w, ...), then Reply / Failed / Died
 >>> t.send(w, rid, '/index', params_blob, None, t.put(rid, docs))
@@ -156,7 +156,7 @@ class Transport(abc.ABC):
         it held."""
 
     @abc.abstractmethod
-    def poll(self, timeout_s: float) -> list:
+    def poll(self, timeout_s: float) -> list[Event]:
         """Events (``Ready``, ``InitFailed``, ``Reply``, ``Failed``, ``Died``) that
         happened, waiting up to ``timeout_s`` for the first one."""
 

@@ -110,13 +110,18 @@ class LocalTransport(Transport):
         self.prefix = f'shmflow-{os.getpid()}-{secrets.token_hex(4)}'
         self._ipc_dir = tempfile.mkdtemp(prefix=self.prefix + '-')  # 0700: no other user can connect
         self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        # A send to a peer that is gone raises instead of vanishing.
-        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._endpoint = f'ipc://{self._ipc_dir}/router'
-        self._sock.bind(self._endpoint)
-        self._arena = Arena(f'{self.prefix}-p', self.arena_size)
+        try:
+            self._sock = self._ctx.socket(zmq.ROUTER)
+            self._sock.setsockopt(zmq.LINGER, 0)
+            # A send to a peer that is gone raises instead of vanishing.
+            self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self._endpoint = f'ipc://{self._ipc_dir}/router'
+            self._sock.bind(self._endpoint)
+            self._arena = Arena(f'{self.prefix}-p', self.arena_size)  # fails when /dev/shm is full
+        except BaseException:
+            self._ctx.destroy(linger=0)
+            _cleanup(self.prefix, self._ipc_dir, [])
+            raise
         self._mapper = Mapper()
         self._workers: dict[bytes, LocalWorker] = {}
         self._by_pidfd: dict[int, LocalWorker] = {}
@@ -162,6 +167,9 @@ class LocalTransport(Transport):
         args = [self._endpoint, self.prefix, str(os.getpid()), str(self.arena_size)]
         proc = zygote.spawn_worker(env, args, identity, secret, self._env) if zygote.enabled(dep.env) else None
         if proc is None:
+            # A fresh identity: should the fork server still fork the first one late, that
+            # process is a stranger here and cannot take this one's place.
+            identity, secret = f'{name}-{secrets.token_hex(8)}', secrets.token_hex(16)
             proc = subprocess.Popen([sys.executable, '-m', 'runtime.transport.local.worker', *args], env=env,
                                     stdin=subprocess.PIPE)
             proc.stdin.write(f'{identity} {secret}\n'.encode())
@@ -230,7 +238,7 @@ class LocalTransport(Transport):
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        for w, items in outbox.items():
+        for n, (w, items) in enumerate(outbox.items()):
             try:
                 self._sock.send_multipart([w.identity, *P.pack(items)], flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -242,8 +250,13 @@ class LocalTransport(Transport):
                     # Not connected: it lost its connection (or is gone). What was in this
                     # message would vanish; ending the process fails or retries it instead.
                     self.kill(w, f'after it lost its connection to the Flow (a message to it could not be '
-                                 f'delivered: {exc.strerror})')
+                                 f'delivered: {exc.strerror}; a process short of memory does this: check its '
+                                 f'memory limit and the size of the requests); it is restarted if max_restarts '
+                                 f'allows')
                 elif w.alive:
+                    # Keep what was not sent (this batch and the others') before raising.
+                    for w2, items2 in list(outbox.items())[n:]:
+                        self._outbox.setdefault(w2, []).extend(items2)
                     raise
 
     def poll(self, timeout_s: float) -> list:

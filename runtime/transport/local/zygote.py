@@ -337,6 +337,9 @@ def spawn_worker(env: dict, args: list[str], identity: str, secret: str,
             logger.warning('the executor fork server failed (%s); starting executor processes with subprocess', exc)
             _state.broken = os.getpid()
             proc, _state.proc = s.proc, None
+            if s.sock is not None:
+                s.sock.close()
+                s.sock = None
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
