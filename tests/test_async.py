@@ -127,3 +127,18 @@ def test_async_client_queries_a_served_async_flow():
     out = asyncio.run(main())
     assert out['results'] == [[(4, k), (2, k)] for k in range(3)]
     assert out['seen'] == [1, 1]
+
+
+def test_leaving_async_with_while_a_post_is_half_read_closes_promptly():
+    import asyncio
+    import time
+    from runtime import AsyncFlow, Document
+
+    async def main() -> float:
+        async with AsyncFlow(prefetch=2).add() as f:
+            it = f.post('/index', [Document() for _ in range(200)], request_size=1).__aiter__()
+            await it.__anext__()  # read one response, then leave with the rest unread
+            t0 = time.monotonic()
+        return time.monotonic() - t0
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) < 10

@@ -527,3 +527,22 @@ def test_the_progress_summary_counts_input_documents_done_and_failed_apart_from_
                continue_on_error=True)
     line = _final_progress_line(capfd)
     assert re.search(expected, line), line
+
+
+def test_a_raising_callback_leaves_no_request_or_busy_replica_behind():
+    calls = []
+
+    def on_done(resp):
+        calls.append(resp)
+        if len(calls) == 1:
+            raise RuntimeError('callback failed')
+
+    with Flow().add(name='two', uses=AppendName, replicas=2) as f:
+        with pytest.raises(RuntimeError, match='callback failed'):
+            f.post('/', [Document() for _ in range(8)], request_size=1, on_done=on_done)
+        out = f.post('/', [Document() for _ in range(8)], request_size=1, return_results=True)
+        assert len(out) == 8
+        rt = f._rt
+        assert rt._requests == {}  # every request of both posts was booked and released
+        assert [w.outstanding for w in rt.deployments[0].workers] == [0, 0]
+        assert rt.transport.ledger.by_request == {}

@@ -108,6 +108,10 @@ def test_documents_round_trip_with_exact_dtypes_in_base64_and_as_lists():
     (b'{"data": [{"embedding": [1, "a"]}], "execEndpoint": "/s"}', 'data[0].embedding'),
     (b'{"data": [{"embedding": [[1, 2], [3]]}], "execEndpoint": "/s"}', 'rectangular'),
     (b'{"data": [], "parameters": [1], "execEndpoint": "/s"}', 'parameters must be an object'),
+    (b'{"data": [{"embedding": {"__ndarray__": ["1.5", "2"], "dtype": "<f4", "shape": [2]}}], '
+     b'"execEndpoint": "/s"}', 'only numbers'),
+    (b'{"data": [{"embedding": {"__ndarray_b64__": "", "dtype": "<f4", "shape": [0, 99999999999999999999]}}], '
+     b'"execEndpoint": "/s"}', 'shape must be'),
     (b'{"data": []}', 'needs "execEndpoint"'),
 ])
 def test_malformed_requests_are_refused_with_the_field_named(body, words):

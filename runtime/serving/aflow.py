@@ -108,11 +108,12 @@ class AsyncFlow:
         from ..flow import Flow
         self._flow = Flow(**kwargs)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._live: set = set()  # (stopped, room) of the posts running now
 
     @classmethod
     def _wrap(cls, flow: Any) -> 'AsyncFlow':
         new = cls.__new__(cls)
-        new._flow, new._pool = flow, None
+        new._flow, new._pool, new._live = flow, None, set()
         return new
 
     def add(self, *args: Any, **kwargs: Any) -> 'AsyncFlow':
@@ -146,14 +147,21 @@ class AsyncFlow:
         return self
 
     async def close(self) -> None:
-        """Stop every process (after the posts already running end)."""
+        """Stop every process. Posts still running are stopped first: one whose responses
+        nobody reads any more would otherwise hold the Flow's thread (it waits for room
+        to hand them over) and the close queued behind it would never run."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        for stopped, room in list(self._live):
+            stopped.set()
+            room.release()  # a push waiting for room wakes, sees the stop, and ends its post
         try:
             await asyncio.get_running_loop().run_in_executor(pool, self._flow.close)
         finally:
-            pool.shutdown(wait=True)
+            # Not wait=True: if this coroutine is cancelled while the Flow closes, blocking
+            # here would block the event loop; the thread finishes the close by itself.
+            pool.shutdown(wait=False)
 
     async def __aenter__(self) -> 'AsyncFlow':
         return await self.start()
@@ -214,6 +222,8 @@ class AsyncFlow:
         queue: asyncio.Queue = asyncio.Queue()
         room = threading.Semaphore(window)
         stopped = threading.Event()
+        live = (stopped, room)
+        self._live.add(live)
 
         def push(resp: Response) -> None:
             room.acquire()
@@ -249,6 +259,7 @@ class AsyncFlow:
                 else:
                     return
         finally:
+            self._live.discard(live)
             stopped.set()
             room.release()  # wakes a push waiting for room, which then stops the post
 

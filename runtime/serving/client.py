@@ -135,6 +135,7 @@ class Client:
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             conn = self._conn
+            answering = False  # past sending: the server may have run the request
             try:
                 try:
                     conn.request(method, path, body=body,
@@ -144,6 +145,7 @@ class Client:
                         pass  # the server may have answered before it stopped reading (e.g. 413)
                     else:
                         raise
+                answering = True
                 resp = conn.getresponse()
                 data = resp.read()
                 if resp.will_close:
@@ -156,13 +158,20 @@ class Client:
                                       f'(f.block()), or check host and port') from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
-                if reused and attempt == 0:
-                    continue  # the server had closed the idle connection: the request never arrived
+                idle_closed = not answering or isinstance(exc, http.client.RemoteDisconnected)
+                if reused and attempt == 0 and idle_closed:
+                    # The server had closed the idle connection: the request never arrived.
+                    # (A reset while answering may come after it ran: an /index is not sent twice.)
+                    continue
                 raise ConnectionError(f'the gateway at {self.url} closed the connection without an answer '
                                       f'({type(exc).__name__}); did the serving process stop?') from None
             except socket.timeout:
                 self.close()
                 raise TimeoutError(f'no answer from {self.url} within {self.timeout} s') from None
+            except http.client.HTTPException as exc:  # a broken answer (cut short, not HTTP)
+                self.close()
+                raise ConnectionError(f'the gateway at {self.url} sent a broken answer ({type(exc).__name__}: '
+                                      f'{exc}); did the serving process stop?') from None
             except OSError as exc:
                 self.close()
                 raise ConnectionError(f'cannot reach {self.url}: {exc}') from None

@@ -37,7 +37,7 @@ logger = logging.getLogger('runtime')
 PROTOCOLS = ('http',)
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_MAX_BODY_BYTES = 64 << 20
-#: Threads that decode, post and encode; posts themselves take turns on ``_post_lock``.
+#: Threads that decode, post and encode; the posts themselves take turns (Flow.post runs one at a time).
 _WORKERS = 4
 ENDPOINTS = ('/index', '/search', '/update', '/delete')
 
@@ -103,7 +103,6 @@ class Gateway:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         # Flow.post drives the router from the calling thread and is not re-entrant: one
         # post at a time, whatever the number of HTTP clients.
-        self._post_lock = threading.Lock()
         self.counts = {'served': 0, 'failed': 0, 'refused': 0, 'inflight': 0}
         self._counts_lock = threading.Lock()
         self._started_at = 0.0
@@ -218,12 +217,15 @@ class Gateway:
         except WireError as exc:
             self._count('refused')
             return exc.status, error_body(exc.status, str(exc))
+        except Exception as exc:  # a decoding case the checks above missed: still an answer in JSON
+            logger.error('the gateway could not decode a request', exc_info=True)
+            self._count('refused')
+            return 400, error_body(400, f'the request could not be read: {type(exc).__name__}: {exc}')
         got: list = []
         try:
-            with self._post_lock:
-                self.flow.post(req.endpoint, req.docs, on_done=got.append, on_error=got.append,
-                               parameters=req.parameters, target_executor=req.target_executor,
-                               request_size=max(1, len(req.docs)))
+            self.flow.post(req.endpoint, req.docs, on_done=got.append, on_error=got.append,
+                           parameters=req.parameters, target_executor=req.target_executor,
+                           request_size=max(1, len(req.docs)))
         except (BadInputError, TypeError, ValueError) as exc:
             self._count('refused')
             return 422, error_body(422, str(exc))

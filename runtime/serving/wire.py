@@ -78,10 +78,15 @@ def _safe_dtype(spec: Any, where: str) -> np.dtype:
     return dtype
 
 
+#: No dimension of an array from the network is larger (numpy refuses larger ones anyway).
+MAX_DIM = 2 ** 31
+
+
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if (not isinstance(value, list) or len(value) > 32
-            or not all(type(n) is int and n >= 0 for n in value)):
-        raise WireError(f'{where}: shape must be a list of at most 32 non-negative ints, got {_kind(value)}')
+            or not all(type(n) is int and 0 <= n < MAX_DIM for n in value)):
+        raise WireError(f'{where}: shape must be a list of at most 32 ints from 0 to {MAX_DIM - 1}, '
+                        f'got {_kind(value)}')
     return tuple(value)
 
 
@@ -128,11 +133,16 @@ def decode_array(value: Any, where: str) -> np.ndarray:
 
 def _from_list(data: Any, where: str, dtype: np.dtype | None) -> np.ndarray:
     try:
-        arr = np.asarray(data, dtype=dtype)
+        arr = np.asarray(data)  # what the JSON holds: strings stay strings, to be refused
     except (TypeError, ValueError, OverflowError) as exc:
         raise WireError(f'{where}: not a rectangular list of numbers ({str(exc)[:120]})') from None
     if arr.dtype.kind not in 'biufc':
         raise WireError(f'{where}: the list must hold only numbers (or booleans), got {arr.dtype} values')
+    if dtype is not None:
+        try:
+            arr = arr.astype(dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise WireError(f'{where}: the numbers do not fit dtype {dtype.str} ({str(exc)[:120]})') from None
     return arr
 
 

@@ -26,6 +26,8 @@ def prepare(path: str) -> None:
     if os.path.exists(os.path.join(path, META)):
         return  # validated when read
     foreign = [e for e in os.listdir(path) if not _is_fresh_leftover(path, e)]
+    if foreign and os.path.exists(os.path.join(path, META)):
+        return  # another process created the store meanwhile (replicas opening one folder)
     if foreign:
         shown = ', '.join(sorted(foreign)[:5]) + (', ...' if len(foreign) > 5 else '')
         raise ValueError(f'{path} is not a DocumentArrayMemmap directory: it holds {shown} and no '

@@ -343,7 +343,10 @@ class RayTransport(Transport):
                     logger.warning('%s: close() took longer than %.1f s; killed', closing[ref].label(), timeout_close)
             for w in self._workers:
                 if w.actor is not None:
-                    ray.kill(w.actor, no_restart=True)
+                    try:
+                        ray.kill(w.actor, no_restart=True)
+                    except Exception as exc:  # one that cannot be killed must not spare the others
+                        logger.warning('%s: could not kill its actor: %s', w.label(), exc)
                     w.actor = None
                 w.alive = w.ready = False
         finally:
