@@ -181,7 +181,8 @@ def load_snapshot(raw: bytes, where: str, gen: int, size: int, tail_crc: Callabl
         body = memoryview(raw)[n:]
         if length != len(body) or zlib.crc32(body) != crc:
             raise ValueError('checksum mismatch')
-        # The crc matched: these are the bytes a writer of this store pickled.
+        # The crc only tells damage from intact bytes; it does not prove who wrote them. The
+        # store trusts its folder (0700, files 0600), as the records, which are pickles too.
         idx = pickle.loads(body)
         covered, ids = idx['covered'], idx['ids']
         off, length, row = array('q', idx['offsets']), array('q', idx['lengths']), array('q', idx['rows'])

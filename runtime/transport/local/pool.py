@@ -309,7 +309,7 @@ class LocalTransport(Transport):
         return events
 
     def _on_message(self, w: LocalWorker, header: tuple, meta: Any, events: list) -> None:
-        kind = header[0]
+        kind = P.kind(header)
         if not w.greeted:
             if kind == P.HELLO and P.read(header)[1] == w.secret:
                 w.greeted = True

@@ -28,9 +28,18 @@ REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', '
 INLINE_FRAME_MAX = 64 << 10
 
 
+def kind(h: tuple) -> str:
+    """A header's kind: ``REQ``, ``OK``, ``STOP``, ..."""
+    return h[0]
+
+
 # -- parent -> worker ---------------------------------------------------------------------
 def config(cfg: dict) -> tuple:
     return (CONFIG, cfg)
+
+
+def read_config(h: tuple) -> dict:
+    return h[1]
 
 
 def request(rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, payload: tuple,

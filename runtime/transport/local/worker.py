@@ -89,9 +89,9 @@ class Worker:
         if msg is None:
             return False
         (header, blob), *_ = msg
-        if header[0] != P.CONFIG:  # stopped before it was configured
+        if P.kind(header) != P.CONFIG:  # stopped before it was configured
             return False
-        cfg = header[1]
+        cfg = P.read_config(header)
         self.name, self.replica = cfg['name'], cfg['replica_id']
         try:
             use_sys_path(cfg)
@@ -113,7 +113,7 @@ class Worker:
                     return
                 queue.extend(batch)
             header, meta = queue.popleft()
-            kind = header[0]
+            kind = P.kind(header)
             if kind == P.REQ:
                 # Answer each request as soon as it is done, not the batch at the end:
                 # the next executor can start on it while this one goes on.
@@ -135,7 +135,7 @@ class Worker:
         stop = False
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             items = P.unpack(sock.recv_multipart(copy=False))
-            stop = stop or any(h[0] == P.STOP for h, _ in items)
+            stop = stop or any(P.kind(h) == P.STOP for h, _ in items)
             queue.extend(items)
         return stop
 

@@ -144,6 +144,7 @@ class _State:
         self.owner = 0  # the pid that started it: a forked copy of this process starts its own
         self.broken = 0  # the pid whose zygote could not be started: it spawns instead
         self.users = 0  # open Flows of this process: the zygote ends with the last one
+        self.load_env: dict = {}  # the start-up-time variables it was started with
 
 
 _state = _State()
@@ -202,6 +203,12 @@ def _start(env: dict) -> None:
     finally:
         theirs.close()
     s.sock, s.owner = ours, os.getpid()
+    s.load_env = _load_time(env)
+
+
+def _load_time(env: dict) -> dict:
+    """The variables of ``env`` that take effect only when a process starts."""
+    return {k: v for k, v in env.items() if str(k).upper().startswith(_LOAD_TIME_ENV)}
 
 
 def shutdown() -> None:
@@ -323,6 +330,10 @@ def spawn_worker(env: dict, args: list[str], identity: str, secret: str,
         try:
             if s.proc is None or s.owner != os.getpid() or s.proc.poll() is not None:
                 _start(base_env if base_env is not None else env)
+            elif _load_time(base_env if base_env is not None else env) != s.load_env:
+                # This Flow's environment differs in what only a fresh start reads (a Flow
+                # opened after OMP_NUM_THREADS or PYTHONPATH changed): a fresh process.
+                return None
             was = _prctl(_PR_GET_CHILD_SUBREAPER, 0)
             if not was:
                 _prctl(_PR_SET_CHILD_SUBREAPER, 1)
