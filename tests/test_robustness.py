@@ -602,18 +602,36 @@ def _one_round(tmp_path, rnd: int) -> None:
         raise failures[0]
 
 
+def _counts(me: psutil.Process) -> tuple[int, int]:
+    return me.num_fds(), me.num_threads()
+
+
+def _settles_to(me: psutil.Process, want: tuple[int, int], within: float = 2.0) -> bool:
+    """Whether the open file descriptors and threads come back to ``want``: a thread that
+    is exiting (a ZeroMQ context's, after term()) is still counted for a moment, and the
+    kernel gives no event for it, so this polls, bounded."""
+    deadline = time.monotonic() + within
+    while _counts(me) != want:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(75)  # ~3x the 23 s it takes on the 2-core machine
 def test_twenty_rounds_of_every_failure_leave_nothing_behind(tmp_path):
     me = psutil.Process()
-    with Flow().add():  # the executor fork server starts once per process (a socket): count after it
-        pass
-    fds, threads = me.num_fds(), me.num_threads()
     t0 = time.monotonic()
     for rnd in range(20):
         _one_round(tmp_path, rnd)
         assert _leaks() == _no_leaks(), f'round {rnd}'
-        assert (me.num_fds(), me.num_threads()) == (fds, threads), f'round {rnd}: file descriptors / threads'
+        if rnd == 0:
+            # Counted after a first round: things made once per process (pyzmq's thread that
+            # frees zero-copy frames, started by the first large message) are not leaks.
+            fds, threads = me.num_fds(), me.num_threads()
+        assert _settles_to(me, (fds, threads)), f'round {rnd}: file descriptors / threads {_counts(me)} != ' \
+                                                f'{(fds, threads)}'
     print(f'\n[20 rounds] {time.monotonic() - t0:.1f} s')
 
 
