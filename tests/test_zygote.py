@@ -169,15 +169,21 @@ with f:
                       'prefix': f._rt.transport.prefix, 'ipc_dir': f._rt.transport._ipc_dir}), flush=True)
     if sys.argv[1] == 'exit':
         sys.exit(0)
+    if sys.argv[1] == 'workers-first':  # the workers die first: nobody left but the zygote to clean up
+        import os, signal
+        for pid in [p.pid for p in psutil.Process().children() if p.pid != zygote_pid()]:
+            os.kill(pid, signal.SIGKILL)
+        print('killed', flush=True)
+        time.sleep(60)
     f.post('/', (Document() for _ in range(10**6)), request_size=1, parameters={'sleep': float(sys.argv[1])})
 '''
 
 
-@pytest.mark.parametrize('how', ['sigkill', 'exit'])
+@pytest.mark.parametrize('how', ['sigkill', 'exit', 'workers-first'])
 def test_the_parent_gone_leaves_no_zygote_worker_or_file(tmp_path, how):
     script = tmp_path / 'parent.py'
     script.write_text(PARENT_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), '0.02' if how == 'sigkill' else 'exit'],
+    proc = subprocess.Popen([sys.executable, str(script), {'sigkill': '0.02'}.get(how, how)],
                             stdout=subprocess.PIPE, env=script_env(), cwd=str(tmp_path))
     procs, pidfds, info = [], {}, {}
     try:
@@ -186,8 +192,8 @@ def test_the_parent_gone_leaves_no_zygote_worker_or_file(tmp_path, how):
         assert info['zygote'] in info['pids'] and len(info['pids']) == 3  # two workers and the zygote
         procs = [psutil.Process(pid) for pid in info['pids']]
         pidfds = {os.pidfd_open(pid): pid for pid in info['pids']}
-        if how == 'sigkill':
-            assert lines.readline() == 'in handler'
+        if how in ('sigkill', 'workers-first'):
+            assert lines.readline() == ('in handler' if how == 'sigkill' else 'killed')
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(timeout=10) == -signal.SIGKILL
         else:

@@ -61,6 +61,9 @@ _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
 ANSWER_TIMEOUT_S = 60.0
 #: Environment variables read when numpy, pyzmq, or the interpreter start: an executor
 #: whose ``env=`` sets one is started with ``subprocess``, where they take effect.
+#: What the parent says before it closes the socket on purpose (an end of file alone means
+#: it died).
+BYE = b'bye'
 _LOAD_TIME_ENV = ('PYTHON', 'LD_', 'OMP_', 'OPENBLAS_', 'MKL_', 'GOTO', 'VECLIB', 'NUMEXPR_', 'NPY_', 'MALLOC_',
                   'ZMQ_', 'GLIBC_')
 
@@ -224,7 +227,11 @@ def shutdown() -> None:
         proc, sock, s.proc, s.sock = s.proc, s.sock, None, None
         if proc is None or s.owner != os.getpid():
             return
-        sock.close()  # end of file: it exits
+        try:
+            sock.send(BYE)  # a clean end: there is nothing of ours for it to sweep
+        except OSError:
+            pass
+        sock.close()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -438,6 +445,19 @@ def _fork(req: dict, fds: list[int], ctl: int, parent_fd: int) -> int:
     return struct.unpack('q', data)[0]
 
 
+def _sweep_after(parent: int) -> None:
+    """The parent died with Flows open: remove their files. Its workers do the same when
+    they see it go, but one killed while closing may have no worker left to do it."""
+    import glob
+    import shutil
+    import tempfile
+
+    from .shm import sweep
+    sweep(f'shmflow-{parent}-')
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f'shmflow-{parent}-*')):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     parent, ctl = int(argv[0]), int(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent decides
@@ -461,10 +481,14 @@ def main(argv: list[str]) -> int:
     while True:
         ready = dict(poller.poll())
         if parent_fd in ready:
+            _sweep_after(parent)
             return 0
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
-        if not msg:
-            return 0  # the parent closed its end
+        if msg == BYE:
+            return 0  # the parent's last Flow closed
+        if not msg:  # its end closed without a word: the parent died, maybe leaving files
+            _sweep_after(parent)
+            return 0
         try:
             req = pickle.loads(msg)
             sys.stdout.flush()
