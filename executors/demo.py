@@ -290,9 +290,11 @@ def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: in
                  needs=[SPARSE, DENSE]))
 
 
-def search(f: Flow, queries: list[str], top_k: int, depth: int = 50) -> list[tuple[str, list[Document], float]]:
+def search(f: Flow, queries: list[str], top_k: int, depth: int = 50,
+           extra: dict[str, Any] | None = None) -> list[tuple[str, list[Document], float]]:
     """``(query, matches, seconds)`` for each query, one request each; each branch ranks
-    ``max(depth, top_k)`` candidates for the fusion.
+    ``max(depth, top_k)`` candidates for the fusion (``extra``: more parameters, e.g. the
+    fusion's method and weights).
 
     Example
     -------
@@ -300,7 +302,7 @@ def search(f: Flow, queries: list[str], top_k: int, depth: int = 50) -> list[tup
     gzip.py
     """
     wide = max(depth, top_k)
-    params = {'limit': top_k, SPARSE: {'limit': wide}, DENSE: {'limit': wide}}
+    params = {'limit': top_k, SPARSE: {'limit': wide}, DENSE: {'limit': wide}, **(extra or {})}
     out = []
     for q in queries:
         t0 = time.perf_counter()

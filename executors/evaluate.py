@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     with demo.build_flow(args.workspace) as f:
         for name, params in VARIANTS.items():
             runs = demo.search(f, texts, args.k)  # warm: the first query maps the index
-            runs = [(q, m, s) for q, m, s in _search_with(f, texts, args.k, params)]
+            runs = [(q, m, s) for q, m, s in demo.search(f, texts, args.k, 50, params)]
             ranked = [[m.tags.get('path') for m in matches] for _, matches, _ in runs]
             ms = 1e3 * statistics.median(s for _, _, s in runs)
             entry: dict[str, Any] = {'median_ms': ms, 'per_query': []}
@@ -118,18 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, 'w', encoding='utf-8') as fp:
             json.dump(report, fp, indent=1)
     return 0
-
-
-def _search_with(f: Any, texts: list[str], k: int, extra: dict[str, Any]) -> list:
-    import time
-    from runtime import Document
-    params = {'limit': k, demo.SPARSE: {'limit': 50}, demo.DENSE: {'limit': 50}, **extra}
-    out = []
-    for q in texts:
-        t0 = time.perf_counter()
-        res = f.search(Document(text=q), parameters=params, return_results=True)
-        out.append((q, list(res[0].docs[0].matches), time.perf_counter() - t0))
-    return out
 
 
 if __name__ == '__main__':

@@ -145,14 +145,7 @@ def _chain(ray: Any, n_docs: int, reps: int) -> dict:
     hand = _HandWritten(ray)
     try:
         with _chain_flow('ray') as f:
-            systems = {'flow': lambda: _flow_rate(f, da), 'hand': lambda: hand.rate(da)}
-            for once in systems.values():  # warm-up
-                once()
-            for rep in range(reps):
-                order = list(systems.items())
-                for name, once in (order if rep % 2 == 0 else order[::-1]):
-                    gc.collect()
-                    out[name].append(once())
+            _interleave({'flow': lambda: _flow_rate(f, da), 'hand': lambda: hand.rate(da)}, reps, out)
     finally:
         hand.close()
     return out
@@ -164,16 +157,21 @@ def _cpu_bound(n_requests: int, reps: int) -> dict:
     out: dict = {'ray': [], 'local': []}
     with Flow(backend='ray').add(uses=MatmulEncoder, replicas=2) as fr, \
             Flow().add(uses=MatmulEncoder, replicas=2) as fl:
-        systems = {'ray': lambda: _flow_rate(fr, da, '/encode', window=CPU_WINDOW),
-                   'local': lambda: _flow_rate(fl, da, '/encode', window=CPU_WINDOW)}
-        for once in systems.values():
-            once()
-        for rep in range(reps):
-            order = list(systems.items())
-            for name, once in (order if rep % 2 == 0 else order[::-1]):
-                gc.collect()
-                out[name].append(once())
+        _interleave({'ray': lambda: _flow_rate(fr, da, '/encode', window=CPU_WINDOW),
+                     'local': lambda: _flow_rate(fl, da, '/encode', window=CPU_WINDOW)}, reps, out)
     return out
+
+
+def _interleave(systems: dict, reps: int, out: dict) -> None:
+    """One warm-up run of each system, then ``reps`` rounds, the order reversed every other
+    round, so that a burst of outside load hits both alike; appends to ``out[name]``."""
+    for once in systems.values():
+        once()
+    for rep in range(reps):
+        order = list(systems.items())
+        for name, once in (order if rep % 2 == 0 else order[::-1]):
+            gc.collect()
+            out[name].append(once())
 
 
 def _latency(posts: int) -> dict:

@@ -230,11 +230,7 @@ class Router:
                 payload, split = self._concat(req, [payload] * plan.nodes[node].shards, plan.nodes[node].name)
                 if payload is None:
                     return
-            if node in plan.forks:
-                req.forks[node] = payload
-            for nxt in plan.succ[node]:
-                self._arrive(req, nxt, payload, split, node)
-            return
+            return self._pass_on(req, node, payload, split)
         dep = plan.nodes[node]
         if plan.matrix[node] and split is None:
             split = (self.transport.count(payload),)
@@ -270,10 +266,7 @@ class Router:
         earlier = req.results
         if req.truths is not None:  # they ride with the results, to every executor
             earlier = {**(earlier or {}), GROUNDTRUTHS: req.truths}
-        if split is None:
-            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload)
-        else:
-            self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload, split)
+        self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload, split)
 
     def _next_waiting(self, dep: Deployment) -> None:
         """An instance of ``dep`` has room again: hand it the oldest waiting request."""
@@ -471,6 +464,12 @@ class Router:
                 payload = self._join(req, parts, w.dep, None, w.dep.name, 'reducing shards')
             if payload is None:
                 return
+        self._pass_on(req, node, payload, split)
+
+    def _pass_on(self, req: _Request, node: int, payload: Any, split: tuple | None) -> None:
+        """``node``'s output goes to each of its successors (kept, where branches split,
+        for the join that meets them)."""
+        plan = req.post.plan
         if node in plan.forks:
             req.forks[node] = payload
         for nxt in plan.succ[node]:
