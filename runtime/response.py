@@ -1,6 +1,7 @@
 """Response: what callbacks and ``return_results`` hand back for each request."""
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 from typing import Any
 
@@ -72,13 +73,61 @@ class Response:
     >>> f.post('/', Document(), on_done=lambda r: print(r.request_id, len(r.docs)))
     """
 
-    __slots__ = ('request_id', 'docs', 'header', 'parameters', 'status', 'routes', 'index')
+    # ``header`` and ``parameters`` are built on first use: most callbacks read only the
+    # documents, and a post of one document costs the parent only tens of microseconds in all.
+    __slots__ = ('request_id', 'docs', 'status', 'routes', 'index', '_endpoint', '_header', '_parameters',
+                 '_params_blob', '_results')
 
     def __init__(self, request_id: str, docs: DocumentArray, endpoint: str, parameters: dict,
                  status: Status, routes: list, index: int = 0) -> None:
-        self.request_id, self.docs, self.parameters = request_id, docs, parameters
-        self.header = SimpleNamespace(exec_endpoint=endpoint)
-        self.status, self.routes, self.index = status, routes, index
+        self.request_id, self.docs, self.status, self.routes, self.index = request_id, docs, status, routes, index
+        self._endpoint = endpoint
+        self._parameters, self._params_blob, self._results = parameters, None, None
+
+    @classmethod
+    def _from_blob(cls, request_id: str, docs: DocumentArray, endpoint: str, params_blob: bytes,
+                results: dict | None, status: Status, routes: list, index: int = 0) -> 'Response':
+        """A Response whose ``parameters`` are unpickled from ``params_blob`` when first read
+        (a fresh copy for this Response), with ``results`` as their ``'__results__'``.
+
+        Example
+        -------
+        >>> r = Response._from_blob('id-1', DocumentArray(), '/', pickle.dumps({'k': 1}), None, Status(), [])
+        >>> r.parameters
+        {'k': 1}
+        """
+        resp = cls.__new__(cls)
+        resp.request_id, resp.docs, resp.status, resp.routes, resp.index = request_id, docs, status, routes, index
+        resp._endpoint = endpoint
+        resp._parameters, resp._params_blob, resp._results = None, params_blob, results
+        return resp
+
+    @property
+    def header(self) -> SimpleNamespace:
+        """``exec_endpoint``: the endpoint the request was posted to."""
+        try:
+            return self._header
+        except AttributeError:
+            header = self._header = SimpleNamespace(exec_endpoint=self._endpoint)
+            return header
+
+    @header.setter
+    def header(self, value: Any) -> None:
+        self._header = value
+
+    @property
+    def parameters(self) -> dict:
+        """The parameters sent (this Response's own copy), plus ``'__results__'``."""
+        if self._params_blob is not None:
+            params = pickle.loads(self._params_blob)
+            if self._results is not None:
+                params['__results__'] = self._results
+            self._parameters, self._params_blob, self._results = params, None, None
+        return self._parameters
+
+    @parameters.setter
+    def parameters(self, value: dict) -> None:
+        self._parameters, self._params_blob, self._results = value, None, None
 
     @property
     def data(self) -> 'Response':

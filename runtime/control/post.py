@@ -16,6 +16,7 @@ import logging
 import pickle
 from typing import Callable, Iterator
 
+from ..array import DocumentArray
 from ..response import Response, Status
 from .progress import Progress
 from .router import POLL_S, Router
@@ -24,6 +25,9 @@ from .topology import Plan
 __all__ = ['Post']
 
 logger = logging.getLogger('runtime')
+
+#: The pickled parameters of a post without any (most posts): pickled once, not per post.
+NO_PARAMETERS = pickle.dumps({}, protocol=5)
 
 
 class Post:
@@ -55,6 +59,11 @@ class Post:
         Request ids are ``f'{id_prefix}-{n}'``.
     """
 
+    # Slots: the router reads a post's fields at every step of every request.
+    __slots__ = ('router', 'endpoint', 'plan', 'params_blob', 'window', 'on_done', 'on_error', 'on_always',
+                 'results', 'in_order', 'progress', 'timeout', 'continue_on_error', 'number', 'id_prefix',
+                 'inflight', 'error', 'abandoned', '_pending', '_next_index', '_params')
+
     def __init__(self, router: Router, endpoint: str, plan: Plan, params_blob: bytes, window: int,
                  on_done: Callable | None = None, on_error: Callable | None = None,
                  on_always: Callable | None = None, return_results: bool = False, in_order: bool = False,
@@ -81,13 +90,26 @@ class Post:
 
     def params_copy(self) -> dict:
         """A fresh copy of the parameters, for one Response."""
+        if self.params_blob == NO_PARAMETERS:  # most posts have none: a new {} is all it takes
+            return {}
         return pickle.loads(self.params_blob)
+
+    def response(self, rid: int, docs: DocumentArray, status: Status, routes: list, index: int,
+                 results: dict | None) -> Response:
+        """The Response of this post's request ``rid``; ``results`` (executor name -> the dict
+        its handler returned) appear as ``parameters['__results__']``.
+
+        The parameters are unpickled only if the Response's ``parameters`` are read: a
+        callback that only looks at the documents pays nothing for them.
+        """
+        return Response._from_blob(f'{self.id_prefix}-{rid}', docs, self.endpoint, self.params_blob, results,
+                                   status, routes, index)
 
     # -- the window loop -------------------------------------------------------------------------
     def run(self, batches: Iterator[tuple]) -> list | None:
         """Send every batch (documents, groundtruths or None), keeping at most ``window``
-        in flight; returns the Responses if ``return_results``. Raises the first error when no ``on_error`` handles it, once
-        the requests already in flight have settled."""
+        in flight; returns the Responses if ``return_results``. Raises the first error when
+        no ``on_error`` handles it, once the requests already in flight have settled."""
         router = self.router
         wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
         index = 0

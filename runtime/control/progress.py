@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 import time
 
-from tqdm import tqdm
-
 __all__ = ['Progress']
 
 
@@ -27,6 +25,7 @@ class Progress:
         self.file = file or sys.stderr
         self.requests = self.failed_requests = 0
         self.done = self.failed = self.out = 0
+        from tqdm import tqdm  # here, not at import: a Flow that never shows progress never loads it
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total_docs, unit='doc', desc=endpoint, file=self.file, leave=False,
                         dynamic_ncols=True, mininterval=0.1)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..array import DocumentArray
 from ..errors import ExecutorError, ExecutorStartError, RequestTimeoutError
-from ..response import Response, Status
+from ..response import Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..transport.handling import GROUNDTRUTHS
 from .hung import HungWorkers
@@ -49,6 +49,8 @@ POLL_S = 0.1
 #: in the router, so a slow replica is not handed a deep queue while others sit idle, and
 #: two keep each instance busy while the next payload travels.
 MAX_OUTSTANDING = 2
+#: Plans kept at most (one per endpoint and target_executor posted to).
+MAX_PLANS = 256
 
 
 class _Request:
@@ -165,16 +167,18 @@ class Router:
     # -- plans and inputs ------------------------------------------------------------------------
     def plan(self, endpoint: str, target: str | None) -> Plan:
         """The plan of a post to ``endpoint``; raises if an executor it needs is dead."""
-        targeted = targets(self.deployments, target)
-        active = [t and d.handles(endpoint) for t, d in zip(targeted, self.deployments)]
-        for d, on in zip(self.deployments, active):
-            dead = d.dead_shard() if on else None
+        # (a target that is no str may not even hash: targets() refuses it, saying why)
+        plan = self._plans.get((endpoint, target)) if target is None or isinstance(target, str) else None
+        if plan is None:  # the graph is the same for every post to an endpoint: build it once
+            targeted = targets(self.deployments, target)
+            active = [t and d.handles(endpoint) for t, d in zip(targeted, self.deployments)]
+            if len(self._plans) >= MAX_PLANS:  # endpoints and targets may come from HTTP clients
+                self._plans.clear()
+            plan = self._plans[(endpoint, target)] = Plan(self.deployments, endpoint, active)
+        for d in plan.used:  # asked before every post: an executor may have died since
+            dead = d.dead_shard()
             if dead is not None:
                 raise dead.died()
-        key = (endpoint, tuple(active))
-        plan = self._plans.get(key)
-        if plan is None:  # the graph is the same for every post to an endpoint: build it once
-            plan = self._plans[key] = Plan(self.deployments, endpoint, active)
         return plan
 
     def submit(self, post: 'Post', docs: DocumentArray, index: int, truths: DocumentArray | None = None) -> None:
@@ -529,10 +533,7 @@ class Router:
             status = Status()
         else:
             status = Status.from_error(error, getattr(error, 'executor', ''), exc_type, tb)
-        params = post.params_copy()
-        if req.results is not None:
-            params['__results__'] = req.results
-        resp = Response(f'{post.id_prefix}-{req.rid}', docs, post.endpoint, params, status, req.routes, req.index)
+        resp = post.response(req.rid, docs, status, req.routes, req.index, req.results)  # parameters: lazily
         if self.profile is not None:
             self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), len(docs),
                              error is None, req.routes)

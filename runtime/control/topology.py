@@ -69,8 +69,11 @@ class Deployment:
     def dead_shard(self) -> 'Worker | None':
         """A worker of a shard with no process left, even restarting (so the executor
         cannot serve)."""
-        for pool in self.by_shard:
-            if not any(w.alive for w in pool):
+        for pool in self.by_shard:  # (asked before every post: plain loops, no generators)
+            for w in pool:
+                if w.alive:
+                    break
+            else:
                 return pool[-1]
         return None
 
@@ -85,6 +88,8 @@ class Plan:
     def __init__(self, deployments: list[Deployment], endpoint: str, active: list[bool]) -> None:
         self.nodes = deployments
         self.active = active
+        #: The deployments that handle the endpoint: the ones that must be alive for a post.
+        self.used = [d for d, on in zip(deployments, active) if on]
         self.fan = [d.fans_out(endpoint) for d in deployments]
         # Nodes that get their inputs unmerged, as docs_matrix: a uses_after (one part per
         # shard), and a join whose handler asks for docs_matrix (one part per upstream).
