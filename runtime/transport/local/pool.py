@@ -273,8 +273,8 @@ class LocalTransport(Transport):
         events: list = []
         sock = self._sock
         # Asking the socket whether a message waits is cheaper than a recv that raises Again.
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        while P.waiting(sock):
+            frames = P.recv_frames(sock)
             w = self._workers.get(frames[0].bytes)
             if w is None:
                 logger.warning('ignored a message from an unknown peer on the Flow socket')

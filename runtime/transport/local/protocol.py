@@ -21,6 +21,8 @@ from __future__ import annotations
 import pickle
 from typing import Any, Iterable
 
+import zmq
+
 HELLO, CONFIG, READY, INIT_ERROR = 'hello', 'config', 'ready', 'init_error'
 REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', 'release', 'fatal'
 
@@ -89,6 +91,13 @@ def err(rid: int, exc_type: str, message: str, tb: str, times: tuple, pins: list
     return (ERR, rid, exc_type, message, tb, times + (t_send,), pins, releases)
 
 
+def sent_at(h: tuple, t_send: float) -> tuple:
+    """An ``ok`` or ``err`` sent at ``t_send`` rather than when it was built (a reply
+    that waited for the next one)."""
+    times = h[5]  # (the same place in both)
+    return h[:5] + (times[:3] + (t_send,),) + h[6:]
+
+
 def release(releases: list) -> tuple:
     return (RELEASE, releases)
 
@@ -114,6 +123,29 @@ def pack(items: Iterable[tuple]) -> list:
             frame = frame.bytes if hasattr(frame, 'bytes') else bytes(frame)
         merged.append((header, frame))
     return [pickle.dumps(merged, protocol=5), *extra]
+
+
+# Plain ints: the enum members cost an enum operation on every use, in the busiest loops.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+
+
+def waiting(sock: zmq.Socket) -> bool:
+    """Whether a message can be read from ``sock`` now (asking is cheaper than a recv
+    that raises Again)."""
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
+
+
+def recv_frames(sock: zmq.Socket) -> list:
+    """The frames (zero-copy ``zmq.Frame``) of the message ``waiting`` said is there.
+
+    One recv per frame, led by each frame's ``more`` flag: half the cost of
+    ``recv_multipart``, which asks the socket for RCVMORE after every frame."""
+    frame = sock.recv(_NOBLOCK, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = sock.recv(_NOBLOCK, copy=False)
+        frames.append(frame)
+    return frames
 
 
 def unpack(frames: list) -> list:

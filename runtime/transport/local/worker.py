@@ -30,6 +30,11 @@ logger = logging.getLogger('runtime')
 
 #: How often an idle worker checks that its parent lives and that kept arrays were let go.
 IDLE_POLL_MS = 200
+#: Replies sent together at most, when requests queue up (see serve), and how quick the
+#: last handler must have been for its reply to wait for the next one. (Measured on 2
+#: cores, 3 executors, 100 x 768-d per request: 1 -> 271k docs/s, 2 -> 286k, 4 -> 300k.)
+REPLY_BATCH = 4
+HOLD_MAX_S = 0.001
 #: How often the watcher thread checks the parent, and how long it then gives the main
 #: loop to exit by itself (it is idle, or its handler is about to return).
 WATCH_S, WATCH_GRACE_S = 0.25, 1.0
@@ -60,10 +65,14 @@ class Worker:
         self.releases: list = []  # (arena, slot) let go since the last message out
 
     # -- messaging -------------------------------------------------------------------------
-    # The parent batches what it has for us (see protocol.pack); we answer each request on
-    # its own as soon as it is done (see serve).
+    # The parent batches what it has for us (see protocol.pack); we answer each request as
+    # soon as it is done, or with the next ones when they are already waiting (see serve).
     def send(self, header: tuple, meta=b'') -> None:
-        self.sock.send_multipart(P.pack([(header, meta)]), copy=False)
+        self.send_many([(header, meta)])
+
+    def send_many(self, items: list) -> None:
+        """[(header, frame), ...] as one message."""
+        self.sock.send_multipart(P.pack(items), copy=False)
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
@@ -72,8 +81,8 @@ class Worker:
         """The next batch as [(header, meta)], or None when the parent is gone (checked
         while idle)."""
         while True:
-            if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN or self.poller.poll(IDLE_POLL_MS):
-                return P.unpack(self.sock.recv_multipart(copy=False))
+            if P.waiting(self.sock) or self.poller.poll(IDLE_POLL_MS):
+                return P.unpack(P.recv_frames(self.sock))
             if not self.parent_alive():
                 return None
             self.check_pins()
@@ -104,6 +113,7 @@ class Worker:
 
     def serve(self) -> None:
         queue: collections.deque = collections.deque()
+        held: list = []  # (reply, frame) of requests done, not sent yet
         while True:
             if not queue:
                 batch = self.recv()
@@ -115,11 +125,26 @@ class Worker:
             header, meta = queue.popleft()
             kind = P.kind(header)
             if kind == P.REQ:
-                # Answer each request as soon as it is done, not the batch at the end:
-                # the next executor can start on it while this one goes on.
-                reply, out_meta = self.handle(header, meta)
-                self.send(reply, out_meta)
-                if self.take_in(queue):
+                t0 = time.perf_counter()
+                held.append(self.handle(header, meta))
+                stop = self.take_in(queue)
+                # Answer each request as soon as it is done, so the next executor can start
+                # on it while this one goes on -- except under load: when the next request
+                # is already here and this one was quick, its reply waits for the next and
+                # both go in one message. The parent, the Flow's busiest process, then
+                # wakes and reads once for both (a wake-up and a read cost about as much as
+                # routing a reply). A reply waits for at most REPLY_BATCH - 1 more
+                # handlers, and only while each handler before took under HOLD_MAX_S: a
+                # handler much slower than the one before it still delays the replies
+                # held before it by its own time.
+                if (stop or len(held) >= REPLY_BATCH or time.perf_counter() - t0 > HOLD_MAX_S
+                        or not queue or P.kind(queue[0][0]) != P.REQ):
+                    if len(held) > 1:  # (routes and profiles show when they really left)
+                        now = time.time()
+                        held = [(P.sent_at(h, now), m) for h, m in held]
+                    self.send_many(held)
+                    held = []
+                if stop:
                     return
             elif kind == P.FREE:
                 self.free(P.slots_of(header))
@@ -133,8 +158,8 @@ class Worker:
         here: those are dropped, so the executor's close() runs in time."""
         sock = self.sock
         stop = False
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            items = P.unpack(sock.recv_multipart(copy=False))
+        while P.waiting(sock):
+            items = P.unpack(P.recv_frames(sock))
             stop = stop or any(P.kind(h) == P.STOP for h, _ in items)
             queue.extend(items)
         return stop
