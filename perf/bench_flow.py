@@ -138,7 +138,7 @@ def _rounds(systems: dict[str, Callable[[], int]], reps: int, min_s: float) -> d
 def _throughput(n_docs: int, reps: int, min_s: float, profile: str | None) -> dict[str, Any]:
     """Interleaved rounds of every system on the workload; docs/s per round."""
     da, x = _columnar(n_docs, DIM)
-    da8, _ = _columnar(n_docs, SMALL_DIM, seed=1)
+    da8, x8 = _columnar(n_docs, SMALL_DIM, seed=1)
 
     def generator() -> Any:  # what most scripts pass: Documents made one by one
         return (Document(embedding=row) for row in x)
@@ -157,6 +157,9 @@ def _throughput(n_docs: int, reps: int, min_s: float, profile: str | None) -> di
             'mpq': passes(lambda: mpq.run(x, REQUEST_SIZE, WINDOW)),
             'floor': passes(lambda: floor.run(x, REQUEST_SIZE)),
             'relay': passes(lambda: relay.run(x, REQUEST_SIZE)),
+            # The same floor at 8-d: what reading and copying 768-d rows costs with no
+            # runtime around it, beside the Flow's own 768-d / 8-d ratio.
+            'relay8': passes(lambda: relay.run(x8, REQUEST_SIZE)),
             'pickle': passes(lambda: pk.run(x, REQUEST_SIZE)),
         }
         samples: dict[str, Any] = _rounds(systems, reps, min_s)
@@ -359,6 +362,10 @@ def run(quick: bool = False, n_docs: int | None = None, profile: str | None = No
                                               tp['flow_gen'], tp['flow'], 'columnar')
     figs['ratio_768_8'] = _at_least('ratio_768_8', f'Flow {DIM}-d / {SMALL_DIM}-d', tp['flow'], tp['flow8'],
                                     f'{SMALL_DIM}-d')
+    r = _ratios(tp['relay'], tp['relay8'])
+    figs['relay_floor_768_8'] = entry(f'  relay floor {DIM}-d / {SMALL_DIM}-d (the same bytes read, no runtime)',
+                                      median(tp['relay']), 'docs/s', baseline=median(tp['relay8']),
+                                      baseline_label=f'relay floor {SMALL_DIM}-d', ratio=r)
     v = median(lat['sync_p50'])
     figs['latency_sync_p50_us'] = _at_most(
         'latency_sync_p50_us', 'one post of 1 doc, 1 executor, one at a time: p50', v, 'us',
