@@ -27,11 +27,12 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from ..array import DocumentArray
-from ..errors import ExecutorError, ExecutorStartError, RequestTimeoutError
+from ..errors import ExecutorError, RequestTimeoutError
 from ..response import Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..transport.handling import GROUNDTRUTHS
 from .hung import HungWorkers
+from .instances import MAX_OUTSTANDING, POLL_S, WAIT, Instances
 from .merge import branch_merge, concatenate, shard_merge
 from .topology import END, GATEWAY, Deployment, Plan, targets
 
@@ -42,13 +43,6 @@ __all__ = ['Router', 'MAX_OUTSTANDING', 'POLL_S']
 
 logger = logging.getLogger('runtime')
 
-#: How long one poll waits while requests are in flight; a death is an event of the same
-#: poll, so it is seen at once anyway.
-POLL_S = 0.1
-#: Requests a worker of a deployment with several instances holds at most: the rest wait
-#: in the router, so a slow replica is not handed a deep queue while others sit idle, and
-#: two keep each instance busy while the next payload travels.
-MAX_OUTSTANDING = 2
 #: Plans kept at most (one per endpoint and target_executor posted to).
 MAX_PLANS = 256
 
@@ -90,9 +84,9 @@ class Router:
     """
 
     def __init__(self, specs: list[dict], transport: Transport, workspace: str, timeout_close: float) -> None:
-        self.specs, self.transport, self.workspace, self.timeout_close = specs, transport, workspace, timeout_close
-        self.deployments: list[Deployment] = []
-        self.started = False
+        self.transport = transport
+        self.instances = Instances(specs, transport, workspace, timeout_close)
+        self.deployments: list[Deployment] = self.instances.deployments
         self.profile = None  # a ProfileRecorder while profiling
         self._requests: dict[int, _Request] = {}
         self._rids = itertools.count()
@@ -102,67 +96,18 @@ class Router:
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
 
     # -- start / stop --------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self.instances.started
+
     def start(self) -> None:
-        """Start every executor's instances in parallel and wait until all are ready.
-
-        Raises ExecutorStartError (naming the executor, with its remote traceback) if one
-        fails; nothing is left running then.
-        """
-        t0 = time.perf_counter()
-        self.transport.open()  # cleans up after itself if it fails
-        self.started = True
-        try:
-            for i, spec in enumerate(self.specs):
-                dep = Deployment(i, spec)
-                dep.metas.setdefault('workspace', os.path.join(self.workspace, dep.metas['name']))
-                self.deployments.append(dep)
-                for shard in range(dep.shards):
-                    for r in range(dep.replicas):
-                        self._spawn(dep, shard, r)
-            self._wait_ready()
-        except BaseException:
-            self.close()
-            raise
-        nproc = sum(len(d.workers) for d in self.deployments)
-        logger.info('Flow ready: %d executor(s) (%s), %d %s, in %.2f s', len(self.deployments),
-                    ', '.join(d.name for d in self.deployments), nproc, self.transport.describe(),
-                    time.perf_counter() - t0)
-
-    def _spawn(self, dep: Deployment, shard: int, replica: int) -> Worker:
-        w = self.transport.spawn(dep, shard, replica)
-        dep.workers.append(w)
-        dep.by_shard[shard].append(w)
-        return w
-
-    def _wait_ready(self) -> None:
-        timeouts = [d.timeout_ready for d in self.deployments]
-        limit = None if any(t is None or t < 0 for t in timeouts) else max(timeouts, default=0)
-        deadline = None if limit is None else time.monotonic() + limit
-        pending = lambda: [w for d in self.deployments for w in d.workers if not w.ready]  # noqa: E731
-        while pending():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                w = pending()[0]
-                why = w.pending_reason()
-                raise ExecutorStartError(w.dep.name, f'not ready after timeout_ready={limit} s ('
-                                         + (why or 'its __init__ may hang; raise timeout_ready if it is slow') + ')')
-            for event in self.transport.poll(POLL_S if remaining is None else min(POLL_S, remaining)):
-                if isinstance(event, Ready):
-                    self._on_ready(event)
-                elif isinstance(event, InitFailed):
-                    raise event.error
-                elif isinstance(event, Died):
-                    w = event.worker
-                    raise ExecutorStartError(w.dep.name, f'its instance (replica {w.replica}) ended during start-up: '
-                                             f'{event.error}') from event.error
+        """Start every executor's instances and wait until all are ready (see
+        ``Instances.start``: raises ExecutorStartError, leaving nothing running)."""
+        self.instances.start()
 
     def close(self) -> None:
-        """Stop every instance (each executor's ``close()`` runs in it; one that does not stop
-        within ``timeout_close`` is killed) and release everything the transport holds."""
-        if not self.started:
-            return
-        self.started = False
-        self.transport.close([w for d in self.deployments for w in d.workers], self.timeout_close)
+        """Stop every instance and release everything the transport holds."""
+        self.instances.close()
 
     # -- plans and inputs ------------------------------------------------------------------------
     def plan(self, endpoint: str, target: str | None) -> Plan:
@@ -249,20 +194,15 @@ class Router:
 
     def _assign(self, req: _Request, dep: Deployment, shard: int | None, payload: Any,
                 ready: float | None = None, split: tuple | None = None) -> None:
-        """Send to the live instance (of ``shard``, or of any shard) with the fewest
-        requests; when every one of several holds MAX_OUTSTANDING, wait in the router."""
+        """Send to the instance ``Instances.choose`` picks, or wait in the router."""
         ready = ready or time.time()  # when it could have gone: waiting in the router counts as queueing
-        pool = dep.candidates(shard)
-        if not pool:
-            if dep.starting(shard):  # a restart is under way: wait for it
-                dep.waiting.append((req, shard, payload, ready, split))
-                return
-            return self._fail(req, self._death_of(dep, shard))
-        w = min(pool, key=_load)
-        if len(pool) > 1 and w.outstanding >= MAX_OUTSTANDING:
+        w = self.instances.choose(dep, shard)
+        if w is WAIT:
             dep.waiting.append((req, shard, payload, ready, split))
-            return
-        self._send(req, w, payload, ready, split)
+        elif isinstance(w, BaseException):
+            self._fail(req, w)
+        else:
+            self._send(req, w, payload, ready, split)
 
     def _send(self, req: _Request, w: Worker, payload: Any, ready: float, split: tuple | None) -> None:
         req.at[w] = (w.dep.index, payload, ready, time.time(), split)
@@ -273,28 +213,22 @@ class Router:
         self.transport.send(w, req.rid, req.post.endpoint, req.post.params_blob, earlier, payload, split)
 
     def _next_waiting(self, dep: Deployment) -> None:
-        """An instance of ``dep`` has room again: hand it the oldest waiting request."""
+        """An instance of ``dep`` has room again (or is gone): hand on the oldest waiting
+        requests while ``Instances.choose`` finds one for them."""
         while dep.waiting:
             req, shard, payload, ready, split = dep.waiting[0]
             if req.done or req.post.abandoned:
                 dep.waiting.popleft()
                 self._drop(req)
                 continue
-            pool = dep.candidates(shard)
-            if not pool:
-                if dep.starting(shard):
-                    return
-                dep.waiting.popleft()
-                self._fail(req, self._death_of(dep, shard))
-                continue
-            w = min(pool, key=_load)
-            if w.outstanding >= MAX_OUTSTANDING:
+            w = self.instances.choose(dep, shard)
+            if w is WAIT:
                 return
             dep.waiting.popleft()
-            self._send(req, w, payload, ready, split)
-
-    def _death_of(self, dep: Deployment, shard: int | None) -> BaseException:
-        return dep.by_shard[shard or 0][-1].died()
+            if isinstance(w, BaseException):
+                self._fail(req, w)
+            else:
+                self._send(req, w, payload, ready, split)
 
     @staticmethod
     def _matrix_next(plan: Plan, node: int) -> bool:
@@ -365,11 +299,7 @@ class Router:
                 self.transport.close_result(token)
 
     def _on_ready(self, event: Ready) -> None:
-        w = event.worker
-        w.ready = True
-        w.dep.endpoints = event.endpoints
-        w.dep.has_default = event.default
-        w.dep.matrix_endpoints = event.matrix
+        self.instances.on_ready(event)
         self._plans.clear()  # what each executor handles is known now
 
     def _on_init_failed(self, event: InitFailed) -> None:
@@ -406,15 +336,7 @@ class Router:
         if not self.started:
             return
         logger.error('%s', event.error)
-        if dep.restarts < dep.max_restarts:
-            dep.restarts += 1
-            logger.warning('restarting executor %r (replica %d, shard %d): restart %d of %d', dep.name, w.replica,
-                           w.shard, dep.restarts, dep.max_restarts)
-            try:
-                self._spawn(dep, w.shard, w.replica)
-            except Exception:  # the requests it held are still retried elsewhere or failed below
-                logger.exception('could not restart executor %r (replica %d, shard %d)', dep.name, w.replica,
-                                 w.shard)
+        self.instances.restart(w)
         for req in [r for r in self._requests.values() if w in r.at]:
             node, payload, _, _, split = req.at.pop(w)
             w.outstanding -= 1
@@ -560,6 +482,3 @@ class Router:
         self._hung.end_due(now, self.transport)
         self._deliver()
 
-
-def _load(w: Worker) -> int:
-    return w.outstanding
