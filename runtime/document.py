@@ -9,29 +9,32 @@ What cannot cross a process boundary is refused where it is set, with the field 
 arrays of Python objects, tags that do not pickle (a lambda), a ``weight`` that is no
 number, a ``granularity`` that is no int, a ``mime_type`` that is no str.
 
-This module holds construction, the metadata fields, pickling, copies and equality; the
-rest of the class is mixed in from modules named for it: ``runtime.content`` (text, blob,
-buffer), ``runtime.subdocs`` (chunks, matches), ``runtime.document_io`` (Jina 2's
-``to_dict`` / ``json`` / ``binary_str`` / ``set_attributes`` ...), ``runtime.convert``
-(``convert_*``); the value checks are in ``runtime.values`` and the ids in ``runtime.ids``.
+This module holds the class, its metadata fields, pickling, copies and equality. The fast
+paths that build documents (from keywords and from state tuples) are in
+``runtime.document_build``; the rest of the class is mixed in from modules named for it:
+``runtime.content`` (text, blob, buffer), ``runtime.subdocs`` (chunks, matches),
+``runtime.document_io`` (Jina 2's ``to_dict`` / ``json`` / ``binary_str`` /
+``set_attributes`` ...), ``runtime.convert`` (``convert_*``); the value checks are in
+``runtime.values`` and the ids in ``runtime.ids``.
 """
 from __future__ import annotations
 
 import copy as _copy
-import inspect
 import json
 import mimetypes
 from operator import attrgetter
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .content import ContentMixin
 from .convert import ConvertMixin
-# _resolve_path is also read from here by runtime.arrayops.
-from .document_io import _ACCEPTED_KEYWORDS, _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
+# Read from here by others: _rebuild_document (pickles name it here; the codec and
+# array_io), _resolve_path (runtime.arrayops).
+from .document_build import _DocumentType, _compact, _fill, _rebuild_document, _set_fields, bind
+from .document_io import _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
 from .fields import DEFAULTS, FIELD, FIELDS, SLOTS, TABLE
-from .ids import _ID_EPOCH, _ID_POOL, _new_id
+from .ids import _ID_EPOCH, _new_id
 from .scores import NamedScore, NamedScores, as_scores
 from .subdocs import SubdocsMixin, _as_doc_array, _copy_docs, _shallow_docs
 from .values import (_arrays_equal, _as_array, _check_float, _check_int, _check_str, _coerce_id, _from_jsonable,
@@ -43,91 +46,7 @@ _ALL_MIME_TYPES = frozenset(mimetypes.types_map.values())
 
 #: Every field's value in table order, in one C-level call.
 _get_state = attrgetter(*SLOTS)
-
-
-def _pad(state: tuple) -> tuple:
-    # A state stored before a field was added to the end of the table.
-    n = len(state)
-    if n > len(DEFAULTS):
-        raise ValueError(f'a Document state has {n} fields, this version knows {len(DEFAULTS)}: '
-                         f'it was written by a newer version')
-    return tuple(state) + DEFAULTS[n:]
-
-
-_EMPTY_WHEN_UNUSED = tuple(i for i, f in enumerate(TABLE) if f.pack == 'empty')
-
-
-def _compile(namespace: dict) -> None:
-    # Generated from the table (as dataclasses and attrs generate __init__): one unpacking
-    # assignment is ~3x faster than a loop of setattr, and the codec rebuilds every
-    # document of every request with these.
-    targets = ''.join(f'd.{s}, ' for s in SLOTS)
-    pad = f'    if len(state) != {len(SLOTS)}:\n        state = _pad(state)\n'
-    unused = ' or '.join(f'(state[{i}] is not None and not state[{i}])' for i in _EMPTY_WHEN_UNUSED)
-    values = {'_id': 'id', '_embedding': 'embedding'}
-    fresh = ''.join(f'    d.{s} = {values.get(s, repr(v))}\n' for s, v in zip(SLOTS, DEFAULTS))
-    src = (f'def _fill(d, state):\n{pad}    {targets}= state\n\n'
-           # Module-level on purpose: pickle stores a function by name much faster than a
-           # bound classmethod (3.8 us against 10 us for a small Document).
-           f'def _rebuild_document(state):\n    d = _new(Document)\n{pad}    {targets}= state\n    return d\n\n'
-           # A new Document: its fresh id, its embedding, every other field its default
-           # (literals: the table's defaults are None, '', 0 and 0.0); plain stores,
-           # without _fill's length check or a state tuple to build.
-           f'def _fill_new(d, id, embedding):\n{fresh}\n'
-           f'def _compact(state):\n    if {unused}:\n'
-           f'        return tuple(None if i in _EMPTY_WHEN_UNUSED and s is not None and not s else s '
-           f'for i, s in enumerate(state))\n    return state\n')
-    exec(src, namespace)  # noqa: S102 - the source is built from the constant field table
-
-
 _new = object.__new__
-_pop_id = _ID_POOL.pop  # the pool is cleared in a forked child, never replaced
-_ndarray = np.ndarray
-_fill: Callable[[Any, tuple], None]  # set every slot from a state tuple
-_rebuild_document: Callable[[tuple], 'Document']  # a new Document from a state tuple
-_fill_new: Callable[[Any, str, Any], None]  # set every slot of a new Document
-_compact: Callable[[tuple], tuple]  # a state with empty containers as None
-_compile(globals())
-
-
-class _DocumentType(type):
-    """The type of ``Document``: it builds ``Document(**fields)`` (no first argument: how
-    scripts and generators make documents) in one Python call. ``type.__call__`` would
-    call ``__new__`` and then ``__init__``, each with its own copy of the keywords, which
-    was 40% of the cost of ``Document(embedding=row)``. Every other call, and every
-    subclass, goes through ``__new__`` / ``__init__`` as before."""
-
-    def __call__(cls, *args: Any, **fields: Any) -> Any:
-        if args or cls is not Document:
-            return type.__call__(cls, *args, **fields)
-        value = None
-        if fields:
-            value = fields.get('embedding')
-            # Document(embedding=row), a generator's usual form, goes on below: the
-            # embedding setter's check (check_array) inlined.
-            if len(fields) != 1 or type(value) is not _ndarray or value.dtype.hasobject:
-                if 'copy' in fields or 'field_resolver' in fields or 'obj' in fields:
-                    return type.__call__(cls, **fields)
-                d = _new(Document)
-                _fill(d, DEFAULTS)
-                _set_fields(d, fields)
-                if d._id is None:
-                    d._id = _new_id()
-                return d
-        d = _new(Document)
-        try:  # _new_id() without the call
-            new_id = _pop_id()
-        except IndexError:
-            new_id = _new_id()
-        _fill_new(d, new_id, value)
-        return d
-
-    @property
-    def __signature__(cls) -> inspect.Signature:
-        # What inspect.signature / help() show: the parameters of __init__, not the
-        # (*args, **fields) of __call__ above.
-        sig = inspect.signature(cls.__init__)
-        return sig.replace(parameters=list(sig.parameters.values())[1:], return_annotation=sig.empty)
 
 
 class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_DocumentType):
@@ -508,43 +427,6 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
         return f'<Document {" ".join(parts)}>'
 
 
-def _set_fields(d: Document, fields: dict[str, Any]) -> None:
-    # The keywords of Document(...), validated like attribute assignment.
-    if len(fields) > 1:  # one keyword cannot clash with itself
-        _check_one_content(fields, 'Document()')
-    if d._id is None and fields.get('id') is None:
-        d._id = _new_id()  # before chunks=... so that they get it as parent_id
-    for key, value in fields.items():
-        if key == 'embedding' and type(value) is _ndarray and not value.dtype.hasobject:
-            # What the embedding setter does with an ndarray (check_array), inlined: a
-            # generator of Document(embedding=row) spends its time here.
-            d._embedding = value
-            continue
-        setter = _SETTERS.get(key)
-        if setter is not None:
-            setter(d, value)
-        elif '__' in key and key.split('__', 1)[0] == 'tags':
-            d._set_path(key, value)
-        else:
-            raise TypeError(f'Document() got an unexpected keyword {key!r}; valid fields are: '
-                            f'{", ".join(_ACCEPTED_KEYWORDS)} (and tag paths such as tags__key)')
-
-
 _KINDS = tuple('value' if f.kind in ('id', 'content', 'scalar') else f.kind for f in TABLE)
 
-
-def _set_new_id(d: Document, value: Any) -> None:
-    # A Document under construction sits in no DocumentArray: no need to bump _ID_EPOCH
-    # (which would make the next id miss of every array rebuild its index).
-    # None (e.g. "id": null in JSON) means "no id given": a fresh one is made at the end.
-    if value is not None:
-        d._id = _coerce_id(value)
-
-
-# How each keyword / mapping key is applied, validated like attribute assignment. The
-# table lives in runtime.document_io, whose set_attributes reads it too.
-_SETTERS.update({
-    'id': _set_new_id,
-    **{f.name: getattr(Document, f.name).fset for f in TABLE if f.name != 'id'},
-    'content': Document.content.fset,
-})
+bind(Document)

@@ -113,7 +113,10 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
     def _s(self) -> Store:
         if self._closed:
             raise ValueError(f'DocumentArrayMemmap at {self._path} is closed; open it again to use it')
-        return self._store
+        s = self._store
+        if s.closed:  # closed under us: what it holds after a failure is unknown
+            s.check_open()
+        return s
 
     # -- reading ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -258,7 +261,7 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
 
     def __repr__(self) -> str:
         """``<DocumentArrayMemmap path='/data/dam' length=3>``"""
-        if self._closed:
+        if self._closed or self._store.closed:
             return f'<DocumentArrayMemmap path={self._path!r} closed>'
         return f'<DocumentArrayMemmap path={self._path!r} length={len(self)}>'
 
@@ -398,7 +401,9 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         ``report.json`` with each piece's file, offset and, where known, document id).
 
         Call it on the class with the directory (``DocumentArrayMemmap.repair(path)``, also
-        when opening fails) or on an open array (``dam.repair()``). Takes the writer lock.
+        when opening fails) or on an open array (``dam.repair()``). Holds the writer lock from
+        the check to the end, so no other process writes in between; an array that was
+        writing keeps the lock.
 
         Returns
         -------

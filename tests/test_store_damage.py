@@ -7,6 +7,7 @@ disk) fails the test instead of killing pytest.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -273,3 +274,171 @@ def test_a_damaged_record_is_never_cut_off_by_the_next_writer(tmp_path):
                           timeout=30)
     assert proc.returncode != 0 and 'CorruptStoreError' in proc.stderr
     assert os.path.getsize(records) == size
+
+
+# -- failures part way: no leaked descriptor, no masked error, no window for another writer ----
+def _open_fds() -> set[str]:
+    return set(os.listdir('/proc/self/fd'))
+
+
+def _deny_opening(monkeypatch, target: str) -> None:
+    # chmod does not stop root (the CI user here): refuse the open itself.
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):
+        if os.fspath(path) == target:
+            raise PermissionError(errno.EACCES, 'Permission denied', target)
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, 'open', deny)
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='counts /proc/self/fd')
+def test_an_open_or_reload_that_fails_part_way_leaks_no_file_descriptor(tmp_path, monkeypatch):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', embedding=np.full(4, i, np.float32)) for i in range(3))
+    emb_file = str(path / 'embeddings.0.bin')
+    before = _open_fds()
+    with monkeypatch.context() as m:  # the record file opens, the matrix file does not
+        _deny_opening(m, emb_file)
+        with pytest.raises(PermissionError, match='embeddings.0.bin'):
+            DocumentArrayMemmap(path)
+    assert _open_fds() == before
+    def no_memory(self):
+        raise OSError(errno.ENOMEM, 'Cannot allocate memory')
+    with monkeypatch.context() as m:  # the matrix file opens but cannot be mapped
+        m.setattr('runtime.store.embeddings.EmbeddingStore.map', no_memory)
+        with pytest.raises(OSError, match='Cannot allocate memory'):
+            DocumentArrayMemmap(path)
+    assert _open_fds() == before
+    with DocumentArrayMemmap(path) as reader:
+        opened = _open_fds()
+        with monkeypatch.context() as m:
+            _deny_opening(m, emb_file)
+            with pytest.raises(PermissionError):
+                reader.reload()
+        assert _open_fds() == opened  # and the store is still what it was
+        assert [int(d.embedding[0]) for d in reader] == [0, 1, 2]
+    assert _open_fds() == before
+
+
+def test_a_failed_switch_to_writing_raises_its_own_error_not_the_reloads(tmp_path, monkeypatch):
+    from runtime.store.log import RecordLog
+    from runtime.store.store import Store
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}') for i in range(3))
+    with open(path / 'records.0.bin', 'ab') as fp:  # a torn tail: the next writer cuts it off
+        fp.write(b'SR')
+    full = OSError(errno.ENOSPC, 'No space left on device')
+
+    def no_space(self, size):
+        raise full
+
+    def no_access(self, salvage=None):
+        raise PermissionError(errno.EACCES, 'Permission denied', str(path / 'meta.json'))
+    reader = DocumentArrayMemmap(path)
+    # The reload after the failure works: the original error, the array still usable.
+    with monkeypatch.context() as m:
+        m.setattr(RecordLog, 'truncate', no_space)
+        with pytest.raises(OSError) as err:
+            reader.append(Document(id='x'))
+        assert err.value is full
+        assert len(reader) == 3
+    # The reload fails too: an error that names both and says what to do, caused by the first.
+    with monkeypatch.context() as m:
+        m.setattr(RecordLog, 'truncate', no_space)
+        m.setattr(Store, 'load', no_access)
+        with pytest.raises(RuntimeError) as err:
+            reader.append(Document(id='x'))
+    msg = str(err.value)
+    assert err.value.__cause__ is full
+    assert isinstance(err.value.__context__, PermissionError)
+    assert 'No space left on device' in msg and 'Permission denied' in msg and 'open it again' in msg, msg
+    with pytest.raises(ValueError, match='closed'):  # its state is unknown: never read through it
+        len(reader)
+    reader.close()
+    with DocumentArrayMemmap(path) as dam:  # the lock was given back
+        dam.append(Document(id='x'))
+        assert [d.id for d in dam] == ['d0', 'd1', 'd2', 'x']
+
+
+def _probe_writer(dam: DocumentArrayMemmap) -> str:
+    """Whether a forked child could write to ``dam``'s directory now."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            dam.append(Document(id=f'intruder-{os.getpid()}'))
+            msg = b'wrote'
+        except RuntimeError as exc:
+            msg = b'refused' if 'another process is writing' in str(exc) else b'other'
+        except BaseException:
+            msg = b'other'
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as fp:
+        got = fp.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return got
+
+
+@pytest.mark.parametrize('damaged', [True, False])
+def test_no_other_process_writes_while_a_writer_repairs(tmp_path, monkeypatch, damaged):
+    from runtime.store import maintenance
+    from runtime.store.store import Store
+    path = tmp_path / 'dam'
+    dam = DocumentArrayMemmap(path)
+    dam.extend(Document(id=f'd{i}', embedding=np.full(8, i, np.float32)) for i in range(10))
+    if damaged:
+        with open(path / 'embeddings.0.bin', 'r+b') as fp:  # one bit of row 4
+            fp.seek(4 * 32 + 3)
+            b = fp.read(1)
+            fp.seek(4 * 32 + 3)
+            fp.write(bytes([b[0] ^ 0x10]))
+    parent, probes = os.getpid(), []
+
+    def probed(fn):  # after each step of repair, a child process tries to write
+        def step(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if os.getpid() == parent:
+                    probes.append((fn.__name__, _probe_writer(dam)))
+        return step
+    for name in ('release_lock', 'take_lock', 'load', 'flush'):
+        monkeypatch.setattr(Store, name, probed(getattr(Store, name)))
+    for name in ('_drop_damaged_rows', '_keep_copies', 'switch_generation'):
+        monkeypatch.setattr(maintenance, name, probed(getattr(maintenance, name)))
+    where = dam.repair()
+    monkeypatch.undo()
+    assert (where is not None) == damaged
+    assert probes and all(got == 'refused' for _, got in probes), probes
+    assert _probe_writer(dam) == 'refused'  # the writer keeps its lock after repair
+    dam.append(Document(id='after'))
+    assert [d.id for d in dam] == [f'd{i}' for i in range(10) if not (damaged and i == 4)] + ['after']
+    dam.close()
+
+
+def test_a_repair_that_fails_keeps_the_damage_visible(tmp_path, monkeypatch):
+    from runtime.store import maintenance
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', embedding=np.full(8, i, np.float32)) for i in range(10))
+    with open(path / 'embeddings.0.bin', 'r+b') as fp:
+        fp.seek(4 * 32 + 3)
+        b = fp.read(1)
+        fp.seek(4 * 32 + 3)
+        fp.write(bytes([b[0] ^ 0x10]))
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(maintenance, '_keep_copies', no_space)
+    with pytest.raises(OSError, match='No space left'):
+        DocumentArrayMemmap.repair(path)
+    monkeypatch.undo()
+    with DocumentArrayMemmap(path) as dam:  # not silently dropped: no copy of it was kept
+        assert len(dam) == 10
+        with pytest.raises(CorruptStoreError, match="'d4'"):
+            dam['d4']

@@ -45,9 +45,16 @@ class EmbeddingStore:
         self.mmv: np.ndarray | None = None  # plain ndarray view: memmap's per-slice bookkeeping costs more
         self.cap = 0
         flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if writable else os.O_RDONLY
+        self.file: Any = None
         fd = os.open(path, flags, FILE_MODE)
-        self.file: Any = open(fd, 'r+b' if writable else 'rb', buffering=0)
-        self.map()
+        try:
+            self.file = open(fd, 'r+b' if writable else 'rb', buffering=0)
+            self.map()
+        except BaseException:  # the caller never gets this object to close
+            if self.file is None:
+                os.close(fd)
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.file is not None:

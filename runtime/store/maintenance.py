@@ -49,8 +49,10 @@ def switch_generation(store: Store, keep: bool) -> None:
             live_rows = ix.live_rows()
             n_rows = int((live_rows >= 0).sum())
             efd = open_new(files[1], os.O_RDWR)
-            os.ftruncate(efd, n_rows * store.emb.row_nbytes)
-            os.close(efd)
+            try:
+                os.ftruncate(efd, n_rows * store.emb.row_nbytes)
+            finally:
+                os.close(efd)
             if n_rows:
                 mm = np.memmap(files[1], dtype=layout[0], mode='r+', shape=(n_rows,) + layout[1])
             head = record(OP_LAYOUT, layout_payload(*layout))
@@ -134,43 +136,74 @@ def verify(store: Store) -> int:
     return len(live)
 
 
-
 def repair(path: str) -> str | None:
     """Drop what is damaged in the store at ``path`` and rewrite the rest as a new
     generation; return the folder holding a copy of everything dropped (None when nothing
-    was damaged). Holds the writer lock while it runs."""
+    was damaged).
+
+    The writer lock is held from before the store is read for the check until the new
+    generation is in place, so no other process writes between the check and the repair.
+    A store this process has open is repaired in place (its handles see the result at
+    once); one that was writing keeps the lock afterwards (unless the repair fails: then it
+    is a reader until its next write).
+
+    >>> repair('./my-mmap')  # doctest: +SKIP
+    './my-mmap/dropped-0'
+    """
     key = os.path.realpath(os.path.abspath(path))
     shared = _OPEN.get(key)
     if shared is not None and not shared.closed and shared.pid == os.getpid():
-        if shared.lock_fd is not None:
-            shared.flush()
-            shared.release_lock()
-        store, own = shared, False
-        store.take_lock()
+        return _repair_open(shared)
+    salvage: list = []
+    store = Store(path, lock=True, salvage=salvage)
+    try:
+        where = _repair(store, salvage)
+    except BaseException:
+        # Give the lock back first: close() would flush an index of what is in memory, which
+        # may lack documents dropped there but not copied yet, and hide them for good.
+        store.release_lock()
+        store.close()
+        raise
+    store.close()
+    return where
+
+
+def _repair_open(store: Store) -> str | None:
+    was_writer = store.lock_fd is not None
+    if was_writer:
+        store.flush()  # and keep the lock: giving it back would let another writer in here
     else:
-        store, own = None, True
+        store.take_lock()
     salvage: list = []
     try:
-        if own:
-            store = Store(path, lock=True, salvage=salvage)
-        else:
-            store.load(salvage)
-        dropped = _drop_damaged_rows(store, salvage)
-        if not salvage:
-            if own:
-                store.close()
-            return None
-        where = _keep_copies(store, salvage, dropped)
-        switch_generation(store, keep=True)
-        logger.warning('%s: repaired; what was dropped is kept in %s', store.path, where)
-        return where
-    finally:
-        if store is not None:
-            if own:
-                store.close()
-            else:
-                store.release_lock()
-                store.load()
+        store.load(salvage)  # with the lock held: opened for writing
+        where = _repair(store, salvage)
+    except BaseException as exc:
+        # A failed repair leaves the store a reader, whatever it was: what load(salvage) and
+        # the repair left in memory is no state to write from (a torn tail kept, documents
+        # dropped). Another process may then take the lock and write; that is harmless, as
+        # our next write goes through ensure_writer, which takes the lock and re-reads under
+        # it whatever was written meanwhile.
+        store.release_lock()
+        store.reread_after(exc, 'repairing')
+        raise
+    if not was_writer:
+        store.release_lock()
+        store.load()  # a reader again, as before
+    # else: switch_generation's load, or load(salvage) of an undamaged log (no torn tail:
+    # that would be damage), left it a valid writer.
+    return where
+
+
+def _repair(store: Store, salvage: list) -> str | None:
+    # The store is open with the lock held and read with ``salvage`` collecting the damage.
+    dropped = _drop_damaged_rows(store, salvage)
+    if not salvage:
+        return None
+    where = _keep_copies(store, salvage, dropped)
+    switch_generation(store, keep=True)
+    logger.warning('%s: repaired; what was dropped is kept in %s', store.path, where)
+    return where
 
 
 def _drop_damaged_rows(store: Store, salvage: list) -> list[tuple[str, int, bytes, int]]:

@@ -77,6 +77,7 @@ class Store:
     def __init__(self, path: str | os.PathLike, lock: bool = False, salvage: list | None = None) -> None:
         # Set first so that close() works whatever __init__ fails on.
         self.closed = True
+        self.why_closed = ''  # for the error a closed store gives
         self.log: RecordLog | None = None
         self.emb: EmbeddingStore | None = None
         self.lock_fd: int | None = None
@@ -161,8 +162,12 @@ class Store:
             if log is not None and layout is not None:
                 try:
                     emb = EmbeddingStore(self.file('embeddings', gen), layout, writable)
-                except FileNotFoundError:
+                except BaseException as exc:
+                    # Not self.log yet, so nothing else would close it (PermissionError, EMFILE,
+                    # a failed map: any error, not only a file pruned away).
                     log.close()
+                    if not isinstance(exc, FileNotFoundError):
+                        raise
                     log = None
             if log is not None:
                 break
@@ -273,10 +278,32 @@ class Store:
                                '(a writer stopped mid-append)', self.path, size - self.end)
                 self.log.truncate(self.end)
             self.remove_stale(newer_too=True)
-        except BaseException:
+        except BaseException as exc:
             self.release_lock()
-            self.load()
+            self.reread_after(exc, 'taking over the writing of')
             raise
+
+    def reread_after(self, exc: BaseException, failed: str) -> None:
+        """Read the directory again after ``failed`` (e.g. ``'repairing'``) raised ``exc`` and
+        the lock was given back; the caller then re-raises ``exc``. Should reading fail too,
+        what is in memory is unknown: the store is closed (its handles refuse every use) and
+        the error raised names both failures, caused by ``exc`` (an interrupt stays itself)."""
+        try:
+            self.load()
+        except Exception as again:
+            self.close()  # the lock is already given back: nothing is flushed
+            self.why_closed = f' (after {failed} it failed)'
+            if not isinstance(exc, Exception):
+                return
+            same = isinstance(exc, CorruptStoreError) and isinstance(again, CorruptStoreError) and (
+                exc.file, exc.offset) == (again.file, again.offset)  # the same damage: say it once
+            what = (f'{failed} {self.path} failed {"on it" if same else f"({type(exc).__name__}: {exc})"} '
+                    f'and reading it again afterwards failed too, so every DocumentArrayMemmap open on it '
+                    f'in this process is now closed')
+            if isinstance(again, CorruptStoreError):
+                raise CorruptStoreError(again.file, again.offset, f'{again.problem}; {what}') from exc
+            raise RuntimeError(f'{what}: {type(again).__name__}: {again}. Fix the cause and open it '
+                               f'again') from exc
 
     def release_lock(self) -> None:
         if self.lock_fd is not None:
@@ -473,4 +500,5 @@ class Store:
 
     def check_open(self) -> None:
         if self.closed:
-            raise ValueError(f'DocumentArrayMemmap at {self.path} is closed; open it again to use it')
+            raise ValueError(f'DocumentArrayMemmap at {self.path} is closed{self.why_closed}; open it again '
+                             f'to use it')
