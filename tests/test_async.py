@@ -10,6 +10,7 @@ import pytest
 
 from runtime import AsyncClient, AsyncFlow, Client, Document, DocumentArray, Executor, ExecutorError, requests
 from runtime.errors import FlowNotStartedError
+from runtime.serving.client import ServerError
 
 
 class Tag(Executor):
@@ -22,6 +23,10 @@ class Tag(Executor):
     @requests(on='/fail')
     def fail(self, docs: DocumentArray, **kwargs) -> None:
         raise KeyError('no such key, on purpose')
+
+    @requests(on='/slow')
+    def slow(self, docs: DocumentArray, parameters: dict, **kwargs) -> None:
+        time.sleep(parameters['pause'])  # the workload of this endpoint, not a wait in the test
 
 
 def free_port() -> int:
@@ -127,6 +132,87 @@ def test_async_client_queries_a_served_async_flow():
     out = asyncio.run(main())
     assert out['results'] == [[(4, k), (2, k)] for k in range(3)]
     assert out['seen'] == [1, 1]
+
+
+def test_async_client_honours_every_flow_post_argument_or_refuses_it():
+    port = free_port()
+
+    async def main() -> dict:
+        out: dict = {}
+        async with AsyncFlow(port_expose=port, protocol='http').add(uses=Tag, name='tagger'):
+            for make in (lambda: AsyncClient(port=port, bogus=1), lambda: Client(port=port, asyncio=True, bogus=1)):
+                with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+                    make()
+            with pytest.raises(ValueError, match=r'the synchronous client is Client\(\.\.\.\)'):
+                AsyncClient(port=port, asyncio=False)
+            client = AsyncClient(port=port)
+            # Refused at the call, before anything is awaited or sent.
+            with pytest.raises(TypeError, match=r"AsyncClient\.post\(\) got an unexpected argument 'prefech'; "
+                                                r"did you mean 'prefetch'\?"):
+                client.post('/', Document(), prefech=2)
+            with pytest.raises(TypeError, match="unexpected argument 'data_type'"):
+                client.index(Document(), data_type='auto')
+            with pytest.raises(ValueError, match='prefetch must be a positive int'):
+                client.post('/', Document(), prefetch=0)
+            with pytest.raises(ValueError, match='timeout must be a positive number'):
+                client.post('/', Document(), timeout=-1)
+            with pytest.raises(TypeError, match='give target_executor or target_peapod'):
+                client.post('/', Document(), target_executor='tagger', target_peapod='tagger')
+            status = Client(port=port)  # a second client, to see what the gateway has in flight
+            out['sent_by_refused'] = sum(status.status()['requests'].values())
+
+            # prefetch: requests in flight, as the gateway counts them while each answer is handled.
+            docs = [Document(id=str(i)) for i in range(5)]
+            for prefetch in (1, 3):
+                seen: list = []
+                results = await client.post('/slow', docs, request_size=1, parameters={'pause': 0.15},
+                                            prefetch=prefetch, results_in_order=True,
+                                            on_done=lambda r: seen.append(status.status()['requests']['inflight']))
+                out[f'inflight_{prefetch}'] = seen
+                out[f'order_{prefetch}'] = [r.docs[0].id for r in results]
+            anyhow = await client.post('/slow', docs, request_size=1, parameters={'pause': 0.01}, prefetch=3)
+            out['as_they_come'] = sorted(r.docs[0].id for r in anyhow)
+            async for _ in client.post('/slow', docs, request_size=1, parameters={'pause': 0.1}, prefetch=3):
+                break  # leaving early cancels the requests in flight ...
+            out['after_break'] = len(await client.post('/', Document()))  # ... and the client goes on
+
+            # timeout: each answer's, for this post, over the client's; worded as Client words it.
+            with pytest.raises(TimeoutError, match=f'no answer from http://127.0.0.1:{port} within 0.2 s') as info:
+                await client.post('/slow', Document(), parameters={'pause': 0.6}, timeout=0.2)
+            with pytest.raises(TimeoutError) as sync_info:  # (waits its turn behind the one that timed out)
+                status.post('/slow', Document(), parameters={'pause': 0.01}, timeout=0.2)
+            out['same_timeout_words'] = str(info.value) == str(sync_info.value)
+            patient = AsyncClient(port=port, timeout=0.2)
+            out['post_timeout_wins'] = len(await patient.post('/slow', Document(), parameters={'pause': 0.4},
+                                                              timeout=30))
+            # return_results: taken; awaiting gets the list either way (async for: one by one).
+            out['return_results'] = [len(await client.post('/', Document(), return_results=flag)) for flag in (0, 1)]
+            # target_peapod (Jina 2.0's name) reaches the Flow as targetExecutor.
+            out['peapod'] = (await client.post('/', Document(), target_peapod='tagger'))[0].docs[0].tags['size']
+            with pytest.raises(ServerError, match="target_executor 'nobody' matches no executor"):
+                await client.post('/', Document(), target_peapod='nobody')
+            status.close()
+        return out
+
+    out = asyncio.run(main())
+    assert out['sent_by_refused'] == 0
+    assert out['inflight_1'] == [0] * 5
+    assert out['inflight_3'][0] == 2 and max(out['inflight_3']) == 2 and out['inflight_3'][-1] == 0
+    assert out['order_1'] == out['order_3'] == out['as_they_come'] == ['0', '1', '2', '3', '4']
+    assert out['after_break'] == 1 and out['same_timeout_words'] and out['post_timeout_wins'] == 1
+    assert out['return_results'] == [1, 1] and out['peapod'] == 1
+
+
+def test_both_clients_word_a_refused_connection_alike():
+    port = free_port()
+    with pytest.raises(ConnectionError, match='nothing listens') as sync_info, Client(port=port) as client:
+        client.search(Document())
+
+    async def main() -> None:
+        await AsyncClient(port=port).search(Document())
+    with pytest.raises(ConnectionError, match='nothing listens') as async_info:
+        asyncio.run(main())
+    assert str(sync_info.value) == str(async_info.value)
 
 
 def test_leaving_async_with_while_a_post_is_half_read_closes_promptly():

@@ -19,10 +19,11 @@ import psutil
 import pytest
 
 from childio import Lines, reap, script_env
-from runtime import Client, Document, DocumentArray, Executor, ExecutorError, Flow, requests
+from runtime import Client, Document, DocumentArray, Executor, Flow, requests
 from runtime.serving.client import ServerError
 from runtime.serving.gateway import check_options
-from runtime.serving.wire import WireError, decode_request, doc_from_json, doc_to_json, encode_request
+from runtime.serving.jsoncodec import doc_from_json, doc_to_json
+from runtime.serving.wire import WireError, decode_request, encode_request
 
 
 class Echo(Executor):
@@ -268,6 +269,54 @@ def test_jina2_rest_shapes_bad_requests_and_the_flow_keeps_serving():
         assert client.search(Document(text='fine'), return_results=True)[0].docs[0].matches[0].text == 'FINE'
         code, body = http_call(port, 'GET', '/status')
         assert body['requests']['refused'] >= 8 and body['requests']['failed'] == 1
+
+
+def test_client_post_honours_every_flow_post_argument_or_refuses_it_before_sending():
+    port = free_port()
+    with serving_flow(port), Client(port=port) as client, Client(port=port, timeout=0.2) as patient, \
+            Client(port=port, timeout=float('inf')) as unlimited:
+        before = client.status()['requests']
+        # Refused at the call, each naming the argument and what to pass instead.
+        with pytest.raises(TypeError, match=r"Client\.post\(\) got an unexpected argument 'timout'; did you mean "
+                                            r"'timeout'\?"):
+            client.search(Document(), timout=1)
+        with pytest.raises(TypeError, match="unexpected argument 'data_type'; it takes on, inputs, "):
+            client.search(Document(), data_type='auto')  # Jina 2 dropped what it did not know
+        with pytest.raises(ValueError, match=rf'prefetch=4: Client sends one request at a time.*'
+                                             rf'AsyncClient\(port={port}\)\.post\(\.\.\., prefetch=4\)'):
+            client.search(Document(), prefetch=4)
+        for bad in (0, 1.5, True):
+            with pytest.raises(ValueError, match='prefetch must be a positive int'):
+                client.search(Document(), prefetch=bad)
+        for bad in (0, -1, 'soon', float('nan')):
+            with pytest.raises(ValueError, match='timeout must be a positive number of seconds'):
+                client.search(Document(), timeout=bad)
+        with pytest.raises(TypeError, match='give target_executor or target_peapod'):
+            client.search(Document(), target_executor='echo', target_peapod='echo')
+        assert client.status()['requests'] == before  # nothing of the refused posts was sent
+
+        # Honoured.
+        assert client.search(Document(), return_results=False) is None
+        out = client.search([Document(id=str(i)) for i in range(5)], request_size=2, return_results=True,
+                            results_in_order=True, prefetch=1)
+        assert [d.id for r in out for d in r.docs] == ['0', '1', '2', '3', '4']
+        assert client.search(Document(text='t'), target_peapod='echo',
+                             return_results=True)[0].docs[0].matches[0].text == 'T'
+        with pytest.raises(ServerError, match="target_executor 'nobody' matches no executor"):
+            client.search(Document(), target_peapod='nobody')  # Jina 2.0's name reaches the Flow
+
+        # timeout: each answer's, for this post; the kept-alive connection gets it and gives it back.
+        with pytest.raises(TimeoutError, match=rf'no answer from http://127.0.0.1:{port} within 0.2 s .*'
+                                               r'post\(timeout=\.\.\.\)'):
+            client.post('/slow', Document(), parameters={'pause': 0.6}, timeout=0.2)
+        # (The gateway runs posts one at a time: this one waits for the slow one to end there.)
+        assert client.search(Document(), timeout=5, return_results=True)  # reconnected
+        assert client.search(Document(), timeout=0.2, return_results=True)  # kept-alive, now 0.2 s ...
+        assert client.post('/slow', Document(), parameters={'pause': 0.4}, return_results=True)  # ... None again
+        assert patient.post('/slow', Document(), parameters={'pause': 0.4}, timeout=30, return_results=True)
+        with pytest.raises(TimeoutError, match='within 0.2 s'):
+            patient.post('/slow', Document(), parameters={'pause': 0.6})  # the Client's own timeout
+        assert unlimited.search(Document(), timeout=float('inf'), return_results=True)  # no limit
 
 
 CONCURRENT_SCRIPT = '''

@@ -2,22 +2,28 @@
 
 Only the standard library (``http.client``) is used, so a script that queries a Flow needs
 nothing beyond this package. Requests go one after another over one kept-alive connection.
+
+What both clients share lives here too, so that ``AsyncClient`` (in ``aflow``) checks its
+arguments, runs callbacks and words its errors exactly as ``Client`` does: ``post_options``,
+``settle``, ``response_from`` and the connection errors (``not_listening`` ...).
 """
 from __future__ import annotations
 
+import difflib
 import http.client
 import json
 import logging
 import socket
 from functools import partialmethod
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from ..control.inputs import batches, describe
 from ..errors import ExecutorError
 from ..response import Response
 from .wire import ARRAY_FORMATS, WireError, decode_response, encode_request
 
-__all__ = ['Client', 'ServerError', 'post_args', 'settle', 'response_from']
+__all__ = ['Client', 'ServerError', 'PostOptions', 'post_options', 'post_args', 'settle', 'response_from',
+           'not_listening', 'cut_off', 'no_answer', 'broken_answer', 'unreachable']
 
 logger = logging.getLogger('runtime')
 
@@ -60,6 +66,93 @@ def post_args(on: Any, request_size: Any, parameters: Any, callbacks: dict) -> d
     if not isinstance(parameters, dict):
         raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
     return parameters
+
+
+#: Every argument of the clients' ``post`` (those of ``Flow.post``), for the refusal of any other.
+POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameters', 'target_executor',
+                  'request_size', 'show_progress', 'return_results', 'continue_on_error', 'results_in_order',
+                  'prefetch', 'timeout')
+
+
+class PostOptions(NamedTuple):
+    """The checked arguments of one client post that shape its requests."""
+
+    parameters: dict
+    target_executor: str | None
+    #: Seconds to wait for each answer (the post's ``timeout``, else the client's).
+    timeout: float | None
+    #: Requests in flight at most.
+    prefetch: int
+
+
+def post_options(client: Any, on: Any, request_size: Any, parameters: Any, target_executor: Any,
+                 callbacks: dict, timeout: Any, prefetch: Any, extra: dict, pipelines: bool) -> PostOptions:
+    """Check the arguments of ``Client.post`` / ``AsyncClient.post`` (``client`` is the
+    caller); every argument of ``Flow.post`` is taken or refused here, none dropped.
+    ``pipelines``: whether this client can have more than one request in flight.
+
+    >>> post_options(Client(port=1), '/search', 10, None, None, {}, 5.0, None, {}, pipelines=False)
+    PostOptions(parameters={}, target_executor=None, timeout=5.0, prefetch=1)
+    """
+    name = type(client).__name__
+    if extra:
+        extra = dict(extra)
+        if 'target_peapod' in extra:  # Jina 2.0's name, as Flow.post takes it
+            if target_executor is not None:
+                raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
+            target_executor = extra.pop('target_peapod')
+        for k in extra:
+            close = difflib.get_close_matches(k, POST_ARGUMENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(POST_ARGUMENTS)}"
+            raise TypeError(f'{name}.post() got an unexpected argument {k!r}{hint}')
+    parameters = post_args(on, request_size, parameters, callbacks)
+    timeout = client.timeout if timeout is None else _check_timeout(timeout)
+    if prefetch is None:
+        prefetch = 1
+    elif not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+        raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
+    elif prefetch > 1 and not pipelines:
+        raise ValueError(f'prefetch={prefetch}: {name} sends one request at a time (each after the answer to '
+                         f'the last), so it can only honour prefetch=1; for requests in flight use '
+                         f'AsyncClient(port={client.port}).post(..., prefetch={prefetch}), or send fewer, larger '
+                         f'requests (request_size=...)')
+    return PostOptions(parameters, target_executor, timeout, prefetch)
+
+
+# -- what both clients say when the connection fails (one wording, one place) ------------------
+def not_listening(url: str, port: int) -> ConnectionError:
+    """Nothing accepts connections at ``url``.
+
+    >>> raise not_listening('http://127.0.0.1:1', 1)
+    Traceback (most recent call last):
+    ConnectionError: nothing listens on http://127.0.0.1:1: start the Flow there with ...
+    """
+    return ConnectionError(f'nothing listens on {url}: start the Flow there with Flow(port_expose={port}, '
+                           f'protocol="http") and keep it open (f.block()), or check host and port')
+
+
+def cut_off(url: str, exc: BaseException) -> ConnectionError:
+    """The gateway closed the connection before it answered."""
+    return ConnectionError(f'the gateway at {url} closed the connection without an answer '
+                           f'({type(exc).__name__}); did the serving process stop?')
+
+
+def no_answer(url: str, timeout: float | None) -> TimeoutError:
+    """No answer within the timeout; the request may still run on the server."""
+    return TimeoutError(f'no answer from {url} within {timeout} s (the request may still run there); give a '
+                        f'larger timeout (post(timeout=...) or Client(timeout=...)), or send fewer documents per '
+                        f'request (request_size=...)')
+
+
+def broken_answer(url: str, exc: BaseException) -> ConnectionError:
+    """An answer cut short or not HTTP."""
+    return ConnectionError(f'the gateway at {url} sent a broken answer ({type(exc).__name__}: {exc}); did the '
+                           f'serving process stop?')
+
+
+def unreachable(url: str, exc: BaseException) -> ConnectionError:
+    """Any other failure to connect (no route, unknown host ...)."""
+    return ConnectionError(f'cannot reach {url}: {exc}')
 
 
 def settle(resp: Response, on_done: Callable | None, on_error: Callable | None, on_always: Callable | None,
@@ -127,14 +220,20 @@ class Client:
         return f'http://{self.host}:{self.port}'
 
     # -- one HTTP exchange ---------------------------------------------------------------------
-    def _exchange(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Send one request, return (status, body); reconnects once when a kept-alive
-        connection turns out closed before anything was answered."""
+    def _exchange(self, method: str, path: str, body: bytes | None = None,
+                  timeout: float | None = None) -> tuple[int, bytes]:
+        """Send one request, return (status, body), waiting at most ``timeout`` seconds for
+        each step (None: as long as it takes); reconnects once when a kept-alive connection
+        turns out closed before anything was answered."""
         for attempt in (0, 1):
             reused = self._conn is not None
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
             conn = self._conn
+            if reused and conn.timeout != timeout:  # this post's timeout, on the kept-alive socket too
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
             answering = False  # past sending: the server may have run the request
             try:
                 try:
@@ -153,9 +252,7 @@ class Client:
                 return resp.status, data
             except ConnectionRefusedError:
                 self.close()
-                raise ConnectionError(f'nothing listens on {self.url}: start the Flow there with '
-                                      f'Flow(port_expose={self.port}, protocol="http") and keep it open '
-                                      f'(f.block()), or check host and port') from None
+                raise not_listening(self.url, self.port) from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 idle_closed = not answering or isinstance(exc, http.client.RemoteDisconnected)
@@ -163,24 +260,21 @@ class Client:
                     # The server had closed the idle connection: the request never arrived.
                     # (A reset while answering may come after it ran: an /index is not sent twice.)
                     continue
-                raise ConnectionError(f'the gateway at {self.url} closed the connection without an answer '
-                                      f'({type(exc).__name__}); did the serving process stop?') from None
+                raise cut_off(self.url, exc) from None
             except socket.timeout:
-                self.close()
-                raise TimeoutError(f'no answer from {self.url} within {self.timeout} s') from None
+                self.close()  # a late answer must not be read as the next request's
+                raise no_answer(self.url, timeout) from None
             except http.client.HTTPException as exc:  # a broken answer (cut short, not HTTP)
                 self.close()
-                raise ConnectionError(f'the gateway at {self.url} sent a broken answer ({type(exc).__name__}: '
-                                      f'{exc}); did the serving process stop?') from None
+                raise broken_answer(self.url, exc) from None
             except OSError as exc:
                 self.close()
-                raise ConnectionError(f'cannot reach {self.url}: {exc}') from None
+                raise unreachable(self.url, exc) from None
         raise AssertionError('unreachable')
 
-    def _send(self, endpoint: str, docs: Any, parameters: dict, target_executor: str | None,
-              index: int) -> Response:
-        body = encode_request(docs, endpoint, parameters, target_executor, self.array_format)
-        status, data = self._exchange('POST', '/post', body)
+    def _send(self, endpoint: str, docs: Any, opts: PostOptions, index: int) -> Response:
+        body = encode_request(docs, endpoint, opts.parameters, opts.target_executor, self.array_format)
+        status, data = self._exchange('POST', '/post', body, opts.timeout)
         return response_from(status, data, self.url, index)
 
     def status(self) -> dict:
@@ -189,7 +283,7 @@ class Client:
         >>> Client(port=12345).status()['status']
         'ok'
         """
-        status, data = self._exchange('GET', '/status')
+        status, data = self._exchange('GET', '/status', timeout=self.timeout)
         if status != 200:
             raise ServerError(status, data.decode(errors='replace')[:2000], self.url)
         return json.loads(data)
@@ -211,10 +305,27 @@ class Client:
              on_error: Callable | None = None, on_always: Callable | None = None,
              parameters: dict | None = None, target_executor: str | None = None,
              request_size: int = 100, show_progress: bool = False, return_results: bool = False,
-             continue_on_error: bool = False, **kwargs: Any) -> list | None:
+             continue_on_error: bool = False, *, results_in_order: bool = False, prefetch: int | None = None,
+             timeout: float | None = None, **kwargs: Any) -> list | None:
         """Send ``inputs`` to the endpoint ``on`` of the served Flow, ``request_size``
-        documents per request, one request at a time. Same arguments and callbacks as
-        ``Flow.post``; the callbacks run in this thread and get ``Response`` objects.
+        documents per request, one request at a time. The arguments of ``Flow.post`` (and
+        Jina 2's ``target_peapod``); the callbacks run in this thread and get ``Response``
+        objects. Any other argument is refused with a TypeError.
+
+        Parameters
+        ----------
+        return_results : bool
+            Return the list of Responses (else None), as ``Flow.post`` does.
+        results_in_order : bool
+            Taken for ``Flow.post``'s sake: one request at a time, the responses always come
+            in input order.
+        prefetch : int, optional
+            Requests in flight: this client sends one at a time, so only 1 (or None) is
+            taken; a larger value is refused (``AsyncClient`` honours it).
+        timeout : float, optional
+            Seconds to wait for each answer, for this post (default: the Client's
+            ``timeout``); a slower one raises TimeoutError (the request may still run on
+            the server).
 
         Raises
         ------
@@ -225,16 +336,17 @@ class Client:
             The gateway refused the request (bad input, body too large, Flow closing).
         ConnectionError
             Nothing listens at host:port, or the connection broke.
+        TimeoutError
+            No answer within ``timeout`` seconds.
 
         Example
         -------
         >>> Client(port=12345).post('/index', (Document(text=t) for t in texts), request_size=50)
+        >>> Client(port=12345).search(Document(text='q'), return_results=True, timeout=5)[0].docs[0].matches
         """
-        for k in kwargs:
-            if k not in ('results_in_order', 'prefetch', 'timeout'):  # one at a time: in order anyway
-                raise TypeError(f'post() got an unexpected argument {k!r}')
-        parameters = post_args(on, request_size, parameters,
-                               {'on_done': on_done, 'on_error': on_error, 'on_always': on_always})
+        opts = post_options(self, on, request_size, parameters, target_executor,
+                            {'on_done': on_done, 'on_error': on_error, 'on_always': on_always},
+                            timeout, prefetch, kwargs, pipelines=False)
         results: list | None = [] if return_results else None
         progress = None
         if show_progress:
@@ -242,7 +354,7 @@ class Client:
             total = len(inputs) if hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)) else None
             progress = Progress(on, total)
         try:
-            for resp in self._responses(on, inputs, parameters, target_executor, request_size):
+            for resp in self._responses(on, inputs, opts, request_size):
                 if progress is not None:
                     progress.update(len(resp.docs))
                 error = settle(resp, on_done, on_error, on_always, continue_on_error)
@@ -255,10 +367,9 @@ class Client:
                 progress.close()
         return results
 
-    def _responses(self, on: str, inputs: Any, parameters: dict, target_executor: str | None,
-                   request_size: int) -> Iterator[Response]:
+    def _responses(self, on: str, inputs: Any, opts: PostOptions, request_size: int) -> Iterator[Response]:
         for i, batch in enumerate(batches(inputs, request_size)):
-            yield self._send(on, batch, parameters, target_executor, i)
+            yield self._send(on, batch, opts, i)
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')
@@ -303,8 +414,18 @@ def _check_client_args(host: Any, port: Any, protocol: Any, timeout: Any, array_
         raise TypeError(f"host must be a host name or address such as '127.0.0.1', got {host!r}")
     if not isinstance(protocol, str) or protocol.lower() != 'http':
         raise ValueError(f"protocol={protocol!r} is not served; the protocols are: 'http'")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
-        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
+    if timeout is not None:
+        timeout = _check_timeout(timeout)
     if array_format not in ARRAY_FORMATS:
         raise ValueError(f"array_format must be 'base64' (exact, compact) or 'list' (JSON lists), got {array_format!r}")
     return host, port, timeout, array_format
+
+
+#: Sockets refuse longer timeouts (OverflowError); one this long means no limit (None).
+_NO_LIMIT = 2.0 ** 31
+
+
+def _check_timeout(timeout: Any) -> float | None:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
+    return None if timeout >= _NO_LIMIT else timeout
