@@ -12,12 +12,11 @@ what Pool does). Every Flow and Pool is started and warmed up first; then each r
 every count of both systems back to back, and each time is the median over the rounds. Speedup(k) = time(1) / time(k) for each system;
 the target compares the Flow's speedup with Pool's at the same process count.
 
-Shards. An in-memory indexer (``MatIndexer``: one matrix, cosine top-10 by one matmul)
-indexes N random unit vectors (100,000; 20,000 with ``--quick``) as one shard, and as
-``shards=2`` with ``polling={'/index': 'any', '/search': 'all'}``; then both answer the
-same queries (requests of 10; each timed run posts them again until 0.5 s have passed)
-and their throughput is compared. The top-10 ids of a few
-queries are checked against each other and against numpy in the parent.
+Shards (``perf.scaling_shards``). An in-memory indexer (``MatIndexer``: one matrix,
+cosine top-10 by one matmul) indexes N random unit vectors (100,000; 20,000 with
+``--quick``) as one shard, and as ``shards=2`` with ``polling={'/index': 'any', '/search':
+'all'}``; then both answer the same queries and their throughput is compared. The top-10
+ids of a few queries are checked against each other and against numpy in the parent.
 
 On a shared machine, other processes on the cores make both systems scale badly alike:
 only a run on otherwise idle cores says anything about scaling.
@@ -48,6 +47,9 @@ import numpy as np
 
 from perf.common import (BLAS_THREAD_VARS, MIN_RUN_S, as_jsonable, blas_info, entry, figure_rows, format_table,
                          machine_info, median, pin_blas_env)
+# The shards half lives in its own module; its constants stay importable from here too.
+from perf.scaling_shards import (CHECK_QUERIES, INDEX_REQUEST_SIZE, INDEX_SIZE, QUERIES,  # noqa: F401
+                                 QUERY_REQUEST_SIZE, SEARCH_REPS, TOP_K, MatIndexer, measure_shards, shard_figures)
 from runtime import Document, DocumentArray, Executor, Flow, requests
 
 __all__ = ['MatmulEncoder', 'MatIndexer', 'run', 'main', 'table_rows', 'curve_rows', 'default_counts',
@@ -66,13 +68,6 @@ REPS = 3
 #: the router, so every replica always has its next request at hand.
 WINDOW_PER_REPLICA = 4
 CANDIDATE_COUNTS = (1, 2, 4, 8, 14)
-INDEX_SIZE = {'full': 100_000, 'quick': 20_000, 'tiny': 2_000}
-QUERIES = {'full': 200, 'quick': 100, 'tiny': 20}
-QUERY_REQUEST_SIZE = 10
-INDEX_REQUEST_SIZE = 1000
-TOP_K = 10
-SEARCH_REPS = 5
-CHECK_QUERIES = 5
 #: Issue 4: on the 2-core machine replicas=2 must reach 1.75x (Pool 1.80x, Ray 1.62x,
 #: Jina 2 1.40x); where more cores are available, the Flow's speedup must be within 5% of
 #: Pool's at every process count.
@@ -133,61 +128,6 @@ def _pool_encode(x: np.ndarray) -> np.ndarray:
 
 def _pool_blas(_: Any) -> Any:
     return _blas_threads()
-
-
-# -- the indexer of the shards benchmark ---------------------------------------------------
-class MatIndexer(Executor):
-    """An in-memory index: ``/index`` appends the (normalized) embeddings, ``/search``
-    scores the queries against all of them with one matmul and keeps the top ``top_k``
-    (parameter, default 10) as matches carrying only an id and ``scores['cosine']``.
-    ``/stats`` answers one document per shard with ``tags['n']`` (its size)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._parts: list[np.ndarray] = []  # (rows, dim) blocks indexed since the last search
-        self._ids: list[str] = []
-        # Every vector as a column of one C-contiguous (dim, n) matrix, built by the first
-        # search after an index: with a few queries per request the matmul is bound by
-        # memory bandwidth, and this layout reads faster than the transpose of (n, dim) rows.
-        self._mat_t = np.zeros((DIM, 0), np.float32)
-
-    @requests(on='/index')
-    def index(self, docs: DocumentArray, **kwargs: Any) -> None:
-        x = np.array(docs.embeddings, dtype=np.float32)  # a copy: the request's memory is not ours
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
-        self._parts.append(x)
-        self._ids.extend(d.id for d in docs)
-
-    def _matrix_t(self) -> np.ndarray:
-        if self._parts:
-            self._mat_t = np.ascontiguousarray(np.concatenate([self._mat_t.T, *self._parts]).T)
-            self._parts = []
-        return self._mat_t
-
-    @requests(on='/search')
-    def search(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> None:
-        mat_t = self._matrix_t()
-        top_k = int(parameters.get('top_k', TOP_K))
-        n = mat_t.shape[1]
-        k = min(top_k, n)
-        if not k or not len(docs):
-            return
-        q = np.asarray(docs.embeddings, dtype=np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), np.float32(1e-12))
-        scores = q @ mat_t  # (queries, n): the one matmul
-        best = np.argpartition(scores, n - k, axis=1)[:, n - k:]
-        ids = self._ids
-        for i, d in enumerate(docs):
-            row = best[i]
-            s = scores[i, row]
-            order = np.argsort(-s, kind='stable')
-            d.matches = DocumentArray([Document(id=ids[j], scores={'cosine': float(v)})
-                                       for j, v in zip(row[order].tolist(), s[order].tolist())])
-
-    @requests(on='/stats')
-    def stats(self, docs: DocumentArray, **kwargs: Any) -> DocumentArray:
-        n = len(self._ids)
-        return DocumentArray([Document(id=f'shard-{self.runtime_args.shard_id}', tags={'n': n})])
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -307,82 +247,6 @@ def _close_pool(pool: Any) -> None:
     pool.join()
 
 
-# -- shards --------------------------------------------------------------------------------
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.standard_normal((n, DIM), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def _search_seconds(f: Flow, queries: DocumentArray, min_s: float = 0.0) -> float:
-    """Seconds per post of ``queries`` to '/search', posting them again until ``min_s``
-    have passed (one timed run of 100 queries alone is ~0.2 s); checks every answer."""
-    count = 0
-
-    def on_done(resp: Any) -> None:
-        nonlocal count
-        for d in resp.docs:
-            count += len(d.matches) == TOP_K
-
-    posts = 0
-    t0 = time.perf_counter()
-    while True:
-        f.post('/search', queries, on_done=on_done, request_size=QUERY_REQUEST_SIZE, parameters={'top_k': TOP_K})
-        posts += 1
-        seconds = time.perf_counter() - t0
-        if seconds >= min_s:
-            break
-    if count != posts * len(queries):
-        raise RuntimeError(f'{count} of {posts * len(queries)} queries came back with {TOP_K} matches')
-    return seconds / posts
-
-
-def _top_ids(f: Flow, queries: DocumentArray) -> dict[str, list[tuple[str, float]]]:
-    out = {}
-    for resp in f.post('/search', queries, request_size=QUERY_REQUEST_SIZE, parameters={'top_k': TOP_K},
-                       return_results=True):
-        for d in resp.docs:
-            out[d.id] = [(m.id, m.scores['cosine']) for m in d.matches]
-    return out
-
-
-def _shards(index_size: int, n_queries: int, reps: int, min_s: float) -> dict[str, Any]:
-    """Index into one shard and into two (polling any for /index, all for /search); search
-    throughput of both, runs (each at least ``min_s``) alternating."""
-    rng = np.random.default_rng(7)
-    x = _unit(rng, index_size)
-    docs = DocumentArray([Document(id=str(i)) for i in range(index_size)])
-    docs.embeddings = x
-    q = _unit(rng, n_queries)
-    queries = DocumentArray([Document(id=f'q{i}') for i in range(n_queries)])
-    queries.embeddings = q
-    # Ground truth for the first queries, computed here.
-    scores = q[:CHECK_QUERIES] @ x.T
-    truth = {f'q{i}': [str(j) for j in np.argsort(-scores[i], kind='stable')[:TOP_K]] for i in range(CHECK_QUERIES)}
-    out: dict[str, Any] = {'index_s': {}, 'search_s': {'one': [], 'two': []}, 'sizes': {}}
-    polling = {'/index': 'any', '/search': 'all', '/stats': 'all'}
-    with Flow().add(name='idx', uses=MatIndexer, env=BLAS_ENV) as one, \
-            Flow().add(name='idx', uses=MatIndexer, env=BLAS_ENV, shards=2, polling=polling) as two:
-        flows = {'one': one, 'two': two}
-        for name, f in flows.items():
-            t0 = time.perf_counter()
-            f.index(docs, request_size=INDEX_REQUEST_SIZE)
-            out['index_s'][name] = time.perf_counter() - t0
-            stats = f.post('/stats', None, return_results=True)
-            out['sizes'][name] = {d.id: d.tags['n'] for r in stats for d in r.docs}
-        tops = {name: _top_ids(f, queries[:CHECK_QUERIES]) for name, f in flows.items()}  # also the warm-up
-        for name, f in flows.items():
-            _search_seconds(f, queries)  # warm-up of the full batch
-        for _ in range(reps):
-            for name, f in flows.items():
-                gc.collect()
-                out['search_s'][name].append(_search_seconds(f, queries, min_s))
-    ids = {name: {qid: [m for m, _ in t[qid]] for qid in truth} for name, t in tops.items()}
-    out['same_top10'] = {qid: ids['one'][qid] == ids['two'][qid] == truth[qid] for qid in truth}
-    out['max_score_diff'] = max(abs(a[1] - b[1]) for qid in truth for a, b in zip(tops['one'][qid], tops['two'][qid]))
-    return out
-
-
 # -- run -----------------------------------------------------------------------------------
 def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS, tiny: bool = False) -> dict:
     """Measure the scaling curve (Flow replicas vs multiprocessing.Pool) and the shards
@@ -433,7 +297,7 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS, 
     t0 = time.perf_counter()
     rp = _replicas(counts, n_requests, reps)
     t1 = time.perf_counter()
-    sh = _shards(INDEX_SIZE[mode], QUERIES[mode], config['search_reps'], config['search_min_run_s'])
+    sh = measure_shards(INDEX_SIZE[mode], QUERIES[mode], config['search_reps'], config['search_min_run_s'], BLAS_ENV)
     t2 = time.perf_counter()
     config['seconds'] = {'replicas': t1 - t0, 'shards': t2 - t1}
 
@@ -478,27 +342,8 @@ def run(quick: bool = False, counts: list[int] | None = None, reps: int = REPS, 
                                'bool', target='true', ok=results_ok)
     figs['blas_pinned'] = entry('BLAS threads = 1 in every worker', float(pinned), 'bool', target='true', ok=pinned)
 
-    nq = QUERIES[mode]
-    s1, s2 = median(sh['search_s']['one']), median(sh['search_s']['two'])
-    ratios = [a / b for a, b in zip(sh['search_s']['one'], sh['search_s']['two'])]
-    idx = f'{INDEX_SIZE[mode]:,} x {DIM}'
-    figs['search_qps_1'] = entry(f'search, 1 shard ({idx}, {nq} queries, {QUERY_REQUEST_SIZE}/request, top-{TOP_K})',
-                                 nq / s1, 'queries/s')
-    figs['search_qps_2'] = entry('search, 2 shards (polling /search all)', nq / s2, 'queries/s', baseline=nq / s1,
-                                 baseline_label='1 shard', ratio=median(ratios))
-    n_idx = INDEX_SIZE[mode]
-    figs['index_docs_per_s_1'] = entry(f'index, 1 shard ({INDEX_REQUEST_SIZE}/request)',
-                                       n_idx / sh['index_s']['one'], 'docs/s')
-    figs['index_docs_per_s_2'] = entry('index, 2 shards (polling /index any)', n_idx / sh['index_s']['two'],
-                                       'docs/s', baseline=n_idx / sh['index_s']['one'], baseline_label='1 shard',
-                                       ratio=sh['index_s']['one'] / sh['index_s']['two'])
-    same = all(sh['same_top10'].values())
-    sizes_ok = sum(sh['sizes']['two'].values()) == n_idx and sum(sh['sizes']['one'].values()) == n_idx
-    figs['search_same_top10'] = entry(f'top-{TOP_K} ids: 2 shards == 1 shard == numpy ({CHECK_QUERIES} queries)',
-                                      float(same and sizes_ok), 'bool', target='true', ok=same and sizes_ok,
-                                      note=f'shard sizes {sh["sizes"]["two"]}')
-    search = {'index_sizes': sh['sizes'], 'same_top10': sh['same_top10'], 'max_score_diff': sh['max_score_diff'],
-              'qps_one': nq / s1, 'qps_two': nq / s2}
+    shard_figs, search = shard_figures(sh, INDEX_SIZE[mode], QUERIES[mode])
+    figs.update(shard_figs)  # after the replicas' figures: the table's order
     samples = {'flow_s': rp['flow'], 'pool_s': rp['pool'], 'search_s': sh['search_s'], 'index_s': sh['index_s']}
     return {'config': config, 'figures': figs, 'curve': curve, 'search': search, 'samples': samples}
 

@@ -1,17 +1,17 @@
 """Flow: a pipeline of executors, each in its own OS process (or Ray actor), driven from
 the caller's thread.
 
-This module is the user-facing side: building the topology (``add``), validating what
-``post`` is given, starting and stopping; ``control.post`` runs one post's window,
-``control.router`` moves requests, and a ``transport`` reaches the executors.
+This module is the user-facing side: building the topology (``add``), starting and
+stopping, posting; ``control.post_args`` checks what ``post`` is given,
+``control.stop_signals`` makes SIGTERM stop a Flow as Ctrl-C does, ``control.post`` runs
+one post's window, ``control.router`` moves requests, and a ``transport`` reaches the
+executors.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import os
-import pickle
-import signal
 import threading
 from functools import partialmethod
 from typing import Any, Callable
@@ -20,9 +20,11 @@ from .errors import FlowNotStartedError
 from .control.inputs import batched, describe
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
-from .control.post import NO_PARAMETERS, Post
+from .control.post import Post
+from .control.post_args import check_post_args
 from .control.router import Router
 from .control.specs import ADD_ARGS, build_specs, given_int, reject_jina_only
+from .control.stop_signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: was defined here)
 
 __all__ = ['Flow']
 
@@ -30,18 +32,11 @@ logger = logging.getLogger('runtime')
 
 #: Where executors run: 'local' (processes on this machine) or 'ray' (actors on a Ray cluster).
 BACKENDS = ('local', 'ray')
-#: Signals that stop a Flow as Ctrl-C does (a systemd stop, timeout(1), a closed terminal).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: ``Flow(...)`` arguments of the gateway that serves a running Flow to other processes.
 SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
-
-
-def _check_callback(cb: Any, name: str) -> None:
-    if cb is not None and not callable(cb):
-        raise TypeError(f'{name} must be a function taking the Response (or None), got {type(cb).__name__}')
 
 
 class Flow:
@@ -88,9 +83,7 @@ class Flow:
             raise TypeError(f'ray_init_kwargs must be a dict of ray.init() arguments, got {describe(ray_init_kwargs)}')
         self._backend, self._ray_address, self._ray_init_kwargs = backend, ray_address, ray_init_kwargs
         self._lock = threading.RLock()
-        self._signalled: int | None = None
-        self._old_handlers: dict = {}
-        defaults = {}
+        self._stop_signals = StopSignals()
         serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
         if serve:
             from .serving.gateway import check_options
@@ -208,6 +201,7 @@ class Flow:
         new._specs = self._specs + added
         new._rt = None
         new._gateway = None
+        new._stop_signals = StopSignals()  # each Flow its own: starting one must not touch another's
         return new
 
     @property
@@ -234,11 +228,13 @@ class Flow:
                     self._timeout_close)
         if self._profile_opt:
             self._profile = rt.profile = ProfileRecorder()
-        self._catch_stop_signals()
+        # SIGTERM / SIGHUP raise KeyboardInterrupt from here on, so that leaving `with`
+        # removes every process and file (see control.stop_signals).
+        self._stop_signals.catch()
         try:
             rt.start()
         except BaseException:
-            self._restore_signals()
+            self._stop_signals.restore()
             raise
         self._rt = rt
         if self._serve:
@@ -258,28 +254,6 @@ class Flow:
             return RayTransport(self._ray_address, self._ray_init_kwargs)
         from .transport.local.pool import LocalTransport
         return LocalTransport(self._arena_size)
-
-    def _catch_stop_signals(self) -> None:
-        """SIGTERM and SIGHUP stop the Flow as Ctrl-C does: the signal raises
-        KeyboardInterrupt in the main thread, leaving ``with`` closes everything, and
-        ``close`` then dies of the signal as the default handler would have. (Only the
-        main thread can set handlers; a Flow started elsewhere keeps the defaults, and its
-        workers still remove their own files.)"""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        def on_signal(signum: int, frame: Any) -> None:
-            self._signalled = signum
-            raise KeyboardInterrupt(f'stopped by {signal.Signals(signum).name}')
-        for signum in STOP_SIGNALS:
-            old = signal.getsignal(signum)
-            if old in (signal.SIG_DFL, None):  # a handler the program set is left alone
-                self._old_handlers[signum] = old
-                signal.signal(signum, on_signal)
-
-    def _restore_signals(self) -> None:
-        for signum, old in self._old_handlers.items():
-            signal.signal(signum, old)
-        self._old_handlers = {}
 
     def block(self) -> None:
         """Serve until Ctrl-C or SIGTERM, then return (leaving ``with`` closes the Flow).
@@ -314,9 +288,8 @@ class Flow:
                     if isinstance(self._profile_opt, (str, os.PathLike)):
                         self.save_trace(self._profile_opt)  # a run stopped by SIGTERM keeps its trace
             finally:
-                self._restore_signals()
-                if self._signalled is not None:  # die of it, as if it had not been caught
-                    os.kill(os.getpid(), self._signalled)
+                self._stop_signals.restore()
+                self._stop_signals.die_if_caught()
 
     # -- profiling -------------------------------------------------------------------------
     def profile_summary(self, last_post: bool = False) -> ProfileSummary:
@@ -403,49 +376,15 @@ class Flow:
         >>> with Flow().add(uses=MyExecutor) as f:
         ...     f.post('/', (Document() for _ in range(100)), request_size=10, on_done=print)
         """
-        # A post of one document costs the parent tens of microseconds in all, so the checks
-        # below take the common case (plain ints, no parameters, no extra arguments) in as
-        # few steps as they can; every refusal still says what to pass instead.
         rt = self._rt
         if rt is None:
             raise FlowNotStartedError('post() needs a started Flow: call it inside `with flow:` '
                                       '(or after flow.start())')
-        if kwargs:
-            if 'target_peapod' in kwargs:  # Jina 2.0's name
-                if target_executor is not None:
-                    raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
-                target_executor = kwargs.pop('target_peapod')
-            for k in kwargs:
-                raise TypeError(f'post() got an unexpected argument {k!r}')
-        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                    or not timeout > 0):
-            raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
-        if not isinstance(on, str):
-            raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
-        if type(request_size) is not int or request_size < 1:  # (bool and other int subclasses: below)
-            if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
-                raise ValueError(f'request_size must be a positive int (documents per request), '
-                                 f'got {request_size!r}')
-        window = self._prefetch if prefetch is None else prefetch
-        if type(window) is not int or window < 1:
-            if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-                raise ValueError(f'prefetch must be a positive int (requests in flight), got {window!r}')
-        if ((on_done is not None and not callable(on_done)) or (on_error is not None and not callable(on_error))
-                or (on_always is not None and not callable(on_always))):
-            for cb, cb_name in ((on_done, 'on_done'), (on_error, 'on_error'), (on_always, 'on_always')):
-                _check_callback(cb, cb_name)
-        # Pickled once per post; every request unpickles its own copy, so no request (and not
-        # the caller's dict) sees what a handler did to another's parameters.
-        if parameters is None or (type(parameters) is dict and not parameters):
-            params_blob = NO_PARAMETERS
-        elif not isinstance(parameters, dict):
-            raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
-        else:
-            try:
-                params_blob = pickle.dumps(parameters, protocol=5)
-            except Exception as exc:
-                raise TypeError(f'parameters must hold picklable values (numbers, str, lists, dicts, '
-                                f'arrays...): {exc}') from exc
+        # Positional: a one-document post costs tens of microseconds, and this call is the
+        # only price of keeping the checks in their own module.
+        target_executor, window, params_blob = check_post_args(
+            on, on_done, on_error, on_always, parameters, target_executor, request_size, prefetch, timeout,
+            kwargs, self._prefetch)
         with self._lock:  # posts from several threads run one after the other, each whole
             rt = self._rt
             if rt is None:

@@ -1,0 +1,83 @@
+"""SIGTERM and SIGHUP stop a running Flow as Ctrl-C does.
+
+A systemd stop, ``timeout(1)`` or a closed terminal sends SIGTERM / SIGHUP, whose default
+action kills the parent at once: the executors' processes, sockets and shared-memory files
+would outlive it. While a Flow runs, these signals instead raise KeyboardInterrupt in the
+main thread, so leaving ``with`` closes everything; the Flow then dies of the signal as
+the default handler would have, so whoever sent it sees the exit status it expects.
+
+Example
+-------
+>>> stop = StopSignals()
+>>> stop.catch()             # when the Flow starts
+>>> stop.restore()           # when it has closed
+>>> stop.die_if_caught()     # nothing was caught: returns
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+__all__ = ['STOP_SIGNALS', 'StopSignals']
+
+#: Signals that stop a Flow as Ctrl-C does (a systemd stop, timeout(1), a closed terminal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignals:
+    """The handlers one Flow sets while it runs, and the signal they caught, if any.
+
+    Only the main thread can set handlers: a Flow started elsewhere keeps the defaults
+    (its workers still remove their own files). A handler the program set itself is left
+    alone: the program has said what these signals mean to it.
+
+    Attributes
+    ----------
+    caught : int or None
+        The signal that stopped the Flow, if one did.
+
+    Example
+    -------
+    >>> stop = StopSignals()
+    >>> stop.catch()
+    >>> try:
+    ...     run_the_flow()
+    ... finally:
+    ...     close_the_flow()
+    ...     stop.restore()
+    ...     stop.die_if_caught()
+    """
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+        self._old: dict = {}  # signal -> the handler before ours, put back by restore()
+
+    def catch(self) -> None:
+        """Make SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread (where
+        their handler is the default one)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self.caught = signum
+            raise KeyboardInterrupt(f'stopped by {signal.Signals(signum).name}')
+
+        for signum in STOP_SIGNALS:
+            old = signal.getsignal(signum)
+            if old in (signal.SIG_DFL, None):
+                self._old[signum] = old
+                signal.signal(signum, on_signal)
+
+    def restore(self) -> None:
+        """Put back the handlers that ``catch`` replaced."""
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+        self._old = {}
+
+    def die_if_caught(self) -> None:
+        """After ``restore``: send this process the signal that was caught, so it dies of
+        it as if it had never been caught (returns when none was)."""
+        if self.caught is not None:
+            os.kill(os.getpid(), self.caught)

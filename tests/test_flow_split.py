@@ -1,0 +1,107 @@
+"""The pieces split out of ``runtime.flow`` (``control.post_args``, ``control.stop_signals``)
+and ``perf.bench_scaling`` (``perf.scaling_shards``): each imports on its own, the old names
+still work, and what moved behaves as it did inside the Flow."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from runtime.control.post import NO_PARAMETERS
+from runtime.control.post_args import check_post_args
+from runtime.control.stop_signals import STOP_SIGNALS, StopSignals
+from runtime.flow import Flow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('module', ['runtime.control.post_args', 'runtime.control.stop_signals', 'runtime.flow',
+                                    'perf.scaling_shards', 'perf.bench_scaling'])
+def test_each_new_module_imports_first_in_a_fresh_interpreter(module):
+    # Imported first, a module in an import cycle fails with "partially initialized module".
+    proc = subprocess.run([sys.executable, '-c', f'import {module}'], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_old_names_still_import_from_where_they_were():
+    from perf.bench_scaling import INDEX_SIZE, TOP_K, MatIndexer
+    from runtime.flow import STOP_SIGNALS as from_flow
+    assert from_flow == STOP_SIGNALS == (signal.SIGTERM, signal.SIGHUP)
+    assert MatIndexer.__module__ == 'perf.scaling_shards' and TOP_K == 10 and INDEX_SIZE['tiny'] == 2_000
+
+
+def _check(**given):
+    args = {'on': '/', 'on_done': None, 'on_error': None, 'on_always': None, 'parameters': None,
+            'target_executor': None, 'request_size': 100, 'prefetch': None, 'timeout': None, 'extra': {},
+            'default_prefetch': 16}
+    args.update(given)
+    return check_post_args(*args.values())
+
+
+def test_post_args_common_case_shares_the_empty_parameters_blob():
+    assert _check() == (None, 16, NO_PARAMETERS)
+    assert _check(parameters={})[2] is NO_PARAMETERS  # nothing pickled for an empty dict
+    target, window, blob = _check(parameters={'k': [1, 2]}, prefetch=3)
+    assert (target, window, pickle.loads(blob)) == (None, 3, {'k': [1, 2]})
+
+
+def test_post_args_take_target_peapod_without_changing_the_callers_dict():
+    extra = {'target_peapod': 'idx'}
+    assert _check(extra=extra)[0] == 'idx'
+    assert extra == {'target_peapod': 'idx'}
+    with pytest.raises(TypeError, match='not both'):
+        _check(extra=extra, target_executor='enc')
+    with pytest.raises(TypeError, match="unexpected argument 'bogus'"):
+        _check(extra={'bogus': 1})
+
+
+@pytest.mark.parametrize('given, error, text', [
+    ({'timeout': 0}, ValueError, 'timeout must be a positive number'),
+    ({'on': 3}, TypeError, 'on must be an endpoint str'),
+    ({'request_size': True}, ValueError, 'request_size must be a positive int'),
+    ({'prefetch': 0}, ValueError, 'prefetch must be a positive int'),
+    ({'on_error': 'x'}, TypeError, 'on_error must be a function'),
+    ({'parameters': [1]}, TypeError, 'parameters must be a dict'),
+    ({'parameters': {'f': lambda: 0}}, TypeError, 'parameters must hold picklable values'),
+])
+def test_post_args_refusals_name_the_argument(given, error, text):
+    with pytest.raises(error, match=text):
+        _check(**given)
+
+
+def test_every_flow_has_its_own_stop_signals():
+    f = Flow()
+    g = f.add(name='a')
+    h = g.add(name='b')
+    assert len({id(x._stop_signals) for x in (f, g, h)}) == 3
+
+
+def test_stop_signals_put_back_the_default_handlers_and_leave_a_programs_own_alone():
+    before = [signal.getsignal(s) for s in STOP_SIGNALS]
+    stop = StopSignals()
+    stop.catch()
+    try:
+        if before == [signal.SIG_DFL, signal.SIG_DFL]:  # pytest leaves them at the defaults
+            assert all(signal.getsignal(s) is not signal.SIG_DFL for s in STOP_SIGNALS)
+    finally:
+        stop.restore()
+    assert [signal.getsignal(s) for s in STOP_SIGNALS] == before
+    assert stop.caught is None
+    stop.die_if_caught()  # nothing caught: returns
+
+    def own(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGHUP, own)
+    try:
+        stop.catch()
+        assert signal.getsignal(signal.SIGHUP) is own
+        stop.restore()
+        assert signal.getsignal(signal.SIGHUP) is own
+    finally:
+        signal.signal(signal.SIGHUP, old)
