@@ -201,6 +201,61 @@ def test_arrays_an_executor_keeps_stay_intact_while_slots_are_reused():
         f.post('/other', docs, request_size=10)  # the released slots are usable again
 
 
+
+class KeepEveryThird(Executor):
+    """Keeps the matrix (documents never unpickled) of every third '/index' request, and
+    reads every request's."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kept, self.seen = [], 0
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        if self.seen % 3 == 0:
+            self.kept.append(docs.embeddings)
+        self.seen += 1
+
+    @requests(on='/check')
+    def check(self, docs, **kwargs):
+        return {'sums': [float(m.sum()) for m in self.kept]}
+
+    @requests
+    def read(self, docs, **kwargs):
+        float(docs.embeddings.sum())
+
+
+class TwiceInPlace(Executor):
+    @requests
+    def twice(self, docs, **kwargs):
+        if docs.embeddings is not None:
+            docs.embeddings *= 2  # in place: the next executor gets the same slot
+
+
+class TwiceNew(Executor):
+    @requests
+    def twice(self, docs, **kwargs):
+        if docs.embeddings is not None:
+            docs.embeddings = docs.embeddings * 2  # a new matrix, in this worker's arena
+
+
+def test_a_matrix_kept_from_some_requests_stays_intact_while_the_others_reuse_its_slot():
+    # A worker takes the view of a slot again for the next request naming it; a view whose
+    # matrix the executor kept must leave that reuse (and stay pinned), for a slot of the
+    # parent's arena (passed on) and of a worker's (a new matrix).
+    n, dim = 300, 256
+    docs = DocumentArray(Document(id=str(i)) for i in range(n))
+    docs.embeddings = np.arange(n, dtype=np.float32)[:, None] * np.ones((n, dim), np.float32)
+    expected = [2 * dim * float(sum(range(10 * k, 10 * k + 10))) for k in range(0, n // 10, 3)]
+    for first in (TwiceInPlace, TwiceNew):
+        with Flow(arena_size=1 << 18).add(uses=first).add(uses=KeepEveryThird, name='keep') as f:
+            f.index(docs, request_size=10)
+            for _ in range(3):  # churn: the same slots, views taken again
+                f.post('/other', docs, request_size=10)
+            (r,) = f.post('/check', return_results=True)
+            got = r.parameters['__results__']['keep']['sums']
+            assert got == expected, first.__name__
+
 def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
     # Callbacks get zero-copy views; keeping them must pin their slots, not see them reused.
     n, dim = 300, 256

@@ -222,3 +222,28 @@ def test_the_parent_gone_leaves_no_zygote_worker_or_file(tmp_path, how):
         if info:
             for path in glob.glob(f'/dev/shm/{info["prefix"]}*'):
                 os.unlink(path)
+
+
+def test_a_worker_started_after_its_flow_gave_up_on_it_leaves_the_flows_files_alone(tmp_path):
+    # A fork the Flow stopped waiting for (its fork server answered too late) runs under
+    # another parent while the Flow lives on: it must not take the Flow for dead and remove
+    # the Flow's files, as a worker whose parent died does.
+    prefix = f'shmflow-stray{os.getpid()}'
+    flow_file = f'/dev/shm/{prefix}-parent'
+    ipc_dir = tmp_path / 'ipc'
+    ipc_dir.mkdir()
+    with open(flow_file, 'wb'):
+        pass
+    try:
+        # The child is told its Flow is this process's parent: alive, and not its parent.
+        flow_pid = os.getppid()
+        code = ('import sys; from runtime.transport.local import worker; '
+                f'sys.exit(worker.main(["ipc://{ipc_dir}/s", "{prefix}", "{flow_pid}", "1048576"], ("w0-ab", "cd")))')
+        proc = subprocess.run([sys.executable, '-c', code], env=script_env(), capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 1, proc.stderr
+        assert 'gave up on it' in proc.stderr
+        assert os.path.exists(flow_file) and ipc_dir.exists()
+        assert glob.glob(f'/dev/shm/{prefix}*') == [flow_file]  # it made no arena of its own either
+    finally:
+        os.unlink(flow_file)

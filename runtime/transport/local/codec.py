@@ -38,6 +38,8 @@ __all__ = ['BufRef', 'Payload', 'encode', 'decode', 'InputBuffers', 'LazyDocumen
 
 #: Arrays smaller than this ride inside the pickle: a shared-memory slot costs more.
 INLINE_MAX = 1024
+#: Views an InputBuffers ``reuse`` dict holds at most (it is emptied when it grows past).
+REUSE_MAX = 256
 #: ``Payload.emb`` when the documents have embeddings of different shapes, or only some do:
 #: they then travel one by one inside the pickle.
 MIXED = 'mixed'
@@ -66,21 +68,51 @@ def buffer_refs(payload: Payload) -> list:
 class InputBuffers:
     """The buffers of one received payload: views for the decoder, address ranges so that
     an encoder can name (not copy) arrays that still lie in them, and reference counts that
-    tell whether a handler kept any of them."""
+    tell whether a handler kept any of them.
 
-    __slots__ = ('refs', 'views', 'ranges')
+    ``reuse`` (a dict the caller keeps, for a process that opens one payload at a time: a
+    worker) keeps the views of arena slots from one payload to the next: a view that no
+    array uses any more is taken again instead of made (making one costs a few us, the
+    most of what opening a payload costs). ``kept()`` takes what it finds kept out of it.
+    """
 
-    def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False) -> None:
-        self.refs = buffer_refs(payload)
-        self.views: list = []
-        self.ranges: list = []
-        for ref in self.refs:
-            mv, addr = mapper.view(*ref)
-            if copy:
-                self.views.append(bytearray(mv))
-            else:
-                self.views.append(mv)
-                self.ranges.append((addr, addr + ref[3], ref))
+    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors')
+
+    def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False, reuse: dict | None = None) -> None:
+        self.refs = refs = buffer_refs(payload)
+        self.reuse = reuse
+        self.floors = None
+        view = mapper.view
+        if copy:
+            self.views = [bytearray(view(*ref)[0]) for ref in refs]
+            self.ranges = []
+            return
+        self.views = views = []
+        self.ranges = ranges = []
+        if reuse is None:
+            for ref in refs:
+                mv, addr = view(*ref)
+                views.append(mv)
+                ranges.append((addr, addr + ref[3], ref))
+            return
+        if len(reuse) > REUSE_MAX:  # (safe now: no view in it is in use between payloads)
+            reuse.clear()
+        # The reference count of each view that tells that nothing else holds it: this
+        # list's and getrefcount's own, and the reuse dict's for a view kept in it.
+        self.floors = floors = []
+        for ref in refs:
+            entry = reuse.get(ref)
+            if entry is not None and sys.getrefcount(entry[0]) == 2:  # the dict's entry and the argument
+                floors.append(3)
+            elif entry is None and ref[1] >= 0:
+                entry = reuse[ref] = view(*ref)
+                floors.append(3)
+            else:  # named twice in this payload, or a dedicated segment (mapped only while viewed)
+                entry = view(*ref)
+                floors.append(2)
+            views.append(entry[0])
+            addr = entry[1]
+            ranges.append((addr, addr + ref[3], ref))
 
     def find(self, addr: int, nbytes: int) -> BufRef | None:
         """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers."""
@@ -93,10 +125,21 @@ class InputBuffers:
         """The refs whose memory something still references (the handler kept arrays).
 
         Call it once every local reference to the decoded documents is gone: the list
-        itself is then the only reference to each view.
+        itself (and the reuse dict) then holds the only reference to each view. A kept
+        view leaves the reuse dict: from then on its holders alone reference it.
         """
-        views = self.views
-        return [self.refs[i] for i in range(len(views)) if held_elsewhere(views, i)]
+        views, floors = self.views, self.floors
+        if floors is None:
+            return [self.refs[i] for i in range(len(views)) if held_elsewhere(views, i)]
+        out = []
+        for i in range(len(views)):
+            if sys.getrefcount(views[i]) > floors[i]:
+                ref = self.refs[i]
+                out.append(ref)
+                if floors[i] == 3:
+                    del self.reuse[ref]
+                    floors[i] = 2
+        return out
 
 
 def held_elsewhere(container, key) -> bool:
@@ -107,6 +150,10 @@ def held_elsewhere(container, key) -> bool:
     return sys.getrefcount(container[key]) > 2
 
 
+#: The slot under LazyDocumentArray's ``_docs`` property.
+_DA_DOCS = DocumentArray._docs
+
+
 class LazyDocumentArray(DocumentArray):
     """A received DocumentArray whose Documents are unpickled on first use.
 
@@ -114,12 +161,17 @@ class LazyDocumentArray(DocumentArray):
     anything that touches the Documents unpickles them all, once.
     """
 
-    __slots__ = ('_lazy',)
+    # _emb_in: (the matrix as decoded, its shape, its dtype) while the documents are not
+    # unpickled, so that encode knows that matrix without asking numpy for its address.
+    __slots__ = ('_lazy', '_emb_in')
 
     @classmethod
     def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None) -> 'LazyDocumentArray':
-        da = cls._from_list([])
+        da = cls.__new__(cls)
+        _DA_DOCS.__set__(da, [])  # (the slot itself: the _docs property would unpickle)
+        da._id_map = da._emb_rows = None
         da._emb = emb
+        da._emb_in = None if emb is None else (emb, emb.shape, emb.dtype)
         # A list of its own: each view's reference count then shows this array is alive.
         da._lazy = (payload, meta, list(views))
         return da
@@ -129,18 +181,20 @@ class LazyDocumentArray(DocumentArray):
         lazy = self._lazy
         if lazy is not None:
             self._materialize(lazy)
-        return DocumentArray._docs.__get__(self)
+        return _DA_DOCS.__get__(self)
 
     @_docs.setter
     def _docs(self, value: list) -> None:
-        self._lazy = None
-        DocumentArray._docs.__set__(self, value)
+        self._lazy = self._emb_in = None
+        _DA_DOCS.__set__(self, value)
 
     def _materialize(self, lazy: tuple) -> None:
         payload, meta, views = lazy
-        self._lazy = None
+        # (_emb_in goes too: an array that kept these documents must not keep the
+        # received matrix alive, and with it the buffer pinned, once it is not theirs)
+        self._lazy = self._emb_in = None
         docs = _unpack(pickle.loads(meta, buffers=views[1:] if isinstance(payload[1], tuple) else views))
-        DocumentArray._docs.__set__(self, docs)
+        _DA_DOCS.__set__(self, docs)
         emb = self._emb
         if emb is not None:
             rows = list(emb)
@@ -155,7 +209,7 @@ class LazyDocumentArray(DocumentArray):
 
     def __len__(self) -> int:
         lazy = self._lazy
-        return lazy[0][0] if lazy is not None else len(DocumentArray._docs.__get__(self))
+        return lazy[0][0] if lazy is not None else len(_DA_DOCS.__get__(self))
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -358,17 +412,20 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
     The embedding matrix travels as one array: the documents are pickled without their
     embeddings and the receiver re-attaches row views of it.
     """
-    placer = _Placer(arena, inputs)
     lazy = getattr(docs, '_lazy', None)
     if lazy is not None:
         # Never unpickled: the documents are as they came; only the matrix may be new.
-        (count, emb_desc, refs), meta, _ = lazy
+        (count, emb_desc, refs), meta, views = lazy
         emb = docs._emb
-        if emb is None or _matrix_fits(emb):
-            if emb is not None:
-                emb_desc = _place_matrix(placer, emb, None)
-            return (count, emb_desc, refs), meta, placer.allocs
+        if emb is None:
+            return (count, emb_desc, refs), meta, []
+        if _unchanged(docs._emb_in, emb, views, inputs):
+            return lazy[0], meta, []
+        if _matrix_fits(emb):
+            placer = _Placer(arena, inputs)
+            return (count, _place_matrix(placer, emb, None), refs), meta, placer.allocs
         # A new matrix that cannot travel as one array: unpickle, then send document by document.
+    placer = _Placer(arena, inputs)
     doc_list = docs._docs
     try:
         emb = docs.embeddings
@@ -386,13 +443,39 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
 
 
+def _unchanged(emb_in: tuple | None, emb: np.ndarray, views: list, inputs: Any) -> bool:
+    """Whether ``emb`` is the matrix decoded from ``inputs``' first buffer, with the shape,
+    dtype and layout it came with: its descriptor is then the received one, the very
+    BufRef that ``inputs.find`` would return for its address (found without asking numpy
+    for that address, which costs more than the rest of a pass-through)."""
+    return (emb_in is not None and emb_in[0] is emb and inputs is not None and bool(inputs.ranges)
+            and bool(views) and getattr(inputs, 'views', None) is not None and views[0] is inputs.views[0]
+            and emb.shape == emb_in[1] and emb.dtype == emb_in[2] and emb.flags.c_contiguous)
+
+
+#: Dtypes of received matrices by their header string (a handful in a process's life).
+_DTYPES: dict[str, np.dtype] = {}
+
+
+def _dtype(desc: Any) -> np.dtype:
+    dt = _DTYPES.get(desc) if type(desc) is str else None
+    if dt is None:
+        dt = np.dtype(desc)
+        if type(desc) is str and len(_DTYPES) < 256:
+            _DTYPES[desc] = dt
+    return dt
+
+
 def decode(payload: Payload, meta: Any, buffers: InputBuffers) -> LazyDocumentArray:
     """The documents of a payload, unpickled on first use; with views (not copies) its
     arrays are zero-copy and ``docs.embeddings`` is the matrix itself."""
-    if hasattr(meta, 'buffer'):  # a zmq.Frame received with copy=False (large frames ride alone)
-        meta = meta.buffer
+    # (bytes first: a failed hasattr costs an exception)
+    if type(meta) is not bytes and hasattr(meta, 'buffer'):  # a zmq.Frame received with copy=False
+        meta = meta.buffer  # (large frames ride alone)
     emb = None
     if isinstance(payload[1], tuple):
         _, dtype, shape = payload[1]
-        emb = np.frombuffer(buffers.views[0], dtype=np.dtype(dtype)).reshape(shape)
+        # (np.ndarray over the view, not frombuffer + reshape: half the cost, and the
+        # view is the array's base directly)
+        emb = np.ndarray(shape, _dtype(dtype), buffers.views[0])
     return LazyDocumentArray._wrap(payload, meta, buffers.views, emb)

@@ -91,13 +91,6 @@ def err(rid: int, exc_type: str, message: str, tb: str, times: tuple, pins: list
     return (ERR, rid, exc_type, message, tb, times + (t_send,), pins, releases)
 
 
-def sent_at(h: tuple, t_send: float) -> tuple:
-    """An ``ok`` or ``err`` sent at ``t_send`` rather than when it was built (a reply
-    that waited for the next one)."""
-    times = h[5]  # (the same place in both)
-    return h[:5] + (times[:3] + (t_send,),) + h[6:]
-
-
 def release(releases: list) -> tuple:
     return (RELEASE, releases)
 

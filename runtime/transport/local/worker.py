@@ -35,6 +35,8 @@ IDLE_POLL_MS = 200
 #: cores, 3 executors, 100 x 768-d per request: 1 -> 271k docs/s, 2 -> 286k, 4 -> 300k.)
 REPLY_BATCH = 4
 HOLD_MAX_S = 0.001
+#: How often a worker with requests queued reads its socket all the same, for a STOP.
+LOOK_S = 0.01
 #: How often the watcher thread checks the parent, and how long it then gives the main
 #: loop to exit by itself (it is idle, or its handler is about to return).
 WATCH_S, WATCH_GRACE_S = 0.25, 1.0
@@ -58,6 +60,7 @@ class Worker:
         # Named without the identity's secret part: file names under /dev/shm are public.
         self.arena = Arena(f'{prefix}-{identity.split("-")[0]}', arena_size)
         self.mapper = Mapper()
+        self.reused_views: dict = {}  # see InputBuffers
         self.executor = None
         self.name = identity
         self.replica = 0
@@ -70,9 +73,19 @@ class Worker:
     def send(self, header: tuple, meta=b'') -> None:
         self.send_many([(header, meta)])
 
+    def send_replies(self, replies: list) -> None:
+        """``handle``'s replies as one message, stamped with the time they leave (routes
+        and profiles show when a reply that waited for the next really left)."""
+        now = time.time()
+        self.send_many([(build(*fields, now), frame) for build, fields, frame in replies])
+
     def send_many(self, items: list) -> None:
         """[(header, frame), ...] as one message."""
-        self.sock.send_multipart(P.pack(items), copy=False)
+        frames = P.pack(items)
+        if len(frames) == 1:  # the usual message: what send_multipart would do, minus its checks
+            self.sock.send(frames[0], copy=False)
+        else:
+            self.sock.send_multipart(frames, copy=False)
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
@@ -81,7 +94,8 @@ class Worker:
         """The next batch as [(header, meta)], or None when the parent is gone (checked
         while idle)."""
         while True:
-            if P.waiting(self.sock) or self.poller.poll(IDLE_POLL_MS):
+            # (zmq_poll returns at once when a message is waiting: no need to ask before)
+            if self.poller.poll(IDLE_POLL_MS):
                 return P.unpack(P.recv_frames(self.sock))
             if not self.parent_alive():
                 return None
@@ -113,7 +127,8 @@ class Worker:
 
     def serve(self) -> None:
         queue: collections.deque = collections.deque()
-        held: list = []  # (reply, frame) of requests done, not sent yet
+        held: list = []  # replies not sent yet (see handle)
+        looked = time.perf_counter()  # when the socket was last read for what waits there
         while True:
             if not queue:
                 batch = self.recv()
@@ -127,7 +142,14 @@ class Worker:
             if kind == P.REQ:
                 t0 = time.perf_counter()
                 held.append(self.handle(header, meta))
-                stop = self.take_in(queue)
+                t1 = time.perf_counter()
+                # What arrived meanwhile is queued behind what is already here, so while
+                # requests wait here, reading the socket changes nothing but how soon a STOP
+                # is seen: it is read then only every LOOK_S (asking costs a system call).
+                stop = False
+                if not queue or t1 - looked > LOOK_S:
+                    stop = self.take_in(queue)
+                    looked = t1
                 # Answer each request as soon as it is done, so the next executor can start
                 # on it while this one goes on -- except under load: when the next request
                 # is already here and this one was quick, its reply waits for the next and
@@ -137,12 +159,9 @@ class Worker:
                 # handlers, and only while each handler before took under HOLD_MAX_S: a
                 # handler much slower than the one before it still delays the replies
                 # held before it by its own time.
-                if (stop or len(held) >= REPLY_BATCH or time.perf_counter() - t0 > HOLD_MAX_S
+                if (stop or len(held) >= REPLY_BATCH or t1 - t0 > HOLD_MAX_S
                         or not queue or P.kind(queue[0][0]) != P.REQ):
-                    if len(held) > 1:  # (routes and profiles show when they really left)
-                        now = time.time()
-                        held = [(P.sent_at(h, now), m) for h, m in held]
-                    self.send_many(held)
+                    self.send_replies(held)
                     held = []
                 if stop:
                     return
@@ -165,17 +184,20 @@ class Worker:
         return stop
 
     def handle(self, header: tuple, meta) -> tuple:
+        """One request: its reply as (``P.ok`` or ``P.err``, the fields but the send time,
+        the frame), for ``send_replies``."""
         t_recv = time.time()
         rid, endpoint, params_blob, earlier, payload, frees, split = P.read_request(header)
-        self.free(frees)
-        inputs = InputBuffers(payload, self.mapper)
+        if frees:
+            self.free(frees)
+        inputs = InputBuffers(payload, self.mapper, reuse=self.reused_views)
         build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv,
                                                split)
         pins = inputs.kept()
         if pins:
             self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
             pins = [(r[0], r[1]) for r in pins]
-        return build(*fields, pins, self._take_releases(), time.time()), out_meta
+        return build, (*fields, pins, self._take_releases()), out_meta
 
     def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv, split):
         """Run the handler; returns (``P.ok`` or ``P.err``, its fields but the pins,
@@ -265,6 +287,16 @@ class Worker:
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: it exists
+        return True
+    return True
+
+
 def main(argv: list[str], credentials: tuple[str, str] | None = None) -> int:
     """Run one worker; ``credentials`` (identity, secret) are read from stdin if not given
     (the zygote, which forks this process, gives them)."""
@@ -273,6 +305,13 @@ def main(argv: list[str], credentials: tuple[str, str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=os.environ.get('SHMFLOW_LOG_LEVEL', 'WARNING'))
+    if os.getppid() != int(parent_pid) and _alive(int(parent_pid)):
+        # Not the child of the Flow that asked for it, which lives on: a fork the Flow gave
+        # up waiting for (its fork server answered too late) and started otherwise. Taking
+        # that Flow for dead would remove its files from under it: this process just ends.
+        logger.warning('%s: started after its Flow (pid %s) gave up on it; exiting', identity.split('-')[0],
+                       parent_pid)
+        return 1
     worker = Worker(endpoint, identity, secret, prefix, int(parent_pid), int(arena_size))
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, worker.on_signal)
