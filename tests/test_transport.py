@@ -268,3 +268,29 @@ def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
     got = np.concatenate(kept)
     assert np.array_equal(got, docs.embeddings * 2)
     assert sum(texts) == n
+
+
+class ReadsMatrix(Executor):
+    @requests
+    def read(self, docs, **kwargs):
+        float(docs.embeddings.sum())  # the documents themselves stay unpickled
+
+
+_ONE_FIELD = {'text': 'x', 'blob': np.ones(2), 'buffer': b'x', 'uri': 'a.txt', 'mime_type': 'text/csv',
+              'tags': {'k': 1}, 'chunks': [Document()], 'matches': [Document()], 'scores': {'s': 1.5},
+              'parent_id': 'p', 'granularity': 1, 'adjacency': 2, 'weight': 0.5, 'modality': 'm',
+              'evaluations': {'e': 0.25}}
+
+
+def test_every_field_travels_when_only_the_last_document_sets_it():
+    # The codec sends only the columns some document sets (ids alone when none does): one
+    # document out of 100 setting one field must bring that column along.
+    from runtime.fields import FIELDS
+    assert set(_ONE_FIELD) == set(FIELDS) - {'id', 'embedding'}  # a new field gets a case here
+    with Flow().add(uses=ReadsMatrix) as f:
+        for name, value in _ONE_FIELD.items():
+            docs = DocumentArray(Document() for _ in range(100))
+            docs.embeddings = np.zeros((100, 4), np.float32)
+            setattr(docs[99], name, value)
+            (r,) = f.post('/', docs, return_results=True)
+            assert list(r.docs) == list(docs), name  # (equality looks at every field)
