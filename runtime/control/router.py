@@ -71,16 +71,8 @@ class _Request:
 class Router:
     """Routes the requests of a Flow's posts over a transport's workers.
 
-    Parameters
-    ----------
-    specs : list of dict
-        One per ``add()`` (see ``Flow.add``).
-    transport : Transport
-        How workers are started and reached.
-    workspace : str
-        Parent folder of the executors' default workspaces.
-    timeout_close : float
-        Seconds an instance gets to stop before it is killed.
+    The parameters are those of ``Instances`` (which keeps the workers): the ``add()``
+    specs, the transport, the workspace folder and ``timeout_close``.
     """
 
     def __init__(self, specs: list[dict], transport: Transport, workspace: str, timeout_close: float) -> None:
