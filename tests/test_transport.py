@@ -4,6 +4,7 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+import time
 import uuid
 
 import numpy as np
@@ -220,6 +221,10 @@ class KeepEveryThird(Executor):
     def check(self, docs, **kwargs):
         return {'sums': [float(m.sum()) for m in self.kept]}
 
+    @requests(on='/forget')
+    def forget(self, docs, **kwargs):
+        self.kept = []
+
     @requests
     def read(self, docs, **kwargs):
         float(docs.embeddings.sum())
@@ -255,6 +260,11 @@ def test_a_matrix_kept_from_some_requests_stays_intact_while_the_others_reuse_it
             (r,) = f.post('/check', return_results=True)
             got = r.parameters['__results__']['keep']['sums']
             assert got == expected, first.__name__
+            f.post('/forget')  # and what it let go is released
+            rt, deadline = f._rt, time.monotonic() + 10
+            while rt.transport.ledger.pins and time.monotonic() < deadline:
+                rt.pump(0.05)
+            assert not rt.transport.ledger.pins, first.__name__
 
 def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
     # Callbacks get zero-copy views; keeping them must pin their slots, not see them reused.
@@ -294,3 +304,54 @@ def test_every_field_travels_when_only_the_last_document_sets_it():
             setattr(docs[99], name, value)
             (r,) = f.post('/', docs, return_results=True)
             assert list(r.docs) == list(docs), name  # (equality looks at every field)
+
+
+class AliasBlob(Executor):
+    @requests
+    def alias(self, docs, **kwargs):
+        if len(docs) > 1 and docs[0].blob is not None:
+            docs[1].blob = docs[0].blob[:]  # the same bytes: the payload names that buffer twice
+
+
+class KeepSecondBlob(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kept = None
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        self.kept = docs[1].blob  # the second naming only
+
+    @requests(on='/check')
+    def check(self, docs, **kwargs):
+        return {'sum': float(self.kept.sum())}
+
+    @requests(on='/forget')
+    def forget(self, docs, **kwargs):
+        self.kept = None
+
+    @requests
+    def read(self, docs, **kwargs):
+        for d in docs:
+            if d.blob is not None:
+                float(d.blob.sum())
+
+
+def test_a_kept_array_of_a_buffer_named_twice_is_pinned_and_released_when_let_go():
+    # The view that is held must be the one pinned: pinning the other naming of the same
+    # buffer would never see it let go (or see it too early).
+    blob = np.arange(1000, dtype=np.float64)
+    docs = DocumentArray([Document(blob=blob), Document(blob=np.zeros(1000))])
+    with Flow(arena_size=1 << 18).add(uses=AliasBlob).add(uses=KeepSecondBlob, name='keep') as f:
+        f.index(docs)
+        for _ in range(20):  # churn: the same slots, views taken again
+            f.post('/other', docs)
+        (r,) = f.post('/check', return_results=True)
+        assert r.parameters['__results__']['keep']['sum'] == float(blob.sum())
+        rt = f._rt
+        assert rt.transport.ledger.pins  # held while the executor keeps it
+        f.post('/forget')
+        deadline = time.monotonic() + 10
+        while rt.transport.ledger.pins and time.monotonic() < deadline:
+            rt.pump(0.05)  # an idle worker tells what it let go within its idle poll
+        assert not rt.transport.ledger.pins

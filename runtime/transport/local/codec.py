@@ -121,8 +121,10 @@ class InputBuffers:
                 return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
         return None
 
-    def kept(self) -> list:
-        """The refs whose memory something still references (the handler kept arrays).
+    def kept(self) -> list[int]:
+        """The indices (in ``refs`` / ``views``) of the buffers whose memory something
+        still references (the handler kept arrays). By index, not by ref: a payload may
+        name one buffer twice, and only the view that is held must stay pinned.
 
         Call it once every local reference to the decoded documents is gone: the list
         itself (and the reuse dict) then holds the only reference to each view. A kept
@@ -130,14 +132,13 @@ class InputBuffers:
         """
         views, floors = self.views, self.floors
         if floors is None:
-            return [self.refs[i] for i in range(len(views)) if held_elsewhere(views, i)]
+            return [i for i in range(len(views)) if held_elsewhere(views, i)]
         out = []
         for i in range(len(views)):
             if sys.getrefcount(views[i]) > floors[i]:
-                ref = self.refs[i]
-                out.append(ref)
+                out.append(i)
                 if floors[i] == 3:
-                    del self.reuse[ref]
+                    del self.reuse[self.refs[i]]
                     floors[i] = 2
         return out
 

@@ -97,10 +97,11 @@ class SlotLedger:
 
     # -- arrays the caller keeps -----------------------------------------------------------
     def keep_or_unpin(self, refs: list, views: list, kept: set) -> None:
-        """After the callbacks: slots whose arrays the caller kept stay pinned (looked at
-        again by ``check_kept``), the others are let go."""
-        for ref, view in zip(refs, views):
-            if ref in kept:
+        """After the callbacks: slots whose arrays the caller kept (``kept``: indices in
+        ``refs`` / ``views``) stay pinned (looked at again by ``check_kept``), the others
+        are let go."""
+        for i, (ref, view) in enumerate(zip(refs, views)):
+            if i in kept:
                 self.kept.append((ref, view))
             else:
                 self._unpin((ref[0], ref[1]))

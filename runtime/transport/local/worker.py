@@ -30,11 +30,6 @@ logger = logging.getLogger('runtime')
 
 #: How often an idle worker checks that its parent lives and that kept arrays were let go.
 IDLE_POLL_MS = 200
-#: Replies sent together at most, when requests queue up (see serve), and how quick the
-#: last handler must have been for its reply to wait for the next one. (Measured on 2
-#: cores, 3 executors, 100 x 768-d per request: 1 -> 271k docs/s, 2 -> 286k, 4 -> 300k.)
-REPLY_BATCH = 4
-HOLD_MAX_S = 0.001
 #: How often a worker with requests queued reads its socket all the same, for a STOP.
 LOOK_S = 0.01
 #: How often the watcher thread checks the parent, and how long it then gives the main
@@ -69,23 +64,18 @@ class Worker:
 
     # -- messaging -------------------------------------------------------------------------
     # The parent batches what it has for us (see protocol.pack); we answer each request as
-    # soon as it is done, or with the next ones when they are already waiting (see serve).
+    # soon as it is done (see serve).
     def send(self, header: tuple, meta=b'') -> None:
-        self.send_many([(header, meta)])
-
-    def send_replies(self, replies: list) -> None:
-        """``handle``'s replies as one message, stamped with the time they leave (routes
-        and profiles show when a reply that waited for the next really left)."""
-        now = time.time()
-        self.send_many([(build(*fields, now), frame) for build, fields, frame in replies])
-
-    def send_many(self, items: list) -> None:
-        """[(header, frame), ...] as one message."""
-        frames = P.pack(items)
+        frames = P.pack([(header, meta)])
         if len(frames) == 1:  # the usual message: what send_multipart would do, minus its checks
             self.sock.send(frames[0], copy=False)
         else:
             self.sock.send_multipart(frames, copy=False)
+
+    def send_reply(self, reply: tuple) -> None:
+        """``handle``'s reply, stamped with the time it leaves."""
+        build, fields, frame = reply
+        self.send(build(*fields, time.time()), frame)
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
@@ -127,7 +117,6 @@ class Worker:
 
     def serve(self) -> None:
         queue: collections.deque = collections.deque()
-        held: list = []  # replies not sent yet (see handle)
         looked = time.perf_counter()  # when the socket was last read for what waits there
         while True:
             if not queue:
@@ -140,8 +129,11 @@ class Worker:
             header, meta = queue.popleft()
             kind = P.kind(header)
             if kind == P.REQ:
-                t0 = time.perf_counter()
-                held.append(self.handle(header, meta))
+                # Answer each request as soon as it is done: the next executor can start on
+                # it while this one goes on, and a reply never waits on another handler (a
+                # request done is neither late for its timeout nor lost with a later one
+                # that crashes the process).
+                self.send_reply(self.handle(header, meta))
                 t1 = time.perf_counter()
                 # What arrived meanwhile is queued behind what is already here, so while
                 # requests wait here, reading the socket changes nothing but how soon a STOP
@@ -150,19 +142,6 @@ class Worker:
                 if not queue or t1 - looked > LOOK_S:
                     stop = self.take_in(queue)
                     looked = t1
-                # Answer each request as soon as it is done, so the next executor can start
-                # on it while this one goes on -- except under load: when the next request
-                # is already here and this one was quick, its reply waits for the next and
-                # both go in one message. The parent, the Flow's busiest process, then
-                # wakes and reads once for both (a wake-up and a read cost about as much as
-                # routing a reply). A reply waits for at most REPLY_BATCH - 1 more
-                # handlers, and only while each handler before took under HOLD_MAX_S: a
-                # handler much slower than the one before it still delays the replies
-                # held before it by its own time.
-                if (stop or len(held) >= REPLY_BATCH or t1 - t0 > HOLD_MAX_S
-                        or not queue or P.kind(queue[0][0]) != P.REQ):
-                    self.send_replies(held)
-                    held = []
                 if stop:
                     return
             elif kind == P.FREE:
@@ -185,7 +164,7 @@ class Worker:
 
     def handle(self, header: tuple, meta) -> tuple:
         """One request: its reply as (``P.ok`` or ``P.err``, the fields but the send time,
-        the frame), for ``send_replies``."""
+        the frame), for ``send_reply``."""
         t_recv = time.time()
         rid, endpoint, params_blob, earlier, payload, frees, split = P.read_request(header)
         if frees:
@@ -195,8 +174,9 @@ class Worker:
                                                split)
         pins = inputs.kept()
         if pins:
-            self.pinned.extend((ref, inputs.views[inputs.refs.index(ref)]) for ref in pins)
-            pins = [(r[0], r[1]) for r in pins]
+            refs, views = inputs.refs, inputs.views
+            self.pinned.extend((refs[i], views[i]) for i in pins)
+            pins = [(refs[i][0], refs[i][1]) for i in pins]
         return build, (*fields, pins, self._take_releases()), out_meta
 
     def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv, split):
