@@ -33,7 +33,10 @@ def _stack(docs: Iterable[Document], field: str) -> np.ndarray | None:
     None when no document has the field; ValueError when only some have it, or when
     shapes or dtypes differ (stacking would silently upcast or fail later).
     """
-    if type(docs) is list:  # a DocumentArray's own list (the codec stacks one per request)
+    from .document import Document  # (here: document.py imports this module)
+    # A DocumentArray's own list of plain Documents (the codec stacks one per request): the
+    # slot is read directly (a subclass may override the property: it goes the long way).
+    if type(docs) is list and docs and set(map(type, docs)) == {Document}:
         arrays = list(map(attrgetter(FIELD[field].slot), docs))
         # The common case, checked at C speed: every document has a plain ndarray, all of
         # one dtype; np.array then refuses differing shapes itself, and it stacks 100 rows

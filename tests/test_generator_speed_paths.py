@@ -172,3 +172,17 @@ def test_stack_refuses_what_it_refused_naming_the_document(second, words):
         DocumentArray(docs).embeddings
     with pytest.raises(ValueError, match=r'document #0 .* has no embedding'):
         DocumentArray([Document(), Document(embedding=np.ones(3))]).embeddings
+
+
+def test_stacking_goes_through_a_subclass_s_own_embedding_property():
+    class Doubled(Document):
+        @property
+        def embedding(self):
+            return None if self._embedding is None else self._embedding * 2
+
+        @embedding.setter
+        def embedding(self, value):
+            self._embedding = value
+
+    docs = DocumentArray([Doubled(embedding=np.ones(2)), Doubled(embedding=np.ones(2))])
+    assert np.array_equal(docs.embeddings, np.full((2, 2), 2.0))
