@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 from ..array import DocumentArray
 from ..response import Response, Status
+from ..transport.handling import EMPTY_PARAMS
 from .progress import Progress
 from .router import POLL_S, Router
 from .topology import Plan
@@ -27,7 +28,7 @@ __all__ = ['Post']
 logger = logging.getLogger('runtime')
 
 #: The pickled parameters of a post without any (most posts): pickled once, not per post.
-NO_PARAMETERS = pickle.dumps({}, protocol=5)
+NO_PARAMETERS = EMPTY_PARAMS
 
 
 class Post:
@@ -87,12 +88,6 @@ class Post:
         if self._params is None:
             self._params = pickle.loads(self.params_blob)
         return self._params
-
-    def params_copy(self) -> dict:
-        """A fresh copy of the parameters, for one Response."""
-        if self.params_blob == NO_PARAMETERS:  # most posts have none: a new {} is all it takes
-            return {}
-        return pickle.loads(self.params_blob)
 
     def response(self, rid: int, docs: DocumentArray, status: Status, routes: list, index: int,
                  results: dict | None) -> Response:

@@ -66,7 +66,7 @@ class StopSignals:
 
         for signum in STOP_SIGNALS:
             old = signal.getsignal(signum)
-            if old in (signal.SIG_DFL, None):
+            if old == signal.SIG_DFL:  # (None: a handler set from C, which cannot be put back)
                 self._old[signum] = old
                 signal.signal(signum, on_signal)
 

@@ -293,7 +293,9 @@ class Store:
         except Exception as again:
             self.close()  # the lock is already given back: nothing is flushed
             self.why_closed = f' (after {failed} it failed)'
-            if not isinstance(exc, Exception):
+            if not isinstance(exc, Exception):  # an interrupt stays itself; say why it is closed
+                logger.warning('%s: closed: reading it again after %s was interrupted failed: %s: %s', self.path,
+                               failed, type(again).__name__, again)
                 return
             same = isinstance(exc, CorruptStoreError) and isinstance(again, CorruptStoreError) and (
                 exc.file, exc.offset) == (again.file, again.offset)  # the same damage: say it once

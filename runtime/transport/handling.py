@@ -21,8 +21,8 @@ from ..array import DocumentArray, DocumentSequence
 
 #: The key of the groundtruths in what a request carries besides its documents.
 GROUNDTRUTHS = '__groundtruths__'
-#: What a post without parameters sends as its parameters.
-_EMPTY_PARAMS = pickle.dumps({}, protocol=5)
+#: What a post without parameters sends as its parameters (the Flow pickles it once).
+EMPTY_PARAMS = pickle.dumps({}, protocol=5)
 
 __all__ = ['GROUNDTRUTHS', 'executor_config', 'use_sys_path', 'build_executor', 'find_handler', 'run_handler', 'handled_endpoints']
 
@@ -83,7 +83,7 @@ def run_handler(executor: Any, name: str, found: tuple, docs: DocumentArray, par
     """
     handler, accepted = found
     # A new {} is a dict of its own too: for the most common blob, a quarter of the cost.
-    params = {} if params_blob == _EMPTY_PARAMS else pickle.loads(params_blob)
+    params = {} if params_blob == EMPTY_PARAMS else pickle.loads(params_blob)
     truths = None
     if earlier and GROUNDTRUTHS in earlier:
         earlier = dict(earlier)
