@@ -386,6 +386,7 @@ class DocumentArray(DocumentSequence, LoadMixin, ArrayOps):
                              f'got shape {value.shape}')
         for d, r in zip(self._docs, value):
             d._blob = r
+            d._plain = False
 
     def __reduce__(self):
         return _rebuild_array, (self._docs,)

@@ -43,6 +43,7 @@ class ContentMixin:
             self._blob = self._buffer = None
             if not self._mime_type:
                 self._mime_type = 'text/plain'
+            self._plain = False
         self._text = value
 
     @property
@@ -62,6 +63,7 @@ class ContentMixin:
             value = bytes(value)
         self._text = self._blob = None
         self._buffer = value
+        self._plain = False
 
     @property
     def blob(self) -> np.ndarray | None:
@@ -74,6 +76,7 @@ class ContentMixin:
         value = _as_array(value, 'blob')
         if value is not None:
             self._text = self._buffer = None
+            self._plain = False
         self._blob = value
 
     @property

@@ -31,7 +31,7 @@ from .content import ContentMixin
 from .convert import ConvertMixin
 # Read from here by others: _rebuild_document (pickles name it here; the codec and
 # array_io), _resolve_path (runtime.arrayops).
-from .document_build import _DocumentType, _compact, _fill, _rebuild_document, _set_fields, bind
+from .document_build import _DocumentType, _compact, _fill, _fill_new, _rebuild_document, _set_fields, bind
 from .document_io import _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
 from .fields import DEFAULTS, FIELD, FIELDS, SLOTS, TABLE
 from .ids import _ID_EPOCH, _new_id
@@ -83,7 +83,13 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     """
 
     FIELDS = FIELDS
-    __slots__ = SLOTS + ('__weakref__',)  # weakref: see runtime.nested
+    # _plain: True only while every field but the id and the embedding holds its default
+    # object (a new Document(), Document(embedding=...)); every write of another field
+    # clears it, and nothing sets it again. The codec then sends such documents as their
+    # ids without reading the other fields, which costs more than it would seem: the
+    # ``__getattr__`` of tag paths (DictMixin) keeps CPython 3.11 from specializing any
+    # attribute load on a Document.
+    __slots__ = SLOTS + ('_plain', '__weakref__')  # weakref: see runtime.nested
 
     def __new__(cls, obj: Any = None, copy: bool = False, field_resolver: Any = None,
                 **fields: Any) -> 'Document':
@@ -96,13 +102,13 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     def __init__(self, obj: Any = None, copy: bool = False,
                  field_resolver: Mapping[str, str] | None = None, **fields: Any) -> None:
         if obj is None:
-            _fill(self, DEFAULTS)
+            _fill_new(self, None, None)
         elif obj is self:
             return  # __new__ handed back the same object: nothing to initialise
         elif isinstance(obj, Document):
             self._copy_from(obj, deep=copy)
         else:
-            _fill(self, DEFAULTS)
+            _fill_new(self, None, None)
             if isinstance(obj, (bytes, bytearray, memoryview)):
                 obj = _parse_binary(bytes(obj))
             if isinstance(obj, str):
@@ -159,6 +165,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
 
     def _set_slot(self, slot: str, value: Any) -> None:
         object.__setattr__(self, slot, value)
+        self._plain = False
 
     def _set_path(self, path: str, value: Any) -> None:
         """``tags__a__b = v``: set ``tags['a']['b']``, creating dicts on the way."""
@@ -255,6 +262,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @uri.setter
     def uri(self, value: str) -> None:
         self._uri = _check_str(value, 'uri')
+        self._plain = False
         if value:
             guess = mimetypes.guess_type(value)[0]
             if guess:
@@ -272,6 +280,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
         if value and '/' not in value and value not in _ALL_MIME_TYPES:
             value = mimetypes.guess_type(f'x.{value}')[0] or value
         self._mime_type = value
+        self._plain = False
 
     @property
     def parent_id(self) -> str:
@@ -281,6 +290,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @parent_id.setter
     def parent_id(self, value: str) -> None:
         self._parent_id = '' if value is None else _coerce_id(value, 'parent_id')
+        self._plain = False
 
     @property
     def granularity(self) -> int:
@@ -290,6 +300,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @granularity.setter
     def granularity(self, value: int) -> None:
         self._granularity = _check_int(value, 'granularity')
+        self._plain = False
 
     @property
     def adjacency(self) -> int:
@@ -299,6 +310,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @adjacency.setter
     def adjacency(self, value: int) -> None:
         self._adjacency = _check_int(value, 'adjacency')
+        self._plain = False
 
     @property
     def weight(self) -> float:
@@ -308,6 +320,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @weight.setter
     def weight(self, value: float) -> None:
         self._weight = _check_float(value, 'weight')
+        self._plain = False
 
     @property
     def modality(self) -> str:
@@ -317,12 +330,14 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     @modality.setter
     def modality(self, value: str) -> None:
         self._modality = _check_str(value, 'modality')
+        self._plain = False
 
     @property
     def tags(self) -> dict:
         """Free-form metadata: a dict of plain Python values (ints stay ints)."""
         if self._tags is None:
             self._tags = {}
+            self._plain = False  # (a _plain document's containers are all None)
         return self._tags
 
     @tags.setter
@@ -333,6 +348,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
             value = dict(value)
             check_plain(value, 'tags')
         self._tags = value
+        self._plain = False
 
     @property
     def scores(self) -> NamedScores:
@@ -340,22 +356,26 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
         ``NamedScore`` (``.value``, ``.op_name``, ...) that compares as its value."""
         if self._scores is None:
             self._scores = NamedScores()
+            self._plain = False
         return self._scores
 
     @scores.setter
     def scores(self, value: Mapping | None) -> None:
         self._scores = as_scores(value, 'scores')
+        self._plain = False
 
     @property
     def evaluations(self) -> NamedScores:
         """Named evaluation results, e.g. ``d.evaluations['recall'] = 0.8`` (as ``scores``)."""
         if self._evaluations is None:
             self._evaluations = NamedScores()
+            self._plain = False
         return self._evaluations
 
     @evaluations.setter
     def evaluations(self, value: Mapping | None) -> None:
         self._evaluations = as_scores(value, 'evaluations')
+        self._plain = False
 
     def copy(self) -> 'Document':
         """A deep copy (arrays, tags, chunks and matches copied).

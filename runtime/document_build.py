@@ -54,14 +54,16 @@ def _compile(namespace: dict) -> None:
     unused = ' or '.join(f'(state[{i}] is not None and not state[{i}])' for i in _EMPTY_WHEN_UNUSED)
     values = {'_id': 'id', '_embedding': 'embedding'}
     fresh = ''.join(f'    d.{s} = {values.get(s, repr(v))}\n' for s, v in zip(SLOTS, DEFAULTS))
-    src = (f'def _fill(d, state):\n{pad}    {targets}= state\n\n'
+    # _plain (see Document.__slots__): True only from _fill_new, where every field but the
+    # id and the embedding is its default; a state tuple may hold anything.
+    src = (f'def _fill(d, state):\n{pad}    {targets}= state\n    d._plain = False\n\n'
            # Module-level on purpose: pickle stores a function by name much faster than a
            # bound classmethod (3.8 us against 10 us for a small Document).
-           f'def _rebuild_document(state):\n    d = _new(Document)\n{pad}    {targets}= state\n    return d\n\n'
+           f'def _rebuild_document(state):\n    d = _new(Document)\n{pad}    {targets}= state\n    d._plain = False\n    return d\n\n'
            # A new Document: its fresh id, its embedding, every other field its default
            # (literals: the table's defaults are None, '', 0 and 0.0); plain stores,
            # without _fill's length check or a state tuple to build.
-           f'def _fill_new(d, id, embedding):\n{fresh}\n'
+           f'def _fill_new(d, id, embedding):\n{fresh}    d._plain = True\n\n'
            f'def _compact(state):\n    if {unused}:\n'
            f'        return tuple(None if i in _EMPTY_WHEN_UNUSED and s is not None and not s else s '
            f'for i, s in enumerate(state))\n    return state\n')
@@ -97,7 +99,7 @@ class _DocumentType(type):
                 if 'copy' in fields or 'field_resolver' in fields or 'obj' in fields:
                     return type.__call__(cls, **fields)
                 d = _new(Document)
-                _fill(d, DEFAULTS)
+                _fill_new(d, None, None)  # (a setter of any field but id and embedding clears _plain)
                 _set_fields(d, fields)
                 if d._id is None:
                     d._id = _new_id()

@@ -99,6 +99,8 @@ class DictMixin:
         # Only called for names that are no attribute: Jina 2's ``doc.tags__key`` paths.
         if name.startswith('tags__'):
             return _resolve_path(self, name)
+        if name == '_plain':  # a Document made without a constructor: not known to be plain
+            return False
         raise AttributeError(f'{type(self).__name__!r} object has no attribute {name!r}')
 
     def set_attributes(self, **fields: Any) -> None:

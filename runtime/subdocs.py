@@ -37,6 +37,7 @@ class SubdocsMixin:
         c = self._chunks
         if type(c) is not _nested.ChunkArray or c._ref() is not self:
             c = self._chunks = _bind(_nested.ChunkArray, c, self)
+            self._plain = False
         return c
 
     @chunks.setter
@@ -52,6 +53,7 @@ class SubdocsMixin:
         m = self._matches
         if type(m) is not _nested.MatchArray or m._ref() is not self:
             m = self._matches = _bind(_nested.MatchArray, m, self)
+            self._plain = False
         return m
 
     @matches.setter

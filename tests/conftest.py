@@ -9,6 +9,8 @@ import tempfile
 import psutil
 import pytest
 
+from runtime.fields import TABLE
+from runtime.transport.local import codec
 from runtime.transport.local.zygote import zygote_pid
 
 
@@ -16,6 +18,23 @@ from runtime.transport.local.zygote import zygote_pid
 # directory of a Flow is named after the pid of the process that started it.
 SHM_GLOB = f'/dev/shm/shmflow-{os.getpid()}-*'
 IPC_GLOB = os.path.join(tempfile.gettempdir(), f'shmflow-{os.getpid()}-*')
+
+
+def _really_plain(d) -> bool:
+    return all((getattr(d, f.slot) is None) if f.pack == 'none' else (not getattr(d, f.slot)) if f.pack == 'empty'
+               else getattr(d, f.slot) == f.default for f in TABLE if f.name not in ('id', 'embedding'))
+
+
+def _checked_plain_ids(doc_list, _real=codec._plain_ids):
+    # Every encode in the suite's own process (where a script's documents are encoded;
+    # workers start from a fresh interpreter) checks that a document marked plain, whose
+    # other fields the codec then does not read, holds none.
+    for d in doc_list:
+        assert not d._plain or _really_plain(d), f'{d!r} is marked plain but sets a field besides id and embedding'
+    return _real(doc_list)
+
+
+codec._plain_ids = _checked_plain_ids
 
 
 def _leftovers() -> tuple[set, set]:

@@ -306,6 +306,72 @@ def test_every_field_travels_when_only_the_last_document_sets_it():
             assert list(r.docs) == list(docs), name  # (equality looks at every field)
 
 
+def _write_routes() -> dict:
+    # Every way a script or the runtime writes a field of an existing Document besides its
+    # id and embedding. A new Document is marked plain (the codec then sends only its id);
+    # each of these must take the mark away, or the field would not travel.
+    import copy
+    import pickle
+
+    from runtime.control.merge import _merge_into
+
+    def blobs(d):
+        DocumentArray([d]).blobs = np.ones((1, 3))
+
+    def texts(d):
+        DocumentArray([d]).texts = ['t']
+
+    routes = {f'{name} =': (lambda d, n=name, v=value: setattr(d, n, v)) for name, value in _ONE_FIELD.items()}
+    routes.update({
+        'tags[k] =': lambda d: d.tags.__setitem__('k', 1),
+        'scores[s] =': lambda d: d.scores.__setitem__('s', 0.5),
+        'evaluations[e] =': lambda d: d.evaluations.__setitem__('e', 0.25),
+        'chunks.append': lambda d: d.chunks.append(Document(text='c')),
+        'matches.append': lambda d: d.matches.append(Document(text='m')),
+        'content = str': lambda d: setattr(d, 'content', 'x'),
+        'content = bytes': lambda d: setattr(d, 'content', b'x'),
+        'content = array': lambda d: setattr(d, 'content', np.ones(3)),
+        'set_attributes(tags__a__b)': lambda d: d.set_attributes(tags__a__b=1),
+        'set_attributes(weight)': lambda d: d.set_attributes(weight=2.0),
+        'update(other)': lambda d: d.update(Document(text='u', tags={'a': 1})),
+        'convert_text_to_uri': lambda d: (setattr(d, 'text', 'hi'), d.convert_text_to_uri()),
+        'da.blobs =': blobs,
+        'da.texts =': texts,
+        'branch merge': lambda d: _merge_into(d, Document(text='merged', weight=3.0), None),
+    })
+    # Documents made from another, or rebuilt: each must send what it holds.
+    made = {
+        'Document(dict)': lambda d: Document({'uri': 'a.png', 'extra': 1}),
+        'Document(json)': lambda d: Document('{"weight": 2.0}'),
+        'Document(dict with chunks)': lambda d: Document({'chunks': [Document(text='c')]}),
+        'Document(tags__a=1)': lambda d: Document(tags__a=1),
+        'Document(doc, field=)': lambda d: Document(Document(text='src'), weight=3.0),
+        'Document(doc, copy=True)': lambda d: Document(Document(text='src'), copy=True),
+        'copy.copy': lambda d: copy.copy(Document(text='src')),
+        'pickle': lambda d: pickle.loads(pickle.dumps(Document(text='src'))),
+    }
+    return routes, made
+
+
+def test_every_way_of_writing_a_field_makes_it_travel(arena):
+    routes, made = _write_routes()
+    mapper = Mapper()
+    cases = [(name, route, False) for name, route in routes.items()] + [(n, r, True) for n, r in made.items()]
+    for name, route, replaces in cases:
+        docs = [Document(embedding=np.full(4, i, np.float32)) for i in range(3)]
+        if replaces:
+            docs[2] = route(None)
+            docs[2].embedding = np.full(4, 2, np.float32)
+        else:
+            route(docs[2])
+        payload, meta, allocs = encode(DocumentArray(docs), arena)
+        got = list(decode(payload, meta, InputBuffers(payload, mapper, copy=True)))
+        assert got == docs, f'{name}: {got[2]!r} arrived, {docs[2]!r} was sent'
+        for slot in allocs:
+            arena.free(slot)
+    mapper.close()
+
+
 class AliasBlob(Executor):
     @requests
     def alias(self, docs, **kwargs):

@@ -52,6 +52,7 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
         elif value is default or (default is not None and _same(value, default)):
             continue
         object.__setattr__(into, slot, value)
+        into._plain = False
     for name in _MAPPINGS:
         theirs = getattr(other, name)
         if theirs:
