@@ -49,7 +49,9 @@ class Flow:
         each executor gets ``<workspace>/<name>``, created when it first asks for it).
     prefetch : int
         Requests in flight at most per ``post`` (default 16): memory is bounded by it, not
-        by the input length.
+        by the input length. While they are all out, a post reads and encodes up to
+        ``min(2, prefetch // 8)`` more requests of its inputs, sent as soon as the window
+        has room.
     arena_size : int
         Bytes of each process's shared-memory arena (default 32 MiB); a payload larger than
         half of it travels in a segment of its own.

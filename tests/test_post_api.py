@@ -405,6 +405,48 @@ def test_generator_inputs_are_consumed_lazily():
         f.post('/', gen(30), request_size=1, on_done=on_done, prefetch=1)  # post overrides the Flow
         assert state['completed'] == 30 and 1 <= state['worst'] <= 1 + 1
 
+        # A window of 16 or more reads (and encodes) up to 2 requests more while it is full.
+        state.update(pulled=0, completed=0, worst=0)
+        f.post('/', gen(200), request_size=1, on_done=on_done, prefetch=16)
+        assert state['completed'] == 200 and 16 <= state['worst'] <= 16 + 2 + 1
+
+
+def test_an_input_that_raises_while_read_ahead_raises_in_its_turn():
+    # The post reads inputs ahead of their turn while its window is full; what the input
+    # raised then is raised when its turn comes, so every request before it is still sent.
+    def gen():
+        for i in range(60):
+            yield Document(id=str(i))
+        raise RuntimeError('the input source broke')
+
+    with Flow(prefetch=16).add(uses=CountCalls) as f:
+        with pytest.raises(RuntimeError, match='the input source broke'):
+            f.post('/', gen(), request_size=1)
+        (resp,) = f.post('/', Document(), return_results=True)  # answered after all the earlier ones
+        assert resp.parameters['__results__']['CountCalls']['docs'] == 60 + 1
+        assert f._rt.transport._arena.live == 0  # nothing encoded ahead was left allocated
+
+
+class SlowToFail(Executor):
+    """FailOnTag, taking its time over the bad document (the post meanwhile has its
+    window full and nothing to do but read ahead)."""
+
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            if d.tags.get('bad'):
+                time.sleep(0.2)
+                raise ValueError(f'bad document {d.id}')
+
+
+def test_a_post_that_stops_on_an_error_frees_what_it_read_ahead():
+    docs = [Document(id=str(i), tags={'bad': i == 60}, embedding=np.zeros(768, np.float32)) for i in range(120)]
+    with Flow(prefetch=16).add(uses=SlowToFail, name='checker') as f:
+        with pytest.raises(ExecutorError, match='bad document 60'):
+            f.post('/', docs, request_size=1)
+        assert f._rt.transport._arena.live == 0  # requests encoded ahead and never sent were freed
+        assert len(f.post('/', docs[:3], request_size=1, return_results=True)) == 3
+
 
 # -- types survive the trip -----------------------------------------------------------------
 def test_types_survive_the_trip():

@@ -1,8 +1,9 @@
 """One ``Flow.post`` call: the window of requests in flight and the delivery of results.
 
 The post reads its inputs in requests of ``request_size`` documents, keeps at most
-``window`` of them in flight (so memory is bounded by the window, not by the input), pumps
-the router while it waits, and hands each finished request's Response to the callbacks —
+``window`` of them in flight (so memory is bounded by the window, not by the input),
+encodes the next few while the window is full and nothing else waits, pumps the router
+while it waits, and hands each finished request's Response to the callbacks —
 in completion order, or in input order when asked.
 
 Example
@@ -12,6 +13,7 @@ Example
 """
 from __future__ import annotations
 
+import collections
 import logging
 import pickle
 from typing import Callable, Iterator
@@ -29,6 +31,10 @@ logger = logging.getLogger('runtime')
 
 #: The pickled parameters of a post without any (most posts): pickled once, not per post.
 NO_PARAMETERS = EMPTY_PARAMS
+#: Requests a post encodes ahead of their turn while its window is full and no event waits,
+#: at most (and at most an eighth of its window: a small window still reads its inputs
+#: strictly one request at a time).
+AHEAD = 2
 
 
 class Post:
@@ -109,17 +115,34 @@ class Post:
         wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
         index = 0
         exhausted = False
+        # Encoding a request costs the router's process more than anything else it does
+        # for it, and while the window is full that process often only waits for replies.
+        # So it encodes the next requests then (at most AHEAD), and when the window opens
+        # they go at once: the executors waiting for work are not kept waiting by that.
+        # Each holds what encoding it gave, a prepared request or the error its input raised
+        # (raised in its turn, as it would have been without encoding ahead).
+        ahead: collections.deque = collections.deque()
+        ahead_max = min(AHEAD, self.window // 8)
         try:
             while True:
-                while not exhausted and self.error is None and self.inflight < self.window:
-                    batch = next(batches, None)
-                    if batch is None:
+                while (ahead or not exhausted) and self.error is None and self.inflight < self.window:
+                    item = ahead.popleft() if ahead else self._prepare(batches)
+                    if item is None:
                         exhausted = True
                         break
-                    router.submit(self, batch[0], index, batch[1])
+                    if isinstance(item, BaseException):
+                        raise item
+                    router.submit(self, item[0], index, item[1])
                     index += 1
                 if self.inflight == 0 and (exhausted or self.error is not None):
                     break
+                if not exhausted and len(ahead) < ahead_max and self.error is None and router.quiet():
+                    item = self._prepare(batches)
+                    if item is None:
+                        exhausted = True
+                    else:
+                        ahead.append(item)
+                    continue
                 router.pump(wait_s)
                 if self.timeout is not None:
                     router.expire(self)
@@ -127,6 +150,9 @@ class Post:
             self.abandoned = True
             raise
         finally:
+            for item in ahead:
+                if isinstance(item, tuple):
+                    router.discard(item[0])
             if self.progress is not None:
                 self.progress.close()
         if self.error is not None:
@@ -134,6 +160,17 @@ class Post:
         if self.results is not None and self.in_order:
             self.results.sort(key=lambda r: r.index)
         return self.results
+
+    def _prepare(self, batches: Iterator[tuple]) -> tuple | BaseException | None:
+        """The next request encoded: (prepared, groundtruths); None at the end of the
+        inputs; the exception if reading or encoding them raised."""
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            return self.router.prepare(batch[0]), batch[1]
+        except ZeroDivisionError as exc:
+            return exc
 
     # -- delivery --------------------------------------------------------------------------------
     def finished(self, resp: Response, ndocs: int) -> None:

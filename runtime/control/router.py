@@ -118,20 +118,34 @@ class Router:
                 raise dead.died()
         return plan
 
-    def submit(self, post: 'Post', docs: DocumentArray, index: int, truths: DocumentArray | None = None) -> None:
-        """Send one request's documents (and their groundtruths) on their way."""
+    def prepare(self, docs: DocumentArray) -> tuple[int, Any, int]:
+        """One request's documents, encoded for ``submit``: (request id, payload, count).
+        What is prepared and never submitted must be ``discard``-ed."""
         rid = next(self._rids)
-        req = _Request(rid, post, index, len(docs))
+        try:
+            return rid, self.transport.put(rid, docs), len(docs)
+        except BaseException:
+            self.transport.retire(rid)
+            raise
+
+    def discard(self, prepared: tuple[int, Any, int]) -> None:
+        """Free a prepared request that will not be submitted."""
+        self.transport.retire(prepared[0])
+
+    def quiet(self) -> bool:
+        """Send what is queued; True when no event waits, so that the caller may do other
+        work (prepare inputs) before it pumps."""
+        self.transport.flush()
+        return not self.transport.has_events()
+
+    def submit(self, post: 'Post', prepared: tuple[int, Any, int], index: int,
+               truths: DocumentArray | None = None) -> None:
+        """Send one prepared request (and its documents' groundtruths) on its way."""
+        rid, payload, ndocs = prepared
+        req = _Request(rid, post, index, ndocs)
         req.truths = truths
         self._requests[rid] = req
         post.inflight += 1
-        try:
-            payload = self.transport.put(rid, docs)
-        except BaseException:
-            post.inflight -= 1
-            del self._requests[rid]
-            self.transport.retire(rid)
-            raise
         req.last = payload
         if GATEWAY in post.plan.forks:
             req.forks[GATEWAY] = payload
@@ -271,6 +285,9 @@ class Router:
                 self._next_waiting(w.dep)
             elif kind is InitFailed:
                 self._on_init_failed(event)
+        # Requests moving on go now: the caller's next steps (callbacks, then encoding new
+        # inputs) would keep the executors that wait for them idle.
+        self.transport.flush()
         self._deliver()
 
     def _deliver(self) -> None:

@@ -160,6 +160,17 @@ class Transport(abc.ABC):
         """Events (``Ready``, ``InitFailed``, ``Reply``, ``Failed``, ``Died``) that
         happened, waiting up to ``timeout_s`` for the first one."""
 
+    def flush(self) -> None:
+        """Send now what ``send`` queued. The router calls it once it has handled the
+        events of a poll, before the caller encodes new inputs (which takes long): a request
+        moving on to its next executor must not wait for that. Nothing to do for a
+        transport whose ``send`` does not queue."""
+
+    def has_events(self) -> bool:
+        """Whether ``poll`` would return an event now (asked before the router's caller does
+        other work instead of polling). True when the transport cannot tell cheaply."""
+        return True
+
     @abc.abstractmethod
     def put(self, rid: int, docs: 'DocumentArray') -> Payload:
         """A payload holding ``docs``, owned by request ``rid`` (freed by ``retire``)."""

@@ -193,7 +193,7 @@ class LocalTransport(Transport):
                     w.proc.kill()  # still in its __init__ (or never started): it cannot hear STOP
                 elif w.alive:
                     self._queue(w, P.stop(w.pending_frees))
-            self._flush()
+            self.flush()
             deadline = time.monotonic() + timeout_close
             for w in list(self._workers.values()):
                 try:
@@ -226,7 +226,7 @@ class LocalTransport(Transport):
         self._queue(worker, P.request(rid, endpoint, params_blob, earlier, desc, frees, split), meta)
 
     def _queue(self, w: LocalWorker, header: tuple, meta: Any = b'') -> None:
-        """Queue a message for ``w``; ``_flush`` sends each worker's queue as one message.
+        """Queue a message for ``w``; ``flush`` sends each worker's queue as one message.
 
         Under load many requests head for the same worker at once: one ZeroMQ message for
         all of them costs the I/O threads and both Python loops one hop instead of many.
@@ -236,7 +236,7 @@ class LocalTransport(Transport):
             self._outbox[w] = box = []
         box.append((header, meta))
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
         for n, (w, items) in enumerate(outbox.items()):
             try:
@@ -259,8 +259,12 @@ class LocalTransport(Transport):
                         self._outbox.setdefault(w2, []).extend(items2)
                     raise
 
+    def has_events(self) -> bool:
+        # (a death shows at the next poll: it need not be seen before the caller's next step)
+        return P.waiting(self._sock)
+
     def poll(self, timeout_s: float) -> list:
-        self._flush()
+        self.flush()
         if self._outbox:
             timeout_s = min(timeout_s, BACKLOG_POLL_S)
         poller = self._poller
