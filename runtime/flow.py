@@ -17,7 +17,7 @@ from functools import partialmethod
 from typing import Any, Callable
 
 from .errors import FlowNotStartedError
-from .control.inputs import batched, describe
+from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
@@ -49,9 +49,9 @@ class Flow:
         each executor gets ``<workspace>/<name>``, created when it first asks for it).
     prefetch : int
         Requests in flight at most per ``post`` (default 16): memory is bounded by it, not
-        by the input length. While they are all out, a post reads and encodes up to
-        ``min(2, prefetch // 8)`` more requests of its inputs, sent as soon as the window
-        has room.
+        by the input length. While they are all out, a post given documents (a list or a
+        DocumentArray, not a generator) encodes up to ``min(2, prefetch // 8)`` more
+        requests, sent as soon as the window has room.
     arena_size : int
         Bytes of each process's shared-memory arena (default 32 MiB); a payload larger than
         half of it travels in a segment of its own.
@@ -402,7 +402,7 @@ class Flow:
             post = Post(rt, on, plan, params_blob, window, on_done, on_error, on_always, return_results,
                         results_in_order, progress, timeout, continue_on_error,
                         profile.new_post() if profile is not None else 0, rt.id_prefix)
-            results = post.run(batched(inputs, request_size))
+            results = post.run(batched(inputs, request_size), read_ahead=runs_no_user_code(inputs))
             if profile is not None and logger.isEnabledFor(logging.INFO):
                 logger.info('profile of post %d (%s):\n%s', post.number, on,
                             profile.summary(post.number).table())

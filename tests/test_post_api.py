@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ import runtime
 
 from runtime import (Document, DocumentArray, Executor, ExecutorError, ExecutorStartError, Flow,
                      FlowNotStartedError, RemoteTraceback, Response, Status, requests)
+from runtime.transport.local.codec import EncodeError
 
 
 class CountCalls(Executor):
@@ -405,26 +407,45 @@ def test_generator_inputs_are_consumed_lazily():
         f.post('/', gen(30), request_size=1, on_done=on_done, prefetch=1)  # post overrides the Flow
         assert state['completed'] == 30 and 1 <= state['worst'] <= 1 + 1
 
-        # A window of 16 or more reads (and encodes) up to 2 requests more while it is full.
+        # A generator runs the caller's code: it is never asked for more before the window
+        # has room, however large the window (documents in memory are read ahead).
         state.update(pulled=0, completed=0, worst=0)
         f.post('/', gen(200), request_size=1, on_done=on_done, prefetch=16)
-        assert state['completed'] == 200 and 16 <= state['worst'] <= 16 + 2 + 1
+        assert state['completed'] == 200 and 16 <= state['worst'] <= 16 + 1
 
 
-def test_an_input_that_raises_while_read_ahead_raises_in_its_turn():
-    # The post reads inputs ahead of their turn while its window is full; what the input
-    # raised then is raised when its turn comes, so every request before it is still sent.
-    def gen():
-        for i in range(60):
-            yield Document(id=str(i))
-        raise RuntimeError('the input source broke')
+def test_a_generator_that_paces_itself_by_its_results_is_not_read_ahead():
+    # A producer that keeps at most `prefetch` documents outstanding, released by on_done:
+    # asking it for one more before a result came back would wait forever.
+    outstanding = threading.Semaphore(16)
 
-    with Flow(prefetch=16).add(uses=CountCalls) as f:
-        with pytest.raises(RuntimeError, match='the input source broke'):
-            f.post('/', gen(), request_size=1)
-        (resp,) = f.post('/', Document(), return_results=True)  # answered after all the earlier ones
-        assert resp.parameters['__results__']['CountCalls']['docs'] == 60 + 1
-        assert f._rt.transport._arena.live == 0  # nothing encoded ahead was left allocated
+    def paced():
+        for i in range(100):
+            assert outstanding.acquire(timeout=10), f'document {i} was asked for before a result freed a place'
+            yield Document(id=str(i), embedding=np.zeros(768, np.float32))
+
+    with Flow(prefetch=16).add(uses=SlowReader) as f:
+        got = []
+        f.post('/', paced(), request_size=1, on_done=lambda r: (got.append(r), outstanding.release()))
+    assert len(got) == 100
+
+
+class SlowReader(Executor):
+    """Takes a few milliseconds per request, as a real model would: the post has its window
+    full and nothing to do but read ahead."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.docs = 0
+
+    @requests(on='/count')
+    def count(self, docs, **kwargs):
+        return {'docs': self.docs}
+
+    @requests
+    def read(self, docs, **kwargs):
+        time.sleep(0.005)
+        self.docs += len(docs)
 
 
 class SlowToFail(Executor):
@@ -439,11 +460,50 @@ class SlowToFail(Executor):
                 raise ValueError(f'bad document {d.id}')
 
 
-def test_a_post_that_stops_on_an_error_frees_what_it_read_ahead():
+@pytest.fixture
+def read_ahead(monkeypatch):
+    """How many requests were encoded at most and not yet sent (1 between the two steps of
+    sending one; 2 or more: the post read ahead)."""
+    from runtime.control.router import Router
+    state = {'prepared': 0, 'submitted': 0, 'most': 0}
+    prepare, submit = Router.prepare, Router.submit
+
+    def spy_prepare(self, docs):
+        out = prepare(self, docs)
+        state['prepared'] += 1
+        state['most'] = max(state['most'], state['prepared'] - state['submitted'])
+        return out
+
+    def spy_submit(self, *args, **kwargs):
+        state['submitted'] += 1
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Router, 'prepare', spy_prepare)
+    monkeypatch.setattr(Router, 'submit', spy_submit)
+    return state
+
+
+def test_documents_that_cannot_be_sent_fail_in_their_turn_when_read_ahead(read_ahead):
+    # Document 60 holds a tag that does not pickle: encoding it, ahead of its turn, fails.
+    # The error is raised in its turn, so every document before it is still sent, and its
+    # matrix, already written to shared memory when pickling the rest failed, is freed.
+    docs = [Document(id=str(i), embedding=np.zeros(768, np.float32)) for i in range(80)]
+    docs[60].tags['f'] = lambda: None
+    with Flow(prefetch=16).add(uses=SlowReader, name='reader') as f:
+        with pytest.raises(EncodeError, match="'60'"):
+            f.post('/', docs, request_size=1)
+        assert read_ahead['most'] >= 2
+        (resp,) = f.post('/count', Document(), return_results=True)  # answered after all the earlier ones
+        assert resp.parameters['__results__']['reader']['docs'] == 60
+        assert f._rt.transport._arena.live == 0
+
+
+def test_a_post_that_stops_on_an_error_frees_what_it_read_ahead(read_ahead):
     docs = [Document(id=str(i), tags={'bad': i == 60}, embedding=np.zeros(768, np.float32)) for i in range(120)]
     with Flow(prefetch=16).add(uses=SlowToFail, name='checker') as f:
         with pytest.raises(ExecutorError, match='bad document 60'):
             f.post('/', docs, request_size=1)
+        assert read_ahead['most'] >= 2
         assert f._rt.transport._arena.live == 0  # requests encoded ahead and never sent were freed
         assert len(f.post('/', docs[:3], request_size=1, return_results=True)) == 3
 

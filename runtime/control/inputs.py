@@ -13,7 +13,7 @@ from ..array import DocumentArray, DocumentSequence
 from ..document import Document
 from ..errors import BadInputError
 
-__all__ = ['batches', 'batched', 'describe', 'bad_input']
+__all__ = ['batches', 'batched', 'describe', 'bad_input', 'runs_no_user_code']
 
 
 def describe(obj: Any) -> str:
@@ -66,6 +66,18 @@ def batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
         if truths is not None:
             raise BadInputError('(Document, groundtruth) pairs are taken by Flow.post only; send the Documents')
         yield docs
+
+
+def runs_no_user_code(inputs: Any) -> bool:
+    """Whether reading ``inputs`` runs none of the caller's code: documents in memory or
+    in a store, not a generator or a function. A post reads only such inputs ahead of the
+    window; a generator may wait for a result (a producer that paces itself by on_done)
+    and must not be asked for more before the window has room.
+
+    >>> runs_no_user_code([Document()]), runs_no_user_code(iter([Document()]))
+    (True, False)
+    """
+    return inputs is None or isinstance(inputs, (Document, DocumentSequence, list, tuple))
 
 
 def batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArray | None]]:

@@ -107,10 +107,13 @@ class Post:
                                    status, routes, index)
 
     # -- the window loop -------------------------------------------------------------------------
-    def run(self, batches: Iterator[tuple]) -> list | None:
+    def run(self, batches: Iterator[tuple], read_ahead: bool = False) -> list | None:
         """Send every batch (documents, groundtruths or None), keeping at most ``window``
         in flight; returns the Responses if ``return_results``. Raises the first error when
-        no ``on_error`` handles it, once the requests already in flight have settled."""
+        no ``on_error`` handles it, once the requests already in flight have settled.
+
+        ``read_ahead``: ``batches`` may be read before the window has room (they run none
+        of the caller's code: see ``inputs.runs_no_user_code``)."""
         router = self.router
         wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
         index = 0
@@ -120,28 +123,27 @@ class Post:
         # So it encodes the next requests then (at most AHEAD), and when the window opens
         # they go at once: the executors waiting for work are not kept waiting by that.
         # Each holds what encoding it gave, a prepared request or the error its input raised
-        # (raised in its turn, as it would have been without encoding ahead).
+        # (raised in its turn, as it would have been without encoding ahead). An item
+        # leaves it once submitted: whatever interrupts, what is left in it is discarded.
         ahead: collections.deque = collections.deque()
-        ahead_max = min(AHEAD, self.window // 8)
+        ahead_max = min(AHEAD, self.window // 8) if read_ahead else 0
         try:
             while True:
                 while (ahead or not exhausted) and self.error is None and self.inflight < self.window:
-                    item = ahead.popleft() if ahead else self._prepare(batches)
-                    if item is None:
+                    if not ahead and not self._prepare(batches, ahead):
                         exhausted = True
                         break
+                    item = ahead[0]
                     if isinstance(item, BaseException):
+                        ahead.popleft()
                         raise item
                     router.submit(self, item[0], index, item[1])
+                    ahead.popleft()
                     index += 1
                 if self.inflight == 0 and (exhausted or self.error is not None):
                     break
                 if not exhausted and len(ahead) < ahead_max and self.error is None and router.quiet():
-                    item = self._prepare(batches)
-                    if item is None:
-                        exhausted = True
-                    else:
-                        ahead.append(item)
+                    exhausted = not self._prepare(batches, ahead)
                     continue
                 router.pump(wait_s)
                 if self.timeout is not None:
@@ -161,16 +163,17 @@ class Post:
             self.results.sort(key=lambda r: r.index)
         return self.results
 
-    def _prepare(self, batches: Iterator[tuple]) -> tuple | BaseException | None:
-        """The next request encoded: (prepared, groundtruths); None at the end of the
-        inputs; the exception if reading or encoding them raised."""
+    def _prepare(self, batches: Iterator[tuple], ahead: collections.deque) -> bool:
+        """Append the next request, encoded, to ``ahead``: (prepared, groundtruths), or
+        the exception that reading or encoding it raised; False at the end of the inputs."""
         try:
             batch = next(batches, None)
             if batch is None:
-                return None
-            return self.router.prepare(batch[0]), batch[1]
-        except ZeroDivisionError as exc:
-            return exc
+                return False
+            ahead.append((self.router.prepare(batch[0]), batch[1]))
+        except Exception as exc:  # noqa: BLE001 - raised in its turn by run()
+            ahead.append(exc)
+        return True
 
     # -- delivery --------------------------------------------------------------------------------
     def finished(self, resp: Response, ndocs: int) -> None:

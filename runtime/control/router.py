@@ -118,19 +118,23 @@ class Router:
                 raise dead.died()
         return plan
 
-    def prepare(self, docs: DocumentArray) -> tuple[int, Any, int]:
-        """One request's documents, encoded for ``submit``: (request id, payload, count).
-        What is prepared and never submitted must be ``discard``-ed."""
+    def prepare(self, docs: DocumentArray) -> tuple[int, Any, int, float]:
+        """One request's documents, encoded for ``submit``: (request id, payload, count,
+        seconds the encoding took). What is prepared and never submitted must be
+        ``discard``-ed."""
         rid = next(self._rids)
+        t0 = time.perf_counter()
         try:
-            return rid, self.transport.put(rid, docs), len(docs)
+            return rid, self.transport.put(rid, docs), len(docs), time.perf_counter() - t0
         except BaseException:
             self.transport.retire(rid)
             raise
 
-    def discard(self, prepared: tuple[int, Any, int]) -> None:
-        """Free a prepared request that will not be submitted."""
-        self.transport.retire(prepared[0])
+    def discard(self, prepared: tuple) -> None:
+        """Free a prepared request unless ``submit`` took it (it raised part way: the
+        request is the router's then, and goes when its workers are done with it)."""
+        if prepared[0] not in self._requests:
+            self.transport.retire(prepared[0])
 
     def quiet(self) -> bool:
         """Send what is queued; True when no event waits, so that the caller may do other
@@ -138,11 +142,12 @@ class Router:
         self.transport.flush()
         return not self.transport.has_events()
 
-    def submit(self, post: 'Post', prepared: tuple[int, Any, int], index: int,
-               truths: DocumentArray | None = None) -> None:
+    def submit(self, post: 'Post', prepared: tuple, index: int, truths: DocumentArray | None = None) -> None:
         """Send one prepared request (and its documents' groundtruths) on its way."""
-        rid, payload, ndocs = prepared
+        rid, payload, ndocs, encode_s = prepared
         req = _Request(rid, post, index, ndocs)
+        # Its latency counts its encoding (not the wait of one encoded ahead of its turn).
+        req.submitted -= encode_s
         req.truths = truths
         self._requests[rid] = req
         post.inflight += 1

@@ -465,12 +465,18 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
         emb_desc = MIXED
     else:
         emb_desc = None
-    if emb is not None:
-        if _matrix_fits(emb):
-            emb_desc = _place_matrix(placer, emb, doc_list)
-        else:
-            emb, emb_desc = None, MIXED
-    meta = _dumps(doc_list, emb is not None, placer.callback)
+    try:
+        if emb is not None:
+            if _matrix_fits(emb):
+                emb_desc = _place_matrix(placer, emb, doc_list)
+            else:
+                emb, emb_desc = None, MIXED
+        meta = _dumps(doc_list, emb is not None, placer.callback)
+    except BaseException:
+        # (the caller learns of the slots only from the return value: give them back)
+        for slot in placer.allocs:
+            arena.free(slot)
+        raise
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
 
 
