@@ -372,6 +372,26 @@ def test_every_way_of_writing_a_field_makes_it_travel(arena):
     mapper.close()
 
 
+def test_one_document_arrives_with_its_embedding_of_any_shape_and_layout(arena):
+    # A request of one document (an interactive query) places its embedding without
+    # stacking it: shape, dtype and values must come out as they went in.
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    embeddings = [np.float32(3.5) * np.ones(()), np.arange(5, dtype=np.float16), x, x[:, ::2], x.T[1],
+                  np.arange(3, dtype=np.int64)]
+    mapper = Mapper()
+    try:
+        for e in embeddings:
+            d = Document(embedding=e)
+            payload, meta, allocs = encode(DocumentArray([d]), arena)
+            (got,) = decode(payload, meta, InputBuffers(payload, mapper, copy=True))
+            assert got.embedding.shape == e.shape and got.embedding.dtype == e.dtype
+            assert np.array_equal(got.embedding, e)
+            for slot in allocs:
+                arena.free(slot)
+    finally:
+        mapper.close()
+
+
 class AliasBlob(Executor):
     @requests
     def alias(self, docs, **kwargs):

@@ -90,6 +90,12 @@ def batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArr
     >>> next(batched([(Document(text='q'), Document(text='truth'))], 10))[1][0].text
     'truth'
     """
+    if isinstance(inputs, Document):  # one query: what the general path does, minus its cost
+        return iter(((DocumentArray._from_list([inputs]), None),))
+    return _batched(inputs, size)
+
+
+def _batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArray | None]]:
     for docs in _batches(inputs, size):
         if len(docs._docs) and isinstance(docs._docs[0], tuple):
             yield (DocumentArray._from_list([p[0] for p in docs._docs]),

@@ -458,13 +458,18 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
         # A new matrix that cannot travel as one array: unpickle, then send document by document.
     placer = _Placer(arena, inputs)
     doc_list = docs._docs
-    try:
-        emb = docs.embeddings
-    except ValueError:
-        emb = None
-        emb_desc = MIXED
+    emb_desc = None
+    if len(doc_list) == 1 and type(doc_list[0]) is Document and type(doc_list[0]._embedding) is np.ndarray \
+            and doc_list[0]._embedding.ndim:
+        # One document (an interactive query): its embedding as a (1, ...) view, copied
+        # once into the arena below, instead of stacked into a new array first.
+        emb = doc_list[0]._embedding[None]
     else:
-        emb_desc = None
+        try:
+            emb = docs.embeddings
+        except ValueError:
+            emb = None
+            emb_desc = MIXED
     try:
         if emb is not None:
             if _matrix_fits(emb):

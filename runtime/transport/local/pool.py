@@ -237,6 +237,8 @@ class LocalTransport(Transport):
         box.append((header, meta))
 
     def flush(self) -> None:
+        if not self._outbox:
+            return
         outbox, self._outbox = self._outbox, {}
         for n, (w, items) in enumerate(outbox.items()):
             try:
