@@ -267,8 +267,9 @@ def test_a_matrix_kept_from_some_requests_stays_intact_while_the_others_reuse_it
             assert not rt.transport.ledger.pins, first.__name__
 
 def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
-    # Callbacks get zero-copy views; keeping them must pin their slots, not see them reused.
-    n, dim = 300, 256
+    # Callbacks get zero-copy views (of results of 32 KB and more: 10 x 1024 float32 here);
+    # keeping them must pin their slots, not see them reused.
+    n, dim = 300, 1024
     docs = DocumentArray(Document(id=str(i)) for i in range(n))
     docs.embeddings = np.arange(n, dtype=np.float32)[:, None] * np.ones((n, dim), np.float32)
     kept, texts = [], []
@@ -278,6 +279,20 @@ def test_arrays_a_callback_keeps_stay_intact_while_slots_are_reused():
     got = np.concatenate(kept)
     assert np.array_equal(got, docs.embeddings * 2)
     assert sum(texts) == n
+
+
+def test_small_results_reach_callbacks_as_copies_that_hold_no_shared_memory():
+    # A one-document query's result: copying its few KB costs less than viewing them and
+    # tracking whether a callback kept the view. Keeping such arrays holds no slot.
+    kept = []
+    with Flow().add(uses=Doubler) as f:
+        rt = f._rt
+        for i in range(20):
+            f.post('/', Document(embedding=np.full(768, i, np.float32)), on_done=lambda r: kept.append(r.docs[0]))
+            assert not rt.transport.ledger.pins
+        assert rt.transport._arena.live == 0
+    assert [float(d.embedding[0]) for d in kept] == [2.0 * i for i in range(20)]
+    kept[0].embedding[0] = -1  # a copy of its own: writable, like a view was
 
 
 class ReadsMatrix(Executor):

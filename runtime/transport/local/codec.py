@@ -84,7 +84,7 @@ class InputBuffers:
         self.floors = None
         view = mapper.view
         if copy:
-            self.views = [bytearray(view(*ref)[0]) for ref in refs]
+            self.views = list(map(mapper.copy, *zip(*refs))) if refs else []
             self.ranges = []
             return
         self.views = views = []

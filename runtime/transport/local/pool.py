@@ -54,6 +54,10 @@ FREES_BATCH = 64
 BACKLOG_POLL_S = 0.005
 #: How often a worker holding requests is sent an empty message, to notice a lost connection.
 PROBE_S = 0.5
+#: Results whose arrays hold fewer bytes than this are copied out of shared memory for the
+#: callbacks rather than viewed: viewing them, pinning their slots and checking afterwards
+#: whether a callback kept one costs more than copying that much (a one-document query).
+COPY_RESULT_MAX = 32 * 1024
 
 
 class LocalWorker(Worker):
@@ -387,10 +391,12 @@ class LocalTransport(Transport):
         return desc, meta
 
     def open_result(self, rid: int, payload: tuple, copy: bool) -> tuple[DocumentArray, Any]:
-        """With ``copy=False`` the arrays are views of the shared memory: their slots stay
-        pinned while the callbacks run, and past that for as long as the caller keeps an
-        array over them (the same reference check as the workers')."""
+        """With ``copy=False`` the arrays are views of the shared memory (copies when they
+        hold under ``COPY_RESULT_MAX`` bytes): their slots stay pinned while the callbacks
+        run, and past that for as long as the caller keeps an array over them (the same
+        reference check as the workers')."""
         desc, meta = payload
+        copy = copy or sum(ref[3] for ref in buffer_refs(desc)) < COPY_RESULT_MAX
         buffers = InputBuffers(desc, self._mapper, copy=copy)
         docs = decode(desc, meta, buffers)
         if copy:

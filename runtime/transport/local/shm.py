@@ -191,6 +191,16 @@ class Mapper:
             array_type = self._types[nbytes] = ctypes.c_char * nbytes
         return array_type.from_buffer(mm, start), base + start
 
+    def copy(self, arena: str, slot: int, inner: int, nbytes: int) -> bytearray:
+        """A copy of what ``view`` would show (no view made: for a few KB, making one
+        costs more than copying)."""
+        if slot < 0:
+            return bytearray(self.view(arena, slot, inner, nbytes)[0])
+        mm = (self._maps.get(arena) or self._map(arena))[0]
+        start = slot + inner
+        with memoryview(mm) as whole:
+            return bytearray(whole[start:start + nbytes])
+
     def close(self) -> None:
         """Drop every map; the memory goes once no array views it."""
         self._maps.clear()
