@@ -51,7 +51,8 @@ class Flow:
         Requests in flight at most per ``post`` (default 16): memory is bounded by it, not
         by the input length. While they are all out, a post given documents (a list or a
         DocumentArray, not a generator) encodes up to ``min(2, prefetch // 8)`` more
-        requests, sent as soon as the window has room.
+        requests, sent as soon as the window has room (a callback's changes to documents
+        not sent yet may come too late for them).
     arena_size : int
         Bytes of each process's shared-memory arena (default 32 MiB); a payload larger than
         half of it travels in a segment of its own.

@@ -429,6 +429,12 @@ class _Placer:
                 fp.write(raw)
         return (arena.name, slot, 0, n)
 
+    def undo(self) -> None:
+        """Free what was allocated: the encoding failed, and its caller learns of the
+        slots only from the value it did not return."""
+        for slot in self.allocs:
+            self.arena.free(slot)
+
     def callback(self, pb: pickle.PickleBuffer) -> bool:
         raw = pb.raw()
         if raw.nbytes < INLINE_MAX:
@@ -454,7 +460,11 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
             return lazy[0], meta, []
         if _matrix_fits(emb):
             placer = _Placer(arena, inputs)
-            return (count, _place_matrix(placer, emb, None), refs), meta, placer.allocs
+            try:
+                return (count, _place_matrix(placer, emb, None), refs), meta, placer.allocs
+            except BaseException:
+                placer.undo()
+                raise
         # A new matrix that cannot travel as one array: unpickle, then send document by document.
     placer = _Placer(arena, inputs)
     doc_list = docs._docs
@@ -478,9 +488,7 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
                 emb, emb_desc = None, MIXED
         meta = _dumps(doc_list, emb is not None, placer.callback)
     except BaseException:
-        # (the caller learns of the slots only from the return value: give them back)
-        for slot in placer.allocs:
-            arena.free(slot)
+        placer.undo()
         raise
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
 
