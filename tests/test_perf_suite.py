@@ -57,3 +57,20 @@ def test_only_ray_says_why_it_skipped_when_ray_cannot_be_imported(tmp_path):
     assert '# ray: skipped:' in proc.stdout
     if os.path.exists(os.path.join(ROOT, 'perf', 'bench_ray.py')):
         assert 'Ray is not importable' in proc.stdout and "pip install 'shmflow[ray]'" in proc.stdout
+
+
+def test_the_probes_of_where_time_goes_report_every_thread_and_every_leg():
+    # The README's account of the missed targets rests on these two probes.
+    proc = subprocess.run([sys.executable, '-m', 'perf.where_time_goes', 'threads', '--posts', '1'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'docs/s; machine idle' in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(('parent ', 'worker '))]
+    assert any(r.startswith('parent python') for r in rows) and sum(r.startswith('worker ') for r in rows) >= 3
+    proc = subprocess.run([sys.executable, '-m', 'perf.where_time_goes', 'one-doc', '--posts', '200'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    legs = {line[:24].strip(): float(line.split()[-2]) for line in proc.stdout.splitlines() if line.endswith(' us')}
+    assert len(legs) == 7 and legs['total'] > 0
+    # (medians of the legs need not add up to the median total exactly)
+    assert abs(sum(v for k, v in legs.items() if k != 'total') - legs['total']) < 0.5 * legs['total']
