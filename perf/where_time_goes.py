@@ -40,8 +40,8 @@ __all__ = ['threads', 'one_doc', 'main']
 #: The hops of ``one_doc``, as (label, from, to): keys of a ``Response.routes`` entry, with
 #: 'post' and 'end' for the start and the end of ``post()``.
 _LEGS = (('post() -> request sent', 'post', 'dispatched'), ('-> worker handler', 'dispatched', 'received'),
-         ('handler done', 'received', 'end'), ('-> reply sent', 'end', 'sent'), ('-> back in the router', 'sent', 'returned'),
-         ('-> end of post()', 'returned', 'end_post'))
+         ('handler done', 'received', 'end'), ('-> reply sent', 'end', 'sent'),
+         ('-> back in the router', 'sent', 'returned'), ('-> end of post()', 'returned', 'end_post'))
 
 
 def _schedstat(pids: list[int]) -> dict[tuple, tuple[int, int]]:

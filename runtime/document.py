@@ -86,10 +86,10 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
     # _plain: True only while every field but the id and the embedding holds its default
     # object (a new Document(), Document(embedding=...)); every write of another field
     # clears it (and so does reading a container field, which creates the container), and
-    # nothing sets it again. The codec then sends such documents as their
-    # ids without reading the other fields, which costs more than it would seem: the
-    # ``__getattr__`` of tag paths (DictMixin) keeps CPython 3.11 from specializing any
-    # attribute load on a Document.
+    # nothing sets it again. The codec then sends such documents as their ids without
+    # reading the other fields, which costs more than it would seem: the ``__getattr__`` of
+    # tag paths (DictMixin) keeps CPython 3.11 from specializing any attribute load on a
+    # Document.
     __slots__ = SLOTS + ('_plain', '__weakref__')  # weakref: see runtime.nested
 
     def __new__(cls, obj: Any = None, copy: bool = False, field_resolver: Any = None,

@@ -59,7 +59,8 @@ def _compile(namespace: dict) -> None:
     src = (f'def _fill(d, state):\n{pad}    {targets}= state\n    d._plain = False\n\n'
            # Module-level on purpose: pickle stores a function by name much faster than a
            # bound classmethod (3.8 us against 10 us for a small Document).
-           f'def _rebuild_document(state):\n    d = _new(Document)\n{pad}    {targets}= state\n    d._plain = False\n    return d\n\n'
+           f'def _rebuild_document(state):\n    d = _new(Document)\n{pad}    {targets}= state\n'
+           '    d._plain = False\n    return d\n\n'
            # A new Document: its fresh id, its embedding, every other field its default
            # (literals: the table's defaults are None, '', 0 and 0.0); plain stores,
            # without _fill's length check or a state tuple to build.

@@ -327,7 +327,8 @@ def _compile_plain_ids() -> Any:
         tests.append({'none': f'd.{f.slot} is not None', 'empty': f'd.{f.slot}'}.get(
             f.pack, f'd.{f.slot} != {f.default!r}'))
     src = ('def _plain_ids(doc_list):\n    ids = []\n    append = ids.append\n    for d in doc_list:\n'
-           f'        if not d._plain and ({" or ".join(tests)}):\n            return None\n        append(d.{SLOTS[INDEX["id"]]})\n'
+           f'        if not d._plain and ({" or ".join(tests)}):\n            return None\n'
+           f'        append(d.{SLOTS[INDEX["id"]]})\n'
            '    return ids\n')
     namespace: dict = {}
     exec(src, namespace)  # noqa: S102 - our own source, from the field table
