@@ -1,9 +1,12 @@
 """A dead executor process fails its requests; nothing hangs and nothing is left behind."""
 from __future__ import annotations
 
+import glob
 import os
 import signal
+import time
 
+import numpy as np
 import pytest
 
 from runtime import Document, DocumentArray, Executor, Flow, WorkerDiedError, requests
@@ -43,3 +46,71 @@ def test_sigkill_without_on_error_raises_naming_the_signal():
     with Flow().add(uses=Dies) as f:
         with pytest.raises(WorkerDiedError, match=r'SIGKILL.*out-of-memory'):
             f.post('/kill', Document())
+
+
+class WritesThenCrashesOnce(Executor):
+    """Writes a new embedding matrix into its arena for every request; the first time it
+    sees a document tagged 'crash' (a marker file remembers it across restarts) it dies."""
+
+    def __init__(self, markers: str = '', **kwargs):
+        super().__init__(**kwargs)
+        self.markers = markers
+
+    @requests
+    def write(self, docs, **kwargs):
+        for d in docs:
+            marker = os.path.join(self.markers, d.id)
+            if d.tags.get('crash') and not os.path.exists(marker):
+                open(marker, 'w').close()
+                os._exit(9)
+        docs.embeddings = docs.embeddings + 1
+
+
+class SlowSum(Executor):
+    @requests
+    def total(self, docs, **kwargs):
+        time.sleep(0.002)  # the requests the first executor answered queue up here
+        return {'sums': [float(e.sum()) for e in docs.embeddings]}
+
+
+def _shm_files(prefix: str) -> set:
+    return {os.path.basename(p) for p in glob.glob(f'/dev/shm/{glob.escape(prefix)}-*')}
+
+
+def test_a_crashed_executors_shared_memory_goes_once_nothing_reads_it_and_its_outputs_arrive(tmp_path):
+    # Three crashes, each restarted: the dead processes' arenas must not pile up while the
+    # Flow lives, but requests that still carry what a dead process wrote (queued at the
+    # next executor) must read it intact first.
+    docs = [Document(id=str(i), embedding=np.full(256, i, np.float32), tags={'crash': i in (10, 25, 40)})
+            for i in range(60)]
+    sums = {}
+    with Flow().add(name='writer', uses=WritesThenCrashesOnce, uses_with={'markers': str(tmp_path)},
+                    max_restarts=3, max_retries=1).add(name='summer', uses=SlowSum) as f:
+        f.post('/', docs, request_size=1,
+               on_done=lambda r: sums.update(zip((d.id for d in r.docs),
+                                                 r.parameters['__results__']['summer']['sums'])))
+        assert sums == {str(i): 256.0 * (i + 1) for i in range(60)}
+        transport = f._rt.transport
+        live = {transport._arena.name, *(w.arena for w in transport._workers.values())}
+        deadline = time.monotonic() + 10
+        while _shm_files(transport.prefix) - live and time.monotonic() < deadline:
+            f._rt.pump(0.05)
+        assert _shm_files(transport.prefix) == live  # the three dead arenas are gone
+        # ... and no process maps them any more (their memory is given back)
+        dead = {w.arena for w in transport._dead}
+        pids = [os.getpid(), *(w.pid for w in transport._workers.values())]
+        assert len(dead) == 3
+        while _mapping(pids, dead) and time.monotonic() < deadline:
+            f._rt.pump(0.05)
+        assert not _mapping(pids, dead)
+        assert len(f.post('/', docs[:5], request_size=1, return_results=True)) == 5  # and nothing missed them
+
+
+def _mapping(pids: list, names: set) -> list:
+    """(pid, name) for each of ``names`` that one of ``pids`` still maps."""
+    out = []
+    for pid in pids:
+        with open(f'/proc/{pid}/maps') as fp:
+            maps = fp.read()
+        out += [(pid, n) for n in names if f'/{n} ' in maps or maps.count(f'/{n}\n')]
+    return out

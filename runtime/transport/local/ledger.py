@@ -122,6 +122,12 @@ class SlotLedger:
                 self._unpin((entry[0][0], entry[0][1]))
         self.kept = still
 
+    def arenas_in_use(self) -> set:
+        """The arenas that a request not yet over, or a pin, still refers to."""
+        used = {key[0] for keys in self.by_request.values() for key in keys}
+        used.update(key[0] for key in self.pins)  # (what callers keep and orphans are pinned)
+        return used
+
     # -- freeing ---------------------------------------------------------------------------
     def _free(self, key: tuple) -> None:
         arena, slot = key

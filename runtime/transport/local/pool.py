@@ -42,7 +42,7 @@ from . import protocol as P
 from . import zygote
 from .codec import InputBuffers, buffer_refs, decode, encode
 from .ledger import SlotLedger
-from .shm import Arena, Mapper, sweep
+from .shm import Arena, Mapper, remove_arena, sweep
 
 __all__ = ['LocalTransport', 'LocalWorker']
 
@@ -54,6 +54,8 @@ FREES_BATCH = 64
 BACKLOG_POLL_S = 0.005
 #: How often a worker holding requests is sent an empty message, to notice a lost connection.
 PROBE_S = 0.5
+#: How often the arenas of dead processes are looked at, to remove those nothing refers to.
+RECLAIM_S = 0.05
 #: Results whose arrays hold fewer bytes than this are copied out of shared memory for the
 #: callbacks rather than viewed: viewing them, pinning their slots and checking afterwards
 #: whether a callback kept one costs more than copying that much (a one-document query).
@@ -135,7 +137,11 @@ class LocalTransport(Transport):
         self._poller: zmq.Poller | None = None
         self._generation = collections.Counter()
         self._dead: list[LocalWorker] = []  # closed with the others (their pidfds)
-        self._next_probe = 0.0
+        # Arenas of dead processes: requests still going may read them, so each is removed
+        # (and forgotten by every process) once nothing refers to it: restarts after
+        # crashes do not make the Flow's shared memory grow.
+        self._dead_arenas: set[str] = set()
+        self._next_probe = self._next_reclaim = 0.0
         self.ledger = SlotLedger(self._arena, self._live_owner)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         self._env = dict(os.environ)
@@ -303,6 +309,9 @@ class LocalTransport(Transport):
                 events.append(self._on_death(w))
         self.ledger.check_kept()
         now = time.monotonic()
+        if self._dead_arenas and now >= self._next_reclaim:
+            self._next_reclaim = now + RECLAIM_S
+            self._reclaim()
         if now >= self._next_probe:
             # A worker that lost its connection is only seen when something is sent to it
             # (EHOSTUNREACH): while its requests are out and nothing else goes its way, an
@@ -366,7 +375,22 @@ class LocalTransport(Transport):
         self._outbox.pop(w, None)
         self.ledger.holder_gone(w.pins)
         w.pending_frees = []
+        self._dead_arenas.add(w.arena)
         return Died(w, w.died())
+
+    def _reclaim(self) -> None:
+        """Remove the arenas of dead processes that no request and no pin refers to any
+        more, here and in every live process."""
+        free = self._dead_arenas - self.ledger.arenas_in_use()
+        if not free:
+            return
+        self._dead_arenas -= free
+        for arena in free:
+            self._mapper.forget(arena)
+            remove_arena(arena)
+        for w in self._workers.values():
+            if w.alive and w.greeted:
+                self._queue(w, P.forget(sorted(free)))
 
     # -- payloads ------------------------------------------------------------------------------
     def put(self, rid: int, docs: DocumentArray) -> tuple:

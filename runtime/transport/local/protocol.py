@@ -11,7 +11,8 @@ pickle (see ``codec``) or empty, followed by the frames too large to copy into t
 frame costs ~10 us to send on a small machine, so small ones are merged.
 
 Parent -> worker: ``config`` (answer to ``hello``, with the cloudpickled class as its
-frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``stop``.
+frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``forget``
+(arenas of dead processes that nothing refers to any more: drop their maps), ``stop``.
 Worker -> parent: ``hello``, ``ready`` | ``init_error``, ``ok`` | ``err`` (one per
 request), ``release`` (kept buffers the executor let go of), ``fatal`` (an error outside
 any handler, just before exiting).
@@ -25,6 +26,7 @@ import zmq
 
 HELLO, CONFIG, READY, INIT_ERROR = 'hello', 'config', 'ready', 'init_error'
 REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', 'release', 'fatal'
+FORGET = 'forget'
 
 #: Frames up to this size are copied into the batch's pickle instead of sent on their own.
 INLINE_FRAME_MAX = 64 << 10
@@ -58,6 +60,16 @@ def read_request(h: tuple) -> tuple:
 
 def free(slots: list) -> tuple:
     return (FREE, slots)
+
+
+def forget(arenas: list) -> tuple:
+    """Drop the maps of these arenas (dead processes'; nothing refers to them any more)."""
+    return (FORGET, arenas)
+
+
+def arenas_of(h: tuple) -> list:
+    """The arenas of a ``forget``."""
+    return h[1]
 
 
 def stop(slots: list) -> tuple:

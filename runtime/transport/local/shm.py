@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-__all__ = ['Arena', 'Mapper', 'SHM_DIR', 'sweep']
+__all__ = ['Arena', 'Mapper', 'SHM_DIR', 'sweep', 'remove_arena']
 
 SHM_DIR = '/dev/shm'
 _ALIGN = 64  # cache-line aligned slots keep numpy's SIMD loops on their fast path
@@ -201,6 +201,11 @@ class Mapper:
         with memoryview(mm) as whole:
             return bytearray(whole[start:start + nbytes])
 
+    def forget(self, arena: str) -> None:
+        """Drop the map of ``arena`` (a dead process's): its memory goes once no array
+        views it and its file is removed."""
+        self._maps.pop(arena, None)
+
     def close(self) -> None:
         """Drop every map; the memory goes once no array views it."""
         self._maps.clear()
@@ -214,6 +219,18 @@ def _map_file(name: str) -> tuple[mmap.mmap, int]:
     finally:
         os.close(fd)
     return mm, ctypes.addressof(ctypes.c_char.from_buffer(mm))
+
+
+def remove_arena(name: str) -> None:
+    """Unlink the file of arena ``name`` and of its dedicated segments (``{name}-s{n}``):
+    what a process that died left, once nothing refers to it. Exact names: another
+    process's arena may share ``name`` as a prefix."""
+    paths = [os.path.join(SHM_DIR, name), *glob.glob(os.path.join(SHM_DIR, glob.escape(name) + '-s*'))]
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def sweep(prefix: str) -> list[str]:

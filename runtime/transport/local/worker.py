@@ -146,6 +146,8 @@ class Worker:
                     return
             elif kind == P.FREE:
                 self.free(P.slots_of(header))
+            elif kind == P.FORGET:
+                self.forget(P.arenas_of(header))
             elif kind == P.STOP:
                 self.free(P.slots_of(header))
                 return
@@ -210,6 +212,15 @@ class Worker:
     def free(self, slots) -> None:
         for slot in slots:
             self.arena.free(slot)
+
+    def forget(self, arenas: list) -> None:
+        """Drop what maps the arenas of dead processes (between requests: no view of them is
+        in use, and none is kept, or the parent would not have said so)."""
+        gone = set(arenas)
+        for arena in gone:
+            self.mapper.forget(arena)
+        for ref in [r for r in self.reused_views if r[0] in gone]:
+            del self.reused_views[ref]
 
     def check_pins(self) -> None:
         """Release request buffers that the executor no longer references."""
