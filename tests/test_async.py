@@ -99,6 +99,9 @@ def test_async_flow_errors_early_exit_and_callback_exceptions():
             await post
             with pytest.raises(RuntimeError, match='already consumed'):
                 await post
+            for bad in (0, 'x'):  # refused at the call, as Flow.post refuses it
+                with pytest.raises(ValueError, match='prefetch must be a positive int'):
+                    f.post('/', Document(), prefetch=bad)
         with pytest.raises(FlowNotStartedError, match='async with'):
             f.post('/', Document())
         return out

@@ -211,6 +211,12 @@ def test_bad_post_arguments_are_refused_and_nothing_is_sent():
             f.post('/', Document(), parameters=[('a', 1)])
         with pytest.raises(TypeError, match='endpoint'):
             f.post(None, Document())
+        # An unknown keyword names the argument it resembles, else lists them all.
+        with pytest.raises(TypeError, match=r"^post\(\) got an unexpected argument 'request_szie'; did you mean "
+                                            r"'request_size'\?$"):
+            f.post('/', Document(), request_szie=10)
+        with pytest.raises(TypeError, match="unexpected argument 'data_type'; it takes on, inputs, on_done, "):
+            f.post('/', Document(), data_type='auto')  # Jina 2 dropped what it did not know
 
         got = f.post('/', Document(), parameters=parameters, return_results=True)
     # none of the refused posts reached the executor

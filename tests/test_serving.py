@@ -264,11 +264,45 @@ def test_jina2_rest_shapes_bad_requests_and_the_flow_keeps_serving():
         with pytest.raises(ServerError, match='413') as info:
             client.search(Document(text='y' * (100 << 10)))
         assert info.value.status == 413
-        with pytest.raises(ServerError, match='422.*targetExecutor|422'):
+        with pytest.raises(ServerError, match='not a valid regular expression') as info:
+            client.search(Document(), target_executor='(unclosed')
+        assert 400 <= info.value.status < 500
+        # A target of the wrong type is refused before sending, as Flow.post refuses it.
+        with pytest.raises(TypeError, match='target_executor must be an executor name or a regex str, got int 3'):
             client.search(Document(), target_executor=3)
         assert client.search(Document(text='fine'), return_results=True)[0].docs[0].matches[0].text == 'FINE'
         code, body = http_call(port, 'GET', '/status')
         assert body['requests']['refused'] >= 8 and body['requests']['failed'] == 1
+
+
+#: One bad argument each (beside on='/' and one Document), refused by Flow.post and both clients.
+BAD_POST_ARGUMENTS = [
+    {'on': 3}, {'on': None}, {'request_size': 0}, {'request_size': True}, {'request_size': '10'},
+    {'prefetch': 0}, {'prefetch': 1.5}, {'timeout': -1}, {'timeout': 'soon'}, {'timeout': float('nan')},
+    {'on_done': 'print'}, {'on_error': 42}, {'on_always': []}, {'parameters': [('a', 1)]},
+    {'target_executor': 3}, {'target_peapod': ['a']}, {'target_executor': 'a', 'target_peapod': 'b'},
+    {'timout': 1}, {'target_peapd': 'a'}, {'data_type': 'auto'},
+]
+
+
+def test_flow_and_both_clients_refuse_a_bad_post_argument_with_the_same_message():
+    from runtime import AsyncClient
+    said = {}
+    with Flow() as f:
+        clients = [Client(port=1), AsyncClient(port=1)]  # refused before any connection is tried
+        for bad in BAD_POST_ARGUMENTS:
+            args = {'on': '/', 'inputs': Document(), **bad}
+            with pytest.raises((TypeError, ValueError)) as flow_info:
+                f.post(**args)
+            said[tuple(bad)] = str(flow_info.value)
+            for client in clients:
+                with pytest.raises(type(flow_info.value)) as info:
+                    client.post(**args)
+                name = type(client).__name__
+                assert str(info.value) == str(flow_info.value).replace('post()', f'{name}.post()'), bad
+    assert said[('timout',)] == "post() got an unexpected argument 'timout'; did you mean 'timeout'?"
+    assert said[('target_peapd',)].endswith("did you mean 'target_peapod'?")
+    assert said[('target_executor',)] == 'target_executor must be an executor name or a regex str, got int 3'
 
 
 def test_client_post_honours_every_flow_post_argument_or_refuses_it_before_sending():

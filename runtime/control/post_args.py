@@ -1,9 +1,17 @@
 """What ``Flow.post`` is given, checked: one function that returns the values a ``Post``
 runs with, or raises an error that says what to pass instead.
 
-A post of one document costs the parent tens of microseconds in all, so the checks take
-the common case (plain ints, no parameters, no extra arguments) in as few steps as they
-can, and the caller passes everything positionally: the split from ``Flow.post`` costs one
+The check of each argument is a small function of its own (``check_on``,
+``check_request_size``, ``check_callbacks``, ``check_parameters``, ``check_prefetch``,
+``check_timeout``, ``check_target_executor``, ``check_extra``); ``check_post_args`` and the
+HTTP clients (``serving.client``) both call them, so ``Flow.post``, ``Client.post`` and
+``AsyncClient.post`` refuse a bad argument with the same words.
+
+A post of one document costs the parent tens of microseconds in all, so
+``check_post_args`` takes the common case (plain ints, no parameters, no extra arguments)
+in as few steps as it can: a cheap test that a plain valid value passes comes first, and
+only a value that fails it is handed to the full check, which decides and words the
+refusal. The caller passes everything positionally: the split from ``Flow.post`` costs one
 function call, nothing more.
 
 Example
@@ -21,7 +29,85 @@ from typing import Any, Callable
 from .inputs import describe
 from .post import NO_PARAMETERS
 
-__all__ = ['check_post_args', 'check_callback']
+__all__ = ['check_post_args', 'check_callback', 'check_callbacks', 'check_on', 'check_request_size',
+           'check_parameters', 'check_prefetch', 'check_timeout', 'check_target_executor', 'check_extra',
+           'POST_ARGUMENTS']
+
+#: Every argument of ``Flow.post`` (and of the clients' ``post``), for the refusal of any other.
+POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameters', 'target_executor',
+                  'request_size', 'show_progress', 'return_results', 'continue_on_error', 'results_in_order',
+                  'prefetch', 'timeout')
+#: What a misspelt argument may have meant: the arguments and Jina 2.0's ``target_peapod``.
+_KNOWN = POST_ARGUMENTS + ('target_peapod',)
+#: The types a timeout mostly has, for ``check_post_args``'s quick test.
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
+def check_on(on: Any) -> str:
+    """``on`` if it is an endpoint str; else TypeError.
+
+    Example
+    -------
+    >>> check_on('/index')
+    '/index'
+    >>> check_on(3)
+    Traceback (most recent call last):
+    TypeError: on must be an endpoint str such as "/index", got int 3
+    """
+    if not isinstance(on, str):
+        raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
+    return on
+
+
+def _positive_int(value: Any) -> bool:
+    # True and 1.0 equal 1 but are no count: bool and float are refused.
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_request_size(request_size: Any) -> int:
+    """``request_size`` if it is a positive int; else ValueError.
+
+    Example
+    -------
+    >>> check_request_size(0)
+    Traceback (most recent call last):
+    ValueError: request_size must be a positive int (documents per request), got 0
+    """
+    if not _positive_int(request_size):
+        raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}')
+    return request_size
+
+
+def check_prefetch(prefetch: Any) -> int:
+    """``prefetch`` (requests in flight) if it is a positive int; else ValueError.
+
+    Example
+    -------
+    >>> check_prefetch(True)
+    Traceback (most recent call last):
+    ValueError: prefetch must be a positive int (requests in flight), got True
+    """
+    if not _positive_int(prefetch):
+        raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
+    return prefetch
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """``timeout`` if it is None or a positive number of seconds; else ValueError (NaN too:
+    ``not timeout > 0`` holds for it).
+
+    Example
+    -------
+    >>> check_timeout(2.5)
+    2.5
+    >>> check_timeout('soon')
+    Traceback (most recent call last):
+    ValueError: timeout must be a positive number of seconds (or None), got 'soon'
+    """
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                or not timeout > 0):
+        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
+    return timeout
 
 
 def check_callback(cb: Any, name: str) -> None:
@@ -38,6 +124,83 @@ def check_callback(cb: Any, name: str) -> None:
         raise TypeError(f'{name} must be a function taking the Response (or None), got {type(cb).__name__}')
 
 
+def check_callbacks(on_done: Any, on_error: Any, on_always: Any) -> None:
+    """``check_callback`` on each of a post's three callbacks, in that order.
+
+    Example
+    -------
+    >>> check_callbacks(print, None, 'x')
+    Traceback (most recent call last):
+    TypeError: on_always must be a function taking the Response (or None), got str
+    """
+    check_callback(on_done, 'on_done')
+    check_callback(on_error, 'on_error')
+    check_callback(on_always, 'on_always')
+
+
+def check_parameters(parameters: Any) -> dict:
+    """``parameters`` if it is a dict, ``{}`` for None; else TypeError.
+
+    Example
+    -------
+    >>> check_parameters(None)
+    {}
+    >>> check_parameters([('top_k', 3)])
+    Traceback (most recent call last):
+    TypeError: parameters must be a dict, got list [('top_k', 3)]
+    """
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
+    return parameters
+
+
+def check_target_executor(target: Any) -> str | None:
+    """``target`` if it is None or a str (an executor's name or a regular expression); else
+    TypeError. Whether it is a valid regular expression that names an executor only the
+    Flow can tell (``topology.targets``).
+
+    Example
+    -------
+    >>> check_target_executor(['idx'])
+    Traceback (most recent call last):
+    TypeError: target_executor must be an executor name or a regex str, got list ['idx']
+    """
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f'target_executor must be an executor name or a regex str, got {type(target).__name__} '
+                        f'{target!r:.60}')
+    return target
+
+
+def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
+    """The keyword arguments ``where`` (e.g. ``'post'``) got beyond its own: Jina 2.0's
+    ``target_peapod`` is taken for ``target_executor`` (returned), any other is refused
+    with a TypeError that names the argument it resembles, or lists them all. ``extra``
+    is left as it was.
+
+    Example
+    -------
+    >>> check_extra('post', {'target_peapod': 'idx'}, None)
+    'idx'
+    >>> check_extra('Client.post', {'timout': 3}, None)
+    Traceback (most recent call last):
+    TypeError: Client.post() got an unexpected argument 'timout'; did you mean 'timeout'?
+    """
+    if 'target_peapod' in extra:  # Jina 2.0's name
+        if target_executor is not None:
+            raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
+        target_executor = extra['target_peapod']
+    for k in extra:
+        if k != 'target_peapod':
+            import difflib  # only to word a refusal: no import time for every program that posts
+
+            close = difflib.get_close_matches(k, _KNOWN, n=1)
+            hint = f'; did you mean {close[0]!r}?' if close else f"; it takes {', '.join(POST_ARGUMENTS)}"
+            raise TypeError(f'{where}() got an unexpected argument {k!r}{hint}')
+    return target_executor
+
+
 def check_post_args(on: Any, on_done: Callable | None, on_error: Callable | None, on_always: Callable | None,
                     parameters: Any, target_executor: str | None, request_size: Any, prefetch: Any,
                     timeout: Any, extra: dict, default_prefetch: int) -> tuple[str | None, int, bytes]:
@@ -51,7 +214,8 @@ def check_post_args(on: Any, on_done: Callable | None, on_error: Callable | None
         ``Flow.post``'s other keyword arguments: only ``target_peapod`` (Jina 2.0's name of
         ``target_executor``) is taken; any other is refused.
     default_prefetch : int
-        The Flow's ``prefetch``, the window when ``prefetch`` is None.
+        The Flow's ``prefetch`` (checked when the Flow was made), the window when
+        ``prefetch`` is None.
 
     Returns
     -------
@@ -74,37 +238,31 @@ def check_post_args(on: Any, on_done: Callable | None, on_error: Callable | None
     >>> check_post_args('/search', None, None, None, None, None, 10, 4, 2.5, {'target_peapod': 'idx'}, 16)[:2]
     ('idx', 4)
     """
+    # Each test below lets a plain valid value through; what fails it goes to the full
+    # check (int and str subclasses may still pass there), which words the refusal.
     if extra:
-        if 'target_peapod' in extra:  # Jina 2.0's name
-            if target_executor is not None:
-                raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
-            extra = dict(extra)  # the caller's kwargs stay as they were
-            target_executor = extra.pop('target_peapod')
-        for k in extra:
-            raise TypeError(f'post() got an unexpected argument {k!r}')
-    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                or not timeout > 0):
-        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
+        target_executor = check_extra('post', extra, target_executor)
+    if target_executor is not None and type(target_executor) is not str:
+        check_target_executor(target_executor)
+    if timeout is not None and (type(timeout) not in _PLAIN_NUMBERS or not timeout > 0):
+        check_timeout(timeout)
     if not isinstance(on, str):
-        raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
-    # `type(x) is int` first: the one test a plain int needs; bool and other int
-    # subclasses fall through to the full check.
+        check_on(on)
+    # `type(x) is int` first: the one test a plain int needs (bool is no int here).
     if type(request_size) is not int or request_size < 1:
-        if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
-            raise ValueError(f'request_size must be a positive int (documents per request), '
-                             f'got {request_size!r}')
-    window = default_prefetch if prefetch is None else prefetch
-    if type(window) is not int or window < 1:
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise ValueError(f'prefetch must be a positive int (requests in flight), got {window!r}')
+        check_request_size(request_size)
+    if prefetch is None:
+        window = default_prefetch
+    elif type(prefetch) is not int or prefetch < 1:
+        window = check_prefetch(prefetch)
+    else:
+        window = prefetch
     if ((on_done is not None and not callable(on_done)) or (on_error is not None and not callable(on_error))
             or (on_always is not None and not callable(on_always))):
-        for cb, cb_name in ((on_done, 'on_done'), (on_error, 'on_error'), (on_always, 'on_always')):
-            check_callback(cb, cb_name)
+        check_callbacks(on_done, on_error, on_always)
     if parameters is None or (type(parameters) is dict and not parameters):
         return target_executor, window, NO_PARAMETERS  # most posts: nothing to pickle
-    if not isinstance(parameters, dict):
-        raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
+    check_parameters(parameters)
     try:
         params_blob = pickle.dumps(parameters, protocol=5)
     except Exception as exc:

@@ -18,9 +18,10 @@ from functools import partialmethod
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator
 
 from ..control.inputs import batches
+from ..control.post_args import check_callbacks, check_on, check_parameters, check_prefetch, check_request_size
 from ..response import Response
-from .client import (PostOptions, _check_client_args, broken_answer, cut_off, no_answer, not_listening, post_args,
-                     post_options, response_from, settle, unreachable)
+from .client import (PostOptions, _check_client_args, broken_answer, cut_off, no_answer, not_listening, post_options,
+                     response_from, settle, unreachable)
 from .deps import import_aiohttp
 from .wire import encode_request
 
@@ -207,9 +208,15 @@ class AsyncFlow:
         if self._pool is None:
             from ..errors import FlowNotStartedError
             raise FlowNotStartedError('post() needs a started AsyncFlow: call it inside `async with flow:`')
-        parameters = post_args(on, request_size, parameters,
-                               {'on_done': on_done, 'on_error': on_error, 'on_always': on_always})
-        window = kwargs.get('prefetch') or getattr(self._flow, '_prefetch', 16)
+        # Checked at the call, not only once the post is iterated (Flow.post, in the Flow's
+        # thread, checks everything again, the rest of kwargs included); prefetch because the
+        # window is made of it here.
+        check_on(on)
+        check_request_size(request_size)
+        check_callbacks(on_done, on_error, on_always)
+        parameters = check_parameters(parameters)
+        prefetch = kwargs.get('prefetch')
+        window = getattr(self._flow, '_prefetch', 16) if prefetch is None else check_prefetch(prefetch)
         post_kwargs = dict(kwargs, parameters=parameters, target_executor=target_executor, request_size=request_size)
 
         def source() -> AsyncIterator[Response]:
@@ -340,8 +347,7 @@ class AsyncClient:
         >>> responses = await AsyncClient(port=12345).index(docs, request_size=50, prefetch=4)
         """
         opts = post_options(self, on, request_size, parameters, target_executor,
-                            {'on_done': on_done, 'on_error': on_error, 'on_always': on_always},
-                            timeout, prefetch, kwargs, pipelines=True)
+                            (on_done, on_error, on_always), timeout, prefetch, kwargs, pipelines=True)
 
         def source() -> AsyncIterator[Response]:
             return self._responses(on, inputs, opts, request_size, bool(results_in_order))

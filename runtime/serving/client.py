@@ -5,11 +5,12 @@ nothing beyond this package. Requests go one after another over one kept-alive c
 
 What both clients share lives here too, so that ``AsyncClient`` (in ``aflow``) checks its
 arguments, runs callbacks and words its errors exactly as ``Client`` does: ``post_options``,
-``settle``, ``response_from`` and the connection errors (``not_listening`` ...).
+``settle``, ``response_from`` and the connection errors (``not_listening`` ...). The checks
+of each argument are ``Flow.post``'s own (``control.post_args``): a bad argument is refused
+by the clients as by the Flow.
 """
 from __future__ import annotations
 
-import difflib
 import http.client
 import json
 import logging
@@ -17,12 +18,14 @@ import socket
 from functools import partialmethod
 from typing import Any, Callable, Iterator, NamedTuple
 
-from ..control.inputs import batches, describe
+from ..control.inputs import batches
+from ..control.post_args import (check_callbacks, check_extra, check_on, check_parameters, check_prefetch,
+                                 check_request_size, check_target_executor, check_timeout)
 from ..errors import ExecutorError
 from ..response import Response
 from .wire import ARRAY_FORMATS, WireError, decode_response, encode_request
 
-__all__ = ['Client', 'ServerError', 'PostOptions', 'post_options', 'post_args', 'settle', 'response_from',
+__all__ = ['Client', 'ServerError', 'PostOptions', 'post_options', 'settle', 'response_from',
            'not_listening', 'cut_off', 'no_answer', 'broken_answer', 'unreachable']
 
 logger = logging.getLogger('runtime')
@@ -48,32 +51,6 @@ class ServerError(RuntimeError):
         return type(self), (self.status, self.message, self.url)
 
 
-def post_args(on: Any, request_size: Any, parameters: Any, callbacks: dict) -> dict:
-    """The checks ``Flow.post`` makes on its arguments, for the clients; returns parameters.
-
-    >>> post_args('/search', 100, None, {'on_done': print})
-    {}
-    """
-    if not isinstance(on, str):
-        raise TypeError(f'on must be an endpoint str such as "/index", got {describe(on)}')
-    if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
-        raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}')
-    for name, cb in callbacks.items():
-        if cb is not None and not callable(cb):
-            raise TypeError(f'{name} must be a function taking the Response (or None), got {type(cb).__name__}')
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        raise TypeError(f'parameters must be a dict, got {describe(parameters)}')
-    return parameters
-
-
-#: Every argument of the clients' ``post`` (those of ``Flow.post``), for the refusal of any other.
-POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameters', 'target_executor',
-                  'request_size', 'show_progress', 'return_results', 'continue_on_error', 'results_in_order',
-                  'prefetch', 'timeout')
-
-
 class PostOptions(NamedTuple):
     """The checked arguments of one client post that shape its requests."""
 
@@ -86,37 +63,32 @@ class PostOptions(NamedTuple):
 
 
 def post_options(client: Any, on: Any, request_size: Any, parameters: Any, target_executor: Any,
-                 callbacks: dict, timeout: Any, prefetch: Any, extra: dict, pipelines: bool) -> PostOptions:
+                 callbacks: tuple, timeout: Any, prefetch: Any, extra: dict, pipelines: bool) -> PostOptions:
     """Check the arguments of ``Client.post`` / ``AsyncClient.post`` (``client`` is the
-    caller); every argument of ``Flow.post`` is taken or refused here, none dropped.
-    ``pipelines``: whether this client can have more than one request in flight.
+    caller) with ``Flow.post``'s own checks, in its order, so that a bad argument is refused
+    as ``Flow.post`` refuses it; every argument of ``Flow.post`` is taken or refused here,
+    none dropped. ``callbacks``: ``(on_done, on_error, on_always)``. ``pipelines``: whether
+    this client can have more than one request in flight.
 
-    >>> post_options(Client(port=1), '/search', 10, None, None, {}, 5.0, None, {}, pipelines=False)
+    >>> post_options(Client(port=1), '/search', 10, None, None, (None, None, None), 5.0, None, {}, pipelines=False)
     PostOptions(parameters={}, target_executor=None, timeout=5.0, prefetch=1)
     """
     name = type(client).__name__
     if extra:
-        extra = dict(extra)
-        if 'target_peapod' in extra:  # Jina 2.0's name, as Flow.post takes it
-            if target_executor is not None:
-                raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
-            target_executor = extra.pop('target_peapod')
-        for k in extra:
-            close = difflib.get_close_matches(k, POST_ARGUMENTS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(POST_ARGUMENTS)}"
-            raise TypeError(f'{name}.post() got an unexpected argument {k!r}{hint}')
-    parameters = post_args(on, request_size, parameters, callbacks)
+        target_executor = check_extra(f'{name}.post', extra, target_executor)
+    check_target_executor(target_executor)  # here, not as the gateway's 422 after sending
     timeout = client.timeout if timeout is None else _check_timeout(timeout)
+    check_on(on)
+    check_request_size(request_size)
     if prefetch is None:
         prefetch = 1
-    elif not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
-        raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
-    elif prefetch > 1 and not pipelines:
+    elif check_prefetch(prefetch) > 1 and not pipelines:  # this client's own rule
         raise ValueError(f'prefetch={prefetch}: {name} sends one request at a time (each after the answer to '
                          f'the last), so it can only honour prefetch=1; for requests in flight use '
                          f'AsyncClient(port={client.port}).post(..., prefetch={prefetch}), or send fewer, larger '
                          f'requests (request_size=...)')
-    return PostOptions(parameters, target_executor, timeout, prefetch)
+    check_callbacks(*callbacks)
+    return PostOptions(check_parameters(parameters), target_executor, timeout, prefetch)
 
 
 # -- what both clients say when the connection fails (one wording, one place) ------------------
@@ -345,8 +317,7 @@ class Client:
         >>> Client(port=12345).search(Document(text='q'), return_results=True, timeout=5)[0].docs[0].matches
         """
         opts = post_options(self, on, request_size, parameters, target_executor,
-                            {'on_done': on_done, 'on_error': on_error, 'on_always': on_always},
-                            timeout, prefetch, kwargs, pipelines=False)
+                            (on_done, on_error, on_always), timeout, prefetch, kwargs, pipelines=False)
         results: list | None = [] if return_results else None
         progress = None
         if show_progress:
@@ -414,8 +385,7 @@ def _check_client_args(host: Any, port: Any, protocol: Any, timeout: Any, array_
         raise TypeError(f"host must be a host name or address such as '127.0.0.1', got {host!r}")
     if not isinstance(protocol, str) or protocol.lower() != 'http':
         raise ValueError(f"protocol={protocol!r} is not served; the protocols are: 'http'")
-    if timeout is not None:
-        timeout = _check_timeout(timeout)
+    timeout = _check_timeout(timeout)
     if array_format not in ARRAY_FORMATS:
         raise ValueError(f"array_format must be 'base64' (exact, compact) or 'list' (JSON lists), got {array_format!r}")
     return host, port, timeout, array_format
@@ -426,6 +396,6 @@ _NO_LIMIT = 2.0 ** 31
 
 
 def _check_timeout(timeout: Any) -> float | None:
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
-        raise ValueError(f'timeout must be a positive number of seconds (or None), got {timeout!r}')
-    return None if timeout >= _NO_LIMIT else timeout
+    """``check_timeout``, and None (no limit) for a timeout sockets cannot take."""
+    timeout = check_timeout(timeout)
+    return None if timeout is None or timeout >= _NO_LIMIT else timeout
