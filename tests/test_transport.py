@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runtime import Document, DocumentArray, Executor, Flow, requests
-from runtime.transport.local.codec import InputBuffers, decode, encode
+from runtime.transport.local.codec import InputBuffers, buffer_refs, decode, encode
 from runtime.transport.local.shm import Arena, Mapper, sweep
 
 
@@ -403,6 +403,36 @@ def test_one_document_arrives_with_its_embedding_of_any_shape_and_layout(arena):
             assert np.array_equal(got.embedding, e)
             for slot in allocs:
                 arena.free(slot)
+    finally:
+        mapper.close()
+
+
+def test_documents_an_executor_kept_from_an_earlier_request_are_copied_when_it_returns_them(arena):
+    # An executor keeps a request's documents (never unpickled) and returns them with a
+    # later request. The slots they lie in belong to the earlier request: once it is over
+    # and the executor lets go, they are reused. What is sent must not name them.
+    mapper = Mapper()
+    try:
+        first = DocumentArray([Document(id='a', blob=np.full(2048, 7, np.float32), embedding=np.ones(512, np.float32))])
+        p1, m1, slots1 = encode(first, arena)
+        kept = decode(p1, m1, InputBuffers(p1, mapper))
+        later = DocumentArray([Document(id='b', blob=np.full(2048, 3, np.float32))])
+        p2, m2, slots2 = encode(later, arena)
+        out, meta, allocs = encode(kept, arena, InputBuffers(p2, mapper))  # the handler returns `kept`
+        assert allocs and not {r[:2] for r in buffer_refs(out)} & {r[:2] for r in buffer_refs(p1)}
+        del kept
+        for slot in slots1:  # the earlier request is over: its slots are reused
+            arena.free(slot)
+        reuse, _, more = encode(DocumentArray([Document(blob=np.zeros(4096, np.float32))]), arena)
+        (got,) = decode(out, meta, InputBuffers(out, mapper, copy=True))
+        assert float(got.blob[0]) == 7.0 and got.blob.shape == (2048,) and float(got.embedding.sum()) == 512.0
+        # and the documents of the request being answered still pass through uncopied
+        inputs = InputBuffers(p2, mapper)
+        passed, _, none = encode(decode(p2, m2, inputs), arena, inputs)
+        assert none == [] and buffer_refs(passed) == buffer_refs(p2)
+        del inputs
+        for slot in [*slots2, *allocs, *more]:
+            arena.free(slot)
     finally:
         mapper.close()
 

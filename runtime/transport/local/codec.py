@@ -22,7 +22,7 @@ import itertools
 import pickle
 import sys
 from itertools import repeat
-from operator import attrgetter, is_not
+from operator import attrgetter, is_, is_not
 from typing import Any
 
 import numpy as np
@@ -451,6 +451,11 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
     embeddings and the receiver re-attaches row views of it.
     """
     lazy = getattr(docs, '_lazy', None)
+    if lazy is not None and not _of_inputs(lazy[2], inputs):
+        # Received with an earlier request (an executor kept them and returns them now):
+        # the slots they lie in belong to that request and may be reused while this one
+        # goes on. They are unpickled and their arrays copied below, into this request's.
+        lazy = None
     if lazy is not None:
         # Never unpickled: the documents are as they came; only the matrix may be new.
         (count, emb_desc, refs), meta, views = lazy
@@ -492,6 +497,20 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
         placer.undo()
         raise
     return (len(doc_list), emb_desc, placer.refs), meta, placer.allocs
+
+
+def _of_inputs(views: list, inputs: Any) -> bool:
+    """Whether every buffer that received documents lie in (their decoder's ``views``)
+    is one of ``inputs``': the request being answered owns them."""
+    if not views:
+        return True
+    mine = getattr(inputs, 'views', None)
+    if not mine:
+        return False
+    if len(views) == len(mine) and all(map(is_, views, mine)):  # (the usual pass-through)
+        return True
+    ids = set(map(id, mine))
+    return all(id(v) in ids for v in views)
 
 
 def _unchanged(emb_in: tuple | None, emb: np.ndarray, views: list, inputs: Any) -> bool:

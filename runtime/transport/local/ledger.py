@@ -47,6 +47,9 @@ class SlotLedger:
         self.orphans: set = set()  # slots of finished requests that are still pinned
         self.kept: list = []  # ((arena, slot, ...), view) of final payloads a caller holds
         self.next_kept_check = 0.0
+        #: Counts the requests retired and the pins let go: what refers to an arena can
+        #: only have changed when it did (``arenas_in_use`` need not be asked again before).
+        self.version = 0
 
     # -- requests ------------------------------------------------------------------------
     def written(self, rid: int, keys: list) -> None:
@@ -56,6 +59,7 @@ class SlotLedger:
 
     def retire(self, rid: int) -> None:
         """Request ``rid`` is over: free its slots, or leave them to their pins."""
+        self.version += 1
         for key in self.by_request.pop(rid, ()):
             if key in self.pins:
                 self.orphans.add(key)
@@ -91,6 +95,7 @@ class SlotLedger:
         self.pins[key] -= 1
         if self.pins[key] <= 0:
             del self.pins[key]
+            self.version += 1
             if key in self.orphans:
                 self.orphans.discard(key)
                 self._free(key)

@@ -141,6 +141,7 @@ class LocalTransport(Transport):
         # (and forgotten by every process) once nothing refers to it: restarts after
         # crashes do not make the Flow's shared memory grow.
         self._dead_arenas: set[str] = set()
+        self._reclaim_seen = -1  # the ledger's version when the dead arenas were last looked at
         self._next_probe = self._next_reclaim = 0.0
         self.ledger = SlotLedger(self._arena, self._live_owner)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -309,8 +310,9 @@ class LocalTransport(Transport):
                 events.append(self._on_death(w))
         self.ledger.check_kept()
         now = time.monotonic()
-        if self._dead_arenas and now >= self._next_reclaim:
+        if self._dead_arenas and now >= self._next_reclaim and self.ledger.version != self._reclaim_seen:
             self._next_reclaim = now + RECLAIM_S
+            self._reclaim_seen = self.ledger.version
             self._reclaim()
         if now >= self._next_probe:
             # A worker that lost its connection is only seen when something is sent to it
@@ -376,6 +378,7 @@ class LocalTransport(Transport):
         self.ledger.holder_gone(w.pins)
         w.pending_frees = []
         self._dead_arenas.add(w.arena)
+        self._reclaim_seen = -1
         return Died(w, w.died())
 
     def _reclaim(self) -> None:
@@ -387,9 +390,12 @@ class LocalTransport(Transport):
         self._dead_arenas -= free
         for arena in free:
             self._mapper.forget(arena)
-            remove_arena(arena)
+            try:
+                remove_arena(arena)
+            except OSError as exc:  # (the Flow's close sweeps it again)
+                logger.warning('could not remove the shared memory of a dead executor process (%s): %s', arena, exc)
         for w in self._workers.values():
-            if w.alive and w.greeted:
+            if w.alive and w.ready:  # (one not ready yet has mapped nothing)
                 self._queue(w, P.forget(sorted(free)))
 
     # -- payloads ------------------------------------------------------------------------------
@@ -441,6 +447,7 @@ class _Ranges:
 
     def __init__(self, buffers: list) -> None:
         self.ranges = [r for b in buffers for r in b.ranges]
+        self.views = [v for b in buffers for v in b.views]
 
     def find(self, addr: int, nbytes: int):
         for start, end, ref in self.ranges:
