@@ -94,7 +94,8 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
     indices into Y; and each row's min / max over all of Y when ``want_range``.
 
     The native metrics cost one matrix product and one ``argpartition`` per block, no
-    other pass over it: cosine multiplies unit rows (the largest product is the nearest),
+    other pass over it: cosine multiplies unit query rows, and divides each block's
+    columns by the candidates' norms (the largest result is the nearest),
     and (sq)euclidean multiplies ``[x, 1]`` by ``[-2y, |y|^2]``, which ranks each query's
     candidates as ``|x - y|^2`` does (``|x|^2`` is added to the chosen ones only).
     """
@@ -117,8 +118,10 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
     for r0 in range(0, nd, batch_size):
         Yb = np.asarray(Y[r0:r0 + batch_size], dtype=dt)
         if native == 'cosine':
-            ynorm = np.linalg.norm(Yb, axis=1, keepdims=True)
-            Yb = Yb / np.where(ynorm > 0, ynorm, 1)
+            # Each block's columns are divided by these, not the batch's rows: a block is
+            # a few MB, the batch tens of MB, and its norms take one pass without a temporary.
+            ynorm = np.sqrt(np.einsum('ij,ij->i', Yb, Yb))
+            ynorm[ynorm == 0] = 1
         elif native is not None:
             Yb = np.concatenate([-2 * Yb, np.einsum('ij,ij->i', Yb, Yb)[:, None]], axis=1)
         YbT = Yb.T
@@ -131,6 +134,8 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
                                      f'{len(Xq)} and {len(Yb)} rows; it must return ({len(Xq)}, {len(Yb)})')
             else:
                 block = Xq @ YbT
+                if native == 'cosine':
+                    block /= ynorm
             kk = min(k, block.shape[1])
             if kk < block.shape[1]:
                 idx = (np.argpartition(block, -kk, axis=1)[:, -kk:] if largest

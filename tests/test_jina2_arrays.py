@@ -129,6 +129,16 @@ def test_match_equals_brute_force(metric, batch_size):
         assert got == pytest.approx(ref[i][expected], rel=1e-4, abs=1e-4)
 
 
+def test_a_zero_embedding_is_at_cosine_distance_one_not_nan():
+    q = DocumentArray([Document(id='q', embedding=np.array([0., 1.])), Document(id='z', embedding=np.zeros(2))])
+    d = DocumentArray([Document(id='x', embedding=np.array([1., 0.])), Document(id='y', embedding=np.array([1., 1.])),
+                       Document(id='o', embedding=np.zeros(2))])
+    q.match(d, limit=3, batch_size=2)  # the zero row in a batch of its own
+    assert [(m.id, round(float(m.scores['cosine']), 4)) for m in q[0].matches] == [('y', 0.2929), ('x', 1.0),
+                                                                                   ('o', 1.0)]
+    assert [float(m.scores['cosine']) for m in q[1].matches] == [1.0, 1.0, 1.0]
+
+
 def test_match_jina2_documented_example():
     da1 = DocumentArray(Document() for _ in range(4))
     da1.embeddings = np.array([[0, 0, 0, 0, 1], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0], [1, 2, 2, 1, 0]])
