@@ -93,11 +93,11 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
     """The ``k`` smallest distances of each row of X to the rows of Y, sorted, with their
     indices into Y; and each row's min / max over all of Y when ``want_range``.
 
-    The native metrics cost one matrix product and one ``argpartition`` per block, no
-    other pass over it: cosine multiplies unit query rows, and divides each block's
-    columns by the candidates' norms (the largest result is the nearest),
-    and (sq)euclidean multiplies ``[x, 1]`` by ``[-2y, |y|^2]``, which ranks each query's
-    candidates as ``|x - y|^2`` does (``|x|^2`` is added to the chosen ones only).
+    The native metrics cost one matrix product, a pass over the block's columns and one
+    ``argpartition`` per block: cosine multiplies unit query rows and divides each block's
+    columns by the candidates' norms (the largest result is the nearest); (sq)euclidean
+    turns ``x.y`` into ``|y|^2 - 2 x.y``, which ranks each query's candidates as
+    ``|x - y|^2`` does (``|x|^2`` is added to the chosen ones only).
     """
     nq, nd = len(X), len(Y)
     dt = np.result_type(X.dtype, Y.dtype, np.float32)
@@ -108,7 +108,6 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
         X = X / np.where(norms > 0, norms, 1)
     elif native is not None:
         x2 = np.einsum('ij,ij->i', X, X)[:, None]
-        X = np.concatenate([X, np.ones((nq, 1), dtype=dt)], axis=1)
     best_d = np.full((nq, k), np.inf, dtype=dt)
     best_i = np.zeros((nq, k), dtype=np.int64)
     lo = np.full(nq, np.inf, dtype=dt) if want_range else None
@@ -117,13 +116,14 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
     rows = np.arange(nq)[:, None]
     for r0 in range(0, nd, batch_size):
         Yb = np.asarray(Y[r0:r0 + batch_size], dtype=dt)
-        if native == 'cosine':
-            # Each block's columns are divided by these, not the batch's rows: a block is
-            # a few MB, the batch tens of MB, and its norms take one pass without a temporary.
-            ynorm = np.sqrt(np.einsum('ij,ij->i', Yb, Yb))
-            ynorm[ynorm == 0] = 1
-        elif native is not None:
-            Yb = np.concatenate([-2 * Yb, np.einsum('ij,ij->i', Yb, Yb)[:, None]], axis=1)
+        # What depends on the candidates alone is applied to each block's columns, not to
+        # the batch's rows: a block is a few MB, the batch tens of MB, and their norms take
+        # one pass without a temporary.
+        if native is not None:
+            y2 = np.einsum('ij,ij->i', Yb, Yb)
+            if native == 'cosine':
+                ynorm = np.sqrt(y2)
+                ynorm[ynorm == 0] = 1
         YbT = Yb.T
         for q0 in range(0, nq, qb):
             Xq = X[q0:q0 + qb]
@@ -136,6 +136,9 @@ def _top_k(X: np.ndarray, Y: np.ndarray, k: int, native: str | None, fn: Callabl
                 block = Xq @ YbT
                 if native == 'cosine':
                     block /= ynorm
+                else:  # |y|^2 - 2 x.y: |x - y|^2 but for |x|^2, the same for all of a row
+                    block *= -2
+                    block += y2
             kk = min(k, block.shape[1])
             if kk < block.shape[1]:
                 idx = (np.argpartition(block, -kk, axis=1)[:, -kk:] if largest
