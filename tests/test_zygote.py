@@ -247,3 +247,12 @@ def test_a_worker_started_after_its_flow_gave_up_on_it_leaves_the_flows_files_al
         assert glob.glob(f'/dev/shm/{prefix}*') == [flow_file]  # it made no arena of its own either
     finally:
         os.unlink(flow_file)
+
+
+def test_every_executor_process_is_named_after_its_executor():
+    # A forked worker's command line is the fork server's: its process name (top, ps -o
+    # comm) says which executor it runs.
+    from runtime.transport.local.zygote import own_children
+    with Flow().add(name='encoder', uses=Executor).add(name='a_very_long_indexer_name', uses=Executor) as f:
+        names = sorted(open(f'/proc/{p.pid}/comm').read().strip() for p in own_children())
+    assert names == ['a_very_long_ind', 'encoder']

@@ -9,6 +9,7 @@ requests until told to stop or until its parent is gone.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import pickle
@@ -106,6 +107,7 @@ class Worker:
             return False
         cfg = P.read_config(header)
         self.name, self.replica = cfg['name'], cfg['replica_id']
+        _name_process(self.name)
         try:
             use_sys_path(cfg)
             self.executor = build_executor(pickle.loads(P.frame_bytes(blob)), cfg)
@@ -276,6 +278,22 @@ class Worker:
         Every worker does it; unlinking is idempotent and nobody maps the files anew."""
         sweep(self.prefix)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+#: prctl's option that names the calling thread (the process's main thread: its comm).
+_PR_SET_NAME = 15
+
+
+def _name_process(name: str) -> None:
+    """Show the executor's name as this process's name (``top``, ``ps -o comm``,
+    ``/proc/<pid>/comm``; 15 bytes at most): a forked worker's command line is its fork
+    server's, which tells the executors apart no more than a bare 'python' does."""
+    if sys.platform != 'linux':
+        return
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode('utf-8', 'replace')[:15], 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the name is only a convenience
+        pass
 
 
 def _alive(pid: int) -> bool:
