@@ -34,6 +34,9 @@ logger = logging.getLogger('runtime')
 BACKENDS = ('local', 'ray')
 #: ``Flow(...)`` arguments of the gateway that serves a running Flow to other processes.
 SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
+#: Every keyword ``Flow()`` takes (for "did you mean" when it is given another).
+_FLOW_ARGS = ('workspace', 'prefetch', 'arena_size', 'timeout_close', 'profile', 'backend', 'ray_address',
+              'ray_init_kwargs', *SERVE_ARGS, *ADD_ARGS)
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
@@ -96,7 +99,7 @@ class Flow:
         defaults = {k: kwargs.pop(k) for k in ADD_ARGS if k in kwargs and k != 'workspace'}
         reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
                                          f'ray_address, ray_init_kwargs, {", ".join(SERVE_ARGS)} and the add() '
-                                         f'arguments {", ".join(ADD_ARGS)}')
+                                         f'arguments {", ".join(ADD_ARGS)}', _FLOW_ARGS)
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
             raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
         if not isinstance(arena_size, int) or arena_size < (1 << 16):
@@ -193,7 +196,7 @@ class Flow:
             if shards != 1:
                 raise TypeError('give shards or parallel (its Jina 2 name), not both')
             shards = kwargs.pop('parallel')
-        reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}')
+        reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}', ('name', 'needs', *ADD_ARGS))
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
                  'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,
                  'max_restarts': max_restarts or None, 'max_retries': max_retries or None,

@@ -105,3 +105,14 @@ def test_stop_signals_put_back_the_default_handlers_and_leave_a_programs_own_alo
         assert signal.getsignal(signal.SIGHUP) is own
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+def test_a_misspelt_flow_or_add_argument_is_named_with_what_was_meant():
+    with pytest.raises(TypeError, match=r"^Flow\(\) got an unexpected argument 'prefech'; did you mean 'prefetch'\?$"):
+        Flow(prefech=3)
+    with pytest.raises(TypeError, match=r"^add\(\) got an unexpected argument 'repilcas'; did you mean 'replicas'\?$"):
+        Flow().add(repilcas=2)
+    with pytest.raises(TypeError, match=r"^add\(\) got an unexpected argument 'zzz'; it takes name, needs, uses, "):
+        Flow().add(zzz=1)  # nothing close: what it takes
+    with pytest.raises(TypeError, match=r'add\(port_expose=...\) is a gateway option'):
+        Flow().add(port_expose=1)  # a Jina 2 option keeps its own advice

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from .inputs import describe
 from .post import NO_PARAMETERS
+from .specs import unexpected_argument
 
 __all__ = ['check_post_args', 'check_callback', 'check_callbacks', 'check_on', 'check_request_size',
            'check_parameters', 'check_prefetch', 'check_timeout', 'check_target_executor', 'check_extra',
@@ -193,11 +194,7 @@ def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
         target_executor = extra['target_peapod']
     for k in extra:
         if k != 'target_peapod':
-            import difflib  # only to word a refusal: no import time for every program that posts
-
-            close = difflib.get_close_matches(k, _KNOWN, n=1)
-            hint = f'; did you mean {close[0]!r}?' if close else f"; it takes {', '.join(POST_ARGUMENTS)}"
-            raise TypeError(f'{where}() got an unexpected argument {k!r}{hint}')
+            raise unexpected_argument(where, k, _KNOWN, ', '.join(POST_ARGUMENTS))
     return target_executor
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from ..executor import resolve_uses
 from .inputs import describe
 
-__all__ = ['ADD_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs', 'reject_jina_only']
+__all__ = ['ADD_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs', 'reject_jina_only', 'unexpected_argument']
 
 #: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
 ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
@@ -53,14 +53,32 @@ JINA_ONLY = {
 _SERVE_ONLY = ('port_expose', 'port', 'protocol', 'host')
 
 
-def reject_jina_only(where: str, kwargs: dict, takes: str) -> None:
-    """Raise for the first argument of ``kwargs`` (none are expected), saying what to do."""
+def unexpected_argument(where: str, name: str, known: tuple, takes: str) -> TypeError:
+    """The error for an argument ``name`` that ``where`` (e.g. ``'add'``) does not take: it
+    names the one of ``known`` it resembles, or else says what ``where`` takes.
+
+    Example
+    -------
+    >>> unexpected_argument('add', 'usess', ('uses', 'needs'), 'uses, needs')
+    TypeError("add() got an unexpected argument 'usess'; did you mean 'uses'?")
+    """
+    import difflib  # only to word a refusal: no import time for every program
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f'did you mean {close[0]!r}?' if close else f'it takes {takes}'
+    return TypeError(f'{where}() got an unexpected argument {name!r}; {hint}')
+
+
+def reject_jina_only(where: str, kwargs: dict, takes: str, known: tuple = ()) -> None:
+    """Raise for the first argument of ``kwargs`` (none are expected), saying what to do:
+    what to use instead of a Jina 2 option, or which of ``known`` it resembles, or else
+    what ``where`` takes."""
     for k in kwargs:
         if k in JINA_ONLY:
             raise TypeError(f'{where}({k}=...) {JINA_ONLY[k]}')
         if k in _SERVE_ONLY and where == 'add':
             raise TypeError(f'add({k}=...) is a gateway option: give it to Flow({k}=...) to serve the Flow')
-        raise TypeError(f'{where}() got an unexpected argument {k!r}; it takes {takes}')
+        raise unexpected_argument(where, k, known, takes)
 
 
 def given_int(value: Any, default: int) -> Any:
