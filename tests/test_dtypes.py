@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from runtime import Document, DocumentArray, Executor, ExecutorError, Flow, requests
-from runtime.transport.local.codec import EncodeError, InputBuffers, decode, encode
+from runtime.transport.local.codec import EncodeError, decode, encode
+from runtime.transport.local.received import InputBuffers
 from runtime.transport.local.shm import Arena, Mapper
 
 N = 4

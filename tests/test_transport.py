@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from runtime import Document, DocumentArray, Executor, Flow, requests
-from runtime.transport.local.codec import InputBuffers, buffer_refs, decode, encode
+from runtime.transport.local.codec import decode, encode
+from runtime.transport.local.received import InputBuffers, buffer_refs
 from runtime.transport.local.shm import Arena, Mapper, sweep
 
 

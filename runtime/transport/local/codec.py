@@ -14,13 +14,12 @@ documents *lazily*: a handler that only reads ``docs.embeddings`` never unpickle
 Document, and what it did not unpickle it passes on unchanged, without re-pickling. An
 array that already lies in a buffer of the request being answered (a matrix a handler only
 read, a blob it passed on) is named again instead of copied, so a stage that does not
-change the arrays moves none of their bytes.
+change the arrays moves none of their bytes. What a receiver holds (the views, the lazy
+documents) is in ``received``.
 """
 from __future__ import annotations
 
-import itertools
 import pickle
-import sys
 from itertools import repeat
 from operator import attrgetter, is_, is_not
 from typing import Any
@@ -28,222 +27,16 @@ from typing import Any
 import numpy as np
 
 from ...array import DocumentArray
-from ...document import Document, _rebuild_document
+from ...document import Document
 from ...fields import DEFAULTS, INDEX, SLOTS, TABLE
 from ...values import describe_dtype
-from .shm import Arena, Mapper
+from .received import MIXED, BufRef, InputBuffers, LazyDocumentArray, Payload
+from .shm import Arena
 
-__all__ = ['BufRef', 'Payload', 'encode', 'decode', 'InputBuffers', 'LazyDocumentArray', 'buffer_refs',
-           'held_elsewhere']
+__all__ = ['encode', 'decode', 'EncodeError']
 
 #: Arrays smaller than this ride inside the pickle: a shared-memory slot costs more.
 INLINE_MAX = 1024
-#: Views an InputBuffers ``reuse`` dict holds at most (it is emptied when it grows past).
-REUSE_MAX = 256
-#: ``Payload.emb`` when the documents have embeddings of different shapes, or only some do:
-#: they then travel one by one inside the pickle.
-MIXED = 'mixed'
-
-
-# On the wire everything is a plain tuple: pickling a namedtuple costs five times more, on
-# every hop of every request.
-#
-# BufRef = (arena, slot, inner, nbytes): where one buffer lies: a slot of an arena (slot < 0:
-#     a dedicated segment file named f'{arena}-s{-slot}'), an offset inside it, its size.
-# Payload = (count, emb, refs): the header part of a payload (the pickle frame travels
-#     beside it); emb is None (no embeddings), MIXED, or (BufRef, dtype str, shape); refs
-#     are the BufRefs of the pickle's out-of-band buffers, in order.
-BufRef = tuple
-Payload = tuple
-
-
-def buffer_refs(payload: Payload) -> list:
-    """Every BufRef of a payload (the matrix first, when there is one)."""
-    emb = payload[1]
-    if isinstance(emb, tuple):
-        return [emb[0], *payload[2]]
-    return list(payload[2])
-
-
-class InputBuffers:
-    """The buffers of one received payload: views for the decoder, address ranges so that
-    an encoder can name (not copy) arrays that still lie in them, and reference counts that
-    tell whether a handler kept any of them.
-
-    ``reuse`` (a dict the caller keeps, for a process that opens one payload at a time: a
-    worker) keeps the views of arena slots from one payload to the next: a view that no
-    array uses any more is taken again instead of made (making one costs a few us, the
-    most of what opening a payload costs). ``kept()`` takes what it finds kept out of it.
-    """
-
-    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors')
-
-    def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False, reuse: dict | None = None) -> None:
-        self.refs = refs = buffer_refs(payload)
-        self.reuse = reuse
-        self.floors = None
-        view = mapper.view
-        if copy:
-            self.views = list(map(mapper.copy, *zip(*refs))) if refs else []
-            self.ranges = []
-            return
-        self.views = views = []
-        self.ranges = ranges = []
-        if reuse is None:
-            for ref in refs:
-                mv, addr = view(*ref)
-                views.append(mv)
-                ranges.append((addr, addr + ref[3], ref))
-            return
-        if len(reuse) > REUSE_MAX:  # (safe now: no view in it is in use between payloads)
-            reuse.clear()
-        # The reference count of each view that tells that nothing else holds it: this
-        # list's and getrefcount's own, and the reuse dict's for a view kept in it.
-        self.floors = floors = []
-        for ref in refs:
-            entry = reuse.get(ref)
-            if entry is not None and sys.getrefcount(entry[0]) == 2:  # the dict's entry and the argument
-                floors.append(3)
-            elif entry is None and ref[1] >= 0:
-                entry = reuse[ref] = view(*ref)
-                floors.append(3)
-            else:  # named twice in this payload, or a dedicated segment (mapped only while viewed)
-                entry = view(*ref)
-                floors.append(2)
-            views.append(entry[0])
-            addr = entry[1]
-            ranges.append((addr, addr + ref[3], ref))
-
-    def find(self, addr: int, nbytes: int) -> BufRef | None:
-        """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers."""
-        for start, end, ref in self.ranges:
-            if start <= addr and addr + nbytes <= end:
-                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
-        return None
-
-    def kept(self) -> list[int]:
-        """The indices (in ``refs`` / ``views``) of the buffers whose memory something
-        still references (the handler kept arrays). By index, not by ref: a payload may
-        name one buffer twice, and only the view that is held must stay pinned.
-
-        Call it once every local reference to the decoded documents is gone: the list
-        itself (and the reuse dict) then holds the only reference to each view. A kept
-        view leaves the reuse dict: from then on its holders alone reference it.
-        """
-        views, floors = self.views, self.floors
-        if floors is None:
-            return [i for i in range(len(views)) if held_elsewhere(views, i)]
-        out = []
-        for i in range(len(views)):
-            if sys.getrefcount(views[i]) > floors[i]:
-                out.append(i)
-                if floors[i] == 3:
-                    del self.reuse[self.refs[i]]
-                    floors[i] = 2
-        return out
-
-
-def held_elsewhere(container, key) -> bool:
-    """Whether ``container[key]`` is referenced from anywhere but ``container``.
-
-    (getrefcount sees the container's reference and its own argument.)
-    """
-    return sys.getrefcount(container[key]) > 2
-
-
-#: The slot under LazyDocumentArray's ``_docs`` property.
-_DA_DOCS = DocumentArray._docs
-
-
-class LazyDocumentArray(DocumentArray):
-    """A received DocumentArray whose Documents are unpickled on first use.
-
-    ``len()`` and ``.embeddings`` (and assigning ``.embeddings``) work without unpickling;
-    anything that touches the Documents unpickles them all, once.
-    """
-
-    # _emb_in: (the matrix as decoded, its shape, its dtype) while the documents are not
-    # unpickled, so that encode knows that matrix without asking numpy for its address.
-    __slots__ = ('_lazy', '_emb_in')
-
-    @classmethod
-    def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None) -> 'LazyDocumentArray':
-        da = cls.__new__(cls)
-        _DA_DOCS.__set__(da, [])  # (the slot itself: the _docs property would unpickle)
-        da._id_map = da._emb_rows = None
-        da._emb = emb
-        da._emb_in = None if emb is None else (emb, emb.shape, emb.dtype)
-        # A list of its own: each view's reference count then shows this array is alive.
-        da._lazy = (payload, meta, list(views))
-        return da
-
-    @property
-    def _docs(self) -> list:
-        lazy = self._lazy
-        if lazy is not None:
-            self._materialize(lazy)
-        return _DA_DOCS.__get__(self)
-
-    @_docs.setter
-    def _docs(self, value: list) -> None:
-        self._lazy = self._emb_in = None
-        _DA_DOCS.__set__(self, value)
-
-    def _materialize(self, lazy: tuple) -> None:
-        payload, meta, views = lazy
-        # (_emb_in goes too: an array that kept these documents must not keep the
-        # received matrix alive, and with it the buffer pinned, once it is not theirs)
-        self._lazy = self._emb_in = None
-        docs = _unpack(pickle.loads(meta, buffers=views[1:] if isinstance(payload[1], tuple) else views))
-        _DA_DOCS.__set__(self, docs)
-        emb = self._emb
-        if emb is not None:
-            rows = list(emb)
-            for d, r in zip(docs, rows):
-                d._embedding = r
-            self._emb_rows = rows
-
-    @property
-    def materialized(self) -> bool:
-        """Whether the Documents were unpickled."""
-        return self._lazy is None
-
-    def __len__(self) -> int:
-        lazy = self._lazy
-        return lazy[0][0] if lazy is not None else len(_DA_DOCS.__get__(self))
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    @property
-    def embeddings(self) -> np.ndarray | None:
-        lazy = self._lazy
-        if lazy is not None and lazy[0][1] != MIXED:
-            return self._emb
-        return DocumentArray.embeddings.fget(self)
-
-    @embeddings.setter
-    def embeddings(self, value: np.ndarray | None) -> None:
-        lazy = self._lazy
-        if lazy is not None and isinstance(value, np.ndarray) and lazy[0][1] != MIXED:
-            if value.dtype.hasobject:
-                raise TypeError(f'embeddings must be a numeric array, got dtype {value.dtype} (Python objects '
-                                f'cannot travel between processes as raw bytes)')
-            if value.ndim < 2 or value.shape[0] != lazy[0][0]:
-                raise ValueError(f'embeddings must have shape (N, ...) with N = {lazy[0][0]} documents, '
-                                 f'got shape {value.shape}')
-            self._emb = value  # rows are attached if the documents are ever unpickled
-            return
-        DocumentArray.embeddings.fset(self, value)
-
-    def __reduce__(self):
-        return DocumentArray._from_list, (self._docs,)
-
-    def __repr__(self) -> str:
-        if self._lazy is not None:
-            extra = f' embeddings={self._emb.dtype}{list(self._emb.shape)}' if self._emb is not None else ''
-            return f'<DocumentArray length={len(self)}{extra}>'
-        return super().__repr__()
 
 
 # What the codec needs of the Document field table, by column (a field of every document,
@@ -392,14 +185,6 @@ def _place_matrix(placer: '_Placer', emb: np.ndarray, doc_list: list | None) -> 
     # A uint8 view: memoryview refuses datetime64 / timedelta64 items, bytes are bytes.
     raw = memoryview(emb.reshape(-1).view(np.uint8))
     return (placer.place(raw), describe_dtype(emb.dtype), emb.shape)
-
-
-def _unpack(packed: Any) -> list:
-    if isinstance(packed, list):
-        return packed
-    n, cols = packed
-    columns = [cols[i] if i in cols else itertools.repeat(d, n) for i, d in enumerate(_DEFAULTS)]
-    return list(map(_rebuild_document, zip(*columns)))
 
 
 def _address(buf) -> int:

@@ -19,7 +19,7 @@ import collections
 import time
 from typing import Any, Callable
 
-from .codec import held_elsewhere
+from .received import held_elsewhere
 from .shm import Arena
 
 __all__ = ['SlotLedger']

@@ -40,7 +40,8 @@ from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..handling import executor_config
 from . import protocol as P
 from . import zygote
-from .codec import InputBuffers, buffer_refs, decode, encode
+from .codec import decode, encode
+from .received import InputBuffers, buffer_refs
 from .ledger import SlotLedger
 from .shm import Arena, Mapper, remove_arena, sweep
 

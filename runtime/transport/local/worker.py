@@ -24,7 +24,8 @@ import zmq
 
 from . import protocol as P
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
-from .codec import InputBuffers, decode, encode, held_elsewhere
+from .codec import decode, encode
+from .received import InputBuffers, held_elsewhere
 from .shm import Arena, Mapper, sweep
 
 logger = logging.getLogger('runtime')

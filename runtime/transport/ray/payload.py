@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ...array import DocumentArray
-from ..local.codec import MIXED, LazyDocumentArray, _dumps
+from ..local.codec import _dumps
+from ..local.received import MIXED, LazyDocumentArray
 
 __all__ = ['MATRIX', 'encode', 'decode', 'nbytes']
 
