@@ -166,6 +166,26 @@ def test_flow_replaced_embeddings_keep_their_dtype():
     assert r.docs[0].embedding.tolist() == [1.0, 1.0, 1.0]
 
 
+class ShapesAndSums(Executor):
+    @requests
+    def look(self, docs, **kwargs):
+        return {'got': [None if d.embedding is None else (d.embedding.shape, float(d.embedding.sum()))
+                        for d in docs]}
+
+
+@pytest.mark.parametrize('request_size', [2, 100])
+def test_a_columnar_array_whose_documents_changed_since_travels_as_the_documents_are(request_size):
+    docs = DocumentArray(Document() for _ in range(5))
+    docs.embeddings = np.ones((5, 3), np.float32)
+    docs[1].embedding = np.full(3, 2, np.float32)  # same shape: its new values
+    docs[2].embedding = np.full(4, 3, np.float32)  # another shape: each document its own
+    docs[3].embedding = None
+    with Flow().add(uses=ShapesAndSums, name='s') as f:
+        res = f.post('/', docs, request_size=request_size, return_results=True, results_in_order=True)
+    got = [g for r in res for g in r.parameters['__results__']['s']['got']]
+    assert got == [((3,), 3.0), ((3,), 6.0), ((4,), 12.0), None, ((3,), 3.0)]
+
+
 class Keeper(Executor):
     """Keeps every received document (and so views of shared memory) across requests."""
 

@@ -130,11 +130,15 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
         inputs = inputs()
     if isinstance(inputs, DocumentArray):
         docs = inputs._docs
-        emb = inputs._emb if inputs._emb is not None and inputs.embeddings is inputs._emb else None
+        emb, rows = inputs._emb, inputs._emb_rows
         for i in range(0, len(docs), size):
             batch = DocumentArray._from_list(docs[i:i + size])
-            if emb is not None:  # keep it columnar: the batch's matrix is a slice, not a stack
-                batch._emb, batch._emb_rows = emb[i:i + size], inputs._emb_rows[i:i + size]
+            if emb is not None and rows is not None:
+                # Columnar: the batch's matrix is a slice, not a stack. Whether its rows are
+                # still its documents' embeddings is asked of each batch when it is encoded
+                # (a callback may replace some meanwhile); not of the whole array here,
+                # which would stack it all when they are not (and refuse shapes that differ).
+                batch._emb, batch._emb_rows = emb[i:i + size], rows[i:i + size]
             yield batch
         return
     if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
