@@ -385,8 +385,7 @@ class DocumentArray(DocumentSequence, LoadMixin, ArrayOps):
             raise ValueError(f'blobs must have shape (N, ...) with N = {len(self._docs)} documents, '
                              f'got shape {value.shape}')
         for d, r in zip(self._docs, value):
-            d._blob = r
-            d._plain = False
+            d.blob = r  # the setter: a blob replaces a text or buffer (content is one of them)
 
     def __reduce__(self):
         return _rebuild_array, (self._docs,)

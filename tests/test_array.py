@@ -458,6 +458,13 @@ def test_blobs():
     B = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
     da.blobs = B
     assert da[1].blob.shape == (2, 2) and da[1].blob.dtype == np.uint8
+    # as d.blob = ... does: the blob replaces the text (content is one of them), so the
+    # array saves and loads back
+    assert da.texts == [None, None, None] and da[0].content_type == 'blob'
+    buf = io.StringIO()
+    da.save(buf)
+    buf.seek(0)
+    assert DocumentArray.load(buf)[2].blob.tolist() == B[2].tolist()
     got = da.blobs
     assert got.shape == (3, 2, 2) and got.tolist() == B.tolist()
     with pytest.raises(ValueError, match='N = 3'):
@@ -465,6 +472,9 @@ def test_blobs():
     da.append(Document(id='noblob'))
     with pytest.raises(ValueError, match='noblob'):
         da.blobs
+    one_d = DocumentArray([Document(buffer=b'x'), Document()])
+    one_d.blobs = np.arange(2.0)
+    assert isinstance(one_d[1].blob, np.ndarray) and one_d[1].blob.shape == () and one_d[0].buffer is None
 
 
 def test_get_attributes():
