@@ -507,3 +507,29 @@ def test_a_kept_array_of_a_buffer_named_twice_is_pinned_and_released_when_let_go
         while rt.transport.ledger.pins and time.monotonic() < deadline:
             rt.pump(0.05)  # an idle worker tells what it let go within its idle poll
         assert not rt.transport.ledger.pins
+
+
+class KeepLast(Executor):
+    """Keeps the previous request's matrix only (an indexer that buffers, then flushes)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.last = None
+
+    @requests
+    def keep(self, docs, **kwargs):
+        self.last = docs.embeddings  # the one before is let go here
+
+
+def test_buffers_let_go_are_released_while_requests_keep_coming():
+    # A worker used to tell which kept buffers it let go only when idle for a while: under a
+    # steady stream every slot it had kept once stayed held, and the arenas filled up.
+    n = 600
+    held = []
+    x = np.random.default_rng(0).random((n * 10, 64), dtype=np.float32)
+    with Flow().add(uses=KeepLast) as f:
+        ledger = f._rt.transport.ledger
+        f.post('/', (Document(embedding=row) for row in x), request_size=10,
+               on_done=lambda r: held.append(len(ledger.pins)))
+    assert len(held) == n
+    assert max(held) < n // 2 and held[-1] < n // 2, (max(held), held[-1])

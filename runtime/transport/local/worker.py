@@ -34,6 +34,9 @@ logger = logging.getLogger('runtime')
 IDLE_POLL_MS = 200
 #: How often a worker with requests queued reads its socket all the same, for a STOP.
 LOOK_S = 0.01
+#: While requests keep coming, kept buffers are checked for release at most this often (a
+#: check costs a reference count per kept buffer: an indexer may keep thousands).
+PINS_CHECK_S = 0.02
 #: How often the watcher thread checks the parent, and how long it then gives the main
 #: loop to exit by itself (it is idle, or its handler is about to return).
 WATCH_S, WATCH_GRACE_S = 0.25, 1.0
@@ -63,6 +66,7 @@ class Worker:
         self.replica = 0
         self.pinned: list = []  # (ref, view) of request buffers a handler kept
         self.releases: list = []  # (arena, slot) let go since the last message out
+        self.pins_checked = 0.0  # (time.time()) when ``pinned`` was last checked
 
     # -- messaging -------------------------------------------------------------------------
     # The parent batches what it has for us (see protocol.pack); we answer each request as
@@ -182,6 +186,12 @@ class Worker:
             refs, views = inputs.refs, inputs.views
             self.pinned.extend((refs[i], views[i]) for i in pins)
             pins = [(refs[i][0], refs[i][1]) for i in pins]
+        if self.pinned and t_recv - self.pins_checked > PINS_CHECK_S:
+            # Not only when idle: under a steady stream of requests the buffers an executor
+            # let go of (an indexer that flushes its buffer) would otherwise stay held, and
+            # the arenas fill up while no request needs them.
+            self.pins_checked = t_recv
+            self.check_pins()
         return build, (*fields, pins, self._take_releases()), out_meta
 
     def process(self, rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv, split):
