@@ -332,6 +332,51 @@ def test_class_in_main_of_script_without_guard(tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
+def test_a_script_executors_remote_traceback_shows_its_file_and_lines(tmp_path):
+    # A class from __main__ travels by value, and cloudpickle names its code's file
+    # '<dynamic-code>': the traceback would show neither the file nor the failing line.
+    script = tmp_path / 'failing.py'
+    script.write_text(textwrap.dedent('''\
+        from runtime import Document, Executor, Flow, requests
+
+
+        def helper_that_fails(docs):
+            return len(docs) / 0
+
+
+        class Bad(Executor):
+            @requests
+            def foo(self, docs, **kwargs):
+                helper_that_fails(docs)
+
+
+        class BadInit(Executor):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                raise RuntimeError('no index here')
+
+
+        with Flow().add(uses=Bad) as f:
+            try:
+                f.post('/', Document())
+            except Exception as e:
+                print(e.__cause__)
+        try:
+            with Flow().add(uses=BadInit):
+                pass
+        except Exception as e:
+            print(e.__cause__ or e)
+        '''))
+    proc = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f'File "{script}", line 5, in helper_that_fails' in out and 'return len(docs) / 0' in out, out
+    assert f'File "{script}", line 11, in foo' in out and 'helper_that_fails(docs)' in out, out
+    assert f'File "{script}", line 17, in __init__' in out and "raise RuntimeError('no index here')" in out, out
+    assert '<dynamic-code>' not in out
+
+
 class PeaIdExec(Executor):
     @requests
     def report(self, docs, **kwargs):

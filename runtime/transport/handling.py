@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 from ..array import DocumentArray, DocumentSequence
+from .code_files import code_files, restore_code_files
 
 #: The key of the groundtruths in what a request carries besides its documents.
 GROUNDTRUTHS = '__groundtruths__'
@@ -30,7 +31,8 @@ __all__ = ['GROUNDTRUTHS', 'executor_config', 'use_sys_path', 'build_executor', 
 def executor_config(dep: Any, shard: int, replica: int) -> dict:
     """What an instance of deployment ``dep`` needs to build its executor (plain data)."""
     return {'name': dep.metas['name'], 'replica_id': replica, 'shard_id': shard, 'replicas': dep.replicas,
-            'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs, 'sys_path': list(sys.path)}
+            'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs, 'sys_path': list(sys.path),
+            'code_files': code_files(dep.cls)}
 
 
 def use_sys_path(cfg: dict) -> None:
@@ -44,7 +46,10 @@ def use_sys_path(cfg: dict) -> None:
 
 def build_executor(cls: type, cfg: dict) -> Any:
     """An instance of ``cls`` with ``metas`` and ``runtime_args`` set before its
-    ``__init__`` runs (as Jina 2 did), so ``__init__`` can read its workspace and shard."""
+    ``__init__`` runs (as Jina 2 did), so ``__init__`` can read its workspace and shard.
+    Code that arrived by value gets its source files back first, so that its tracebacks
+    show them (see ``code_files``)."""
+    restore_code_files(cls, cfg.get('code_files'))
     obj = cls.__new__(cls)
     for k, v in cfg['metas'].items():
         setattr(obj.metas, k, v)
