@@ -20,6 +20,8 @@ import os
 import pickle
 from typing import IO, Any, Union
 
+import numpy as np
+
 from .columns import _stack
 from .document import Document, _rebuild_document
 from .fields import INDEX
@@ -40,6 +42,21 @@ def _is_text_file(file: Any) -> bool:
         return False
     mode = getattr(file, 'mode', None)  # wrappers such as tempfile.NamedTemporaryFile
     return isinstance(mode, str) and 'b' not in mode
+
+
+def _set_embeddings(da: Any, matrix: Any) -> None:
+    """Give the documents of ``da`` the rows of the stacked ``matrix`` that save wrote."""
+    try:
+        da.embeddings = matrix  # columnar: .embeddings is then the matrix itself
+    except (TypeError, ValueError):
+        # Whatever stacked but is no embedding matrix to DocumentArray (an (N,) vector of
+        # scalar embeddings, str or structured dtypes): each document gets its row view,
+        # which has the shape and dtype it was saved with.
+        if not isinstance(matrix, np.ndarray) or matrix.ndim == 0 or len(matrix) != len(da):
+            raise ValueError(f'damaged DocumentArray binary file: {len(da)} documents but an embedding '
+                             f'matrix of shape {getattr(matrix, "shape", None)}') from None
+        for i, d in enumerate(da):
+            d.embedding = matrix[i, ...]
 
 
 class SaveMixin:
@@ -133,7 +150,7 @@ class LoadMixin:
             _, states, matrix = payload
             da = cls._from_list([_rebuild_document(s) for s in states])
             if matrix is not None:
-                da.embeddings = matrix
+                _set_embeddings(da, matrix)
             return da
         docs = []
         for lineno, line in enumerate(file, 1):

@@ -121,12 +121,21 @@ class _DocumentType(type):
         return sig.replace(parameters=list(sig.parameters.values())[1:], return_annotation=sig.empty)
 
 
+_NESTED = ('chunks', 'matches')
+
+
 def _set_fields(d: Any, fields: dict[str, Any]) -> None:
     # The keywords of Document(...), validated like attribute assignment.
     if len(fields) > 1:  # one keyword cannot clash with itself
         _check_one_content(fields, 'Document()')
     if d._id is None and fields.get('id') is None:
         d._id = _new_id()  # before chunks=... so that they get it as parent_id
+    if 'chunks' in fields or 'matches' in fields:
+        # Chunks and matches take parent_id / granularity / adjacency from this document
+        # when added: they go last, whatever the caller's keyword order, so that they see
+        # the finished document.
+        fields = {k: v for k, v in fields.items() if k not in _NESTED} | {
+            k: fields[k] for k in _NESTED if k in fields}
     for key, value in fields.items():
         if key == 'embedding' and type(value) is _ndarray and not value.dtype.hasobject:
             # What the embedding setter does with an ndarray (check_array), inlined: a

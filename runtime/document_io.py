@@ -112,6 +112,11 @@ class DictMixin:
         """
         _check_one_content(fields, 'set_attributes()')
         for key, value in fields.items():
+            if key == 'id':
+                # The property, not _SETTERS['id'] (meant for documents still being built):
+                # this document may sit in arrays whose id index must see the new id.
+                self.id = value
+                continue
             setter = _SETTERS.get(key)
             if setter is not None:
                 setter(self, value)

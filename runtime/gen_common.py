@@ -82,15 +82,21 @@ def _check_source(fp: Any, name: str, allow_binary: bool) -> None:
     if isinstance(fp, (bytes, bytearray)):
         raise TypeError(f'{name} takes a path (str or os.PathLike), an open file or an iterable of lines, '
                         f'got {type(fp).__name__}; decode it and pass io.StringIO(data.decode()) instead')
-    mode = getattr(fp, 'mode', '')
-    # Some file objects (gzip) keep an int mode, so test the type before looking for 'b'.
-    if not allow_binary and (isinstance(fp, (io.RawIOBase, io.BufferedIOBase))
-                             or (isinstance(mode, str) and 'b' in mode)):
+    if not allow_binary and _is_binary_file(fp):
         raise TypeError(f'{name} needs a file opened in text mode (open(path, newline="")), '
                         f'got a binary file {fp!r}')
     if not isinstance(fp, Iterable):
         raise TypeError(f'{name} takes a path (str or os.PathLike), an open file or an iterable of lines, '
                         f'got {type(fp).__name__}')
+
+
+def _is_binary_file(fp: Any) -> bool:
+    """Whether ``fp`` is a file opened in binary mode (its lines are bytes)."""
+    if isinstance(fp, (io.RawIOBase, io.BufferedIOBase)):
+        return True
+    # Some file objects (gzip) keep an int mode, so test the type before looking for 'b'.
+    mode = getattr(fp, 'mode', '')
+    return isinstance(mode, str) and 'b' in mode
 
 
 def _check_csv_dialect(dialect: Any) -> None:
@@ -135,7 +141,17 @@ def _iter_lines(fp: LinesSource, encoding: str, newline: str | None = None,
                 yield from f
     else:
         want = (bytes, bytearray) if binary else str
+        # A file opened in binary mode where text is read (Jina 2 took them: json.loads reads
+        # bytes): its lines are decoded here, so every reader sees str.
+        decode = not binary and _is_binary_file(fp)
         for line_num, line in enumerate(fp, start=1):
+            if decode and isinstance(line, (bytes, bytearray)):
+                try:
+                    line = line.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f'line {line_num} is not valid {encoding} ({exc}); pass a file of '
+                                     f'{encoding} text, or open it in text mode with its encoding, '
+                                     f'e.g. open(path, encoding="latin-1")') from None
             if not isinstance(line, want):
                 raise ValueError(f'line {line_num} is {type(line).__name__} {line!r:.40}, not '
                                  f'{"bytes" if binary else "str"}: pass an open file, a path, or an iterable '

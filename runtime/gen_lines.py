@@ -201,7 +201,8 @@ def from_ndjson(fp: LinesSource, field_resolver: Mapping[str, str] | None = None
     Parameters
     ----------
     fp : str, os.PathLike, file or iterable of str
-        The NDJSON. A path is opened (utf-8) only when iteration starts.
+        The NDJSON. A path is opened (utf-8) only when iteration starts; a file opened in
+        binary mode is read as utf-8.
     field_resolver : dict, optional
         Renames keys to Document fields first, e.g. ``{'question': 'text'}``.
     size : int, optional
@@ -275,7 +276,8 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
     Parameters
     ----------
     lines : iterable of str, optional
-        The lines (a list, an open file, a generator...). Give this or ``filepath``.
+        The lines (a list, an open file, a generator...). Give this or ``filepath``. A file
+        opened in binary mode is read as utf-8 text.
     filepath : str or os.PathLike, optional
         A file to read, opened only when iteration starts. Give this or ``lines``.
     read_mode : {'r', 'rb'}

@@ -70,8 +70,13 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         Check every file's checksums on open (``verify()``), not only the records and rows
         as they are read.
 
+    Jina 2's ``key_length`` and ``buffer_pool_size`` are refused with a TypeError that says
+    why they are not needed (ids of any length are stored; there is no buffer pool).
+
     Raises
     ------
+    TypeError
+        A keyword other than ``verify``.
     ValueError
         The directory holds something else.
     NotADirectoryError
@@ -89,8 +94,9 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
     3
     """
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False, **jina2_options: Any) -> None:
         self._closed = True  # first, so that close() / __del__ work whatever fails below
+        _refuse_options(jina2_options)
         self._path = os.path.abspath(os.fspath(path))
         self._store = Store.acquire(path)
         self._closed = False
@@ -457,7 +463,9 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         --------
         >>> dam.close()
         """
-        if self._closed:
+        # getattr: __del__ runs this also on an object whose __init__ never started (its
+        # arguments did not bind), which has no _closed.
+        if getattr(self, '_closed', True):
             return
         self._closed = True
         s = self._store
@@ -485,6 +493,29 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
                                getattr(self, '_path', '?'), exc)
             except Exception:
                 pass
+
+
+#: Jina 2's DocumentArrayMemmap options, none needed here -> why, and what to do instead.
+_JINA2_OPTIONS = {
+    'key_length': 'is not needed: ids of any length are stored as they are; remove it',
+    'buffer_pool_size': 'is not needed: there is no buffer pool, every append is on disk when it returns '
+                        'and a fetched document is a copy (store a change with dam[doc.id] = doc); remove it',
+}
+
+
+def _refuse_options(options: dict[str, Any]) -> None:
+    """Raise for the first of ``options`` (keywords ``__init__`` does not take), naming it.
+
+    >>> _refuse_options({'key_length': 36})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: DocumentArrayMemmap(key_length=...) is not needed: ids of any length ...
+    """
+    for name in options:
+        why = _JINA2_OPTIONS.get(name)
+        if why is not None:
+            raise TypeError(f'DocumentArrayMemmap({name}=...) {why}')
+        raise TypeError(f'DocumentArrayMemmap() got an unexpected keyword {name!r}; it takes a path and '
+                        f'verify=True/False')
 
 
 def _check_extend(doc: Any) -> None:

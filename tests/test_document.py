@@ -53,11 +53,14 @@ def assert_full_doc(d):
     assert d.evaluations == {'recall': 0.8}
     assert isinstance(d.chunks, DocumentArray) and isinstance(d.matches, DocumentArray)
     (c,) = d.chunks
-    assert (c.id, c.text, c.parent_id, c.granularity, c.tags) == ('c1', 'chunk', 'root', 1, {'pos': 0})
+    # Adopted from the finished parent (granularity=2, adjacency=3), though chunks= and
+    # matches= come before those keywords in full_doc().
+    assert (c.id, c.text, c.parent_id, c.granularity, c.tags) == ('c1', 'chunk', 'root', 3, {'pos': 0})
     assert_same_array(c.embedding, np.arange(4, dtype=np.int8))
     assert type(c.text) is str and c.mime_type == 'text/plain'
     (m,) = d.matches
-    assert (m.id, m.buffer, m.scores, m.adjacency) == ('m1', b'\x00\xffmatch', {'cosine': 0.25, 'l2': 3.0}, 1)
+    assert (m.id, m.buffer, m.scores, m.adjacency, m.granularity) == (
+        'm1', b'\x00\xffmatch', {'cosine': 0.25, 'l2': 3.0}, 4, 2)
     assert type(m.buffer) is bytes
     assert m.matches[0].text == 'deep'
     assert d == full_doc()
@@ -264,6 +267,21 @@ def test_chunks_and_matches_accept_lists_arrays_and_dicts():
             d.chunks = bad
     with pytest.raises(TypeError, match='takes Documents'):
         d.chunks = [1, 2]
+
+
+def test_chunks_and_matches_keywords_see_the_finished_parent_in_any_order():
+    # Chunks / matches adopt parent_id, granularity, adjacency from the document: the
+    # same result whether chunks= / matches= come before or after those keywords.
+    parent = dict(id='p', granularity=2, adjacency=1)
+    for nested_first in (True, False):
+        nested = dict(chunks=[Document(text='c')], matches=[Document(id='m')])
+        d = Document(**({**nested, **parent} if nested_first else {**parent, **nested}))
+        (c,), (m,) = d.chunks, d.matches
+        assert (c.parent_id, c.granularity) == ('p', 3), nested_first
+        assert (m.adjacency, m.granularity) == (2, 2), nested_first
+    # Document(obj, **fields) applies its keywords the same way.
+    d = Document({'text': 'x'}, chunks=[Document()], id='q', granularity=1)
+    assert (d.chunks[0].parent_id, d.chunks[0].granularity) == ('q', 2)
 
 
 # -- content_hash ----------------------------------------------------------------------------------
@@ -485,3 +503,27 @@ def test_construction_and_pickle_are_cheap():
     round_trip = (time.perf_counter() - t0) / n
     assert construct < 100e-6, f'Document() took {construct * 1e6:.1f} us'
     assert round_trip < 100e-6, f'pickle round trip took {round_trip * 1e6:.1f} us'
+
+
+# -- saving ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize('make', [
+    lambda i: np.float32(i + 0.5),  # 0-d: stacks to an (N,) vector, no (N, ...) matrix
+    lambda i: np.array(i, np.int64),
+    lambda i: np.array([(i, 2.0)], dtype=[('a', 'i4'), ('b', 'f4')]),  # structured
+    lambda i: np.array(['ab', 'c' * i]),
+    lambda i: np.array([b'x'] * 2),
+    lambda i: np.arange(6, dtype=np.float16).reshape(2, 3) + i,
+], ids=['0-d float32', '0-d int64', 'structured', 'str', 'bytes', 'float16 2-d'])
+def test_binary_save_load_gives_every_embedding_back(make):
+    # save stacks equal embeddings into one matrix; load must give every document its own
+    # back, with its shape and dtype, also where that matrix is no (N, ...) numeric matrix.
+    import io
+    da = DocumentArray([Document(id=str(i), embedding=make(i)) for i in range(3)])
+    f = io.BytesIO()
+    da.save(f, 'binary')
+    f.seek(0)
+    back = DocumentArray.load(f, 'binary')
+    assert back == da
+    for d, orig in zip(back, da):
+        assert (d.embedding.shape, d.embedding.dtype) == (orig.embedding.shape, orig.embedding.dtype)
+        np.testing.assert_array_equal(d.embedding, orig.embedding)

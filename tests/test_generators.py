@@ -221,6 +221,23 @@ def test_ndjson_lazy_and_call_time_errors(tmp_path):
         from_ndjson(tmp_path / 'x', sampling_rate=float('nan'))
 
 
+def test_ndjson_and_lines_read_files_opened_in_binary_mode(tmp_path):
+    # Jina 2 read open(path, 'rb') (json.loads takes bytes): the lines are utf-8 text.
+    path = tmp_path / 'b.ndjson'
+    path.write_bytes('{"text": "caf\u00e9"}\r\n\n{"text": "b", "n": 1}\n'.encode())
+    with open(path, 'rb') as f:
+        assert [d.text for d in from_ndjson(f)] == ['caf\u00e9', 'b']
+    with open(path, 'rb') as f:
+        assert [d.tags for d in from_lines(f)] == [{}, {'n': 1}]
+    assert [d.text for d in from_lines(io.BytesIO(b'one\r\n\ntwo\n'), line_format=None)] == ['one', 'two']
+    assert _ids(from_lines(io.BytesIO(b'id,text\n1,a\n'), line_format='csv')) == ['1']
+    # Bytes that are no utf-8: the error names the line.
+    with pytest.raises(ValueError, match='line 2 is not valid utf-8'):
+        list(from_ndjson(io.BytesIO(b'{"text": "ok"}\n{"text": "\xff"}\n')))
+    with pytest.raises(ValueError, match='line 1 is not valid utf-8'):
+        list(from_lines(io.BytesIO(b'\xff\n'), line_format=None))
+
+
 # -- from_ndarray -------------------------------------------------------------------------------
 def test_ndarray_axis0_keeps_dtype_and_views():
     arr = np.arange(12, dtype=np.int16).reshape(4, 3)

@@ -57,6 +57,19 @@ def test_tag_paths_in_attributes_get_attributes_and_field_resolver():
         d.no_such_field  # noqa: B018
 
 
+def test_set_attributes_id_renames_a_document_an_array_holds():
+    # The array has looked an id up (built its id index) before the rename: it must still
+    # find the document under its new id, as after d.id = 'z'.
+    da = DocumentArray([Document(id='x'), Document(id='y')])
+    assert da['x'].id == 'x'
+    da[0].set_attributes(id='z', text='renamed')
+    assert 'z' in da and 'x' not in da
+    assert da['z'].text == 'renamed'
+    with pytest.raises(TypeError, match='cannot be None'):
+        da[1].set_attributes(id=None)  # as d.id = None
+    assert da[1].id == 'y'
+
+
 # -- named scores --------------------------------------------------------------------------------
 def test_named_scores_as_in_jina2():
     d = Document()

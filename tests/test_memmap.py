@@ -611,6 +611,27 @@ def test_bad_documents_are_refused(tmp_path):
         assert len(dam) == 2
 
 
+def test_jina2_options_are_refused_with_what_to_do(tmp_path, caplog):
+    # Jina 2's DocumentArrayMemmap(path, key_length=..., buffer_pool_size=...): each named,
+    # with why it is not needed; nothing is created, and the half-made object's finaliser
+    # stays quiet (no "flush on garbage collection failed").
+    path = tmp_path / 'dam'
+    with pytest.raises(TypeError, match=r'DocumentArrayMemmap\(key_length=\.\.\.\) is not needed: ids of any length'):
+        DocumentArrayMemmap(path, key_length=36)
+    with pytest.raises(TypeError, match=r'buffer_pool_size=\.\.\.\) is not needed: there is no buffer pool'):
+        DocumentArrayMemmap(path, buffer_pool_size=1000)
+    with pytest.raises(TypeError, match="unexpected keyword 'verfy'; it takes a path and verify="):
+        DocumentArrayMemmap(path, verfy=True)
+    with pytest.raises(TypeError):
+        DocumentArrayMemmap()  # pylint: disable=no-value-for-parameter
+    gc.collect()
+    assert not path.exists()
+    assert 'garbage collection' not in caplog.text and '_closed' not in caplog.text
+    with DocumentArrayMemmap(path, verify=True) as dam:
+        dam.append(make(0))
+        assert len(dam) == 1
+
+
 def test_foreign_directories_and_files_are_refused(tmp_path):
     foreign = tmp_path / 'foreign'
     foreign.mkdir()
