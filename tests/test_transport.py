@@ -533,3 +533,98 @@ def test_buffers_let_go_are_released_while_requests_keep_coming():
                on_done=lambda r: held.append(len(ledger.pins)))
     assert len(held) == n
     assert max(held) < n // 2 and held[-1] < n // 2, (max(held), held[-1])
+
+
+# -- each executor's writes are its own (copy-on-write maps) ------------------------------------
+class KeepsWhatItGets(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.store = []
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        self.store.append(docs.embeddings)
+
+    @requests(on='/check')
+    def check(self, docs, **kwargs):
+        return {'sum': float(sum(float(e.sum()) for e in self.store))}
+
+
+class ZeroesInPlace(Executor):
+    @requests(on=['/index', '/'])
+    def zero(self, docs, **kwargs):
+        docs.embeddings *= 0  # in place, as a normalizer's /= would be
+
+
+class SumsWhatItGets(Executor):
+    @requests
+    def total(self, docs, **kwargs):
+        return {'sum': float(docs.embeddings.sum())}
+
+
+def _ones(n=100, dim=64):
+    return DocumentArray(Document(embedding=np.ones(dim, np.float32)) for _ in range(n))
+
+
+def test_an_in_place_change_travels_on_but_leaves_what_an_earlier_executor_kept():
+    with Flow().add(uses=KeepsWhatItGets, name='idx').add(uses=ZeroesInPlace) as f:
+        (r,) = f.post('/index', _ones(), return_results=True)
+        assert float(r.docs.embeddings.sum()) == 0.0  # the change reached the caller
+        (r,) = f.post('/check', Document(), return_results=True)
+        assert r.parameters['__results__']['idx']['sum'] == 6400.0  # the indexer's copy is intact
+
+
+def test_a_parallel_branch_does_not_see_another_branchs_in_place_change():
+    f = (Flow().add(uses=ZeroesInPlace, name='a', needs='gateway')
+         .add(uses=SumsWhatItGets, name='b', needs='gateway').add(name='join', needs=['a', 'b']))
+    with f:
+        (r,) = f.post('/', _ones(), return_results=True)
+    assert r.parameters['__results__']['b']['sum'] == 6400.0
+    assert float(r.docs.embeddings.sum()) == 0.0  # the join keeps what branch a changed
+
+
+class AddsOneThenDiesOnce(Executor):
+    def __init__(self, marker: str = '', **kwargs):
+        super().__init__(**kwargs)
+        self.marker = marker
+
+    @requests
+    def add(self, docs, **kwargs):
+        docs.embeddings += 1
+        if not os.path.exists(self.marker):
+            open(self.marker, 'w').close()
+            os._exit(9)  # after changing the request's arrays
+
+
+def test_a_retry_gets_the_request_as_it_was_before_the_dead_attempt(tmp_path):
+    with Flow().add(uses=AddsOneThenDiesOnce, uses_with={'marker': str(tmp_path / 'died')},
+                    max_restarts=1, max_retries=1) as f:
+        (r,) = f.post('/', _ones(10), return_results=True)
+    assert (tmp_path / 'died').exists()
+    assert r.docs.embeddings.tolist() == np.full((10, 64), 2.0).tolist()
+
+
+class AddsOne(Executor):
+    @requests
+    def add(self, docs, **kwargs):
+        docs.embeddings += 1
+
+
+def test_slots_reused_after_in_place_writes_show_the_new_bytes():
+    # A process that wrote a slot in place holds a private copy of its pages; once the
+    # owner reuses the slot for another request, the process must see the new bytes.
+    x = np.arange(300 * 10 * 1024, dtype=np.float32).reshape(300 * 10, 1024) % 1000
+    got = []
+
+    def scribble(r):  # a callback that changes its results in place (views, not copies)
+        e = r.docs.embeddings
+        got.append(e.copy())
+        e[:] = -1
+
+    with Flow().add(uses=AddsOne).add(uses=AddsOne, name='again').add(uses=SumsWhatItGets) as f:
+        for _ in range(2):
+            got.clear()
+            docs = DocumentArray(Document(embedding=row) for row in x)
+            f.post('/', docs, request_size=10, on_done=scribble, results_in_order=True)
+            assert np.array_equal(np.concatenate(got), x + 2)
+            assert np.array_equal(docs.embeddings, x)  # the caller's own arrays are untouched

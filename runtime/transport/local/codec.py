@@ -305,7 +305,8 @@ def _unchanged(emb_in: tuple | None, emb: np.ndarray, views: list, inputs: Any) 
     for that address, which costs more than the rest of a pass-through)."""
     return (emb_in is not None and emb_in[0] is emb and inputs is not None and bool(inputs.ranges)
             and bool(views) and getattr(inputs, 'views', None) is not None and views[0] is inputs.views[0]
-            and emb.shape == emb_in[1] and emb.dtype == emb_in[2] and emb.flags.c_contiguous)
+            and emb.shape == emb_in[1] and emb.dtype == emb_in[2] and emb.flags.c_contiguous
+            and inputs.unchanged(0))
 
 
 #: Dtypes of received matrices by their header string (a handful in a process's life).

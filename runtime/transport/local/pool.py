@@ -447,11 +447,13 @@ class _Ranges:
     """Several InputBuffers seen as one, for naming arrays that lie in any of them."""
 
     def __init__(self, buffers: list) -> None:
+        self.buffers = buffers
         self.ranges = [r for b in buffers for r in b.ranges]
         self.views = [v for b in buffers for v in b.views]
 
     def find(self, addr: int, nbytes: int):
-        for start, end, ref in self.ranges:
-            if start <= addr and addr + nbytes <= end:
-                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+        for b in self.buffers:
+            ref = b.find(addr, nbytes)
+            if ref is not None:
+                return ref
         return None

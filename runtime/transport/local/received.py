@@ -20,7 +20,7 @@ import numpy as np
 from ...array import DocumentArray
 from ...document import _rebuild_document
 from ...fields import DEFAULTS
-from .shm import Mapper
+from .shm import Mapper, written
 
 __all__ = ['BufRef', 'Payload', 'MIXED', 'buffer_refs', 'InputBuffers', 'LazyDocumentArray', 'held_elsewhere']
 
@@ -89,6 +89,7 @@ class InputBuffers:
         for ref in refs:
             entry = reuse.get(ref)
             if entry is not None and sys.getrefcount(entry[0]) == 2:  # the dict's entry and the argument
+                mapper.refresh(*ref)  # taken up again: as a new view would be
                 floors.append(3)
             elif entry is None and ref[1] >= 0:
                 entry = reuse[ref] = view(*ref)
@@ -101,11 +102,18 @@ class InputBuffers:
             ranges.append((addr, addr + ref[3], ref))
 
     def find(self, addr: int, nbytes: int) -> BufRef | None:
-        """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers."""
+        """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers
+        and this process did not write it (a changed array is copied: only this process's
+        map shows the change, see ``shm``)."""
         for start, end, ref in self.ranges:
             if start <= addr and addr + nbytes <= end:
-                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+                return None if written(addr, nbytes) else (ref[0], ref[1], ref[2] + (addr - start), nbytes)
         return None
+
+    def unchanged(self, i: int) -> bool:
+        """Whether this process wrote nothing of buffer ``i``."""
+        start, end, _ = self.ranges[i]
+        return not written(start, end - start)
 
     def kept(self) -> list[int]:
         """The indices (in ``refs`` / ``views``) of the buffers whose memory something

@@ -8,6 +8,17 @@ faults dominate), which is why slots are recycled rather than segments created.
 We create the files ourselves (0600, O_EXCL) instead of using
 ``multiprocessing.shared_memory``: on Python 3.11 its resource tracker registers every
 attach and unlinks or warns at the wrong time.
+
+Only the owner writes its arena. Every other process maps it copy-on-write
+(``MAP_PRIVATE``): reading is zero-copy, and a handler that changes an array it received
+in place changes its own copy of those pages, not what an executor that kept the array, a
+parallel branch or a retry of the request sees (each executor has its own documents, as in
+Jina 2). Changes travel on because the encoder copies an array whose pages this process
+wrote (``written``) instead of naming the received buffer again. A private page is stale
+once the owner reuses the slot, so a process drops its private pages of a buffer when it
+takes the buffer up for a new request (``Mapper.view`` / ``copy`` / ``refresh``): a slot is
+reused only once no process holds it, so nothing of this process still needs them then.
+Slots are page-aligned, so that dropping one slot's pages never touches another's.
 """
 from __future__ import annotations
 
@@ -19,10 +30,13 @@ import os
 
 import numpy as np
 
-__all__ = ['Arena', 'Mapper', 'SHM_DIR', 'sweep', 'remove_arena']
+__all__ = ['Arena', 'Mapper', 'SHM_DIR', 'sweep', 'remove_arena', 'written']
 
 SHM_DIR = '/dev/shm'
-_ALIGN = 64  # cache-line aligned slots keep numpy's SIMD loops on their fast path
+_PAGE = mmap.PAGESIZE
+#: Slots start on a page of their own (see the module docstring); a page is also a
+#: multiple of the cache line that keeps numpy's SIMD loops on their fast path.
+_ALIGN = _PAGE
 #: Array types a Mapper keeps (one per payload length seen; emptied when full).
 _TYPES_MAX = 256
 
@@ -153,7 +167,7 @@ class Arena:
 
 
 class Mapper:
-    """Maps other processes' arenas (once each) and segments, read-write.
+    """Maps other processes' arenas (once each) and segments, copy-on-write.
 
     A view is a ctypes char array over the map, not a memoryview or a numpy slice, on
     purpose: numpy keeps such an exporter as the ``base`` of every array built from it
@@ -176,7 +190,8 @@ class Mapper:
 
     def view(self, arena: str, slot: int, inner: int, nbytes: int) -> tuple[ctypes.Array, int]:
         """Bytes ``[inner, inner + nbytes)`` of a slot of ``arena`` (slot < 0: of the
-        dedicated segment ``f'{arena}-s{-slot}'``), and their address in this process."""
+        dedicated segment ``f'{arena}-s{-slot}'``), taken up for a new request (see
+        ``refresh``), and their address in this process."""
         if slot < 0:
             # Not cached: the mapping lives as long as the arrays over it, then goes.
             mm, base = _map_file(f'{arena}-s{-slot}')
@@ -184,6 +199,7 @@ class Mapper:
         else:
             mm, base = self._maps.get(arena) or self._map(arena)
             start = slot + inner
+            _drop_private(mm, base, start, nbytes)
         array_type = self._types.get(nbytes)
         if array_type is None:
             if len(self._types) >= _TYPES_MAX:
@@ -196,10 +212,20 @@ class Mapper:
         costs more than copying)."""
         if slot < 0:
             return bytearray(self.view(arena, slot, inner, nbytes)[0])
-        mm = (self._maps.get(arena) or self._map(arena))[0]
+        mm, base = self._maps.get(arena) or self._map(arena)
         start = slot + inner
+        _drop_private(mm, base, start, nbytes)
         with memoryview(mm) as whole:
             return bytearray(whole[start:start + nbytes])
+
+    def refresh(self, arena: str, slot: int, inner: int, nbytes: int) -> None:
+        """Take up bytes of a slot again, for a new request, through a view made earlier:
+        drop this process's private copies of its pages (written for an earlier request
+        in that slot), so that it shows what the owner wrote since."""
+        if slot >= 0:
+            entry = self._maps.get(arena)
+            if entry is not None:
+                _drop_private(entry[0], entry[1], slot + inner, nbytes)
 
     def forget(self, arena: str) -> None:
         """Drop the map of ``arena`` (a dead process's): its memory goes once no array
@@ -213,12 +239,66 @@ class Mapper:
 
 
 def _map_file(name: str) -> tuple[mmap.mmap, int]:
-    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
     try:
-        mm = mmap.mmap(fd, 0)
+        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # copy-on-write: see the module docstring
     finally:
         os.close(fd)
     return mm, ctypes.addressof(ctypes.c_char.from_buffer(mm))
+
+
+# -- which pages this process wrote -------------------------------------------------------------
+# /proc/self/pagemap has 8 bytes per page of this process; the top byte's bits tell that a
+# page is present (0x80), swapped (0x40), or a page of the file rather than a private copy
+# (0x20). Opened once per process (a forked child reopens it: the path names the opener).
+_PRIVATE = bytes(1 if (b & 0xA0) == 0x80 or b & 0x40 else 0 for b in range(256))
+_pagemap_fd: int | None = None
+
+
+def _pagemap() -> int:
+    global _pagemap_fd
+    if _pagemap_fd is None:
+        try:
+            _pagemap_fd = os.open('/proc/self/pagemap', os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            _pagemap_fd = -1
+    return _pagemap_fd
+
+
+def _forget_pagemap() -> None:
+    global _pagemap_fd
+    _pagemap_fd = None  # (the parent's descriptor stays the parent's business)
+
+
+os.register_at_fork(after_in_child=_forget_pagemap)
+
+
+def written(addr: int, nbytes: int) -> bool:
+    """Whether this process wrote any page of ``[addr, addr + nbytes)`` of a copy-on-write
+    map (it then holds a private copy of that page). True when that cannot be known (no
+    ``/proc/self/pagemap``): the caller then copies, which is always right.
+
+    >>> written(0, 0)
+    False
+    """
+    if nbytes <= 0:
+        return False
+    fd = _pagemap()
+    if fd < 0:
+        return True
+    first = addr // _PAGE
+    count = (addr + nbytes - 1) // _PAGE - first + 1
+    try:
+        return b'\x01' in os.pread(fd, 8 * count, 8 * first)[7::8].translate(_PRIVATE)
+    except OSError:
+        return True
+
+
+def _drop_private(mm: mmap.mmap, base: int, start: int, nbytes: int) -> None:
+    if written(base + start, nbytes):
+        first = start - start % _PAGE
+        end = start + nbytes
+        mm.madvise(mmap.MADV_DONTNEED, first, end - first)  # the pages of the file again
 
 
 def remove_arena(name: str) -> None:
