@@ -97,7 +97,9 @@ class WorkerDiedError(RuntimeError):
         if why:  # the Flow ended it, or saw it go (a lost connection, a dead node)
             how = None
         elif reason:  # it told the parent why before it died: that is the cause, not the exit code
-            how = f'after an error outside any handler: {reason} (exit code {returncode}; traceback below)'
+            # (an error outside any handler, or a BaseException such as KeyboardInterrupt out
+            # of one: the traceback tells where)
+            how = f'after an uncaught {reason} (exit code {returncode}; traceback below)'
         else:
             how = f'with {describe_exit(returncode)}'
         if how is None:

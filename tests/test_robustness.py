@@ -193,7 +193,8 @@ DEATHS = {
     'exit': r'exit code 7 \(the process exited by itself',
     'sigkill': r'signal SIGKILL \(killed from outside, often by the out-of-memory killer\)',
     'sigsegv': r'signal SIGSEGV \(a crash in native code',
-    'fatal': r'ended unexpectedly after an error outside any handler: KeyboardInterrupt',
+    'fatal': r'ended unexpectedly after an uncaught KeyboardInterrupt: raised by the handler.*\(exit code 1; '
+             r'traceback below\)',
 }
 
 
