@@ -364,6 +364,30 @@ def test_results_in_order():
     assert [r.docs[0].id for r in done] == [str(i) for i in range(8)]
 
 
+def test_results_in_order_keeps_at_most_the_window_undelivered():
+    # One slow early request: the later ones finish first and wait for it. They still hold
+    # their documents, so they count against the window, or the whole input would be read
+    # (and held in memory) while the slow one runs.
+    state = {'pulled': 0, 'delivered': 0, 'worst': 0}
+
+    def gen(n):
+        for i in range(n):
+            state['pulled'] += 1
+            state['worst'] = max(state['worst'], state['pulled'] - state['delivered'])
+            yield Document(id=str(i))
+
+    def on_done(resp):
+        state['delivered'] += 1
+
+    with Flow(prefetch=4).add(uses=SlowFirst, replicas=2) as f:
+        ids = []
+        f.post('/', gen(40), request_size=1, results_in_order=True,
+               on_done=lambda r: (on_done(r), ids.append(r.docs[0].id)))
+    assert ids == [str(i) for i in range(40)]
+    # the document being read counts: at most `prefetch` requests not yet delivered
+    assert 1 <= state['worst'] <= 4, state
+
+
 # -- Response ----------------------------------------------------------------------------------
 def test_response_fields():
     got = []
@@ -594,6 +618,23 @@ def test_doc_groundtruth_pairs_reach_every_handler_as_groundtruths():
             f.post('/', [pairs[0], Document()])
     docs = [d for r in out for d in r.docs]
     assert sorted((d.text, d.tags['truth']) for d in docs) == [(f'q{i}', f't{i}') for i in range(7)]
+
+
+class TruthIfAny(Executor):
+    @requests
+    def foo(self, docs, groundtruths=None, **kwargs):
+        for i, d in enumerate(docs):
+            d.tags['truth'] = groundtruths[i].text if groundtruths else None
+
+
+def test_a_tuple_of_two_documents_is_two_documents_and_a_pair_is_an_item():
+    # Jina 2 iterates the inputs: a tuple is a sequence of documents, whatever its length;
+    # only its items are read as (doc, groundtruth) pairs.
+    with Flow().add(uses=TruthIfAny) as f:
+        (two,) = f.post('/', (Document(text='a'), Document(text='b')), return_results=True)
+        (one,) = f.post('/', [(Document(text='q'), Document(text='t'))], return_results=True)
+    assert [(d.text, d.tags['truth']) for d in two.docs] == [('a', None), ('b', None)]
+    assert [(d.text, d.tags['truth']) for d in one.docs] == [('q', 't')]
 
 
 class KeepEven(Executor):

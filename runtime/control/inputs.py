@@ -144,8 +144,8 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
     if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
             or not isinstance(inputs, Iterable):
         raise bad_input(inputs)
-    if isinstance(inputs, tuple) and _is_pair(inputs):
-        inputs = [inputs]  # one (Document, groundtruth) pair
+    # A tuple is a sequence of inputs like a list, whatever its length: a tuple of two
+    # Documents is two documents (as Jina 2 read it), a pair is an item: [(doc, truth)].
     if isinstance(inputs, (list, tuple)):
         _check_items(inputs, 0, None)
         yield from _chunks(iter(inputs), size, check=False)

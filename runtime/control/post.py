@@ -1,10 +1,10 @@
 """One ``Flow.post`` call: the window of requests in flight and the delivery of results.
 
 The post reads its inputs in requests of ``request_size`` documents, keeps at most
-``window`` of them in flight (so memory is bounded by the window, not by the input),
-encodes the next few while the window is full and nothing else waits, pumps the router
-while it waits, and hands each finished request's Response to the callbacks —
-in completion order, or in input order when asked.
+``window`` of them in flight or waiting for delivery (so memory is bounded by the window,
+not by the input), encodes the next few while the window is full and nothing else waits,
+pumps the router while it waits, and hands each finished request's Response to the
+callbacks — in completion order, or in input order when asked.
 
 Example
 -------
@@ -49,7 +49,8 @@ class Post:
     params_blob : bytes
         The pickled parameters; every request unpickles its own copy.
     window : int
-        Requests in flight at most.
+        Requests submitted and not yet delivered, at most: in flight, or (``in_order``)
+        finished and waiting for an earlier one.
     on_done, on_error, on_always : callable(Response) or None
     return_results : bool
         Keep every Response (returned by ``run``).
@@ -129,7 +130,7 @@ class Post:
         ahead_max = min(AHEAD, self.window // 8) if read_ahead else 0
         try:
             while True:
-                while (ahead or not exhausted) and self.error is None and self.inflight < self.window:
+                while (ahead or not exhausted) and self.error is None and self._room():
                     if not ahead and not self._prepare(batches, ahead):
                         exhausted = True
                         break
@@ -162,6 +163,16 @@ class Post:
         if self.results is not None and self.in_order:
             self.results.sort(key=lambda r: r.index)
         return self.results
+
+    def _room(self) -> bool:
+        """True while fewer than ``window`` requests are submitted and not yet delivered.
+
+        A finished request parked for in-order delivery still holds its documents (and
+        their shared memory): it counts as much as one in flight, or one slow request
+        would let the post read the whole input. This never deadlocks: the request the
+        parked ones wait for is itself in flight, and frees the window when it finishes.
+        """
+        return self.inflight + len(self._pending) < self.window
 
     def _prepare(self, batches: Iterator[tuple], ahead: collections.deque) -> bool:
         """Append the next request, encoded, to ``ahead``: (prepared, groundtruths), or
