@@ -231,3 +231,47 @@ def test_leaving_async_with_while_a_post_is_half_read_closes_promptly():
         return time.monotonic() - t0
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) < 10
+
+
+# -- show_progress counts the input, as Flow.post does ------------------------------------------
+class Reshape(Executor):
+    """/keep keeps the even ids, /split makes three of each, /fail_odd fails requests 1, 3, 5..."""
+
+    @requests(on='/keep')
+    def keep(self, docs: DocumentArray, **kwargs) -> DocumentArray:
+        return DocumentArray(d for d in docs if int(d.id) % 2 == 0)
+
+    @requests(on='/split')
+    def split(self, docs: DocumentArray, **kwargs) -> DocumentArray:
+        return DocumentArray(Document(id=f'{d.id}-{k}') for d in docs for k in range(3))
+
+    @requests(on='/fail_odd')
+    def fail_odd(self, docs: DocumentArray, **kwargs) -> None:
+        if int(docs[0].id) // 10 % 2:
+            raise ValueError('odd request')
+
+
+def test_async_flow_and_async_client_progress_count_input_documents_as_flow_post_does(capfd):
+    import re
+    expected = {
+        '/keep': r'/keep: 10 requests, 100 docs done, 50 docs out in ',
+        '/split': r'/split: 10 requests, 100 docs done, 300 docs out in ',
+        '/fail_odd': r'/fail_odd: 10 requests, 50 docs done, 50 docs failed \(5 requests\) in ',
+    }
+    port = free_port()
+    docs = [Document(id=str(i)) for i in range(100)]
+
+    async def main() -> list:
+        lines = []
+        async with AsyncFlow(port_expose=port, protocol='http').add(uses=Reshape) as f:
+            client = AsyncClient(port=port)
+            for on in expected:
+                for poster in (f, client):
+                    capfd.readouterr()
+                    await poster.post(on, docs, request_size=10, show_progress=True, continue_on_error=True)
+                    err = capfd.readouterr().err
+                    lines.append((on, type(poster).__name__, [ln for ln in re.split(r'[\r\n]', err) if ln.strip()][-1]))
+        return lines
+
+    for on, who, line in asyncio.run(main()):
+        assert re.search(expected[on], line), (who, line)

@@ -463,3 +463,48 @@ def test_block_serves_until_sigterm_then_leaves_nothing_behind():
         s.bind(('127.0.0.1', port))
     with pytest.raises(ConnectionError, match='nothing listens'):
         Client(port=port).post('/', Document())
+
+
+# -- show_progress counts the input, as Flow.post does ------------------------------------------
+class Reshape(Executor):
+    """/keep keeps the even ids, /split makes three of each, /fail_odd fails requests 1, 3, 5..."""
+
+    @requests(on='/keep')
+    def keep(self, docs: DocumentArray, **kwargs) -> DocumentArray:
+        return DocumentArray(d for d in docs if int(d.id) % 2 == 0)
+
+    @requests(on='/split')
+    def split(self, docs: DocumentArray, **kwargs) -> DocumentArray:
+        return DocumentArray(Document(id=f'{d.id}-{k}') for d in docs for k in range(3))
+
+    @requests(on='/fail_odd')
+    def fail_odd(self, docs: DocumentArray, **kwargs) -> None:
+        if int(docs[0].id) // 10 % 2:
+            raise ValueError('odd request')
+
+
+#: endpoint -> the summary line of 100 documents in requests of 10.
+PROGRESS_LINES = {
+    '/keep': r'/keep: 10 requests, 100 docs done, 50 docs out in ',
+    '/split': r'/split: 10 requests, 100 docs done, 300 docs out in ',
+    '/fail_odd': r'/fail_odd: 10 requests, 50 docs done, 50 docs failed \(5 requests\) in ',
+}
+
+
+def final_progress_line(capfd) -> str:
+    import re
+    lines = [ln for ln in re.split(r'[\r\n]', capfd.readouterr().err) if ln.strip()]
+    return lines[-1]
+
+
+def test_client_progress_counts_input_documents_done_and_failed_apart_from_output(capfd):
+    import re
+    port = free_port()
+    docs = [Document(id=str(i)) for i in range(100)]
+    with Flow(port_expose=port, protocol='http').add(uses=Reshape) as f, Client(port=port) as client:
+        for on, expected in PROGRESS_LINES.items():
+            for poster in (f, client):
+                capfd.readouterr()
+                poster.post(on, docs, request_size=10, show_progress=True, continue_on_error=True)
+                line = final_progress_line(capfd)
+                assert re.search(expected, line), (type(poster).__name__, line)

@@ -42,8 +42,11 @@ class AsyncPost:
     >>> responses = await f.post('/index', docs)
     """
 
-    def __init__(self, source: Callable[[], AsyncIterator[Response]], on: str, callbacks: tuple,
+    def __init__(self, source: Callable[[], AsyncIterator[tuple[Response, int | None]]], on: str, callbacks: tuple,
                  continue_on_error: bool, progress_total: Any = False) -> None:
+        # source yields (Response, the number of documents its request sent): what the
+        # progress bar counts; None where the source shows no bar of its own (AsyncFlow's
+        # Flow.post counts for itself).
         self._source, self._on = source, on
         self._on_done, self._on_error, self._on_always = callbacks
         self._continue = continue_on_error
@@ -70,9 +73,9 @@ class AsyncPost:
         source = self._source()
         error = None
         try:
-            async for resp in source:
+            async for resp, ndocs in source:
                 if progress is not None:
-                    progress.update(len(resp.docs))
+                    progress.update(ndocs, resp.is_error, len(resp.docs))
                 error = settle(resp, self._on_done, self._on_error, self._on_always, self._continue)
                 if error is not None:
                     break
@@ -217,19 +220,24 @@ class AsyncFlow:
         parameters = check_parameters(parameters)
         prefetch = kwargs.get('prefetch')
         window = getattr(self._flow, '_prefetch', 16) if prefetch is None else check_prefetch(prefetch)
-        post_kwargs = dict(kwargs, parameters=parameters, target_executor=target_executor, request_size=request_size)
+        # The progress bar is the Flow's own (in its thread): only its post knows how many
+        # input documents each request held, which is what the bar counts.
+        post_kwargs = dict(kwargs, parameters=parameters, target_executor=target_executor, request_size=request_size,
+                           show_progress=show_progress)
 
-        def source() -> AsyncIterator[Response]:
+        def source() -> AsyncIterator[tuple[Response, None]]:
             return self._responses(on, inputs, post_kwargs, window)
-        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, _total(inputs, show_progress))
+        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error)
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')
     update = partialmethod(post, '/update')
     delete = partialmethod(post, '/delete')
 
-    async def _responses(self, on: str, inputs: Any, kwargs: dict, window: int) -> AsyncIterator[Response]:
-        """Every Response of one ``Flow.post`` run in the Flow's thread, as it completes."""
+    async def _responses(self, on: str, inputs: Any, kwargs: dict,
+                         window: int) -> AsyncIterator[tuple[Response, None]]:
+        """Every Response of one ``Flow.post`` run in the Flow's thread, as it completes
+        (with None: the Flow's post counts the progress itself)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         room = threading.Semaphore(window)
@@ -265,7 +273,7 @@ class AsyncFlow:
                 kind, value = await queue.get()
                 if kind == 'resp':
                     room.release()
-                    yield value
+                    yield value, None
                 elif kind == 'exc':
                     raise value
                 else:
@@ -359,19 +367,20 @@ class AsyncClient:
     delete = partialmethod(post, '/delete')
 
     async def _responses(self, on: str, inputs: Any, opts: PostOptions, request_size: int,
-                         in_order: bool) -> AsyncIterator[Response]:
+                         in_order: bool) -> AsyncIterator[tuple[Response, int]]:
+        """Each request's Response, and how many documents it sent (what progress counts)."""
         aiohttp = import_aiohttp('AsyncClient')
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=opts.timeout)) as session:
-            async def one(i: int, batch: Any) -> Response:
+            async def one(i: int, batch: Any) -> tuple[Response, int]:
                 body = encode_request(batch, on, opts.parameters, opts.target_executor, self.array_format)
                 status, data = await self._exchange(aiohttp, session, body, opts.timeout)
-                return response_from(status, data, self.url, i)
+                return response_from(status, data, self.url, i), len(batch)
 
             calls = (one(i, batch) for i, batch in enumerate(batches(inputs, request_size)))
             # aclosing: leaving early cancels the requests in flight before the session closes.
             async with contextlib.aclosing(_in_flight(calls, opts.prefetch, in_order)) as responses:
-                async for resp in responses:
-                    yield resp
+                async for answer in responses:
+                    yield answer
 
     async def _exchange(self, aiohttp: Any, session: Any, body: bytes, timeout: float | None) -> tuple[int, bytes]:
         """POST one body, return (status, body); failures worded as ``Client`` words them."""

@@ -325,9 +325,9 @@ class Client:
             total = len(inputs) if hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)) else None
             progress = Progress(on, total)
         try:
-            for resp in self._responses(on, inputs, opts, request_size):
+            for resp, ndocs in self._responses(on, inputs, opts, request_size):
                 if progress is not None:
-                    progress.update(len(resp.docs))
+                    progress.update(ndocs, resp.is_error, len(resp.docs))
                 error = settle(resp, on_done, on_error, on_always, continue_on_error)
                 if error is not None:
                     raise error
@@ -338,9 +338,13 @@ class Client:
                 progress.close()
         return results
 
-    def _responses(self, on: str, inputs: Any, opts: PostOptions, request_size: int) -> Iterator[Response]:
+    def _responses(self, on: str, inputs: Any, opts: PostOptions,
+                   request_size: int) -> Iterator[tuple[Response, int]]:
+        """Each request's Response, and how many documents it sent: the progress bar counts
+        the input (a failed request answers with the documents as they entered the failing
+        step, and a filtering executor with fewer)."""
         for i, batch in enumerate(batches(inputs, request_size)):
-            yield self._send(on, batch, opts, i)
+            yield self._send(on, batch, opts, i), len(batch)
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')
