@@ -39,9 +39,11 @@ __all__ = ['load_flow', 'save_flow', 'load_executor_config', 'save_executor_conf
 
 EXECUTOR_KEYS = ('jtype', 'with', 'metas', 'requests')
 FLOW_KEYS = ('jtype', 'version', 'with', 'executors')
-#: Per-executor keys written by save_flow, in this order (read: any ``Flow.add`` argument).
+#: Per-executor keys written by save_flow, in this order: every ``Flow.add`` argument (read:
+#: the same). One missing here would be dropped, and the reloaded Flow would differ silently.
 _SAVED_ADD_KEYS = ('uses', 'needs', 'replicas', 'shards', 'polling', 'uses_with', 'uses_metas', 'uses_before',
-                   'uses_after', 'env', 'timeout_ready', 'max_restarts', 'max_retries')
+                   'uses_after', 'workspace', 'py_modules', 'env', 'timeout_ready', 'max_restarts', 'max_retries',
+                   'ray_options')
 _REF = re.compile(r'\$\{\{\s*(?:(ENV|CONTEXT)\.)?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}'
                   r'|\$([A-Za-z_][A-Za-z0-9_]*)')
 _imported: dict[str, Any] = {}
@@ -351,6 +353,10 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
             if key in args:
                 args[key] = _uses_entry(args[key], base)
         _absolute_py_modules(args.get('uses_metas'), base)
+        # Paths relative to this file, as those of uses: and with: workspace: are.
+        _absolute_py_modules(args, base)
+        if base and isinstance(args.get('workspace'), str) and not os.path.isabs(args['workspace']):
+            args['workspace'] = os.path.join(base, args['workspace'])
         try:
             flow = flow.add(**args)
         except (TypeError, ValueError, FileNotFoundError) as exc:
@@ -414,21 +420,107 @@ def save_executor_config(executor: Any, path: Any = None) -> Any:
     return path
 
 
-def _uses_out(uses: Any) -> Any:
-    from .executor import Executor
+def _named_class(cls: type, where: str) -> dict:
+    """``_class_ref(cls)`` for a Flow config, or TypeError when loading the config in this
+    process would find another class by that name (a config names classes by name)."""
+    from .executor import Executor, lookup_executor_class
+    if cls is Executor:
+        return {'jtype': 'Executor'}
+    try:
+        found = lookup_executor_class(cls.__name__)
+    except ValueError:
+        found = None
+    if found is not cls:
+        other = 'no class' if found is None else f'another class ({found.__module__}.{found.__qualname__}, ' \
+                                                  f'defined after it)'
+        raise TypeError(f'{where} cannot be written as YAML: a config names its class by name, and '
+                        f'{cls.__name__!r} now names {other}, not {cls.__module__}.{cls.__qualname__}; give each '
+                        f'Executor class a name of its own')
+    return _class_ref(cls)
+
+
+def _absolute(path: Any) -> Any:
+    """A relative file path made absolute (from the current directory, which ``add()`` and
+    the executors read it from): a config's relative paths are relative to its file."""
+    return os.path.abspath(path) if isinstance(path, str) and not os.path.isabs(path) else path
+
+
+def _py_modules_out(mods: Any) -> Any:
+    mods = [mods] if isinstance(mods, str) else mods
+    if not isinstance(mods, (list, tuple)):
+        return mods
+    # Entries without .py and without a folder are module names (see import_py_modules).
+    return [_absolute(m) if isinstance(m, str) and (m.endswith('.py') or os.sep in m or '/' in m) else m
+            for m in mods]
+
+
+def _uses_out(uses: Any, where: str) -> Any:
+    """``uses`` (or uses_before / uses_after) as a Flow config writes it."""
+    from .executor import Executor, _looks_like_yaml
+    if isinstance(uses, os.PathLike):
+        uses = os.fspath(uses)
     if isinstance(uses, type) and issubclass(uses, Executor):
-        return _class_ref(uses)
-    if isinstance(uses, dict) and isinstance(uses.get('jtype'), type):
-        ref = _class_ref(uses['jtype'])
-        out = {**uses, 'jtype': ref['jtype']}
-        if 'metas' in ref:
-            out['metas'] = {**ref['metas'], **(uses.get('metas') or {})}
+        return _named_class(uses, where)
+    if isinstance(uses, str) and uses.endswith(('.yml', '.yaml')) and not _looks_like_yaml(uses):
+        return _absolute(uses)
+    if isinstance(uses, dict):
+        out = dict(uses)
+        if isinstance(uses.get('jtype'), type):
+            ref = _named_class(uses['jtype'], where)
+            out['jtype'] = ref['jtype']
+            if 'metas' in ref:
+                out['metas'] = {**ref['metas'], **(uses.get('metas') or {})}
+        if isinstance(out.get('metas'), dict) and out['metas'].get('py_modules'):
+            out['metas'] = {**out['metas'], 'py_modules': _py_modules_out(out['metas']['py_modules'])}
         return out
     return uses
 
 
+def _check_yaml(value: Any, where: str) -> None:
+    """TypeError naming ``where`` when ``value`` cannot be written as YAML."""
+    import yaml
+    try:
+        yaml.safe_dump(_plain(value))
+    except yaml.representer.RepresenterError as exc:
+        raise TypeError(f'{where} cannot be written as YAML: it holds {type(exc.args[1]).__name__} '
+                        f'{exc.args[1]!r:.60}; only str, numbers, bools, None, lists and dicts can be') from None
+
+
+def _saved_add_args(spec: dict, needs: list, previous: str) -> dict:
+    """One executor of a Flow config: the ``add()`` arguments that built ``spec``, with
+    ``needs`` (the add()'s own, by the names add() takes) omitted when it is ``previous``."""
+    name = spec['resolved_name']
+    entry: dict = {'name': name}
+    for key in _SAVED_ADD_KEYS:
+        value = spec.get(key)
+        where = f'save_config: executor {name!r}, {key}='
+        if key == 'needs':
+            value = None if needs == [previous] else needs[0] if len(needs) == 1 else needs
+        elif key == 'polling' and isinstance(value, dict):
+            value = value['*'] if set(value) == {'*'} else value
+            value = None if value == 'any' else value
+        elif key in ('replicas', 'shards') and value == 1:
+            value = None
+        elif key in ('uses', 'uses_before', 'uses_after'):
+            value = _uses_out(value, where)
+        elif key == 'workspace' and value is not None:
+            value = _absolute(os.fspath(value))
+        elif key == 'py_modules' and value is not None:
+            value = _py_modules_out(value)
+        elif key == 'uses_metas' and isinstance(value, dict) and value.get('py_modules'):
+            value = {**value, 'py_modules': _py_modules_out(value['py_modules'])}
+        if value is not None and value != {} and not (key.startswith('max_') and value == 0):
+            _check_yaml(value, where)
+            entry[key] = value
+    return entry
+
+
 def save_flow(flow: Any, path: Any) -> None:
-    """Write ``flow`` as a Flow config that ``load_flow`` reads back.
+    """Write ``flow`` as a Flow config that ``load_flow`` reads back into a Flow that does the
+    same: each executor as the ``add()`` arguments that made it (``uses_before`` /
+    ``uses_after`` included, not their head and tail), relative paths made absolute. An
+    argument that YAML cannot hold is refused with a TypeError naming the executor and the
+    argument, never left out.
 
     Example
     -------
@@ -439,32 +531,31 @@ def save_flow(flow: Any, path: Any) -> None:
     for attr, key, default in (('_workspace', 'workspace', None), ('_prefetch', 'prefetch', DEFAULT_PREFETCH),
                                ('_arena_size', 'arena_size', DEFAULT_ARENA_SIZE),
                                ('_timeout_close', 'timeout_close', DEFAULT_TIMEOUT_CLOSE),
-                               ('_profile_opt', 'profile', False)):
+                               ('_profile_opt', 'profile', False), ('_backend', 'backend', 'local'),
+                               ('_ray_address', 'ray_address', None), ('_ray_init_kwargs', 'ray_init_kwargs', None)):
         value = getattr(flow, attr, default)
         if value != default:
-            flow_args[key] = os.fspath(value) if isinstance(value, os.PathLike) else value
+            if key == 'workspace':
+                value = _absolute(os.fspath(value))  # load_flow reads it relative to the file
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            _check_yaml(value, f'save_config: Flow({key}=...)')
+            flow_args[key] = value
     flow_args.update(getattr(flow, '_serve', None) or {})
+    specs = flow._specs
+    tails = {s['resolved_name']: s['side_of'] for s in specs if s.get('group')}
+    heads = {s['side_of']: s for s in specs if s.get('side_of') and not s.get('group')}
     executors = []
-    for spec in flow._specs:
-        entry: dict = {'name': spec['resolved_name']}
-        for key in _SAVED_ADD_KEYS:
-            value = spec.get(key)
-            if key == 'needs':
-                previous = executors[-1]['name'] if executors else 'gateway'
-                value = None if value == [previous] else value[0] if len(value) == 1 else value
-            elif key == 'polling' and isinstance(value, dict):
-                value = value['*'] if set(value) == {'*'} else value
-                value = None if value == 'any' else value
-            elif key in ('replicas', 'shards') and value == 1:
-                value = None
-            elif key in ('uses', 'uses_before', 'uses_after'):
-                value = _uses_out(value)
-            if value is not None and value != {} and not (key.startswith('max_') and value == 0):
-                entry[key] = value
-        executors.append(entry)
+    for spec in specs:
+        if spec.get('side_of'):
+            continue  # written as its executor's uses_before / uses_after
+        name = spec['resolved_name']
+        # needs as add() took it: what the head (if any) takes; a tail by its executor's name
+        needs = [tails.get(n, n) for n in (heads[name] if name in heads else spec)['needs']]
+        previous = executors[-1]['name'] if executors else 'gateway'
+        executors.append(_saved_add_args(spec, needs, previous))
     data: dict = {'jtype': 'Flow', 'version': '1'}
     if flow_args:
         data['with'] = flow_args
     data['executors'] = executors
     _dump(_plain(data), path, 'the Flow config')
-

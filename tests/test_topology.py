@@ -618,3 +618,57 @@ def test_flow_needs_and_needs_all_join_the_open_ends():
     with chained as f:
         out = f.post('/', [Document(id=str(i)) for i in range(3)], return_results=True)
     assert sorted(d.id for r in out for d in r.docs) == ['0', '1', '2']  # joined by id, not doubled
+
+
+# -- needs naming an executor and its uses_after tail --------------------------------------------
+class _Merger(Executor):
+    @requests
+    def merge(self, docs_matrix, **kwargs):
+        return docs_matrix[0]
+
+
+def test_needs_naming_an_executor_and_its_tail_is_refused_at_add():
+    # 'idx' means idx's tail: both named, the join would wait forever for a second input.
+    base = Flow().add(name='idx', shards=2, uses_after=_Merger)
+    for needs in (['idx', 'idx-tail'], ['idx-tail', 'gateway', 'idx']):
+        with pytest.raises(ValueError, match="'idx' and 'idx-tail', which are the same input") as info:
+            base.add(name='j', needs=needs)
+        assert "name it once" in str(info.value)
+    # either name alone is that one input
+    assert base.add(name='j', needs='idx')._specs[-1]['needs'] == ['idx-tail']
+    with base.add(name='j', needs=['idx-tail', 'gateway']) as f:
+        (resp,) = f.post('/', Document(id='q'), return_results=True, timeout=30)
+    assert [d.id for d in resp.docs] == ['q']
+
+
+def test_merge_by_id_keeps_one_content_per_document():
+    # Content is one of text / blob / buffer: merged as one field, so the merged document
+    # never holds one part's blob next to another's text (its JSON would not load back).
+    from runtime.control.merge import merge_by_id, merge_shards
+
+    def parts():
+        return [DocumentArray([Document(id='x', blob=np.zeros(2))]), DocumentArray([Document(id='x', text='orig')])]
+
+    m = merge_by_id(parts())[0]  # without a snapshot, the later part's content wins, whole
+    assert (m.content_type, m.text) == ('text', 'orig') and m.blob is None
+    assert Document(m.json()) == m
+    m = merge_by_id(parts()[::-1])[0]
+    assert m.content_type == 'blob' and m.text is None and Document(m.json()) == m
+    assert merge_shards(parts(), {})[0].text == 'orig'
+    # A part without content leaves the content alone.
+    m = merge_by_id([DocumentArray([Document(id='x', buffer=b'b')]), DocumentArray([Document(id='x', weight=2.0)])])[0]
+    assert (m.buffer, m.weight) == (b'b', 2.0)
+    # With the snapshot: the branch that changed the content wins, even when it comes first
+    # and the other branch carried the old text on.
+    before = DocumentArray([Document(id='x', text='orig')])
+
+    def branch(**fields):
+        d = before[0].copy()
+        d.set_attributes(**fields)
+        return DocumentArray([d])
+
+    m = merge_by_id([branch(tags__k=1), branch(blob=np.ones(2))], before)[0]
+    assert m.text is None and m.blob.tolist() == [1.0, 1.0] and m.tags == {'k': 1}
+    assert Document(m.json()) == m
+    m = merge_by_id([branch(blob=np.ones(2)), branch(text='new')], before)[0]
+    assert (m.content_type, m.text) == ('text', 'new') and m.blob is None and Document(m.json()) == m

@@ -167,3 +167,113 @@ def test_missing_files_and_variables_are_explained(tmp_path):
         Executor.load_config('jtype: YamlTagger\nwith: {tag: "${{ ENV.RUNTIME_TEST_UNSET }}"}\n')
     with pytest.raises(TypeError, match='cannot be written as YAML'):
         Flow().add(uses=YamlTagger, uses_with={'tag': object()}).save_config(str(tmp_path / 'x.yml'))
+
+
+# -- save_config keeps every add() argument ------------------------------------------------------
+class ShardMatch(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            d.matches.append(Document(id=f'm{self.runtime_args.shard_id}'))
+
+
+class MarkBefore(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            d.tags['before'] = True
+
+
+class FirstShard(Executor):
+    @requests
+    def foo(self, docs_matrix, **kwargs):
+        return docs_matrix[0]
+
+
+def test_save_config_keeps_uses_before_and_uses_after_as_add_arguments(tmp_path):
+    import yaml
+    f = (Flow().add(name='idx', uses=ShardMatch, shards=2, polling='all', uses_before=MarkBefore,
+                    uses_after=FirstShard)
+         .add(name='j', needs=['idx', 'gateway']))
+    path = tmp_path / 'flow.yml'
+    f.save_config(str(path))
+    written = yaml.safe_load(path.read_text())['executors']
+    assert [e['name'] for e in written] == ['idx', 'j']  # no head / tail of their own
+    assert written[0]['uses_before'] == {'jtype': 'MarkBefore', 'metas': {'py_modules': [__name__]}}
+    assert written[1]['needs'] == ['idx', 'gateway']  # idx's tail, by the name add() takes
+    g = Flow.load_config(str(path))
+    keys = ('resolved_name', 'cls', 'needs', 'shards', 'polling', 'matrix')
+    assert [[s.get(k) for k in keys] for s in g._specs] == [[s.get(k) for k in keys] for s in f._specs]
+    seen = []
+    for flow in (f, g):
+        with flow:
+            (resp,) = flow.post('/', Document(id='q'), return_results=True)
+        d = resp.docs[0]
+        seen.append((dict(d.tags), [m.id for m in d.matches], [h['executor'] for h in resp.routes]))
+    assert seen[0] == seen[1] == ({'before': True}, ['m0'], ['idx-head', 'idx', 'idx', 'idx-tail'])
+
+
+SAVED_MODULE = '''
+from runtime import Executor, requests
+
+class SavedFromFile(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            d.tags['workspace'] = self.metas.workspace
+'''
+
+
+def test_save_config_keeps_workspace_py_modules_and_ray_options_with_relative_paths(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from childio import script_env
+    (tmp_path / 'mods').mkdir()
+    (tmp_path / 'mods' / 'saved_mod.py').write_text(SAVED_MODULE)
+    (tmp_path / 'conf').mkdir()
+    monkeypatch.chdir(tmp_path)  # add() reads the relative paths from here; the config lies elsewhere
+    f = Flow().add(name='m', uses='SavedFromFile', py_modules='mods/saved_mod.py', workspace='ws',
+                   ray_options={'num_cpus': 1})
+    path = tmp_path / 'conf' / 'flow.yml'
+    f.save_config(str(path))
+    g = Flow.load_config(str(path))
+    assert g._specs[0]['ray_options'] == {'num_cpus': 1}
+    with g:
+        (resp,) = g.post('/', Document(), return_results=True)
+    assert resp.docs[0].tags['workspace'] == str(tmp_path / 'ws')
+    # In a process that never imported the file, the config alone finds the class.
+    code = f'from runtime import Flow; print(Flow.load_config({str(path)!r})._specs[0]["cls"].__name__)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, cwd='/',
+                         env=script_env())
+    assert out.stdout.strip() == 'SavedFromFile', out.stderr
+
+
+def test_save_config_refuses_what_yaml_cannot_hold_naming_the_executor_and_argument(tmp_path):
+    from runtime.config import _SAVED_ADD_KEYS
+    from runtime.control.specs import ADD_ARGS
+    assert set(_SAVED_ADD_KEYS) == {*ADD_ARGS, 'needs'}  # none left out
+
+    class Shadowed(Executor):
+        pass
+    first = Shadowed
+
+    class Shadowed(Executor):  # noqa: F811 - a later class of the same name: the config would load it
+        pass
+
+    path = tmp_path / 'x.yml'
+    for kwargs, where in (({'uses': first}, 'uses='), ({'uses_after': first}, 'uses_after='),
+                          ({'uses': {'jtype': first}}, 'uses=')):
+        with pytest.raises(TypeError, match=rf"executor 'a', {where} cannot be written as YAML: .*'Shadowed' "
+                                            rf"now names another class"):
+            Flow().add(name='a', **kwargs).save_config(str(path))
+    with pytest.raises(TypeError, match=r"executor 'b', uses_with= cannot be written as YAML: it holds object"):
+        Flow().add(name='a').add(name='b', uses_with={'tag': object()}).save_config(str(path))
+    assert not path.exists()  # nothing written, rather than a config that loads into another Flow
+
+
+def test_save_config_keeps_the_flows_backend_and_ray_arguments(tmp_path):
+    f = Flow(backend='ray', ray_address='auto', ray_init_kwargs={'num_cpus': 2}).add(name='a')
+    f.save_config(str(tmp_path / 'ray.yml'))
+    g = Flow.load_config(str(tmp_path / 'ray.yml'))  # nothing started: Ray is not needed here
+    assert (g._backend, g._ray_address, g._ray_init_kwargs) == ('ray', 'auto', {'num_cpus': 2})

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..array import DocumentArray
 from ..document import Document
-from ..fields import TABLE
+from ..fields import FIELD, TABLE
 
 __all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES', 'branch_merge', 'shard_merge', 'concatenate']
 
@@ -23,7 +23,11 @@ DISTANCE_SCORES = frozenset({'l2', 'euclidean', 'sqeuclidean', 'distance', 'city
 # From the Document field table: fields where a later branch's non-default value wins
 # (copied slot to slot, so no setter side effect such as a guessed mime_type applies twice),
 # dicts merged key by key, and nested documents merged by id.
-_PLAIN_FIELDS = tuple((f.slot, f.default) for f in TABLE if f.kind in ('content', 'array', 'scalar'))
+# A document's content is one of text, blob and buffer: merged as one field, so that a
+# merged document never holds two (e.g. one branch's blob next to another's text).
+_CONTENT = tuple(FIELD[name].slot for name in ('text', 'blob', 'buffer'))
+_PLAIN_FIELDS = tuple((f.slot, f.default) for f in TABLE
+                      if f.kind in ('content', 'array', 'scalar') and f.slot not in _CONTENT)
 _MAPPINGS = tuple(f.slot for f in TABLE if f.kind == 'mapping')
 _NESTED = tuple(f.slot for f in TABLE if f.kind == 'docs')
 
@@ -43,7 +47,16 @@ def _same(a, b) -> bool:
 def _merge_into(into: Document, other: Document, before: Document | None) -> None:
     """Copy into ``into`` what ``other`` changed: with ``before`` (the document as it was
     when the branches split), the fields where ``other`` differs from it; without, every
-    field ``other`` set."""
+    field ``other`` set. The content (text, blob or buffer) goes as one field."""
+    content = tuple(getattr(other, slot) for slot in _CONTENT)
+    if before is not None:
+        changed = not all(_same(v, getattr(before, slot)) for v, slot in zip(content, _CONTENT))
+    else:
+        changed = any(v is not None for v in content)  # (the content's default is None)
+    if changed:
+        for slot, value in zip(_CONTENT, content):
+            object.__setattr__(into, slot, value)
+        into._plain = False
     for slot, default in _PLAIN_FIELDS:
         value = getattr(other, slot)
         if before is not None:
@@ -80,8 +93,9 @@ def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = N
     appearance. A document present in several parts gets what each part changed: with
     ``before`` (the documents as they were when the branches split), a field one branch
     changed survives even if another branch carried the old value on; without it, a later
-    part's non-default values win. Tags and scores merge key by key, chunks and matches by
-    id."""
+    part's non-default values win. The content (text, blob or buffer) is one field: the
+    merged document holds one part's. Tags and scores merge key by key, chunks and matches
+    by id."""
     if len(parts) == 1:
         return parts[0]
     base = {d.id: d for d in before} if before is not None else {}

@@ -155,7 +155,14 @@ def _needs(specs: list[dict], needs: Any) -> list[str]:
         # Only earlier names are known, so the graph can never have a cycle.
         raise ValueError(f'needs={needs!r} must name executors added before this one (or "gateway"), '
                          f'each once; unknown: {unknown}; known: {sorted(known)}')
-    return [tails.get(n, n) for n in wanted]
+    resolved = [tails.get(n, n) for n in wanted]
+    # An executor and its uses_after tail are one node (the executor's output is its tail's):
+    # named both ways, the join would wait for a second input that never comes.
+    for n in wanted:
+        if n in tails and tails[n] in wanted:
+            raise ValueError(f'needs={needs!r} names {n!r} and {tails[n]!r}, which are the same input: the output '
+                             f'of {n!r} is that of its uses_after tail {tails[n]!r}; name it once, needs=[{n!r}, ...]')
+    return resolved
 
 
 def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any, given: dict) -> list[dict]:
@@ -191,10 +198,13 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
         raise TypeError(f'the uses_with / uses_metas of executor {resolved!r} must be picklable to reach its '
                         f'process (numbers, str, lists, dicts, arrays...): {exc}') from None
     wanted = _needs(specs, needs)
-    before, after = spec.pop('uses_before', None), spec.pop('uses_after', None)
+    # uses_before / uses_after stay in the spec as they were given (save_config writes them
+    # back as this add()'s arguments); the head and tail they make are marked ``side_of``.
+    before, after = spec.get('uses_before'), spec.get('uses_after')
     out = []
     if before is not None:
         head = _side_spec(before, f'{resolved}-head', wanted, spec)
+        head['side_of'] = resolved
         out.append(head)
         wanted = [head['resolved_name']]
     spec.update(name=name, resolved_name=resolved, cls=cls, kwargs=init_kwargs, metas=metas,
@@ -204,6 +214,7 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
         tail = _side_spec(after, f'{resolved}-tail', [resolved], spec)
         tail['matrix'] = True  # its handler's docs_matrix: one DocumentArray per shard
         tail['group'] = resolved  # needs=[resolved] later means this tail
+        tail['side_of'] = resolved
         out.append(tail)
     return out
 
