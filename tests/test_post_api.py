@@ -274,14 +274,15 @@ def test_target_executor_by_name_and_regex():
     flow = Flow().add(uses=AppendName, name='enc-a').add(uses=AppendName, name='enc-b').add(uses=AppendName,
                                                                                             name='idx')
     with flow as f:
-        for target in (None, 'idx', 'enc-.*', 'enc-b|idx'):
+        for target in (None, 'idx', 'enc-.*', 'enc-b|idx', 'enc', 'enc-a$'):
             got[target] = f.post('/', Document(id='d', text='t'), target_executor=target, return_results=True)[0]
         with pytest.raises(ValueError) as info:
             f.post('/', Document(), target_executor='nope')
         assert "'nope'" in str(info.value) and 'enc-a' in str(info.value)
 
     assert {k: r.docs[0].tags['seen'] for k, r in got.items()} == {
-        None: ['enc-a', 'enc-b', 'idx'], 'idx': ['idx'], 'enc-.*': ['enc-a', 'enc-b'], 'enc-b|idx': ['enc-b', 'idx']}
+        None: ['enc-a', 'enc-b', 'idx'], 'idx': ['idx'], 'enc-.*': ['enc-a', 'enc-b'], 'enc-b|idx': ['enc-b', 'idx'],
+        'enc': ['enc-a', 'enc-b'], 'enc-a$': ['enc-a']}  # matched at the start of names, as Jina 2 did
     assert all(r.docs[0].id == 'd' and r.docs[0].text == 't' for r in got.values())
     assert [h['executor'] for h in got['idx'].routes] == ['idx']
 

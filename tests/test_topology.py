@@ -672,3 +672,26 @@ def test_merge_by_id_keeps_one_content_per_document():
     assert Document(m.json()) == m
     m = merge_by_id([branch(blob=np.ones(2)), branch(text='new')], before)[0]
     assert (m.content_type, m.text) == ('text', 'new') and m.blob is None and Document(m.json()) == m
+
+
+# -- target_executor and an executor's uses_after ---------------------------------------------
+class _ShardMatch(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            d.matches.append(Document(id=f'm{self.runtime_args.shard_id}'))
+
+
+class _KeepFirstShard(Executor):
+    @requests
+    def foo(self, docs_matrix, **kwargs):
+        return docs_matrix[0]
+
+
+def test_targeting_an_executor_runs_its_uses_after_merger():
+    f = Flow().add(name='idx', uses=_ShardMatch, shards=2, polling='all', uses_after=_KeepFirstShard).add(
+        name='other', uses=_ShardMatch)
+    with f:
+        (r,) = f.post('/', Document(id='q'), target_executor='idx', return_results=True)
+    assert [m.id for m in r.docs[0].matches] == ['m0']  # merged by idx's own merger, not by id
+    assert [h['executor'] for h in r.routes] == ['idx', 'idx', 'idx-tail']

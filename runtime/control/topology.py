@@ -138,8 +138,14 @@ class Plan:
 
 
 def targets(deployments: list[Deployment], target: str | None) -> list[bool]:
-    """Which deployments ``post(target_executor=...)`` (a name or a regular expression)
-    selects; all without a target."""
+    """Which deployments ``post(target_executor=...)`` selects; all without a target.
+
+    As Jina 2 matched ``target_peapod``: a regular expression matched at the start of each
+    name (``re.match``), so ``'idx'`` selects ``idx``, the ``uses_before`` / ``uses_after``
+    that belong to it (``idx-head``, ``idx-tail``: skipping its merger would hand on its
+    shards' documents unmerged) and any other name that starts so; ``'idx$'`` selects
+    ``idx`` alone.
+    """
     if target is None:
         return [True] * len(deployments)
     if not isinstance(target, str):
@@ -149,7 +155,7 @@ def targets(deployments: list[Deployment], target: str | None) -> list[bool]:
         pattern = re.compile(target)
     except re.error as exc:
         raise ValueError(f'target_executor {target!r} is not a valid regular expression: {exc}') from None
-    targeted = [bool(pattern.fullmatch(d.name)) for d in deployments]
+    targeted = [bool(pattern.match(d.name)) for d in deployments]
     if not any(targeted):
         raise ValueError(f'target_executor {target!r} matches no executor; executors: {[d.name for d in deployments]}')
     return targeted
