@@ -411,12 +411,16 @@ class LocalTransport(Transport):
 
     def combine(self, rid: int, payloads: list, merge: Callable[[list], DocumentArray]) -> tuple:
         buffers, decoded = [], []
-        for desc, meta in payloads:
-            b = InputBuffers(desc, self._mapper)
-            buffers.append(b)
-            decoded.append(decode(desc, meta, b))
-        merged = merge(decoded)
-        desc, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
+        try:
+            for desc, meta in payloads:
+                b = InputBuffers(desc, self._mapper)
+                buffers.append(b)
+                decoded.append(decode(desc, meta, b))
+            merged = merge(decoded)
+            desc, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
+        finally:
+            for b in buffers:  # (a merge may have written them)
+                b.done(self._mapper)
         if allocs:
             self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
         return desc, meta
@@ -437,6 +441,7 @@ class LocalTransport(Transport):
 
     def close_result(self, token: Any) -> None:
         if token is not None:
+            token.done(self._mapper)  # (the callbacks may have written them)
             self.ledger.keep_or_unpin(token.refs, token.views, set(token.kept()))
 
     def retire(self, rid: int) -> None:

@@ -62,12 +62,13 @@ class InputBuffers:
     most of what opening a payload costs). ``kept()`` takes what it finds kept out of it.
     """
 
-    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors')
+    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors', 'unwritten')
 
     def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False, reuse: dict | None = None) -> None:
         self.refs = refs = buffer_refs(payload)
         self.reuse = reuse
         self.floors = None
+        self.unwritten: list[int] = []  # buffers ``unchanged`` found unwritten
         view = mapper.view
         if copy:
             self.views = list(map(mapper.copy, *zip(*refs))) if refs else []
@@ -113,7 +114,25 @@ class InputBuffers:
     def unchanged(self, i: int) -> bool:
         """Whether this process wrote nothing of buffer ``i``."""
         start, end, _ = self.ranges[i]
-        return not written(start, end - start)
+        if written(start, end - start):
+            return False
+        self.unwritten.append(i)
+        return True
+
+    def done(self, mapper: Mapper, kept: list[int] | None = None) -> None:
+        """The views are done with but ``kept`` (indices; None: nothing is known of them):
+        tell ``mapper`` of the slots they may have written (see ``Mapper``), all but those
+        that ``unchanged`` found unwritten and that none holds any more."""
+        refs, ok = self.refs, self.unwritten
+        if not refs or self.views and type(self.views[0]) is bytearray:  # (copies: no view went out)
+            return
+        if kept is not None and not kept and len(ok) == len(refs) == 1:
+            return  # the usual request: one matrix, read and let go
+        clean, kept = (set(ok), kept) if kept is not None else (set(), ())
+        doubtful = {(r[0], r[1]) for i, r in enumerate(refs) if i not in clean or i in kept}
+        for r in refs:
+            if (r[0], r[1]) in doubtful:
+                mapper.mark(r[0], r[1], r[1] + r[2] + r[3])
 
     def kept(self) -> list[int]:
         """The indices (in ``refs`` / ``views``) of the buffers whose memory something

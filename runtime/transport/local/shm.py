@@ -15,9 +15,9 @@ in place changes its own copy of those pages, not what an executor that kept the
 parallel branch or a retry of the request sees (each executor has its own documents, as in
 Jina 2). Changes travel on because the encoder copies an array whose pages this process
 wrote (``written``) instead of naming the received buffer again. A private page is stale
-once the owner reuses the slot, so a process drops its private pages of a buffer when it
-takes the buffer up for a new request (``Mapper.view`` / ``copy`` / ``refresh``): a slot is
-reused only once no process holds it, so nothing of this process still needs them then.
+once the owner reuses the slot, so a process drops its private pages of a slot when it
+takes the slot up for a new request (see ``Mapper``): a slot is reused only once no
+process holds it, so nothing of this process still needs them then.
 Slots are page-aligned, so that dropping one slot's pages never touches another's.
 """
 from __future__ import annotations
@@ -173,6 +173,12 @@ class Mapper:
     purpose: numpy keeps such an exporter as the ``base`` of every array built from it
     (it collapses ndarray bases and re-derives memoryviews), so the view's reference count
     tells whether any array over that buffer is still alive.
+
+    Only a view can write a page, so only a slot a view went out for may hold private
+    pages of this process. Whoever took up the views says so when it is done with them
+    (``mark``), unless it found them unwritten; when a marked slot is taken up again, its
+    private pages are dropped (``written`` asks the kernel, a system call, which is why
+    slots known to be clean are not asked about).
     """
 
     def __init__(self) -> None:
@@ -181,6 +187,7 @@ class Mapper:
         # are gone, a garbage collection frees the type, and making it again costs ~30 us
         # (a hundred times a view).
         self._types: dict[int, type] = {}
+        self._marked: dict[tuple[str, int], int] = {}  # (arena, slot) -> end of what views covered
 
     def _map(self, name: str) -> tuple[mmap.mmap, int]:
         entry = self._maps.get(name)
@@ -188,10 +195,17 @@ class Mapper:
             entry = self._maps[name] = _map_file(name)
         return entry
 
+    def _take_up(self, arena: str, slot: int, mm: mmap.mmap, base: int) -> None:
+        """Slot ``slot`` of ``arena`` is used for a new request: drop what this process
+        wrote of it for an earlier one."""
+        end = self._marked.pop((arena, slot), None)
+        if end is not None:
+            _drop_private(mm, base, slot, end - slot)
+
     def view(self, arena: str, slot: int, inner: int, nbytes: int) -> tuple[ctypes.Array, int]:
         """Bytes ``[inner, inner + nbytes)`` of a slot of ``arena`` (slot < 0: of the
-        dedicated segment ``f'{arena}-s{-slot}'``), taken up for a new request (see
-        ``refresh``), and their address in this process."""
+        dedicated segment ``f'{arena}-s{-slot}'``), taken up for a new request (see the
+        class docstring), and their address in this process."""
         if slot < 0:
             # Not cached: the mapping lives as long as the arrays over it, then goes.
             mm, base = _map_file(f'{arena}-s{-slot}')
@@ -199,7 +213,8 @@ class Mapper:
         else:
             mm, base = self._maps.get(arena) or self._map(arena)
             start = slot + inner
-            _drop_private(mm, base, start, nbytes)
+            if self._marked:
+                self._take_up(arena, slot, mm, base)
         array_type = self._types.get(nbytes)
         if array_type is None:
             if len(self._types) >= _TYPES_MAX:
@@ -214,28 +229,37 @@ class Mapper:
             return bytearray(self.view(arena, slot, inner, nbytes)[0])
         mm, base = self._maps.get(arena) or self._map(arena)
         start = slot + inner
-        _drop_private(mm, base, start, nbytes)
+        if self._marked:
+            self._take_up(arena, slot, mm, base)
         with memoryview(mm) as whole:
             return bytearray(whole[start:start + nbytes])
 
     def refresh(self, arena: str, slot: int, inner: int, nbytes: int) -> None:
-        """Take up bytes of a slot again, for a new request, through a view made earlier:
-        drop this process's private copies of its pages (written for an earlier request
-        in that slot), so that it shows what the owner wrote since."""
-        if slot >= 0:
+        """Take up bytes of a slot again, for a new request, through a view made earlier
+        (as ``view`` takes up a slot)."""
+        if slot >= 0 and self._marked:
             entry = self._maps.get(arena)
             if entry is not None:
-                _drop_private(entry[0], entry[1], slot + inner, nbytes)
+                self._take_up(arena, slot, entry[0], entry[1])
+
+    def mark(self, arena: str, slot: int, end: int) -> None:
+        """Views of bytes up to ``end`` of this slot went out and may have been written."""
+        if slot >= 0:
+            key = (arena, slot)
+            self._marked[key] = max(self._marked.get(key, 0), end)
 
     def forget(self, arena: str) -> None:
         """Drop the map of ``arena`` (a dead process's): its memory goes once no array
         views it and its file is removed."""
         self._maps.pop(arena, None)
+        for key in [k for k in self._marked if k[0] == arena]:
+            del self._marked[key]
 
     def close(self) -> None:
         """Drop every map; the memory goes once no array views it."""
         self._maps.clear()
         self._types.clear()
+        self._marked.clear()
 
 
 def _map_file(name: str) -> tuple[mmap.mmap, int]:
@@ -295,10 +319,9 @@ def written(addr: int, nbytes: int) -> bool:
 
 
 def _drop_private(mm: mmap.mmap, base: int, start: int, nbytes: int) -> None:
+    # (start is a slot's: page-aligned, as madvise wants)
     if written(base + start, nbytes):
-        first = start - start % _PAGE
-        end = start + nbytes
-        mm.madvise(mmap.MADV_DONTNEED, first, end - first)  # the pages of the file again
+        mm.madvise(mmap.MADV_DONTNEED, start, nbytes)  # the pages of the file again
 
 
 def remove_arena(name: str) -> None:

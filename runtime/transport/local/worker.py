@@ -182,6 +182,7 @@ class Worker:
         build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv,
                                                split)
         pins = inputs.kept()
+        inputs.done(self.mapper, pins)
         if pins:
             refs, views = inputs.refs, inputs.views
             self.pinned.extend((refs[i], views[i]) for i in pins)
