@@ -89,6 +89,7 @@ class Flow:
             raise TypeError(f'ray_init_kwargs must be a dict of ray.init() arguments, got {describe(ray_init_kwargs)}')
         self._backend, self._ray_address, self._ray_init_kwargs = backend, ray_address, ray_init_kwargs
         self._lock = threading.RLock()
+        self._posting = 0  # posts running (nested ones from callbacks count too)
         self._stop_signals = StopSignals()
         serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
         if serve:
@@ -280,6 +281,12 @@ class Flow:
         Each executor's ``close()`` runs in its process; a process that does not stop
         within ``timeout_close`` seconds is killed.
         """
+        with self._lock:  # (a post in another thread is waited for: it holds the lock)
+            if self._posting:
+                raise RuntimeError('close() was called from a callback of a post that is still running, which '
+                                   'would pull the executors from under it; raise an exception in the callback '
+                                   'to stop the post (it propagates from post()), then close the Flow (leave '
+                                   '`with`)')
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.close()
@@ -406,7 +413,11 @@ class Flow:
             post = Post(rt, on, plan, params_blob, window, on_done, on_error, on_always, return_results,
                         results_in_order, progress, timeout, continue_on_error,
                         profile.new_post() if profile is not None else 0, rt.id_prefix)
-            results = post.run(batched(inputs, request_size), read_ahead=runs_no_user_code(inputs))
+            self._posting += 1
+            try:
+                results = post.run(batched(inputs, request_size), read_ahead=runs_no_user_code(inputs))
+            finally:
+                self._posting -= 1
             if profile is not None and logger.isEnabledFor(logging.INFO):
                 logger.info('profile of post %d (%s):\n%s', post.number, on,
                             profile.summary(post.number).table())

@@ -701,3 +701,11 @@ def test_a_raising_callback_leaves_no_request_or_busy_replica_behind():
         assert rt._requests == {}  # every request of both posts was booked and released
         assert [w.outstanding for w in rt.deployments[0].workers] == [0, 0]
         assert rt.transport.ledger.by_request == {}
+
+
+def test_closing_the_flow_from_a_callback_is_refused_saying_what_to_do():
+    with Flow().add(uses=AppendName) as f:
+        with pytest.raises(RuntimeError, match='called from a callback of a post that is still running'):
+            f.post('/', [Document() for _ in range(5)], request_size=1, on_done=lambda r: f.close())
+        (r,) = f.post('/', Document(), return_results=True)  # the Flow is still whole
+        assert r.docs[0].tags['seen'] == ['AppendName']
