@@ -16,7 +16,7 @@ import threading
 from functools import partialmethod
 from typing import Any, Callable
 
-from .errors import FlowNotStartedError
+from .errors import ExecutorError, FlowNotStartedError
 from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
@@ -220,8 +220,14 @@ class Flow:
     def __enter__(self) -> 'Flow':
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            self.close()
+        except ExecutorError:
+            if exc_type is None:
+                raise
+            # (an error already leaves the block: it goes on, this one is told in the log)
+            logger.exception('while leaving the Flow after %s', exc_type.__name__)
 
     def start(self) -> 'Flow':
         """Start every executor's processes in parallel and wait until all are ready.
@@ -279,7 +285,9 @@ class Flow:
         """Stop every process and remove every socket and shared-memory file of this Flow.
 
         Each executor's ``close()`` runs in its process; a process that does not stop
-        within ``timeout_close`` seconds is killed.
+        within ``timeout_close`` seconds is killed. An executor's ``close()`` that raised
+        (an index that could not be saved) raises ExecutorError here, naming it, once
+        everything is stopped and removed.
         """
         with self._lock:  # (a post in another thread is waited for: it holds the lock)
             if self._posting:

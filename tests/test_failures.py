@@ -114,3 +114,37 @@ def _mapping(pids: list, names: set) -> list:
             maps = fp.read()
         out += [(pid, n) for n in names if f'/{n} ' in maps or maps.count(f'/{n}\n')]
     return out
+
+
+class CloseFails(Executor):
+    """An indexer whose close() cannot save (its disk is full, say)."""
+
+    def close(self):
+        raise OSError('no space left to save the index')
+
+    @requests
+    def index(self, docs, **kwargs):
+        pass
+
+
+def test_an_executors_close_that_raises_fails_the_flows_close_naming_it(caplog):
+    from runtime import ExecutorError
+    from runtime.errors import RemoteTraceback
+
+    f = Flow().add(uses=CloseFails, name='saver').add(uses=CloseFails, name='other', replicas=2)
+    with pytest.raises(ExecutorError) as info:
+        with f:
+            f.post('/', Document())
+    assert info.value.executor == 'saver' and info.value.exc_type == 'OSError'
+    assert 'no space left to save the index (in close())' in str(info.value)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "raise OSError('no space left" in str(info.value.__cause__)  # the remote traceback
+    # the others are told too; everything is stopped and removed all the same
+    assert sum("executor 'other' raised OSError" in r.getMessage() for r in caplog.records) == 2
+    assert f._rt is None
+    # an error already leaving the block goes on; the close error is logged
+    caplog.clear()
+    with pytest.raises(ZeroDivisionError):
+        with Flow().add(uses=CloseFails, name='saver'):
+            1 / 0
+    assert any(r.exc_info and getattr(r.exc_info[1], 'executor', None) == 'saver' for r in caplog.records)

@@ -35,7 +35,7 @@ import cloudpickle
 import zmq
 
 from ...array import DocumentArray
-from ...errors import ExecutorStartError, RemoteTraceback, WorkerDiedError
+from ...errors import ExecutorError, ExecutorStartError, RemoteTraceback, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..handling import executor_config
 from . import protocol as P
@@ -57,6 +57,9 @@ BACKLOG_POLL_S = 0.005
 PROBE_S = 0.5
 #: How often the arenas of dead processes are looked at, to remove those nothing refers to.
 RECLAIM_S = 0.05
+#: At close, how long the error of an executor whose close() raised may take to arrive
+#: (it was sent before its process exited; the I/O threads may still be passing it on).
+CLOSE_ERROR_WAIT_S = 2.0
 #: Results whose arrays hold fewer bytes than this are copied out of shared memory for the
 #: callbacks rather than viewed: viewing them, pinning their slots and checking afterwards
 #: whether a callback kept one costs more than copying that much (a one-document query).
@@ -215,6 +218,7 @@ class LocalTransport(Transport):
                                    w.dep.name, w.replica, timeout_close)
                     w.proc.kill()
                     w.proc.wait()
+            errors = self._close_errors([w for w in self._workers.values() if w.proc.returncode == P.CLOSE_FAILED])
         finally:
             for w in [*self._workers.values(), *self._dead]:
                 os.close(w.pidfd)
@@ -224,6 +228,35 @@ class LocalTransport(Transport):
             self._arena.close()
             self._finalizer()  # sweeps the prefix and the socket directory
             zygote.release()
+        for error in errors[1:]:
+            logger.error('%s\n%s', error, error.remote_traceback)
+        if errors:
+            raise errors[0]
+
+    def _close_errors(self, failed: list) -> list:
+        """The errors the executors' ``close()`` raised in ``failed`` (which said so
+        before exiting: their messages are read here, waiting a little for the last)."""
+        errors, waiting = [], {w.identity: w for w in failed}
+        deadline = time.monotonic() + CLOSE_ERROR_WAIT_S
+        while waiting and self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            frames = P.recv_frames(self._sock)
+            w = waiting.get(frames[0].bytes)
+            if w is None or not w.greeted:
+                continue
+            try:
+                items = P.unpack(frames[1:])
+            except Exception:  # noqa: BLE001 - not our protocol: ignored, as in poll
+                continue
+            for header, _ in items:
+                if P.kind(header) == P.CLOSE_ERROR:
+                    exc_type, message, tb = P.read(header)
+                    errors.append((w, ExecutorError(w.dep.name, exc_type, f'{message} (in close())', tb, w.replica)))
+                    del waiting[w.identity]
+        for w in waiting.values():
+            errors.append((w, ExecutorError(w.dep.name, 'Exception', 'its close() raised (the details were lost)',
+                                            '', w.replica)))
+        errors.sort(key=lambda e: (e[0].dep.index, e[0].shard, e[0].replica))  # the Flow's order, not arrival's
+        return [e for _, e in errors]
 
     def kill(self, worker: LocalWorker, why: str) -> None:
         if worker.alive and worker.proc.poll() is None:

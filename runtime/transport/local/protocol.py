@@ -15,7 +15,7 @@ frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``forg
 (arenas of dead processes that nothing refers to any more: drop their maps), ``stop``.
 Worker -> parent: ``hello``, ``ready`` | ``init_error``, ``ok`` | ``err`` (one per
 request), ``release`` (kept buffers the executor let go of), ``fatal`` (an error outside
-any handler, just before exiting).
+any handler, just before exiting), ``close_error`` (the executor's ``close()`` raised).
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ import zmq
 
 HELLO, CONFIG, READY, INIT_ERROR = 'hello', 'config', 'ready', 'init_error'
 REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', 'release', 'fatal'
-FORGET = 'forget'
+FORGET, CLOSE_ERROR = 'forget', 'close_error'
+#: The exit code of a worker whose executor's close() raised (it sent a ``close_error`` first).
+CLOSE_FAILED = 3
 
 #: Frames up to this size are copied into the batch's pickle instead of sent on their own.
 INLINE_FRAME_MAX = 64 << 10
@@ -109,6 +111,11 @@ def release(releases: list) -> tuple:
 
 def fatal(tb: str) -> tuple:
     return (FATAL, tb)
+
+
+def close_error(exc_type: str, message: str, tb: str) -> tuple:
+    """The executor's ``close()`` raised (sent just before exiting with ``CLOSE_FAILED``)."""
+    return (CLOSE_ERROR, exc_type, message, tb)
 
 
 def read(h: tuple) -> tuple:

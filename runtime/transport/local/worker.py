@@ -252,16 +252,29 @@ class Worker:
         out, self.releases = self.releases, []
         return out
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Close the executor and everything of this process; False if the executor's
+        ``close()`` raised (the parent was told, so that the Flow's close raises it: an index
+        that was not saved must not go unnoticed)."""
+        said = False
         try:
             if self.executor is not None:
-                self.executor.close()
+                try:
+                    self.executor.close()
+                except Exception as exc:  # noqa: BLE001 - reported to the parent
+                    try:
+                        self.send(P.close_error(type(exc).__qualname__, str(exc), traceback.format_exc()))
+                        said = True
+                    except Exception:  # noqa: BLE001 - the parent is gone: nobody to tell
+                        pass
+                    return False
         finally:
             self.executor = None
             self.arena.close()
             self.mapper.close()
-            self.sock.close(linger=0)
+            self.sock.close(linger=1000 if said else 0)  # (what was said must get out first)
             self.ctx.term()
+        return True
 
     def watch_parent(self) -> None:
         """A thread: if the parent dies while the main loop is stuck in a long handler, the
@@ -352,7 +365,8 @@ def main(argv: list[str], credentials: tuple[str, str] | None = None) -> int:
             pass
         code = 1
     finally:
-        worker.close()
+        if not worker.close() and code == 0:
+            code = P.CLOSE_FAILED
     return code
 
 
