@@ -246,19 +246,24 @@ def test_handler_error_env_and_writable_arrays_on_ray(ray_cluster):
         def boom(self, docs, **kwargs):
             raise KeyError('missing-thing')
 
+        def close(self):
+            raise OSError('could not save')
+
     x = np.arange(300 * 64, dtype=np.float32).reshape(300, 64)  # 75 KB: through the object store
     da = DocumentArray(Document() for _ in range(300))
     da.embeddings = x
     f = Flow(backend='ray').add(name='a', uses=Embed).add(name='env', uses=EnvReader, env={'SHMFLOW_TEST_FOO': 'bar'})
-    with f:
-        r = f.post('/env', da, request_size=300, return_results=True, timeout=POST_TIMEOUT)[0]
-        assert r.parameters['__results__']['env'] == {'foo': 'bar'}
-        # 'a' has no '/env' handler: the documents pass it by; 'env' added 1 in place.
-        np.testing.assert_array_equal(r.docs.embeddings, x + 1)
-        assert r.docs.embeddings.flags.writeable
-        with pytest.raises(ExecutorError, match=r"'env' raised KeyError") as info:
-            f.post('/boom', Document(text='q'), timeout=POST_TIMEOUT)
+    with pytest.raises(ExecutorError, match=r"'env' raised OSError: could not save \(in close\(\)\)") as closing:
+        with f:
+            r = f.post('/env', da, request_size=300, return_results=True, timeout=POST_TIMEOUT)[0]
+            assert r.parameters['__results__']['env'] == {'foo': 'bar'}
+            # 'a' has no '/env' handler: the documents pass it by; 'env' added 1 in place.
+            np.testing.assert_array_equal(r.docs.embeddings, x + 1)
+            assert r.docs.embeddings.flags.writeable
+            with pytest.raises(ExecutorError, match=r"'env' raised KeyError") as info:
+                f.post('/boom', Document(text='q'), timeout=POST_TIMEOUT)
     assert 'missing-thing' in info.value.remote_traceback and ', in boom' in info.value.remote_traceback
+    assert ', in close' in closing.value.remote_traceback  # as on the local backend
 
 
 def test_sigkill_of_an_actor_mid_post_names_it_and_restarts_retry(ray_cluster):

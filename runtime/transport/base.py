@@ -21,14 +21,17 @@ Example
 from __future__ import annotations
 
 import abc
+import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..array import DocumentArray
     from ..control.topology import Deployment
-    from ..errors import ExecutorStartError, WorkerDiedError
+    from ..errors import ExecutorError, ExecutorStartError, WorkerDiedError
 
-__all__ = ['Worker', 'Ready', 'Reply', 'Failed', 'Died', 'InitFailed', 'Transport']
+__all__ = ['Worker', 'Ready', 'Reply', 'Failed', 'Died', 'InitFailed', 'Transport', 'raise_close_errors']
+
+logger = logging.getLogger('runtime')
 
 Payload = Any
 
@@ -206,8 +209,22 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self, workers: list, timeout_close: float) -> None:
         """Stop ``workers`` (each executor's ``close()`` runs; one that takes longer than
-        ``timeout_close`` is killed) and release everything this transport holds."""
+        ``timeout_close`` is killed) and release everything this transport holds; then
+        raise what an executor's ``close()`` raised (``raise_close_errors``)."""
 
     def describe(self) -> str:
         """Where the workers run, for the ready line."""
         return 'local processes'
+
+
+def raise_close_errors(errors: list[tuple[Worker, 'ExecutorError']]) -> None:
+    """Raise the first (in the Flow's order) of the errors executors' ``close()`` raised,
+    after logging the others: called once everything is stopped and released.
+
+    >>> raise_close_errors([])  # nothing raised: nothing to do
+    """
+    errors = sorted(errors, key=lambda e: (e[0].dep.index, e[0].shard, e[0].replica))
+    for _, error in errors[1:]:
+        logger.error('%s\n%s', error, error.remote_traceback)
+    if errors:
+        raise errors[0][1]

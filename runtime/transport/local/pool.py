@@ -36,7 +36,7 @@ import zmq
 
 from ...array import DocumentArray
 from ...errors import ExecutorError, ExecutorStartError, RemoteTraceback, WorkerDiedError
-from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
+from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from . import protocol as P
 from . import zygote
@@ -228,14 +228,12 @@ class LocalTransport(Transport):
             self._arena.close()
             self._finalizer()  # sweeps the prefix and the socket directory
             zygote.release()
-        for error in errors[1:]:
-            logger.error('%s\n%s', error, error.remote_traceback)
-        if errors:
-            raise errors[0]
+        raise_close_errors(errors)
 
     def _close_errors(self, failed: list) -> list:
-        """The errors the executors' ``close()`` raised in ``failed`` (which said so
-        before exiting: their messages are read here, waiting a little for the last)."""
+        """(worker, ExecutorError) for each executor whose ``close()`` raised in ``failed``
+        (which said so before exiting: their messages are read here, waiting a little for
+        the last)."""
         errors, waiting = [], {w.identity: w for w in failed}
         deadline = time.monotonic() + CLOSE_ERROR_WAIT_S
         while waiting and self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
@@ -255,8 +253,7 @@ class LocalTransport(Transport):
         for w in waiting.values():
             errors.append((w, ExecutorError(w.dep.name, 'Exception', 'its close() raised (the details were lost)',
                                             '', w.replica)))
-        errors.sort(key=lambda e: (e[0].dep.index, e[0].shard, e[0].replica))  # the Flow's order, not arrival's
-        return [e for _, e in errors]
+        return errors
 
     def kill(self, worker: LocalWorker, why: str) -> None:
         if worker.alive and worker.proc.poll() is None:

@@ -103,8 +103,13 @@ class ExecutorActor:
             gc.collect()  # a traceback's frames may hold documents in a cycle
             return receipt, None
 
-    def close(self) -> None:
-        """Run the executor's ``close()`` (saving indexes, ...)."""
+    def close(self) -> tuple:
+        """Run the executor's ``close()`` (saving indexes, ...): ``('ok',)``, or ``('err',
+        exc_type, message, traceback)`` for the Flow's close to raise."""
         executor, self.executor = self.executor, None
-        if executor is not None:
-            executor.close()
+        try:
+            if executor is not None:
+                executor.close()
+        except Exception as exc:
+            return 'err', type(exc).__qualname__, str(exc), traceback.format_exc()
+        return ('ok',)

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import cloudpickle
 
-from ...errors import ExecutorStartError, WorkerDiedError
-from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
+from ...errors import ExecutorError, ExecutorStartError, WorkerDiedError
+from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from .payload import decode, encode, nbytes
 
@@ -329,16 +329,23 @@ class RayTransport(Transport):
         ray = self._ray
         if ray is None:
             return
+        errors = []
         try:
             live = [w for w in self._workers if w.alive and w.ready and w.actor is not None]
             closing = {w.actor.close.remote(): w for w in live}
             if closing:
                 done, late = ray.wait(list(closing), num_returns=len(closing), timeout=timeout_close)
                 for ref in done:
+                    w = closing[ref]
                     try:
-                        ray.get(ref, timeout=GET_TIMEOUT_S)
-                    except Exception as exc:  # one executor's close() must not stop the others'
-                        logger.warning('%s: close() raised %s', closing[ref].label(), exc)
+                        value = ray.get(ref, timeout=GET_TIMEOUT_S)
+                    except Exception as exc:  # (Ray's own failure: the actor went away meanwhile)
+                        logger.warning('%s: close() could not be run: %s', w.label(), exc)
+                        continue
+                    if value[0] == 'err':  # the executor's close() raised: raised once all is stopped
+                        _, exc_type, message, tb = value
+                        errors.append((w, ExecutorError(w.dep.name, exc_type, f'{message} (in close())', tb,
+                                                        w.replica)))
                 for ref in late:
                     logger.warning('%s: close() took longer than %.1f s; killed', closing[ref].label(), timeout_close)
             for w in self._workers:
@@ -358,6 +365,7 @@ class RayTransport(Transport):
             if self._connected:
                 self._connected = False
                 ray.shutdown()
+        raise_close_errors(errors)
 
     def kill(self, worker: Worker, why: str) -> None:
         assert isinstance(worker, RayWorker)
