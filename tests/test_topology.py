@@ -695,3 +695,23 @@ def test_targeting_an_executor_runs_its_uses_after_merger():
         (r,) = f.post('/', Document(id='q'), target_executor='idx', return_results=True)
     assert [m.id for m in r.docs[0].matches] == ['m0']  # merged by idx's own merger, not by id
     assert [h['executor'] for h in r.routes] == ['idx', 'idx', 'idx-tail']
+
+
+# -- documents that share an id ------------------------------------------------------------------
+class _MarkName(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        for d in docs:
+            d.tags[self.metas.name] = d.text
+
+
+def test_documents_sharing_an_id_stay_apart_through_joins_and_shards():
+    docs = [Document(id='same', text='first'), Document(id='same', text='second'), Document(id='other', text='x')]
+    flows = [Flow().add(name='a', uses=_MarkName).add(name='b', uses=_MarkName, needs='gateway').add(
+        name='j', needs=['a', 'b']), Flow().add(name='s', uses=_MarkName, shards=2, polling='all')]
+    for flow in flows:
+        with flow as f:
+            (r,) = f.post('/', docs, return_results=True)
+        assert [(d.id, d.text) for d in r.docs] == [('same', 'first'), ('same', 'second'), ('other', 'x')]
+        assert [dict(d.tags) for d in r.docs][:2] in ([{'a': 'first', 'b': 'first'}, {'a': 'second', 'b': 'second'}],
+                                                       [{'s': 'first'}, {'s': 'second'}])

@@ -90,7 +90,7 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
 
 def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = None) -> DocumentArray:
     """One DocumentArray holding every document of ``parts`` once, in order of first
-    appearance. A document present in several parts gets what each part changed: with
+    appearance (documents that share an id are told apart by their order). A document present in several parts gets what each part changed: with
     ``before`` (the documents as they were when the branches split), a field one branch
     changed survives even if another branch carried the old value on; without it, a later
     part's non-default values win. The content (text, blob or buffer) is one field: the
@@ -98,17 +98,26 @@ def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = N
     by id."""
     if len(parts) == 1:
         return parts[0]
-    base = {d.id: d for d in before} if before is not None else {}
+    # Documents that share an id (a request may hold several) stay apart: the k-th with an
+    # id in one part meets the k-th with that id in the others.
+    base: dict[tuple[str, int], Document] = {}
+    if before is not None:
+        nth: dict[str, int] = {}
+        for d in before:
+            k = nth[d.id] = nth.get(d.id, -1) + 1
+            base[d.id, k] = d
     out: list[Document] = []
-    seen: dict[str, Document] = {}
+    seen: dict[tuple[str, int], Document] = {}
     for part in parts:
+        nth = {}
         for d in part:
-            into = seen.get(d.id)
+            k = nth[d.id] = nth.get(d.id, -1) + 1
+            into = seen.get((d.id, k))
             if into is None:
-                seen[d.id] = d
+                seen[d.id, k] = d
                 out.append(d)
             elif into is not d:
-                _merge_into(into, d, base.get(d.id))
+                _merge_into(into, d, base.get((d.id, k)))
     return DocumentArray._from_list(out)
 
 
