@@ -622,9 +622,53 @@ def test_slots_reused_after_in_place_writes_show_the_new_bytes():
         e[:] = -1
 
     with Flow().add(uses=AddsOne).add(uses=AddsOne, name='again').add(uses=SumsWhatItGets) as f:
-        for _ in range(2):
+        # Requests of other sizes make slots start and end elsewhere than the written ones.
+        for request_size in (10, 10, 15, 6, 20):
             got.clear()
             docs = DocumentArray(Document(embedding=row) for row in x)
-            f.post('/', docs, request_size=10, on_done=scribble, results_in_order=True)
-            assert np.array_equal(np.concatenate(got), x + 2)
+            f.post('/', docs, request_size=request_size, on_done=scribble, results_in_order=True)
+            assert np.array_equal(np.concatenate(got), x + 2), request_size
             assert np.array_equal(docs.embeddings, x)  # the caller's own arrays are untouched
+
+
+class DoublesBlobs(Executor):
+    @requests
+    def double(self, docs, **kwargs):
+        for d in docs:
+            d.blob *= 2  # in place (an image normalizer)
+
+
+def test_in_place_writes_to_arrays_of_varying_sizes_travel_right():
+    rng = np.random.default_rng(0)
+    blobs = [rng.random((int(rng.integers(8, 64)), 256), dtype=np.float32) for _ in range(400)]
+    got = {}
+    with Flow().add(uses=DoublesBlobs) as f:
+        f.post('/', DocumentArray(Document(id=str(i), blob=b) for i, b in enumerate(blobs)), request_size=4,
+               on_done=lambda r: got.update({d.id: d.blob.copy() for d in r.docs}))
+    assert [i for i, b in enumerate(blobs) if not np.array_equal(got[str(i)], b * 2)] == []
+
+
+def test_a_process_drops_its_private_pages_only_where_it_takes_memory_up_again(arena):
+    # Copy-on-write maps: the owner (the arena) writes, another process's view (here a
+    # Mapper in this process) writes its own copy. Taking up a range that overlaps what was
+    # written drops the private pages there only; a range still held keeps its changes.
+    page = mmap.PAGESIZE
+    arena.array(0, 6 * page)[:] = 1
+    m = Mapper()
+    try:
+        held, _ = m.view(arena.name, 0, 0, 2 * page)        # pages 0-1: kept, written
+        other, _ = m.view(arena.name, 2 * page, 0, 4 * page)  # pages 2-5: written, let go
+        np.frombuffer(held, np.uint8)[:] = 7
+        np.frombuffer(other, np.uint8)[:] = 9
+        m.mark(arena.name, 0, 2 * page)
+        m.mark(arena.name, 2 * page, 6 * page)
+        arena.array(2 * page, 4 * page)[:] = 5  # the owner reuses pages 2-5 (split otherwise)
+        fresh, _ = m.view(arena.name, 3 * page, 0, page)  # a new slot over page 3 only
+        assert set(np.frombuffer(fresh, np.uint8)) == {5}
+        assert set(np.frombuffer(held, np.uint8)) == {7}  # never taken up: its change stays
+        assert set(np.frombuffer(other, np.uint8)[:page]) == {9}  # page 2: still this process's
+        again = m.copy(arena.name, 2 * page, 0, page)  # taken up now: the owner's bytes
+        assert set(again) == {5}
+    finally:
+        del held, other, fresh
+        m.close()

@@ -131,8 +131,8 @@ class InputBuffers:
         clean, kept = (set(ok), kept) if kept is not None else (set(), ())
         doubtful = {(r[0], r[1]) for i, r in enumerate(refs) if i not in clean or i in kept}
         for r in refs:
-            if (r[0], r[1]) in doubtful:
-                mapper.mark(r[0], r[1], r[1] + r[2] + r[3])
+            if (r[0], r[1]) in doubtful and r[1] >= 0:
+                mapper.mark(r[0], r[1] + r[2], r[1] + r[2] + r[3])
 
     def kept(self) -> list[int]:
         """The indices (in ``refs`` / ``views``) of the buffers whose memory something

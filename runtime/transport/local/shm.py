@@ -174,11 +174,12 @@ class Mapper:
     (it collapses ndarray bases and re-derives memoryviews), so the view's reference count
     tells whether any array over that buffer is still alive.
 
-    Only a view can write a page, so only a slot a view went out for may hold private
-    pages of this process. Whoever took up the views says so when it is done with them
-    (``mark``), unless it found them unwritten; when a marked slot is taken up again, its
-    private pages are dropped (``written`` asks the kernel, a system call, which is why
-    slots known to be clean are not asked about).
+    Only a view can write a page, so only pages a view went out for may hold private
+    copies of this process. Whoever took up the views says so when it is done with them
+    (``mark``), unless it found them unwritten; when marked pages are taken up again (by a
+    new slot: the owner may have split or merged its slots since), those of them in the
+    range taken up are dropped (``written`` asks the kernel, a system call, which is why
+    pages known to be clean are not asked about), and the rest stay marked.
     """
 
     def __init__(self) -> None:
@@ -187,7 +188,8 @@ class Mapper:
         # are gone, a garbage collection frees the type, and making it again costs ~30 us
         # (a hundred times a view).
         self._types: dict[int, type] = {}
-        self._marked: dict[tuple[str, int], int] = {}  # (arena, slot) -> end of what views covered
+        # arena -> sorted, disjoint [start, end) byte ranges (whole pages) that may be written
+        self._marked: dict[str, list[tuple[int, int]]] = {}
 
     def _map(self, name: str) -> tuple[mmap.mmap, int]:
         entry = self._maps.get(name)
@@ -195,12 +197,31 @@ class Mapper:
             entry = self._maps[name] = _map_file(name)
         return entry
 
-    def _take_up(self, arena: str, slot: int, mm: mmap.mmap, base: int) -> None:
-        """Slot ``slot`` of ``arena`` is used for a new request: drop what this process
-        wrote of it for an earlier one."""
-        end = self._marked.pop((arena, slot), None)
-        if end is not None:
-            _drop_private(mm, base, slot, end - slot)
+    def _take_up(self, arena: str, start: int, end: int, mm: mmap.mmap, base: int) -> None:
+        """Bytes ``[start, end)`` of ``arena`` are used for a new request: drop what this
+        process wrote there for an earlier one. (Only there: the pages of a slot are its
+        own, and a page another slot still holds must keep what this process wrote.)"""
+        marks = self._marked.get(arena)
+        if not marks:
+            return
+        lo, hi = _pages(start, end)
+        i = bisect.bisect_left(marks, (lo,))
+        if i > 0 and marks[i - 1][1] > lo:
+            i -= 1
+        j = i
+        while j < len(marks) and marks[j][0] < hi:
+            j += 1
+        if i == j:
+            return
+        rest = []
+        if marks[i][0] < lo:
+            rest.append((marks[i][0], lo))
+        if marks[j - 1][1] > hi:
+            rest.append((hi, marks[j - 1][1]))
+        marks[i:j] = rest
+        if not marks:
+            del self._marked[arena]
+        _drop_private(mm, base, lo, hi - lo)
 
     def view(self, arena: str, slot: int, inner: int, nbytes: int) -> tuple[ctypes.Array, int]:
         """Bytes ``[inner, inner + nbytes)`` of a slot of ``arena`` (slot < 0: of the
@@ -214,7 +235,7 @@ class Mapper:
             mm, base = self._maps.get(arena) or self._map(arena)
             start = slot + inner
             if self._marked:
-                self._take_up(arena, slot, mm, base)
+                self._take_up(arena, start, start + nbytes, mm, base)
         array_type = self._types.get(nbytes)
         if array_type is None:
             if len(self._types) >= _TYPES_MAX:
@@ -230,7 +251,7 @@ class Mapper:
         mm, base = self._maps.get(arena) or self._map(arena)
         start = slot + inner
         if self._marked:
-            self._take_up(arena, slot, mm, base)
+            self._take_up(arena, start, start + nbytes, mm, base)
         with memoryview(mm) as whole:
             return bytearray(whole[start:start + nbytes])
 
@@ -240,20 +261,29 @@ class Mapper:
         if slot >= 0 and self._marked:
             entry = self._maps.get(arena)
             if entry is not None:
-                self._take_up(arena, slot, entry[0], entry[1])
+                self._take_up(arena, slot + inner, slot + inner + nbytes, entry[0], entry[1])
 
-    def mark(self, arena: str, slot: int, end: int) -> None:
-        """Views of bytes up to ``end`` of this slot went out and may have been written."""
-        if slot >= 0:
-            key = (arena, slot)
-            self._marked[key] = max(self._marked.get(key, 0), end)
+    def mark(self, arena: str, start: int, end: int) -> None:
+        """Views of bytes ``[start, end)`` of ``arena`` went out and may have been written."""
+        if start < 0:
+            return  # (a dedicated segment: mapped anew for each use)
+        lo, hi = _pages(start, end)
+        marks = self._marked.setdefault(arena, [])
+        i = bisect.bisect_left(marks, (lo,))
+        if i > 0 and marks[i - 1][1] >= lo:  # joins the range before it
+            i -= 1
+            lo, hi = marks[i][0], max(hi, marks[i][1])
+        j = i
+        while j < len(marks) and marks[j][0] <= hi:  # and those it reaches
+            hi = max(hi, marks[j][1])
+            j += 1
+        marks[i:j] = [(lo, hi)]
 
     def forget(self, arena: str) -> None:
         """Drop the map of ``arena`` (a dead process's): its memory goes once no array
         views it and its file is removed."""
         self._maps.pop(arena, None)
-        for key in [k for k in self._marked if k[0] == arena]:
-            del self._marked[key]
+        self._marked.pop(arena, None)
 
     def close(self) -> None:
         """Drop every map; the memory goes once no array views it."""
@@ -318,8 +348,13 @@ def written(addr: int, nbytes: int) -> bool:
         return True
 
 
+def _pages(start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` widened to whole pages."""
+    return start - start % _PAGE, -(-end // _PAGE) * _PAGE
+
+
 def _drop_private(mm: mmap.mmap, base: int, start: int, nbytes: int) -> None:
-    # (start is a slot's: page-aligned, as madvise wants)
+    # (start is page-aligned, as madvise wants)
     if written(base + start, nbytes):
         mm.madvise(mmap.MADV_DONTNEED, start, nbytes)  # the pages of the file again
 
