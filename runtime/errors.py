@@ -120,7 +120,8 @@ class RequestTimeoutError(TimeoutError):
 
 
 class FlowNotStartedError(RuntimeError):
-    """``post`` (or ``index`` / ``search`` / ...) was called outside ``with flow:``."""
+    """``post`` (or ``index`` / ``search`` / ...) was called outside ``with flow:``, or the
+    Flow was closed from another thread while the post ran."""
 
 
 class BadInputError(TypeError):

@@ -90,6 +90,7 @@ class Flow:
         self._backend, self._ray_address, self._ray_init_kwargs = backend, ray_address, ray_init_kwargs
         self._lock = threading.RLock()
         self._posting = 0  # posts running (nested ones from callbacks count too)
+        self._stop_now = False  # stopped by Ctrl-C / SIGTERM: close() waits for no post
         self._stop_signals = StopSignals()
         serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
         if serve:
@@ -221,6 +222,8 @@ class Flow:
         return self.start()
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):  # Ctrl-C, SIGTERM, exit
+            self._stop_now = True
         try:
             self.close()
         except ExecutorError:
@@ -280,6 +283,7 @@ class Flow:
             raise FlowNotStartedError('block() needs a started Flow: call it inside `with flow:`')
         from .serving.gateway import block
         block(self)
+        self._stop_now = True  # (it returns on Ctrl-C / SIGTERM only)
 
     def close(self) -> None:
         """Stop every process and remove every socket and shared-memory file of this Flow.
@@ -289,17 +293,31 @@ class Flow:
         (an index that could not be saved) raises ExecutorError here, naming it, once
         everything is stopped and removed.
         """
-        with self._lock:  # (a post in another thread is waited for: it holds the lock)
-            if self._posting:
-                raise RuntimeError('close() was called from a callback of a post that is still running, which '
-                                   'would pull the executors from under it; raise an exception in the callback '
-                                   'to stop the post (it propagates from post()), then close the Flow (leave '
-                                   '`with`)')
+        if self._lock.acquire(blocking=False):  # (held by another thread: not one of our callbacks)
+            try:
+                if self._posting:
+                    raise RuntimeError('close() was called from a callback of a post that is still running, '
+                                       'which would pull the executors from under it; raise an exception in the '
+                                       'callback to stop the post (it propagates from post()), then close the '
+                                       'Flow (leave `with`)')
+            finally:
+                self._lock.release()
+        # A post running in another thread (the gateway's, or the caller's own) may finish
+        # within timeout_close; past that, or at once after Ctrl-C / SIGTERM (its handler
+        # may hang: a stop must not wait for it), it is stopped at its next poll.
+        stopping = self._stop_now or self._stop_signals.caught is not None
+        if stopping:
+            self._stop_posts('the Flow was stopped (Ctrl-C / SIGTERM)')
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
-            gateway.close()
-        with self._lock:
+            gateway.close()  # no new requests; those in flight get a bounded time
+        if not self._lock.acquire(timeout=0 if stopping else self._timeout_close):
+            self._stop_posts('the Flow was closed')
+            self._lock.acquire()
+        try:
             rt, self._rt = self._rt, None
+        finally:
+            self._lock.release()
         if rt is not None:
             try:
                 rt.close()
@@ -311,6 +329,11 @@ class Flow:
             finally:
                 self._stop_signals.restore()
                 self._stop_signals.die_if_caught()
+
+    def _stop_posts(self, why: str) -> None:
+        rt = self._rt
+        if rt is not None and rt.closing is None:
+            rt.closing = why
 
     # -- profiling -------------------------------------------------------------------------
     def profile_summary(self, last_post: bool = False) -> ProfileSummary:

@@ -781,3 +781,93 @@ def test_sockets_and_shared_memory_are_private_and_nothing_listens_on_tcp():
                     assert inet == [], (p.pid, inet)
     finally:
         os.umask(old)
+
+
+# -- closing while another thread's post runs ---------------------------------------------------
+class HangsOnce(Executor):
+    """Its handler hangs (a stuck model, a dead NFS mount), after leaving a mark."""
+
+    def __init__(self, mark: str = '', **kwargs):
+        super().__init__(**kwargs)
+        self.mark = mark
+
+    @requests
+    def hang(self, docs, **kwargs):
+        open(self.mark, 'w').close()
+        time.sleep(60)
+
+
+def test_close_from_another_thread_stops_a_post_whose_handler_hangs(tmp_path):
+    from runtime import FlowNotStartedError
+    mark = str(tmp_path / 'in-handler')
+    f = Flow(timeout_close=1).add(uses=HangsOnce, uses_with={'mark': mark})
+    f.start()
+    got = []
+
+    def post():
+        try:
+            f.post('/', Document())
+        except Exception as exc:  # noqa: BLE001 - what the post ended with is the point
+            got.append(exc)
+
+    t = threading.Thread(target=post)
+    t.start()
+    _wait_until(lambda: os.path.exists(mark), 20, 'the handler started')
+    t0 = time.monotonic()
+    f.close()  # the post is waited for timeout_close, then stopped; the hung process killed
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 6
+    assert isinstance(got[0], FlowNotStartedError) and 'the Flow was closed while this post' in str(got[0])
+    assert _leaks() == _no_leaks()
+
+
+def test_sigterm_stops_a_served_flow_whose_request_hangs(tmp_path):
+    # f.block() returns on SIGTERM; leaving `with` must not wait for the hung request's post:
+    # the gateway stops taking requests at once, the hung one is answered, the process exits.
+    import socket
+    import urllib.error
+    import urllib.request
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    mark = str(tmp_path / 'in-handler')
+    script = tmp_path / 'serve.py'
+    script.write_text(f'''
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from test_robustness import HangsOnce
+from runtime import Flow
+with Flow(port_expose={port}, protocol='http', timeout_close=1).add(uses=HangsOnce, uses_with={{'mark': {mark!r}}}) as f:
+    print('READY', flush=True)
+    f.block()
+''')
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'READY'
+        answers = []
+
+        def call():
+            body = json.dumps({'data': [{'text': 'x'}]}).encode()
+            request = urllib.request.Request(f'http://127.0.0.1:{port}/index', data=body, method='POST',
+                                             headers={'Content-Type': 'application/json'})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    answers.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                answers.append(exc.code)
+            except OSError as exc:
+                answers.append(type(exc).__name__)
+
+        t = threading.Thread(target=call)
+        t.start()
+        _wait_until(lambda: os.path.exists(mark), 20, 'the handler started')
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0 and time.monotonic() - t0 < 8  # (timeout_close=1 for the hung one)
+        t.join(10)
+        assert answers and answers[0] != 200  # answered with an error, not left hanging
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

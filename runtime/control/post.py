@@ -19,6 +19,7 @@ import pickle
 from typing import Callable, Iterator
 
 from ..array import DocumentArray
+from ..errors import FlowNotStartedError
 from ..response import Response, Status
 from ..transport.handling import EMPTY_PARAMS
 from .progress import Progress
@@ -149,6 +150,10 @@ class Post:
                 router.pump(wait_s)
                 if self.timeout is not None:
                     router.expire(self)
+                if router.closing:
+                    raise FlowNotStartedError(f'{router.closing} while this post was running (from another '
+                                              f'thread: Ctrl-C, SIGTERM, the gateway shutting down); the requests '
+                                              f'still in flight were abandoned')
         except BaseException:
             self.abandoned = True
             raise

@@ -86,6 +86,8 @@ class Router:
         self._plans: dict[tuple, Plan] = {}
         self._finished: collections.deque = collections.deque()  # (post, Response, ndocs, token)
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
+        #: Set (to why) from another thread to stop the post running here at its next poll.
+        self.closing: str | None = None
 
     # -- start / stop --------------------------------------------------------------------------
     @property
