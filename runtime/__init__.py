@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     'Document': 'document', 'DocumentArray': 'array', 'DocumentArrayMemmap': 'memmap',
     'Flow': 'flow', 'Executor': 'executor', 'BaseExecutor': 'executor', 'requests': 'executor',
+    '__default_endpoint__': 'executor',
     'Response': 'response', 'Status': 'response',
     'NamedScore': 'scores',
     'from_csv': 'generators', 'from_files': 'generators', 'from_lines': 'generators',
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .document import Document
     from .errors import (BadInputError, CorruptStoreError, ExecutorError, ExecutorStartError, FlowNotStartedError,
                          RemoteTraceback, RequestTimeoutError, WorkerDiedError)
-    from .executor import BaseExecutor, Executor, requests
+    from .executor import BaseExecutor, Executor, __default_endpoint__, requests
     from .flow import Flow
     from .generators import from_csv, from_files, from_lines, from_ndarray, from_ndjson
     from .memmap import DocumentArrayMemmap

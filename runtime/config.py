@@ -392,7 +392,9 @@ def _dump(data: dict, path: Any, what: str) -> None:
 
 
 def save_executor_config(executor: Any, path: Any = None) -> Any:
-    """Write ``executor`` as an executor config; returns ``path``.
+    """Write ``executor`` as an executor config (``jtype``, ``with``, ``metas`` and
+    ``requests``: ``{endpoint: method name}``, ``/default`` for the default handler);
+    returns ``path``.
 
     Example
     -------
@@ -414,6 +416,11 @@ def save_executor_config(executor: Any, path: Any = None) -> Any:
         del metas['workspace']
     metas = {**ref.get('metas', {}), **metas}
     data = {'jtype': ref['jtype'], 'with': with_args, 'metas': metas}
+    # Every binding, as Jina 2 wrote them: those of a requests: section (or requests=) exist
+    # on this object only, and would be lost; the @requests ones are bound again on load.
+    bindings = {endpoint: method for endpoint, (method, _) in getattr(executor, '_handlers', {}).items()}
+    if bindings:
+        data['requests'] = bindings
     if path is None:
         path = f'{executor.metas.name}.yml'
     _dump(_plain(data), path, f'{cls.__name__} config')

@@ -7,7 +7,12 @@ import os
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ['Executor', 'requests', 'BaseExecutor']
+__all__ = ['Executor', 'requests', 'BaseExecutor', '__default_endpoint__']
+
+#: The endpoint of the default handler, as in Jina 2: ``@requests`` without ``on=`` binds it,
+#: ``requests: {/default: method}`` in YAML too, and an endpoint without a handler of its own
+#: goes to it.
+__default_endpoint__ = DEFAULT_ENDPOINT = '/default'
 
 #: Every name a handler may be given; Jina 2 passed the last three too.
 HANDLER_KWARGS = ('docs', 'parameters', 'docs_matrix', 'groundtruths', 'groundtruths_matrix')
@@ -19,7 +24,9 @@ _BASE_KWARGS = ('metas', 'runtime_args', 'requests')
 
 
 class RuntimeArgs(SimpleNamespace):
-    """Where this instance runs: ``replica_id``, ``shard_id``, ``replicas``, ``shards``;
+    """Where this instance runs: ``replica_id``, ``shard_id``, ``replicas``, ``shards``,
+    ``name`` (the executor's name in the Flow) and ``workspace`` (the folder its
+    ``metas.workspace`` lies in: the Flow's ``workspace``, by default ``./workspace``);
     ``pea_id`` and ``parallel`` are Jina 2's names of ``shard_id`` and ``shards``.
 
     Example
@@ -68,10 +75,12 @@ def _handler_kwargs(fn: Callable) -> tuple[str, ...] | None:
 def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = None):
     """Mark an Executor method as the handler of endpoints.
 
-    ``@requests`` handles every endpoint that has no handler of its own;
-    ``@requests(on='/index')`` or ``on=['/a', '/b']`` handles those endpoints.
-    A handler is called as ``handler(docs=DocumentArray, parameters=dict, **kwargs)`` and
-    returns None (docs changed in place), a DocumentArray (replaces the docs) or a dict
+    ``@requests`` handles every endpoint that has no handler of its own (it binds
+    ``'/default'``, ``__default_endpoint__``, as Jina 2 did: ``@requests(on='/default')`` is
+    the same); ``@requests(on='/index')`` or ``on=['/a', '/b']`` handles those endpoints.
+    A handler is called as ``handler(docs=DocumentArray, parameters=dict, **kwargs)`` (the
+    kwargs: ``docs_matrix``, ``groundtruths``, ``groundtruths_matrix``, None where they do
+    not apply; a handler without ``**kwargs`` gets those it names) and returns None (docs changed in place), a DocumentArray (replaces the docs) or a dict
     (put into the response's ``parameters['__results__'][<executor name>]``).
 
     Example
@@ -83,7 +92,7 @@ def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = N
     ...             d.text = d.text.upper()
     """
     if on is None:
-        endpoints: tuple[str, ...] = ('__default__',)
+        endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     elif isinstance(on, str):
         endpoints = (on,)
     else:
@@ -98,6 +107,25 @@ def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = N
         return fn
 
     return mark(func) if func is not None else mark
+
+
+class _RequestsView:
+    """``executor.requests`` (and ``MyExecutor.requests``): ``{endpoint: function}``, what
+    Jina 2 kept there, ``'/default'`` for the default handler. A fresh dict on each read:
+    the bindings change through ``@requests`` and ``requests=`` / YAML ``requests:``.
+
+    It defines only ``__get__``, so an executor that assigns ``self.requests`` (e.g. an
+    HTTP session) keeps its own attribute, and handlers stay as they were bound.
+
+    Example
+    -------
+    >>> {endpoint: fn.__name__ for endpoint, fn in Tagger(requests={'/tag': 'foo'}).requests.items()}
+    {'/default': 'foo', '/tag': 'foo'}
+    """
+
+    def __get__(self, obj: 'Executor | None', owner: type) -> dict[str, Callable]:
+        handlers = (owner if obj is None else obj)._handlers
+        return {endpoint: getattr(owner, method) for endpoint, (method, _) in handlers.items()}
 
 
 class Executor:
@@ -125,6 +153,7 @@ class Executor:
 
     #: endpoint -> (method name, accepted kwargs or None for all); built per class.
     _handlers: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+    requests = _RequestsView()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -145,9 +174,10 @@ class Executor:
         # Set before any user __init__ runs, so it can read self.metas and runtime_args
         # even if it never calls super().__init__().
         obj.metas = SimpleNamespace(name=cls.__name__, description=None, workspace=None, py_modules=None)
-        obj.runtime_args = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1)
         for k, v in dict(kwargs.get('metas') or {}).items():
             setattr(obj.metas, k, v)
+        obj.runtime_args = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1, name=obj.metas.name,
+                                       workspace=None)
         # What save_config writes as ``with:`` (a Flow's process builds the object with
         # __new__ alone, so there it stays empty).
         obj._init_args = (args, {k: v for k, v in kwargs.items() if k not in _BASE_KWARGS})
@@ -172,10 +202,13 @@ class Executor:
                             f'**kwargs))')
         if self.metas.workspace is None:
             self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
+        if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
+            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
 
     def _bind_requests(self, mapping: Mapping[str, str]) -> None:
         """Jina 2's ``requests:`` section: ``{endpoint: method name}`` adds or replaces the
-        handler of each endpoint for this object (``__default__`` is the default one)."""
+        handler of each endpoint for this object (``/default`` is the default one). As in
+        Jina 2.0, a method keeps the endpoints its ``@requests`` gave it."""
         if not isinstance(mapping, Mapping):
             raise TypeError(f'requests takes a dict {{endpoint: method name}}, e.g. {{"/index": "encode"}}, '
                             f'got {type(mapping).__name__}')
@@ -223,7 +256,8 @@ class Executor:
     def save_config(self, path: str | os.PathLike | None = None) -> str:
         """Write this executor as a YAML config that ``Executor.load_config`` and
         ``Flow().add(uses=path)`` read back (``jtype``, the ``with`` arguments it was built
-        with, ``metas``); returns the path (default ``<metas.name>.yml``).
+        with, ``metas``, ``requests`` as ``{endpoint: method name}``); returns the path
+        (default ``<metas.name>.yml``).
 
         Example
         -------
@@ -247,7 +281,7 @@ class Executor:
         """Called once when the Flow stops; release files and other resources here."""
 
     def _handler_for(self, endpoint: str) -> tuple[Callable, tuple[str, ...] | None] | None:
-        entry = self._handlers.get(endpoint) or self._handlers.get('__default__')
+        entry = self._handlers.get(endpoint) or self._handlers.get(DEFAULT_ENDPOINT)
         if entry is None:
             return None
         return getattr(self, entry[0]), entry[1]

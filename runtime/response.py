@@ -60,6 +60,9 @@ class Response:
     parameters : dict
         The parameters sent, plus ``'__results__': {executor name: dict}`` for handlers
         that returned a dict.
+    groundtruths : DocumentArray
+        The groundtruths posted with the documents (inputs of ``(doc, groundtruth)``
+        pairs), as Jina 2's ``Request.groundtruths``; empty when none were.
     status : Status
     routes : list of dict
         One entry per executor visited: ``executor``, ``replica``, ``shard``, ``pid``,
@@ -76,17 +79,19 @@ class Response:
     # ``header`` and ``parameters`` are built on first use: most callbacks read only the
     # documents, and a post of one document costs the parent only tens of microseconds in all.
     __slots__ = ('request_id', 'docs', 'status', 'routes', 'index', '_endpoint', '_header', '_parameters',
-                 '_params_blob', '_results')
+                 '_params_blob', '_results', '_truths')
 
     def __init__(self, request_id: str, docs: DocumentArray, endpoint: str, parameters: dict,
-                 status: Status, routes: list, index: int = 0) -> None:
+                 status: Status, routes: list, index: int = 0, groundtruths: DocumentArray | None = None) -> None:
         self.request_id, self.docs, self.status, self.routes, self.index = request_id, docs, status, routes, index
         self._endpoint = endpoint
         self._parameters, self._params_blob, self._results = parameters, None, None
+        self._truths = groundtruths
 
     @classmethod
     def _from_blob(cls, request_id: str, docs: DocumentArray, endpoint: str, params_blob: bytes,
-                results: dict | None, status: Status, routes: list, index: int = 0) -> 'Response':
+                   results: dict | None, status: Status, routes: list, index: int = 0,
+                   groundtruths: DocumentArray | None = None) -> 'Response':
         """A Response whose ``parameters`` are unpickled from ``params_blob`` when first read
         (a fresh copy for this Response), with ``results`` as their ``'__results__'``.
 
@@ -100,6 +105,7 @@ class Response:
         resp.request_id, resp.docs, resp.status, resp.routes, resp.index = request_id, docs, status, routes, index
         resp._endpoint = endpoint
         resp._parameters, resp._params_blob, resp._results = None, params_blob, results
+        resp._truths = groundtruths
         return resp
 
     @property
@@ -128,6 +134,24 @@ class Response:
     @parameters.setter
     def parameters(self, value: dict) -> None:
         self._parameters, self._params_blob, self._results = value, None, None
+
+    @property
+    def groundtruths(self) -> DocumentArray:
+        """The groundtruths posted with these documents; an empty DocumentArray (made when
+        first read, as most responses carry none) when there were none.
+
+        Example
+        -------
+        >>> f.post('/eval', [(Document(text='q'), Document(text='a'))], on_done=lambda r: print(r.groundtruths.texts))
+        """
+        truths = self._truths
+        if truths is None:
+            truths = self._truths = DocumentArray()
+        return truths
+
+    @groundtruths.setter
+    def groundtruths(self, value: DocumentArray) -> None:
+        self._truths = value
 
     @property
     def data(self) -> 'Response':

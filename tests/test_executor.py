@@ -401,3 +401,121 @@ def test_executor_built_directly_rejects_unknown_arguments_and_binds_requests():
     assert ex.metas.description == 'd' and ex._handler_for('/only')[0].__name__ == 'foo'
     with pytest.raises(ValueError, match="'nope' must name a method"):
         TagByNameExec(requests={'/x': 'nope'})
+
+
+class KwargsOnlyExec(Executor):
+    """Jina 2.0's cookbook, "Method Arguments": every argument suppressed into **kwargs."""
+
+    @requests
+    def foo(self, **kwargs):
+        return {'keys': sorted(kwargs), 'none': sorted(k for k, v in kwargs.items() if v is None),
+                'truths': kwargs['groundtruths'].texts if kwargs['groundtruths'] is not None else None}
+
+
+def test_a_kwargs_handler_gets_all_five_arguments_none_where_they_do_not_apply():
+    with Flow().add(name='kw', uses=KwargsOnlyExec) as f:
+        (plain,) = f.post('/x', Document(), return_results=True)
+        (paired,) = f.post('/x', [(Document(text='q'), Document(text='t'))], return_results=True)
+    out = plain.parameters['__results__']['kw']
+    assert out['keys'] == ['docs', 'docs_matrix', 'groundtruths', 'groundtruths_matrix', 'parameters']
+    assert out['none'] == ['docs_matrix', 'groundtruths', 'groundtruths_matrix']
+    assert paired.parameters['__results__']['kw']['truths'] == ['t']
+
+
+def test_run_handler_gives_a_named_signature_only_its_names_and_kwargs_all_of_them():
+    from runtime.transport.handling import EMPTY_PARAMS, GROUNDTRUTHS, find_handler, run_handler
+    seen = {}
+
+    class ProbeArgsExec(Executor):
+        @requests(on='/kw')
+        def kw(self, **kwargs):
+            seen['kw'] = kwargs
+
+        @requests(on='/named')
+        def named(self, docs, parameters, groundtruths, docs_matrix=None):
+            seen['named'] = (groundtruths, docs_matrix)
+
+        @requests(on='/plain')
+        def plain(self, docs, parameters):
+            seen['plain'] = parameters
+
+    ex = ProbeArgsExec()
+    docs = DocumentArray([Document(text='a'), Document(text='b')])
+    truths = DocumentArray([Document(text='ta'), Document(text='tb')])
+    for endpoint in ('/kw', '/named', '/plain'):
+        run_handler(ex, 'e', find_handler(ex, endpoint), docs, EMPTY_PARAMS, {GROUNDTRUTHS: truths}, split=(1, 1))
+    kw = seen['kw']
+    assert sorted(kw) == ['docs', 'docs_matrix', 'groundtruths', 'groundtruths_matrix', 'parameters']
+    assert [m.texts for m in kw['docs_matrix']] == [['a'], ['b']] and kw['groundtruths'] is truths
+    assert kw['groundtruths_matrix'] is None
+    assert seen['named'][0] is truths and [m.texts for m in seen['named'][1]] == [['a'], ['b']]
+    assert seen['plain'] == {}
+
+
+class DefaultByNameExec(Executor):
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        return {'by': 'index'}
+
+    @requests(on='/default')
+    def fallback(self, docs, **kwargs):
+        return {'by': 'fallback'}
+
+    def other(self, docs, **kwargs):
+        return {'by': 'other'}
+
+
+def test_default_endpoint_is_slash_default_as_in_jina2():
+    import runtime
+    from runtime import __default_endpoint__
+    assert __default_endpoint__ == '/default' and '__default_endpoint__' in runtime.__all__
+    # @requests(on='/default') is @requests: the fallback of every endpoint without a handler
+    ex = DefaultByNameExec()
+    assert ex._handler_for('/search')[0].__name__ == 'fallback'
+    assert ex._handler_for('/default')[0].__name__ == 'fallback'
+    assert RoutedExec.requests['/default'] is RoutedExec.default
+    # requests= (YAML requests:) with /default replaces the default handler
+    ex = DefaultByNameExec(requests={'/default': 'other'})
+    assert ex._handler_for('/search')[0].__name__ == 'other'
+    assert ex._handler_for('/index')[0].__name__ == 'index'
+
+
+class ReadsRequestsExec(Executor):
+    def __init__(self, **kwargs):
+        self.before = {e: fn.__name__ for e, fn in self.requests.items()}
+        super().__init__(**kwargs)
+        self.after = {e: fn.__name__ for e, fn in self.requests.items()}
+
+    @requests
+    def a(self, docs, **kwargs):
+        pass
+
+    @requests(on='/b')
+    def b(self, docs, **kwargs):
+        pass
+
+    def c(self, docs, **kwargs):
+        pass
+
+
+class OwnRequestsAttrExec(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.requests = 'an HTTP session of its own'
+
+    @requests
+    def a(self, docs, **kwargs):
+        pass
+
+
+def test_self_requests_is_the_endpoint_to_function_map_jina2_exposed():
+    ex = ReadsRequestsExec(requests={'/c': 'c'})
+    assert ex.before == {'/default': 'a', '/b': 'b'}
+    assert ex.after == {'/default': 'a', '/b': 'b', '/c': 'c'}
+    assert ReadsRequestsExec.requests == {'/default': ReadsRequestsExec.a, '/b': ReadsRequestsExec.b}
+    # As in Jina 2.0, requests: adds bindings: a method keeps the endpoints @requests gave it
+    ex = ReadsRequestsExec(requests={'/x': 'b'})
+    assert ex.after['/b'] == 'b' and ex.after['/x'] == 'b'
+    # an attribute of the executor's own by that name does not unbind its handlers
+    own = OwnRequestsAttrExec()
+    assert own.requests == 'an HTTP session of its own' and own._handler_for('/x')[0].__name__ == 'a'

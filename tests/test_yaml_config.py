@@ -277,3 +277,60 @@ def test_save_config_keeps_the_flows_backend_and_ray_arguments(tmp_path):
     f.save_config(str(tmp_path / 'ray.yml'))
     g = Flow.load_config(str(tmp_path / 'ray.yml'))  # nothing started: Ray is not needed here
     assert (g._backend, g._ray_address, g._ray_init_kwargs) == ('ray', 'auto', {'num_cpus': 2})
+
+
+class CookbookSaveExec(Executor):
+    """The Jina 2.0 Executor cookbook's "Load and Save Executor's YAML config" example."""
+
+    def __init__(self, bar: int, **kwargs):
+        super().__init__(**kwargs)
+        self.bar = bar
+
+    def foo(self, **kwargs):
+        pass
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        pass
+
+
+def test_save_config_keeps_the_requests_section(tmp_path):
+    import yaml
+    ex = Executor.load_config('''
+jtype: CookbookSaveExec
+with:
+  bar: 123
+metas:
+  name: awesomeness
+  description: my first awesome executor
+requests:
+  /random_work: foo
+  /default: foo
+''')
+    assert ex._handler_for('/random_work')[0].__name__ == 'foo'
+    path = ex.save_config(str(tmp_path / 'y.yml'))
+    saved = yaml.safe_load(open(path))
+    assert saved['requests'] == {'/index': 'index', '/random_work': 'foo', '/default': 'foo'}
+    back = Executor.load_config(path)
+    assert back.bar == 123 and back.metas.description == 'my first awesome executor'
+    for endpoint, method in (('/random_work', 'foo'), ('/index', 'index'), ('/anything', 'foo')):
+        assert back._handler_for(endpoint)[0].__name__ == method
+
+
+class YamlDefaultExec(Executor):
+    @requests(on='/index')
+    def index(self, docs, **kwargs):
+        for d in docs:
+            d.tags['by'] = 'index'
+
+    def fallback(self, docs, **kwargs):
+        for d in docs:
+            d.tags['by'] = 'fallback'
+
+
+def test_requests_slash_default_in_yaml_binds_the_default_handler():
+    uses = 'jtype: YamlDefaultExec\nrequests:\n  /default: fallback\n'
+    with Flow().add(uses=uses) as f:
+        by = {ep: f.post(ep, Document(), return_results=True)[0].docs[0].tags.get('by')
+              for ep in ('/index', '/search', '/default')}
+    assert by == {'/index': 'index', '/search': 'fallback', '/default': 'fallback'}

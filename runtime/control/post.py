@@ -98,15 +98,16 @@ class Post:
         return self._params
 
     def response(self, rid: int, docs: DocumentArray, status: Status, routes: list, index: int,
-                 results: dict | None) -> Response:
+                 results: dict | None, truths: DocumentArray | None = None) -> Response:
         """The Response of this post's request ``rid``; ``results`` (executor name -> the dict
-        its handler returned) appear as ``parameters['__results__']``.
+        its handler returned) appear as ``parameters['__results__']``, ``truths`` (posted
+        with the documents, if any) as ``groundtruths``.
 
         The parameters are unpickled only if the Response's ``parameters`` are read: a
         callback that only looks at the documents pays nothing for them.
         """
         return Response._from_blob(f'{self.id_prefix}-{rid}', docs, self.endpoint, self.params_blob, results,
-                                   status, routes, index)
+                                   status, routes, index, truths)
 
     # -- the window loop -------------------------------------------------------------------------
     def run(self, batches: Iterator[tuple], read_ahead: bool = False) -> list | None:

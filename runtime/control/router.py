@@ -471,7 +471,7 @@ class Router:
             status = Status()
         else:
             status = Status.from_error(error, getattr(error, 'executor', ''), exc_type, tb)
-        resp = post.response(req.rid, docs, status, req.routes, req.index, req.results)  # parameters: lazily
+        resp = post.response(req.rid, docs, status, req.routes, req.index, req.results, req.truths)  # (lazily)
         if self.profile is not None:
             self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), len(docs),
                              error is None, req.routes)
