@@ -226,7 +226,7 @@ def test_post_survives_junk_and_the_flow_stays_usable():
                 _check_clear(exc, arg)
                 assert calls == []
                 return
-            # what may legitimately pass: an endpoint str, a positive number, a regex naming 'marker'
+            # what may legitimately pass: an endpoint str, a positive number, a regex matching 'marker'
             if arg == 'on':
                 assert isinstance(value, str)
             elif arg == 'timeout':
@@ -234,7 +234,7 @@ def test_post_survives_junk_and_the_flow_stays_usable():
             elif arg == 'prefetch':
                 assert isinstance(value, int) and value >= 1
             elif arg == 'target_executor':
-                assert isinstance(value, str) and re.fullmatch(value, 'marker')
+                assert isinstance(value, str) and re.match(value, 'marker')  # (at the start, as Jina 2)
             else:
                 raise AssertionError(f'post({arg}={value!r}) was accepted')
 
