@@ -54,7 +54,7 @@ __all__ = ['main', 'list_files', 'read_files', 'build_flow', 'search', 'route_su
 logger = logging.getLogger(__name__)
 
 MARKER = 'demo-index.json'
-MARKER_VERSION = 2
+MARKER_VERSION = 3
 #: The executors' names in the Flow, hence their folders in the workspace.
 SPARSE, LSA, DENSE, FUSION = 'sparse', 'lsa', 'dense', 'fusion'
 DEFAULT_QUERIES = ('parse command line arguments', 'read a gzip file', 'thread pool executor shutdown',

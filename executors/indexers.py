@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requests
+
+from .fusion import branch_scores
+from .parents import ParentMap, plan_update, requested_ids, resolve
 
 __all__ = ['MemmapIndexer', 'top_k']
 
@@ -26,17 +29,32 @@ METRICS = ('cosine', 'dot', 'l2')
 DEFAULT_BLOCK_ROWS = 65536
 
 
-def _scores(metric: str, q: np.ndarray, q_sq: np.ndarray, block: np.ndarray, block_sq: np.ndarray) -> np.ndarray:
-    """(queries, rows) scores of one block; higher is better except for 'l2'."""
+def _keys(metric: str, q: np.ndarray, q_sq: np.ndarray, block: np.ndarray, block_sq: np.ndarray) -> np.ndarray:
+    """(queries, rows) sort keys of one block, smaller is better: -dot, -cosine similarity
+    or the euclidean distance (``_score`` turns a key into the reported score)."""
     dots = q @ block.T
     if metric == 'dot':
-        return dots
+        return np.negative(dots, out=dots)
     if metric == 'cosine':
         denom = np.sqrt(q_sq)[:, None] * np.sqrt(block_sq)[None, :]
-        # A zero vector (say, an empty text) has cosine 0 with everything, not NaN.
-        return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        # A zero vector (say, an empty text) has cosine similarity 0 with everything (distance
+        # 1, as DocumentArray.match gives), not NaN.
+        sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        return np.negative(sim, out=sim)
     # |x - q|^2 = |x|^2 - 2 x.q + |q|^2, clipped at 0 against rounding.
     return np.sqrt(np.maximum(block_sq[None, :] - 2 * dots + q_sq[:, None], 0))
+
+
+def _score(metric: str, key: np.ndarray) -> np.ndarray:
+    """The score reported under the metric's name, with its Jina 2 meaning (see
+    ``runtime.scores.DISTANCE_SCORES``): 'cosine' is the cosine *distance* ``1 - similarity``
+    and 'l2' the euclidean distance (smaller is better), 'dot' the inner product (larger is
+    better)."""
+    if metric == 'cosine':
+        return 1 + key
+    if metric == 'dot':
+        return -key
+    return key
 
 
 def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine',
@@ -49,7 +67,8 @@ def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine
     matrix : (N, D) array (an ``np.memmap`` is read block by block, never whole)
     k : int
     metric : 'cosine', 'dot' or 'l2'
-        'cosine' and 'dot': higher is better; 'l2' (euclidean distance): lower is better.
+        'cosine' (distance, ``1 - cosine similarity``) and 'l2' (euclidean distance): lower
+        is better; 'dot' (inner product): higher is better.
     sq_norms : (N,) array, optional
         Squared norms of the rows, if known (cosine and l2 need them).
     block_rows : int
@@ -61,8 +80,9 @@ def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine
     Example
     -------
     >>> m = np.eye(3, dtype=np.float32)
-    >>> top_k(np.array([[0, 1, 0]], np.float32), m, 2)[0].tolist()
-    [[1, 0]]
+    >>> pos, dist = top_k(np.array([[0, 1, 0]], np.float32), m, 2)
+    >>> pos.tolist(), dist.tolist()
+    ([[1, 0]], [[0.0, 1.0]])
     """
     if metric not in METRICS:
         raise ValueError(f'metric must be one of {METRICS}, got {metric!r}')
@@ -76,7 +96,6 @@ def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine
     k = min(k, n)
     if k <= 0 or nq == 0:
         return np.zeros((nq, 0), np.int64), np.zeros((nq, 0), dtype)
-    sign = 1.0 if metric == 'l2' else -1.0  # work with "smaller is better" keys
     q_sq = np.einsum('ij,ij->i', q, q)
     best_pos = np.zeros((nq, 0), np.int64)
     best_key = np.zeros((nq, 0), dtype)
@@ -88,7 +107,7 @@ def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine
             b_sq = sq_norms[lo:lo + len(block)]
         else:
             b_sq = np.einsum('ij,ij->i', block, block)
-        key = sign * _scores(metric, q, q_sq, block, b_sq)
+        key = _keys(metric, q, q_sq, block, b_sq)
         pos = np.arange(lo, lo + len(block))
         # Only this block's own k best join the running candidates: O(block) per block.
         if key.shape[1] > k:
@@ -106,18 +125,7 @@ def top_k(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = 'cosine
     order = np.lexsort((best_pos, best_key), axis=1)  # by key, then position: deterministic ties
     best_pos = np.take_along_axis(best_pos, order, axis=1)
     best_key = np.take_along_axis(best_key, order, axis=1)
-    return best_pos, sign * best_key
-
-
-def _ids(docs: Iterable[Document], parameters: dict) -> list[str]:
-    """The ids to act on: the documents' ids, plus ``parameters['ids']`` if given."""
-    ids = [d.id for d in docs]
-    extra = parameters.get('ids')
-    if extra is not None:
-        if isinstance(extra, str) or not all(isinstance(i, str) for i in extra):
-            raise TypeError(f"parameters['ids'] must be a list of str ids, got {extra!r}")
-        ids.extend(extra)
-    return ids
+    return best_pos, _score(metric, best_key)
 
 
 class MemmapIndexer(Executor):
@@ -131,13 +139,22 @@ class MemmapIndexer(Executor):
     ``/search``
         For each query document (with an embedding), set ``matches`` to the ``limit`` (or
         ``top_k``, default 10) best stored documents, each with ``scores[metric]`` and the
-        stored fields (text, uri, tags, parent_id...) but not the embedding.
+        stored fields (text, uri, tags, parent_id...) but not the embedding. The scores
+        mean what Jina 2's ``DocumentArray.match`` wrote: ``scores['cosine']`` is the cosine
+        distance (``1 - similarity``, smaller is better), so the Flow's shard merge sorts them
+        right.
     ``/update``
-        Replace the stored documents that have these ids (ids not stored are ignored);
-        returns ``{'updated': n, 'missing': m}``.
+        Replace the stored documents that have these ids (ids not stored are ignored).
+        Passages (``TextSegmenter``'s output: ``parent_id`` set) replace their document
+        whole: every stored passage of that parent is replaced or, if the document has
+        no such passage any more, removed, and its new passages are added. Returns
+        ``{'updated': n, 'missing': m, 'removed': r}`` (documents stored, documents
+        ignored, stale passages removed).
     ``/delete``
-        Delete the documents with these ids (the documents' ids and ``parameters['ids']``;
-        ids not stored are ignored); returns ``{'deleted': n, 'missing': m}``.
+        Delete the documents with these ids (the documents' ids and ``parameters['ids']``)
+        and the passages of the documents with these ids (stored documents whose
+        ``parent_id`` is one); ids that name nothing are ignored. Returns
+        ``{'deleted': n, 'missing': m}`` (stored documents removed, ids that named none).
     ``/status``
         Returns ``{'count', 'dim', 'metric', 'shard', 'workspace'}`` (send it with no
         documents: ``f.post('/status', return_results=True)``).
@@ -156,6 +173,9 @@ class MemmapIndexer(Executor):
     - *Search* reads the stored matrix (a memmap view, no copy) ``block_rows`` rows at a
       time with a running top-k, so its scratch memory is bounded for millions of rows.
       Squared row norms are kept in memory (4 bytes per row) for cosine / l2.
+    - *Whole documents*: the first update or delete reads every stored document's
+      ``parent_id`` once (a streaming pass) to know the passages of each document; an
+      index that is only added to and searched never pays for it.
     - *Updates and deletes* leave the matrix with holes, which would make every search
       gather a copy of it; the store is compacted (``prune``) before the next search
       instead, once for any number of updates in between.
@@ -163,14 +183,15 @@ class MemmapIndexer(Executor):
       one shard, and search, update, delete and status go to every shard (update and
       delete with 'any' would reach only one shard, which may not hold the id). The
       matches of all shards are joined by the Flow's default merge (sorted by the first
-      score name, cut to ``limit`` / ``top_k``).
+      score, a distance ascending, cut to ``limit`` / ``top_k``).
     - *Replicas* would share one store, which has one writer: use shards instead.
 
     Parameters
     ----------
     metric : 'cosine' (default), 'dot' or 'l2'
-        The score of the matches (named so in ``match.scores``); 'l2' is a distance
-        (smaller is better), the others similarities.
+        The score of the matches (named so in ``match.scores``): 'cosine' (``1 - cosine
+        similarity``) and 'l2' (euclidean) are distances, smaller is better, as Jina 2's
+        ``DocumentArray.match`` wrote them; 'dot' (inner product) is a similarity.
     block_rows : int
         Rows scored at a time (default 65,536).
     default_limit : int
@@ -178,10 +199,11 @@ class MemmapIndexer(Executor):
     sync : bool
         fsync after every ``/index`` / ``/update`` / ``/delete`` request (default False).
     rank_tag : str, optional
-        Also write each query's ranking to ``query.tags[rank_tag] = {'ids': [...],
-        'scores': [...]}``, for a ``FusionRanker`` after a join of parallel branches (the
-        join merges matches by id, so a match two branches found keeps one branch's
-        scores; tags merge key by key).
+        The name of this search branch, for a ``FusionRanker`` after a join of parallel
+        branches: each match also carries its score as ``scores[rank_tag]`` (with
+        ``op_name`` the metric, which tells the fusion which way is better). The shard
+        merge and the join carry it as any score (a match two branches found keeps
+        both branches' scores).
 
     Example
     -------
@@ -190,7 +212,7 @@ class MemmapIndexer(Executor):
     ...     f.index(DocumentArray([Document(text='a', embedding=np.ones(4, np.float32))]))
     ...     f.search(Document(embedding=np.ones(4, np.float32)), parameters={'limit': 1},
     ...              on_done=lambda r: print(r.docs[0].matches[0].scores))
-    {'cosine': 1.0}
+    {'cosine': 0.0}
     """
 
     def __init__(self, metric: str = 'cosine', block_rows: int = DEFAULT_BLOCK_ROWS, default_limit: int = 10,
@@ -204,6 +226,7 @@ class MemmapIndexer(Executor):
         self.metric, self.block_rows, self.default_limit, self.sync = metric, block_rows, default_limit, sync
         self.path = os.path.join(self.workspace, 'index')
         self._dam = DocumentArrayMemmap(self.path)
+        self._parents = ParentMap(self._dam)
         self._sq_norms: np.ndarray | None = None   # squared norms of the stored rows, in order
         self._needs_prune = False
         # Read from one stored document: .embeddings could gather a copy of the whole
@@ -278,6 +301,7 @@ class MemmapIndexer(Executor):
         emb = self._check_embeddings(docs, '/index')
         before = len(self._dam)
         self._dam.extend(docs)
+        self._parents.stored(docs)
         self._dim = int(emb.shape[1])
         if len(self._dam) != before + len(docs):
             # Some ids were stored already (or repeated): rows moved, compact before searching.
@@ -295,7 +319,7 @@ class MemmapIndexer(Executor):
         -------
         >>> q = DocumentArray([Document(embedding=np.ones(4, np.float32))])
         >>> idx.search(q, {'limit': 3}); q[0].matches[0].scores  # doctest: +SKIP
-        {'cosine': 1.0}
+        {'cosine': 0.0}
         """
         if not len(docs):
             return
@@ -317,54 +341,53 @@ class MemmapIndexer(Executor):
             for p, s in zip(row_pos, row_score):
                 m = Document(by_pos[p], copy=True)  # a query's matches must not share objects
                 m.embedding = None                  # results show text and place, not vectors
-                m.scores = {self.metric: float(s)}
+                m.scores = branch_scores(self.metric, float(s), self.rank_tag)
                 matches.append(m)
             d.matches = matches
-            if self.rank_tag:
-                d.tags[self.rank_tag] = {'ids': [m.id for m in matches], 'scores': [float(s) for s in row_score]}
 
     @requests(on='/update')
     def update(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
-        """Replace the stored documents with these ids; others are ignored.
+        """Replace the stored documents with these ids (others are ignored); passages replace
+        all the stored passages of their document (see the class docstring).
 
         Example
         -------
         >>> idx.update(DocumentArray([doc]), {})  # doctest: +SKIP
-        {'updated': 1, 'missing': 0}
+        {'updated': 1, 'missing': 0, 'removed': 0}
         """
         if not len(docs):
-            return {'updated': 0, 'missing': 0}
+            return {'updated': 0, 'missing': 0, 'removed': 0}
         self._check_embeddings(docs, '/update')
-        updated = 0
-        for d in docs:
-            if d.id in self._dam:
-                self._dam[d.id] = d
-                updated += 1
-        if updated:
+        store, stale = plan_update(docs, self._dam.__contains__, self._parents)
+        for doc_id in stale:
+            del self._dam[doc_id]
+            self._parents.removed(doc_id)
+        if store:
+            self._dam.extend(store)  # stored ids are replaced in place, new ones added
+            self._parents.stored(store)
+        if store or stale:
             self._needs_prune = True
         self._synced()
-        return {'updated': updated, 'missing': len(docs) - updated}
+        return {'updated': len(store), 'missing': len(docs) - len(store), 'removed': len(stale)}
 
     @requests(on='/delete')
     def delete(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
-        """Delete the documents with these ids (and ``parameters['ids']``); others are ignored.
+        """Delete the documents with these ids (and ``parameters['ids']``) and the passages of
+        the documents with these ids; others are ignored.
 
         Example
         -------
         >>> idx.delete(DocumentArray(), {'ids': ['a', 'b']})  # doctest: +SKIP
         {'deleted': 2, 'missing': 0}
         """
-        deleted = missing = 0
-        for doc_id in dict.fromkeys(_ids(docs, parameters)):  # each id once, in order
-            if doc_id in self._dam:
-                del self._dam[doc_id]
-                deleted += 1
-            else:
-                missing += 1
-        if deleted:
+        gone, missing = resolve(requested_ids(docs, parameters), self._dam.__contains__, self._parents)
+        for doc_id in gone:
+            del self._dam[doc_id]
+            self._parents.removed(doc_id)
+        if gone:
             self._needs_prune = True
         self._synced()
-        return {'deleted': deleted, 'missing': missing}
+        return {'deleted': len(gone), 'missing': missing}
 
     @requests(on='/status')
     def status(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:

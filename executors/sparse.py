@@ -11,24 +11,55 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import struct
 from typing import Any
 
 import numpy as np
 
 from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requests
 
+from . import pending_log
+from .fusion import branch_scores
+from .parents import ParentMap, plan_update, requested_ids, resolve
 from .terms import TOKENIZER_VERSION, path_terms, term_counts
 
 __all__ = ['SparseIndexer', 'bm25_scores']
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = 1
-# The committed index: one .npy each, opened with mmap_mode='r' (nothing is read until a
-# query touches it). Postings are grouped by term: term t's postings are ptr[t]:ptr[t+1].
+_FORMAT = 2
+# The committed index (a generation, in gen-<n>/): one .npy each, opened with mmap_mode='r'
+# (nothing is read until a query touches it). Postings are grouped by term: term t's
+# postings are ptr[t]:ptr[t+1].
 _ARRAYS = ('ptr', 'post_doc', 'post_tf', 'post_name', 'doc_len', 'name_len', 'deleted')
-# Postings of documents indexed since the last commit: raw appends, one file per column.
-_PENDING = (('terms', np.int32), ('docs', np.int32), ('tf', np.uint16), ('name', np.uint16))
+# Records of the pending log (executors.pending_log): what changed since the last commit.
+_INDEX, _DELETE = 1, 2
+# The postings (and row lengths) of an index record, in this order after its JSON head.
+_POSTINGS = {'terms': np.int32, 'rows': np.int32, 'tf': np.uint16, 'name': np.uint16, 'lens': np.float32}
+
+
+def _pack_index(head: dict, cols: dict[str, np.ndarray]) -> list[bytes]:
+    """An index record's payload: a JSON head (ids, new terms, where their rows and term ids
+    start, how many postings) and the columns, raw."""
+    raw = json.dumps({**head, 'postings': len(cols['terms'])}).encode('utf-8')
+    return [struct.pack('<I', len(raw)), raw,
+            *(np.ascontiguousarray(cols[name], dtype).tobytes() for name, dtype in _POSTINGS.items())]
+
+
+def _unpack_index(payload: memoryview, with_postings: bool) -> tuple[dict, dict[str, np.ndarray] | None]:
+    (size,) = struct.unpack_from('<I', payload, 0)
+    head = json.loads(bytes(payload[4:4 + size]))
+    if not with_postings:
+        return head, None
+    n, rows = head['postings'], len(head['ids'])
+    cols = {}
+    pos = 4 + size
+    for name, dtype in _POSTINGS.items():
+        count = 2 * rows if name == 'lens' else n
+        cols[name] = np.frombuffer(payload, dtype, count, pos)
+        pos += count * np.dtype(dtype).itemsize
+    return head, cols
 
 
 def bm25_scores(ptr: np.ndarray, post_doc: np.ndarray, post_tf: np.ndarray, doc_len: np.ndarray,
@@ -79,29 +110,43 @@ class SparseIndexer(Executor):
         document whose id is stored already replaces it.
     ``/search``
         For each query (``doc.text``), set ``matches`` to the ``limit`` / ``top_k``
-        (default 10) best documents with ``scores['bm25']``. With ``rank_tag`` set, the
-        ranking is also written to ``query.tags[rank_tag] = {'ids': [...], 'scores':
-        [...]}``: a join of parallel branches merges matches by id (a match both
-        branches found keeps one branch's scores), tags key by key, so a fusion step
-        after the join still sees every branch's ranking (see ``FusionRanker``).
+        (default 10) best documents with ``scores['bm25']`` (larger is better). With
+        ``rank_tag`` set, each match also carries it as ``scores[rank_tag]`` (``op_name``
+        'bm25'), the ranking of this branch for a ``FusionRanker`` after a join.
+    ``/update``
+        Replace the stored documents with these ids; passages (``parent_id`` set)
+        replace all the stored passages of their document, stale ones removed (as
+        ``MemmapIndexer``). Returns ``{'updated', 'missing', 'removed'}``.
     ``/delete``
-        Delete the documents with these ids (and ``parameters['ids']``).
+        Delete the documents with these ids (and ``parameters['ids']``), and the passages
+        of the documents with these ids. Returns ``{'deleted', 'missing'}``.
     ``/status``
         ``{'count', 'terms', 'postings', 'shard', 'workspace'}``.
 
     Storage (``<workspace>/sparse``; one folder per shard)
     -----------------------------------------------------
-    ``vocab.npy`` (the terms, position = term id), ``ptr.npy`` (int64, V + 1),
-    ``post_doc.npy`` (int32 row), ``post_tf.npy`` / ``post_name.npy`` (uint16 term
-    frequency in the text / name), ``doc_len.npy`` / ``name_len.npy`` (float32),
-    ``deleted.npy`` (bool), ``ids.npy`` (row -> id); the documents themselves in a
-    ``DocumentArrayMemmap`` (``docs``). New postings are appended to ``pending.*`` files
-    while indexing (memory stays bounded by one request) and merged into the arrays by
-    one sort when the index is next searched or the executor closes.
+    A committed *generation* in ``gen-<n>/``: ``vocab.npy`` (the terms, position = term
+    id), ``ptr.npy`` (int64, V + 1), ``post_doc.npy`` (int32 row), ``post_tf.npy`` /
+    ``post_name.npy`` (uint16 term frequency in the text / name), ``doc_len.npy`` /
+    ``name_len.npy`` (float32), ``deleted.npy`` (bool), ``ids.npy`` (row -> id);
+    ``meta.json`` names the current one. The documents themselves are in a
+    ``DocumentArrayMemmap`` (``docs``). Each ``/index`` and ``/delete`` appends one
+    checksummed record to ``pending-<n>.log`` (the new ids, the new terms, the postings;
+    memory stays bounded by one request); the next search, ``/status`` or ``close()``
+    merges them into generation n + 1 by one sort, and replacing ``meta.json`` switches
+    to it.
+
+    Durability: a change is on disk when its request is answered. A run killed at any
+    point (during a request, a commit, or after) restarts from the generation that
+    ``meta.json`` names plus its log, replayed: everything whose request was answered
+    is found again; a record torn by the kill is cut off; what a killed commit left is
+    removed. As for ``MemmapIndexer``, an OS crash or power loss can lose the last
+    seconds (no fsync).
 
     Shards: ``polling={'/index': 'any', '*': 'all'}``, as for ``MemmapIndexer``; each shard
     computes IDF over its own documents (as Lucene shards do), and the Flow's default merge
-    sorts the shards' matches by ``bm25``.
+    sorts the shards' matches by ``bm25`` (with ``rank_tag``, the branch's ranking goes
+    with them: it is the matches).
 
     Parameters
     ----------
@@ -116,7 +161,8 @@ class SparseIndexer(Executor):
     max_chars : int
         Characters of a text read (default 100,000).
     rank_tag : str, optional
-        Also write the ranking into this tag of each query (for a fusion step).
+        The name of this search branch: each match also carries its score under it
+        (for a ``FusionRanker`` after a join of parallel branches).
     default_limit : int
         Matches per query without ``limit`` / ``top_k`` (default 10).
 
@@ -139,14 +185,20 @@ class SparseIndexer(Executor):
         self.path_tag, self.max_chars, self.rank_tag, self.default_limit = path_tag, max_chars, rank_tag, default_limit
         self.path = os.path.join(self.workspace, 'sparse')
         os.makedirs(self.path, exist_ok=True)
-        self._dam = DocumentArrayMemmap(os.path.join(self.path, 'docs'))
+        self._dam = DocumentArrayMemmap(os.path.join(self.path, 'docs'))  # one writer: it locks the folder
+        self._parents = ParentMap(self._dam)
         self._load()
 
     # -- storage ---------------------------------------------------------------------------
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
+    def _log_path(self, generation: int) -> str:
+        return self._file(f'pending-{generation}.log')
+
     def _load(self) -> None:
+        """Open the committed generation named by meta.json, remove what a killed run left
+        of other generations, and replay the pending log on top."""
         meta_path = self._file('meta.json')
         meta = None
         if os.path.exists(meta_path):
@@ -155,6 +207,7 @@ class SparseIndexer(Executor):
             if meta.get('format') != _FORMAT or meta.get('tokenizer') != TOKENIZER_VERSION:
                 raise ValueError(f'the sparse index at {self.path} was written by another version '
                                  f'({meta}); index again into a new workspace')
+        self._gen = int(meta['generation']) if meta else 0
         if meta is None:
             self._vocab_list: list[str] = []
             self._arrays: dict[str, np.ndarray] = {
@@ -163,34 +216,69 @@ class SparseIndexer(Executor):
                 'name_len': np.zeros(0, np.float32), 'deleted': np.zeros(0, bool)}
             self._ids: list[str] = []
         else:
-            self._vocab_list = np.load(self._file('vocab.npy')).tolist()
-            self._arrays = {k: np.load(self._file(f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
-            self._ids = np.load(self._file('ids.npy')).tolist()
+            gen_dir = self._file(f'gen-{self._gen}')
+            self._vocab_list = np.load(os.path.join(gen_dir, 'vocab.npy')).tolist()
+            self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
+            self._ids = np.load(os.path.join(gen_dir, 'ids.npy')).tolist()
+        self._remove_other_generations()
         self._vocab = {t: i for i, t in enumerate(self._vocab_list)}
-        self._row_of = {d: i for i, d in enumerate(self._ids)}
         self._deleted = set(np.flatnonzero(self._arrays['deleted']).tolist())
-        # Rows and lengths of documents indexed since the last commit.
-        self._new_lens: list[np.ndarray] = []
-        self._pending_rows = 0
-        self._dirty = any(os.path.exists(self._file(f'pending.{c}')) for c, _ in _PENDING)
-        if self._dirty:  # a run that was killed before committing: its postings are complete
-            self._pending_rows = len(self._ids) - len(self._arrays['doc_len'])
-            if os.path.exists(self._file('pending.lens')):
-                self._new_lens.append(np.fromfile(self._file('pending.lens'), np.float32).reshape(-1, 2))
+        # A replaced id's latest row; a deleted one's none.
+        self._row_of = {d: i for i, d in enumerate(self._ids) if i not in self._deleted}
         self._weighted_tf: np.ndarray | None = None
+        records, end = pending_log.read(self._log_path(self._gen))
+        pending_log.cut_torn_tail(self._log_path(self._gen), end)
+        for kind, payload in records:  # what was indexed and deleted since the commit, in order
+            if kind == _INDEX:
+                head, _ = _unpack_index(payload, with_postings=False)
+                self._apply_index(head)
+            else:
+                self._apply_delete(json.loads(bytes(payload))['ids'])
+        self._dirty = bool(records)
+        if records:
+            logger.info('%s: replayed %d pending records of %s', self.metas.name, len(records), self.path)
 
-    def _append_pending(self, cols: dict[str, np.ndarray], lens: np.ndarray) -> None:
-        for name, dtype in _PENDING:
-            with open(self._file(f'pending.{name}'), 'ab') as fp:
-                fp.write(np.ascontiguousarray(cols[name], dtype).tobytes())
-        with open(self._file('pending.lens'), 'ab') as fp:
-            fp.write(np.ascontiguousarray(lens, np.float32).tobytes())
-        self._new_lens.append(lens)
-        self._dirty = True
+    def _remove_other_generations(self) -> None:
+        # Left by a run killed during a commit: a half-written next generation, or the
+        # previous one and its log (the switch to this one had happened).
+        keep = {f'gen-{self._gen}', os.path.basename(self._log_path(self._gen))}
+        for name in os.listdir(self.path):
+            if name in keep or not (name.startswith('gen-') or name.startswith('pending-')
+                                    or name == 'meta.tmp.json'):
+                continue
+            full = self._file(name)
+            if os.path.isdir(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+
+    def _apply_index(self, head: dict) -> None:
+        """Take an index record's new rows and terms into the in-memory state (as index()
+        did, and as a restart replays it)."""
+        if head['row_base'] != len(self._ids) or head['vocab_base'] != len(self._vocab_list):
+            raise ValueError(f'the pending log of the sparse index at {self.path} does not fit its '
+                             f'committed arrays (rows {head["row_base"]} != {len(self._ids)} or terms '
+                             f'{head["vocab_base"]} != {len(self._vocab_list)}); index again into a new workspace')
+        for t in head['terms']:
+            self._vocab[t] = len(self._vocab_list)
+            self._vocab_list.append(t)
+        for doc_id in head['ids']:
+            old = self._row_of.get(doc_id)
+            if old is not None:
+                self._deleted.add(old)
+            self._row_of[doc_id] = len(self._ids)
+            self._ids.append(doc_id)
+
+    def _apply_delete(self, ids: list[str]) -> None:
+        for doc_id in ids:
+            row = self._row_of.pop(doc_id, None)
+            if row is not None:
+                self._deleted.add(row)
 
     def commit(self) -> None:
-        """Merge the pending postings into the term-grouped arrays and save them (called by
-        the next search and by ``close``; one stable sort of the postings by term).
+        """Merge the pending postings into the term-grouped arrays and save them as the next
+        generation (called by the next search, by ``/status`` and by ``close``; one stable
+        sort of the postings by term).
 
         Example
         -------
@@ -198,12 +286,19 @@ class SparseIndexer(Executor):
         """
         if not self._dirty:
             return
+        records, _ = pending_log.read(self._log_path(self._gen))
+        pend: dict[str, list[np.ndarray]] = {name: [] for name in _POSTINGS}
+        for kind, payload in records:
+            if kind == _INDEX:
+                _, cols = _unpack_index(payload, with_postings=True)
+                for name in _POSTINGS:
+                    pend[name].append(cols[name])
+        cols = {name: np.concatenate(parts) if parts else np.zeros(0, _POSTINGS[name])
+                for name, parts in pend.items()}
+        del pend, records
         a = self._arrays
         old_terms = np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr']))
-        pend = {name: (np.fromfile(self._file(f'pending.{name}'), dtype)
-                       if os.path.exists(self._file(f'pending.{name}')) else np.zeros(0, dtype))
-                for name, dtype in _PENDING}
-        terms = np.concatenate([old_terms, pend['terms']])
+        terms = np.concatenate([old_terms, cols['terms']])
         order = np.argsort(terms, kind='stable')  # old postings first within a term: rows stay sorted
         del old_terms
         nterms = len(self._vocab_list)
@@ -211,35 +306,43 @@ class SparseIndexer(Executor):
         np.cumsum(np.bincount(terms, minlength=nterms), out=ptr[1:])
         del terms
         out = {'ptr': ptr,
-               'post_doc': np.concatenate([a['post_doc'], pend['docs']])[order],
-               'post_tf': np.concatenate([a['post_tf'], pend['tf']])[order],
-               'post_name': np.concatenate([a['post_name'], pend['name']])[order]}
-        del order, pend
-        lens = np.concatenate(self._new_lens) if self._new_lens else np.zeros((0, 2), np.float32)
+               'post_doc': np.concatenate([a['post_doc'], cols['rows']])[order],
+               'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
+               'post_name': np.concatenate([a['post_name'], cols['name']])[order]}
+        del order
+        lens = cols['lens'].reshape(-1, 2)
         out['doc_len'] = np.concatenate([a['doc_len'], lens[:, 0]]).astype(np.float32)
         out['name_len'] = np.concatenate([a['name_len'], lens[:, 1]]).astype(np.float32)
+        del cols
+        if len(out['doc_len']) != len(self._ids):
+            raise RuntimeError(f'sparse index at {self.path}: {len(out["doc_len"])} row lengths for '
+                               f'{len(self._ids)} rows; this is a bug, please report it')
         deleted = np.zeros(len(self._ids), bool)
         deleted[list(self._deleted)] = True
         out['deleted'] = deleted
+        # The next generation is written whole in its own folder, then meta.json (replaced
+        # atomically) switches to it: a run killed before the switch restarts from the
+        # previous generation and its log, one killed after from this one.
+        gen = self._gen + 1
+        gen_dir = self._file(f'gen-{gen}')
+        shutil.rmtree(gen_dir, ignore_errors=True)
+        os.makedirs(gen_dir)
         for k, v in out.items():
-            np.save(self._file(f'{k}.tmp.npy'), v)
-        np.save(self._file('vocab.tmp.npy'), np.array(self._vocab_list, dtype=str))
-        np.save(self._file('ids.tmp.npy'), np.array(self._ids, dtype=str))
-        # Renamed into place one by one, meta last: a crash before it leaves the old index
-        # plus the pending files, which the next start merges again.
-        for k in (*_ARRAYS, 'vocab', 'ids'):
-            os.replace(self._file(f'{k}.tmp.npy'), self._file(f'{k}.npy'))
-        with open(self._file('meta.json'), 'w', encoding='utf-8') as fp:
-            json.dump({'format': _FORMAT, 'tokenizer': TOKENIZER_VERSION, 'rows': len(self._ids),
-                       'terms': nterms, 'postings': int(ptr[-1])}, fp)
-        for name, _ in (*_PENDING, ('lens', None)):
-            if os.path.exists(self._file(f'pending.{name}')):
-                os.unlink(self._file(f'pending.{name}'))
+            np.save(os.path.join(gen_dir, f'{k}.npy'), v)
+        np.save(os.path.join(gen_dir, 'vocab.npy'), np.array(self._vocab_list, dtype=str))
+        np.save(os.path.join(gen_dir, 'ids.npy'), np.array(self._ids, dtype=str))
+        # The documents' own store saves its index too (it has its own log).
         self._dam.flush()
-        self._arrays = {k: np.load(self._file(f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
-        self._new_lens, self._pending_rows, self._dirty, self._weighted_tf = [], 0, False, None
-        logger.debug('%s: committed %d rows, %d terms, %d postings', self.metas.name, len(self._ids), nterms,
-                     int(ptr[-1]))
+        with open(self._file('meta.tmp.json'), 'w', encoding='utf-8') as fp:
+            json.dump({'format': _FORMAT, 'tokenizer': TOKENIZER_VERSION, 'generation': gen,
+                       'rows': len(self._ids), 'terms': nterms, 'postings': int(ptr[-1])}, fp)
+        os.replace(self._file('meta.tmp.json'), self._file('meta.json'))
+        self._gen = gen
+        self._remove_other_generations()
+        self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
+        self._dirty, self._weighted_tf = False, None
+        logger.debug('%s: committed generation %d: %d rows, %d terms, %d postings', self.metas.name, gen,
+                     len(self._ids), nterms, int(ptr[-1]))
 
     # -- endpoints -------------------------------------------------------------------------
     def _name_of(self, d: Document) -> str | None:
@@ -261,14 +364,10 @@ class SparseIndexer(Executor):
         tfs: list[int] = []
         names: list[int] = []
         lens = np.zeros((len(docs), 2), np.float32)
-        vocab, vocab_list = self._vocab, self._vocab_list
+        vocab = self._vocab
+        new_terms: dict[str, int] = {}   # taken into the vocabulary once the record is logged
+        row_base, vocab_base = len(self._ids), len(self._vocab_list)
         for k, d in enumerate(docs):
-            old = self._row_of.get(d.id)
-            if old is not None:
-                self._deleted.add(old)
-            row = len(self._ids)
-            self._ids.append(d.id)
-            self._row_of[d.id] = row
             body = term_counts(d.text, self.max_chars)
             name: dict[str, int] = {}
             for t in path_terms(self._name_of(d), self.name_depth):
@@ -277,17 +376,23 @@ class SparseIndexer(Executor):
             for t in body.keys() | name.keys():
                 tid = vocab.get(t)
                 if tid is None:
-                    tid = vocab[t] = len(vocab_list)
-                    vocab_list.append(t)
+                    tid = new_terms.setdefault(t, vocab_base + len(new_terms))
                 terms.append(tid)
-                rows.append(row)
+                rows.append(row_base + k)
                 tfs.append(min(body.get(t, 0), 65535))
                 names.append(min(name.get(t, 0), 65535))
-        self._append_pending({'terms': np.array(terms, np.int32), 'docs': np.array(rows, np.int32),
-                              'tf': np.array(tfs, np.uint16), 'name': np.array(names, np.uint16)}, lens)
-        self._pending_rows += len(docs)
-        # The stored copy needs no embedding: the index is the postings.
-        self._dam.extend(Document(d, copy=True) if d.embedding is None else _without_embedding(d) for d in docs)
+        head = {'ids': [d.id for d in docs], 'terms': list(new_terms), 'row_base': row_base,
+                'vocab_base': vocab_base}
+        cols = {'terms': np.array(terms, np.int32), 'rows': np.array(rows, np.int32),
+                'tf': np.array(tfs, np.uint16), 'name': np.array(names, np.uint16), 'lens': lens.reshape(-1)}
+        # The documents first, then the record: a run killed between the two has stored
+        # documents that no posting reaches yet, never postings of a missing document.
+        stored = [Document(d, copy=True) if d.embedding is None else _without_embedding(d) for d in docs]
+        self._dam.extend(stored)  # the stored copy needs no embedding: the index is the postings
+        pending_log.append(self._log_path(self._gen), _INDEX, _pack_index(head, cols))
+        self._apply_index(head)
+        self._parents.stored(stored)
+        self._dirty = True
 
     def _scoring_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(BM25F term frequency per posting, field-weighted length per row), cached."""
@@ -338,32 +443,54 @@ class SparseIndexer(Executor):
             matches = []
             for row, s in zip(rows.tolist(), scores.tolist()):
                 m = Document(self._dam[self._ids[row]], copy=True)
-                m.scores = {'bm25': float(s)}
+                m.scores = branch_scores('bm25', float(s), self.rank_tag)
                 matches.append(m)
             d.matches = matches
-            if self.rank_tag:
-                d.tags[self.rank_tag] = {'ids': [m.id for m in matches], 'scores': [float(s) for s in scores]}
+
+    @requests(on='/update')
+    def update(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
+        """Replace the stored documents with these ids (others are ignored); passages
+        (``parent_id`` set) replace all the stored passages of their document, as
+        ``MemmapIndexer``'s ``/update`` does.
+
+        Example
+        -------
+        >>> idx.update(DocumentArray([Document(id='a', text='new text')]), {})  # doctest: +SKIP
+        {'updated': 1, 'missing': 0, 'removed': 0}
+        """
+        store, stale = plan_update(docs, self._row_of.__contains__, self._parents)
+        self._remove(stale)
+        self.index(DocumentArray(store), parameters)
+        return {'updated': len(store), 'missing': len(docs) - len(store), 'removed': len(stale)}
 
     @requests(on='/delete')
     def delete(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
-        """Delete the documents with these ids (and ``parameters['ids']``); others are ignored.
+        """Delete the documents with these ids (and ``parameters['ids']``), and the passages of
+        documents with these ids (stored documents whose ``parent_id`` is one); others are
+        ignored. ``deleted`` counts stored documents removed, ``missing`` the ids that
+        named none.
 
         Example
         -------
         >>> idx.delete(DocumentArray(), {'ids': ['a']})  # doctest: +SKIP
         {'deleted': 1, 'missing': 0}
         """
-        ids = [d.id for d in docs] + list(parameters.get('ids') or [])
-        deleted = 0
-        for doc_id in dict.fromkeys(ids):
-            row = self._row_of.pop(doc_id, None)
-            if row is not None:
-                self._deleted.add(row)
+        gone, missing = resolve(requested_ids(docs, parameters), self._row_of.__contains__, self._parents)
+        self._remove(gone)
+        return {'deleted': len(gone), 'missing': missing}
+
+    def _remove(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        # The record first, then the documents: a run killed between the two keeps
+        # documents that no posting reaches, never postings of a missing document.
+        pending_log.append(self._log_path(self._gen), _DELETE, [json.dumps({'ids': ids}).encode('utf-8')])
+        self._apply_delete(ids)
+        self._dirty = True
+        for doc_id in ids:
+            if doc_id in self._dam:
                 del self._dam[doc_id]
-                deleted += 1
-        if deleted:
-            self._dirty = True  # the deleted flags are saved by the next commit
-        return {'deleted': deleted, 'missing': len(dict.fromkeys(ids)) - deleted}
+            self._parents.removed(doc_id)
 
     @requests(on='/status')
     def status(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:

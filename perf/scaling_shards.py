@@ -45,7 +45,8 @@ CHECK_QUERIES = 5
 class MatIndexer(Executor):
     """An in-memory index: ``/index`` appends the (normalized) embeddings, ``/search``
     scores the queries against all of them with one matmul and keeps the top ``top_k``
-    (parameter, default 10) as matches carrying only an id and ``scores['cosine']``.
+    (parameter, default 10) as matches carrying only an id and ``scores['cosine']`` (a
+    distance, ``1 - similarity``, as ``DocumentArray.match`` writes it).
     ``/stats`` answers one document per shard with ``tags['n']`` (its size).
 
     Example
@@ -94,7 +95,8 @@ class MatIndexer(Executor):
             row = best[i]
             s = scores[i, row]
             order = np.argsort(-s, kind='stable')
-            d.matches = DocumentArray([Document(id=ids[j], scores={'cosine': float(v)})
+            # (a distance, 1 - similarity, as DocumentArray.match writes 'cosine')
+            d.matches = DocumentArray([Document(id=ids[j], scores={'cosine': 1.0 - float(v)})
                                        for j, v in zip(row[order].tolist(), s[order].tolist())])
 
     @requests(on='/stats')

@@ -304,7 +304,8 @@ class DocumentArray(DocumentSequence, LoadMixin, ArrayOps):
         return self
 
     def sort(self, key=None, reverse: bool = False) -> None:
-        """Sort in place, e.g. ``doc.matches.sort(key=lambda m: -m.scores['cosine'])``."""
+        """Sort in place, e.g. ``doc.matches.sort(key=lambda m: m.scores['cosine'].value)``
+        (closest first: 'cosine' is a distance, as ``match`` writes it)."""
         self._docs.sort(key=key, reverse=reverse)
         self._id_map = None
 

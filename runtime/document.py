@@ -353,7 +353,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
 
     @property
     def scores(self) -> NamedScores:
-        """Named scores: ``m.scores['cosine'] = 0.9``; ``m.scores['cosine']`` is a
+        """Named scores: ``m.scores['cosine'] = 0.1`` (a distance); ``m.scores['cosine']`` is a
         ``NamedScore`` (``.value``, ``.op_name``, ...) that compares as its value."""
         if self._scores is None:
             self._scores = NamedScores()

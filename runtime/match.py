@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .scores import is_distance
+
 __all__ = ['match', 'METRICS']
 
 #: The metrics computed natively; any other str needs ``use_scipy=True``.
@@ -206,9 +208,14 @@ def match(left: Any, right: Any, metric: str | Callable = 'cosine', limit: int |
         Matches per document (default 20, as Jina 2; None or ``math.inf`` for all).
     normalization : (a, b), optional
         Rescale each query's distances min-max into ``[a, b]``: its closest candidate gets
-        ``a``, its farthest ``b``; ``(1, 0)`` turns distances into scores in [0, 1].
+        ``a``, its farthest ``b``; ``(1, 0)`` turns distances into scores in [0, 1]
+        (larger is better then: give them a ``metric_name`` that is not a distance's, e.g.
+        'cosine_similarity', or the shard merge, which sorts 'cosine' ascending, keeps the
+        farthest).
     metric_name : str, optional
-        The score's name (default: the metric's name).
+        The score's name (default: the metric's name). A name that is not a distance's
+        (``runtime.scores.DISTANCE_SCORES``) gets ``op_name='distance'`` while smaller is
+        better, so that the shard merge still sorts the matches closest first.
     batch_size : int, optional
         Right-hand rows read at once (default 16384): bounds memory for big right sides.
     exclude_self : bool
@@ -253,12 +260,15 @@ def match(left: Any, right: Any, metric: str | Callable = 'cosine', limit: int |
     dist, idx, lo, hi = _top_k(X, Y, want, native, fn, int(batch_size or DEFAULT_BATCH), normalization is not None)
     if normalization is not None:
         dist = _normalize(dist, normalization, lo, hi)
-    _fill_matches(lhs, rhs, dist, idx, limit or len(Y), metric_name, exclude_self, only_id)
+    larger_better = normalization is not None and normalization[0] > normalization[1]
+    op_name = '' if larger_better or is_distance(metric_name) else 'distance'
+    _fill_matches(lhs, rhs, dist, idx, limit or len(Y), metric_name, exclude_self, only_id, op_name)
 
 
 def _fill_matches(lhs: Any, rhs: Any, dist: np.ndarray, idx: np.ndarray, limit: int, metric_name: str,
-                  exclude_self: bool, only_id: bool) -> None:
+                  exclude_self: bool, only_id: bool, op_name: str = '') -> None:
     from .document import Document
+    from .scores import NamedScore
     left_ids = {d.id for d in lhs}
     fetched: dict[int, Any] = {}  # a right document that matches several queries is read once
     for q, row_i, row_d in zip(lhs, idx.tolist(), dist.tolist()):
@@ -278,7 +288,7 @@ def _fill_matches(lhs: Any, rhs: Any, dist: np.ndarray, idx: np.ndarray, limit: 
                     # Matching an array with itself: a match must not carry the query's own
                     # (or another query's) matches, or they nest without end.
                     m.matches = None
-            m.scores[metric_name] = value
+            m.scores[metric_name] = NamedScore(value, op_name=op_name) if op_name else value
             found.append(m)
             if len(found) >= limit:
                 break

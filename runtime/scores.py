@@ -9,6 +9,13 @@ a number wraps it, reading a missing name creates an empty score (Jina 2 did, so
 
 Both pickle compactly (a score with only a value travels as a float).
 
+A score's name says which way is better, one meaning everywhere (the shard merge, the
+bundled rankers): the names in ``DISTANCE_SCORES`` are distances, smaller is better, as
+Jina 2's ``DocumentArray.match`` wrote them (``scores['cosine']`` is ``1 - cosine
+similarity``); any other name is a similarity, larger is better. A score named otherwise
+(say, after the search branch that computed it) counts as a distance when its ``op_name``
+is one (``is_distance``).
+
 Example
 -------
 >>> s = NamedScores({'cosine': 0.5})
@@ -24,9 +31,31 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ['NamedScore', 'NamedScores']
+__all__ = ['NamedScore', 'NamedScores', 'DISTANCE_SCORES', 'is_distance']
 
 _TEXT_FIELDS = ('op_name', 'description', 'ref_id')
+
+#: Score names where smaller is better. ``DocumentArray.match`` writes the distance under
+#: the metric's name: 'cosine' (1 - cosine similarity), 'euclidean', 'sqeuclidean', and with
+#: ``use_scipy=True`` any of scipy's ``cdist`` metrics (all distances, listed here);
+#: 'l2', 'distance', 'manhattan' are the common names of others.
+DISTANCE_SCORES = frozenset({
+    'cosine', 'euclidean', 'sqeuclidean', 'l2', 'distance', 'manhattan',
+    'braycurtis', 'canberra', 'chebyshev', 'cityblock', 'correlation', 'dice', 'hamming', 'jaccard',
+    'jensenshannon', 'kulczynski1', 'mahalanobis', 'matching', 'minkowski', 'rogerstanimoto',
+    'russellrao', 'seuclidean', 'sokalmichener', 'sokalsneath', 'yule'})
+
+
+def is_distance(name: str, op_name: str = '') -> bool:
+    """Whether a score named ``name`` (computed by ``op_name``, if given) is a distance,
+    smaller is better: its name, or else its op_name, is in ``DISTANCE_SCORES``.
+
+    Example
+    -------
+    >>> is_distance('cosine'), is_distance('bm25'), is_distance('dense', op_name='l2')
+    (True, False, True)
+    """
+    return name in DISTANCE_SCORES or op_name in DISTANCE_SCORES
 
 
 def _as_value(value: Any, what: str) -> float:

@@ -89,3 +89,24 @@ def test_demo_refuses_a_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo.main(['--path', str(tmp_path / 'nope'), '--workspace', str(tmp_path / 'ws')])
     assert 'is not a folder' in capsys.readouterr().err
+
+
+def test_demo_with_two_sparse_shards_finds_what_one_finds(src, tmp_path, capsys):
+    # Each shard of the sparse branch ranks its own passages: the fusion must get the
+    # ranking of both (it once got only the last shard's), so --shards 2 answers as --shards 1.
+    queries = ['send an email over smtp', 'read a gzip file', 'parse command line arguments', 'kubernetes helm']
+    found = {}
+    for shards in (1, 2):
+        ws = str(tmp_path / f'ws{shards}')
+        run(capsys, '--path', str(src), '--workspace', ws, '--shards', str(shards), '--request-size', '1',
+            '--max-chars', '80', '--query', 'warm up')
+        with demo.build_flow(ws, max_chars=80, shards=shards) as f:
+            status = f.post('/status', return_results=True, target_executor='sparse$')[0]
+            runs = demo.search(f, queries, 50)
+        held = status.parameters['__results__'][demo.SPARSE]
+        counts = [s['count'] for s in held] if isinstance(held, list) else [held['count']]
+        assert len(counts) == shards and all(counts)    # with 2, both shards hold passages
+        found[shards] = [((matches[0].tags['path'], matches[0].tags['line']),
+                          sorted(m.id for m in matches if demo.SPARSE in m.scores)) for _, matches, _ in runs]
+    assert found[2] == found[1]
+    assert all(sparse for _, sparse in found[1])

@@ -28,7 +28,8 @@ def brute_force(queries: np.ndarray, matrix: np.ndarray, k: int, metric: str) ->
         s = -np.linalg.norm(queries[:, None, :] - matrix[None, :, :], axis=2)
     order = np.argsort(-s, axis=1, kind='stable')[:, :k]
     best = np.take_along_axis(s, order, axis=1)
-    return order, (-best if metric == 'l2' else best)
+    # The scores' Jina 2 meanings: 'l2' and 'cosine' are distances (1 - similarity), 'dot' not.
+    return order, {'l2': -best, 'cosine': 1 - best}.get(metric, best)
 
 
 def random_docs(n: int, dim: int, seed: int = 0, prefix: str = 'd') -> tuple[DocumentArray, np.ndarray]:
@@ -150,7 +151,8 @@ def test_update_and_delete_semantics(tmp_path):
     idx = MemmapIndexer(metas={'workspace': str(tmp_path)}, metric='dot')
     idx.index(docs, {})
     assert idx.update(DocumentArray([Document(id='d3', text='new', embedding=x[40] * 2),
-                                     Document(id='nope', embedding=x[0])]), {}) == {'updated': 1, 'missing': 1}
+                                     Document(id='nope', embedding=x[0])]), {}) == \
+        {'updated': 1, 'missing': 1, 'removed': 0}
     q = queries_of(x[[40]])
     idx.search(q, {'limit': 2})
     assert [m.id for m in q[0].matches] == ['d3', 'd40'] and q[0].matches[0].text == 'new'
@@ -170,6 +172,27 @@ def test_update_and_delete_semantics(tmp_path):
     reopened.search(q, {'limit': 1})
     assert q[0].matches[0].text == 'again'
     reopened.close()
+
+
+def test_cosine_scores_are_distances_as_documentarray_match_writes_them(tmp_path):
+    # One meaning of a score name everywhere: the shard merge sorts 'cosine' ascending, so the
+    # indexer must write the distance (1 - similarity) that DocumentArray.match writes.
+    docs, x = random_docs(40, 8)
+    q = np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32)
+    q[2] = 0                                       # a zero query: distance 1 to everything, as match says
+    idx = MemmapIndexer(metas={'workspace': str(tmp_path)})
+    idx.index(docs, {})
+    mine = queries_of(q)
+    idx.search(mine, {'limit': 5})
+    ref = queries_of(q)
+    ref.match(docs, metric='cosine', limit=5)
+    for a, b in zip(mine, ref):
+        if a.id != 'q2':  # (the zero query ties with everything: any 5 are right)
+            assert [m.id for m in a.matches] == [m.id for m in b.matches]
+        np.testing.assert_allclose([m.scores['cosine'].value for m in a.matches],
+                                   [m.scores['cosine'].value for m in b.matches], rtol=1e-5, atol=1e-6)
+    assert mine[0].matches[0].scores['cosine'] < mine[0].matches[-1].scores['cosine']   # closest first
+    idx.close()
 
 
 def test_indexer_refuses_bad_embeddings(tmp_path):
@@ -326,3 +349,44 @@ def test_text_pipeline_in_a_flow(tmp_path):
     assert q.text == 'gzip read'                             # the segmenter leaves queries whole
     assert q.matches[0].uri == 'file2.py' and q.matches[0].tags['line'] == 1
     assert q.matches[0].parent_id == 'f2'
+
+
+def test_update_and_delete_a_whole_document_through_its_passages(tmp_path):
+    # A user indexes documents; the segmenter stores passages '<id>/<k>'. Updating a document
+    # replaces all its passages (new ones added, stale ones removed); deleting it by its
+    # own id removes them.
+    flow = (Flow(workspace=str(tmp_path)).add(uses=TextSegmenter, uses_with={'max_chars': 20})
+            .add(uses=HashingTextEncoder, uses_with={'dim': 32}).add(uses=MemmapIndexer))
+
+    def post(endpoint, doc=None, **kw):
+        return flow.post(endpoint, doc, return_results=True, **kw)[0].parameters['__results__']['MemmapIndexer']
+
+    def search(text):
+        res = flow.search(Document(text=text), parameters={'limit': 10}, return_results=True)
+        return sorted(m.id for m in res[0].docs[0].matches)
+
+    with flow:
+        flow.index(DocumentArray([Document(id='doc', text='short text\n'), Document(id='other', text='keep me\n')]))
+        assert post('/status')['count'] == 2
+        grown = Document(id='doc', text='line one here\nline two here\nline three here\n')
+        assert post('/update', grown) == {'updated': 3, 'missing': 0, 'removed': 0}
+        assert post('/status')['count'] == 4
+        assert search('line two') == ['doc/0', 'doc/1', 'doc/2', 'other/0']
+        shrunk = Document(id='doc', text='only line\n')
+        assert post('/update', shrunk) == {'updated': 1, 'missing': 0, 'removed': 2}
+        assert search('only line') == ['doc/0', 'other/0']
+        assert post('/update', Document(id='never', text='not indexed\n')) == \
+            {'updated': 0, 'missing': 1, 'removed': 0}
+        assert post('/delete', Document(id='doc')) == {'deleted': 1, 'missing': 0}
+        assert post('/status')['count'] == 1
+        assert post('/delete', DocumentArray(), parameters={'ids': ['other/0', 'doc']}) == \
+            {'deleted': 1, 'missing': 1}
+        assert post('/status')['count'] == 0
+    # the parent map is rebuilt from the store after a restart
+    idx = MemmapIndexer(metas={'workspace': str(tmp_path / 'MemmapIndexer')})
+    assert idx.count == 0
+    idx.index(DocumentArray([Document(id='p/0', parent_id='p', embedding=np.ones(4, np.float32))]), {})
+    idx.close()
+    idx = MemmapIndexer(metas={'workspace': str(tmp_path / 'MemmapIndexer')})
+    assert idx.delete(DocumentArray([Document(id='p')]), {}) == {'deleted': 1, 'missing': 0}
+    idx.close()

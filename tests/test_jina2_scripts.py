@@ -288,6 +288,37 @@ def test_flow_shards_with_polling_all_merge_matches():
     assert {i.split('-')[0] for i in ids} == {'s0', 's1'}
 
 
+def test_flow_shards_with_polling_all_keep_the_closest_by_cosine_distance():
+    # DocumentArray.match writes scores['cosine'] as a distance (smaller is closer), as Jina 2
+    # did: the shard merge must keep the closest, not the farthest.
+    from runtime import Document, DocumentArray, Executor, Flow, requests
+
+    class Indexer(Executor):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._docs = DocumentArray()
+
+        @requests(on='/index')
+        def index(self, docs, **kwargs):
+            self._docs.extend(docs)
+
+        @requests(on='/search')
+        def search(self, docs, parameters, **kwargs):
+            docs.match(self._docs, metric='cosine', limit=int(parameters['top_k']))
+
+    angles = np.linspace(0, np.pi / 2, 8)
+    index_docs = DocumentArray([Document(id=f'd{i}', embedding=np.array([np.cos(a), np.sin(a)], np.float32))
+                                for i, a in enumerate(angles)])
+    query = Document(embedding=np.array([1, 0], np.float32))
+    with Flow().add(uses=Indexer, shards=2, polling={'/index': 'any', '/search': 'all'}) as f:
+        f.index(index_docs, request_size=1)
+        shards = f.post('/search', query, parameters={'top_k': 8}, return_results=True)[0].docs[0].matches
+        r = f.search(query, parameters={'top_k': 3}, return_results=True)
+    assert len({m.id for m in shards}) == 8  # both shards answered: every document is there once
+    got = [(m.id, round(m.scores['cosine'].value, 3)) for m in r[0].docs[0].matches]
+    assert got == [('d0', 0.0), ('d1', 0.025), ('d2', 0.099)]
+
+
 def test_flow_needs_join_gets_docs_matrix():
     from runtime import Document, Executor, Flow, requests
 

@@ -53,14 +53,19 @@ def test_sparse_ranks_by_bm25_with_the_name_field_and_persists(tmp_path):
     assert q[0].matches[0].uri == '/src/archive/gzip_reader.py' and 'gzip' in q[0].matches[0].text
     scores = [m.scores['bm25'] for m in q[0].matches]
     assert scores == sorted(scores, reverse=True) and len(scores) <= 3
-    assert q[0].tags['sparse'] == {'ids': [m.id for m in q[0].matches], 'scores': scores}
+    # rank_tag: the branch's ranking is the matches, each carrying its score under the branch's name
+    assert [(m.scores['sparse'].value, m.scores['sparse'].op_name) for m in q[0].matches] == \
+        [(s.value, 'bm25') for s in scores]
+    assert 'sparse' not in q[0].tags
     assert q[1].matches[0].id == 'archive/zip_writer.py'       # the file name counts as a field
     assert len(q[2].matches) == 0
     idx.close()
-    # The arrays are on disk, memmap-friendly; a new executor on the workspace finds them.
-    files = set(os.listdir(tmp_path / 'sparse'))
+    # The arrays are on disk, memmap-friendly, in the generation meta.json names; no pending log.
+    gen = json.loads((tmp_path / 'sparse' / 'meta.json').read_text())['generation']
+    files = set(os.listdir(tmp_path / 'sparse' / f'gen-{gen}'))
     assert {'vocab.npy', 'ptr.npy', 'post_doc.npy', 'post_tf.npy', 'doc_len.npy', 'ids.npy'} <= files
-    assert not any(f.startswith('pending.') for f in files)
+    assert not any(f.startswith('pending') or f.startswith('gen-') and f != f'gen-{gen}'
+                   for f in os.listdir(tmp_path / 'sparse'))
     again = SparseIndexer(metas={'workspace': str(tmp_path)})
     q = DocumentArray([Document(text='send mail')])
     again.search(q, {})
@@ -176,3 +181,202 @@ def test_hybrid_flow_runs_branches_in_parallel_and_fuses(tmp_path):
     fused = [m.scores['fused'] for m in q1.matches]
     assert fused == sorted(fused, reverse=True)
     assert 'sparse' not in q1.tags and 'dense' not in q1.tags     # the ranking tags are consumed
+
+
+# -- what a score name means; rankings through shards and joins ------------------------------------
+def test_score_names_mean_one_thing_everywhere():
+    from runtime.control.merge import DISTANCE_SCORES as merge_distances, sort_matches
+    from runtime.match import METRICS
+    from runtime.scores import DISTANCE_SCORES, NamedScore, is_distance
+    assert merge_distances is DISTANCE_SCORES              # one definition, re-exported
+    assert set(METRICS) <= DISTANCE_SCORES                 # what DocumentArray.match writes is a distance
+    assert is_distance('l2') and not is_distance('bm25') and is_distance('dense', op_name='cosine')
+
+    def order(name, values, op_name=''):
+        ms = DocumentArray([Document(id=str(v), scores={name: NamedScore(v, op_name=op_name)}) for v in values])
+        sort_matches(ms, 2)
+        return [m.id for m in ms]
+    assert order('cosine', [0.5, 0.1, 0.9]) == ['0.1', '0.5']
+    assert order('bm25', [0.5, 0.1, 0.9]) == ['0.9', '0.5']
+    assert order('dense', [0.5, 0.1, 0.9], op_name='l2') == ['0.1', '0.5']
+    # match's distances under a name of the user's still sort closest first
+    q = DocumentArray([Document(embedding=np.array([1.0, 0.0]))])
+    found = DocumentArray([Document(id=str(i), embedding=np.array([1.0, float(i)])) for i in range(4)])
+    q.match(found, metric_name='sim', limit=4)
+    ms = DocumentArray(list(q[0].matches)[::-1])
+    sort_matches(ms, 2)
+    assert [m.id for m in ms] == ['0', '1'] and ms[0].scores['sim'].op_name == 'distance'
+    q.match(found, normalization=(1, 0), metric_name='closeness', limit=2)   # larger is better now
+    assert [m.scores['closeness'].op_name for m in q[0].matches] == ['', '']
+
+
+@pytest.mark.parametrize('metric', ['l2', 'cosine', 'dot'])
+def test_fusion_keeps_the_order_of_a_branch_whatever_its_metric(tmp_path, metric):
+    idx = MemmapIndexer(metric=metric, rank_tag='dense', metas={'workspace': str(tmp_path), 'name': 'dense'})
+    # d0 is the closest to the query by every metric, d4 the farthest
+    idx.index(DocumentArray([Document(id=f'd{i}', embedding=np.array([4.0 - i, i], np.float32))
+                             for i in range(5)]), {})
+    q = DocumentArray([Document(embedding=np.array([4.0, 0.0], np.float32))])
+    idx.search(q, {'limit': 3})
+    ranked = [m.id for m in q[0].matches]
+    assert ranked == ['d0', 'd1', 'd2']
+    assert q[0].matches[0].scores['dense'].op_name == metric
+    FusionRanker(branches={'dense': 1.0}).search(q, {'limit': 3})
+    assert [(m.id, m.scores['fused'].value) for m in q[0].matches] == [('d0', 1.0), ('d1', 0.5), ('d2', 0.0)] \
+        if metric != 'cosine' else [m.id for m in q[0].matches] == ranked
+    assert [m.id for m in q[0].matches] == ranked
+    idx.close()
+
+
+def test_fuse_refuses_a_ranking_that_is_not_best_first():
+    assert fuse({'d': (['x', 'y', 'z'], [0.0, 1.0, 2.0])}, {}) == [('x', 1.0), ('y', 0.5), ('z', 0.0)]
+    with pytest.raises(ValueError, match='best first'):
+        fuse({'d': (['x', 'y', 'z'], [0.0, 2.0, 1.0])}, {})
+
+
+def test_join_keeps_every_branchs_score_on_a_match_both_found():
+    from runtime.control.merge import merge_by_id
+    from runtime.scores import NamedScore
+    before = DocumentArray([Document(id='q', text='query')])
+
+    def branch(**found):
+        q = Document(id='q', text='query')
+        q.matches = [Document(id=i, text=f'passage {i}', scores=s) for i, s in found.items()]
+        return DocumentArray([q])
+    sparse = branch(a={'bm25': 3.0, 'sparse': NamedScore(3.0, op_name='bm25')},
+                    b={'bm25': 2.5, 'sparse': NamedScore(2.5, op_name='bm25')},
+                    d={'bm25': 1.0, 'sparse': NamedScore(1.0, op_name='bm25')})
+    dense = branch(b={'cosine': 0.1, 'dense': NamedScore(0.1, op_name='cosine')},
+                   c={'cosine': 0.4, 'dense': NamedScore(0.4, op_name='cosine')})
+    (q,) = merge_by_id([sparse, dense], before)
+    got = {m.id: set(m.scores) for m in q.matches}
+    assert got == {'a': {'bm25', 'sparse'}, 'b': {'bm25', 'sparse', 'cosine', 'dense'}, 'c': {'cosine', 'dense'},
+                   'd': {'bm25', 'sparse'}}
+    FusionRanker().search(DocumentArray([q]), {'limit': 2})
+    assert [m.id for m in q.matches] == ['b', 'a']    # b: second of one branch, first of the other
+    assert set(q.matches[0].scores) == {'fused', 'sparse', 'dense'}
+
+
+def test_sharded_sparse_branch_fuses_every_shards_ranking(tmp_path):
+    """`python -m executors.demo --shards 2`: each shard ranks its own documents; the
+    branch's ranking must reach the fusion from every shard."""
+    docs = [Document(id=f'd{i}', text=f'gzip compress data number {i}' if i % 2 else f'gzip file {i}')
+            for i in range(12)]
+
+    def run(shards):
+        polling = {'/index': 'any', '*': 'all'} if shards > 1 else 'any'
+        f = (Flow(workspace=str(tmp_path / str(shards)))
+             .add(name='sparse', uses=SparseIndexer, uses_with={'rank_tag': 'sparse'}, shards=shards,
+                  polling=polling)
+             .add(name='fusion', uses=FusionRanker, uses_with={'branches': {'sparse': 1.0}}))
+        with f:
+            f.index(DocumentArray([Document(d, copy=True) for d in docs]), request_size=1)  # spread over the shards
+            st = f.post('/status', return_results=True, target_executor='sparse$')[0].parameters['__results__']
+            r = f.search(Document(text='gzip compress'), parameters={'top_k': 12}, return_results=True)[0]
+        counts = st['sparse'] if isinstance(st['sparse'], list) else [st['sparse']]
+        return [c['count'] for c in counts], [m.id for m in r.docs[0].matches]
+    one, two = run(1), run(2)
+    assert len(two[0]) == 2 and sum(two[0]) == 12
+    assert len(one[1]) == len(two[1]) == 12 and set(one[1]) == set(two[1])
+    # the documents with both words first, in both (each shard has its own IDF: ties may differ)
+    assert set(one[1][:6]) == set(two[1][:6]) == {f'd{i}' for i in range(1, 12, 2)}
+
+
+def test_sparse_update_and_delete_a_whole_document_through_its_passages(tmp_path):
+    idx = SparseIndexer(metas={'workspace': str(tmp_path)})
+    seg = TextSegmenter(max_chars=20)
+    idx.index(seg.segment(DocumentArray([Document(id='doc', text='gzip file\n'),
+                                         Document(id='other', text='gzip other\n')]), {}), {})
+    grown = seg.segment(DocumentArray([Document(id='doc', text='gzip one here\ngzip two here\nzlib three\n')]), {})
+    assert idx.update(grown, {}) == {'updated': 3, 'missing': 0, 'removed': 0}
+    q = DocumentArray([Document(text='gzip')])
+    idx.search(q, {})
+    assert sorted(m.id for m in q[0].matches) == ['doc/0', 'doc/1', 'other/0']
+    assert idx.update(seg.segment(DocumentArray([Document(id='doc', text='zlib only\n')]), {}), {}) == \
+        {'updated': 1, 'missing': 0, 'removed': 2}
+    assert idx.delete(DocumentArray([Document(id='doc')]), {'ids': ['nope']}) == {'deleted': 1, 'missing': 1}
+    assert idx.count == 1
+    idx.close()
+    again = SparseIndexer(metas={'workspace': str(tmp_path)})
+    q = DocumentArray([Document(text='gzip zlib')])
+    again.search(q, {})
+    assert [m.id for m in q[0].matches] == ['other/0'] and again.count == 1
+    again.close()
+
+
+# -- SparseIndexer after a kill ---------------------------------------------------------------------
+_KILLED = '''
+import os, sys
+from runtime import Document, DocumentArray
+from executors import SparseIndexer
+ws, point = sys.argv[1], sys.argv[2]
+
+def die(*a, **k):
+    os._exit(0)
+
+idx = SparseIndexer(metas={'workspace': ws, 'name': 'sparse'})
+if point == 'first run':
+    idx.index(DocumentArray([Document(id='b', text='compress with gzip', uri='gz.py')]), {})
+    die()
+idx.index(DocumentArray([Document(id='a', text='open a socket', uri='net.py'),
+                         Document(id='c', text='gzip a socket stream', uri='stream.py')]), {})
+idx.commit()                                     # e.g. a search happened
+idx.index(DocumentArray([Document(id='b', text='compress with gzip', uri='gz.py')]), {})
+if point == 'after index':
+    die()
+idx.delete(DocumentArray([Document(id='c')]), {})
+if point == 'after delete':
+    die()
+if point == 'torn record':                       # killed in the middle of writing a record
+    import zlib
+    from executors import pending_log
+
+    def torn_append(path, kind, parts):
+        payload = b''.join(parts)
+        record = pending_log._HEAD.pack(pending_log._MAGIC, kind, zlib.crc32(payload), len(payload)) + payload
+        with open(path, 'ab') as fp:
+            fp.write(record[:len(record) - 3])
+        die()
+    pending_log.append = torn_append
+    idx.index(DocumentArray([Document(id='x', text='gzip torn', uri='x.py')]), {})
+if point == 'commit before switch':              # the next generation written, meta.json not yet replaced
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if dst.endswith(os.path.join('sparse', 'meta.json')):
+            die()
+        real_replace(src, dst)
+    os.replace = replace
+if point == 'commit after switch':               # meta.json replaced, the old generation not removed
+    from executors import sparse
+    sparse.SparseIndexer._remove_other_generations = die
+idx.commit()
+die()
+'''
+
+
+@pytest.mark.parametrize('point', ['first run', 'after index', 'after delete', 'torn record',
+                                   'commit before switch', 'commit after switch'])
+def test_sparse_index_restarts_consistent_after_a_kill(tmp_path, point):
+    import subprocess
+    import sys
+
+    from childio import script_env
+    subprocess.run([sys.executable, '-c', _KILLED, str(tmp_path), point], check=True, env=script_env(), timeout=120)
+    for attempt in range(2):   # the restart, then a restart after it closed
+        idx = SparseIndexer(metas={'workspace': str(tmp_path), 'name': 'sparse'})
+        q = DocumentArray([Document(text='gzip'), Document(text='socket')])
+        idx.search(q, {})
+        gzip, socket = ([m.id for m in d.matches] for d in q)
+        if point == 'first run':
+            assert gzip == ['b'] and socket == [] and idx.count == 1
+        elif point == 'after index':           # c is not deleted yet
+            assert sorted(gzip) == ['b', 'c'] and sorted(socket) == ['a', 'c'] and idx.count == 3
+        else:                                  # every answered request is there; the torn one is not
+            assert gzip == ['b'] and socket == ['a'] and idx.count == 2
+        assert [m.text for m in q[0].matches][:1] == ['compress with gzip']
+        status = idx.status(DocumentArray(), {})
+        assert status['count'] == idx.count
+        idx.close()
+    names = os.listdir(tmp_path / 'sparse')
+    assert sum(n.startswith('gen-') for n in names) == 1 and not any(n.startswith('pending') for n in names)

@@ -55,7 +55,7 @@ class ShardMatches(Executor):
     @requests
     def foo(self, docs, parameters, **kwargs):
         sid = self.runtime_args.shard_id
-        name = parameters.get('score', 'cosine')
+        name = parameters.get('score', 'similarity')
         for d in docs:
             d.tags[f'shard{sid}'] = True
             for k in range(4):
@@ -105,7 +105,7 @@ class ShardedIndexer(Executor):
         for q in docs:
             scores = stored @ (q.embedding / np.linalg.norm(q.embedding))
             top = np.argsort(-scores)[:k]
-            q.matches = [Document(id=self.ids[i], scores={'cosine': float(scores[i])}) for i in top]
+            q.matches = [Document(id=self.ids[i], scores={'cosine': 1 - float(scores[i])}) for i in top]  # a distance, as Jina 2
 
     @requests(on='/count')
     def count(self, docs, **kwargs):
@@ -286,21 +286,21 @@ def test_polling_all_merges_matches_by_score_and_limit():
             assert all(len(d.matches) == 4 for d in resp.docs)
 
         # 'all' on /search: every shard, documents merged (each shard's tag survives),
-        # matches concatenated and sorted best first (cosine: descending)
+        # matches concatenated and sorted best first (a similarity: descending)
         resp = one('/search')
         assert sorted(h['shard'] for h in _hops(resp, 'sm')) == [0, 1, 2]
         for d in resp.docs:
             assert all(d.tags[f'shard{s}'] for s in range(3))
-            assert [m.scores['cosine'] for m in d.matches] == [float(v) for v in range(11, -1, -1)]
+            assert [m.scores['similarity'] for m in d.matches] == [float(v) for v in range(11, -1, -1)]
             assert len({m.id for m in d.matches}) == 12
 
         # cut to top_k / limit; the executor's own parameters win over the shared ones
         resp = one('/search', parameters={'top_k': 5})
         for d in resp.docs:
-            assert [m.scores['cosine'] for m in d.matches] == [11.0, 10.0, 9.0, 8.0, 7.0]
+            assert [m.scores['similarity'] for m in d.matches] == [11.0, 10.0, 9.0, 8.0, 7.0]
             assert {m.id.split('-')[1] for m in d.matches} == {'s0', 's1', 's2'}
         resp = one('/search', parameters={'top_k': 5, 'sm': {'limit': 2}})
-        assert all([m.scores['cosine'] for m in d.matches] == [11.0, 10.0] for d in resp.docs)
+        assert all([m.scores['similarity'] for m in d.matches] == [11.0, 10.0] for d in resp.docs)
 
         # a distance: ascending
         resp = one('/search', parameters={'score': 'l2', 'limit': 4})
@@ -361,7 +361,7 @@ def test_sharded_index_search_equals_brute_force():
         scores = norm @ (q / np.linalg.norm(q))
         best = np.argsort(-scores)[:7]
         assert [m.id for m in d.matches] == [f'doc{i}' for i in best]
-        np.testing.assert_allclose([m.scores['cosine'] for m in d.matches], scores[best], rtol=1e-5)
+        np.testing.assert_allclose([m.scores['cosine'] for m in d.matches], 1 - scores[best], rtol=1e-5, atol=1e-6)
 
 
 # -- needs: a DAG ------------------------------------------------------------------------------

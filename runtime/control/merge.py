@@ -14,12 +14,11 @@ import numpy as np
 from ..array import DocumentArray
 from ..document import Document
 from ..fields import FIELD, TABLE
+from ..scores import DISTANCE_SCORES, is_distance
 
 __all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES', 'branch_merge', 'shard_merge', 'concatenate']
 
-#: Score names where smaller is better; matches are sorted by every other score descending.
-DISTANCE_SCORES = frozenset({'l2', 'euclidean', 'sqeuclidean', 'distance', 'cityblock', 'manhattan',
-                             'hamming', 'jaccard', 'chebyshev'})
+# DISTANCE_SCORES (from runtime.scores, re-exported): the score names sorted ascending.
 # From the Document field table: fields where a later branch's non-default value wins
 # (copied slot to slot, so no setter side effect such as a guessed mime_type applies twice),
 # dicts merged key by key, and nested documents merged by id.
@@ -84,8 +83,16 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
             for d in extra:
                 if d.id not in mine:
                     DocumentArray.append(mine, d)
-                elif old is None or d.id not in old or d != old[d.id]:
-                    DocumentArray.__setitem__(mine, d.id, d)  # from both branches: a changed one wins
+                    continue
+                was = old[d.id] if old is not None and d.id in old else None
+                if was is not None and d == was:
+                    continue  # this branch left it as it was
+                into_sub = mine[d.id]
+                if into_sub is not d:
+                    # Merged field by field, as the documents themselves: a match that two
+                    # search branches found keeps both branches' scores (a fusion step after
+                    # the join needs every branch's ranking).
+                    _merge_into(into_sub, d, was)
 
 
 def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = None) -> DocumentArray:
@@ -95,7 +102,8 @@ def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = N
     changed survives even if another branch carried the old value on; without it, a later
     part's non-default values win. The content (text, blob or buffer) is one field: the
     merged document holds one part's. Tags and scores merge key by key, chunks and matches
-    by id."""
+    by id (one present in several parts is merged the same way, field by field: a match
+    two search branches found keeps both branches' scores)."""
     if len(parts) == 1:
         return parts[0]
     # Documents that share an id (a request may hold several) stay apart: the k-th with an
@@ -124,8 +132,8 @@ def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = N
 def _score_key(matches: DocumentArray) -> tuple[Callable, bool] | None:
     for m in matches:
         if m._scores:
-            name = next(iter(m._scores))
-            return (lambda d: _score_value(d, name)), name not in DISTANCE_SCORES
+            name, first = next(iter(m._scores.items()))
+            return (lambda d: _score_value(d, name)), not is_distance(name, first.op_name)
     return None
 
 
@@ -135,8 +143,18 @@ def _score_value(d: Document, name: str) -> float:
 
 
 def sort_matches(matches: DocumentArray, limit: int | None = None) -> None:
-    """Sort ``matches`` in place by their first score (best first: descending, except for
-    the distances in ``DISTANCE_SCORES``) and keep the first ``limit``."""
+    """Sort ``matches`` in place by their first score, best first, and keep the first ``limit``.
+
+    Best is smallest for a distance (a name in ``DISTANCE_SCORES``, such as 'cosine' as
+    ``DocumentArray.match`` writes it, or a score whose ``op_name`` is one), largest for
+    any other score.
+
+    Example
+    -------
+    >>> ms = DocumentArray([Document(id=i, scores={'cosine': v}) for i, v in [('a', .5), ('b', .1)]])
+    >>> sort_matches(ms, 1); ms[0].id
+    'b'
+    """
     found = _score_key(matches)
     if found is not None:
         key, descending = found
