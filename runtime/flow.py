@@ -330,6 +330,18 @@ class Flow:
                 self._stop_signals.restore()
                 self._stop_signals.die_if_caught()
 
+    def _down_executors(self) -> list[tuple[str, BaseException]]:
+        """(name, the error a post would raise) of each executor with a shard that has no
+        process left, even restarting (what ``post`` checks before it starts); for health
+        checks (the gateway's /status). Only reads: safe from another thread."""
+        rt = self._rt
+        down = []
+        for dep in (rt.deployments if rt is not None else ()):
+            worker = dep.dead_shard()
+            if worker is not None:
+                down.append((dep.name, worker.died()))
+        return down
+
     def _stop_posts(self, why: str) -> None:
         rt = self._rt
         if rt is not None and rt.closing is None:

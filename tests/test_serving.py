@@ -104,7 +104,20 @@ def test_documents_round_trip_with_exact_dtypes_in_base64_and_as_lists():
     (b'{"data": [], "execEndpoint": 3}', 'execEndpoint must be a str'),
     (b'{"data": {"text": "x"}, "execEndpoint": "/s"}', 'data must be a list'),
     (b'{"data": [], "execEndpoint": "/s", "bogus": 1}', "unknown field 'bogus'"),
-    (b'{"data": [{"txet": "x"}], "execEndpoint": "/s"}', "data[0] has an unknown field 'txet'"),
+    (b'{"data": [], "execEndpoint": "/s", "targetExecutor": "a", "targetPeapod": "b"}',
+     "'targetExecutor' and 'targetPeapod' name the same thing"),
+    (b'{"data": [{"siblings": -1}], "execEndpoint": "/s"}', 'data[0].siblings must be an int'),
+    (b'{"data": [{"scores": {"c": {"value": 1, "operands": [{"value": 2}]}}}], "execEndpoint": "/s"}',
+     'have no operands'),
+    (b'{"data": [{"weight": "heavy"}], "execEndpoint": "/s"}', 'data[0].weight must be a number'),
+    (b'{"data": [{"tags": {"f": {"__float__": "nan"}}}], "execEndpoint": "/s"}', '"__float__" must be'),
+    (b'{"data": [{"blob": ["cat", "dog"]}], "execEndpoint": "/s"}', '"dtype": "<U8"'),
+    (b'{"data": [{"blob": {"__ndarray__": ["cat", "doggy"], "dtype": "<U3", "shape": [2]}}], '
+     b'"execEndpoint": "/s"}', 'does not fit dtype <U3'),
+    (b'{"data": [{"blob": {"__ndarray__": ["a", "b", "c"], "dtype": "<U1", "shape": [2]}}], '
+     b'"execEndpoint": "/s"}', 'does not have the shape [2]'),
+    (b'{"data": [{"blob": {"__ndarray__": ["a"], "dtype": "<U99999999", "shape": [1]}}], '
+     b'"execEndpoint": "/s"}', 'would take'),
     (b'{"data": [{"text": 3}], "execEndpoint": "/s"}', 'data[0].text must be a str'),
     (b'{"data": [{"embedding": [1, "a"]}], "execEndpoint": "/s"}', 'data[0].embedding'),
     (b'{"data": [{"embedding": [[1, 2], [3]]}], "execEndpoint": "/s"}', 'rectangular'),
@@ -125,7 +138,7 @@ def test_nothing_from_the_network_is_unpickled_or_decoded_as_objects():
     import base64
     import pickle
     payload = base64.b64encode(pickle.dumps(object())).decode()
-    for dtype in ('O', '|O', 'V8', '<U4', 'f4,f4', '(2,)f4', 'M8[s]'):
+    for dtype in ('O', '|O', 'V8', 'S4', 'f4,f4', '(2,)f4', 'M8[s]'):
         body = json.dumps({'data': [{'embedding': {'__ndarray_b64__': payload, 'dtype': dtype, 'shape': [1]}}],
                            'execEndpoint': '/s'}).encode()
         with pytest.raises(WireError, match='not allowed|unknown dtype'):
@@ -138,6 +151,13 @@ def test_nothing_from_the_network_is_unpickled_or_decoded_as_objects():
                        'execEndpoint': '/s'}).encode()
     with pytest.raises(WireError, match='do not make an array'):
         decode_request(size)
+    # str arrays come back as fixed-width str, never objects; what is no character is refused
+    text = {'__ndarray_b64__': base64.b64encode(np.array(['ab', 'c']).tobytes()).decode(), 'dtype': '<U2',
+            'shape': [2]}
+    assert doc_from_json({'blob': text}).blob.tolist() == ['ab', 'c']
+    bad = {**text, '__ndarray_b64__': base64.b64encode(np.array([0x110000, 0, 0, 0], '<u4').tobytes()).decode()}
+    with pytest.raises(WireError, match='no Unicode characters'):
+        doc_from_json({'blob': bad})
 
 
 def test_serving_options_are_checked_and_other_protocols_rejected():
@@ -273,6 +293,181 @@ def test_jina2_rest_shapes_bad_requests_and_the_flow_keeps_serving():
         assert client.search(Document(text='fine'), return_results=True)[0].docs[0].matches[0].text == 'FINE'
         code, body = http_call(port, 'GET', '/status')
         assert body['requests']['refused'] >= 8 and body['requests']['failed'] == 1
+
+
+# -- what Jina 2's gateway took is taken, meaning the same ---------------------------------------
+#: Jina 2's own document JSON (the example of its /docs page: MessageToDict with every default).
+JINA2_DOC = {'id': 'x', 'granularity': 0, 'adjacency': 0, 'parentId': '', 'text': 'hi', 'chunks': [], 'weight': 0.0,
+             'siblings': 0, 'matches': [], 'mimeType': 'text/plain', 'location': [], 'offset': 0, 'modality': '',
+             'evaluations': {}, 'scores': {}, 'tags': {'guardian': 'Azure Dragon'}, 'contentHash': 'ab12', 'uri': ''}
+
+
+def test_jina2_documents_are_read_as_jina2_read_them():
+    d = doc_from_json(JINA2_DOC)
+    assert (d.id, d.text, d.mime_type, d.tags) == ('x', 'hi', 'text/plain', {'guardian': 'Azure Dragon'})
+    # A key that is no field goes into tags, over a tag of that name; Jina 2's fields that hold
+    # the user's data (siblings, location, offset) too, unless default; contentHash is dropped.
+    d = doc_from_json({'text': 'x', 'lang': 'en', 'tags': {'lang': 'fr', 'k': 1}, 'siblings': 3, 'location': [1, 4],
+                       'offset': 0, 'contentHash': 'ab12', 'parent_id': 'p',
+                       'matches': [{'id': 'm', 'weird': {'__bytes__': 'eA=='},
+                                    'scores': {'cosine': {'value': 0.5, 'opName': 'cosine', 'description': '',
+                                                          'operands': [], 'refId': ''}}}]})
+    assert d.tags == {'lang': 'en', 'k': 1, 'siblings': 3, 'location': [1, 4]} and d.parent_id == 'p'
+    assert d.matches[0].tags == {'weird': b'x'} and d.matches[0].scores['cosine'].op_name == 'cosine'
+
+
+def test_jina2_rest_requests_are_taken_as_jina2_took_them():
+    port = free_port()
+    with serving_flow(port):
+        # Jina 2's CRUD routes: PUT /update, DELETE /delete (POST stays).
+        code, body = http_call(port, 'PUT', '/update', b'{"data": [{"text": "u"}]}')
+        assert code == 200 and body['header']['execEndpoint'] == '/update'
+        code, body = http_call(port, 'DELETE', '/delete', b'{"data": [{"id": "gone"}]}')
+        assert code == 200 and body['header']['execEndpoint'] == '/delete'
+        assert body['data']['docs'][0]['id'] == 'gone'
+        assert http_call(port, 'POST', '/update', b'{"data": []}')[0] == 200
+        assert http_call(port, 'PUT', '/search', b'{"data": []}')[0] == 405
+        code, body = http_call(port, 'GET', '/nowhere')
+        assert 'PUT /update' in body['error']['message'] and 'DELETE /delete' in body['error']['message']
+        # targetPeapod, Jina 2.0's targetExecutor, selects the executor (a name matching none is refused).
+        ask = {'data': ['t'], 'execEndpoint': '/search', 'targetPeapod': 'echo'}
+        code, body = http_call(port, 'POST', '/post', json.dumps(ask).encode())
+        assert code == 200 and body['data']['docs'][0]['matches'][0]['text'] == 'T'
+        code, body = http_call(port, 'POST', '/post', json.dumps({**ask, 'targetPeapod': 'nobody'}).encode())
+        assert code == 422 and "'nobody' matches no executor" in body['error']['message']
+        # The body Jina 2's HTTP client sent (its whole Request.dict(), exec_endpoint added),
+        # holding Jina 2's document JSON and a key that is no field.
+        jina2 = {'request_id': 'r1', 'header': {'exec_endpoint': '/search', 'request_id': 'r1'}, 'routes': [],
+                 'parameters': {'top_k': 1}, 'exec_endpoint': '/search', 'data': [{**JINA2_DOC, 'lang': 'en'}]}
+        code, body = http_call(port, 'POST', '/post', json.dumps(jina2).encode())
+        doc = body['data']['docs'][0]
+        assert code == 200 and doc['tags'] == {'guardian': 'Azure Dragon', 'lang': 'en', 'top_k_type': 'int'}
+        assert doc['matches'][0]['text'] == 'HI'
+
+
+# -- an executor that can no longer serve ----------------------------------------------------------
+class Dies(Executor):
+    """Its process exits (code 3) when ``parameters['die']`` says so."""
+
+    @requests
+    def maybe_die(self, docs: DocumentArray, parameters: dict, **kwargs) -> None:
+        if parameters.get('die'):
+            os._exit(3)
+
+
+def test_a_dead_executor_shows_in_status_and_clients_raise_what_flow_post_raises(caplog):
+    import asyncio
+
+    from runtime import AsyncClient
+    from runtime.errors import WorkerDiedError
+    port = free_port()
+    with Flow(port_expose=port, protocol='http').add(uses=Dies, name='dies') as f, Client(port=port) as client:
+        assert client.status()['status'] == 'ok' and 'down' not in client.status()
+        with pytest.raises(WorkerDiedError) as killed:  # the request the process died under
+            client.post('/', Document(), parameters={'die': True})
+        assert (killed.value.executor, killed.value.returncode) == ('dies', 3)
+        with pytest.raises(WorkerDiedError) as local:  # max_restarts=0: dead for good
+            f.post('/', Document())
+        caplog.clear()
+        with pytest.raises(WorkerDiedError) as remote:
+            client.post('/', Document())
+        assert str(remote.value) == str(local.value) == str(killed.value)
+        assert (remote.value.replica, remote.value.pid) == (local.value.replica, local.value.pid)
+
+        async def async_post() -> None:
+            await AsyncClient(port=port).post('/', Document())
+        with pytest.raises(WorkerDiedError, match="executor 'dies'"):
+            asyncio.run(async_post())
+
+        # Over HTTP: a response naming the executor, no traceback of the gateway's own, nothing logged.
+        code, body = http_call(port, 'POST', '/index', b'{"data": [{"text": "x"}]}')
+        exc = body['header']['status']['exception']
+        assert code == 500 and (exc['name'], exc['executor'], exc['message']) == ('WorkerDiedError', 'dies',
+                                                                                   str(local.value))
+        assert 'Traceback' not in json.dumps(body) and not caplog.records
+        # A health probe sees it: 503, which executor and why.
+        code, body = http_call(port, 'GET', '/status')
+        assert code == 503 and body['status'] == 'unavailable'
+        assert body['down'] == [{'executor': 'dies', 'error': str(local.value)}]
+        assert client.status()['down'] == body['down'] and body['requests']['failed'] == 4
+
+
+# -- what the gateway writes, its Client reads back ------------------------------------------------
+class Awkward(Executor):
+    """Leaves what JSON lists and numbers cannot hold as they are: str, 0-d, empty 2-d,
+    complex and non-finite arrays, non-finite floats, complex scalars; /set returns a set."""
+
+    @requests(on='/awkward')
+    def awkward(self, docs: DocumentArray, **kwargs) -> dict:
+        for d in docs:
+            d.blob = np.array(['cat', 'dog'])
+            d.embedding = np.array([np.nan, np.inf, -1.0], np.float32)
+            d.weight = float('-inf')
+            d.tags.update(f=float('nan'), c=np.complex64(1 - 2j), z=np.array([1 + 2j]), s=np.array(['x', 'yz']))
+            d.chunks.extend([Document(id='zero', embedding=np.float32(0.5) * np.ones((), np.float32)),
+                             Document(id='empty', blob=np.zeros((0, 3), np.float32)),
+                             Document(id='complex', embedding=np.array([1 + 2j, 3j]))])
+            m = Document(id='m')
+            m.scores['cosine'] = float('nan')
+            d.matches.append(m)
+        return {'inf': float('inf'), 'nan32': np.float32('nan')}
+
+    @requests(on='/set')
+    def a_set(self, docs: DocumentArray, **kwargs) -> dict:
+        return {'x': {1, 2}}
+
+
+def strict_json(raw: bytes) -> dict:
+    def bare(token: str) -> None:
+        raise AssertionError(f'bare {token} in the JSON')
+    return json.loads(raw, parse_constant=bare)
+
+
+def same(a, b) -> bool:
+    """``a`` (read back) equals ``b`` (Flow.post's), NaN equal to NaN; arrays stay arrays of
+    the same shape. Numpy scalars come back as Python numbers, a complex one as a 0-d array
+    (JSON has no complex)."""
+    if isinstance(b, np.generic):
+        b = np.asarray(b) if isinstance(b, np.complexfloating) else b.item()
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=a.dtype.kind in 'fc'))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def test_every_answer_the_gateway_writes_is_strict_json_its_client_reads_back_equal():
+    port = free_port()
+    with Flow(port_expose=port, protocol='http').add(uses=Awkward, name='awkward') as f:
+        local = f.post('/awkward', Document(id='q'), return_results=True)[0]
+        want, results = local.docs[0], local.parameters['__results__']
+        for fmt in ('list', 'base64'):
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+            conn.request('POST', '/post', body=json.dumps({'data': [{'id': 'q'}], 'execEndpoint': '/awkward',
+                                                            'arrayFormat': fmt}).encode())
+            answer = conn.getresponse()
+            assert answer.status == 200, fmt
+            raw = strict_json(answer.read())
+            conn.close()
+            assert raw['data']['docs'][0]['weight'] == '-Infinity'  # protobuf's JSON, as Jina 2 wrote it
+            assert raw['data']['docs'][0]['matches'][0]['scores']['cosine']['value'] == 'NaN'
+            assert raw['parameters']['__results__']['awkward']['inf'] == {'__float__': 'Infinity'}
+            resp = Client(port=port, array_format=fmt).post('/awkward', Document(id='q'), return_results=True)[0]
+            got = resp.docs[0]
+            assert same(got.blob, want.blob) and got.blob.dtype == want.blob.dtype, fmt
+            assert same(got.embedding, want.embedding) and got.embedding.dtype == np.float32, fmt
+            assert got.weight == -np.inf and np.isnan(got.matches[0].scores['cosine'].value), fmt
+            assert same(got.tags, {k: v for k, v in want.tags.items()}), (fmt, got.tags)
+            for mine, theirs in zip(got.chunks, want.chunks):
+                assert same(mine.embedding, theirs.embedding) and same(mine.blob, theirs.blob), (fmt, mine.id)
+            assert same(resp.parameters['__results__'], results), fmt
+            # Something JSON cannot carry at all: a 500 naming the field, raised by the Client.
+            with pytest.raises(ServerError, match=r"cannot be sent as JSON: parameters\['__results__'\]\['awkward'\]"
+                                                  r"\['x'\] holds a set"):
+                Client(port=port, array_format=fmt).post('/set', Document())
 
 
 #: One bad argument each (beside on='/' and one Document), refused by Flow.post and both clients.

@@ -250,15 +250,22 @@ class Client:
         return response_from(status, data, self.url, index)
 
     def status(self) -> dict:
-        """``GET /status`` of the gateway: liveness and request counters.
+        """``GET /status`` of the gateway: ``status`` is ``'ok'`` while every executor can
+        serve, ``'unavailable'`` once one cannot (``down`` then lists them, each
+        ``{'executor', 'error'}``); ``requests`` has the counters.
 
         >>> Client(port=12345).status()['status']
         'ok'
         """
         status, data = self._exchange('GET', '/status', timeout=self.timeout)
-        if status != 200:
-            raise ServerError(status, data.decode(errors='replace')[:2000], self.url)
-        return json.loads(data)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        # 503 with a status body is an answer too: the Flow runs, an executor in it is down.
+        if status in (200, 503) and isinstance(body, dict) and 'status' in body:
+            return body
+        raise ServerError(status, data.decode(errors='replace')[:2000], self.url)
 
     def close(self) -> None:
         """Close the connection (the next request opens a new one)."""

@@ -5,8 +5,9 @@ serves until Ctrl-C or SIGTERM. Routes:
 
 - ``POST /post`` with ``{"data": [...], "execEndpoint": "/search", "parameters": {...},
   "targetExecutor": ...}``; ``POST /index``, ``/search``, ``/update``, ``/delete`` (the
-  endpoint is the URL's);
-- ``GET /status``: liveness and counters.
+  endpoint is the URL's), and Jina 2's ``PUT /update`` and ``DELETE /delete``;
+- ``GET /status``: 200 ``{"status": "ok", ...}`` and counters while every executor can
+  serve; 503 ``{"status": "unavailable", "down": [...]}`` once one has no process left.
 
 Why aiohttp: it is one pure-asyncio package (no ASGI server + framework pair to install,
 unlike FastAPI + uvicorn, which Jina 2 used), it has a mature HTTP/1.1 server with
@@ -23,14 +24,15 @@ import logging
 import signal
 import threading
 import time
-import traceback
+import uuid
 from typing import Any
 
-from ..errors import BadInputError, FlowNotStartedError
+from ..errors import BadInputError, FlowNotStartedError, WorkerDiedError
+from ..response import Response, Status
 from .deps import import_aiohttp
 from .wire import WireError, decode_request, encode_response, error_body
 
-__all__ = ['check_options', 'Gateway', 'block', 'PROTOCOLS', 'DEFAULT_HOST', 'DEFAULT_MAX_BODY_BYTES']
+__all__ = ['check_options', 'Gateway', 'block', 'down_executors', 'PROTOCOLS', 'DEFAULT_HOST', 'DEFAULT_MAX_BODY_BYTES']
 
 logger = logging.getLogger('runtime')
 
@@ -40,6 +42,10 @@ DEFAULT_MAX_BODY_BYTES = 64 << 20
 #: Threads that decode, post and encode; the posts themselves take turns (Flow.post runs one at a time).
 _WORKERS = 4
 ENDPOINTS = ('/index', '/search', '/update', '/delete')
+#: Jina 2's methods of its CRUD routes, taken besides POST.
+JINA2_METHODS = {'/update': 'PUT', '/delete': 'DELETE'}
+ROUTES = ', '.join(['POST /post', *(f'POST {e}' for e in ENDPOINTS),
+                    *(f'{m} {e}' for e, m in JINA2_METHODS.items()), 'GET /status'])
 
 
 def check_options(port_expose: Any = None, port: Any = None, protocol: Any = 'http', host: Any = DEFAULT_HOST,
@@ -131,8 +137,7 @@ class Gateway:
             self._pool.shutdown(wait=False)
             raise
         self._started_at = time.monotonic()
-        logger.info('serving %r on %s (POST /post, /index, /search, /update, /delete; GET /status)',
-                    self.flow, self.url)
+        logger.info('serving %r on %s (%s)', self.flow, self.url, ROUTES)
         return self
 
     def _serve(self, ready: concurrent.futures.Future) -> None:
@@ -159,6 +164,8 @@ class Gateway:
         app.router.add_post('/post', self._handle_post)
         for ep in ENDPOINTS:
             app.router.add_post(ep, self._handle_post)
+        for ep, method in JINA2_METHODS.items():
+            app.router.add_route(method, ep, self._handle_post)
         app.router.add_get('/status', self._handle_status)
         # shutdown_timeout: how long close() lets requests in progress finish.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
@@ -231,19 +238,28 @@ class Gateway:
             return 422, error_body(422, str(exc))
         except FlowNotStartedError:
             return 503, error_body(503, 'the Flow is not running')
+        except WorkerDiedError as exc:
+            # An executor with no process left (the router logged its death): the answer
+            # Flow.post's callbacks get when an executor dies under a request, so the Client
+            # raises the WorkerDiedError that Flow.post raises. No traceback of ours: it
+            # would only show where the gateway called the Flow.
+            got = [Response(uuid.uuid4().hex, req.docs, req.endpoint, req.parameters,
+                            Status.from_error(exc, exc.executor), [])]
         except Exception as exc:
             logger.error('the gateway failed a request to %s', req.endpoint, exc_info=True)
             self._count('failed')
-            return 500, error_body(500, f'{type(exc).__name__}: {exc}\n{traceback.format_exc()}')
+            return 500, error_body(500, f'the Flow failed the request: {type(exc).__name__}: {exc} (the traceback '
+                                        f'is in the log of the serving process)')
         if len(got) != 1:
             self._count('failed')
             return 500, error_body(500, f'the Flow answered {len(got)} responses to one request')
         resp = got[0]
         try:
             payload = encode_response(resp, req.arrays, req.target_executor)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
+            # The executors ran: only what they left cannot be written. Say which field.
             self._count('failed')
-            return 500, error_body(500, f'the response cannot be sent as JSON: {exc}')
+            return 500, error_body(500, f'the request ran, but its response cannot be sent as JSON: {exc}')
         if resp.is_error:
             self._count('failed')
             return 500, payload
@@ -254,9 +270,13 @@ class Gateway:
         import json
 
         from .. import __version__
-        body = {'status': 'ok', 'protocol': 'http', 'version': __version__, 'flow': repr(self.flow),
-                'uptime_s': round(time.monotonic() - self._started_at, 3), 'requests': dict(self.counts)}
-        return self._json(json.dumps(body).encode())
+        down = down_executors(self.flow)
+        body = {'status': 'unavailable' if down else 'ok', 'protocol': 'http', 'version': __version__,
+                'flow': repr(self.flow), 'uptime_s': round(time.monotonic() - self._started_at, 3),
+                'requests': dict(self.counts)}
+        if down:  # 503, so that a health probe that reads only the code notices
+            body['down'] = down
+        return self._json(json.dumps(body).encode(), 503 if down else 200)
 
     def _refuse(self, status: int, message: str) -> Any:
         self._count('refused')
@@ -276,8 +296,7 @@ class Gateway:
                     raise
                 message = exc.reason
                 if exc.status == 404:
-                    message = (f'no route {request.method} {request.path}; routes: POST /post, '
-                               f'{", ".join("POST " + e for e in ENDPOINTS)}, GET /status')
+                    message = f'no route {request.method} {request.path}; routes: {ROUTES}'
                 elif exc.status == 405:
                     message = f'{request.method} is not allowed on {request.path}'
                 elif exc.status == 413:
@@ -285,6 +304,16 @@ class Gateway:
                                f'takes (Flow(max_body_bytes=...)); send fewer documents per request')
                 return self._refuse(exc.status, message)
         return middleware
+
+
+def down_executors(flow: Any) -> list[dict]:
+    """The executors of a started Flow that cannot serve any more (a shard with no process
+    left, even restarting), each ``{"executor": name, "error": why}``; [] when all can.
+
+    >>> down_executors(flow)  # doctest: +SKIP
+    [{'executor': 'dies', 'error': "the process of executor 'dies' (replica 0, pid 41) ended ..."}]
+    """
+    return [{'executor': name, 'error': str(error)} for name, error in flow._down_executors()]
 
 
 def block(flow: Any) -> None:

@@ -2,13 +2,27 @@
 
 The content half of the HTTP wire (``wire.py`` holds the request and response shapes around
 it). Everything that comes from the network is plain JSON: nothing is unpickled, array
-dtypes are limited to numbers and booleans, and sizes must agree with shapes.
+dtypes are limited to numbers, booleans and (fixed-width) str, and sizes must agree with
+shapes.
 
 Arrays (``embedding``, ``blob``, arrays in tags and parameters) may be sent as nested JSON
-lists, as the compact form ``{"__ndarray_b64__": <base64 of the raw bytes>, "dtype": "<f4",
-"shape": [768]}`` (what ``Document.json()`` writes), or as Jina 2's ``{"dense": {"buffer",
-"dtype", "shape"}}``; they are written as lists or in the compact form, as the caller asks
-(``ARRAY_FORMATS``). Document fields go by Jina 2's camelCase names or the Python ones.
+lists of numbers, in ``Document.json()``'s forms ``{"__ndarray__": <nested list>, "dtype":
+"<f4", "shape": [768]}`` and ``{"__ndarray_b64__": <base64 of the raw bytes>, "dtype", "shape"}``,
+or as Jina 2's ``{"dense": {"buffer", "dtype", "shape"}}``. They are written as the caller
+asks (``ARRAY_FORMATS``): in the base64 form, or as lists; what a bare list cannot carry
+exactly keeps a form that reads back equal: complex arrays and arrays holding NaN or
+±Infinity in the base64 form, str arrays, 0-d arrays and empty arrays of more than one
+dimension of ``embedding`` / ``blob`` as ``__ndarray__`` with their dtype and shape.
+
+Strict JSON both ways: no ``NaN`` / ``Infinity`` token is written. A float field that is not
+finite (``weight``, a score's ``value``) is written as the str ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"`` (protobuf's JSON mapping, which Jina 2 wrote); such a float in tags or
+parameters as ``{"__float__": "NaN"}`` (there a str would read back as a str).
+
+Document fields go by Jina 2's camelCase names or the Python ones. A key that is no field
+goes into ``tags``, as Jina 2's gateway (and ``Document(dict)``) did; Jina 2's own fields that
+this data model lacks are sorted by what Jina 2 did with them (``JINA2_COMPUTED``,
+``JINA2_KEPT``).
 """
 from __future__ import annotations
 
@@ -22,8 +36,9 @@ import numpy as np
 from ..array import DocumentArray
 from ..document import Document
 
-__all__ = ['WireError', 'ARRAY_FORMATS', 'MAX_DEPTH', 'MAX_DIM', 'doc_to_json', 'doc_from_json', 'encode_array',
-           'decode_array', 'encode_value', 'decode_value', 'json_kind']
+__all__ = ['WireError', 'ARRAY_FORMATS', 'MAX_DEPTH', 'MAX_DIM', 'MAX_TEXT_ARRAY_BYTES', 'JINA2_COMPUTED',
+           'JINA2_KEPT', 'doc_to_json', 'doc_from_json', 'encode_array', 'decode_array', 'encode_value',
+           'decode_value', 'json_kind']
 
 #: How arrays travel: JSON lists (what curl users read) or base64 of the raw bytes (exact dtypes).
 ARRAY_FORMATS = ('list', 'base64')
@@ -31,10 +46,14 @@ ARRAY_FORMATS = ('list', 'base64')
 _STR_FIELDS = {'text': 'text', 'uri': 'uri', 'mime_type': 'mime_type', 'mimeType': 'mime_type',
                'parent_id': 'parent_id', 'parentId': 'parent_id', 'modality': 'modality'}
 _INT_FIELDS = ('granularity', 'adjacency')
-#: Derived fields Jina 2 wrote into its JSON: accepted (a response may be posted back) and ignored.
-_IGNORED_FIELDS = frozenset({'contentHash', 'content_hash'})
-_DOC_FIELDS = sorted({'id', 'blob', 'embedding', 'buffer', 'tags', 'chunks', 'matches', 'weight',
-                      *_STR_FIELDS, *_INT_FIELDS, *(f for f in ('scores', 'evaluations') if f in Document.FIELDS)})
+#: Jina 2's document fields that Jina 2 computed itself (``update_content_hash``): accepted, so
+#: that a Jina 2 answer can be posted back, and ignored.
+JINA2_COMPUTED = frozenset({'contentHash', 'content_hash'})
+#: Jina 2's document fields that held the user's own data and have no field here: kept in
+#: ``tags`` under their name, with the type Jina 2's schema gave them. Jina 2 (proto3) could
+#: not tell a default value from an absent one, and its JSON writes every default (its
+#: ``/docs`` example has ``"siblings": 0, "location": [], "offset": 0``): defaults are dropped.
+JINA2_KEPT = {'siblings': 'an int', 'offset': 'an int', 'location': 'a list of ints'}
 _OUT_NAMES = {'mime_type': 'mimeType', 'parent_id': 'parentId'}
 _SCORE_OUT = {'op_name': 'opName', 'ref_id': 'refId'}
 _SCORE_IN = {'value': 'value', 'opName': 'op_name', 'op_name': 'op_name', 'description': 'description',
@@ -43,6 +62,11 @@ _SCORE_IN = {'value': 'value', 'opName': 'op_name', 'op_name': 'op_name', 'descr
 _SCORE_FIELDS = tuple(f for f in ('scores', 'evaluations') if f in Document.FIELDS)
 #: Nesting of chunks / matches accepted from the network (a guard, not a real-world limit).
 MAX_DEPTH = 8
+#: A str array sent as a list takes (strings x the longest) x 4 bytes in numpy: a guard
+#: against one long string among many short ones.
+MAX_TEXT_ARRAY_BYTES = 64 << 20
+#: Floats that are not finite, as protobuf's JSON mapping (and Jina 2) wrote them.
+_NONFINITE = {'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}
 
 
 class WireError(ValueError):
@@ -54,18 +78,41 @@ class WireError(ValueError):
         self.status = status
 
 
+# -- floats that are not finite ---------------------------------------------------------------
+def _float_name(x: float) -> str:
+    return 'NaN' if x != x else ('Infinity' if x > 0 else '-Infinity')
+
+
+def _float_to_json(x: Any) -> Any:
+    """A float field: the number, or "NaN" / "Infinity" / "-Infinity"."""
+    x = float(x)
+    return x if math.isfinite(x) else _float_name(x)
+
+
+def _float_from_json(value: Any, at: str) -> float:
+    """A float field from a number or one of protobuf's names of non-finite floats."""
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise WireError(f'{at} must be a number (or "NaN", "Infinity", "-Infinity"), got {json_kind(value)}')
+    return float(value)
+
+
 # -- arrays and plain values ------------------------------------------------------------------
-def _safe_dtype(spec: Any, where: str) -> np.dtype:
-    """A numeric or boolean dtype from its string; anything else (objects, structs, strings) refused."""
+def _safe_dtype(spec: Any, where: str, text: bool = False) -> np.dtype:
+    """A numeric or boolean dtype from its string (``text``: a fixed-width str one too);
+    anything else (objects, structs, bytes) refused."""
     if not isinstance(spec, str):
         raise WireError(f'{where}: dtype must be a numpy dtype string such as "<f4", got {json_kind(spec)}')
     try:
         dtype = np.dtype(spec)
     except (TypeError, ValueError):
         raise WireError(f'{where}: unknown dtype {spec[:40]!r}; send e.g. "<f4", "float32" or "int64"') from None
-    if dtype.kind not in 'biufc' or dtype.fields is not None or dtype.subdtype is not None:
+    kinds = 'biufcU' if text else 'biufc'
+    if (dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None
+            or (dtype.kind == 'U' and dtype.itemsize == 0)):
         raise WireError(f'{where}: dtype {spec[:40]!r} is not allowed; arrays travel as numbers or booleans '
-                        f'(kinds b, i, u, f, c)')
+                        f'(kinds b, i, u, f, c), or as str (kind U, e.g. "<U8") in the __ndarray__ and base64 forms')
     return dtype
 
 
@@ -82,7 +129,8 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
 
 
 def _from_b64(raw: Any, dtype: Any, shape: Any, where: str) -> np.ndarray:
-    dt, shp = _safe_dtype(dtype, where), _shape(shape, where)
+    # str arrays are safe here: the payload's size is the array's, checked below.
+    dt, shp = _safe_dtype(dtype, where, text=True), _shape(shape, where)
     if not isinstance(raw, str):
         raise WireError(f'{where}: the base64 payload must be a str, got {json_kind(raw)}')
     try:
@@ -92,6 +140,10 @@ def _from_b64(raw: Any, dtype: Any, shape: Any, where: str) -> np.ndarray:
     if len(data) != math.prod(shp) * dt.itemsize:
         raise WireError(f'{where}: {len(data)} bytes do not make an array of shape {list(shp)} and dtype '
                         f'{dt.str} ({math.prod(shp) * dt.itemsize} bytes)')
+    if dt.kind == 'U':  # UCS-4 code units: past 0x10FFFF numpy cannot hand them out as str
+        codes = np.frombuffer(data, dtype=np.dtype('u4').newbyteorder(dt.byteorder))
+        if (codes > 0x10FFFF).any():
+            raise WireError(f'{where}: the payload holds values that are no Unicode characters (dtype {dt.str})')
     # A writable copy: a handler may change it in place, as it could a local array.
     return np.frombuffer(data, dtype=dt).reshape(shp).copy()
 
@@ -110,8 +162,12 @@ def decode_array(value: Any, where: str) -> np.ndarray:
             dense = value['dense']
             return _from_b64(dense.get('buffer'), dense.get('dtype'), dense.get('shape'), where)
         if '__ndarray__' in value:
-            dt, shp = _safe_dtype(value.get('dtype'), where), _shape(value.get('shape'), where)
+            dt, shp = _safe_dtype(value.get('dtype'), where, text=True), _shape(value.get('shape'), where)
+            if dt.kind == 'U':
+                return _from_text_list(value['__ndarray__'], dt, shp, where)
             arr = _from_list(value['__ndarray__'], where, dt)
+            if arr.size == 0 and math.prod(shp) == 0:
+                arr = arr.reshape(shp)  # [] stands for every empty shape: (0,), (0, 3) ...
             if arr.shape != shp:
                 raise WireError(f'{where}: the data has shape {list(arr.shape)}, not the {list(shp)} given')
             return arr
@@ -128,7 +184,8 @@ def _from_list(data: Any, where: str, dtype: np.dtype | None) -> np.ndarray:
     except (TypeError, ValueError, OverflowError) as exc:
         raise WireError(f'{where}: not a rectangular list of numbers ({str(exc)[:120]})') from None
     if arr.dtype.kind not in 'biufc':
-        raise WireError(f'{where}: the list must hold only numbers (or booleans), got {arr.dtype} values')
+        raise WireError(f'{where}: the list must hold only numbers (or booleans), got {arr.dtype} values; '
+                        f'send a str array as {{"__ndarray__": [...], "dtype": "<U8", "shape": [...]}}')
     if dtype is not None:
         try:
             arr = arr.astype(dtype)
@@ -137,50 +194,94 @@ def _from_list(data: Any, where: str, dtype: np.dtype | None) -> np.ndarray:
     return arr
 
 
-def encode_array(arr: np.ndarray, arrays: str) -> Any:
-    """An array as a JSON list (``'list'``) or the compact base64 form (``'base64'``).
+def _from_text_list(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """A str array from ``{"__ndarray__": [...], "dtype": "<U3", "shape": [...]}``: the
+    nesting must match ``shape`` and every leaf be a str that fits ``dtype``; checked before
+    numpy allocates (strings x the widest x 4 bytes)."""
+    level = [data]
+    for depth, n in enumerate(shape):
+        nxt: list = []
+        for item in level:
+            if not isinstance(item, list) or len(item) != n:
+                raise WireError(f'{where}: the data does not have the shape {list(shape)} given (at depth {depth})')
+            nxt.extend(item)
+        level = nxt
+    flat = level
+    if not all(isinstance(s, str) for s in flat):
+        raise WireError(f'{where}: an array of dtype {dtype.str} must hold only str')
+    width = dtype.itemsize // 4
+    longest = max(map(len, flat), default=0)
+    if longest > width:
+        raise WireError(f'{where}: a str of {longest} characters does not fit dtype {dtype.str}; send a wider '
+                        f'dtype, e.g. "<U{longest}"')
+    need = len(flat) * dtype.itemsize
+    if need > MAX_TEXT_ARRAY_BYTES:
+        raise WireError(f'{where}: {len(flat)} strings of dtype {dtype.str} would take {need} bytes, more than '
+                        f'{MAX_TEXT_ARRAY_BYTES}; send fewer strings, or a narrower dtype')
+    return np.array(flat, dtype=dtype).reshape(shape)
+
+
+def encode_array(arr: np.ndarray, arrays: str, where: str = 'the array', typed: bool = True) -> Any:
+    """An array as JSON, in the form ``arrays`` asks for where that form carries it exactly:
+    ``'base64'`` the compact base64 form; ``'list'`` a JSON list, except complex arrays and
+    arrays holding NaN / ±Infinity (base64 form) and str arrays (``__ndarray__`` with dtype
+    and shape). ``typed``: the field is an array (``embedding``, ``blob``), so a bare list
+    reads back as one; there a 0-d array or an empty one of more than one dimension keeps
+    its shape in the ``__ndarray__`` form. Raises TypeError naming ``where`` for dtypes JSON
+    cannot carry (objects, structs, bytes).
 
     >>> encode_array(np.zeros(2, np.float32), 'base64')['dtype']
     '<f4'
+    >>> encode_array(np.array([1.0, np.nan]), 'list')['dtype']  # no bare NaN in strict JSON
+    '<f8'
     """
-    if arr.dtype.kind not in 'biufcU' or arr.dtype.fields is not None:
-        raise TypeError(f'an array of dtype {arr.dtype} cannot be sent as JSON; use numbers')
-    if arrays == 'list' or arr.dtype.kind == 'U':
-        return arr.tolist()
-    return {'__ndarray_b64__': base64.b64encode(np.ascontiguousarray(arr).data).decode('ascii'),
-            'dtype': arr.dtype.str, 'shape': list(arr.shape)}
+    kind = arr.dtype.kind
+    if kind not in 'biufcU' or arr.dtype.fields is not None or arr.dtype.subdtype is not None:
+        raise TypeError(f'{where} is an array of dtype {arr.dtype}, which JSON cannot carry; use numbers, '
+                        f'booleans or str')
+    if arrays != 'list' or kind == 'c' or (kind == 'f' and not np.isfinite(arr).all()):
+        return {'__ndarray_b64__': base64.b64encode(np.ascontiguousarray(arr).data).decode('ascii'),
+                'dtype': arr.dtype.str, 'shape': list(arr.shape)}
+    if kind == 'U' or (typed and (arr.ndim == 0 or (arr.size == 0 and arr.ndim > 1))):
+        return {'__ndarray__': arr.tolist(), 'dtype': arr.dtype.str, 'shape': list(arr.shape)}
+    return arr.tolist()
 
 
 def encode_value(value: Any, arrays: str = 'list', where: str = 'value') -> Any:
-    """A tag, parameter or route value as JSON: arrays as lists or base64, bytes as
-    ``{"__bytes__": base64}``, numpy scalars as numbers. Raises TypeError naming ``where``
-    for what JSON cannot carry (sets, objects).
+    """A tag, parameter or route value as JSON: arrays as ``encode_array`` writes them, bytes
+    as ``{"__bytes__": base64}``, numpy scalars as numbers (complex ones as 0-d arrays), a
+    float that is not finite as ``{"__float__": "NaN" | "Infinity" | "-Infinity"}``. Raises
+    TypeError naming ``where`` for what JSON cannot carry (sets, objects).
 
-    >>> encode_value({'n': np.int64(1), 'b': b'x'})
-    {'n': 1, 'b': {'__bytes__': 'eA=='}}
+    >>> encode_value({'n': np.int64(1), 'b': b'x', 'f': float('nan')})
+    {'n': 1, 'b': {'__bytes__': 'eA=='}, 'f': {'__float__': 'NaN'}}
     """
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or isinstance(value, (str, bool, int)):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {'__float__': _float_name(value)}
     if isinstance(value, dict):
         return {str(k): encode_value(v, arrays, f'{where}[{k!r}]') for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [encode_value(v, arrays, where) for v in value]
     if isinstance(value, np.ndarray):
-        return encode_array(value, arrays)
+        return encode_array(value, arrays, where, typed=False)
     if isinstance(value, np.generic):
-        return value.item()
+        if value.dtype.kind == 'c':  # JSON has no complex number: a 0-d array, which reads back equal
+            return encode_array(np.asarray(value), arrays, where, typed=False)
+        return encode_value(value.item(), arrays, where)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {'__bytes__': base64.b64encode(bytes(value)).decode('ascii')}
     raise TypeError(f'{where} holds a {type(value).__name__}, which JSON cannot carry; use numbers, str, '
-                    f'lists, dicts, bytes or numeric arrays')
+                    f'lists, dicts, bytes or arrays of numbers or str')
 
 
 def decode_value(value: Any, where: str = 'value', depth: int = 0) -> Any:
-    """Reverse ``encode_value``: the array and bytes markers become arrays and bytes again
-    (numeric dtypes only); everything else stays the JSON value it is.
+    """Reverse ``encode_value``: the array, bytes and float markers become arrays, bytes and
+    floats again (numeric and str dtypes only); everything else stays the JSON value it is.
 
-    >>> decode_value({'b': {'__bytes__': 'eA=='}})
-    {'b': b'x'}
+    >>> decode_value({'b': {'__bytes__': 'eA=='}, 'f': {'__float__': 'Infinity'}})
+    {'b': b'x', 'f': inf}
     """
     if depth > 64:
         raise WireError(f'{where}: nested too deeply')
@@ -192,6 +293,12 @@ def decode_value(value: Any, where: str = 'value', depth: int = 0) -> Any:
                 return base64.b64decode(value['__bytes__'], validate=True)
             except (binascii.Error, ValueError, TypeError):
                 raise WireError(f'{where}: "__bytes__" must hold valid base64') from None
+        if '__float__' in value and len(value) == 1:
+            name = value['__float__']
+            if not isinstance(name, str) or name not in _NONFINITE:
+                raise WireError(f'{where}: "__float__" must be "NaN", "Infinity" or "-Infinity", got '
+                                f'{json_kind(name)}')
+            return _NONFINITE[name]
         return {k: decode_value(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_value(v, where, depth + 1) for v in value]
@@ -201,7 +308,7 @@ def decode_value(value: Any, where: str = 'value', depth: int = 0) -> Any:
 # -- documents --------------------------------------------------------------------------------
 def doc_to_json(doc: Document, arrays: str = 'list') -> dict:
     """A Document as a JSON-ready dict: the fields that differ from their defaults, arrays
-    as lists or base64, ``buffer`` as base64, chunks and matches nested.
+    as ``encode_array`` writes them, ``buffer`` as base64, chunks and matches nested.
 
     >>> doc_to_json(Document(id='a', embedding=np.zeros(2, 'f4')))
     {'id': 'a', 'embedding': [0.0, 0.0]}
@@ -213,7 +320,7 @@ def _dict_to_json(d: dict, arrays: str) -> dict:
     out = {}
     for name, value in d.items():
         if name in ('embedding', 'blob'):
-            value = encode_array(value, arrays)
+            value = encode_array(value, arrays, f'Document.{name}')
         elif name == 'buffer':
             value = base64.b64encode(value).decode('ascii')
         elif name in ('chunks', 'matches'):
@@ -222,6 +329,8 @@ def _dict_to_json(d: dict, arrays: str) -> dict:
             value = _scores_to_json(value)
         elif name == 'tags':
             value = encode_value(value, arrays, 'Document.tags')
+        elif name == 'weight':
+            value = _float_to_json(value)
         elif not isinstance(value, (str, int, float)):
             value = encode_value(value, arrays, f'Document.{name}')
         elif isinstance(value, np.generic):
@@ -232,7 +341,12 @@ def _dict_to_json(d: dict, arrays: str) -> dict:
 
 def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
     """A Document from one item of ``data``: a dict of fields (Jina 2's camelCase names or
-    the Python ones) or a str (a text document). Every field is type-checked."""
+    the Python ones) or a str (a text document). Every field is type-checked; a key that is
+    no field goes into ``tags`` (over a tag of the same name), as Jina 2 did.
+
+    >>> doc_from_json({'text': 'hi', 'lang': 'en', 'mimeType': 'text/plain'}).tags
+    {'lang': 'en'}
+    """
     if isinstance(obj, str):
         return Document(text=obj)
     if not isinstance(obj, dict):
@@ -240,6 +354,7 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
     if depth > MAX_DEPTH:
         raise WireError(f'{where}: chunks / matches nested more than {MAX_DEPTH} levels deep')
     fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}  # keys that are no field: tags
     for key, value in obj.items():
         at = f'{where}.{key}'
         if key in _STR_FIELDS:
@@ -257,9 +372,7 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
                 raise WireError(f'{at} must be an int, got {json_kind(value)}')
             fields[key] = value
         elif key == 'weight':
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise WireError(f'{at} must be a number, got {json_kind(value)}')
-            fields[key] = float(value)
+            fields[key] = _float_from_json(value, at)
         elif key in ('embedding', 'blob'):
             if value is not None:
                 fields[key] = decode_array(value, at)
@@ -285,8 +398,15 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
                 if not isinstance(value, list):
                     raise WireError(f'{at} must be a list of documents, got {json_kind(value)}')
                 fields[key] = DocumentArray([doc_from_json(v, f'{at}[{i}]', depth + 1) for i, v in enumerate(value)])
-        elif key not in _IGNORED_FIELDS:
-            raise WireError(f'{where} has an unknown field {key!r}; document fields are {", ".join(_DOC_FIELDS)}')
+        elif key in JINA2_COMPUTED:
+            continue
+        elif key in JINA2_KEPT:
+            if not _is_default(value):
+                extra[key] = _check_kept(key, value, at)
+        else:
+            extra[key] = decode_value(value, at)
+    if extra:
+        fields['tags'] = {**fields.get('tags', {}), **extra}
     # Chunks and matches last: attaching them reads the parent's granularity and id.
     for key in ('chunks', 'matches'):
         if key in fields:
@@ -297,6 +417,20 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
         raise WireError(f'{where}: {exc}') from None
 
 
+def _is_default(value: Any) -> bool:
+    return value is None or (type(value) is int and value == 0) or (isinstance(value, list) and not value)
+
+
+def _check_kept(key: str, value: Any, at: str) -> Any:
+    """One of ``JINA2_KEPT``, with the type Jina 2's schema gave it (unsigned ints)."""
+    ok = (isinstance(value, list) and all(type(v) is int and v >= 0 for v in value) if key == 'location'
+          else type(value) is int and value >= 0)
+    if not ok:
+        raise WireError(f'{at} must be {JINA2_KEPT[key]} of at least 0 (Jina 2\'s field, kept here in tags), '
+                        f'got {json_kind(value)}')
+    return value
+
+
 def _scores_to_json(scores: Any) -> dict:
     """Scores as Jina 2 wrote them: ``{"cosine": {"value": 0.5, "opName": "cosine"}}``."""
     out = {}
@@ -304,12 +438,14 @@ def _scores_to_json(scores: Any) -> dict:
         if hasattr(score, 'to_dict'):
             score = score.to_dict()
         fields = dict(score) if isinstance(score, dict) else {'value': score}
-        out[str(name)] = {_SCORE_OUT.get(k, k): encode_value(v, 'list', f'score {name!r}') for k, v in fields.items()}
+        out[str(name)] = {_SCORE_OUT.get(k, k): _float_to_json(v) if k == 'value' else
+                          encode_value(v, 'list', f'score {name!r}') for k, v in fields.items()}
     return out
 
 
 def _scores_from_json(value: Any, where: str) -> dict:
-    """Each score a number or ``{"value": number, "opName": ..., "description": ..., "refId": ...}``."""
+    """Each score a number or ``{"value": number, "opName": ..., "description": ..., "refId": ...}``
+    (numbers: or "NaN", "Infinity", "-Infinity"); Jina 2's empty ``operands`` is taken too."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -320,21 +456,22 @@ def _scores_from_json(value: Any, where: str) -> dict:
         if isinstance(score, dict):
             fields = {}
             for k, v in score.items():
+                if k == 'operands':  # Jina 2's JSON writes [] for every score; there is no field for more
+                    if v:
+                        raise WireError(f'{at}.operands: scores here have no operands; send each operand as a '
+                                        f'score of its own')
+                    continue
                 key = _SCORE_IN.get(k)
                 if key is None:
                     raise WireError(f'{at} has an unknown field {k!r}; a score has value, opName, description, refId')
                 if key != 'value' and not isinstance(v, str):
                     raise WireError(f'{at}.{k} must be a str, got {json_kind(v)}')
                 fields[key] = v
-            score = fields.pop('value', None)
-            if not isinstance(score, (int, float)) or isinstance(score, bool):
-                raise WireError(f'{at}.value must be a number, got {json_kind(score)}')
+            score = _float_from_json(fields.pop('value', None), f'{at}.value')
             if any(fields.values()):
                 out[name] = {'value': score, **fields}
                 continue
-        if not isinstance(score, (int, float)) or isinstance(score, bool):
-            raise WireError(f'{at} must be a number (or {{"value": number}}), got {json_kind(score)}')
-        out[name] = score
+        out[name] = _float_from_json(score, at)
     return out
 
 

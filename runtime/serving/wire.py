@@ -6,20 +6,26 @@ A request body::
      "execEndpoint": "/search", "parameters": {"top_k": 3}, "targetExecutor": "indexer",
      "arrayFormat": "list" | "base64"}
 
+(``targetPeapod`` is Jina 2's name of ``targetExecutor``; the fields of a whole Jina 2
+request that its HTTP client sent along, ``requestId``, ``header``, ``routes``, ``status``,
+are ignored, as Jina 2's gateway ignored them.)
+
 A response: ``requestId``, ``header`` (``execEndpoint``, ``status`` with the executor's
-exception), ``parameters``, ``routes``, ``data.docs``; a refusal: ``{"error": {"code",
+exception; for a process that died, ``WorkerDiedError`` with ``worker``: replica, pid,
+returncode), ``parameters``, ``routes``, ``data.docs``; a refusal: ``{"error": {"code",
 "message"}}``. Responses carry arrays in the form the request's ``arrayFormat`` asks for
 (lists by default: what curl users read; the ``Client`` asks for base64, which keeps dtypes
 exact). The documents and values inside are converted and checked by ``jsoncodec``; nothing
-from the network is unpickled.
+from the network is unpickled. The JSON written is strict: no ``NaN`` / ``Infinity`` token.
 """
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ..array import DocumentArray
-from ..errors import ExecutorError
+from ..errors import ExecutorError, RemoteTraceback, WorkerDiedError
 from ..response import Response, Status
 from .jsoncodec import ARRAY_FORMATS, WireError, decode_value, doc_from_json, doc_to_json, encode_value, json_kind
 
@@ -31,7 +37,12 @@ __all__ = ['WireError', 'ARRAY_FORMATS', 'Request', 'encode_request', 'decode_re
 #: Request keys, each under its Jina 2 (camelCase) name and its Python name.
 _REQUEST_KEYS = {'data': 'data', 'execEndpoint': 'endpoint', 'exec_endpoint': 'endpoint',
                  'parameters': 'parameters', 'targetExecutor': 'target', 'target_executor': 'target',
+                 'targetPeapod': 'target', 'target_peapod': 'target',  # Jina 2.0's name of the target
                  'arrayFormat': 'arrays', 'array_format': 'arrays'}
+#: What Jina 2's HTTP client sent besides the request (the whole Request, as a dict) and
+#: Jina 2's gateway ignored: ignored here too. Any other unknown key is refused: Jina 2 dropped
+#: it silently, so a misspelt "parameters" ran without them.
+_IGNORED_REQUEST_KEYS = frozenset({'requestId', 'request_id', 'header', 'routes', 'status'})
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -49,7 +60,7 @@ def encode_request(docs: DocumentArray | None, endpoint: str, parameters: dict |
         body['parameters'] = encode_value(parameters, arrays, 'parameters')
     if target_executor is not None:
         body['targetExecutor'] = target_executor
-    return json.dumps(body, separators=(',', ':')).encode()
+    return json.dumps(body, separators=(',', ':'), allow_nan=False).encode()
 
 
 class Request:
@@ -85,14 +96,17 @@ def decode_request(body: bytes, endpoint: str | None = None) -> Request:
     if not isinstance(obj, dict):
         raise WireError(f'the body must be a JSON object with "data", "execEndpoint", "parameters", got {json_kind(obj)}')
     given: dict[str, Any] = {}
+    named: dict[str, str] = {}
     for key, value in obj.items():
         name = _REQUEST_KEYS.get(key)
         if name is None:
+            if key in _IGNORED_REQUEST_KEYS:
+                continue
             raise WireError(f'unknown field {key!r}; a request has data, execEndpoint, parameters, targetExecutor '
-                            f'and arrayFormat')
+                            f'(or Jina 2\'s targetPeapod) and arrayFormat')
         if name in given:
-            raise WireError(f'{key!r} is given twice (under its camelCase and its snake_case name)')
-        given[name] = value
+            raise WireError(f'{named[name]!r} and {key!r} name the same thing; give one')
+        given[name], named[name] = value, key
     on = given.get('endpoint')
     if on is not None and not isinstance(on, str):
         raise WireError(f'execEndpoint must be a str such as "/search", got {json_kind(on)}')
@@ -134,10 +148,24 @@ def _status_to_json(status: Status) -> dict:
         message = getattr(status.error, 'message', None)
         out['exception'] = {'name': exc.name, 'message': message if isinstance(message, str) else exc.message,
                             'executor': exc.executor,
-                            'args': [a if isinstance(a, (str, int, float, bool)) or a is None else repr(a)
-                                     for a in exc.args],
-                            'stacks': list(exc.stacks)}
+                            'args': [a if _plain_arg(a) else repr(a) for a in exc.args],
+                            'stacks': list(exc.stacks) or _cause_stacks(status.error)}
+        if isinstance(status.error, WorkerDiedError):  # what the Client needs to raise the same error
+            err = status.error
+            out['exception']['worker'] = {'replica': err.replica, 'pid': err.pid, 'returncode': err.returncode,
+                                          'reason': getattr(err, 'reason', ''), 'why': getattr(err, 'why', '')}
     return out
+
+
+def _plain_arg(a: Any) -> bool:
+    return a is None or isinstance(a, (str, int, bool)) or (isinstance(a, float) and math.isfinite(a))
+
+
+def _cause_stacks(error: BaseException | None) -> list:
+    """The remote traceback an error keeps as its cause (a process that died of an error
+    outside any handler sent one), as stack lines."""
+    cause = getattr(error, '__cause__', None)
+    return cause.tb.splitlines(keepends=True) if isinstance(cause, RemoteTraceback) else []
 
 
 def response_to_json(resp: Response, arrays: str = 'list', target_executor: str | None = None) -> dict:
@@ -160,7 +188,8 @@ def encode_response(resp: Response, arrays: str = 'list', target_executor: str |
 
     >>> json.loads(encode_response(resp))['data']['docs']  # doctest: +SKIP
     """
-    return json.dumps(response_to_json(resp, arrays, target_executor), separators=(',', ':')).encode()
+    return json.dumps(response_to_json(resp, arrays, target_executor), separators=(',', ':'),
+                      allow_nan=False).encode()
 
 
 def decode_response(obj: dict, index: int = 0) -> Response:
@@ -177,8 +206,11 @@ def decode_response(obj: dict, index: int = 0) -> Response:
             exc = st.get('exception') or {}
             name, executor = exc.get('name', 'Exception'), exc.get('executor', '')
             tb = ''.join(exc.get('stacks') or [])
-            error = ExecutorError(executor, name, exc.get('message', st.get('description', '')), tb,
-                                  endpoint=header.get('execEndpoint', ''))
+            message = exc.get('message', st.get('description', ''))
+            if name in _DIED_NAMES:
+                error = _worker_died(executor, message, exc.get('worker'), tb)
+            else:
+                error = ExecutorError(executor, name, message, tb, endpoint=header.get('execEndpoint', ''))
             status = Status.from_error(error, executor, name, tb)
             status.description = st.get('description', status.description)
         else:
@@ -189,6 +221,28 @@ def decode_response(obj: dict, index: int = 0) -> Response:
     except (KeyError, TypeError, AttributeError) as exc:
         raise WireError(f'the server answered JSON that is not a response ({type(exc).__name__}: {exc})', 502) \
             from None
+
+
+#: The server's WorkerDiedError and its subclasses: the Client raises a WorkerDiedError, as
+#: Flow.post does (RayWorkerDiedError needs Ray to import; it is a WorkerDiedError).
+_DIED_NAMES = frozenset({'WorkerDiedError', 'RayWorkerDiedError'})
+
+
+def _worker_died(executor: str, message: str, worker: Any, tb: str) -> WorkerDiedError:
+    """The server's WorkerDiedError again: same type, attributes and message (the message
+    as the server wrote it: a Ray actor's is worded its own way)."""
+    worker = worker if isinstance(worker, dict) else {}
+
+    def pick(key: str, kind: type, default: Any) -> Any:
+        value = worker.get(key)
+        return value if type(value) is kind else default
+
+    err = WorkerDiedError(executor, pick('replica', int, 0), pick('returncode', int, None), pick('pid', int, None),
+                          pick('reason', str, ''), pick('why', str, ''))
+    err.args = (message,)
+    if tb:
+        err.__cause__ = RemoteTraceback(tb)
+    return err
 
 
 def error_body(status: int, message: str) -> bytes:
