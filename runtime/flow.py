@@ -251,6 +251,9 @@ class Flow:
             rt.start()
         except BaseException:
             self._stop_signals.restore()
+            # Stopped by SIGTERM / SIGHUP while starting: nothing is left running (start
+            # cleans up), so die of it now, as the default handler would have.
+            self._stop_signals.die_if_caught()
             raise
         self._rt = rt
         if self._serve:

@@ -871,3 +871,44 @@ with Flow(port_expose={port}, protocol='http', timeout_close=1).add(uses=HangsOn
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_started_flow_dropped_without_close_is_cleaned_up_by_the_garbage_collector():
+    # A notebook cell run again: f = Flow()...; f.start() — the old Flow is dropped
+    # unclosed. Collecting it must end its processes and remove its files, never hang.
+    import gc
+    f = Flow().add(uses=Fragile)
+    f.start()
+    assert _leaks()['children']
+    f = None  # noqa: F841
+    gc.collect()  # (a hang here is the bug: pytest-timeout fails it)
+    _wait_until(lambda: _leaks() == _no_leaks(), 10, 'everything of the dropped Flow gone')
+
+
+def test_sigterm_while_a_flow_starts_ends_the_script_by_sigterm(tmp_path):
+    # As during a post: the script dies of the signal (status -15), not of a SIGINT, and a
+    # caller never gets a Flow that still remembers the signal.
+    mark = tmp_path / 'in-init'
+    script = tmp_path / 'start.py'
+    script.write_text(f'''
+import time
+from runtime import Executor, Flow
+
+class SlowInit(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        open({str(mark)!r}, 'w').close()
+        time.sleep(30)
+
+with Flow().add(uses=SlowInit):
+    pass
+''')
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(mark.exists, 20, 'the executor started its __init__')
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -90,12 +90,21 @@ class LocalWorker(Worker):
         return err
 
 
-def _cleanup(prefix: str, ipc_dir: str, procs: list) -> None:
-    """Last resort when a started Flow is garbage-collected or the interpreter exits."""
+def _cleanup(prefix: str, ipc_dir: str, procs: list, sock: Any = None, ctx: Any = None) -> None:
+    """Last resort when a started Flow is garbage-collected or the interpreter exits.
+
+    It holds the socket and its context, so that they are closed here, in this order: left
+    to the cyclic garbage collector, the context could go first, and its ``term()`` would
+    wait forever for the socket still open (a Flow dropped without ``close()``, in a
+    notebook cell run again, hung the whole program at some later collection)."""
     for p in procs:
         if p.poll() is None:
             p.kill()
             p.wait()
+    if sock is not None:
+        sock.close(linger=0)
+    if ctx is not None and not ctx.closed:
+        ctx.term()
     sweep(prefix)
     shutil.rmtree(ipc_dir, ignore_errors=True)
 
@@ -147,18 +156,23 @@ class LocalTransport(Transport):
         self._dead_arenas: set[str] = set()
         self._reclaim_seen = -1  # the ledger's version when the dead arenas were last looked at
         self._next_probe = self._next_reclaim = 0.0
-        self.ledger = SlotLedger(self._arena, self._live_owner)
+        by_arena = self._by_arena
+
+        def live_owner(arena: str) -> LocalWorker | None:
+            # (not a bound method: the ledger would hold the transport in a cycle, which
+            # only the cyclic garbage collector frees)
+            w = by_arena.get(arena)
+            return w if w is not None and w.alive else None
+
+        self.ledger = SlotLedger(self._arena, live_owner)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         self._env = dict(os.environ)
         self._env['PYTHONPATH'] = os.pathsep.join(filter(None, [pkg_root, self._env.get('PYTHONPATH')]))
         self._blobs: dict[int, bytes] = {}
         self._opened = True
-        self._finalizer = weakref.finalize(self, _cleanup, self.prefix, self._ipc_dir, self._procs)
+        self._finalizer = weakref.finalize(self, _cleanup, self.prefix, self._ipc_dir, self._procs, self._sock,
+                                           self._ctx)
         zygote.hold()
-
-    def _live_owner(self, arena: str) -> LocalWorker | None:
-        w = self._by_arena.get(arena)
-        return w if w is not None and w.alive else None
 
     def spawn(self, dep: Any, shard: int, replica: int) -> LocalWorker:
         """Start one process of ``dep``: it says HELLO, gets its CONFIG, says READY."""
