@@ -883,6 +883,8 @@ def test_a_started_flow_dropped_without_close_is_cleaned_up_by_the_garbage_colle
     f = None  # noqa: F841
     gc.collect()  # (a hang here is the bug: pytest-timeout fails it)
     _wait_until(lambda: _leaks() == _no_leaks(), 10, 'everything of the dropped Flow gone')
+    from runtime.transport.local import zygote
+    assert zygote.zygote_pid() is None  # its hold on the fork server went with it
 
 
 def test_sigterm_while_a_flow_starts_ends_the_script_by_sigterm(tmp_path):

@@ -90,8 +90,10 @@ class LocalWorker(Worker):
         return err
 
 
-def _cleanup(prefix: str, ipc_dir: str, procs: list, sock: Any = None, ctx: Any = None) -> None:
-    """Last resort when a started Flow is garbage-collected or the interpreter exits.
+def _cleanup(prefix: str, ipc_dir: str, procs: list, sock: Any = None, ctx: Any = None,
+             held: bool = False) -> None:
+    """The end of a Flow's transport: at ``close()``, or as the last resort when a started
+    Flow is garbage-collected or the interpreter exits. ``held``: it holds the zygote.
 
     It holds the socket and its context, so that they are closed here, in this order: left
     to the cyclic garbage collector, the context could go first, and its ``term()`` would
@@ -107,6 +109,8 @@ def _cleanup(prefix: str, ipc_dir: str, procs: list, sock: Any = None, ctx: Any 
         ctx.term()
     sweep(prefix)
     shutil.rmtree(ipc_dir, ignore_errors=True)
+    if held:
+        zygote.release(blocking=False)
 
 
 class LocalTransport(Transport):
@@ -171,7 +175,7 @@ class LocalTransport(Transport):
         self._blobs: dict[int, bytes] = {}
         self._opened = True
         self._finalizer = weakref.finalize(self, _cleanup, self.prefix, self._ipc_dir, self._procs, self._sock,
-                                           self._ctx)
+                                           self._ctx, True)
         zygote.hold()
 
     def spawn(self, dep: Any, shard: int, replica: int) -> LocalWorker:
@@ -240,8 +244,7 @@ class LocalTransport(Transport):
             self._ctx.term()
             self._mapper.close()
             self._arena.close()
-            self._finalizer()  # sweeps the prefix and the socket directory
-            zygote.release()
+            self._finalizer()  # sweeps the prefix and the socket directory, lets go of the zygote
         raise_close_errors(errors)
 
     def _close_errors(self, failed: list) -> list:

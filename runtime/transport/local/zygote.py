@@ -147,6 +147,7 @@ class _State:
         self.owner = 0  # the pid that started it: a forked copy of this process starts its own
         self.broken = 0  # the pid whose zygote could not be started: it spawns instead
         self.users = 0  # open Flows of this process: the zygote ends with the last one
+        self.dropped: list = []  # releases that could not take the lock (see release)
         self.load_env: dict = {}  # the start-up-time variables it was started with
 
 
@@ -242,19 +243,35 @@ def shutdown() -> None:
 def hold() -> None:
     """A Flow of this process opens: the zygote (started on its first spawn) stays for as
     long as some Flow is open, so Flows opened together or one inside another share it."""
-    with _state.lock:
-        _state.users += 1
-
-
-def release() -> None:
-    """A Flow of this process closed; with the last one the zygote ends too, so that no
-    process outlives the Flows (the next Flow starts a new one, ~0.2 s)."""
     s = _state
     with s.lock:
-        s.users = max(0, s.users - 1)
+        s.users = max(0, s.users - _take_dropped(s)) + 1
+
+
+def release(blocking: bool = True) -> None:
+    """A Flow of this process closed; with the last one the zygote ends too, so that no
+    process outlives the Flows (the next Flow starts a new one, ~0.2 s).
+
+    ``blocking=False``: from the finalizer of a Flow dropped without ``close()``, which a
+    garbage collection may run while this very thread holds the lock: when the lock is
+    taken, the release is counted by the next ``hold`` or ``release`` instead."""
+    s = _state
+    if not s.lock.acquire(blocking):
+        s.dropped.append(1)
+        return
+    try:
+        s.users = max(0, s.users - 1 - _take_dropped(s))
         last = s.users == 0
+    finally:
+        s.lock.release()
     if last:
         shutdown()
+
+
+def _take_dropped(s: _State) -> int:
+    n = len(s.dropped)
+    del s.dropped[:n]  # (a finalizer may append meanwhile: only these n go)
+    return n
 
 
 def _forget_in_child() -> None:
@@ -262,6 +279,7 @@ def _forget_in_child() -> None:
     s = _state
     s.lock = threading.Lock()
     s.users = 0
+    s.dropped = []
     if s.sock is not None:
         s.sock.close()
     s.proc = s.sock = None
