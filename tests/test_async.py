@@ -11,6 +11,7 @@ import pytest
 from runtime import AsyncClient, AsyncFlow, Client, Document, DocumentArray, Executor, ExecutorError, requests
 from runtime.errors import FlowNotStartedError
 from runtime.serving.client import ServerError
+from test_serving import Reshape  # (one executor for the progress tests of both)
 
 
 class Tag(Executor):
@@ -234,23 +235,6 @@ def test_leaving_async_with_while_a_post_is_half_read_closes_promptly():
 
 
 # -- show_progress counts the input, as Flow.post does ------------------------------------------
-class Reshape(Executor):
-    """/keep keeps the even ids, /split makes three of each, /fail_odd fails requests 1, 3, 5..."""
-
-    @requests(on='/keep')
-    def keep(self, docs: DocumentArray, **kwargs) -> DocumentArray:
-        return DocumentArray(d for d in docs if int(d.id) % 2 == 0)
-
-    @requests(on='/split')
-    def split(self, docs: DocumentArray, **kwargs) -> DocumentArray:
-        return DocumentArray(Document(id=f'{d.id}-{k}') for d in docs for k in range(3))
-
-    @requests(on='/fail_odd')
-    def fail_odd(self, docs: DocumentArray, **kwargs) -> None:
-        if int(docs[0].id) // 10 % 2:
-            raise ValueError('odd request')
-
-
 def test_async_flow_and_async_client_progress_count_input_documents_as_flow_post_does(capfd):
     import re
     expected = {
