@@ -135,6 +135,14 @@ class Slow(Executor):
         return {'pid': os.getpid()}
 
 
+class Exit(Executor):
+    """Its process ends in the middle of every request."""
+
+    @requests
+    def exit(self, docs, **kwargs):
+        os._exit(3)
+
+
 def _docs(n: int) -> DocumentArray:
     return DocumentArray(Document(id=f'd{i}', text='x' * (i % 5 + 1), tags={'i': i}) for i in range(n))
 
@@ -292,6 +300,23 @@ def test_sigkill_of_an_actor_mid_post_names_it_and_restarts_retry(ray_cluster):
     assert sorted(seen) == sorted(f'd{i}' for i in range(12))  # each document exactly once
 
 
+def test_an_actor_dead_for_good_fails_every_later_request_with_rays_account(ray_cluster):
+    from runtime.transport.ray import RayWorkerDiedError
+
+    # max_retries=1 but no restart: the request it held finds no instance to retry on.
+    with Flow(backend='ray').add(name='exit', uses=Exit, max_retries=1) as f:
+        errors = []
+        for _ in range(2):  # the request it held, then a post to the executor it left dead
+            with pytest.raises(WorkerDiedError) as info:
+                f.post('/', Document(), timeout=POST_TIMEOUT)
+            errors.append(info.value)
+    for e in errors:
+        assert isinstance(e, RayWorkerDiedError), repr(e)
+        assert (e.executor, e.replica, e.shard) == ('exit', 0, 0) and e.node and e.pid
+        assert 'died' in e.reason and 'still running' not in str(e)
+    assert str(errors[0]) == str(errors[1]) and errors[0] is not errors[1]
+
+
 def test_resources_no_node_has_fail_at_timeout_ready_naming_them(ray_cluster):
     t0 = time.monotonic()
     with pytest.raises(ExecutorStartError) as info:
@@ -390,19 +415,29 @@ class Double(Executor):  # in __main__: only cloudpickle can ship it
 if __name__ == '__main__':
     da = DocumentArray(Document() for _ in range(4))
     da.embeddings = np.ones((4, 3), np.float32)
+    first = Flow(backend='ray', ray_init_kwargs={{'num_cpus': 1}}).add(uses=Double)
+    first.start()  # starts the private Ray
     try:
-        with Flow(backend='ray', ray_init_kwargs={{'num_cpus': 1}}).add(uses=Double) as f:
+        with Flow(backend='ray').add(uses=Double) as f:  # a second Flow meanwhile: the same Ray
+            first.close()  # the Flow that started it closes first: Ray stays for f
             out = f.post('/', da, return_results=True, timeout=30)
             print('SUM', float(out[0].docs.embeddings.sum()), flush=True)
-            print('RAY-PIDS', ' '.join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+            ray_procs = psutil.Process().children(recursive=True)
+            print('RAY-PIDS', ' '.join(str(p.pid) for p in ray_procs), flush=True)
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C mid-post
             f.post('/slow', (Document() for _ in range(2000)), request_size=1, timeout=60)
     except KeyboardInterrupt:
         print('INTERRUPTED', flush=True)
+    finally:
+        first.close()
+    # Stopped by the last Flow's close, not only by the interpreter's exit.
+    print('LEFT', len(psutil.wait_procs(ray_procs, timeout=15)[1]), flush=True)
 '''
 
 
 def test_a_script_starts_a_private_ray_and_ctrl_c_leaves_nothing_running(tmp_path):
+    """Two Flows share the private Ray the first started; it stays while the second runs
+    after the first closed, and goes with the last one (here at Ctrl-C)."""
     script = tmp_path / 'job.py'
     script.write_text(SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0', 'RAY_TMPDIR': tempfile.mkdtemp(prefix='ray-')}
@@ -411,8 +446,8 @@ def test_a_script_starts_a_private_ray_and_ctrl_c_leaves_nothing_running(tmp_pat
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = dict((line + ' ').split(' ', 1) for line in out.stdout.splitlines()
-                     if line.startswith(('RAY-PIDS', 'SUM', 'INTERRUPTED')))
-        assert float(lines['SUM']) == 24.0 and 'INTERRUPTED' in lines
+                     if line.startswith(('RAY-PIDS', 'SUM', 'INTERRUPTED', 'LEFT')))
+        assert float(lines['SUM']) == 24.0 and 'INTERRUPTED' in lines and int(lines['LEFT']) == 0
         ray_pids = [int(p) for p in lines['RAY-PIDS'].split()]
         assert ray_pids  # the private instance's raylet, GCS, workers
         procs = []
@@ -424,4 +459,65 @@ def test_a_script_starts_a_private_ray_and_ctrl_c_leaves_nothing_running(tmp_pat
         _, alive = psutil.wait_procs(procs, timeout=15)
         assert not alive, f'Ray processes of the script still running: {textwrap.shorten(str(alive), 300)}'
     finally:
+        shutil.rmtree(env['RAY_TMPDIR'], ignore_errors=True)
+
+
+INTERRUPTED_INIT = '''
+import sys, time
+sys.path.insert(0, {root!r})
+import psutil
+import ray._private.services as services
+from runtime import Executor, Flow
+
+real_get_node = services.get_node
+
+def interrupted(*args, **kwargs):
+    # ray.init has started the GCS and the raylet, which forks its agents: Ctrl-C now.
+    real_get_node(*args, **kwargs)
+    me, deadline = psutil.Process(), time.monotonic() + 20
+    while time.monotonic() < deadline:
+        procs = me.children(recursive=True)
+        titles = ' '.join(' '.join(p.cmdline()) for p in procs if p.is_running())
+        if 'DashboardAgent' in titles and 'RuntimeEnvAgent' in titles:
+            break
+        time.sleep(0.1)
+    print('RAY-PIDS', ' '.join(str(p.pid) for p in procs), flush=True)
+    raise KeyboardInterrupt
+
+services.get_node = interrupted
+try:
+    with Flow(backend='ray', ray_init_kwargs={{'num_cpus': 1}}).add(uses=Executor):
+        print('STARTED', flush=True)
+except KeyboardInterrupt:
+    print('INTERRUPTED', flush=True)
+'''
+
+
+def test_ctrl_c_while_the_private_ray_starts_leaves_nothing_running(tmp_path):
+    """Interrupted inside ray.init (before Ray registers its own cleanup), the Flow stops
+    the half-started Ray: no agent the raylet forked lingers."""
+    script = tmp_path / 'job.py'
+    script.write_text(INTERRUPTED_INIT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0', 'RAY_TMPDIR': tempfile.mkdtemp(prefix='ray-')}
+    env.pop('RAY_ADDRESS', None)
+    procs = []
+    try:
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = dict((line + ' ').split(' ', 1) for line in out.stdout.splitlines()
+                     if line.startswith(('RAY-PIDS', 'STARTED', 'INTERRUPTED')))
+        assert 'INTERRUPTED' in lines and 'STARTED' not in lines
+        for pid in map(int, lines['RAY-PIDS'].split()):
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=10)  # (left alone, the agents stay a minute)
+        assert not alive, f'Ray processes of the script still running: {textwrap.shorten(str(alive), 300)}'
+    finally:
+        for p in procs:  # a failed check must not leave them to the next test
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         shutil.rmtree(env['RAY_TMPDIR'], ignore_errors=True)

@@ -7,7 +7,7 @@ package works without Ray installed (``pip install shmflow[ray]`` adds it).
 Example
 -------
 >>> from runtime.transport.ray import RayTransport
->>> t = RayTransport(address=None)   # a private local Ray instance, shut down at close
+>>> t = RayTransport(address=None)   # a private local Ray, stopped when the last Flow using it closes
 """
 from .transport import RayTransport, RayWorker, RayWorkerDiedError, check_ray_options, import_ray
 

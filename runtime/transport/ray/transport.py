@@ -13,10 +13,12 @@ transport reports one ``Died`` for it, after which the router spawns a new one i
 ``max_restarts`` allows and retries or fails the requests it held.
 
 ``address=None`` starts a private local Ray instance (``ray.init(address='local')``:
-never whatever cluster ran last on the machine) and shuts it down at ``close``; 'auto' or
-'ray://host:port' connect to a running cluster (``ray start --head``), and ``close`` only
-disconnects. A process already connected to Ray (``ray.init`` called by the script or a
-test fixture) keeps its connection: the transport uses it and leaves it open.
+never whatever cluster ran last on the machine); 'auto' or 'ray://host:port' connect to a
+running cluster (``ray start --head``). Flows open at the same time share the process's
+one connection (``connection``): it ends when the last of them closes (stopping a private
+Ray; a cluster is only disconnected from). A process already connected to Ray
+(``ray.init`` called by the script or a test fixture) keeps its connection: the transport
+uses it and leaves it open.
 
 Example
 -------
@@ -36,6 +38,7 @@ import cloudpickle
 from ...errors import ExecutorError, ExecutorStartError, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
+from . import connection
 from .payload import decode, encode, nbytes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,6 +154,14 @@ class RayWorker(Worker):
         self.node_id = ''
         self.asks = asks  # the resources its actor asked Ray for
         self.calls: set = set()  # receipt refs of the requests it holds
+        self.end = ''  # how its actor ended (Ray's account, or why it could not start)
+
+    def died(self) -> RayWorkerDiedError:
+        """The error of the requests it held when its actor ended, and of every request
+        that meets its executor with no instance left: the same each time (executor,
+        replica, shard, node and Ray's account of the death)."""
+        return RayWorkerDiedError(self.dep.name, self.replica, self.shard, self.node,
+                                  self.end or 'its Ray actor is gone', self.pid)
 
     def label(self) -> str:
         """``'enc' (replica 0, shard 1, pid 77, node 3f2a9c1e (10.0.0.7))``; while it
@@ -248,8 +259,9 @@ class RayTransport(Transport):
     Parameters
     ----------
     address : None, 'local', 'auto', 'ray://host:port' or 'host:port'
-        None (or 'local') starts a private local Ray instance (stopped at ``close``);
-        anything else is passed to ``ray.init(address=...)`` to join a running cluster.
+        None (or 'local') starts a private local Ray instance (stopped at ``close`` of
+        the last Flow using it); anything else is passed to ``ray.init(address=...)`` to
+        join a running cluster.
     init_kwargs : dict, optional
         More arguments for ``ray.init`` (``num_cpus``, ``runtime_env``, ``_temp_dir``, ...).
 
@@ -271,7 +283,8 @@ class RayTransport(Transport):
         self.address, self.init_kwargs = (None if address == 'local' else address), dict(init_kwargs or {})
         self._ray: Any = None
         self._actor_cls: Any = None
-        self._connected = False  # whether this transport called ray.init (and so calls ray.shutdown)
+        # Its share of the connection Flows made (None: the script's own, left open).
+        self._lease: connection.Lease | None = None
         self._calls: dict = {}  # receipt ref -> (worker, rid, payload ref)
         self._starting: dict = {}  # ready ref -> worker
         self._events: list = []  # events found outside poll (kill, a class that cannot be pickled)
@@ -281,22 +294,20 @@ class RayTransport(Transport):
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
         ray = self._ray = import_ray()
-        if ray.is_initialized():
+        connected = ray.is_initialized()
+        kwargs = private_ray_kwargs(self.init_kwargs) if self.address is None else dict(self.init_kwargs)
+        try:
+            self._lease = connection.acquire(ray, self.address, kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(f'no Ray cluster found at ray_address={self.address!r}: start one with '
+                                  f'`ray start --head` (then `ray start --address=HEAD:6379` on the other '
+                                  f'nodes), or pass ray_address=None for a private local Ray ({exc})') from exc
+        if connected and (self._lease is None or self._lease.address != self.address):
             if self.address is not None:
                 logger.warning('backend ray: this process is already connected to Ray; ray_address=%r is not used',
                                self.address)
             else:
                 logger.info('backend ray: using the Ray instance this process is connected to')
-        else:
-            kwargs = private_ray_kwargs(self.init_kwargs) if self.address is None else dict(self.init_kwargs)
-            address = 'local' if self.address is None else self.address
-            try:
-                ray.init(address=address, **kwargs)
-            except ConnectionError as exc:
-                raise ConnectionError(f'no Ray cluster found at ray_address={self.address!r}: start one with '
-                                      f'`ray start --head` (then `ray start --address=HEAD:6379` on the other '
-                                      f'nodes), or pass ray_address=None for a private local Ray ({exc})') from exc
-            self._connected = True
         from .actor import ExecutorActor
         self._actor_cls = ExecutorActor
 
@@ -305,7 +316,7 @@ class RayTransport(Transport):
             nodes = sum(1 for n in self._ray.nodes() if n.get('Alive'))
         except Exception:  # only a description
             nodes = '?'
-        where = 'a private local Ray instance' if self.address is None and self._connected else 'a Ray cluster'
+        where = 'a private local Ray instance' if self._lease is not None and self._lease.private else 'a Ray cluster'
         return f'Ray actors on {where} ({nodes} node(s))'
 
     def spawn(self, dep: 'Deployment', shard: int, replica: int) -> RayWorker:
@@ -318,8 +329,8 @@ class RayTransport(Transport):
                 blob = self._blobs[id(dep)] = cloudpickle.dumps(dep.cls)
         except Exception as exc:
             w.alive = False
-            self._events.append(InitFailed(w, ExecutorStartError(
-                dep.name, f'its class {dep.cls!r} cannot be pickled to send to Ray: {type(exc).__name__}: {exc}')))
+            w.end = f'its class {dep.cls!r} cannot be pickled to send to Ray: {type(exc).__name__}: {exc}'
+            self._events.append(InitFailed(w, ExecutorStartError(dep.name, w.end)))
             return w
         w.actor = self._actor_cls.options(**opts).remote(blob, executor_config(dep, shard, replica))
         self._starting[w.actor.ready.remote()] = w
@@ -362,9 +373,8 @@ class RayTransport(Transport):
             self._events.clear()
             self._workers.clear()
             self._blobs.clear()
-            if self._connected:
-                self._connected = False
-                ray.shutdown()
+            lease, self._lease = self._lease, None
+            connection.release(ray, lease)  # the last Flow using a connection Flows made ends it
         raise_close_errors(errors)
 
     def kill(self, worker: Worker, why: str) -> None:
@@ -460,12 +470,13 @@ class RayTransport(Transport):
                 self._died(w, _death_reason(error, self._ray))
             else:
                 w.alive = False
-                self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'its Ray actor could not start: '
-                                                                                 f'{_death_reason(error, self._ray)}')))
+                w.end = f'its Ray actor could not start: {_death_reason(error, self._ray)}'
+                self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, w.end)))
             return
         if value[0] == 'init_error':
             _, exc_type, message, tb = value
             w.alive = False
+            w.end = f'its __init__ raised {exc_type}: {message}'
             self._ray.kill(w.actor, no_restart=True)
             w.actor = None
             self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)))
@@ -497,6 +508,7 @@ class RayTransport(Transport):
         if not w.alive:
             return
         w.alive = w.ready = False
+        w.end = reason
         if w.actor is not None:
             # An actor Ray only lost touch with may come back: make sure it does not, since
             # the router may start its replacement.
@@ -509,4 +521,4 @@ class RayTransport(Transport):
         w.calls.clear()
         for ref in [r for r, x in self._starting.items() if x is w]:
             del self._starting[ref]
-        self._events.append(Died(w, RayWorkerDiedError(w.dep.name, w.replica, w.shard, w.node, reason, w.pid)))
+        self._events.append(Died(w, w.died()))
