@@ -144,7 +144,9 @@ class Flow:
         uses_metas : dict
             ``metas`` fields, e.g. ``{'name': 'enc', 'workspace': '/data/enc'}``.
         timeout_ready : float
-            Seconds to wait for this executor to start (default 60; -1 waits forever).
+            Seconds to wait for this executor to start (default 60; -1 waits forever); a
+            restart not ready within it is ended (and restarted again while restarts are
+            left, else what waits for it fails naming the executor).
         env : dict
             Environment variables of the executor's process.
         replicas : int

@@ -683,3 +683,68 @@ def test_a_peer_using_a_dead_workers_identity_is_ignored(caplog):
         finally:
             sock.close(linger=0)
             ctx.term()
+
+
+# -- start-up and restart deadlines; requests after a hung handler ------------------------------
+class HangsInInit(Executor):
+    """Sleeps in ``__init__`` (as a lost GPU or a held lock would); ``mark``: only from its
+    second start on (its first start made the file)."""
+
+    def __init__(self, mark: str = '', **kwargs):
+        super().__init__(**kwargs)
+        if not mark or os.path.exists(mark):
+            time.sleep(60)
+        open(mark, 'w').close()
+
+    @requests
+    def work(self, docs, **kwargs):
+        if any(d.tags.get('die') for d in docs):
+            os._exit(1)
+
+
+def test_each_executor_is_held_to_its_own_timeout_ready_and_the_late_one_is_named():
+    """'patient' (timeout_ready=20, added first) and 'late' (timeout_ready=1) both hang in
+    __init__: the start fails after about 1 s naming 'late', not after the larger limit
+    naming whichever executor comes first."""
+    from runtime import ExecutorStartError
+    t0 = time.monotonic()
+    with pytest.raises(ExecutorStartError, match=r"'late'.*timeout_ready=1 s"):
+        with (Flow(timeout_close=0.3).add(name='patient', uses=HangsInInit, timeout_ready=20)
+              .add(name='late', uses=HangsInInit, timeout_ready=1)):
+            pass
+    assert time.monotonic() - t0 < 1 + 0.3 + 2.5  # its timeout_ready + timeout_close + slack
+
+
+def test_a_restart_that_hangs_in_init_is_ended_after_timeout_ready_and_fails_the_request(tmp_path):
+    """The instance dies on a request; its restart hangs in __init__. After timeout_ready the
+    restart is ended, and the request (retried, waiting for it) fails naming the executor,
+    instead of the post waiting forever; the executor is dead for later posts."""
+    mark = str(tmp_path / 'started')
+    with Flow(timeout_close=0.3).add(name='fragile', uses=HangsInInit, uses_with={'mark': mark}, max_restarts=1,
+                                     max_retries=1, timeout_ready=1) as f:
+        t0 = time.monotonic()
+        # (timeout=8 only bounds the test when the restart is not ended)
+        with pytest.raises(WorkerDiedError, match=r"'fragile'.*timeout_ready=1 s"):
+            f.post('/', Document(tags={'die': True}), timeout=8)
+        assert time.monotonic() - t0 < 1 + 2.5
+        restart = f._rt.deployments[0].workers[-1]
+        assert not restart.alive and not psutil.pid_exists(restart.pid)
+        with pytest.raises(WorkerDiedError, match="'fragile'"):
+            f.post('/', Document())
+
+
+def test_a_post_right_after_a_hung_one_is_served_by_the_restart_not_failed_with_the_hung_process():
+    """One instance, max_restarts=1 and no retries: a request hangs past post(timeout=1).
+    The next post, sent at once (within the grace before the Flow ends the hung process),
+    must not go to that process and die with it: it waits for the restarted instance and
+    is served there; so is the one after."""
+    with Flow(timeout_close=0.3).add(name='hangs', uses=Sleepy, max_restarts=1) as f:
+        hung = f._rt.deployments[0].workers[0]
+        with pytest.raises(RequestTimeoutError, match="'hangs'"):
+            f.post('/', _hang(), timeout=1)
+        t0 = time.monotonic()
+        res = f.post('/', Document(id='next'), timeout=20, return_results=True)
+        assert time.monotonic() - t0 < 1 + 3  # the grace, then a restart
+        assert res[0].docs[0].tags['pid'] != hung.pid and not hung.alive
+        again = f.post('/', Document(id='after'), timeout=20, return_results=True)
+        assert again[0].docs[0].tags['pid'] == res[0].docs[0].tags['pid']

@@ -4,24 +4,29 @@ chosen for each request.
 The router keeps the requests; this keeps the instances (through a ``Transport``, so it
 never touches a process either). Both of the router's choices of an instance -- for a
 request arriving at an executor, and for one that waited in the router -- are ``choose``,
-so the two cannot drift apart.
+so the two cannot drift apart. It also ends the instances the Flow gives up on: a restart
+not ready within its executor's ``timeout_ready``, and one whose handler hangs (see
+``hung``); neither is handed a request meanwhile.
 
 Example
 -------
 >>> instances = Instances(specs, LocalTransport(32 << 20), 'workspace', timeout_close=5.0)
 >>> instances.start()
 >>> w = instances.choose(instances.deployments[0], None)   # a Worker, WAIT or an error
+>>> instances.end_overdue(time.monotonic())                # while requests are in flight
 >>> instances.close()
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
 
 from ..errors import ExecutorStartError
 from ..transport.base import Died, InitFailed, Ready, Transport, Worker
+from .hung import HungWorkers
 from .topology import Deployment
 
 __all__ = ['Instances', 'MAX_OUTSTANDING', 'POLL_S', 'WAIT']
@@ -58,6 +63,11 @@ class Instances:
         self.specs, self.transport, self.workspace, self.timeout_close = specs, transport, workspace, timeout_close
         self.deployments: list[Deployment] = []
         self.started = False
+        #: Instances holding a timed-out request, due to be ended (see ``hung``).
+        self.hung = HungWorkers()
+        #: Instances the Flow ended whose death has not been seen yet.
+        self.ending: set[Worker] = set()
+        self._ready_by: dict[Worker, float] = {}  # a starting instance -> when its timeout_ready runs out
 
     # -- start / stop ----------------------------------------------------------------------
     def start(self) -> None:
@@ -88,23 +98,26 @@ class Instances:
 
     def _spawn(self, dep: Deployment, shard: int, replica: int) -> Worker:
         w = self.transport.spawn(dep, shard, replica)
+        if dep.timeout_ready is not None and dep.timeout_ready >= 0:
+            # Counted from its own start: a restart gets the whole time too.
+            self._ready_by[w] = time.monotonic() + dep.timeout_ready
         dep.workers.append(w)
         dep.by_shard[shard].append(w)
         return w
 
     def _wait_ready(self) -> None:
-        timeouts = [d.timeout_ready for d in self.deployments]
-        limit = None if any(t is None or t < 0 for t in timeouts) else max(timeouts, default=0)
-        deadline = None if limit is None else time.monotonic() + limit
-        pending = lambda: [w for d in self.deployments for w in d.workers if not w.ready]  # noqa: E731
-        while pending():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                w = pending()[0]
-                why = w.pending_reason()
-                raise ExecutorStartError(w.dep.name, f'not ready after timeout_ready={limit} s ('
-                                         + (why or 'its __init__ may hang; raise timeout_ready if it is slow') + ')')
-            for event in self.transport.poll(POLL_S if remaining is None else min(POLL_S, remaining)):
+        """Each instance is held to its own executor's ``timeout_ready``: the first one
+        past it fails the start, named (another executor's larger limit does not count)."""
+        while True:
+            pending = [w for d in self.deployments for w in d.workers if not w.ready]
+            if not pending:
+                return
+            now = time.monotonic()
+            first = min(pending, key=lambda w: self._ready_by.get(w, math.inf))
+            remaining = self._ready_by.get(first, math.inf) - now
+            if remaining <= 0:
+                raise ExecutorStartError(first.dep.name, _not_ready(first))
+            for event in self.transport.poll(min(POLL_S, remaining)):
                 if isinstance(event, Ready):
                     self.on_ready(event)
                 elif isinstance(event, InitFailed):
@@ -118,6 +131,7 @@ class Instances:
         """An instance is ready: what its executor handles is known now."""
         w = event.worker
         w.ready = True
+        self._ready_by.pop(w, None)
         w.dep.endpoints = event.endpoints
         w.dep.has_default = event.default
         w.dep.matrix_endpoints = event.matrix
@@ -136,6 +150,34 @@ class Instances:
         except Exception:
             logger.exception('could not restart executor %r (replica %d, shard %d)', dep.name, w.replica, w.shard)
 
+    def on_died(self, w: Worker) -> None:
+        """``w`` is gone: forget what was pending for it (its deadline, a hang, its end)."""
+        self._ready_by.pop(w, None)
+        self.hung.forget(w)
+        self.ending.discard(w)
+
+    def end(self, w: Worker, why: str) -> None:
+        """End ``w`` (``why``: 'by the Flow: ...', for its requests' errors). It is given no
+        request from now on; its ``Died`` event restarts it (restarts left) or fails what
+        waits for it."""
+        self.ending.add(w)
+        self.transport.kill(w, why)
+
+    def end_overdue(self, now: float) -> list[Worker]:
+        """End the restarts not ready within ``timeout_ready`` (requests waiting for one
+        would otherwise wait forever) and the hung instances past their grace.
+
+        Returns the hung instances left running (their executor has no restart left for
+        them): they are given requests again, so what waits for them must be handed on.
+        """
+        if self._ready_by:
+            for w, by in list(self._ready_by.items()):
+                if by <= now:
+                    del self._ready_by[w]
+                    if w.alive and not w.ready:
+                        self.end(w, f'by the Flow: its restart was {_not_ready(w)}')
+        return self.hung.end_due(now, self) if self.hung else []
+
     def close(self) -> None:
         """Stop every instance (each executor's ``close()`` runs in it; one that does not stop
         within ``timeout_close`` is killed) and release everything the transport holds."""
@@ -149,12 +191,20 @@ class Instances:
         """The instance (of ``shard``, or of any shard) that takes the next request.
 
         Returns the live, ready instance with the fewest outstanding requests; ``WAIT``
-        (None) when the request must wait in the router -- a restart is under way, or
-        every one of several instances holds ``MAX_OUTSTANDING``; or, when no instance is
-        left, the error to fail the request with. A single instance is always given the
-        request (its own queue is the only place it could wait).
+        (None) when the request must wait in the router -- a restart is under way, the
+        only instances left hang and are due to be ended (a request queued behind a hung
+        handler would die with it, never having run), or every one of several instances
+        holds ``MAX_OUTSTANDING``; or, when no instance is left, the error to fail the
+        request with. Otherwise a single instance is always given the request (its own
+        queue is the only place it could wait).
         """
         pool = dep.candidates(shard)
+        if self.hung or self.ending:
+            held = [w for w in pool if w in self.hung or w in self.ending]
+            if held:
+                pool = [w for w in pool if w not in held]
+                if not pool:
+                    return WAIT  # each answers (it was only slow) or dies: either hands this on
         if not pool:
             if dep.starting(shard):
                 return WAIT
@@ -167,3 +217,8 @@ class Instances:
 
 def _load(w: Any) -> int:
     return w.outstanding
+
+
+def _not_ready(w: Worker) -> str:
+    return (f'not ready after timeout_ready={w.dep.timeout_ready} s ('
+            + (w.pending_reason() or 'its __init__ may hang; raise timeout_ready if it is slow') + ')')

@@ -31,7 +31,6 @@ from ..errors import ExecutorError, RequestTimeoutError
 from ..response import Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..transport.handling import GROUNDTRUTHS
-from .hung import HungWorkers
 from .instances import MAX_OUTSTANDING, POLL_S, WAIT, Instances
 from .merge import branch_merge, concatenate, shard_merge
 from .topology import END, GATEWAY, Deployment, Plan, targets
@@ -82,7 +81,7 @@ class Router:
         self.profile = None  # a ProfileRecorder while profiling
         self._requests: dict[int, _Request] = {}
         self._rids = itertools.count()
-        self._hung = HungWorkers()
+        self._hung = self.instances.hung
         self._plans: dict[tuple, Plan] = {}
         self._finished: collections.deque = collections.deque()  # (post, Response, ndocs, token)
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
@@ -275,8 +274,7 @@ class Router:
     # -- events ----------------------------------------------------------------------------------
     def pump(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for events, and move requests on."""
-        if self._hung:
-            self._hung.end_due(time.monotonic(), self.transport)
+        self._end_overdue(time.monotonic())
         for event in self.transport.poll(timeout_s):
             kind = type(event)
             if kind is Reply:
@@ -319,9 +317,11 @@ class Router:
         self._plans.clear()  # what each executor handles is known now
 
     def _on_init_failed(self, event: InitFailed) -> None:
-        # A restarted instance whose __init__ raised: it is going away; its Died event
-        # fails what waits for it.
+        # A restarted instance whose __init__ raised: it is going away. A local process's
+        # Died event follows; a Ray actor has none, so what waits for it is looked at now
+        # (it goes to another instance, or fails naming the executor).
         logger.error('%s', event.error)
+        self._next_waiting(event.worker.dep)
 
     def _on_reply(self, event: Reply) -> None:
         w = event.worker
@@ -348,7 +348,7 @@ class Router:
     def _on_died(self, event: Died) -> None:
         w, dep = event.worker, event.worker.dep
         w.alive = False
-        self._hung.forget(w)
+        self.instances.on_died(w)
         if not self.started:
             return
         logger.error('%s', event.error)
@@ -495,6 +495,12 @@ class Router:
             for w in req.at:
                 self._hung.mark(w, post.timeout, now)
             self._fail(req, error)
-        self._hung.end_due(now, self.transport)
+        self._end_overdue(now)
         self._deliver()
+
+    def _end_overdue(self, now: float) -> None:
+        """End the instances the Flow gives up on (``Instances.end_overdue``); a hung one
+        it leaves running takes the requests that waited for it."""
+        for w in self.instances.end_overdue(now):
+            self._next_waiting(w.dep)
 

@@ -379,7 +379,8 @@ class RayTransport(Transport):
 
     def kill(self, worker: Worker, why: str) -> None:
         assert isinstance(worker, RayWorker)
-        self._died(worker, f'killed by the Flow: {why}')
+        # (``why`` says 'by the Flow: ...' already, as for a local process: see Worker.died)
+        self._died(worker, why if why.startswith('by the Flow') else f'killed by the Flow: {why}')
 
     # -- requests ----------------------------------------------------------------------------
     def send(self, worker: Worker, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None,
