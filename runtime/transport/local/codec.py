@@ -334,4 +334,4 @@ def decode(payload: Payload, meta: Any, buffers: InputBuffers) -> LazyDocumentAr
         # (np.ndarray over the view, not frombuffer + reshape: half the cost, and the
         # view is the array's base directly)
         emb = np.ndarray(shape, _dtype(dtype), buffers.views[0])
-    return LazyDocumentArray._wrap(payload, meta, buffers.views, emb)
+    return LazyDocumentArray._wrap(payload, meta, buffers.views, emb, buffers)

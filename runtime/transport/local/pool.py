@@ -466,8 +466,8 @@ class LocalTransport(Transport):
             merged = merge(decoded)
             desc, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
         finally:
-            for b in buffers:  # (a merge may have written them)
-                b.done(self._mapper)
+            for b in buffers:  # (a merge may have written them; nothing here holds them now)
+                b.done(self._mapper, [])
         if allocs:
             self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
         return desc, meta
@@ -488,8 +488,9 @@ class LocalTransport(Transport):
 
     def close_result(self, token: Any) -> None:
         if token is not None:
-            token.done(self._mapper)  # (the callbacks may have written them)
-            self.ledger.keep_or_unpin(token.refs, token.views, set(token.kept()))
+            kept = token.kept()
+            token.done(self._mapper, kept)  # (the callbacks may have written them)
+            self.ledger.keep_or_unpin(token.refs, token.views, set(kept))
 
     def retire(self, rid: int) -> None:
         self.ledger.retire(rid)

@@ -62,13 +62,16 @@ class InputBuffers:
     most of what opening a payload costs). ``kept()`` takes what it finds kept out of it.
     """
 
-    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors', 'unwritten')
+    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors', 'unwritten', 'handed')
 
     def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False, reuse: dict | None = None) -> None:
         self.refs = refs = buffer_refs(payload)
         self.reuse = reuse
         self.floors = None
         self.unwritten: list[int] = []  # buffers ``unchanged`` found unwritten
+        # Whether the documents decoded over these views gave out an array (only then can
+        # anything have written the views: see LazyDocumentArray).
+        self.handed = False
         view = mapper.view
         if copy:
             self.views = list(map(mapper.copy, *zip(*refs))) if refs else []
@@ -112,27 +115,33 @@ class InputBuffers:
         return None
 
     def unchanged(self, i: int) -> bool:
-        """Whether this process wrote nothing of buffer ``i``."""
+        """Whether this process wrote nothing of buffer ``i`` (no array over it went out,
+        or the kernel says so)."""
         start, end, _ = self.ranges[i]
-        if written(start, end - start):
+        if self.handed and written(start, end - start):
             return False
         self.unwritten.append(i)
         return True
 
-    def done(self, mapper: Mapper, kept: list[int] | None = None) -> None:
-        """The views are done with but ``kept`` (indices; None: nothing is known of them):
-        tell ``mapper`` of the slots they may have written (see ``Mapper``), all but those
-        that ``unchanged`` found unwritten and that none holds any more."""
+    def done(self, mapper: Mapper, kept: list[int]) -> None:
+        """The views are done with but ``kept`` (indices, from ``kept()``): the private
+        pages this process may have written in the others go now, except where ``unchanged``
+        found none; a slot some kept view still lies in is only marked (see ``Mapper``)."""
         refs, ok = self.refs, self.unwritten
-        if not refs or self.views and type(self.views[0]) is bytearray:  # (copies: no view went out)
-            return
-        if kept is not None and not kept and len(ok) == len(refs) == 1:
+        if not self.handed or not refs or type(self.views[0]) is bytearray:  # (copies: no view went out)
+            return  # (no array over them went out: nothing can have written them)
+        if not kept and len(ok) == len(refs) == 1:
             return  # the usual request: one matrix, read and let go
-        clean, kept = (set(ok), kept) if kept is not None else (set(), ())
-        doubtful = {(r[0], r[1]) for i, r in enumerate(refs) if i not in clean or i in kept}
-        for r in refs:
-            if (r[0], r[1]) in doubtful and r[1] >= 0:
-                mapper.mark(r[0], r[1] + r[2], r[1] + r[2] + r[3])
+        clean = set(ok)
+        held = {(refs[i][0], refs[i][1]) for i in kept}
+        for i, r in enumerate(refs):
+            if r[1] < 0 or (i in clean and (r[0], r[1]) not in held):
+                continue  # (a dedicated segment is mapped anew for each use)
+            start, end = r[1] + r[2], r[1] + r[2] + r[3]
+            if (r[0], r[1]) in held:
+                mapper.mark(r[0], start, end)  # still in use here: dropped when taken up again
+            else:
+                mapper.drop(r[0], start, end)
 
     def kept(self) -> list[int]:
         """The indices (in ``refs`` / ``views``) of the buffers whose memory something
@@ -177,10 +186,14 @@ class LazyDocumentArray(DocumentArray):
 
     # _emb_in: (the matrix as decoded, its shape, its dtype) while the documents are not
     # unpickled, so that encode knows that matrix without asking numpy for its address.
-    __slots__ = ('_lazy', '_emb_in')
+    # _inputs: the InputBuffers decoded from, told (``handed``) when an array over them goes
+    # out: the matrix (``embeddings``, ``_columnar``) or the documents (unpickled). Until
+    # then nothing can have written them, which spares asking the kernel (see ``shm``).
+    __slots__ = ('_lazy', '_emb_in', '_inputs')
 
     @classmethod
-    def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None) -> 'LazyDocumentArray':
+    def _wrap(cls, payload: Payload, meta: Any, views: list, emb: np.ndarray | None,
+              inputs: 'InputBuffers | None' = None) -> 'LazyDocumentArray':
         da = cls.__new__(cls)
         _DA_DOCS.__set__(da, [])  # (the slot itself: the _docs property would unpickle)
         da._id_map = da._emb_rows = None
@@ -188,7 +201,18 @@ class LazyDocumentArray(DocumentArray):
         da._emb_in = None if emb is None else (emb, emb.shape, emb.dtype)
         # A list of its own: each view's reference count then shows this array is alive.
         da._lazy = (payload, meta, list(views))
+        da._inputs = inputs
         return da
+
+    def _hand_out(self) -> None:
+        inputs = self._inputs
+        if inputs is not None:
+            inputs.handed = True
+            self._inputs = None
+
+    def _columnar(self) -> np.ndarray | None:
+        self._hand_out()
+        return DocumentArray._columnar(self)
 
     @property
     def _docs(self) -> list:
@@ -207,6 +231,7 @@ class LazyDocumentArray(DocumentArray):
         # (_emb_in goes too: an array that kept these documents must not keep the
         # received matrix alive, and with it the buffer pinned, once it is not theirs)
         self._lazy = self._emb_in = None
+        self._hand_out()
         docs = _unpack(pickle.loads(meta, buffers=views[1:] if isinstance(payload[1], tuple) else views))
         _DA_DOCS.__set__(self, docs)
         emb = self._emb
@@ -232,6 +257,8 @@ class LazyDocumentArray(DocumentArray):
     def embeddings(self) -> np.ndarray | None:
         lazy = self._lazy
         if lazy is not None and lazy[0][1] != MIXED:
+            if self._inputs is not None:
+                self._hand_out()
             return self._emb
         return DocumentArray.embeddings.fget(self)
 

@@ -263,6 +263,14 @@ class Mapper:
             if entry is not None:
                 self._take_up(arena, slot + inner, slot + inner + nbytes, entry[0], entry[1])
 
+    def drop(self, arena: str, start: int, end: int) -> None:
+        """Nothing of this process uses bytes ``[start, end)`` of ``arena`` any more (a slot's
+        own range): drop what it wrote there now, rather than mark it."""
+        entry = self._maps.get(arena)
+        if entry is not None and start >= 0:
+            lo, hi = _pages(start, end)
+            _drop_private(entry[0], entry[1], lo, hi - lo)
+
     def mark(self, arena: str, start: int, end: int) -> None:
         """Views of bytes ``[start, end)`` of ``arena`` went out and may have been written."""
         if start < 0:
