@@ -134,6 +134,23 @@ def test_malformed_requests_are_refused_with_the_field_named(body, words):
     assert words in str(info.value) and 400 <= info.value.status < 500
 
 
+def test_a_small_body_cannot_make_the_gateway_allocate_much():
+    # 100,000 numbers and one long str: numpy would make it a str array of
+    # 100,000 x 10,000 x 4 bytes (4 GB) before refusing it. A body of ~0.3 MB must be
+    # refused with little memory, whatever its nesting.
+    import tracemalloc
+    for embedding in ([0] * 100_000 + ['x' * 10_000], [[0] * 1000] * 100 + [['x' * 10_000] * 1000]):
+        body = json.dumps({'data': [{'embedding': embedding}], 'execEndpoint': '/s'}).encode()
+        tracemalloc.start()
+        try:
+            with pytest.raises(WireError, match='only numbers'):
+                decode_request(body)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 50 * len(body), peak
+
+
 def test_nothing_from_the_network_is_unpickled_or_decoded_as_objects():
     import base64
     import pickle
