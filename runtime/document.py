@@ -33,7 +33,7 @@ from .convert import ConvertMixin
 # array_io), _resolve_path (runtime.arrayops).
 from .document_build import _DocumentType, _compact, _fill, _fill_new, _rebuild_document, _set_fields, bind
 from .document_io import _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
-from .fields import DEFAULTS, FIELD, FIELDS, SLOTS, TABLE
+from .fields import DEFAULTS, FIELD, FIELDS, JSON_NAMES, SLOTS, TABLE
 from .ids import _ID_EPOCH, _new_id
 from .scores import NamedScore, NamedScores, as_scores
 from .subdocs import SubdocsMixin, _as_doc_array, _copy_docs, _shallow_docs
@@ -144,6 +144,9 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
         _check_one_content(data, 'Document(dict)')
         for key, value in data.items():
             setter = _SETTERS.get(key)
+            if setter is None and key in JSON_NAMES:  # Jina 2's camelCase: mimeType, parentId
+                key = JSON_NAMES[key]
+                setter = _SETTERS[key]
             if setter is None:
                 if '__' in key and key.split('__', 1)[0] == 'tags':
                     self._set_path(key, _from_jsonable(value))

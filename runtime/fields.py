@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ['Field', 'TABLE', 'FIELD', 'FIELDS', 'SLOTS', 'DEFAULTS', 'INDEX']
+__all__ = ['Field', 'TABLE', 'FIELD', 'FIELDS', 'SLOTS', 'DEFAULTS', 'INDEX', 'JSON_NAMES']
 
 
 class Field(NamedTuple):
@@ -77,3 +77,7 @@ SLOTS: tuple[str, ...] = tuple(f.slot for f in TABLE)
 DEFAULTS: tuple = tuple(f.default for f in TABLE)
 #: field name -> its position in a state tuple
 INDEX: dict[str, int] = {f.name: i for i, f in enumerate(TABLE)}
+#: Jina 2's JSON (protobuf) names of the fields spelt with an underscore here, e.g.
+#: ``mimeType`` -> ``mime_type``: what its ``Document(dict)`` and REST gateway took.
+JSON_NAMES: dict[str, str] = {f.name.split('_')[0] + ''.join(w.title() for w in f.name.split('_')[1:]): f.name
+                              for f in TABLE if '_' in f.name}

@@ -236,3 +236,9 @@ def test_numpy_scalars_are_accepted_as_plain_numbers():
     d = Document(weight=np.float32(0.5), granularity=np.int64(2), adjacency=np.int8(1))
     assert (d.weight, d.granularity, d.adjacency) == (0.5, 2, 1)
     assert type(d.weight) is float and type(d.granularity) is int
+
+
+def test_a_dict_with_jina2s_camelcase_names_sets_those_fields():
+    # What Jina 2's Document(dict) took (its protobuf JSON names), and its own doc.json() wrote.
+    d = Document({'mimeType': 'text/x-python', 'parentId': 'p1', 'lang': 'en'})
+    assert (d.mime_type, d.parent_id, dict(d.tags)) == ('text/x-python', 'p1', {'lang': 'en'})

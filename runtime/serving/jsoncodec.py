@@ -35,6 +35,7 @@ import numpy as np
 
 from ..array import DocumentArray
 from ..document import Document
+from ..fields import JSON_NAMES
 
 __all__ = ['WireError', 'ARRAY_FORMATS', 'MAX_DEPTH', 'MAX_DIM', 'MAX_TEXT_ARRAY_BYTES', 'JINA2_COMPUTED',
            'JINA2_KEPT', 'doc_to_json', 'doc_from_json', 'encode_array', 'decode_array', 'encode_value',
@@ -43,8 +44,8 @@ __all__ = ['WireError', 'ARRAY_FORMATS', 'MAX_DEPTH', 'MAX_DIM', 'MAX_TEXT_ARRAY
 #: How arrays travel: JSON lists (what curl users read) or base64 of the raw bytes (exact dtypes).
 ARRAY_FORMATS = ('list', 'base64')
 #: Document fields by their JSON names (Jina 2's camelCase and the Python ones) -> Python name.
-_STR_FIELDS = {'text': 'text', 'uri': 'uri', 'mime_type': 'mime_type', 'mimeType': 'mime_type',
-               'parent_id': 'parent_id', 'parentId': 'parent_id', 'modality': 'modality'}
+_STR_NAMES = ('text', 'uri', 'mime_type', 'parent_id', 'modality')
+_STR_FIELDS = {**{n: n for n in _STR_NAMES}, **{c: n for c, n in JSON_NAMES.items() if n in _STR_NAMES}}
 _INT_FIELDS = ('granularity', 'adjacency')
 #: Jina 2's document fields that Jina 2 computed itself (``update_content_hash``): accepted, so
 #: that a Jina 2 answer can be posted back, and ignored.
@@ -54,7 +55,7 @@ JINA2_COMPUTED = frozenset({'contentHash', 'content_hash'})
 #: not tell a default value from an absent one, and its JSON writes every default (its
 #: ``/docs`` example has ``"siblings": 0, "location": [], "offset": 0``): defaults are dropped.
 JINA2_KEPT = {'siblings': 'an int', 'offset': 'an int', 'location': 'a list of ints'}
-_OUT_NAMES = {'mime_type': 'mimeType', 'parent_id': 'parentId'}
+_OUT_NAMES = {n: c for c, n in JSON_NAMES.items()}
 _SCORE_OUT = {'op_name': 'opName', 'ref_id': 'refId'}
 _SCORE_IN = {'value': 'value', 'opName': 'op_name', 'op_name': 'op_name', 'description': 'description',
              'refId': 'ref_id', 'ref_id': 'ref_id'}
