@@ -242,6 +242,7 @@ class Flow:
         """
         if self._rt is not None:
             raise RuntimeError('this Flow is already started; use one `with flow:` block at a time')
+        self._stop_now = False  # (a Flow left by Ctrl-C once may be started again)
         rt = Router(self._specs, self._transport(), os.path.abspath(self._workspace or 'workspace'),
                     self._timeout_close)
         if self._profile_opt:
@@ -315,7 +316,15 @@ class Flow:
             self._stop_posts('the Flow was stopped (Ctrl-C / SIGTERM)')
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
-            gateway.close()  # no new requests; those in flight get a bounded time
+            # No new requests; those in flight get timeout_close, then their posts are
+            # stopped (the gateway waits for its threads, which wait for those posts).
+            timer = threading.Timer(self._timeout_close, self._stop_posts, ('the Flow was closed',))
+            timer.daemon = True
+            timer.start()
+            try:
+                gateway.close()
+            finally:
+                timer.cancel()
         if not self._lock.acquire(timeout=0 if stopping else self._timeout_close):
             self._stop_posts('the Flow was closed')
             self._lock.acquire()

@@ -672,3 +672,60 @@ def test_a_process_drops_its_private_pages_only_where_it_takes_memory_up_again(a
     finally:
         del held, other, fresh
         m.close()
+
+
+class Produces(Executor):
+    @requests
+    def make(self, docs, parameters, **kwargs):
+        docs.embeddings = np.full((len(docs), 1024), float(parameters['k']), np.float32)
+
+
+class KeepsUntouchedThenWrites(Executor):
+    """Keeps the documents themselves, not reading them (an indexer that buffers); writes
+    what it kept later."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kept = None
+
+    @requests(on='/keep')
+    def keep(self, docs, **kwargs):
+        self.kept = docs
+
+    @requests(on='/write')
+    def write(self, docs, **kwargs):
+        self.kept.embeddings[:] = -1
+        self.kept = None
+
+    @requests(on='/check')
+    def check(self, docs, **kwargs):
+        return {'values': sorted(set(docs.embeddings.ravel().tolist()))}
+
+
+def _let_go(f):
+    ledger = f._rt.transport.ledger
+    deadline = time.monotonic() + 10
+    while ledger.pins and time.monotonic() < deadline:
+        f._rt.pump(0.05)  # an idle worker tells what it let go within its idle poll
+    assert not ledger.pins
+
+
+def test_what_is_kept_untouched_and_written_later_leaves_no_stale_pages():
+    docs = lambda: [Document() for _ in range(16)]  # noqa: E731
+    with Flow().add(uses=Produces).add(uses=KeepsUntouchedThenWrites, name='b') as f:
+        f.post('/keep', docs(), parameters={'k': 1})
+        f.post('/write', docs(), parameters={'k': 2})
+        _let_go(f)
+        for _ in range(4):  # the kept slot is reused: the worker must see the new bytes
+            (r,) = f.post('/check', docs(), parameters={'k': 3}, return_results=True)
+            assert r.parameters['__results__']['b']['values'] == [3.0]
+            assert set(r.docs.embeddings.ravel().tolist()) == {3.0}
+        # the same in the parent: a callback keeps a response untouched, writes it later
+        kept = []
+        f.post('/check', docs(), parameters={'k': 4}, on_done=kept.append)
+        kept[0].docs.embeddings[:] = -1
+        kept.clear()
+        _let_go(f)
+        for _ in range(4):
+            (r,) = f.post('/check', docs(), parameters={'k': 5}, return_results=True)
+            assert set(r.docs.embeddings.ravel().tolist()) == {5.0}

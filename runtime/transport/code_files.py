@@ -24,7 +24,8 @@ DYNAMIC = '<dynamic-code>'
 
 
 def _key(code: types.CodeType) -> str:
-    return f'{code.co_qualname}:{code.co_firstlineno}'
+    # (co_qualname is Python 3.11's; on 3.10 a name and first line tell them apart as well)
+    return f'{getattr(code, "co_qualname", code.co_name)}:{code.co_firstlineno}'
 
 
 def _functions(cls: type, modules: set[str] | None) -> Iterator[types.FunctionType]:

@@ -244,7 +244,12 @@ class LocalTransport(Transport):
             self._ctx.term()
             self._mapper.close()
             self._arena.close()
-            self._finalizer()  # sweeps the prefix and the socket directory, lets go of the zygote
+            # (what the finalizer would do, but the fork server is let go of here, waiting for
+            # its lock: only a garbage collection's finalizer may not wait)
+            detached = self._finalizer.detach()  # (None: it ran already, and let go then)
+            if detached is not None:
+                _cleanup(*detached[2][:5])
+                zygote.release()
         raise_close_errors(errors)
 
     def _close_errors(self, failed: list) -> list:

@@ -69,8 +69,8 @@ class InputBuffers:
         self.reuse = reuse
         self.floors = None
         self.unwritten: list[int] = []  # buffers ``unchanged`` found unwritten
-        # Whether the documents decoded over these views gave out an array (only then can
-        # anything have written the views: see LazyDocumentArray).
+        # Whether the documents decoded over these views gave out an array yet (until then
+        # nothing can have written the views: see LazyDocumentArray).
         self.handed = False
         view = mapper.view
         if copy:
@@ -109,9 +109,13 @@ class InputBuffers:
         """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers
         and this process did not write it (a changed array is copied: only this process's
         map shows the change, see ``shm``)."""
-        for start, end, ref in self.ranges:
+        for i, (start, end, ref) in enumerate(self.ranges):
             if start <= addr and addr + nbytes <= end:
-                return None if written(addr, nbytes) else (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+                if self.handed and written(addr, nbytes):
+                    return None
+                if addr == start and nbytes == end - start:
+                    self.unwritten.append(i)  # (the whole buffer: done() need not ask again)
+                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
         return None
 
     def unchanged(self, i: int) -> bool:
@@ -128,8 +132,16 @@ class InputBuffers:
         pages this process may have written in the others go now, except where ``unchanged``
         found none; a slot some kept view still lies in is only marked (see ``Mapper``)."""
         refs, ok = self.refs, self.unwritten
-        if not self.handed or not refs or type(self.views[0]) is bytearray:  # (copies: no view went out)
-            return  # (no array over them went out: nothing can have written them)
+        if not refs or type(self.views[0]) is bytearray:  # (copies: no view went out)
+            return
+        if not self.handed:
+            # No array over them went out yet: nothing wrote them. What is kept may still
+            # hand one out later (an indexer that keeps the documents and reads them after):
+            # marked, so that its pages are looked at when the slot is taken up again.
+            for i in kept:
+                r = refs[i]
+                mapper.mark(r[0], r[1] + r[2], r[1] + r[2] + r[3])
+            return
         if not kept and len(ok) == len(refs) == 1:
             return  # the usual request: one matrix, read and let go
         clean = set(ok)
