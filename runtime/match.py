@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .scores import is_distance
+from .scores import SIMILARITY, is_distance
 
 __all__ = ['match', 'METRICS']
 
@@ -208,10 +208,9 @@ def match(left: Any, right: Any, metric: str | Callable = 'cosine', limit: int |
         Matches per document (default 20, as Jina 2; None or ``math.inf`` for all).
     normalization : (a, b), optional
         Rescale each query's distances min-max into ``[a, b]``: its closest candidate gets
-        ``a``, its farthest ``b``; ``(1, 0)`` turns distances into scores in [0, 1]
-        (larger is better then: give them a ``metric_name`` that is not a distance's, e.g.
-        'cosine_similarity', or the shard merge, which sorts 'cosine' ascending, keeps the
-        farthest).
+        ``a``, its farthest ``b``; ``(1, 0)`` turns distances into scores in [0, 1], larger
+        is better then: the scores get ``op_name='similarity'``, which the shard merge and
+        the rankers read (a 'cosine' score is a distance otherwise).
     metric_name : str, optional
         The score's name (default: the metric's name). A name that is not a distance's
         (``runtime.scores.DISTANCE_SCORES``) gets ``op_name='distance'`` while smaller is
@@ -260,8 +259,10 @@ def match(left: Any, right: Any, metric: str | Callable = 'cosine', limit: int |
     dist, idx, lo, hi = _top_k(X, Y, want, native, fn, int(batch_size or DEFAULT_BATCH), normalization is not None)
     if normalization is not None:
         dist = _normalize(dist, normalization, lo, hi)
+    # The score's direction travels with it (the shard merge and the rankers read it):
+    # normalized to (1, 0), a distance's name holds a similarity.
     larger_better = normalization is not None and normalization[0] > normalization[1]
-    op_name = '' if larger_better or is_distance(metric_name) else 'distance'
+    op_name = SIMILARITY if larger_better else '' if is_distance(metric_name) else 'distance'
     _fill_matches(lhs, rhs, dist, idx, limit or len(Y), metric_name, exclude_self, only_id, op_name)
 
 

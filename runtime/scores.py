@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ['NamedScore', 'NamedScores', 'DISTANCE_SCORES', 'is_distance']
+__all__ = ['NamedScore', 'NamedScores', 'DISTANCE_SCORES', 'SIMILARITY', 'is_distance']
 
 _TEXT_FIELDS = ('op_name', 'description', 'ref_id')
 
@@ -46,16 +46,29 @@ DISTANCE_SCORES = frozenset({
     'russellrao', 'seuclidean', 'sokalmichener', 'sokalsneath', 'yule'})
 
 
+#: The ``op_name`` that makes a score a similarity (larger is better) whatever its name: what
+#: ``match(normalization=(1, 0))`` writes under a distance's name.
+SIMILARITY = 'similarity'
+
+
 def is_distance(name: str, op_name: str = '') -> bool:
     """Whether a score named ``name`` (computed by ``op_name``, if given) is a distance,
-    smaller is better: its name, or else its op_name, is in ``DISTANCE_SCORES``.
+    smaller is better: an ``op_name`` in ``DISTANCE_SCORES`` says so, ``'similarity'`` says
+    not; else its name decides.
 
     Example
     -------
     >>> is_distance('cosine'), is_distance('bm25'), is_distance('dense', op_name='l2')
     (True, False, True)
+    >>> is_distance('cosine', op_name='similarity')  # match(normalization=(1, 0))
+    False
     """
-    return name in DISTANCE_SCORES or op_name in DISTANCE_SCORES
+    if op_name:
+        if op_name in DISTANCE_SCORES:
+            return True
+        if op_name == SIMILARITY:
+            return False
+    return name in DISTANCE_SCORES
 
 
 def _as_value(value: Any, what: str) -> float:

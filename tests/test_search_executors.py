@@ -207,7 +207,7 @@ def test_score_names_mean_one_thing_everywhere():
     sort_matches(ms, 2)
     assert [m.id for m in ms] == ['0', '1'] and ms[0].scores['sim'].op_name == 'distance'
     q.match(found, normalization=(1, 0), metric_name='closeness', limit=2)   # larger is better now
-    assert [m.scores['closeness'].op_name for m in q[0].matches] == ['', '']
+    assert [m.scores['closeness'].op_name for m in q[0].matches] == ['similarity', 'similarity']
 
 
 @pytest.mark.parametrize('metric', ['l2', 'cosine', 'dot'])
@@ -222,9 +222,12 @@ def test_fusion_keeps_the_order_of_a_branch_whatever_its_metric(tmp_path, metric
     assert ranked == ['d0', 'd1', 'd2']
     assert q[0].matches[0].scores['dense'].op_name == metric
     FusionRanker(branches={'dense': 1.0}).search(q, {'limit': 3})
-    assert [(m.id, m.scores['fused'].value) for m in q[0].matches] == [('d0', 1.0), ('d1', 0.5), ('d2', 0.0)] \
-        if metric != 'cosine' else [m.id for m in q[0].matches] == ranked
     assert [m.id for m in q[0].matches] == ranked
+    fused = [m.scores['fused'].value for m in q[0].matches]
+    if metric == 'cosine':  # (not evenly spaced: d1 and d2 are closer in angle)
+        assert fused[0] == 1.0 and fused[-1] == 0.0 and fused[0] > fused[1] > fused[2]
+    else:
+        assert fused == [1.0, 0.5, 0.0]
     idx.close()
 
 
@@ -380,3 +383,16 @@ def test_sparse_index_restarts_consistent_after_a_kill(tmp_path, point):
         idx.close()
     names = os.listdir(tmp_path / 'sparse')
     assert sum(n.startswith('gen-') for n in names) == 1 and not any(n.startswith('pending') for n in names)
+
+
+def test_a_match_normalized_to_similarities_is_ranked_best_first_everywhere():
+    # match(normalization=(1, 0)) writes 'cosine' scores where larger is better (the Jina 2
+    # idiom): their op_name says so, and the shard merge keeps the closest, not the farthest.
+    from runtime.control.merge import sort_matches
+    q = DocumentArray([Document(embedding=np.array([1.0, 0.0]))])
+    r = DocumentArray([Document(id=str(i), embedding=np.array(e)) for i, e in enumerate([[0, 1.0], [1.0, 0], [1.0, 1.0]])])
+    q.match(r, normalization=(1, 0))
+    ms = q[0].matches
+    assert [m.id for m in ms] == ['1', '2', '0'] and ms[0].scores['cosine'].op_name == 'similarity'
+    sort_matches(ms, 1)
+    assert [m.id for m in ms] == ['1']
