@@ -206,7 +206,7 @@ def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None)
         raise TypeError(f'py_modules takes a list of .py files or module names, got {modules!r:.80}')
     out = []
     for entry in modules:
-        if not entry.endswith('.py') and os.sep not in entry and '/' not in entry:
+        if not _is_module_path(entry):
             out.append(importlib.import_module(entry))
             continue
         path = os.path.realpath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(entry)))
@@ -236,12 +236,18 @@ def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None)
     return out
 
 
+def _is_module_path(entry: str) -> bool:
+    """Whether a ``py_modules`` entry is a file (``.py``, or with a folder in it), not a
+    module name to import (one rule for loading, and for reading and writing configs)."""
+    return entry.endswith('.py') or os.sep in entry or '/' in entry
+
+
 def _absolute_py_modules(metas: Any, base: str | None) -> None:
     if base and isinstance(metas, dict) and metas.get('py_modules'):
         mods = metas['py_modules']
         mods = [mods] if isinstance(mods, str) else mods
-        metas['py_modules'] = [os.path.join(base, m) if isinstance(m, str) and m.endswith('.py')
-                               and not os.path.isabs(m) else m for m in mods]
+        metas['py_modules'] = [os.path.join(base, os.path.expanduser(m)) if isinstance(m, str) and _is_module_path(m)
+                               and not os.path.isabs(os.path.expanduser(m)) else m for m in mods]
 
 
 def _executor_section(data: _Node, name: str, base: str | None) -> dict:
@@ -447,18 +453,17 @@ def _named_class(cls: type, where: str) -> dict:
 
 
 def _absolute(path: Any) -> Any:
-    """A relative file path made absolute (from the current directory, which ``add()`` and
-    the executors read it from): a config's relative paths are relative to its file."""
-    return os.path.abspath(path) if isinstance(path, str) and not os.path.isabs(path) else path
+    """A file path made absolute (``~`` expanded; a relative one from the current directory,
+    which ``add()`` and the executors read it from): a config's relative paths are relative
+    to its file."""
+    return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else path
 
 
 def _py_modules_out(mods: Any) -> Any:
     mods = [mods] if isinstance(mods, str) else mods
     if not isinstance(mods, (list, tuple)):
         return mods
-    # Entries without .py and without a folder are module names (see import_py_modules).
-    return [_absolute(m) if isinstance(m, str) and (m.endswith('.py') or os.sep in m or '/' in m) else m
-            for m in mods]
+    return [_absolute(m) if isinstance(m, str) and _is_module_path(m) else m for m in mods]
 
 
 def _uses_out(uses: Any, where: str) -> Any:

@@ -249,6 +249,18 @@ def test_save_config_keeps_workspace_py_modules_and_ray_options_with_relative_pa
     assert out.stdout.strip() == 'SavedFromFile', out.stderr
 
 
+def test_save_config_keeps_a_home_relative_py_modules_path(tmp_path, monkeypatch):
+    (tmp_path / 'mods').mkdir()
+    (tmp_path / 'mods' / 'saved_mod.py').write_text(SAVED_MODULE)
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    f = Flow().add(name='m', uses='SavedFromFile', py_modules=['~/mods/saved_mod.py'])
+    path = tmp_path / 'flow.yml'
+    f.save_config(str(path))
+    assert Flow.load_config(str(path))._specs[0]['cls'].__name__ == 'SavedFromFile'
+
+
 def test_save_config_refuses_what_yaml_cannot_hold_naming_the_executor_and_argument(tmp_path):
     from runtime.config import _SAVED_ADD_KEYS
     from runtime.control.specs import ADD_ARGS
