@@ -357,8 +357,9 @@ class MemmapIndexer(Executor):
         """
         if not len(docs):
             return {'updated': 0, 'missing': 0, 'removed': 0}
-        self._check_embeddings(docs, '/update')
-        store, stale = plan_update(docs, self._dam.__contains__, self._parents)
+        store, stale, emptied = plan_update(docs, self._dam.__contains__, self._parents)
+        if store:
+            self._check_embeddings(DocumentArray(store), '/update')  # (an emptied document has none)
         for doc_id in stale:
             del self._dam[doc_id]
             self._parents.removed(doc_id)
@@ -368,7 +369,7 @@ class MemmapIndexer(Executor):
         if store or stale:
             self._needs_prune = True
         self._synced()
-        return {'updated': len(store), 'missing': len(docs) - len(store), 'removed': len(stale)}
+        return {'updated': len(store), 'missing': len(docs) - len(store) - emptied, 'removed': len(stale)}
 
     @requests(on='/delete')
     def delete(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:

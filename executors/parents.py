@@ -60,10 +60,13 @@ def resolve(asked: Iterable[str], is_stored: Callable[[str], bool], parents: 'Pa
 
 
 def plan_update(docs: Iterable[Document], is_stored: Callable[[str], bool],
-                parents: 'ParentMap') -> tuple[list[Document], list[str]]:
-    """``(documents to store, stored ids to remove)`` for an ``/update`` of ``docs``.
+                parents: 'ParentMap') -> tuple[list[Document], list[str], int]:
+    """``(documents to store, stored ids to remove, documents emptied)`` for an ``/update``
+    of ``docs``.
 
-    A document without ``parent_id`` replaces the stored one with its id (none: ignored).
+    A document without ``parent_id`` replaces the stored one with its id (none: ignored);
+    if the store holds passages of it instead, it has none now (its text was emptied): they
+    are removed, and it is not stored.
     Passages (``parent_id`` set) replace their document whole: if the store holds passages
     of that parent, the request's passages are stored (replacing or added) and the parent's
     other stored passages removed; if it holds none (a document of another shard, or never
@@ -72,16 +75,22 @@ def plan_update(docs: Iterable[Document], is_stored: Callable[[str], bool],
     Example
     -------
     >>> m = ParentMap([Document(id='a/0', parent_id='a'), Document(id='a/1', parent_id='a')])
-    >>> store, stale = plan_update([Document(id='a/0', parent_id='a')], lambda i: i in ('a/0', 'a/1'), m)
-    >>> [d.id for d in store], stale
-    (['a/0'], ['a/1'])
+    >>> store, stale, emptied = plan_update([Document(id='a/0', parent_id='a')], lambda i: i in ('a/0', 'a/1'), m)
+    >>> [d.id for d in store], stale, emptied
+    (['a/0'], ['a/1'], 0)
     """
     store: list[Document] = []
     stale: list[str] = []
+    emptied = 0
     groups: dict[str, list[Document]] = {}
     for d in docs:
         if d.parent_id:
             groups.setdefault(d.parent_id, []).append(d)
+            continue
+        passages = [i for i in parents.children(d.id) if is_stored(i)]
+        if passages:
+            stale.extend(passages)
+            emptied += 1
         elif is_stored(d.id):
             store.append(d)
     for parent, passages in groups.items():
@@ -92,7 +101,7 @@ def plan_update(docs: Iterable[Document], is_stored: Callable[[str], bool],
             store.extend(passages)
         else:
             store.extend(d for d in passages if is_stored(d.id))
-    return store, stale
+    return store, stale, emptied
 
 
 class ParentMap:

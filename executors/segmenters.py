@@ -227,6 +227,21 @@ class TextSegmenter(Executor):
         >>> len(out), out[0].parent_id != ''
         (2, True)
         """
+        return self._cut(docs, keep_empty=False)
+
+    @requests(on='/update')
+    def update(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> DocumentArray | None:
+        """As ``segment``, but a document that gives no passages (its text emptied) goes on
+        whole: the indexers then remove the passages they stored for it.
+
+        Example
+        -------
+        >>> [d.id for d in TextSegmenter().update(DocumentArray([Document(id='a', text='')]), {})]
+        ['a']
+        """
+        return self._cut(docs, keep_empty=True)
+
+    def _cut(self, docs: DocumentArray, keep_empty: bool) -> DocumentArray | None:
         if not self.flatten:
             for d in docs:
                 d.chunks = self.chunks_of(d)
@@ -236,5 +251,7 @@ class TextSegmenter(Executor):
             chunks = self.chunks_of(d)
             if not chunks:
                 logger.debug('TextSegmenter: document %s (%s) has no text, no passages', d.id, d.uri or 'no uri')
+                if keep_empty:
+                    chunks = [d]
             out.extend(chunks)
         return DocumentArray(out)

@@ -386,7 +386,9 @@ class SparseIndexer(Executor):
         cols = {'terms': np.array(terms, np.int32), 'rows': np.array(rows, np.int32),
                 'tf': np.array(tfs, np.uint16), 'name': np.array(names, np.uint16), 'lens': lens.reshape(-1)}
         # The documents first, then the record: a run killed between the two has stored
-        # documents that no posting reaches yet, never postings of a missing document.
+        # documents that no posting reaches yet, never postings of a missing document. (A
+        # document stored again under its id is the new one while the old postings still
+        # lead to it, until the request is sent again: its answer never went out.)
         stored = [Document(d, copy=True) if d.embedding is None else _without_embedding(d) for d in docs]
         self._dam.extend(stored)  # the stored copy needs no embedding: the index is the postings
         pending_log.append(self._log_path(self._gen), _INDEX, _pack_index(head, cols))
@@ -458,10 +460,10 @@ class SparseIndexer(Executor):
         >>> idx.update(DocumentArray([Document(id='a', text='new text')]), {})  # doctest: +SKIP
         {'updated': 1, 'missing': 0, 'removed': 0}
         """
-        store, stale = plan_update(docs, self._row_of.__contains__, self._parents)
+        store, stale, emptied = plan_update(docs, self._row_of.__contains__, self._parents)
         self._remove(stale)
         self.index(DocumentArray(store), parameters)
-        return {'updated': len(store), 'missing': len(docs) - len(store), 'removed': len(stale)}
+        return {'updated': len(store), 'missing': len(docs) - len(store) - emptied, 'removed': len(stale)}
 
     @requests(on='/delete')
     def delete(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:

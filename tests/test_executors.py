@@ -377,6 +377,10 @@ def test_update_and_delete_a_whole_document_through_its_passages(tmp_path):
         assert search('only line') == ['doc/0', 'other/0']
         assert post('/update', Document(id='never', text='not indexed\n')) == \
             {'updated': 0, 'missing': 1, 'removed': 0}
+        # emptied: it has no passage now, and its stored ones go
+        assert post('/update', Document(id='other', text='')) == {'updated': 0, 'missing': 0, 'removed': 1}
+        assert search('keep me') == ['doc/0']
+        flow.index(Document(id='other', text='keep me\n'))
         assert post('/delete', Document(id='doc')) == {'deleted': 1, 'missing': 0}
         assert post('/status')['count'] == 1
         assert post('/delete', DocumentArray(), parameters={'ids': ['other/0', 'doc']}) == \
