@@ -821,16 +821,34 @@ def test_close_from_another_thread_stops_a_post_whose_handler_hangs(tmp_path):
     assert _leaks() == _no_leaks()
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _index_one(port: int, answers: list) -> None:
+    """POST one document to a served Flow's /index; append the HTTP status (or the error's
+    name when no answer came)."""
+    import urllib.error
+    import urllib.request
+    body = json.dumps({'data': [{'text': 'x'}]}).encode()
+    request = urllib.request.Request(f'http://127.0.0.1:{port}/index', data=body, method='POST',
+                                     headers={'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answers.append(resp.status)
+    except urllib.error.HTTPError as exc:
+        answers.append(exc.code)
+    except OSError as exc:
+        answers.append(type(exc).__name__)
+
+
 def test_sigterm_stops_a_served_flow_whose_request_hangs(tmp_path):
     # f.block() returns on SIGTERM; leaving `with` must not wait for the hung request's post:
     # the gateway stops taking requests at once, the hung one is answered, the process exits.
-    import socket
-    import urllib.error
-    import urllib.request
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = _free_port()
     mark = str(tmp_path / 'in-handler')
     script = tmp_path / 'serve.py'
     script.write_text(f'''
@@ -847,19 +865,7 @@ with Flow(port_expose={port}, protocol='http', timeout_close=1).add(uses=HangsOn
         assert proc.stdout.readline().strip() == 'READY'
         answers = []
 
-        def call():
-            body = json.dumps({'data': [{'text': 'x'}]}).encode()
-            request = urllib.request.Request(f'http://127.0.0.1:{port}/index', data=body, method='POST',
-                                             headers={'Content-Type': 'application/json'})
-            try:
-                with urllib.request.urlopen(request, timeout=30) as resp:
-                    answers.append(resp.status)
-            except urllib.error.HTTPError as exc:
-                answers.append(exc.code)
-            except OSError as exc:
-                answers.append(type(exc).__name__)
-
-        t = threading.Thread(target=call)
+        t = threading.Thread(target=_index_one, args=(port, answers))
         t.start()
         _wait_until(lambda: os.path.exists(mark), 20, 'the handler started')
         t0 = time.monotonic()
@@ -916,34 +922,13 @@ with Flow().add(uses=SlowInit):
             proc.wait()
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_a_plain_close_of_a_served_flow_with_a_hung_request_takes_about_timeout_close(tmp_path):
-    import urllib.error
-    import urllib.request
     port, mark = _free_port(), str(tmp_path / 'in-handler')
     f = Flow(port_expose=port, protocol='http', timeout_close=1).add(uses=HangsOnce, uses_with={'mark': mark})
     f.start()
     answers = []
 
-    def call():
-        body = json.dumps({'data': [{'text': 'x'}]}).encode()
-        request = urllib.request.Request(f'http://127.0.0.1:{port}/index', data=body, method='POST',
-                                         headers={'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                answers.append(resp.status)
-        except urllib.error.HTTPError as exc:
-            answers.append(exc.code)
-        except OSError as exc:
-            answers.append(type(exc).__name__)
-
-    t = threading.Thread(target=call)
+    t = threading.Thread(target=_index_one, args=(port, answers))
     t.start()
     _wait_until(lambda: os.path.exists(mark), 20, 'the handler started')
     t0 = time.monotonic()
