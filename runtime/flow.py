@@ -335,11 +335,13 @@ class Flow:
         if rt is not None:
             try:
                 rt.close()
-                if self._profile is not None and self._profile.records:
-                    if logger.isEnabledFor(logging.INFO):
+                if self._profile is not None:
+                    if self._profile.records and logger.isEnabledFor(logging.INFO):
                         logger.info('profile of the whole run:\n%s', self._profile.summary().table())
                     if isinstance(self._profile_opt, (str, os.PathLike)):
-                        self.save_trace(self._profile_opt)  # a run stopped by SIGTERM keeps its trace
+                        # (a run stopped by SIGTERM keeps its trace; one with no request
+                        # finished writes an empty one, not leave an older run's in place)
+                        self.save_trace(self._profile_opt)
             finally:
                 self._stop_signals.restore()
                 self._stop_signals.die_if_caught()
@@ -381,8 +383,9 @@ class Flow:
 
     def save_trace(self, path: str) -> None:
         """Write the run so far as a Chrome trace (open it in https://ui.perfetto.dev or
-        chrome://tracing): one track per process, one slice per handler call, arrows along
-        each request. Needs ``Flow(profile=...)``."""
+        chrome://tracing): one track per process, one slice per handler call, and an arrow
+        into each from the hop whose answer made it ready (a join's from its last input).
+        Needs ``Flow(profile=...)``."""
         if self._profile is None:
             raise RuntimeError('profiling is off: create the Flow with Flow(profile=True)')
         write_trace(path, self._profile.records)

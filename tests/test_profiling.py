@@ -100,3 +100,50 @@ def test_profiling_must_be_asked_for():
             f.profile_summary()
     with pytest.raises(TypeError, match='profile takes'):
         Flow(profile=3)
+
+
+class SplitsInThree(Executor):
+    @requests
+    def split(self, docs, **kwargs):
+        return DocumentArray(Document(id=f'{d.id}-{k}') for d in docs for k in range(3))
+
+
+class Sleeps(Executor):
+    @requests
+    def nap(self, docs, parameters, **kwargs):
+        time.sleep(parameters.get(self.metas.name, 0))
+
+
+def test_each_executor_counts_the_documents_it_was_given_and_the_run_those_posted(tmp_path):
+    with Flow(profile=True).add(name='split', uses=SplitsInThree).add(name='reader', uses=Sleeps) as f:
+        f.post('/', _docs(12), request_size=4)
+        summary = f.profile_summary()
+    by_name = {e.executor: e.docs for e in summary.executors}
+    assert by_name == {'split': 12, 'reader': 36} and summary.docs == 12
+
+
+def test_trace_arrows_follow_the_graph_never_back_in_time(tmp_path):
+    # two branches from the gateway, joined: the join's arrow comes from the slow branch
+    # (its last input back), and no arrow links the two branches
+    path = tmp_path / 'run.json'
+    f = (Flow(profile=str(path)).add(name='slow', uses=Sleeps, needs='gateway')
+         .add(name='fast', uses=Sleeps, needs='gateway').add(name='join', uses=Sleeps, needs=['slow', 'fast']))
+    with f:
+        f.post('/', _docs(1), parameters={'slow': 0.05})
+    events = json.loads(path.read_text())['traceEvents']
+    names = {e['pid']: e['args']['name'].split(' ')[0] for e in events if e['ph'] == 'M' and e['name'] == 'process_name'}
+    starts = {e['id']: e for e in events if e['ph'] == 's'}
+    ends = {e['id']: e for e in events if e['ph'] == 'f'}
+    arrows = [(names[starts[i]['pid']], names[ends[i]['pid']]) for i in starts]
+    assert arrows == [('slow', 'join')]
+    assert all(ends[i]['ts'] >= starts[i]['ts'] for i in starts)
+
+
+def test_a_run_with_no_request_finished_writes_its_own_trace(tmp_path):
+    path = tmp_path / 'run.json'
+    with Flow(profile=str(path)).add(uses=Sleeps) as f:
+        f.post('/', _docs(2))
+    assert [e for e in json.loads(path.read_text())['traceEvents'] if e['ph'] == 'X']
+    with Flow(profile=str(path)).add(uses=Sleeps):
+        pass  # nothing posted: the trace written is this run's (empty), not the last one's
+    assert [e for e in json.loads(path.read_text())['traceEvents'] if e['ph'] == 'X'] == []

@@ -127,7 +127,8 @@ class ProfileSummary:
         for r in records:
             for hop in r.routes:
                 key = (hop['replica'], hop['shard'], hop['pid'])
-                by_exec.setdefault(hop['executor'], {}).setdefault(key, []).append((hop, r.ndocs))
+                # (each executor counts the documents it was given, not the request's)
+                by_exec.setdefault(hop['executor'], {}).setdefault(key, []).append((hop, _docs_in(hop, r)))
         stats = []
         for name, procs in by_exec.items():
             per_proc = [cls._stats(name, f'replica {k[0]} shard {k[1]} pid {k[2]}', hops, wall)
@@ -220,22 +221,38 @@ def chrome_trace(records: list[_Record], parent_pid: int | None = None) -> dict:
                        'args': {'request_id': r.rid, 'docs': r.ndocs, 'ok': r.ok}})
         events.append({'ph': 'e', 'cat': 'request', 'name': f'request {r.endpoint}', 'id': r.rid,
                        'pid': parent_pid, 'tid': 0, 'ts': us(r.finished)})
-        hops = sorted(r.routes, key=lambda h: h['start'])
+        hops = r.routes
         for i, h in enumerate(hops):
             pid = track(h)
             events.append({'ph': 'X', 'cat': 'handler', 'name': h['executor'], 'pid': pid, 'tid': 0,
                            'ts': us(h['start']), 'dur': max(0.001, round((h['end'] - h['start']) * 1e6, 3)),
-                           'args': {'request_id': r.rid, 'docs': r.ndocs, 'endpoint': r.endpoint,
+                           'args': {'request_id': r.rid, 'docs': _docs_in(h, r), 'endpoint': r.endpoint,
                                     'queue_ms': round(1e3 * max(0.0, h['start'] - h['ready']), 3),
                                     'shm_bytes': h.get('shm_bytes', 0)}})
-            if i + 1 < len(hops):  # an arrow to the next hop of the same request
-                nxt = hops[i + 1]
+            src = _fed_by(hops, h)
+            if src is not None:  # an arrow from the hop whose answer made this one ready
                 flow_id = f'{r.rid}/{i}'
-                events.append({'ph': 's', 'cat': 'flow', 'name': 'request', 'id': flow_id, 'pid': pid, 'tid': 0,
-                               'ts': us(h['end']) - 0.001})
+                events.append({'ph': 's', 'cat': 'flow', 'name': 'request', 'id': flow_id, 'pid': track(src),
+                               'tid': 0, 'ts': us(src['end']) - 0.001})
                 events.append({'ph': 'f', 'bp': 'e', 'cat': 'flow', 'name': 'request', 'id': flow_id,
-                               'pid': track(nxt), 'tid': 0, 'ts': us(nxt['start'])})
+                               'pid': pid, 'tid': 0, 'ts': us(h['start'])})
     return {'traceEvents': events, 'displayTimeUnit': 'ms'}
+
+
+def _docs_in(hop: dict, r: '_Record') -> int:
+    n = hop.get('docs_in')
+    return r.ndocs if n is None else n
+
+
+def _fed_by(hops: list, h: dict) -> dict | None:
+    """The hop whose answer made ``h`` ready to go (the last one back before it was: a join
+    waits for its slowest input), or None for one the request started with. Hops appear in
+    ``routes`` in the order they came back, so this follows the graph, never back in time."""
+    best = None
+    for g in hops:
+        if g is not h and g['returned'] <= h['ready'] and (best is None or g['returned'] > best['returned']):
+            best = g
+    return best
 
 
 def write_trace(path: str, records: list[_Record]) -> None:

@@ -473,7 +473,8 @@ class Router:
             status = Status.from_error(error, getattr(error, 'executor', ''), exc_type, tb)
         resp = post.response(req.rid, docs, status, req.routes, req.index, req.results, req.truths)  # (lazily)
         if self.profile is not None:
-            self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), len(docs),
+            # (the documents posted: what the run handled, as the progress bar counts them)
+            self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), req.ndocs,
                              error is None, req.routes)
         del docs
         # Delivered once the event that finished it is fully handled (see _deliver): a
