@@ -442,3 +442,23 @@ def test_a_repair_that_fails_keeps_the_damage_visible(tmp_path, monkeypatch):
         assert len(dam) == 10
         with pytest.raises(CorruptStoreError, match="'d4'"):
             dam['d4']
+
+
+def test_a_prune_that_fails_after_its_switch_leaves_the_new_store_whole(tmp_path, monkeypatch):
+    # The directory fsync after meta.json names the new generation fails (a filesystem that
+    # refuses it, an interrupt): the new generation is the store now and must stay.
+    from runtime.store import maintenance
+    path = str(tmp_path / 'dam')
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}', embedding=np.ones(4, np.float32)) for i in range(100))
+        del dam['d0']
+
+        def refuses(_path):
+            raise OSError(errno.EINVAL, 'Invalid argument')
+        monkeypatch.setattr(maintenance, 'fsync_dir', refuses)
+        with pytest.raises(OSError):
+            dam.prune()
+        monkeypatch.undo()
+        assert len(dam) == 99 and dam['d5'].text == 'text 5'
+    with DocumentArrayMemmap(path) as dam:
+        assert len(dam) == 99 and dam.verify() == 99

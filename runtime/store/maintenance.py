@@ -40,6 +40,7 @@ def switch_generation(store: Store, keep: bool) -> None:
     fd = open_new(files[0], os.O_RDWR | os.O_TRUNC | os.O_APPEND)
     mm = None
     layout = store.layout if keep else None
+    switched = False
     try:
         ix = store.ix
         pos = k = 0
@@ -98,12 +99,20 @@ def switch_generation(store: Store, keep: bool) -> None:
         try:
             store.write_meta(g, sync=True)  # the switch
         except BaseException:
-            store.layout = old_layout
-            raise
+            if not _names_generation(store, g):  # (an interrupt right after the rename did switch)
+                store.layout = old_layout
+                raise
+        switched = True
         fsync_dir(store.path)
     except BaseException:
         os.close(fd)
-        del mm
+        mm = None  # (its map goes now)
+        if switched:
+            # meta.json names the new generation: it is the store now, whatever failed after
+            # the switch (a directory fsync the filesystem refuses, an interrupt). Undoing it
+            # would delete the only generation meta.json names.
+            store.load()
+            raise
         for f in files:
             try:
                 os.unlink(f)
@@ -113,6 +122,13 @@ def switch_generation(store: Store, keep: bool) -> None:
     del mm
     os.close(fd)
     store.load()  # as a fresh open of the new generation (also removes the old files)
+
+
+def _names_generation(store: Store, gen: int) -> bool:
+    try:
+        return store.read_meta()[0] == gen
+    except (CorruptStoreError, ValueError, OSError):
+        return False
 
 
 def verify(store: Store) -> int:
