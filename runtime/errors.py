@@ -148,14 +148,14 @@ class CorruptStoreError(RuntimeError):
     ...     print(e.file, e.offset)
     """
 
-    def __init__(self, file: str, offset: int, problem: str) -> None:
-        self.file, self.offset, self.problem = file, offset, problem
+    def __init__(self, file: str, offset: int, problem: str, remedy: str = '') -> None:
+        self.file, self.offset, self.problem, self.remedy = file, offset, problem, remedy
         super().__init__(f'{file}, byte {offset}: {problem}. Nothing was returned from it and nothing '
-                         f'was changed; DocumentArrayMemmap.repair(<directory>) drops what is damaged '
-                         f'and keeps a copy of it')
+                         f'was changed; ' + (remedy or 'DocumentArrayMemmap.repair(<directory>) drops what is '
+                                                       'damaged and keeps a copy of it'))
 
     def __reduce__(self):
-        return type(self), (self.file, self.offset, self.problem)
+        return type(self), (self.file, self.offset, self.problem, self.remedy)
 
 
 __all__.append('CorruptStoreError')

@@ -462,3 +462,14 @@ def test_a_prune_that_fails_after_its_switch_leaves_the_new_store_whole(tmp_path
         assert len(dam) == 99 and dam['d5'].text == 'text 5'
     with DocumentArrayMemmap(path) as dam:
         assert len(dam) == 99 and dam.verify() == 99
+
+
+def test_a_missing_store_file_is_named_without_sending_the_user_to_repair(tmp_path):
+    # repair() cannot rebuild a missing records or embeddings file: the error must not say it does.
+    path = str(tmp_path / 'dam')
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', embedding=np.ones(4, np.float32)) for i in range(3))
+    os.unlink(os.path.join(path, 'embeddings.0.bin'))
+    with pytest.raises(CorruptStoreError, match='put the missing file back') as info:
+        DocumentArrayMemmap(path)
+    assert 'repair() cannot rebuild it' in str(info.value)
