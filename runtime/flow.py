@@ -475,13 +475,13 @@ class Flow:
                         profile.new_post() if profile is not None else 0, rt.id_prefix)
             self._posting += 1
             try:
-                results = post.run(batched(inputs, request_size), read_ahead=runs_no_user_code(inputs))
+                return post.run(batched(inputs, request_size), read_ahead=runs_no_user_code(inputs))
             finally:
                 self._posting -= 1
-            if profile is not None and logger.isEnabledFor(logging.INFO):
-                logger.info('profile of post %d (%s):\n%s', post.number, on,
-                            profile.summary(post.number).table())
-            return results
+                # (a post that raised is profiled too: where its time went is what one asks then)
+                if profile is not None and logger.isEnabledFor(logging.INFO):
+                    logger.info('profile of post %d (%s):\n%s', post.number, on,
+                                profile.summary(post.number).table())
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')

@@ -147,3 +147,18 @@ def test_a_run_with_no_request_finished_writes_its_own_trace(tmp_path):
     with Flow(profile=str(path)).add(uses=Sleeps):
         pass  # nothing posted: the trace written is this run's (empty), not the last one's
     assert [e for e in json.loads(path.read_text())['traceEvents'] if e['ph'] == 'X'] == []
+
+
+class Fails(Executor):
+    @requests
+    def fail(self, docs, **kwargs):
+        raise ValueError('bad input')
+
+
+def test_a_post_that_raised_is_profiled_too(caplog):
+    from runtime import ExecutorError
+    caplog.set_level(logging.INFO, logger='runtime')
+    with Flow(profile=True).add(name='fails', uses=Fails) as f:
+        with pytest.raises(ExecutorError):
+            f.post('/', _docs(2))
+    assert sum('profile of post' in r.message for r in caplog.records) == 1
