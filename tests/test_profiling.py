@@ -11,11 +11,16 @@ import pytest
 from runtime import Document, DocumentArray, Executor, Flow, requests
 
 
+#: Wide enough that even 3 documents' embeddings go through shared memory (a matrix of a
+#: few KB rides inline in the message, and moves no shared-memory bytes).
+DIM = 2048
+
+
 class Busy(Executor):
     @requests
     def work(self, docs, parameters, **kwargs):
         time.sleep(parameters.get('sleep', 0.01))
-        docs.embeddings = np.ones((len(docs), 16), np.float32) * self.runtime_args.replica_id
+        docs.embeddings = np.ones((len(docs), DIM), np.float32) * self.runtime_args.replica_id
 
 
 class Reader(Executor):
@@ -40,7 +45,7 @@ def test_routes_carry_every_hop_in_time_order():
             pids.add((h['executor'], h['pid'], h['replica'], h['shard']))
         busy = r.routes[0]
         assert busy['end'] - busy['start'] >= 0.02  # the handler's own time, measured in its process
-        assert busy['shm_bytes'] == 5 * 16 * 4  # the embeddings it wrote
+        assert busy['shm_bytes'] == 5 * DIM * 4  # the embeddings it wrote
         assert r.routes[1]['shm_bytes'] == 0  # only read them: nothing new in shared memory
         assert r.routes[0]['returned'] <= r.routes[1]['ready']
     assert len({p for p in pids if p[0] == 'busy'}) == 2  # both replicas appear
@@ -62,7 +67,7 @@ def test_summary_counts_add_up_and_handler_time_lies_within_the_routes(caplog):
     assert handler[-1] <= busy.handler_ms['max'] + 1e-6
     assert 10.0 <= busy.handler_ms['p50'] <= max(handler)
     assert 0 < busy.busy_pct <= 100 and whole.executor('reader').busy_pct < busy.busy_pct
-    assert busy.shm_bytes == 46 * 16 * 4
+    assert busy.shm_bytes == 46 * DIM * 4
     assert whole.latency_ms['p50'] <= whole.latency_ms['p95'] <= whole.latency_ms['p99']
     assert whole.docs_per_s > 0 and whole.wall_s > 0
     table = str(whole)

@@ -75,13 +75,14 @@ class ObjectEmbedding(Executor):
 
 
 class UnlinksItsArena(Executor):
-    """Writes a new embedding (into its own arena), then removes its arena's file, so the
-    parent cannot map the memory the result lies in."""
+    """Writes a new embedding (into its own arena: too large to ride inline in the
+    message), then removes its arena's file, so the parent cannot map the memory the result
+    lies in."""
 
     @requests
     def work(self, docs, **kwargs):
         for d in docs:
-            d.embedding = np.arange(4, dtype=np.float32)
+            d.embedding = np.arange(8192, dtype=np.float32)
         prefix = sys.argv[2]  # the worker's argv: ENDPOINT PREFIX PARENT_PID ARENA_SIZE
         for path in glob.glob(f'/dev/shm/{prefix}-w*'):
             os.unlink(path)

@@ -98,7 +98,8 @@ def test_sweep_removes_only_the_prefix(arena):
 def test_codec_roundtrip_is_zero_copy_and_names_unchanged_arrays(arena):
     docs = DocumentArray(Document(id=str(i), tags={'i': i}, blob=np.full((4, 100), i, np.int16))
                          for i in range(5))
-    docs.embeddings = np.arange(5 * 300, dtype=np.float32).reshape(5, 300)
+    # (20 KB: in shared memory; a matrix of a few KB would ride inline, see test_inline_*)
+    docs.embeddings = np.arange(5 * 1024, dtype=np.float32).reshape(5, 1024)
     payload, meta, allocs = encode(docs, arena)
     mapper = Mapper()
     inputs = InputBuffers(payload, mapper)
@@ -118,6 +119,52 @@ def test_codec_roundtrip_is_zero_copy_and_names_unchanged_arrays(arena):
     for s in allocs:
         arena.free(s)
     mapper.close()
+
+
+def test_a_small_matrix_rides_inline_as_a_private_copy_that_allocates_and_pins_nothing(arena):
+    # One query's embedding (3 KB): copying it through the socket costs less than a slot.
+    d = Document(id='q', embedding=np.arange(768, dtype=np.float32))
+    payload, meta, allocs = encode(DocumentArray([d]), arena)
+    assert allocs == [] and arena.used == 0
+    (ref,) = buffer_refs(payload)
+    assert ref[0] is None and ref[3] == 768 * 4
+    mapper = Mapper()
+    try:
+        inputs = InputBuffers(payload, mapper, reuse={})
+        got = decode(payload, meta, inputs)
+        emb = got.embeddings
+        emb += 1  # a handler may write what it got in place...
+        assert float(d.embedding[0]) == 0.0  # ...the sender's array is its own
+        again = decode(payload, meta, InputBuffers(payload, mapper))
+        assert float(again.embeddings[0, 0]) == 0.0  # and so is every other receiver's
+        out, _, out_allocs = encode(got, arena, inputs)  # the change travels on, inline again
+        assert out_allocs == [] and buffer_refs(out)[0][1] == (np.arange(768, dtype=np.float32) + 1).tobytes()
+        del got
+        assert inputs.kept() == []  # held (emb), but nothing in shared memory to pin
+        inputs.done(mapper, [])
+        assert float(emb[0, 0]) == 1.0
+    finally:
+        mapper.close()
+
+
+def test_inline_bytes_per_request_are_bounded_the_rest_goes_to_shared_memory(arena):
+    from runtime.transport.local.codec import INLINE_BUFFER_MAX, INLINE_TOTAL_MAX
+    per = INLINE_BUFFER_MAX // 2
+    docs = DocumentArray(Document(id=str(i), blob=np.full(per, i, np.uint8)) for i in range(8))
+    docs.append(Document(id='big', blob=np.ones(INLINE_BUFFER_MAX + 1, np.uint8)))  # never inline
+    payload, meta, allocs = encode(docs, arena)
+    refs = buffer_refs(payload)
+    inline = [r for r in refs if r[0] is None]
+    assert sum(r[3] for r in inline) <= INLINE_TOTAL_MAX and len(inline) == INLINE_TOTAL_MAX // per
+    assert len(allocs) == len(refs) - len(inline) >= 2
+    mapper = Mapper()
+    try:
+        got = decode(payload, meta, InputBuffers(payload, mapper, copy=True))
+        assert [int(d.blob[0]) for d in got][:8] == list(range(8)) and int(got[-1].blob.sum()) == INLINE_BUFFER_MAX + 1
+    finally:
+        for s in allocs:
+            arena.free(s)
+        mapper.close()
 
 
 class Looker(Executor):
@@ -434,19 +481,21 @@ def test_documents_an_executor_kept_from_an_earlier_request_are_copied_when_it_r
     # and the executor lets go, they are reused. What is sent must not name them.
     mapper = Mapper()
     try:
-        first = DocumentArray([Document(id='a', blob=np.full(2048, 7, np.float32), embedding=np.ones(512, np.float32))])
+        # (arrays of 32 KB: in shared memory, not inline in the message)
+        first = DocumentArray([Document(id='a', blob=np.full(8192, 7, np.float32),
+                                        embedding=np.ones(8192, np.float32))])
         p1, m1, slots1 = encode(first, arena)
         kept = decode(p1, m1, InputBuffers(p1, mapper))
-        later = DocumentArray([Document(id='b', blob=np.full(2048, 3, np.float32))])
+        later = DocumentArray([Document(id='b', blob=np.full(8192, 3, np.float32))])
         p2, m2, slots2 = encode(later, arena)
         out, meta, allocs = encode(kept, arena, InputBuffers(p2, mapper))  # the handler returns `kept`
         assert allocs and not {r[:2] for r in buffer_refs(out)} & {r[:2] for r in buffer_refs(p1)}
         del kept
         for slot in slots1:  # the earlier request is over: its slots are reused
             arena.free(slot)
-        reuse, _, more = encode(DocumentArray([Document(blob=np.zeros(4096, np.float32))]), arena)
+        reuse, _, more = encode(DocumentArray([Document(blob=np.zeros(16384, np.float32))]), arena)
         (got,) = decode(out, meta, InputBuffers(out, mapper, copy=True))
-        assert float(got.blob[0]) == 7.0 and got.blob.shape == (2048,) and float(got.embedding.sum()) == 512.0
+        assert float(got.blob[0]) == 7.0 and got.blob.shape == (8192,) and float(got.embedding.sum()) == 8192.0
         # and the documents of the request being answered still pass through uncopied
         inputs = InputBuffers(p2, mapper)
         passed, _, none = encode(decode(p2, m2, inputs), arena, inputs)
@@ -492,8 +541,8 @@ class KeepSecondBlob(Executor):
 def test_a_kept_array_of_a_buffer_named_twice_is_pinned_and_released_when_let_go():
     # The view that is held must be the one pinned: pinning the other naming of the same
     # buffer would never see it let go (or see it too early).
-    blob = np.arange(1000, dtype=np.float64)
-    docs = DocumentArray([Document(blob=blob), Document(blob=np.zeros(1000))])
+    blob = np.arange(4000, dtype=np.float64)  # (32 KB: in shared memory, not inline)
+    docs = DocumentArray([Document(blob=blob), Document(blob=np.zeros(4000))])
     with Flow(arena_size=1 << 18).add(uses=AliasBlob).add(uses=KeepSecondBlob, name='keep') as f:
         f.index(docs)
         for _ in range(20):  # churn: the same slots, views taken again
@@ -566,20 +615,27 @@ def _ones(n=100, dim=64):
     return DocumentArray(Document(embedding=np.ones(dim, np.float32)) for _ in range(n))
 
 
-def test_an_in_place_change_travels_on_but_leaves_what_an_earlier_executor_kept():
+#: Documents per request: 100 x 64 float32 (25 KB) lie in shared memory; 4 (1 KB) ride
+#: inline in the message. Each executor's writes must be its own either way.
+WAYS = pytest.mark.parametrize('n', [100, 4], ids=['shared-memory', 'inline'])
+
+
+@WAYS
+def test_an_in_place_change_travels_on_but_leaves_what_an_earlier_executor_kept(n):
     with Flow().add(uses=KeepsWhatItGets, name='idx').add(uses=ZeroesInPlace) as f:
-        (r,) = f.post('/index', _ones(), return_results=True)
+        (r,) = f.post('/index', _ones(n), return_results=True)
         assert float(r.docs.embeddings.sum()) == 0.0  # the change reached the caller
         (r,) = f.post('/check', Document(), return_results=True)
-        assert r.parameters['__results__']['idx']['sum'] == 6400.0  # the indexer's copy is intact
+        assert r.parameters['__results__']['idx']['sum'] == n * 64.0  # the indexer's copy is intact
 
 
-def test_a_parallel_branch_does_not_see_another_branchs_in_place_change():
+@WAYS
+def test_a_parallel_branch_does_not_see_another_branchs_in_place_change(n):
     f = (Flow().add(uses=ZeroesInPlace, name='a', needs='gateway')
          .add(uses=SumsWhatItGets, name='b', needs='gateway').add(name='join', needs=['a', 'b']))
     with f:
-        (r,) = f.post('/', _ones(), return_results=True)
-    assert r.parameters['__results__']['b']['sum'] == 6400.0
+        (r,) = f.post('/', _ones(n), return_results=True)
+    assert r.parameters['__results__']['b']['sum'] == n * 64.0
     assert float(r.docs.embeddings.sum()) == 0.0  # the join keeps what branch a changed
 
 
@@ -596,12 +652,13 @@ class AddsOneThenDiesOnce(Executor):
             os._exit(9)  # after changing the request's arrays
 
 
-def test_a_retry_gets_the_request_as_it_was_before_the_dead_attempt(tmp_path):
+@WAYS
+def test_a_retry_gets_the_request_as_it_was_before_the_dead_attempt(tmp_path, n):
     with Flow().add(uses=AddsOneThenDiesOnce, uses_with={'marker': str(tmp_path / 'died')},
                     max_restarts=1, max_retries=1) as f:
-        (r,) = f.post('/', _ones(10), return_results=True)
+        (r,) = f.post('/', _ones(n), return_results=True)
     assert (tmp_path / 'died').exists()
-    assert r.docs.embeddings.tolist() == np.full((10, 64), 2.0).tolist()
+    assert r.docs.embeddings.tolist() == np.full((n, 64), 2.0).tolist()
 
 
 class AddsOne(Executor):
@@ -643,8 +700,10 @@ def test_in_place_writes_to_arrays_of_varying_sizes_travel_right():
     blobs = [rng.random((int(rng.integers(8, 64)), 256), dtype=np.float32) for _ in range(400)]
     got = {}
     with Flow().add(uses=DoublesBlobs) as f:
+        # (requests mix blobs inline in the message with blobs in shared memory)
         f.post('/', DocumentArray(Document(id=str(i), blob=b) for i, b in enumerate(blobs)), request_size=4,
                on_done=lambda r: got.update({d.id: d.blob.copy() for d in r.docs}))
+        assert not f._rt.transport.ledger.pins  # nothing is held once the callbacks are done
     assert [i for i, b in enumerate(blobs) if not np.array_equal(got[str(i)], b * 2)] == []
 
 

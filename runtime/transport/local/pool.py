@@ -488,7 +488,7 @@ class LocalTransport(Transport):
         docs = decode(desc, meta, buffers)
         if copy:
             return docs, None
-        self.ledger.pin(None, [(ref[0], ref[1]) for ref in buffers.refs])
+        self.ledger.pin(None, [(ref[0], ref[1]) for ref in buffers.refs if ref[0] is not None])
         return docs, buffers
 
     def close_result(self, token: Any) -> None:

@@ -36,6 +36,9 @@ MIXED = 'mixed'
 #
 # BufRef = (arena, slot, inner, nbytes): where one buffer lies: a slot of an arena (slot < 0:
 #     a dedicated segment file named f'{arena}-s{-slot}'), an offset inside it, its size.
+#     A small buffer rides in the header itself instead: (None, its bytes, 0, nbytes) (see
+#     ``codec.INLINE_BUFFER_MAX``); a receiver gets a private copy of it, and nothing in
+#     shared memory is allocated, pinned or freed for it.
 # Payload = (count, emb, refs): the header part of a payload (the pickle frame travels
 #     beside it); emb is None (no embeddings), MIXED, or (BufRef, dtype str, shape); refs
 #     are the BufRefs of the pickle's out-of-band buffers, in order.
@@ -74,13 +77,16 @@ class InputBuffers:
         self.handed = False
         view = mapper.view
         if copy:
-            self.views = list(map(mapper.copy, *zip(*refs))) if refs else []
+            self.views = [mapper.copy(*ref) if ref[0] is not None else bytearray(ref[1]) for ref in refs]
             self.ranges = []
             return
         self.views = views = []
         self.ranges = ranges = []
         if reuse is None:
             for ref in refs:
+                if ref[0] is None:
+                    _inline(ref, views, ranges)
+                    continue
                 mv, addr = view(*ref)
                 views.append(mv)
                 ranges.append((addr, addr + ref[3], ref))
@@ -91,6 +97,10 @@ class InputBuffers:
         # list's and getrefcount's own, and the reuse dict's for a view kept in it.
         self.floors = floors = []
         for ref in refs:
+            if ref[0] is None:
+                _inline(ref, views, ranges)
+                floors.append(-1)  # (never a pin: the copy is this process's own)
+                continue
             entry = reuse.get(ref)
             if entry is not None and sys.getrefcount(entry[0]) == 2:  # the dict's entry and the argument
                 mapper.refresh(*ref)  # taken up again: as a new view would be
@@ -121,7 +131,9 @@ class InputBuffers:
     def unchanged(self, i: int) -> bool:
         """Whether this process wrote nothing of buffer ``i`` (no array over it went out,
         or the kernel says so)."""
-        start, end, _ = self.ranges[i]
+        start, end, ref = self.ranges[i]
+        if ref[0] is None:
+            return False  # (a private copy: whether it changed is unknown, and it is small)
         if self.handed and written(start, end - start):
             return False
         self.unwritten.append(i)
@@ -132,7 +144,7 @@ class InputBuffers:
         pages this process may have written in the others go now, except where ``unchanged``
         found none; a slot some kept view still lies in is only marked (see ``Mapper``)."""
         refs, ok = self.refs, self.unwritten
-        if not refs or type(self.views[0]) is bytearray:  # (copies: no view went out)
+        if not self.ranges:  # (copies, made with copy=True: no view went out)
             return
         if not self.handed:
             # No array over them went out yet: nothing wrote them. What is kept may still
@@ -147,7 +159,7 @@ class InputBuffers:
         clean = set(ok)
         held = {(refs[i][0], refs[i][1]) for i in kept}
         for i, r in enumerate(refs):
-            if r[1] < 0 or (i in clean and (r[0], r[1]) not in held):
+            if r[0] is None or r[1] < 0 or (i in clean and (r[0], r[1]) not in held):
                 continue  # (a dedicated segment is mapped anew for each use)
             start, end = r[1] + r[2], r[1] + r[2] + r[3]
             if (r[0], r[1]) in held:
@@ -166,15 +178,23 @@ class InputBuffers:
         """
         views, floors = self.views, self.floors
         if floors is None:
-            return [i for i in range(len(views)) if held_elsewhere(views, i)]
+            refs = self.refs
+            return [i for i in range(len(views)) if refs[i][0] is not None and held_elsewhere(views, i)]
         out = []
         for i in range(len(views)):
-            if sys.getrefcount(views[i]) > floors[i]:
+            if floors[i] > 0 and sys.getrefcount(views[i]) > floors[i]:
                 out.append(i)
                 if floors[i] == 3:
                     del self.reuse[self.refs[i]]
                     floors[i] = 2
         return out
+
+
+def _inline(ref: BufRef, views: list, ranges: list) -> None:
+    # A writable copy (a handler may change its arrays in place), and a range that no
+    # address falls in: an encoder copies what lies in it, as small as it is.
+    views.append(bytearray(ref[1]))
+    ranges.append((0, 0, ref))
 
 
 def held_elsewhere(container, key) -> bool:
