@@ -191,7 +191,17 @@ def _place_matrix(placer: '_Placer', emb: np.ndarray, doc_list: list | None) -> 
     emb = np.ascontiguousarray(emb)
     # A uint8 view: memoryview refuses datetime64 / timedelta64 items, bytes are bytes.
     raw = memoryview(emb.reshape(-1).view(np.uint8))
-    return (placer.place(raw), describe_dtype(emb.dtype), emb.shape)
+    dt = emb.dtype
+    desc = _DESCRIBED.get(dt)
+    if desc is None:
+        desc = describe_dtype(dt)
+        if type(desc) is str and len(_DESCRIBED) < 256:
+            _DESCRIBED[dt] = desc
+    return (placer.place(raw), desc, emb.shape)
+
+
+#: ``describe_dtype`` of the matrices sent (a handful in a process's life), by dtype.
+_DESCRIBED: dict[np.dtype, Any] = {}
 
 
 def _address(buf) -> int:

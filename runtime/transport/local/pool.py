@@ -306,7 +306,7 @@ class LocalTransport(Transport):
         outbox, self._outbox = self._outbox, {}
         for n, (w, items) in enumerate(outbox.items()):
             try:
-                self._sock.send_multipart([w.identity, *P.pack(items)], flags=zmq.NOBLOCK, copy=False)
+                P.send_to(self._sock, w.identity, P.pack(items))
             except zmq.Again:
                 # Its pipe is full (it reads slowly): keep the batch, in order, for the next
                 # round; replies keep being read meanwhile, so neither side waits on the other.
@@ -342,8 +342,11 @@ class LocalTransport(Transport):
         fds = poller.poll(timeout_s * 1000)
         events: list = []
         sock = self._sock
-        # Asking the socket whether a message waits is cheaper than a recv that raises Again.
-        while P.waiting(sock):
+        # Asking the socket whether a message waits is cheaper than a recv that raises Again;
+        # when the poll says so (the socket is registered first), there is no need to ask.
+        ready = bool(fds) and fds[0][0] is sock
+        while ready or P.waiting(sock):
+            ready = False
             frames = P.recv_frames(sock)
             w = self._workers.get(frames[0].bytes)
             if w is None:

@@ -138,7 +138,19 @@ def pack(items: Iterable[tuple]) -> list:
 
 
 # Plain ints: the enum members cost an enum operation on every use, in the busiest loops.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN, _NOBLOCK, _SNDMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)
+
+
+def send_to(sock: zmq.Socket, identity: bytes, frames: list) -> None:
+    """Send ``frames`` (from ``pack``) to the peer ``identity`` of a ROUTER socket without
+    blocking: ``send_multipart`` minus its checks and its enum arithmetic (a third of the
+    cost of a small message). Raises ``zmq.Again`` (the peer's pipe is full) or
+    ``zmq.ZMQError`` (EHOSTUNREACH: no such peer) at the identity frame, before any of the
+    message is queued."""
+    sock.send(identity, _NOBLOCK | _SNDMORE)
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _NOBLOCK if i == last else _NOBLOCK | _SNDMORE, copy=False)
 
 
 def waiting(sock: zmq.Socket) -> bool:

@@ -145,8 +145,9 @@ class Worker:
                 # What arrived meanwhile is queued behind what is already here, so while
                 # requests wait here, reading the socket changes nothing but how soon a STOP
                 # is seen: it is read then only every LOOK_S (asking costs a system call).
+                # With nothing queued, recv() asks anyway.
                 stop = False
-                if not queue or t1 - looked > LOOK_S:
+                if queue and t1 - looked > LOOK_S:
                     stop = self.take_in(queue)
                     looked = t1
                 if stop:
