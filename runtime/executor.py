@@ -264,7 +264,7 @@ class Executor:
         >>> MyEncoder(dim=16).save_config('enc.yml')
         'enc.yml'
         """
-        from .config import save_executor_config
+        from .config_save import save_executor_config
         return save_executor_config(self, path)
 
     @property

@@ -569,7 +569,7 @@ class Flow:
 
     def save_config(self, path: str) -> None:
         """Write this Flow as a YAML config that ``Flow.load_config`` reads back."""
-        from .config import save_flow
+        from .config_save import save_flow
         save_flow(self, path)
 
     def __repr__(self) -> str:

@@ -262,7 +262,7 @@ def test_save_config_keeps_a_home_relative_py_modules_path(tmp_path, monkeypatch
 
 
 def test_save_config_refuses_what_yaml_cannot_hold_naming_the_executor_and_argument(tmp_path):
-    from runtime.config import _SAVED_ADD_KEYS
+    from runtime.config_save import _SAVED_ADD_KEYS
     from runtime.control.specs import ADD_ARGS
     assert set(_SAVED_ADD_KEYS) == {*ADD_ARGS, 'needs'}  # none left out
 
