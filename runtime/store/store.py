@@ -174,7 +174,7 @@ class Store:
             if salvage is not None or self.read_meta()[0] == gen:
                 raise CorruptStoreError(os.path.join(self.path, META), 0,
                                         f'names generation {gen} but its records / embeddings file is missing',
-                                        f'put the missing file back (from a backup): repair() cannot rebuild it')
+                                        'put the missing file back (from a backup): repair() cannot rebuild it')
             # else a prune switched generations under us: read the new one
         else:  # pragma: no cover - needs a writer pruning in a tight loop
             raise RuntimeError(f'{self.path} changed generation 20 times while being opened')
