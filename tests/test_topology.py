@@ -338,6 +338,29 @@ def test_custom_reduce_replaces_the_merge_and_runs_in_the_parent():
         assert done[0].docs[0].tags['parts'] == 2
 
 
+class FirstShardAsItCame(Executor):
+    """Shard 0 scales the embeddings; ``reduce`` hands on shard 0's documents unchanged."""
+
+    @requests
+    def scale(self, docs, **kwargs):
+        if self.runtime_args.shard_id == 0:
+            docs.embeddings = docs.embeddings * 2
+
+    @staticmethod
+    def reduce(docs_matrix, parameters):
+        return docs_matrix[0]
+
+
+@pytest.mark.parametrize('dim', [8, 4096], ids=['inline', 'shared-memory'])
+def test_a_reduce_may_hand_on_one_shards_documents_as_they_came(dim):
+    x = np.arange(3 * dim, dtype=np.float32).reshape(3, dim)
+    with Flow().add(uses=FirstShardAsItCame, shards=2, polling='all') as f:
+        (r,) = f.post('/', DocumentArray(Document(id=str(i), embedding=row) for i, row in enumerate(x)),
+                      return_results=True)
+    assert [d.id for d in r.docs] == ['0', '1', '2']
+    assert np.array_equal(r.docs.embeddings, x * 2)
+
+
 def test_sharded_index_search_equals_brute_force():
     rng = np.random.default_rng(7)
     stored = rng.standard_normal((200, 16)).astype(np.float32)

@@ -505,7 +505,8 @@ class LocalTransport(Transport):
 
 
 class _Ranges:
-    """Several InputBuffers seen as one, for naming arrays that lie in any of them."""
+    """Several InputBuffers seen as one (their buffers one after the other), for naming
+    arrays that lie in any of them: what the encoder asks of the inputs of a request."""
 
     def __init__(self, buffers: list) -> None:
         self.buffers = buffers
@@ -518,3 +519,11 @@ class _Ranges:
             if ref is not None:
                 return ref
         return None
+
+    def unchanged(self, i: int) -> bool:
+        # (a merge that hands on one part as it came: a shard reduce returning docs_matrix[0])
+        for b in self.buffers:
+            if i < len(b.views):
+                return b.unchanged(i)
+            i -= len(b.views)
+        raise IndexError(i)
