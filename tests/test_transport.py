@@ -639,6 +639,40 @@ def test_a_parallel_branch_does_not_see_another_branchs_in_place_change(n):
     assert float(r.docs.embeddings.sum()) == 0.0  # the join keeps what branch a changed
 
 
+class AliasesBlobToEmbedding(Executor):
+    @requests
+    def alias(self, docs, **kwargs):
+        for d in docs:
+            d.blob = d.embedding  # one array, twice in each document
+
+
+class UnpicklesOnly(Executor):
+    @requests
+    def look(self, docs, **kwargs):
+        [d.id for d in docs]  # every Document unpickled, nothing changed
+
+
+class BumpsBlobs(Executor):
+    @requests
+    def bump(self, docs, **kwargs):
+        for d in docs:
+            d.blob += 1  # in place, the blob only
+
+
+@pytest.mark.parametrize('dim', [8, 5000], ids=['inline', 'shared-memory'])
+@pytest.mark.parametrize('between', [0, 1])
+def test_arrays_that_share_bytes_in_one_executor_are_separate_in_the_next(dim, between):
+    # As in Jina 2, where every executor got its own deserialized documents.
+    f = Flow().add(uses=AliasesBlobToEmbedding)
+    for _ in range(between):
+        f = f.add(uses=UnpicklesOnly)
+    with f.add(uses=BumpsBlobs) as f:
+        (r,) = f.post('/', DocumentArray(Document(embedding=np.zeros(dim, np.float32)) for _ in range(3)),
+                      return_results=True)
+    assert r.docs.blobs.tolist() == np.ones((3, dim)).tolist()
+    assert r.docs.embeddings.tolist() == np.zeros((3, dim)).tolist()
+
+
 class AddsOneThenDiesOnce(Executor):
     def __init__(self, marker: str = '', **kwargs):
         super().__init__(**kwargs)

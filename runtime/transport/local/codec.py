@@ -211,11 +211,12 @@ def _address(buf) -> int:
 class _Placer:
     """Puts buffers into the arena (or names them in the inputs), remembering both."""
 
-    __slots__ = ('arena', 'inputs', 'refs', 'allocs', 'inline')
+    __slots__ = ('arena', 'inputs', 'refs', 'allocs', 'inline', 'named')
 
     def __init__(self, arena: Arena, inputs: InputBuffers | None) -> None:
         self.arena, self.inputs, self.refs, self.allocs = arena, inputs, [], []
         self.inline = 0
+        self.named: list = []  # the input buffers' bytes named so far
 
     def place(self, raw: memoryview) -> BufRef:
         n = raw.nbytes
@@ -224,7 +225,8 @@ class _Placer:
             return (None, bytes(raw), 0, n)
         if self.inputs is not None and self.inputs.ranges:
             ref = self.inputs.find(_address(raw), n)
-            if ref is not None:
+            if ref is not None and not self._overlaps(ref):
+                self.named.append(ref)
                 return ref
         arena = self.arena
         slot = arena.alloc(n)
@@ -235,6 +237,14 @@ class _Placer:
             with open(f'/dev/shm/{arena.segment_name(slot)}', 'r+b') as fp:
                 fp.write(raw)
         return (arena.name, slot, 0, n)
+
+    def _overlaps(self, ref: BufRef) -> bool:
+        # Two arrays over the same bytes (``d.blob = d.embedding``) are one array here, but
+        # each executor's documents are its own: named twice, they would be one array in
+        # the next process too (an in-place change of one would change the other). The
+        # second is copied, as Jina 2 gave every array its own bytes.
+        start, end = ref[2], ref[2] + ref[3]
+        return any(r[0] == ref[0] and r[1] == ref[1] and r[2] < end and start < r[2] + r[3] for r in self.named)
 
     def undo(self) -> None:
         """Free what was allocated: the encoding failed, and its caller learns of the
