@@ -89,6 +89,7 @@ class Flow:
             raise TypeError(f'ray_init_kwargs must be a dict of ray.init() arguments, got {describe(ray_init_kwargs)}')
         self._backend, self._ray_address, self._ray_init_kwargs = backend, ray_address, ray_init_kwargs
         self._lock = threading.RLock()
+        self._closing = threading.RLock()  # held by a close() under way
         self._posting = 0  # posts running (nested ones from callbacks count too)
         self._stop_now = False  # stopped by Ctrl-C / SIGTERM: close() waits for no post
         self._stop_signals = StopSignals()
@@ -212,6 +213,7 @@ class Flow:
         new._rt = None
         new._gateway = None
         new._stop_signals = StopSignals()  # each Flow its own: starting one must not touch another's
+        new._lock, new._closing, new._posting = threading.RLock(), threading.RLock(), 0
         return new
 
     @property
@@ -308,6 +310,12 @@ class Flow:
                                        'Flow (leave `with`)')
             finally:
                 self._lock.release()
+        # One close at a time: a second one (leaving `with` while another thread closes)
+        # returns once everything is removed, not while the first is still removing it.
+        with self._closing:
+            self._close()
+
+    def _close(self) -> None:
         # A post running in another thread (the gateway's, or the caller's own) may finish
         # within timeout_close; past that, or at once after Ctrl-C / SIGTERM (its handler
         # may hang: a stop must not wait for it), it is stopped at its next poll.

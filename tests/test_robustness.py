@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 
@@ -819,6 +820,44 @@ def test_close_from_another_thread_stops_a_post_whose_handler_hangs(tmp_path):
     assert not t.is_alive() and time.monotonic() - t0 < 6
     assert isinstance(got[0], FlowNotStartedError) and 'the Flow was closed while this post' in str(got[0])
     assert _leaks() == _no_leaks()
+
+
+def test_closed_from_another_thread_the_flow_is_gone_when_with_ends_and_sigterm_still_kills(tmp_path):
+    # Only the main thread can put signal handlers back: closed from another, the Flow's
+    # stay behind, and must then do what the default does. Leaving `with` meanwhile waits
+    # for that close instead of returning while the files are still there.
+    script = tmp_path / 'close_in_thread.py'
+    script.write_text(textwrap.dedent("""
+        import glob, os, signal, threading, time
+        from runtime import Document, Executor, Flow, requests
+
+        class Slow(Executor):
+            @requests
+            def work(self, docs, **kwargs):
+                time.sleep(0.005)
+
+            def close(self):
+                time.sleep(0.5)  # the other thread's close is still under way when `with` ends
+
+        f = Flow(timeout_close=0.5).add(uses=Slow)
+        with f:
+            prefix = f._rt.transport.prefix
+            closer = threading.Timer(0.3, f.close)
+            closer.start()
+            try:
+                f.post('/', (Document() for _ in range(100000)), request_size=1)
+            except Exception as exc:
+                print('post stopped:', type(exc).__name__, flush=True)
+        print('left:', glob.glob(f'/dev/shm/{prefix}*'), flush=True)
+        closer.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        print('still alive', flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env=script_env(), cwd=str(tmp_path))
+    assert out.stdout.splitlines() == ['post stopped: FlowNotStartedError', 'left: []'], out.stderr[-2000:]
+    assert out.returncode == -signal.SIGTERM, out.stderr[-2000:]
 
 
 def _free_port() -> int:

@@ -53,25 +53,41 @@ class StopSignals:
     def __init__(self) -> None:
         self.caught: int | None = None
         self._old: dict = {}  # signal -> the handler before ours, put back by restore()
+        self.released = False  # restore() ran where it could not put the handlers back
 
     def catch(self) -> None:
         """Make SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread (where
-        their handler is the default one)."""
+        their handler is the default one, or a stale one of an earlier Flow)."""
         if threading.current_thread() is not threading.main_thread():
             return
 
         def on_signal(signum: int, frame: Any) -> None:
+            if self.released:
+                # The Flow was closed from another thread, which cannot set handlers: this
+                # one is stale. The default goes back, and the process dies of the signal.
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
             self.caught = signum
             raise KeyboardInterrupt(f'stopped by {signal.Signals(signum).name}')
 
+        on_signal.owner = self  # type: ignore[attr-defined]
         for signum in STOP_SIGNALS:
             old = signal.getsignal(signum)
+            owner = getattr(old, 'owner', None)
+            if isinstance(owner, StopSignals) and owner.released:
+                old = owner._old.pop(signum)  # taken over: what that Flow would have put back
             if old == signal.SIG_DFL:  # (None: a handler set from C, which cannot be put back)
                 self._old[signum] = old
                 signal.signal(signum, on_signal)
+        self.released = False
 
     def restore(self) -> None:
-        """Put back the handlers that ``catch`` replaced."""
+        """Put back the handlers that ``catch`` replaced. Only the main thread can: from
+        another, they stay, stale (a signal then does what the default would)."""
+        if threading.current_thread() is not threading.main_thread():
+            self.released = bool(self._old)
+            return
         for signum, old in self._old.items():
             signal.signal(signum, old)
         self._old = {}
