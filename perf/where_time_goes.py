@@ -11,6 +11,11 @@ executor, split by the times each request records on its way (``Response.routes`
 ``post()`` to the request leaving the router, to the worker's handler, the handler, the
 reply leaving the worker, back in the router, and to the end of ``post()``. Medians.
 
+``python -m perf.where_time_goes zmq-echo``: what ZeroMQ alone costs a round trip, under
+both: a bare pyzmq ROUTER in this process and a DEALER in another that sends each
+400-byte message straight back (ipc://, as the Flow's sockets), with the CPU each thread
+of both processes spent per round trip. Linux only.
+
 Example
 -------
 >>> main(['one-doc', '--posts', '500'])  # doctest: +SKIP
@@ -27,7 +32,9 @@ if __name__ == '__main__':  # before numpy loads, in this process and every chil
 
 import argparse
 import glob
+import multiprocessing as mp
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -35,7 +42,7 @@ import numpy as np
 from perf.bench_flow import _columnar, _flow, _flow_docs
 from runtime import Document
 
-__all__ = ['threads', 'one_doc', 'main']
+__all__ = ['threads', 'one_doc', 'zmq_echo', 'main']
 
 #: The hops of ``one_doc``, as (label, from, to): keys of a ``Response.routes`` entry, with
 #: 'post' and 'end' for the start and the end of ``post()``.
@@ -117,6 +124,69 @@ def one_doc(posts: int = 3000, dim: int = 768) -> dict[str, float]:
     return out
 
 
+def _echo(address: str) -> None:
+    import zmq
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    sock.send(b'ready')
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    while poller.poll(30_000):  # (the parent gone: it stops waiting)
+        msg = sock.recv()
+        if msg == b'stop':
+            break
+        sock.send(msg)
+    sock.close(0)
+    ctx.term()
+
+
+def zmq_echo(round_trips: int = 5000) -> dict[str, float]:
+    """``round_trips`` bare ZeroMQ round trips of a 400-byte message, one at a time;
+    returns the median round trip and each thread's CPU per round trip (microseconds),
+    and prints them."""
+    import zmq
+    with tempfile.TemporaryDirectory(prefix='shmflow-echo-') as tmp:
+        address = f'ipc://{tmp}/echo'
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(address)
+        child = mp.get_context('spawn').Process(target=_echo, args=(address,), daemon=True)
+        child.start()
+        try:
+            peer, _ = sock.recv_multipart()
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            msg, walls = b'x' * 400, []
+            for i in range(round_trips + 500):  # the first 500 warm up
+                if i == 500:
+                    before = _schedstat([os.getpid(), child.pid])
+                t0 = time.perf_counter()
+                sock.send_multipart([peer, msg])
+                if not poller.poll(30_000):
+                    raise RuntimeError('the echo process does not answer')
+                sock.recv_multipart()
+                walls.append(time.perf_counter() - t0)
+            after = _schedstat([os.getpid(), child.pid])
+            sock.send_multipart([peer, b'stop'])
+        finally:
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+            sock.close(0)
+            ctx.term()
+    out = {'round trip p50': statistics.median(walls[500:]) * 1e6}
+    for key, (run, _) in after.items():
+        if key in before and run > before[key][0]:
+            role = 'parent' if key[0] == os.getpid() else 'echo'
+            out[f'{role} {key[2]}'] = (run - before[key][0]) / 1e3 / round_trips
+    for label, us in out.items():
+        print(f'{label:24s} {us:7.1f} us')
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(prog='python -m perf.where_time_goes', description=__doc__.split('\n\n')[0])
@@ -125,11 +195,15 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument('--posts', type=int, default=10)
     o = sub.add_parser('one-doc', help='one-document posts split along their way')
     o.add_argument('--posts', type=int, default=3000)
+    e = sub.add_parser('zmq-echo', help='bare ZeroMQ round trips, and the CPU of each thread')
+    e.add_argument('--round-trips', type=int, default=5000)
     args = ap.parse_args(argv)
     if args.probe == 'threads':
         threads(args.posts)
-    else:
+    elif args.probe == 'one-doc':
         one_doc(args.posts)
+    else:
+        zmq_echo(args.round_trips)
 
 
 if __name__ == '__main__':

@@ -74,3 +74,9 @@ def test_the_probes_of_where_time_goes_report_every_thread_and_every_leg():
     assert len(legs) == 7 and legs['total'] > 0
     # (medians of the legs need not add up to the median total exactly)
     assert abs(sum(v for k, v in legs.items() if k != 'total') - legs['total']) < 0.5 * legs['total']
+    proc = subprocess.run([sys.executable, '-m', 'perf.where_time_goes', 'zmq-echo', '--round-trips', '200'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line[:24].strip(): float(line.split()[-2]) for line in proc.stdout.splitlines() if line.endswith(' us')}
+    assert rows['round trip p50'] > 0
+    assert {'parent python', 'echo python'} <= set(rows) and sum('ZMQbg/IO' in k for k in rows) == 2
