@@ -697,6 +697,56 @@ def test_merge_by_id_keeps_one_content_per_document():
     assert (m.content_type, m.text) == ('text', 'new') and m.blob is None and Document(m.json()) == m
 
 
+class _Prepares(Executor):
+    @requests
+    def prep(self, docs, **kwargs):
+        for d in docs:
+            d.tags.update(tmp='scratch', keep=1)
+            for i in range(5):
+                d.matches.append(Document(id=f'm{i}', scores={'cosine': i / 10}))
+            d.chunks.append(Document(id='c-junk', text='junk'))
+
+
+class _Trims(Executor):  # a ranker / cleaner: removes things
+    @requests
+    def trim(self, docs, **kwargs):
+        for d in docs:
+            del d.tags['tmp']
+            del d.matches[2:]  # the top 2
+            d.chunks.clear()
+
+
+class _Enriches(Executor):  # adds a tag, carries the rest on as it came
+    @requests
+    def enrich(self, docs, **kwargs):
+        for d in docs:
+            d.tags['b'] = True
+
+
+@pytest.mark.parametrize('order', [['trim', 'enrich'], ['enrich', 'trim']])
+def test_what_one_branch_removed_stays_removed_after_a_join(order):
+    f = (Flow().add(name='prep', uses=_Prepares).add(name='trim', uses=_Trims, needs='prep')
+         .add(name='enrich', uses=_Enriches, needs='prep').add(name='join', needs=order))
+    with f:
+        (r,) = f.post('/', Document(id='q'), return_results=True)
+    d = r.docs[0]
+    assert d.tags == {'keep': 1, 'b': True}
+    assert [m.id for m in d.matches] == ['m0', 'm1'] and len(d.chunks) == 0
+
+
+def test_a_join_keeps_a_change_over_a_removal():
+    from runtime.control.merge import merge_by_id
+    before = DocumentArray([Document(id='x', tags={'k': 1}, matches=[Document(id='m', text='a')])])
+    removed, changed = before[0].copy(), before[0].copy()
+    del removed.tags['k']
+    removed.matches.clear()
+    changed.tags['k'] = 2
+    changed.matches[0].text = 'b'
+    for parts in ([removed, changed], [changed, removed]):
+        m = merge_by_id([DocumentArray([p.copy()]) for p in parts], before)[0]
+        assert m.tags == {'k': 2} and [x.text for x in m.matches] == ['b']
+
+
 # -- target_executor and an executor's uses_after ---------------------------------------------
 class _ShardMatch(Executor):
     @requests

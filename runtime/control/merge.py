@@ -65,26 +65,39 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
             continue
         object.__setattr__(into, slot, value)
         into._plain = False
+    # Tag keys, scores and sub-documents one branch removed stay removed (a ranker that kept
+    # the top 2 matches, a cleaner that dropped a scratch tag) while another branch only
+    # carried them on unchanged; where both touched one (one removed it, one changed it),
+    # the change is kept.
     for name in _MAPPINGS:
-        theirs = getattr(other, name)
-        if theirs:
-            old = (getattr(before, name) or {}) if before is not None else {}
+        theirs = getattr(other, name) or {}
+        old = (getattr(before, name) or {}) if before is not None else {}
+        if theirs or old:
             mine = getattr(into, name[1:])
             for k, v in theirs.items():
                 if k not in old or not _same(v, old[k]):
                     mine[k] = v
+            for k, v in old.items():
+                if k not in theirs and k in mine and _same(mine[k], v):
+                    del mine[k]  # ``other``'s branch removed it
     for name in _NESTED:
         extra = getattr(other, name)
-        if extra:
-            old = getattr(before, name) if before is not None else None
+        old = getattr(before, name) if before is not None else None
+        if extra or old:
             mine = getattr(into, name[1:])
+            if old:
+                kept = {d.id for d in extra} if extra else set()
+                for was in old:
+                    if was.id not in kept and was.id in mine and mine[was.id] == was:
+                        del mine[was.id]  # ``other``'s branch removed it
             # DocumentArray's own methods: the sub-documents keep the parent_id /
             # granularity / adjacency their branch gave them (chunks.append would reset them).
-            for d in extra:
-                if d.id not in mine:
-                    DocumentArray.append(mine, d)
-                    continue
+            for d in extra or ():
                 was = old[d.id] if old is not None and d.id in old else None
+                if d.id not in mine:
+                    if was is None or d != was:  # (unchanged: ``into``'s branch removed it)
+                        DocumentArray.append(mine, d)
+                    continue
                 if was is not None and d == was:
                     continue  # this branch left it as it was
                 into_sub = mine[d.id]
@@ -99,7 +112,8 @@ def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = N
     """One DocumentArray holding every document of ``parts`` once, in order of first
     appearance (documents that share an id are told apart by their order). A document present in several parts gets what each part changed: with
     ``before`` (the documents as they were when the branches split), a field one branch
-    changed survives even if another branch carried the old value on; without it, a later
+    changed survives even if another branch carried the old value on, and a tag key, score,
+    chunk or match one branch removed stays removed unless another changed it; without it, a later
     part's non-default values win. The content (text, blob or buffer) is one field: the
     merged document holds one part's. Tags and scores merge key by key, chunks and matches
     by id (one present in several parts is merged the same way, field by field: a match
