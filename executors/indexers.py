@@ -333,12 +333,16 @@ class MemmapIndexer(Executor):
                 d.matches = []
             return
         pos, score = top_k(q, stored, limit, self.metric, self._sq_norms, self.block_rows)
-        flat = np.unique(pos)
-        found = self._dam[flat.tolist()]  # one read of every matched document
+        # A query of zeros (a text with no term the encoder knows) ties with every row under
+        # cosine and dot: any 'limit' rows would come back, scored as well as each other, and
+        # a fusion would rank them as high as real hits. It gets no matches instead.
+        blank = np.zeros(len(docs), bool) if self.metric == 'l2' else ~np.any(q, axis=1)
+        flat = np.unique(pos[~blank])
+        found = self._dam[flat.tolist()] if len(flat) else []  # one read of every matched document
         by_pos = dict(zip(flat.tolist(), found))
-        for d, row_pos, row_score in zip(docs, pos.tolist(), score.tolist()):
+        for d, row_pos, row_score, nothing in zip(docs, pos.tolist(), score.tolist(), blank.tolist()):
             matches = []
-            for p, s in zip(row_pos, row_score):
+            for p, s in ([] if nothing else zip(row_pos, row_score)):
                 m = Document(by_pos[p], copy=True)  # a query's matches must not share objects
                 m.embedding = None                  # results show text and place, not vectors
                 m.scores = branch_scores(self.metric, float(s), self.rank_tag)

@@ -99,6 +99,23 @@ def test_matches_carry_fields_but_not_embeddings(tmp_path):
     idx.close()
 
 
+@pytest.mark.parametrize('metric', ['cosine', 'dot', 'l2'])
+def test_a_query_of_zeros_gets_no_arbitrary_matches(tmp_path, metric):
+    # An encoder that knows no word of the query gives zeros: under cosine and dot that ties
+    # with every row, and 'limit' arbitrary rows, scored like real hits, would come back.
+    docs, x = random_docs(20, 8)
+    idx = MemmapIndexer(metas={'workspace': str(tmp_path)}, metric=metric)
+    idx.index(docs, {})
+    q = queries_of(np.stack([np.zeros(8, np.float32), x[3]]))
+    idx.search(q, {'limit': 5})
+    if metric == 'l2':  # the distance to the origin means something: the nearest rows
+        assert len(q[0].matches) == 5
+    else:
+        assert q[0].matches == [] or len(q[0].matches) == 0
+    assert len(q[1].matches) == 5 and (metric == 'dot' or q[1].matches[0].id == 'd3')
+    idx.close()
+
+
 # -- persistence and shards --------------------------------------------------------------------
 def test_index_survives_a_flow_restart(tmp_path):
     docs, x = random_docs(300, 12)
