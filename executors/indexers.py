@@ -135,7 +135,10 @@ class MemmapIndexer(Executor):
     ---------
     ``/index``
         Store the documents (each must have an embedding of the index's dimension; a
-        document whose id is already stored replaces it).
+        document whose id is already stored *in this shard* replaces it). To replace a
+        document whose passages may have changed, or with several shards, post it to
+        ``/update``: ``/index`` replaces only the passages with the same number, and a
+        shard polled with 'any' cannot see another shard's copy.
     ``/search``
         For each query document (with an embedding), set ``matches`` to the ``limit`` (or
         ``top_k``, default 10) best stored documents, each with ``scores[metric]`` and the

@@ -144,8 +144,10 @@ class TextSegmenter(Executor):
     from: ``parent_id`` (the original document's id), ``uri`` (the original's uri, e.g.
     the file path), ``tags['line']`` / ``tags['end_line']`` (1-based first and last line),
     ``tags['chunk']`` (its number in the document), the original's other tags, and the id
-    ``'<parent id>/<chunk number>'`` (so indexing the same document again replaces its
-    passages instead of adding copies). With ``flatten=False`` the passages go into each
+    ``'<parent id>/<chunk number>'`` (so indexing the same document again into one shard
+    replaces its passages of the same numbers instead of adding copies; ``/update``
+    replaces all of them: a shorter new version leaves none of the old behind). With
+    ``flatten=False`` the passages go into each
     document's ``chunks`` instead and the documents stay.
 
     Every endpoint segments except ``/search``, ``/delete`` and ``/status``, whose
