@@ -14,6 +14,8 @@ Example
 from __future__ import annotations
 
 import hashlib
+import os
+import urllib.parse
 from typing import Any
 
 import numpy as np
@@ -84,7 +86,9 @@ class ContentMixin:
         """Whichever of ``text``, ``blob``, ``buffer`` is set, else None.
 
         Writing dispatches by type: str -> text, ndarray -> blob, bytes -> buffer; the
-        other two are cleared (they exclude each other, as in Jina 2).
+        other two are cleared (they exclude each other, as in Jina 2). A str that Jina 2
+        took for a URI (an http(s) URL, a data URI, an existing path or a path in a
+        writable directory) sets ``uri`` instead, as Jina 2 did.
 
         >>> from runtime import Document
         >>> d = Document(content=b'\\x00'); (d.buffer, d.text)
@@ -101,7 +105,10 @@ class ContentMixin:
         if value is None:
             self._text = self._blob = self._buffer = None
         elif isinstance(value, str):
-            self.text = value
+            if _is_uri(value):
+                self.uri = value
+            else:
+                self.text = value
         elif isinstance(value, np.ndarray):
             self.blob = value
         elif isinstance(value, (bytes, bytearray, memoryview)):
@@ -143,3 +150,14 @@ class ContentMixin:
         elif kind == 'buffer':
             h.update(self._buffer)
         return h.hexdigest()
+
+
+def _is_uri(value: str) -> bool:
+    """Whether Jina 2's ``content`` setter took ``value`` for a URI rather than a text."""
+    try:
+        parsed = urllib.parse.urlparse(value)
+        if parsed.scheme in ('http', 'https'):
+            return bool(parsed.netloc)
+        return parsed.scheme == 'data' or os.path.exists(value) or os.access(os.path.dirname(value), os.W_OK)
+    except ValueError:  # (a NUL in it: no path; a malformed URL)
+        return False

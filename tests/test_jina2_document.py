@@ -25,6 +25,15 @@ def test_content_sets_the_field_and_the_mime_type():
     assert Document(mime_type='text/html', text='<b>x</b>').mime_type == 'text/html'  # kept when given
 
 
+def test_content_that_is_a_uri_sets_the_uri_as_in_jina2(tmp_path):
+    for uri, mime in [('https://example.com/cat.png', 'image/png'), ('data:text/plain,hi', 'text/plain'),
+                      (str(tmp_path / 'notes.txt'), 'text/plain')]:  # (a path in a writable folder)
+        d = Document(content=uri)
+        assert (d.uri, d.text, d.mime_type) == (uri, None, mime)
+    for text in ['hello, world', 'see http:// for more', 'http://', 'a\x00b', 'no/such/folder/x.png']:
+        assert Document(content=text).text == text
+
+
 def test_text_blob_and_buffer_exclude_each_other():
     with pytest.raises(ValueError, match='text and buffer exclude each other'):
         Document(text='a', buffer=b'b')
