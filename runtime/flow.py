@@ -333,13 +333,23 @@ class Flow:
                 gateway.close()
             finally:
                 timer.cancel()
-        if not self._lock.acquire(timeout=0 if stopping else self._timeout_close):
+        locked = self._lock.acquire(timeout=0 if stopping else self._timeout_close)
+        if not locked:
             self._stop_posts('the Flow was closed')
-            self._lock.acquire()
+            # A post stops at its next poll, but one blocked in the caller's own code (an
+            # input generator waiting for the thread that is closing, a callback feeding a
+            # full queue) never gets there: it is given timeout_close, then closed under.
+            # Back from that code, it raises FlowNotStartedError (see Post.run).
+            locked = self._lock.acquire(timeout=self._timeout_close)
+            if not locked:
+                logger.warning('closing the Flow although a post in another thread has not stopped within '
+                               'timeout_close=%g s: it is blocked in its own code (its input generator or a '
+                               'callback); it raises FlowNotStartedError when that returns', self._timeout_close)
         try:
             rt, self._rt = self._rt, None
         finally:
-            self._lock.release()
+            if locked:
+                self._lock.release()
         if rt is not None:
             try:
                 rt.close()

@@ -822,6 +822,45 @@ def test_close_from_another_thread_stops_a_post_whose_handler_hangs(tmp_path):
     assert _leaks() == _no_leaks()
 
 
+def test_close_does_not_wait_forever_for_a_post_blocked_in_its_own_input_generator():
+    # The post's input waits for the thread that is closing (a streaming feed): the post
+    # never reaches its next poll, so close() gives it timeout_close, then closes under it.
+    import queue
+    from runtime import FlowNotStartedError
+    feed: queue.Queue = queue.Queue()
+    reading = threading.Event()
+    got = []
+
+    def inputs():
+        for n in itertools.count():
+            if n == 1:
+                reading.set()  # the first document went; now it waits for the next
+            d = feed.get()
+            if d is None:
+                return
+            yield d
+
+    def post():
+        try:
+            f.post('/', inputs(), request_size=1)
+        except Exception as exc:  # noqa: BLE001 - what the post ended with is the point
+            got.append(exc)
+
+    f = Flow(timeout_close=0.5).add()
+    f.start()
+    t = threading.Thread(target=post)
+    t.start()
+    feed.put(Document())
+    _wait_until(reading.is_set, 20, 'the post reads its input')
+    t0 = time.monotonic()
+    f.close()
+    assert time.monotonic() - t0 < 5
+    assert _leaks() == _no_leaks()
+    feed.put(Document())  # back from the generator, the post learns the Flow is gone
+    t.join(10)
+    assert not t.is_alive() and isinstance(got[0], FlowNotStartedError), got
+
+
 def test_closed_from_another_thread_the_flow_is_gone_when_with_ends_and_sigterm_still_kills(tmp_path):
     # Only the main thread can put signal handlers back: closed from another, the Flow's
     # stay behind, and must then do what the default does. Leaving `with` meanwhile waits

@@ -136,6 +136,7 @@ class Post:
                     if not ahead and not self._prepare(batches, ahead):
                         exhausted = True
                         break
+                    self._check_open()  # (reading the input ran the caller's code: it may have blocked)
                     item = ahead[0]
                     if isinstance(item, BaseException):
                         ahead.popleft()
@@ -151,10 +152,7 @@ class Post:
                 router.pump(wait_s)
                 if self.timeout is not None:
                     router.expire(self)
-                if router.closing:
-                    raise FlowNotStartedError(f'{router.closing} while this post was running (from another '
-                                              f'thread: Ctrl-C, SIGTERM, the gateway shutting down); the requests '
-                                              f'still in flight were abandoned')
+                self._check_open()
         except BaseException:
             self.abandoned = True
             raise
@@ -169,6 +167,13 @@ class Post:
         if self.results is not None and self.in_order:
             self.results.sort(key=lambda r: r.index)
         return self.results
+
+    def _check_open(self) -> None:
+        """Raise FlowNotStartedError once the Flow is being closed (from another thread)."""
+        if self.router.closing:
+            raise FlowNotStartedError(f'{self.router.closing} while this post was running (from another thread: '
+                                      f'Ctrl-C, SIGTERM, the gateway shutting down); the requests still in '
+                                      f'flight were abandoned')
 
     def _room(self) -> bool:
         """True while fewer than ``window`` requests are submitted and not yet delivered.
