@@ -73,8 +73,8 @@ def bm25_scores(ptr: np.ndarray, post_doc: np.ndarray, post_tf: np.ndarray, doc_
     Example
     -------
     >>> ptr = np.array([0, 2, 3]); docs = np.array([0, 1, 1]); tf = np.array([1., 3., 1.])
-    >>> bm25_scores(ptr, docs, tf, np.array([4., 4.]), [0], [1.0]).round(3).tolist()
-    [0.182, 0.278]
+    >>> [round(s, 3) for s in bm25_scores(ptr, docs, tf, np.array([4., 4.]), [0], [1.0]).tolist()]
+    [0.182, 0.287]
     """
     n = len(doc_len)
     scores = np.zeros(n, np.float32)
@@ -107,7 +107,8 @@ class SparseIndexer(Executor):
     ---------
     ``/index``
         Add the documents (their text, uri and tags are stored for the matches). A
-        document whose id is stored already replaces it.
+        document whose id is stored already *in this shard* replaces it (post changed
+        documents to ``/update``: see ``MemmapIndexer``).
     ``/search``
         For each query (``doc.text``), set ``matches`` to the ``limit`` / ``top_k``
         (default 10) best documents with ``scores['bm25']`` (larger is better). With
@@ -128,13 +129,17 @@ class SparseIndexer(Executor):
     A committed *generation* in ``gen-<n>/``: ``vocab.npy`` (the terms, position = term
     id), ``ptr.npy`` (int64, V + 1), ``post_doc.npy`` (int32 row), ``post_tf.npy`` /
     ``post_name.npy`` (uint16 term frequency in the text / name), ``doc_len.npy`` /
-    ``name_len.npy`` (float32), ``deleted.npy`` (bool), ``ids.npy`` (row -> id);
+    ``name_len.npy`` (float32), ``deleted.npy`` (bool; all false, as a commit drops
+    deleted rows), ``ids.npy`` (row -> id);
     ``meta.json`` names the current one. The documents themselves are in a
     ``DocumentArrayMemmap`` (``docs``). Each ``/index`` and ``/delete`` appends one
     checksummed record to ``pending-<n>.log`` (the new ids, the new terms, the postings;
     memory stays bounded by one request); the next search, ``/status`` or ``close()``
     merges them into generation n + 1 by one sort, and replacing ``meta.json`` switches
-    to it.
+    to it. A commit keeps live rows only (deleted and replaced documents leave no posting,
+    row or unused term behind), and the document store is pruned once its replaced and
+    deleted records outnumber the live ones: BM25's statistics are those of the live
+    documents, and an index that is updated again and again stays the size of what it holds.
 
     Durability: a change is on disk when its request is answered. A run killed at any
     point (during a request, a commit, or after) restarts from the generation that
@@ -208,6 +213,10 @@ class SparseIndexer(Executor):
                 raise ValueError(f'the sparse index at {self.path} was written by another version '
                                  f'({meta}); index again into a new workspace')
         self._gen = int(meta['generation']) if meta else 0
+        # Replaced and deleted documents' records in the document store as of that commit
+        # (the rows deleted since, counted in _deleted, add theirs): it is pruned once they
+        # outnumber the live ones. Older versions did not count them: 0.
+        self._docs_dead = int(meta.get('docs_dead', 0)) if meta else 0
         if meta is None:
             self._vocab_list: list[str] = []
             self._arrays: dict[str, np.ndarray] = {
@@ -234,7 +243,9 @@ class SparseIndexer(Executor):
                 self._apply_index(head)
             else:
                 self._apply_delete(json.loads(bytes(payload))['ids'])
-        self._dirty = bool(records)
+        # A generation written before commits compacted can still hold deleted rows: the
+        # next commit drops them (until then they are never returned, only counted by BM25).
+        self._dirty = bool(records) or bool(self._deleted)
         if records:
             logger.info('%s: replayed %d pending records of %s', self.metas.name, len(records), self.path)
 
@@ -280,12 +291,48 @@ class SparseIndexer(Executor):
         generation (called by the next search, by ``/status`` and by ``close``; one stable
         sort of the postings by term).
 
+        The next generation holds live rows only: the postings of deleted and replaced rows
+        are dropped, the rows renumbered and terms no live row uses removed, so BM25's
+        statistics (N, document frequencies, average length) are those of a fresh index of
+        the live documents and the index does not grow with updates.
+
         Example
         -------
         >>> idx.commit()  # doctest: +SKIP
         """
         if not self._dirty:
             return
+        out, live, used = self._merged_arrays()
+        # Rows and terms get new numbers in the next generation; the in-memory state takes
+        # them once meta.json names it. Safe: that generation starts with an empty log, so
+        # no record refers to the old numbers (a run killed before the switch replays the
+        # old log over the old generation, both in the old numbers).
+        dropped = bool(self._deleted)
+        ids = [d for d, keep in zip(self._ids, live.tolist()) if keep] if dropped else self._ids
+        vocab = (self._vocab_list if used.all()
+                 else [t for t, keep in zip(self._vocab_list, used.tolist()) if keep])
+        docs_dead = self._docs_dead + len(self._deleted)
+        if docs_dead > len(ids):
+            # Before the switch: a run killed after the prune restarts from the previous
+            # generation, which names the same live documents (it only overcounts the dead).
+            self._dam.prune()
+            docs_dead = 0
+        gen = self._write_generation(out, ids, vocab, docs_dead)
+        self._gen, self._ids, self._deleted, self._docs_dead = gen, ids, set(), docs_dead
+        if dropped:   # else every row kept its number (one dict over all ids is worth sparing)
+            self._row_of = {d: i for i, d in enumerate(ids)}
+        if len(vocab) != len(self._vocab_list):
+            self._vocab_list, self._vocab = vocab, {t: i for i, t in enumerate(vocab)}
+        self._remove_other_generations()
+        gen_dir = self._file(f'gen-{gen}')
+        self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
+        self._dirty, self._weighted_tf = False, None
+        logger.debug('%s: committed generation %d: %d rows, %d terms, %d postings', self.metas.name, gen,
+                     len(ids), len(vocab), int(out['ptr'][-1]))
+
+    def _merged_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The next generation's arrays (committed postings and pending ones, those of dead
+        rows dropped, grouped by term), which rows are live and which terms are still used."""
         records, _ = pending_log.read(self._log_path(self._gen))
         pend: dict[str, list[np.ndarray]] = {name: [] for name in _POSTINGS}
         for kind, payload in records:
@@ -297,29 +344,42 @@ class SparseIndexer(Executor):
                 for name, parts in pend.items()}
         del pend, records
         a = self._arrays
-        old_terms = np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr']))
-        terms = np.concatenate([old_terms, cols['terms']])
-        order = np.argsort(terms, kind='stable')  # old postings first within a term: rows stay sorted
-        del old_terms
-        nterms = len(self._vocab_list)
-        ptr = np.zeros(nterms + 1, np.int64)
-        np.cumsum(np.bincount(terms, minlength=nterms), out=ptr[1:])
-        del terms
-        out = {'ptr': ptr,
-               'post_doc': np.concatenate([a['post_doc'], cols['rows']])[order],
-               'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
-               'post_name': np.concatenate([a['post_name'], cols['name']])[order]}
-        del order
         lens = cols['lens'].reshape(-1, 2)
-        out['doc_len'] = np.concatenate([a['doc_len'], lens[:, 0]]).astype(np.float32)
-        out['name_len'] = np.concatenate([a['name_len'], lens[:, 1]]).astype(np.float32)
-        del cols
-        if len(out['doc_len']) != len(self._ids):
-            raise RuntimeError(f'sparse index at {self.path}: {len(out["doc_len"])} row lengths for '
+        doc_len = np.concatenate([a['doc_len'], lens[:, 0]]).astype(np.float32)
+        name_len = np.concatenate([a['name_len'], lens[:, 1]]).astype(np.float32)
+        if len(doc_len) != len(self._ids):
+            raise RuntimeError(f'sparse index at {self.path}: {len(doc_len)} row lengths for '
                                f'{len(self._ids)} rows; this is a bug, please report it')
-        deleted = np.zeros(len(self._ids), bool)
-        deleted[list(self._deleted)] = True
-        out['deleted'] = deleted
+        live = np.ones(len(self._ids), bool)
+        live[list(self._deleted)] = False
+        rows = np.concatenate([a['post_doc'], cols['rows']])
+        terms = np.concatenate([np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr'])),
+                                cols['terms']])
+        keep = np.flatnonzero(live[rows]) if self._deleted else None
+        if keep is not None:
+            terms = terms[keep]
+        order = np.argsort(terms, kind='stable')  # old postings first within a term: rows stay sorted
+        if keep is not None:
+            order = keep[order]   # positions in the concatenated columns
+        del keep
+        counts = np.bincount(terms, minlength=len(self._vocab_list))
+        del terms
+        used = counts > 0
+        ptr = np.zeros(int(used.sum()) + 1, np.int64)
+        np.cumsum(counts[used], out=ptr[1:])
+        new_row = np.cumsum(live, dtype=np.int64) - 1   # live row -> its row in the next generation
+        out = {'ptr': ptr,
+               'post_doc': new_row[rows[order]].astype(np.int32),
+               'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
+               'post_name': np.concatenate([a['post_name'], cols['name']])[order],
+               'doc_len': doc_len[live], 'name_len': name_len[live],
+               # Always empty now; kept so a generation stays in the format older code reads.
+               'deleted': np.zeros(int(live.sum()), bool)}
+        return out, live, used
+
+    def _write_generation(self, out: dict[str, np.ndarray], ids: list[str], vocab: list[str],
+                          docs_dead: int) -> int:
+        """Write the next generation and switch meta.json to it; its number."""
         # The next generation is written whole in its own folder, then meta.json (replaced
         # atomically) switches to it: a run killed before the switch restarts from the
         # previous generation and its log, one killed after from this one.
@@ -329,20 +389,16 @@ class SparseIndexer(Executor):
         os.makedirs(gen_dir)
         for k, v in out.items():
             np.save(os.path.join(gen_dir, f'{k}.npy'), v)
-        np.save(os.path.join(gen_dir, 'vocab.npy'), np.array(self._vocab_list, dtype=str))
-        np.save(os.path.join(gen_dir, 'ids.npy'), np.array(self._ids, dtype=str))
+        np.save(os.path.join(gen_dir, 'vocab.npy'), np.array(vocab, dtype=str))
+        np.save(os.path.join(gen_dir, 'ids.npy'), np.array(ids, dtype=str))
         # The documents' own store saves its index too (it has its own log).
         self._dam.flush()
         with open(self._file('meta.tmp.json'), 'w', encoding='utf-8') as fp:
             json.dump({'format': _FORMAT, 'tokenizer': TOKENIZER_VERSION, 'generation': gen,
-                       'rows': len(self._ids), 'terms': nterms, 'postings': int(ptr[-1])}, fp)
+                       'rows': len(ids), 'terms': len(vocab), 'postings': int(out['ptr'][-1]),
+                       'docs_dead': docs_dead}, fp)
         os.replace(self._file('meta.tmp.json'), self._file('meta.json'))
-        self._gen = gen
-        self._remove_other_generations()
-        self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
-        self._dirty, self._weighted_tf = False, None
-        logger.debug('%s: committed generation %d: %d rows, %d terms, %d postings', self.metas.name, gen,
-                     len(self._ids), nterms, int(ptr[-1]))
+        return gen
 
     # -- endpoints -------------------------------------------------------------------------
     def _name_of(self, d: Document) -> str | None:
@@ -420,8 +476,6 @@ class SparseIndexer(Executor):
         a = self._arrays
         scores = bm25_scores(a['ptr'], a['post_doc'], tf, length, ids,
                              [float(q[self._vocab_list[i]]) for i in ids], self.k1, self.b)
-        if self._deleted:
-            scores[list(self._deleted)] = 0.0
         hit = np.flatnonzero(scores > 0)
         if len(hit) > limit:
             hit = hit[np.argpartition(-scores[hit], limit - 1)[:limit]]
