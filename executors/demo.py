@@ -48,13 +48,14 @@ from .indexers import MemmapIndexer
 from .lsa import LSAEncoder
 from .segmenters import TextSegmenter
 from .sparse import SparseIndexer
+from .terms import TOKENIZER_VERSION
 
 __all__ = ['main', 'list_files', 'read_files', 'build_flow', 'search', 'route_summary']
 
 logger = logging.getLogger(__name__)
 
 MARKER = 'demo-index.json'
-MARKER_VERSION = 3
+MARKER_VERSION = 4
 #: The executors' names in the Flow, hence their folders in the workspace.
 SPARSE, LSA, DENSE, FUSION = 'sparse', 'lsa', 'dense', 'fusion'
 DEFAULT_QUERIES = ('parse command line arguments', 'read a gzip file', 'thread pool executor shutdown',
@@ -126,10 +127,10 @@ def list_files(root: str, patterns: list[str], include_tests: bool = False) -> I
 
 
 def read_files(files: list[tuple[str, str]], skipped: list[str]) -> Iterator[Document]:
-    """One Document per file: ``text`` (utf-8, undecodable bytes replaced), ``uri`` (the
-    path) and ``tags['path']`` (relative to the indexed root). Files that look binary (a
-    NUL byte) or are larger than ``MAX_FILE_BYTES`` are left out and, with unreadable
-    ones, appended to ``skipped``.
+    """One Document per file: ``text`` (utf-8, undecodable bytes replaced; ``'\\r\\n'`` and
+    ``'\\r'`` line ends read as ``'\\n'``), ``uri`` (the path) and ``tags['path']``
+    (relative to the indexed root). Files that look binary (a NUL byte) or are larger than
+    ``MAX_FILE_BYTES`` are left out and, with unreadable ones, appended to ``skipped``.
 
     Example
     -------
@@ -148,7 +149,12 @@ def read_files(files: list[tuple[str, str]], skipped: list[str]) -> Iterator[Doc
         if b'\0' in raw[:8192]:
             skipped.append(f'{rel}: binary')
             continue
-        yield Document(id=rel, text=raw.decode('utf-8', errors='replace'), uri=path, tags={'path': rel})
+        text = raw.decode('utf-8', errors='replace')
+        if '\r' in text:
+            # Universal newlines, as Python's text mode reads a file: the segmenter counts
+            # lines at '\n' only, so a file with '\r' line ends would be one long line.
+            text = text.replace('\r\n', '\n').replace('\r', '\n')
+        yield Document(id=rel, text=text, uri=path, tags={'path': rel})
 
 
 def corpus_fingerprint(files: list[tuple[str, str]]) -> str:
@@ -233,15 +239,20 @@ def route_summary(responses: list[Response], wall: float) -> str:
     return stats.table(wall)
 
 
+_LINE_END = re.compile(r'\r\n|\r|\n')
+
+
 def _best_line(text: str, first_line: int, query: str) -> tuple[int, str]:
-    """The line of a passage that shares the most words with the query (to show)."""
-    words = {w for w in re.split(r'[^a-z0-9]+', query.lower()) if len(w) > 2}
-    best, best_hits = None, 0
-    for k, line in enumerate(text.split('\n')):
+    """The line of a passage that shares the most words with the query (to show), with
+    its number; ``first_line`` is the number of the passage's first line that is not blank
+    (``tags['line']``)."""
+    words = {w for w in re.split(r'[\W_]+', query.lower()) if len(w) > 2}
+    best, best_hits, first = None, 0, 0
+    for k, line in enumerate(_LINE_END.split(text)):
         if not line.strip():
             continue
         if best is None:
-            best = (k, line)
+            best, first = (k, line), k
         low = line.lower()
         hits = sum(w in low for w in words)
         if hits > best_hits:
@@ -249,17 +260,16 @@ def _best_line(text: str, first_line: int, query: str) -> tuple[int, str]:
     if best is None:
         return first_line, ''
     k, line = best
-    # tags['line'] is the first non-blank line; count from the passage's real first line.
-    lead = len(text) - len(text.lstrip('\n'))
-    start = first_line - text[:lead].count('\n')
-    return start + k, line.strip()
+    # Count from the first line with content, as tags['line'] does: the blank lines before
+    # it (empty, only spaces, or ending in '\r\n') are not in first_line.
+    return first_line + k - first, line.strip()
 
 
 def _settings(args: argparse.Namespace) -> dict:
     return {'format': 'executors.demo', 'version': MARKER_VERSION, 'path': os.path.abspath(args.path),
             'patterns': args.pattern, 'include_tests': args.include_tests,
             'segmenter': TextSegmenter(max_chars=args.max_chars).settings, 'lsa_dim': args.dim,
-            'shards': args.shards}
+            'shards': args.shards, 'tokenizer': TOKENIZER_VERSION}
 
 
 def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: int = 1,
@@ -427,9 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     def say(*a: Any) -> None:
         print(*a, file=out, flush=True)
 
+    files = list(list_files(args.path, args.pattern, args.include_tests))
+    if not files:
+        print(f'nothing to index: no file under {args.path} matches --pattern {" ".join(args.pattern)!r} '
+              f'(hidden, cache{"" if args.include_tests else ", test"} and installed-package folders are left out)',
+              file=sys.stderr)
+        return 1
     os.makedirs(args.workspace, exist_ok=True)
     marker_path = os.path.join(args.workspace, MARKER)
-    files = list(list_files(args.path, args.pattern, args.include_tests))
     wanted = {**_settings(args), 'fingerprint': corpus_fingerprint(files)}
     try:
         with open(marker_path, encoding='utf-8') as fp:
@@ -459,6 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f'started {f.num_executors} executors in {time.perf_counter() - t0:.1f} s')
         if reindex:
             numbers = _index(f, args, files, say)
+            if not numbers['passages']:
+                # No marker: the next run looks again. The LSA model cannot be fitted on
+                # nothing, so searching would only fail.
+                print(f'nothing to index: the {len(files):,} files under {args.path} hold no text '
+                      f'(empty, binary or unreadable)', file=sys.stderr)
+                return 1
             # Written last: an interrupted run leaves no marker, so the next one starts over.
             with open(marker_path, 'w', encoding='utf-8') as fp:
                 json.dump({**wanted, **numbers, 'python': sys.version.split()[0], 'indexed_at': time.time()},

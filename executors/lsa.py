@@ -213,7 +213,8 @@ class LSAEncoder(Executor):
     distinct term of a passage), never as Python lists of tokens; with more than
     ``max_fit_docs`` passages a uniform sample of them is kept (chosen by hash), which
     bounds the memory whatever the corpus. Terms in fewer than ``min_df`` passages are
-    dropped and at most ``max_features`` (the most frequent) kept. The model is saved in
+    dropped (unless that leaves none: then every term is kept, with a warning) and at most
+    ``max_features`` (the most frequent) kept. The model is saved in
     ``<workspace>/lsa`` (``vocab.npy``, ``idf.npy``, ``components.npy``, ``model.json``
     with the fingerprint and settings) and loaded when the executor starts. Fit with one
     replica: each replica would see part of the corpus.
@@ -223,7 +224,8 @@ class LSAEncoder(Executor):
     dim : int
         Embedding size (default 256).
     min_df : int
-        Least number of fitting passages a term must occur in (default 2).
+        Least number of fitting passages a term must occur in (default 2; 1 if no term
+        occurs in that many).
     max_features : int
         Largest vocabulary (default 60,000).
     max_fit_docs : int
@@ -351,8 +353,11 @@ class LSAEncoder(Executor):
         {'fitted': False, 'docs': 1234}
         """
         data, self._fit = self._fit, None
-        if data is None or data.seen == 0:
+        if data is None:
             raise ValueError(f'{self.metas.name}: nothing to fit on: send the corpus to /fit first')
+        if data.seen == 0:
+            raise ValueError(f'{self.metas.name}: nothing to fit on: the requests sent to /fit held no '
+                             f'documents (an empty corpus?): send documents with text')
         fingerprint = f'{data.seen}:{data.fingerprint:016x}'
         if self.fitted and fingerprint == self.fingerprint:
             logger.info('%s: corpus unchanged (%s): keeping the saved model', self.metas.name, fingerprint)
@@ -363,6 +368,12 @@ class LSAEncoder(Executor):
         n = len(lens)
         df = np.bincount(idx, minlength=len(terms))
         keep = np.flatnonzero(df >= self.min_df)
+        if len(keep) == 0 and len(terms):
+            # A tiny corpus (one file: no term is in two passages). A model of every term
+            # serves better than none, which would fail every /index and /search.
+            logger.warning('%s: no term occurs in %d or more of the %d fitting passages: fitting on all %d '
+                           'terms (min_df=1)', self.metas.name, self.min_df, n, len(terms))
+            keep = np.arange(len(terms))
         if len(keep) > self.max_features:
             keep = keep[np.argsort(-df[keep], kind='stable')[:self.max_features]]
             keep.sort()
@@ -385,8 +396,8 @@ class LSAEncoder(Executor):
         norms[np.diff(indptr) == 0] = 1.0
         values = (values / np.repeat(norms, np.diff(indptr))).astype(np.float32)
         if len(keep) == 0:
-            raise ValueError(f'{self.metas.name}: no term occurs in {self.min_df} or more of the '
-                             f'{n} fitting passages: lower min_df or send more text')
+            raise ValueError(f'{self.metas.name}: the {n} fitting passages hold no terms (words of two or more '
+                             f'letters that are not stop words): send documents with text')
         _, comps = randomized_svd(indptr, indices, values, len(keep), self.dim, self.oversample,
                                   self.power_iters, self.seed)
         if comps.shape[1] < self.dim:  # a tiny corpus: pad, so the embedding size is what was asked

@@ -4,7 +4,12 @@ Text becomes *terms*:
 
 - words are runs of letters (and trailing digits) split at ``_`` and camelCase boundaries
   (``ThreadPoolExecutor`` -> thread, pool, executor; ``HTTPServer`` -> http, server;
-  ``sha256`` stays one word), then lower-cased;
+  ``sha256`` stays one word), then lower-cased (case-folded: ``Straße`` -> ``strasse``).
+  Letters are those of any script (``Müller``, ``Привет``, ``नमस्ते``; text that is not
+  ASCII is NFKC-normalised first, so composed and decomposed accents meet);
+- Chinese, Japanese and Korean text, written without spaces between words, gives the
+  overlapping character pairs of each run (``日本語`` -> ``日本``, ``本語``; a lone
+  character is kept as it is);
 - words of one character, pure numbers and stop words (Python keywords, ``self``, common
   English words: :data:`executors.encoders.STOP_WORDS`) are dropped;
 - a light suffix stripper maps inflections to one stem (``compress``, ``compressed``,
@@ -23,20 +28,105 @@ Example
 """
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 from collections import Counter
+from typing import NamedTuple
 
 from .encoders import STOP_WORDS
 
 __all__ = ['stem', 'term_counts', 'path_terms', 'TOKENIZER_VERSION']
 
 #: Bump when the terms a text gives change: indexes and models record it.
-TOKENIZER_VERSION = 1
+#: 2: letters of any script (1 knew only A-Z, a-z), CJK character pairs.
+TOKENIZER_VERSION = 2
 
 # An upper-case run not followed by lower case (an acronym: HTTP in HTTPServer), or an
 # optional capital followed by lower case (a camelCase part); digits stick to the word
 # before them (sha256, utf8, base64), so pure numbers never match.
 _WORD = re.compile(r'[A-Z]+[0-9]*(?![a-z])|[A-Z]?[a-z]+[0-9]*')
+
+# Blocks of the scripts written without spaces between words (Han, Hiragana, Katakana,
+# Hangul syllables, CJK compatibility ideographs, half-width Katakana; planes 2 and 3 hold
+# only CJK ideographs). A run of them is cut into overlapping character pairs, as
+# Lucene's CJKAnalyzer does: no dictionary is needed, a query's pairs are found inside
+# longer runs (日本語 in 日本語のテキスト), and a pair of Han characters is usually a word
+# or part of one. Korean writes spaces, but particles stick to the word (한국어는), so
+# its syllables are paired too. Thai, Lao, Khmer and Burmese, also written without
+# spaces, are not paired: each run is one term (exact phrases match, parts do not).
+_CJK_BLOCKS = ((0x3005, 0x3006), (0x303B, 0x303C), (0x3040, 0x30FF), (0x31F0, 0x31FF), (0x3400, 0x4DBF),
+               (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
+# Code points not looked up one at a time when the classes are built (that would take
+# 0.2 s): ranges of letters of the CJK blocks above ('C'), or of no letters at all
+# (surrogates, private use, unassigned planes; None).
+_UNSCANNED = ((0x4E00, 0x9FFF, 'C'), (0xAC00, 0xD7A3, 'C'), (0xD800, 0xF8FF, None), (0x20000, 0x3FFFF, 'C'),
+              (0x40000, 0xE00FF, None), (0xE01F0, sys.maxunicode, None))
+
+
+class _UnicodeWords(NamedTuple):
+    words: re.Pattern      # _WORD for letters of any script
+    cjk: re.Pattern        # a character of a run to cut into pairs
+
+
+def _char_class(ranges: list[tuple[int, int]]) -> str:
+    return ''.join(f'\\U{a:08x}' if a == b else f'\\U{a:08x}-\\U{b:08x}' for a, b in ranges)
+
+
+@functools.lru_cache(maxsize=None)
+def _unicode_words() -> _UnicodeWords:
+    """The tokenizer's patterns for text that is not ASCII, built on first use (about
+    0.05 s: ``re`` has no Unicode category classes, so they are collected from
+    :mod:`unicodedata`; ASCII-only text never pays for it)."""
+    classes: dict[str, list[tuple[int, int]]] = {k: [] for k in 'ULMOCXY'}
+
+    def add(kind: str, lo: int, hi: int) -> None:
+        got = classes[kind]
+        if got and got[-1][1] == lo - 1:
+            got[-1] = (got[-1][0], hi)
+        else:
+            got.append((lo, hi))
+
+    def kind_of(cp: int) -> str | None:
+        cat = unicodedata.category(chr(cp))
+        if cat[0] not in 'LM':
+            return None
+        if any(lo <= cp <= hi for lo, hi in _CJK_BLOCKS):
+            return 'C'
+        if cp > 0xFFFF:
+            return 'Y' if cat[0] == 'M' else 'X'
+        return {'Lu': 'U', 'Lt': 'U', 'Ll': 'L'}.get(cat, 'M' if cat[0] == 'M' else 'O')
+
+    start = 0
+    for lo, hi, kind in _UNSCANNED:
+        for cp in range(start, lo):
+            k = kind_of(cp)
+            if k:
+                add(k, cp, cp)
+        if kind:
+            add(kind, lo, hi)
+        start = hi + 1
+    u, low, m, o, c, x, y = (_char_class(classes[k]) for k in 'ULMOCXY')
+    # _WORD with [A-Z] -> upper and title case, [a-z] -> lower case, each letter followed
+    # by its combining marks: on ASCII text it finds exactly what _WORD finds. Letters of
+    # scripts without case (Arabic, Hebrew, Devanagari, ...) make words of their own.
+    # The classes hold the BMP only: ``re`` tests a character against a BMP class with a
+    # table lookup, but against the ranges above it one by one (the word pattern got 10
+    # times slower with them). Letters beyond the BMP (historic scripts, Adlam, Osage;
+    # NFKC already made mathematical letters plain ones) come last, behind one range test.
+    words = re.compile(f'(?:[{u}][{m}]*)+[0-9]*(?![{low}{m}])|(?:[{u}][{m}]*)?(?:[{low}][{m}]*)+[0-9]*'
+                       f'|(?:[{o}][{m}]*)+[0-9]*|[{c}]+'
+                       f'|(?=[\\U00010000-\\U0010ffff])(?:[{x}][{y}{m}]*)+[0-9]*')
+    return _UnicodeWords(words, re.compile(f'[{c}]'))
+
+
+def _words(text: str) -> list[str]:
+    """The raw words of a text (before case folding, stop words and stems)."""
+    if text.isascii():
+        return _WORD.findall(text)
+    return _unicode_words().words.findall(unicodedata.normalize('NFKC', text))
+
 
 # Longest first: the first suffix that leaves a stem of >= 3 letters is stripped.
 _SUFFIXES = ('ations', 'ation', 'ings', 'ing', 'ions', 'ion', 'ers', 'er', 'ors', 'or', 'ies', 'es', 'ed',
@@ -70,18 +160,19 @@ def stem(word: str) -> str:
     return out
 
 
-_TERM_OF: dict[str, str | None] = {}   # raw word (any case) -> term, or None when dropped
+_TERMS_OF: dict[str, tuple[str, ...]] = {}   # raw word (any case) -> its terms (none when dropped)
 
 
-def _term(raw: str) -> str | None:
-    low = raw.lower()
-    if len(low) < 2 or low in STOP_WORDS:
-        term = None
+def _terms(raw: str) -> tuple[str, ...]:
+    if not raw.isascii() and _unicode_words().cjk.match(raw):
+        terms = tuple(raw[i:i + 2] for i in range(len(raw) - 1)) or (raw,)
     else:
-        term = stem(low)
-    if len(_TERM_OF) < _STEM_CACHE_MAX:
-        _TERM_OF[raw] = term
-    return term
+        # casefold is lower() on ASCII; beyond it, Straße and STRASSE meet.
+        low = raw.casefold()
+        terms = () if len(low) < 2 or low in STOP_WORDS else (stem(low),)
+    if len(_TERMS_OF) < _STEM_CACHE_MAX:
+        _TERMS_OF[raw] = terms
+    return terms
 
 
 def term_counts(text: str | None, max_chars: int | None = None) -> dict[str, int]:
@@ -98,6 +189,8 @@ def term_counts(text: str | None, max_chars: int | None = None) -> dict[str, int
     -------
     >>> term_counts('HTTPServer serves HTTP requests')
     {'http': 2, 'serv': 2, 'request': 1}
+    >>> term_counts('Größe der Straße: 日本語')
+    {'gröss': 1, 'der': 1, 'strass': 1, '日本': 1, '本語': 1}
     """
     if not text:
         return {}
@@ -106,9 +199,11 @@ def term_counts(text: str | None, max_chars: int | None = None) -> dict[str, int
     out: dict[str, int] = {}
     # Counting raw words first (in C) means the per-word Python work is done once per
     # distinct word of the text, not once per occurrence.
-    for raw, n in Counter(_WORD.findall(text)).items():
-        term = _TERM_OF[raw] if raw in _TERM_OF else _term(raw)
-        if term:
+    for raw, n in Counter(_words(text)).items():
+        terms = _TERMS_OF.get(raw)
+        if terms is None:
+            terms = _terms(raw)
+        for term in terms:
             out[term] = out.get(term, 0) + n
     return out
 
@@ -129,8 +224,6 @@ def path_terms(path: str | None, depth: int = 3) -> list[str]:
         parts[-1] = parts[-1].rsplit('.', 1)[0] if '.' in parts[-1][1:] else parts[-1]
     terms: list[str] = []
     for p in parts:
-        for raw in _WORD.findall(p):
-            term = _term(raw)
-            if term:
-                terms.append(term)
+        for raw in _words(p):
+            terms.extend(_terms(raw))
     return terms
