@@ -1,31 +1,31 @@
-"""The asyncio API: ``AsyncFlow`` (a Flow driven from coroutines) and ``AsyncClient``.
+"""The asyncio API: ``AsyncFlow`` (a Flow driven from coroutines) and ``AsyncPost``; ``aclient``
+has ``AsyncClient``.
 
 ``AsyncFlow.post`` returns an ``AsyncPost``: ``async for resp in f.post(...)`` gets each
 successful Response as it completes (Jina 2's shape), ``await f.post(...)`` gets them all as
-a list. The Flow itself is started, driven and closed in one thread of its own, so the event
-loop never waits on the router; responses cross to the loop through a queue bounded by the
-in-flight window, so a slow consumer holds the post back instead of piling up results.
+a list. The Flow is started and driven in one thread of its own, and closed in another, so
+the event loop never waits on the router and a close never waits behind a post; responses
+cross to the loop through a queue bounded by the in-flight window, so a slow consumer holds
+the post back instead of piling up results (unless another post waits for the thread: see
+``AsyncFlow._push``).
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import contextlib
+import logging
 import signal
 import threading
 from functools import partialmethod
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import Any, AsyncIterator, Callable, Generator
 
-from ..control.inputs import batches
 from ..control.post_args import check_callbacks, check_on, check_parameters, check_prefetch, check_request_size
 from ..response import Response
-from .client import (PostOptions, _check_client_args, broken_answer, cut_off, no_answer, not_listening, post_options,
-                     response_from, settle, unreachable)
-from .deps import import_aiohttp
-from .wire import encode_request
+from .client import settle
 
-__all__ = ['AsyncFlow', 'AsyncClient', 'AsyncPost']
+__all__ = ['AsyncFlow', 'AsyncPost', 'AsyncClient']
+
+logger = logging.getLogger('runtime')
 
 _FLOW_ATTRS = frozenset({'plot', 'num_executors', 'profile_summary', 'save_trace', 'save_config'})
 
@@ -96,12 +96,46 @@ def _total(inputs: Any, show_progress: bool) -> Any:
 
 
 class _Stopped(Exception):
-    """Raised in the Flow's thread to end a post whose consumer went away."""
+    """Raised in the Flow's thread, from a hand-over, to end a post (see ``_Handover``)."""
+
+
+class _Handover:
+    """What one post's responses cross on their way from the Flow's thread to the loop.
+
+    ``room`` is how many more may wait unread (it goes below zero while the post runs
+    unbounded, see ``AsyncFlow._push``). ``gone``: the consumer left (a break, a cancel),
+    so the post ends silently; ``closed``: ``close()`` stopped it, so its consumer gets
+    FlowNotStartedError. Both are read and written under the AsyncFlow's condition.
+    """
+
+    __slots__ = ('room', 'gone', 'closed')
+
+    def __init__(self, room: int) -> None:
+        self.room, self.gone, self.closed = room, False, False
+
+    @property
+    def stopped(self) -> bool:
+        return self.gone or self.closed
+
+
+def _in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future:
+    """Run ``fn`` in a new (non-daemon) thread; its future can be awaited but not cancelled:
+    a close must run to its end even when whoever waits for it is cancelled."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+    fut.set_running_or_notify_cancel()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+            fut.set_exception(exc)
+    threading.Thread(target=run, name=name).start()
+    return fut
 
 
 class AsyncFlow:
-    """A Flow for asyncio programs: the same arguments and ``add()`` as ``Flow``; start,
-    close and posts run in a thread of their own.
+    """A Flow for asyncio programs: the same arguments and ``add()`` as ``Flow``; start
+    and posts run in a thread of their own, close in another.
 
     Example
     -------
@@ -114,13 +148,21 @@ class AsyncFlow:
     def __init__(self, **kwargs: Any) -> None:
         from ..flow import Flow
         self._flow = Flow(**kwargs)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._live: set = set()  # (stopped, room) of the posts running now
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # set while started
+        self._started: concurrent.futures.Future | None = None  # Flow.start in that pool
+        self._closing: concurrent.futures.Future | None = None  # a close that may still run
+        self._cond = threading.Condition()  # guards the hand-overs and _queued
+        self._live: set[_Handover] = set()  # of the posts queued or running now
+        self._queued = 0  # posts waiting for the Flow's thread
 
     @classmethod
     def _wrap(cls, flow: Any) -> 'AsyncFlow':
         new = cls.__new__(cls)
-        new._flow, new._pool, new._live = flow, None, set()
+        new._flow = flow
+        new._init_state()
         return new
 
     def add(self, *args: Any, **kwargs: Any) -> 'AsyncFlow':
@@ -139,42 +181,108 @@ class AsyncFlow:
 
     # -- life cycle -------------------------------------------------------------------------
     async def start(self) -> 'AsyncFlow':
-        """Start the executors (in the Flow's thread; the loop keeps running meanwhile)."""
+        """Start the executors (in the Flow's thread; the loop keeps running meanwhile).
+
+        Cancelled (``asyncio.wait_for``, Ctrl-C), the start goes on in its thread (it cannot
+        be interrupted) and what it started is then closed: nothing is left running, and
+        ``start()`` may be called again.
+
+        Example
+        -------
+        >>> f = await AsyncFlow().add(uses=Encoder).start()
+        >>> await f.close()
+        """
         if self._pool is not None:
             raise RuntimeError('this AsyncFlow is already started; use one `async with` block at a time')
-        # One thread does everything with the Flow: its sockets stay with that thread and
-        # posts from concurrent coroutines take turns.
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='shmflow-asyncflow')
+        # One thread starts the Flow and runs every post: posts from concurrent coroutines
+        # take turns, as Flow.post's from several threads do.
+        pool = self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='shmflow-asyncflow')
+        previous, self._closing = self._closing, None
+        self._started = started = pool.submit(self._start_after, previous)
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._flow.start)
+            await asyncio.wrap_future(started)
         except BaseException:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            if self._pool is pool:
+                self._pool = None
+                self._closing = _in_thread(lambda: self._shut(pool, started, now=False), 'shmflow-asyncflow-close')
             raise
+        if self._pool is not pool:
+            from ..errors import FlowNotStartedError
+            raise FlowNotStartedError('close() was called while this AsyncFlow started: it is closed')
         return self
 
+    def _start_after(self, previous: concurrent.futures.Future | None) -> None:
+        """Flow.start, once a close still under way (of an earlier start) has finished."""
+        if previous is not None:
+            concurrent.futures.wait([previous])
+            if not previous.cancelled() and previous.exception() is not None:
+                # Whoever closed did not wait for the end (cancelled): told here, not lost.
+                logger.warning('closing the earlier run of this AsyncFlow failed: %s', previous.exception())
+        self._flow.start()
+
     async def close(self) -> None:
-        """Stop every process. Posts still running are stopped first: one whose responses
-        nobody reads any more would otherwise hold the Flow's thread (it waits for room
-        to hand them over) and the close queued behind it would never run."""
+        """Stop every process. A post still running is stopped, and its consumer gets
+        FlowNotStartedError: at once where the post waits to hand a response over, else
+        within ``timeout_close`` (Flow.close's rule for a post of another thread). Posts
+        not begun yet raise FlowNotStartedError too.
+
+        The Flow is closed in a thread of its own, so neither a stuck handler nor a post
+        nobody reads any more holds the close. Cancelled, the close still runs to its end
+        (a later ``start()`` waits for it).
+
+        Example
+        -------
+        >>> f = await AsyncFlow().add(uses=Encoder).start()
+        >>> await f.close()
+        """
+        await self._close(now=False)
+
+    async def _close(self, now: bool) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for stopped, room in list(self._live):
-            stopped.set()
-            room.release()  # a push waiting for room wakes, sees the stop, and ends its post
+        if pool is not None:
+            self._stop_live()
+            started = self._started
+            self._closing = _in_thread(lambda: self._shut(pool, started, now), 'shmflow-asyncflow-close')
+        await self._wait_closed()
+
+    def _stop_live(self) -> None:
+        """Mark every post queued or running as stopped by close(); a push waiting for
+        room wakes and ends its post."""
+        with self._cond:
+            for handover in self._live:
+                handover.closed = True
+            self._cond.notify_all()
+
+    def _shut(self, pool: concurrent.futures.ThreadPoolExecutor, started: concurrent.futures.Future | None,
+              now: bool) -> None:
+        """Close the Flow (in a thread other than the posts'), once its start is done."""
         try:
-            await asyncio.get_running_loop().run_in_executor(pool, self._flow.close)
+            if started is not None:
+                concurrent.futures.wait([started])  # Flow.start cannot be interrupted
+            if now:
+                # Left by cancellation or Ctrl-C: as Flow.__exit__ does then, the running
+                # post is stopped at its next poll, not given timeout_close.
+                self._flow._stop_posts('the AsyncFlow was left by cancellation or Ctrl-C')
+            self._flow.close()
         finally:
-            # Not wait=True: if this coroutine is cancelled while the Flow closes, blocking
-            # here would block the event loop; the thread finishes the close by itself.
-            pool.shutdown(wait=False)
+            pool.shutdown(wait=False)  # (the thread ends once the post it runs has stopped)
+
+    async def _wait_closed(self) -> None:
+        """Wait for the close under way, if any; raise what it raised, once."""
+        fut = self._closing
+        if fut is None:
+            return
+        try:
+            await asyncio.wrap_future(fut)
+        finally:
+            if fut.done() and self._closing is fut:
+                self._closing = None
 
     async def __aenter__(self) -> 'AsyncFlow':
         return await self.start()
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        await self._close(now=exc_type is not None and not issubclass(exc_type, Exception))
 
     async def block(self) -> None:
         """Wait until SIGINT or SIGTERM (for a Flow that serves with ``port_expose``).
@@ -202,6 +310,10 @@ class AsyncFlow:
         """The arguments of ``Flow.post``; returns an ``AsyncPost`` to iterate or await.
         ``return_results`` is taken for ``Flow.post``'s sake: ``await`` gets the list of
         Responses, ``async for`` gets them one by one, whatever its value.
+
+        Posts take turns on the Flow's thread. One may be awaited inside ``async for`` over
+        another (as ``Flow.post`` may be called from a callback): the outer one then runs to
+        its end first, its responses kept until they are read.
 
         Example
         -------
@@ -238,197 +350,88 @@ class AsyncFlow:
                          window: int) -> AsyncIterator[tuple[Response, None]]:
         """Every Response of one ``Flow.post`` run in the Flow's thread, as it completes
         (with None: the Flow's post counts the progress itself)."""
+        pool = self._pool
+        if pool is None:
+            from ..errors import FlowNotStartedError
+            raise FlowNotStartedError('the AsyncFlow was closed before the post started')
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        room = threading.Semaphore(window)
-        stopped = threading.Event()
-        live = (stopped, room)
-        self._live.add(live)
+        handover = _Handover(window)
 
         def push(resp: Response) -> None:
-            room.acquire()
-            if stopped.is_set():
-                raise _Stopped()
+            self._push(handover)
             loop.call_soon_threadsafe(queue.put_nowait, ('resp', resp))
 
         def run() -> None:
-            item: tuple = ('end', None)
-            try:
-                self._flow.post(on, inputs, on_done=push, on_error=push, **kwargs)
-            except _Stopped:
-                pass
-            except BaseException as exc:  # handed to the coroutine, which raises it
-                item = ('exc', exc)
+            item = self._run_post(handover, lambda: self._flow.post(on, inputs, on_done=push, on_error=push, **kwargs))
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-        if self._pool is None:
-            from ..errors import FlowNotStartedError
-            raise FlowNotStartedError('the AsyncFlow was closed before the post started')
-        loop.run_in_executor(self._pool, run)
+        with self._cond:  # (held: run() counts itself out of _queued only once counted in)
+            pool.submit(run)
+            self._live.add(handover)
+            self._queued += 1
+            self._cond.notify_all()  # a post running now stops waiting for room (see _push)
         try:
             while True:
                 kind, value = await queue.get()
                 if kind == 'resp':
-                    room.release()
+                    with self._cond:
+                        handover.room += 1
+                        self._cond.notify_all()
                     yield value, None
                 elif kind == 'exc':
                     raise value
                 else:
                     return
         finally:
-            self._live.discard(live)
-            stopped.set()
-            room.release()  # wakes a push waiting for room, which then stops the post
+            self._live.discard(handover)
+            with self._cond:
+                handover.gone = True
+                self._cond.notify_all()  # a push waiting for room wakes, and ends the post
+
+    def _push(self, handover: _Handover) -> None:
+        """In the Flow's thread, before a response is handed over: wait until there is room
+        for it, or raise _Stopped if the post is to end.
+
+        While another post waits for the thread, this one does not wait for room: that
+        post's consumer may be this one's (a post awaited inside ``async for`` over this
+        one), which reads nothing more until it is served. This post then runs to its end,
+        its unread responses piling up, and the waiting one runs next.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: handover.room > 0 or handover.stopped or self._queued > 0)
+            if handover.stopped:
+                raise _Stopped()
+            handover.room -= 1
+
+    def _run_post(self, handover: _Handover, post: Callable[[], Any]) -> tuple:
+        """In the Flow's thread: run the post, and say how it ended, as the item the
+        consumer takes last: ('end', None) or ('exc', the exception to raise)."""
+        from ..errors import FlowNotStartedError
+        with self._cond:
+            self._queued -= 1
+            closed, gone = handover.closed, handover.gone
+        if gone:
+            return 'end', None
+        if closed:
+            return 'exc', FlowNotStartedError('the AsyncFlow was closed before this post started')
+        try:
+            post()
+        except _Stopped:
+            with self._cond:
+                gone = handover.gone
+            if not gone:  # close() stopped it: a consumer still reading must not take it as complete
+                return 'exc', FlowNotStartedError('the AsyncFlow was closed while this post was running; the '
+                                                  'requests still in flight were abandoned')
+        except BaseException as exc:  # handed to the coroutine, which raises it
+            return 'exc', exc
+        return 'end', None
 
     def __repr__(self) -> str:
         return f'<AsyncFlow {self._flow!r}>'
 
 
-class AsyncClient:
-    """``Client`` for asyncio programs (aiohttp): ``post`` returns an ``AsyncPost``, and
-    can keep several requests in flight (``prefetch``).
-
-    Parameters
-    ----------
-    host, port, protocol, timeout, array_format, port_expose
-        As ``Client``.
-    asyncio : True
-        Taken for ``Client(asyncio=True)``'s sake; False is refused (that is ``Client``).
-
-    Example
-    -------
-    >>> c = AsyncClient(port=12345)
-    >>> async for resp in c.post('/search', Document(text='hello')):
-    ...     print(resp.docs[0].matches)
-    """
-
-    def __init__(self, host: str = '127.0.0.1', port: int | None = None, protocol: str = 'http',
-                 timeout: float | None = None, array_format: str = 'base64', port_expose: int | None = None,
-                 asyncio: bool = True) -> None:
-        if not asyncio:
-            raise ValueError('AsyncClient(asyncio=False): the synchronous client is Client(...)')
-        import_aiohttp('AsyncClient')
-        self.host, self.port, self.timeout, self.array_format = _check_client_args(
-            host, port, protocol, timeout, array_format, port_expose)
-
-    @property
-    def url(self) -> str:
-        return f'http://{self.host}:{self.port}'
-
-    async def __aenter__(self) -> 'AsyncClient':
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        pass  # each post opens and closes its own connections
-
-    def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
-             on_error: Callable | None = None, on_always: Callable | None = None,
-             parameters: dict | None = None, target_executor: str | None = None,
-             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
-             continue_on_error: bool = False, *, results_in_order: bool = False, prefetch: int | None = None,
-             timeout: float | None = None, **kwargs: Any) -> AsyncPost:
-        """The arguments of ``Client.post``; returns an ``AsyncPost`` to iterate or await.
-        Any other argument is refused with a TypeError.
-
-        Parameters
-        ----------
-        return_results : bool
-            Taken for ``Flow.post``'s sake; what comes back is chosen by how the post is
-            used: ``await`` gets the list of Responses, ``async for`` gets them one by one
-            (memory stays flat).
-        prefetch : int, optional
-            Requests in flight at most (default 1: each sent once the last is answered).
-            The gateway runs requests one after another, so more in flight overlaps only
-            the encoding and the network with the serving.
-        results_in_order : bool
-            With ``prefetch`` > 1: hand the responses on in input order instead of as they
-            come (one at a time they always come in order).
-        timeout : float, optional
-            Seconds to wait for each answer, for this post (default: the client's
-            ``timeout``); a slower one raises TimeoutError.
-
-        Example
-        -------
-        >>> responses = await AsyncClient(port=12345).index(docs, request_size=50, prefetch=4)
-        """
-        opts = post_options(self, on, request_size, parameters, target_executor,
-                            (on_done, on_error, on_always), timeout, prefetch, kwargs, pipelines=True)
-
-        def source() -> AsyncIterator[Response]:
-            return self._responses(on, inputs, opts, request_size, bool(results_in_order))
-        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, _total(inputs, show_progress))
-
-    index = partialmethod(post, '/index')
-    search = partialmethod(post, '/search')
-    update = partialmethod(post, '/update')
-    delete = partialmethod(post, '/delete')
-
-    async def _responses(self, on: str, inputs: Any, opts: PostOptions, request_size: int,
-                         in_order: bool) -> AsyncIterator[tuple[Response, int]]:
-        """Each request's Response, and how many documents it sent (what progress counts)."""
-        aiohttp = import_aiohttp('AsyncClient')
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=opts.timeout)) as session:
-            async def one(i: int, batch: Any) -> tuple[Response, int]:
-                body = encode_request(batch, on, opts.parameters, opts.target_executor, self.array_format)
-                status, data = await self._exchange(aiohttp, session, body, opts.timeout)
-                return response_from(status, data, self.url, i), len(batch)
-
-            calls = (one(i, batch) for i, batch in enumerate(batches(inputs, request_size)))
-            # aclosing: leaving early cancels the requests in flight before the session closes.
-            async with contextlib.aclosing(_in_flight(calls, opts.prefetch, in_order)) as responses:
-                async for answer in responses:
-                    yield answer
-
-    async def _exchange(self, aiohttp: Any, session: Any, body: bytes, timeout: float | None) -> tuple[int, bytes]:
-        """POST one body, return (status, body); failures worded as ``Client`` words them."""
-        headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
-        try:
-            async with session.post(f'{self.url}/post', data=body, headers=headers) as r:
-                return r.status, await r.read()
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ConnectionRefusedError):
-                raise not_listening(self.url, self.port) from None
-            raise unreachable(self.url, exc.os_error) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise cut_off(self.url, exc) from None
-        except asyncio.TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
-            raise no_answer(self.url, timeout) from None
-        except aiohttp.ClientError as exc:  # an answer cut short or not HTTP
-            raise broken_answer(self.url, exc) from None
-
-    def __repr__(self) -> str:
-        return f'<AsyncClient {self.url}>'
-
-
-async def _in_flight(calls: Iterator[Awaitable], window: int, in_order: bool) -> AsyncIterator[Any]:
-    """The results of ``calls``, at most ``window`` of them running at once: in the order
-    of ``calls`` when ``in_order`` (or ``window`` is 1), else as they finish. The next call
-    is started only when a result is taken, so a slow consumer holds the sending back."""
-    running: collections.deque = collections.deque()
-    try:
-        for call in calls:
-            running.append(asyncio.ensure_future(call))
-            if len(running) >= window:
-                yield await _take(running, in_order)
-        while running:
-            yield await _take(running, in_order)
-    finally:
-        # Left early (an error, a break, a callback that raised): the rest are not wanted.
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-
-
-async def _take(running: collections.deque, in_order: bool) -> Any:
-    """Remove and return (or raise) the result of the first task, or of whichever finishes first."""
-    if in_order or len(running) == 1:
-        task = running[0]
-    else:
-        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        task = next(t for t in running if t.done())  # the earliest sent of those done
-    running.remove(task)
-    return await task
+from .aclient import AsyncClient  # noqa: E402  (its module imports AsyncPost from this one)
