@@ -41,6 +41,9 @@ EXECUTOR_KEYS = ('jtype', 'with', 'metas', 'requests')
 FLOW_KEYS = ('jtype', 'version', 'with', 'executors')
 _REF = re.compile(r'\$\{\{\s*(?:(ENV|CONTEXT)\.)?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}'
                   r'|\$([A-Za-z_][A-Za-z0-9_]*)')
+#: Jina 2's internal references: ``${{ this.name }}`` (a key of the same mapping) and
+#: ``${{ root.metas.name }}`` (a path from the top of the config).
+_INTERNAL = re.compile(r'\$\{\{\s*(this|root)\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}')
 _imported: dict[str, Any] = {}
 
 
@@ -162,16 +165,50 @@ def _substitute(value: Any, context: Mapping, where: str) -> Any:
     whole = _REF.fullmatch(value)
     if whole:
         found = lookup(whole)
-        if isinstance(found, str) and whole.group(2) is not None and whole.group(1) != 'CONTEXT':
-            # ${{ ENV.DIM }} alone: typed as if written in the YAML (8 is an int), as Jina 2 did
-            import yaml
-            try:
-                typed = yaml.safe_load(found)
-            except yaml.YAMLError:
-                typed = found
-            return typed if isinstance(typed, (int, float, bool)) else found
+        if isinstance(found, str) and whole.group(1) != 'CONTEXT':
+            # ${{ ENV.DIM }}, $DIM or ${DIM} alone: typed as if written in the YAML (8 is an
+            # int, true a bool), as Jina 2 did (its shards: $JINA_SHARDS examples)
+            return _typed(found)
         return found
     return _REF.sub(lambda m: str(lookup(m)), value)
+
+
+def _typed(text: str) -> Any:
+    import yaml
+    try:
+        typed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return typed if isinstance(typed, (int, float, bool)) else text
+
+
+def _resolve_internal(value: Any, root: Any, where: str, this: Any = None) -> Any:
+    """Replace ``${{ this.x }}`` and ``${{ root.a.b }}`` in every str (after ``_substitute``)."""
+    if isinstance(value, dict):
+        out = _Node((k, _resolve_internal(v, root, where, value)) for k, v in value.items())
+        out.line, out.key_lines = getattr(value, 'line', 0), getattr(value, 'key_lines', {})
+        return out
+    if isinstance(value, list):
+        return [_resolve_internal(v, root, where, this) for v in value]
+    if not isinstance(value, str) or '${{' not in value:
+        return value
+
+    def lookup(m: re.Match) -> Any:
+        found: Any = this if m.group(1) == 'this' else root
+        for key in m.group(2).split('.'):
+            if not isinstance(found, dict) or key not in found:
+                raise ConfigError(f'{where}: {m.group(0)} refers to {m.group(1)}.{m.group(2)}, which is not in the '
+                                  f'config (this. is the mapping the value is in, root. the whole config)')
+            found = found[key]
+        if isinstance(found, str) and _INTERNAL.search(found):
+            raise ConfigError(f'{where}: {m.group(0)} refers to a value that is itself a reference ({found!r}); '
+                              f'write the value')
+        return found
+
+    whole = _INTERNAL.fullmatch(value)
+    if whole:
+        return lookup(whole)
+    return _INTERNAL.sub(lambda m: str(lookup(m)), value)
 
 
 def _plain(value: Any) -> Any:
@@ -291,6 +328,7 @@ def load_executor_config(source: Any, context: Mapping | None = None, substitute
     data, name, base = _parse(source)
     if substitute:
         data = _substitute(data, dict(context or {}), name)
+        data = _resolve_internal(data, data, name)
     return _executor_section(data, name, base)
 
 
@@ -318,15 +356,18 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
     data, name, base = _parse(source)
     if substitute:
         data = _substitute(data, dict(context or {}), name)
+        data = _resolve_internal(data, data, name)
     jtype = data.get('jtype')
     if jtype != 'Flow':
         where = data.line_of('jtype') if 'jtype' in data else data.line
         raise ConfigError(f'{name}, line {where}: a Flow config starts with jtype: Flow, got '
                           f'{"no jtype" if jtype is None else f"jtype: {jtype}"}'
                           f'{" (an executor config: use it as Flow().add(uses=...))" if jtype else ""}')
-    if 'pods' in data:
-        raise ConfigError(f'{name}, line {data.line_of("pods")}: pods: is the Jina 1 layout; write the executors '
-                          f'as a list under executors:')
+    if 'pods' in data:  # Jina 2.0's name for the list (its examples write pods:)
+        if 'executors' in data:
+            raise ConfigError(f'{name}, line {data.line_of("pods")}: give the executors under executors: or '
+                              f'under pods: (its Jina 2.0 name), not both')
+        data['executors'] = data.pop('pods')
     unknown = [k for k in data if k not in FLOW_KEYS]
     if unknown:
         raise ConfigError(f'{name}, line {data.line_of(unknown[0])}: unknown key {unknown[0]!r} in a Flow config; '
@@ -350,6 +391,13 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
             raise ConfigError(f'{name}, line {line}: executors[{i}] must be a mapping (name:, uses:, ...), '
                               f'got {type(entry).__name__}')
         args = _plain(entry)
+        if args.get('name') == 'gateway':
+            continue  # (a Jina 2 config may list it; the gateway is always there)
+        method = args.pop('method', 'add')
+        if method not in ('add', 'needs'):
+            raise ConfigError(f'{name}, line {line}: method: {method!r} is not supported; use method: add (the '
+                              f'default) or needs (a join); Jina 2\'s inspect executors are not kept: add the '
+                              f'executor as any other, with needs: naming what it inspects')
         for key in ('uses', 'uses_before', 'uses_after'):
             if key in args:
                 args[key] = _uses_entry(args[key], base)
@@ -359,7 +407,7 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
         if base and isinstance(args.get('workspace'), str) and not os.path.isabs(args['workspace']):
             args['workspace'] = os.path.join(base, args['workspace'])
         try:
-            flow = flow.add(**args)
+            flow = flow.needs(**args) if method == 'needs' else flow.add(**args)
         except (TypeError, ValueError, FileNotFoundError) as exc:
             label = args.get('name') or f'executors[{i}]'
             raise ConfigError(f'{name}, line {line}: executor {label!r}: {exc}') from None

@@ -346,3 +346,42 @@ def test_requests_slash_default_in_yaml_binds_the_default_handler():
         by = {ep: f.post(ep, Document(), return_results=True)[0].docs[0].tags.get('by')
               for ep in ('/index', '/search', '/default')}
     assert by == {'/index': 'index', '/search': 'fallback', '/default': 'fallback'}
+
+
+# -- Jina 2.0's own config forms -----------------------------------------------------------------
+def test_dollar_variables_alone_are_typed_as_in_jina2(monkeypatch):
+    # Jina 2's examples write shards: $JINA_SHARDS and port_expose: $JINA_PORT.
+    monkeypatch.setenv('JINA_SHARDS', '2')
+    monkeypatch.setenv('TIMES', '3')
+    monkeypatch.setenv('TAG', 'true')
+    f = Flow.load_config('jtype: Flow\nexecutors:\n  - name: e\n    shards: $JINA_SHARDS\n')
+    assert f._specs[0]['shards'] == 2
+    e = Executor.load_config('jtype: YamlTagger\nwith:\n  times: ${TIMES}\n  tag: $TAG-x\n')
+    assert (e.times, e.tag) == (3, 'true-x')  # (part of a longer text: stays text)
+
+
+def test_pods_method_and_a_gateway_entry_as_jina2_flow_configs_write_them():
+    f = Flow.load_config(textwrap.dedent('''
+        jtype: Flow
+        version: '1'
+        pods:
+          - name: gateway
+          - name: a
+          - name: b
+            needs: gateway
+          - name: both
+            method: needs
+            needs: [a, b]
+    '''))
+    assert [(s['resolved_name'], s['needs']) for s in f._specs] == [('a', ['gateway']), ('b', ['gateway']),
+                                                                      ('both', ['a', 'b'])]
+    with pytest.raises(ConfigError, match="line 4.*method: 'inspect' is not supported"):
+        Flow.load_config('jtype: Flow\npods:\n  - name: a\n  - method: inspect\n')
+
+
+def test_internal_references_resolve_within_the_config():
+    e = Executor.load_config('jtype: YamlTagger\nwith:\n  tag: ${{ root.metas.name }}\n'
+                             'metas:\n  name: abc\n  description: my-${{ this.name }}\n')
+    assert (e.tag, e.metas.description) == ('abc', 'my-abc')
+    with pytest.raises(ConfigError, match='this.nope'):
+        Executor.load_config('jtype: YamlTagger\nmetas:\n  name: x-${{ this.nope }}\n')

@@ -45,7 +45,8 @@ JINA_ONLY = {
     'runtime_backend': 'chose threads or processes in Jina 2; every executor here runs in a process of its own',
     'gpus': "is not managed here: pass env={'CUDA_VISIBLE_DEVICES': '0'}, or ray_options={'num_gpus': 1} with "
             "Flow(backend='ray')",
-    'read_only': 'is not supported: an executor here may always change its documents',
+    'read_only': 'is not supported: remove it (here what an executor changes always travels on, and one that '
+                 'changes nothing costs nothing for it)',
     'dump_path': "is not supported: pass the path to your executor with uses_with={...}",
     'inspect': 'is not supported (Jina 2 inspect pods): add an executor that checks what it needs',
 }
