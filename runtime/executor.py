@@ -193,7 +193,8 @@ class Executor:
                 setattr(self.metas, k, v)
         if runtime_args:
             for k, v in dict(runtime_args).items():
-                setattr(self.runtime_args, k, v)
+                if k not in ('pea_id', 'parallel'):  # (Jina 2's names of shard_id and shards)
+                    setattr(self.runtime_args, k, v)
         if requests:
             self._bind_requests(requests)
         if kwargs:
@@ -226,14 +227,17 @@ class Executor:
     @classmethod
     def load_config(cls, source: Any, uses_with: dict | None = None, uses_metas: dict | None = None,
                     uses_requests: dict | None = None, context: dict | None = None,
-                    substitute: bool = True, **kwargs: Any) -> 'Executor':
+                    substitute: bool = True, *, override_with: dict | None = None,
+                    override_metas: dict | None = None, override_requests: dict | None = None,
+                    **kwargs: Any) -> 'Executor':
         """An Executor built from a Jina 2 YAML config (a path, a YAML string or an open
         file): ``jtype:`` the class (an Executor subclass defined or imported, or in
         ``metas.py_modules``), ``with:`` its ``__init__`` arguments, ``metas:``,
         ``requests:`` ({endpoint: method name}). ``uses_with`` / ``uses_metas`` /
         ``uses_requests`` override the file's sections; ``$VAR`` / ``${{ ENV.VAR }}`` in
         values are replaced from the environment (and ``context``) unless ``substitute``
-        is False.
+        is False. ``override_with`` / ``override_metas`` / ``override_requests`` are Jina
+        2.0's names of the three ``uses_*`` (given both, the ``override_*`` one is applied last).
 
         Example
         -------
@@ -242,6 +246,12 @@ class Executor:
         'enc'
         """
         from .config import load_executor_config
+        if override_with:
+            uses_with = {**(uses_with or {}), **override_with}
+        if override_metas:
+            uses_metas = {**(uses_metas or {}), **override_metas}
+        if override_requests:
+            uses_requests = {**(uses_requests or {}), **override_requests}
         spec = load_executor_config(source, context=context, substitute=substitute)
         uses = {k: v for k, v in spec.items() if k in ('jtype', 'with', 'metas', 'requests')}
         if uses_requests:

@@ -92,3 +92,44 @@ def test_a_posts_groundtruths_reach_the_callbacks_response():
         plain = f.post('/eval', Document(text='q'), return_results=True)
     assert [(r.docs.texts, r.groundtruths.texts) for r in got] == [(['q1'], ['a1']), (['q2'], ['a2'])]
     assert len(plain[0].groundtruths) == 0
+
+
+class ReadsInitKwargs(Executor):
+    """The shape of Jina 2 hub executors: reads runtime_args / metas from **kwargs."""
+
+    def __init__(self, dump_path=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = {'dump_path': dump_path or kwargs.get('runtime_args').get('dump_path'),
+                     'shard': kwargs['runtime_args']['pea_id'], 'name': kwargs['metas']['name']}
+
+    @requests
+    def report(self, docs, **kwargs):
+        return self.seen
+
+
+def test_init_kwargs_carry_metas_and_runtime_args_as_jina2_passed_them():
+    with Flow().add(name='hub', uses=ReadsInitKwargs, shards=2, polling='all') as f:
+        (r,) = f.post('/', return_results=True)
+    seen = r.parameters['__results__']['hub']
+    assert sorted(s['shard'] for s in seen) == [0, 1]
+    assert all(s['name'] == 'hub' and s['dump_path'] is None for s in seen)
+
+
+class Configured(Executor):
+    def __init__(self, bar=1, **kwargs):
+        super().__init__(**kwargs)
+        self.bar = bar
+
+    @requests(on='/a')
+    def a(self, docs, **kwargs):
+        pass
+
+    def b(self, docs, **kwargs):
+        pass
+
+
+def test_load_config_takes_jina2s_override_names():
+    text = 'jtype: Configured\nwith:\n  bar: 2\nmetas:\n  name: c\n'
+    e = Executor.load_config(text, override_with={'bar': 3}, override_metas={'name': 'd'},
+                             override_requests={'/b': 'b'})
+    assert (e.bar, e.metas.name, sorted(e.requests)) == (3, 'd', ['/a', '/b'])

@@ -62,8 +62,23 @@ def build_executor(cls: type, cfg: dict) -> Any:
     obj.runtime_args.name = cfg.get('flow_name', cfg['name'])
     if obj.metas.workspace is not None:  # resolved here: a Ray actor's node has its own cwd
         obj.runtime_args.workspace = os.path.dirname(os.path.abspath(obj.metas.workspace))
-    obj.__init__(**cfg['kwargs'])
+    kwargs = cfg['kwargs']
+    if _takes_any_keyword(cls.__init__):
+        # As Jina 2 built executors: metas, requests and runtime_args arrive in **kwargs too
+        # (hub executors read kwargs['runtime_args'] before calling super().__init__).
+        kwargs = {'metas': dict(cfg['metas']), 'requests': None,
+                  'runtime_args': {**vars(obj.runtime_args), 'pea_id': cfg['shard_id'], 'parallel': cfg['shards']},
+                  **kwargs}
+    obj.__init__(**kwargs)
     return obj
+
+
+def _takes_any_keyword(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # (a builtin without a signature)
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def handled_endpoints(executor: Any) -> tuple[list[str], bool, list[str]]:
