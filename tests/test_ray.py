@@ -254,13 +254,29 @@ def test_handler_error_env_and_writable_arrays_on_ray(ray_cluster):
         def boom(self, docs, **kwargs):
             raise KeyError('missing-thing')
 
+        @requests(on='/interrupt')
+        def interrupt(self, docs, **kwargs):
+            raise KeyboardInterrupt('stop here')  # a BaseException, not an Exception
+
+        @requests(on='/scores')
+        def scores(self, docs, **kwargs):
+            return {'scores': np.zeros(3)}
+
         def close(self):
             raise OSError('could not save')
+
+    class Bumper(Executor):
+        @requests(on='/scores')
+        def bump(self, docs, parameters, **kwargs):
+            s = parameters['__results__']['env']['scores']
+            s += 1  # in place, as a ranker adding to an earlier executor's scores does locally
+            return {'bumped': s.tolist()}
 
     x = np.arange(300 * 64, dtype=np.float32).reshape(300, 64)  # 75 KB: through the object store
     da = DocumentArray(Document() for _ in range(300))
     da.embeddings = x
-    f = Flow(backend='ray').add(name='a', uses=Embed).add(name='env', uses=EnvReader, env={'SHMFLOW_TEST_FOO': 'bar'})
+    f = (Flow(backend='ray').add(name='a', uses=Embed).add(name='env', uses=EnvReader, env={'SHMFLOW_TEST_FOO': 'bar'})
+         .add(name='bump', uses=Bumper))
     with pytest.raises(ExecutorError, match=r"'env' raised OSError: could not save \(in close\(\)\)") as closing:
         with f:
             r = f.post('/env', da, request_size=300, return_results=True, timeout=POST_TIMEOUT)[0]
@@ -270,6 +286,13 @@ def test_handler_error_env_and_writable_arrays_on_ray(ray_cluster):
             assert r.docs.embeddings.flags.writeable
             with pytest.raises(ExecutorError, match=r"'env' raised KeyError") as info:
                 f.post('/boom', Document(text='q'), timeout=POST_TIMEOUT)
+            with pytest.raises(ExecutorError, match=r"'env' raised KeyboardInterrupt: stop here") as stopped:
+                f.post('/interrupt', Document(text='q'), timeout=POST_TIMEOUT)
+            assert ', in interrupt' in stopped.value.remote_traceback
+            # Arrays in returned dicts are writable downstream and for the caller, as locally.
+            (r,) = f.post('/scores', Document(text='q'), return_results=True, timeout=POST_TIMEOUT)
+            results = r.parameters['__results__']
+            assert results['bump'] == {'bumped': [1.0, 1.0, 1.0]} and results['env']['scores'].flags.writeable
     assert 'missing-thing' in info.value.remote_traceback and ', in boom' in info.value.remote_traceback
     assert ', in close' in closing.value.remote_traceback  # as on the local backend
 

@@ -27,7 +27,7 @@ from typing import Any
 import ray
 
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler
-from .payload import decode, encode, nbytes
+from .payload import decode, encode, nbytes, writable
 
 __all__ = ['ExecutorActor', 'class_load_error']
 
@@ -91,11 +91,15 @@ class ExecutorActor:
                 return ('ok', wire[0], None, (t_recv, t_start, t_end, time.time()), 0), wire
             docs = decode(wire)
             more = () if split is None else (split,)
-            docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob, earlier,
-                                                        *more)
+            docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob,
+                                                        writable(earlier), *more)
             out = encode(docs)
             return ('ok', out[0], results, (t_recv, t_start, t_end, time.time()), nbytes(out)), out
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, SystemExit):
+                raise  # (the actor ends: reported as its death, as a local process's exit is)
+            # A KeyboardInterrupt or a library's own BaseException too: said with its type,
+            # message and traceback (escaping into Ray, it came back as Ray's header line).
             t_end = max(time.time(), t_start)
             receipt = ('err', type(exc).__qualname__, str(exc), traceback.format_exc(),
                        (t_recv, t_start, t_end, time.time()))

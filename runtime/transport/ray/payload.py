@@ -26,7 +26,7 @@ from ...array import DocumentArray
 from ..local.codec import _dumps
 from ..local.received import MIXED, LazyDocumentArray
 
-__all__ = ['MATRIX', 'encode', 'decode', 'nbytes']
+__all__ = ['MATRIX', 'encode', 'decode', 'nbytes', 'writable']
 
 #: ``kind`` when the documents' embeddings travel as one matrix.
 MATRIX = 'matrix'
@@ -68,3 +68,21 @@ def nbytes(wire: Any) -> int:
     """Roughly what the payload weighs (for the routes' moved bytes)."""
     emb = wire[3]
     return len(wire[2]) + (emb.nbytes if emb is not None else 0)
+
+
+def writable(value: Any) -> Any:
+    """``value`` (a handler's returned dict, as Ray unpacked it) with every read-only numpy
+    array in it, at any depth of dicts, lists and tuples, replaced by a writable copy: the
+    next executor and the caller may change them, as they may locally.
+
+    >>> a = np.zeros(2); a.flags.writeable = False
+    >>> writable({'s': [a]})['s'][0].flags.writeable
+    True
+    """
+    if isinstance(value, np.ndarray):
+        return value if value.flags.writeable else value.copy()
+    if type(value) is dict:
+        return {k: writable(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(writable(v) for v in value)
+    return value

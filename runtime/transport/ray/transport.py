@@ -39,7 +39,7 @@ from ...errors import ExecutorError, ExecutorStartError, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from . import connection
-from .payload import decode, encode, nbytes
+from .payload import decode, encode, nbytes, writable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...array import DocumentArray
@@ -499,7 +499,7 @@ class RayTransport(Transport):
             return
         if value[0] == 'ok':
             _, docs_out, results, times, moved = value
-            self._events.append(Reply(w, rid, RayPayload(docs_out, out), docs_out, results, times, moved))
+            self._events.append(Reply(w, rid, RayPayload(docs_out, out), docs_out, writable(results), times, moved))
         else:
             _, exc_type, message, tb, times = value
             self._events.append(Failed(w, rid, exc_type, message, tb, times))
