@@ -310,6 +310,9 @@ def lookup_executor_class(name: str) -> type:
         return _REGISTRY[name]
     if name in ('BaseExecutor', 'Executor'):
         return _PassThrough
+    if name.startswith(('jinahub://', 'jinahub+docker://', 'jinahub+sandbox://', 'docker://')):
+        raise ValueError(f'uses={name!r}: Jina Hub and docker executors are not supported; install the '
+                         f'executor\'s code and pass its class (uses=MyExecutor) or its YAML config')
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
     hint = f'; did you mean {", ".join(map(repr, close))}?' if close else ''
     raise ValueError(f'unknown executor class {name!r}: no Executor subclass of that name is defined '

@@ -133,3 +133,9 @@ def test_load_config_takes_jina2s_override_names():
     e = Executor.load_config(text, override_with={'bar': 3}, override_metas={'name': 'd'},
                              override_requests={'/b': 'b'})
     assert (e.bar, e.metas.name, sorted(e.requests)) == (3, 'd', ['/a', '/b'])
+
+
+def test_hub_and_docker_uses_say_they_are_not_supported():
+    for uses in ('jinahub://FaissSearcher', 'jinahub+docker://FaissSearcher', 'docker://my/image'):
+        with pytest.raises(ValueError, match='Jina Hub and docker executors are not supported'):
+            Flow().add(uses=uses)
