@@ -166,20 +166,23 @@ def _substitute(value: Any, context: Mapping, where: str) -> Any:
     if whole:
         found = lookup(whole)
         if isinstance(found, str) and whole.group(1) != 'CONTEXT':
-            # ${{ ENV.DIM }}, $DIM or ${DIM} alone: typed as if written in the YAML (8 is an
-            # int, true a bool), as Jina 2 did (its shards: $JINA_SHARDS examples)
+            # ${{ ENV.DIM }}, $DIM or ${DIM} alone: typed (8 is an int, true a bool), as Jina 2
+            # did (its shards: $JINA_SHARDS examples)
             return _typed(found)
         return found
     return _REF.sub(lambda m: str(lookup(m)), value)
 
 
 def _typed(text: str) -> Any:
-    import yaml
-    try:
-        typed = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return typed if isinstance(typed, (int, float, bool)) else text
+    # Jina 2's rules (its parse_arg): an int, else a float, else true / false, else the text.
+    # Not YAML's: '010' is 10 and 'no' stays 'no' (YAML 1.1 reads 8 and False).
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    low = text.lower()
+    return True if low == 'true' else False if low == 'false' else text
 
 
 def _resolve_internal(value: Any, root: Any, where: str, this: Any = None) -> Any:

@@ -358,6 +358,12 @@ def test_dollar_variables_alone_are_typed_as_in_jina2(monkeypatch):
     assert f._specs[0]['shards'] == 2
     e = Executor.load_config('jtype: YamlTagger\nwith:\n  times: ${TIMES}\n  tag: $TAG-x\n')
     assert (e.times, e.tag) == (3, 'true-x')  # (part of a longer text: stays text)
+    # Jina 2's rules (int, float, true/false), not YAML 1.1's: '010' is 10, 'no' stays 'no'.
+    for value, typed in [('010', 10), ('1e3', 1000.0), ('no', 'no'), ('On', 'On'), ('12:30', '12:30'),
+                         ('0x1F', '0x1F'), ('FALSE', False)]:
+        monkeypatch.setenv('V', value)
+        e = Executor.load_config('jtype: YamlTagger\nwith:\n  tag: $V\n  times: ${{ ENV.V }}\n')
+        assert e.tag == typed and e.times == typed and type(e.tag) is type(typed), value
 
 
 def test_pods_method_and_a_gateway_entry_as_jina2_flow_configs_write_them():

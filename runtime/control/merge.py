@@ -90,6 +90,10 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
                 for was in old:
                     if was.id not in kept and was.id in mine and mine[was.id] == was:
                         del mine[was.id]  # ``other``'s branch removed it
+                if extra and _reordered(extra, old) and not _reordered(mine, old):
+                    # ``other``'s branch re-ranked them (and ``into``'s did not): its order wins
+                    rank = {d.id: k for k, d in enumerate(extra)}
+                    mine.sort(key=lambda d: rank.get(d.id, len(rank)))
             # DocumentArray's own methods: the sub-documents keep the parent_id /
             # granularity / adjacency their branch gave them (chunks.append would reset them).
             for d in extra or ():
@@ -106,6 +110,15 @@ def _merge_into(into: Document, other: Document, before: Document | None) -> Non
                     # search branches found keeps both branches' scores (a fusion step after
                     # the join needs every branch's ranking).
                     _merge_into(into_sub, d, was)
+
+
+def _reordered(docs: DocumentArray, before: DocumentArray) -> bool:
+    """Whether the documents of ``docs`` that were in ``before`` are in another order now."""
+    was = [d.id for d in before]
+    there = set(was)
+    now = [d.id for d in docs if d.id in there]
+    present = set(now)
+    return now != [i for i in was if i in present]
 
 
 def merge_by_id(parts: Sequence[DocumentArray], before: DocumentArray | None = None) -> DocumentArray:
