@@ -734,6 +734,27 @@ def test_what_one_branch_removed_stays_removed_after_a_join(order):
     assert [m.id for m in d.matches] == ['m0', 'm1'] and len(d.chunks) == 0
 
 
+class _Reranks(Executor):  # rescores, re-sorts and keeps the top 2
+    @requests
+    def rerank(self, docs, **kwargs):
+        new = {'m0': 0.2, 'm1': 0.8, 'm2': 1.0}
+        for d in docs:
+            for m in d.matches:
+                m.scores['rerank'] = new[m.id]
+            d.matches.sort(key=lambda m: -m.scores['rerank'].value)
+            del d.matches[2:]
+
+
+@pytest.mark.parametrize('order', [['rerank', 'enrich'], ['enrich', 'rerank']])
+def test_a_join_keeps_the_order_a_reranking_branch_gave(order):
+    q = Document(id='q', matches=[Document(id=f'm{i}', scores={'cosine': s}) for i, s in enumerate([.1, .5, .9])])
+    f = (Flow().add(name='enrich', uses=_Enriches, needs='gateway').add(name='rerank', uses=_Reranks, needs='gateway')
+         .add(name='join', needs=order))
+    with f:
+        (r,) = f.post('/', q, return_results=True)
+    assert [m.id for m in r.docs[0].matches] == ['m2', 'm1'] and r.docs[0].tags == {'b': True}
+
+
 def test_a_join_keeps_a_change_over_a_removal():
     from runtime.control.merge import merge_by_id
     before = DocumentArray([Document(id='x', tags={'k': 1}, matches=[Document(id='m', text='a')])])
