@@ -367,7 +367,14 @@ class Flow:
     def _down_executors(self) -> list[tuple[str, BaseException]]:
         """(name, the error a post would raise) of each executor with a shard that has no
         process left, even restarting (what ``post`` checks before it starts); for health
-        checks (the gateway's /status). Only reads: safe from another thread."""
+        checks (the gateway's /status). Safe from another thread: it books deaths only when
+        no post runs (a running post books them itself), then reads."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._rt is not None and not self._posting:
+                    self._rt.notice_deaths()  # (one killed while idle: else seen only by the next post)
+            finally:
+                self._lock.release()
         rt = self._rt
         down = []
         for dep in (rt.deployments if rt is not None else ()):
@@ -480,6 +487,7 @@ class Flow:
             rt = self._rt
             if rt is None:
                 raise FlowNotStartedError('post() needs a started Flow: the Flow was closed')
+            rt.notice_deaths()
             plan = rt.plan(on, target_executor)
             progress = None
             if show_progress:

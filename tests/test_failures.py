@@ -149,3 +149,47 @@ def test_an_executors_close_that_raises_fails_the_flows_close_naming_it(caplog):
         with Flow().add(uses=CloseFails, name='saver'):
             1 / 0
     assert any(r.exc_info and getattr(r.exc_info[1], 'executor', None) == 'saver' for r in caplog.records)
+
+
+# -- a process that dies while the Flow is idle --------------------------------------------------
+class Echo(Executor):
+    @requests
+    def echo(self, docs, **kwargs):
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+
+def _kill_one_and_wait(f):
+    import psutil
+    victim = psutil.Process(f._rt.deployments[0].workers[0].pid)
+    victim.kill()  # as the out-of-memory killer does, between posts
+    deadline = time.monotonic() + 10
+    # Dead, and not reaped (the Flow reaps its own children): a zombie.
+    while victim.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return victim.pid
+
+
+@pytest.mark.parametrize('kwargs', [{'max_restarts': 1}, {'replicas': 2}], ids=['restart', 'replica'])
+def test_a_process_killed_while_idle_costs_the_next_post_nothing(kwargs):
+    with Flow().add(uses=Echo, **kwargs) as f:
+        f.post('/', DocumentArray(Document() for _ in range(4)), request_size=1)
+        dead = _kill_one_and_wait(f)
+        done, failed = [], []
+        f.post('/', DocumentArray(Document() for _ in range(8)), request_size=1,
+               on_done=done.append, on_error=failed.append)
+    assert len(done) == 8 and not failed  # sent to the live replica, or to the restart
+    assert dead not in {d.tags['pid'] for r in done for d in r.docs}
+
+
+def test_restarts_after_crashes_do_not_leak_descriptors():
+    def fds():
+        return len(os.listdir('/proc/self/fd'))
+    with Flow().add(uses=Dies, max_restarts=100) as f:
+        with pytest.raises(WorkerDiedError):
+            f.post('/exit', Document())
+        before = fds()
+        for _ in range(20):
+            with pytest.raises(WorkerDiedError):
+                f.post('/exit', Document())
+        assert fds() - before < 3

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import numpy as np
 import psutil
@@ -720,3 +721,16 @@ def test_client_progress_counts_input_documents_done_and_failed_apart_from_outpu
                 poster.post(on, docs, request_size=10, show_progress=True, continue_on_error=True)
                 line = final_progress_line(capfd)
                 assert re.search(expected, line), (type(poster).__name__, line)
+
+
+def test_status_sees_a_process_killed_while_the_flow_is_idle():
+    port = free_port()
+    with Flow(port_expose=port, protocol='http').add(uses=Dies, name='dies') as f:
+        assert http_call(port, 'GET', '/status')[0] == 200
+        victim = psutil.Process(f._rt.deployments[0].workers[0].pid)
+        victim.kill()  # no request running: only a health probe can notice
+        deadline = time.monotonic() + 10
+        while victim.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code, body = http_call(port, 'GET', '/status')
+        assert code == 503 and body['down'][0]['executor'] == 'dies' and 'SIGKILL' in body['down'][0]['error']

@@ -103,6 +103,13 @@ class Router:
         self.instances.close()
 
     # -- plans and inputs ------------------------------------------------------------------------
+    def notice_deaths(self) -> None:
+        """Book the workers that died since the last poll (a process killed while the Flow
+        was idle): before a post plans and sends, so that its requests go to a live replica
+        or wait for the restart instead of being sent to the dead process and failed."""
+        for event in self.transport.deaths():
+            self._on_died(event)
+
     def plan(self, endpoint: str, target: str | None) -> Plan:
         """The plan of a post to ``endpoint``; raises if an executor it needs is dead."""
         # (a target that is no str may not even hash: targets() refuses it, saying why)

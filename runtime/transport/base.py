@@ -174,6 +174,12 @@ class Transport(abc.ABC):
         other work instead of polling). True when the transport cannot tell cheaply."""
         return True
 
+    def deaths(self) -> list[Event]:
+        """``Died`` events of workers that ended since the last ``poll``, without waiting
+        and without reading anything else (asked before each post: between posts nothing
+        polls). A transport that learns of deaths only from its calls returns none."""
+        return []
+
     @abc.abstractmethod
     def put(self, rid: int, docs: 'DocumentArray') -> Payload:
         """A payload holding ``docs``, owned by request ``rid`` (freed by ``retire``)."""

@@ -23,6 +23,7 @@ import errno
 import logging
 import os
 import secrets
+import select
 import shutil
 import subprocess
 import sys
@@ -152,8 +153,8 @@ class LocalTransport(Transport):
         self._procs: list[subprocess.Popen | zygote.ForkedProcess] = []
         self._outbox: dict[LocalWorker, list] = {}
         self._poller: zmq.Poller | None = None
+        self._death_poll: select.poll | None = None  # the pidfds alone, for deaths()
         self._generation = collections.Counter()
-        self._dead: list[LocalWorker] = []  # closed with the others (their pidfds)
         # Arenas of dead processes: requests still going may read them, so each is removed
         # (and forgotten by every process) once nothing refers to it: restarts after
         # crashes do not make the Flow's shared memory grow.
@@ -212,7 +213,7 @@ class LocalTransport(Transport):
         self._workers[w.identity] = w
         self._by_pidfd[w.pidfd] = w
         self._by_arena[arena] = w
-        self._poller = None
+        self._poller = self._death_poll = None
         return w
 
     def close(self, workers: list, timeout_close: float) -> None:
@@ -238,7 +239,7 @@ class LocalTransport(Transport):
                     w.proc.wait()
             errors = self._close_errors([w for w in self._workers.values() if w.proc.returncode == P.CLOSE_FAILED])
         finally:
-            for w in [*self._workers.values(), *self._dead]:
+            for w in self._workers.values():  # (a dead one's went with its death)
                 os.close(w.pidfd)
             self._sock.close(linger=0)
             self._ctx.term()
@@ -324,6 +325,16 @@ class LocalTransport(Transport):
                     for w2, items2 in list(outbox.items())[n:]:
                         self._outbox.setdefault(w2, []).extend(items2)
                     raise
+
+    def deaths(self) -> list:
+        if not self._by_pidfd:
+            return []
+        polled = self._death_poll
+        if polled is None:  # rebuilt when the set of live processes changes (as _poller)
+            polled = self._death_poll = select.poll()
+            for fd in self._by_pidfd:
+                polled.register(fd, select.POLLIN)
+        return [self._on_death(self._by_pidfd[fd]) for fd, _ in polled.poll(0) if fd in self._by_pidfd]
 
     def has_events(self) -> bool:
         # (a death shows at the next poll: it need not be seen before the caller's next step)
@@ -428,8 +439,10 @@ class LocalTransport(Transport):
         w.alive = False
         del self._by_pidfd[w.pidfd]
         del self._workers[w.identity]  # a peer that takes its identity now is a stranger
-        self._dead.append(w)
-        self._poller = None
+        # Closed now: a long run's restarts would otherwise hold one descriptor each (at
+        # about a thousand, libzmq aborts the process: 'Too many open files').
+        os.close(w.pidfd)
+        self._poller = self._death_poll = None
         self._outbox.pop(w, None)
         self.ledger.holder_gone(w.pins)
         w.pending_frees = []
