@@ -736,3 +736,58 @@ def test_status_sees_a_process_killed_while_the_flow_is_idle():
             os.close(fd)
         code, body = http_call(port, 'GET', '/status')
         assert code == 503 and body['down'][0]['executor'] == 'dies' and 'SIGKILL' in body['down'][0]['error']
+
+
+class Nests(Executor):
+    @requests
+    def nest(self, docs, parameters, **kwargs):
+        for d in docs:
+            inner = d
+            for level in range(parameters.get('levels', 9)):
+                child = Document(id=f'{d.id}-{level}')
+                inner.chunks.append(child)
+                inner = child
+
+
+def test_one_client_shared_by_threads_and_one_interrupted_exchange():
+    import http.client as hc
+    import threading
+    port = free_port()
+    with Flow(port_expose=port, protocol='http').add(uses=Nests), Client(port=port) as client:
+        ok, errors = [], []
+
+        def posts() -> None:
+            for _ in range(10):
+                try:
+                    (r,) = client.post('/', Document(id='t'), parameters={'levels': 1}, return_results=True)
+                    ok.append(r.docs[0].chunks[0].id == 't-0')
+                except Exception as exc:  # noqa: BLE001 - counted: none may happen
+                    errors.append(exc)
+        threads = [threading.Thread(target=posts) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors and ok == [True] * 40  # (one connection, one exchange at a time)
+        # An answer deeper than a request may nest reaches the Client whole.
+        (r,) = client.post('/', Document(id='d'), parameters={'levels': 9}, return_results=True)
+        assert r.docs[0].chunks[0].chunks[0].chunks[0].id == 'd-2'
+        # Ctrl-C in the middle of an exchange: the next post starts on a new connection.
+        real = hc.HTTPConnection.getresponse
+
+        def interrupted(self, *a, **k):
+            raise KeyboardInterrupt
+
+        hc.HTTPConnection.getresponse = interrupted
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.post('/', Document())
+        finally:
+            hc.HTTPConnection.getresponse = real
+        assert len(client.post('/', Document(), return_results=True)) == 1
+
+
+def test_urls_put_an_ipv6_host_in_brackets():
+    from runtime.serving.client import http_url
+    assert http_url('::1', 8080) == 'http://[::1]:8080' and http_url('127.0.0.1', 80) == 'http://127.0.0.1:80'
+    assert Client(host='::1', port=8080).url == 'http://[::1]:8080'

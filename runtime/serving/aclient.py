@@ -18,8 +18,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 from ..control.inputs import batches
 from ..response import Response
 from .aflow import AsyncPost, _total
-from .client import (PostOptions, _check_client_args, broken_answer, cut_off, no_answer, not_listening, post_options,
-                     response_from, unreachable)
+from .client import (PostOptions, _check_client_args, broken_answer, cut_off, http_url, no_answer, not_listening,
+                     post_options, response_from, unreachable)
 from .deps import import_aiohttp
 from .wire import encode_request
 
@@ -55,7 +55,7 @@ class AsyncClient:
 
     @property
     def url(self) -> str:
-        return f'http://{self.host}:{self.port}'
+        return http_url(self.host, self.port)
 
     async def __aenter__(self) -> 'AsyncClient':
         return self

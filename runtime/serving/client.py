@@ -15,6 +15,7 @@ import http.client
 import json
 import logging
 import socket
+import threading
 from functools import partialmethod
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -186,10 +187,13 @@ class Client:
         self.host, self.port, self.timeout, self.array_format = _check_client_args(
             host, port, protocol, timeout, array_format, port_expose)
         self._conn: http.client.HTTPConnection | None = None
+        # One exchange at a time on the kept-alive connection: a Client shared by threads
+        # (a web app's module-level one) takes turns, as Flow.post's callers do.
+        self._lock = threading.RLock()
 
     @property
     def url(self) -> str:
-        return f'http://{self.host}:{self.port}'
+        return http_url(self.host, self.port)
 
     # -- one HTTP exchange ---------------------------------------------------------------------
     def _exchange(self, method: str, path: str, body: bytes | None = None,
@@ -197,6 +201,10 @@ class Client:
         """Send one request, return (status, body), waiting at most ``timeout`` seconds for
         each step (None: as long as it takes); reconnects once when a kept-alive connection
         turns out closed before anything was answered."""
+        with self._lock:
+            return self._exchange_locked(method, path, body, timeout)
+
+    def _exchange_locked(self, method: str, path: str, body: bytes | None, timeout: float | None) -> tuple[int, bytes]:
         for attempt in (0, 1):
             reused = self._conn is not None
             if self._conn is None:
@@ -242,6 +250,11 @@ class Client:
             except OSError as exc:
                 self.close()
                 raise unreachable(self.url, exc) from None
+            except BaseException:
+                # Ctrl-C (a notebook's interrupt) mid-exchange: the connection is half-way
+                # through a request; the next post must start on a new one.
+                self.close()
+                raise
         raise AssertionError('unreachable')
 
     def _send(self, endpoint: str, docs: Any, opts: PostOptions, index: int) -> Response:
@@ -269,7 +282,8 @@ class Client:
 
     def close(self) -> None:
         """Close the connection (the next request opens a new one)."""
-        conn, self._conn = self._conn, None
+        with self._lock:
+            conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
@@ -381,6 +395,11 @@ def response_from(status: int, data: bytes, url: str, index: int = 0) -> Respons
     message = obj.get('error', {}).get('message') if isinstance(obj, dict) and isinstance(obj.get('error'), dict) \
         else None
     raise ServerError(status, message or str(obj)[:2000], url)
+
+
+def http_url(host: str, port: int | None) -> str:
+    """``http://host:port``, an IPv6 address in brackets (``http://[::1]:8080``)."""
+    return f'http://[{host}]:{port}' if ':' in host and not host.startswith('[') else f'http://{host}:{port}'
 
 
 def _check_client_args(host: Any, port: Any, protocol: Any, timeout: Any, array_format: Any,

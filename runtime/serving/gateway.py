@@ -120,7 +120,8 @@ class Gateway:
     @property
     def url(self) -> str:
         """``http://host:port`` of the running server."""
-        return f'http://{self.host}:{self.port}'
+        from .client import http_url
+        return http_url(self.host, self.port)
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> 'Gateway':
@@ -236,8 +237,10 @@ class Gateway:
         except (BadInputError, TypeError, ValueError) as exc:
             self._count('refused')
             return 422, error_body(422, str(exc))
-        except FlowNotStartedError:
-            return 503, error_body(503, 'the Flow is not running')
+        except FlowNotStartedError as exc:
+            # (its own words: 'the Flow was closed while this post was running' tells a
+            # client that a part of an /index may have run, 'not started' that none did)
+            return 503, error_body(503, str(exc))
         except WorkerDiedError as exc:
             # An executor with no process left (the router logged its death): the answer
             # Flow.post's callbacks get when an executor dies under a request, so the Client

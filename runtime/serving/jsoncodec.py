@@ -365,20 +365,23 @@ def _dict_to_json(d: dict, arrays: str) -> dict:
     return out
 
 
-def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
+def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0, max_depth: int = MAX_DEPTH) -> Document:
     """A Document from one item of ``data``: a dict of fields (Jina 2's camelCase names or
     the Python ones) or a str (a text document). Every field is type-checked; a key that is
     no field goes into ``tags`` (over a tag of the same name), as Jina 2 did.
 
     >>> doc_from_json({'text': 'hi', 'lang': 'en', 'mimeType': 'text/plain'}).tags
     {'lang': 'en'}
+
+    ``max_depth`` bounds the nesting of chunks and matches: ``MAX_DEPTH`` for what a client
+    sends the gateway; a Client reading the gateway's answer allows more.
     """
     if isinstance(obj, str):
         return Document(text=obj)
     if not isinstance(obj, dict):
         raise WireError(f'{where} must be a document object such as {{"text": "..."}} or a str, got {json_kind(obj)}')
-    if depth > MAX_DEPTH:
-        raise WireError(f'{where}: chunks / matches nested more than {MAX_DEPTH} levels deep')
+    if depth > max_depth:
+        raise WireError(f'{where}: chunks / matches nested more than {max_depth} levels deep')
     fields: dict[str, Any] = {}
     extra: dict[str, Any] = {}  # keys that are no field: tags
     for key, value in obj.items():
@@ -423,7 +426,8 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0) -> Document:
             if value is not None:
                 if not isinstance(value, list):
                     raise WireError(f'{at} must be a list of documents, got {json_kind(value)}')
-                fields[key] = DocumentArray([doc_from_json(v, f'{at}[{i}]', depth + 1) for i, v in enumerate(value)])
+                fields[key] = DocumentArray([doc_from_json(v, f'{at}[{i}]', depth + 1, max_depth)
+                                             for i, v in enumerate(value)])
         elif key in JINA2_COMPUTED:
             continue
         elif key in JINA2_KEPT:

@@ -192,6 +192,10 @@ def encode_response(resp: Response, arrays: str = 'list', target_executor: str |
                       allow_nan=False).encode()
 
 
+#: How deep chunks / matches may nest in an answer a Client reads (recursion stays bounded).
+ANSWER_MAX_DEPTH = 64
+
+
 def decode_response(obj: dict, index: int = 0) -> Response:
     """A Response from the gateway's JSON (the ``Client``'s side); an error status gets
     back its ``ExecutorError`` with the executor's name and remote traceback.
@@ -200,7 +204,9 @@ def decode_response(obj: dict, index: int = 0) -> Response:
     """
     try:
         header = obj['header']
-        docs = DocumentArray([doc_from_json(d, f'data.docs[{i}]') for i, d in enumerate(obj['data']['docs'])])
+        # (what the Flow answered may nest deeper than a request may: the bound is looser)
+        docs = DocumentArray([doc_from_json(d, f'data.docs[{i}]', max_depth=ANSWER_MAX_DEPTH)
+                              for i, d in enumerate(obj['data']['docs'])])
         st = header.get('status') or {}
         if st.get('code', 0) == Status.ERROR:
             exc = st.get('exception') or {}
