@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from runtime import Document, DocumentArray, Executor, Flow, WorkerDiedError, requests
+from runtime import Document, DocumentArray, Executor, ExecutorError, Flow, WorkerDiedError, requests
 
 
 class Dies(Executor):
@@ -194,3 +194,19 @@ def test_restarts_after_crashes_do_not_leak_descriptors():
             with pytest.raises(WorkerDiedError):
                 f.post('/exit', Document())
         assert fds() - before < 3
+
+
+class CrashesWhileSaving(Executor):
+    @requests
+    def noop(self, docs, **kwargs):
+        pass
+
+    def close(self):
+        import ctypes
+        ctypes.string_at(0)  # a native index writer that crashes while saving
+
+
+def test_a_process_that_crashes_in_close_fails_the_flows_close_as_loudly_as_a_raise():
+    with pytest.raises(ExecutorError, match=r"'saver'.*SIGSEGV.*its close\(\) did not run to its end"):
+        with Flow().add(name='saver', uses=CrashesWhileSaving) as f:
+            f.post('/', Document())

@@ -227,17 +227,27 @@ class LocalTransport(Transport):
                     w.proc.kill()  # still in its __init__ (or never started): it cannot hear STOP
                 elif w.alive:
                     self._queue(w, P.stop(w.pending_frees))
+            stopping = [w for w in self._workers.values() if w.ready]  # (those told STOP: their close() runs)
             self.flush()
             deadline = time.monotonic() + timeout_close
+            killed = set()
             for w in list(self._workers.values()):
                 try:
                     w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     logger.warning('executor %r (replica %d) did not stop within %.1f s; killing it',
                                    w.dep.name, w.replica, timeout_close)
+                    killed.add(w)
                     w.proc.kill()
                     w.proc.wait()
             errors = self._close_errors([w for w in self._workers.values() if w.proc.returncode == P.CLOSE_FAILED])
+            # A process that crashed in its close() (or had died unnoticed while the Flow was
+            # idle) never finished it: an index it saves may be incomplete. Said as loudly as
+            # a close() that raised.
+            errors += [(w, ExecutorError(w.dep.name, 'WorkerDiedError',
+                                         f'{w.died()}; its close() did not run to its end (what it saves may be '
+                                         f'incomplete)', '', w.replica))
+                       for w in stopping if w not in killed and w.proc.returncode not in (0, P.CLOSE_FAILED)]
         finally:
             for w in self._workers.values():  # (a dead one's went with its death)
                 os.close(w.pidfd)

@@ -138,8 +138,10 @@ class Worker:
             if kind == P.REQ:
                 # Answer each request as soon as it is done: the next executor can start on
                 # it while this one goes on, and a reply never waits on another handler (a
-                # request done is neither late for its timeout nor lost with a later one
-                # that crashes the process).
+                # request done is not late for its timeout). A reply is handed to ZeroMQ's
+                # I/O thread, not yet written: a crash of the process right after it (the
+                # next handler's os._exit) can still lose it, and the request then fails or
+                # is retried with the others it held.
                 self.send_reply(self.handle(header, meta))
                 t1 = time.perf_counter()
                 # What arrived meanwhile is queued behind what is already here, so while
