@@ -210,3 +210,26 @@ def test_a_process_that_crashes_in_close_fails_the_flows_close_as_loudly_as_a_ra
     with pytest.raises(ExecutorError, match=r"'saver'.*SIGSEGV.*its close\(\) did not run to its end"):
         with Flow().add(name='saver', uses=CrashesWhileSaving) as f:
             f.post('/', Document())
+
+
+class TagsItsName(Executor):
+    @requests
+    def tag(self, docs, **kwargs):
+        for d in docs:
+            d.tags[self.metas.name] = 1
+
+
+class Stalls(Executor):
+    @requests
+    def stall(self, docs, parameters, **kwargs):
+        time.sleep(parameters.get('stall', 0))
+
+
+def test_a_request_timing_out_in_one_branch_fails_with_the_documents_that_entered_it():
+    failed = []
+    f = (Flow().add(name='a', uses=TagsItsName).add(name='fast', uses=TagsItsName, needs='a')
+         .add(name='slow', uses=Stalls, needs='a').add(name='join', needs=['fast', 'slow']))
+    with f:
+        f.post('/', Document(id='x'), timeout=0.5, parameters={'stall': 1.0}, on_error=failed.append)
+    (r,) = failed
+    assert 'slow' in r.status.description and r.docs[0].tags == {'a': 1}  # not the fast branch's output

@@ -502,6 +502,8 @@ class Router:
             error.executor = req.at and next(iter(req.at)).dep.name or ''
             for w in req.at:
                 self._hung.mark(w, post.timeout, now)
+            if req.at:  # the documents as they entered the step that holds it (not another branch's output)
+                req.last = next(iter(req.at.values()))[1]
             self._fail(req, error)
         self._end_overdue(now)
         self._deliver()
