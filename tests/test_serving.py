@@ -791,3 +791,11 @@ def test_urls_put_an_ipv6_host_in_brackets():
     from runtime.serving.client import http_url
     assert http_url('::1', 8080) == 'http://[::1]:8080' and http_url('127.0.0.1', 80) == 'http://127.0.0.1:80'
     assert Client(host='::1', port=8080).url == 'http://[::1]:8080'
+
+
+def test_json_keeps_what_a_chunk_or_match_says_of_its_parent_granularity_and_adjacency():
+    from runtime.serving.jsoncodec import doc_from_json
+    d = doc_from_json({'id': 'p', 'chunks': [{'parentId': 'other'}, {'text': 'x'}],
+                       'matches': [{'id': 'm', 'adjacency': 3, 'granularity': 2}]})
+    assert (d.chunks[0].parent_id, d.chunks[1].parent_id, d.chunks[1].granularity) == ('other', 'p', 1)
+    assert (d.matches[0].adjacency, d.matches[0].granularity) == (3, 2)  # (attaching gave 1 and 0)

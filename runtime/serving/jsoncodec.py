@@ -437,14 +437,31 @@ def doc_from_json(obj: Any, where: str = 'data[0]', depth: int = 0, max_depth: i
             extra[key] = decode_value(value, at)
     if extra:
         fields['tags'] = {**fields.get('tags', {}), **extra}
-    # Chunks and matches last: attaching them reads the parent's granularity and id.
+    # Chunks and matches last: attaching them reads the parent's granularity and id. What a
+    # sub-document's JSON gave for the fields attaching sets (a match's adjacency, a
+    # chunk's own parent_id) is put back after, as Flow.post's documents keep them.
+    given = []
     for key in ('chunks', 'matches'):
         if key in fields:
-            fields[key] = fields.pop(key)
+            subs = fields[key] = fields.pop(key)
+            for i, (sub, item) in enumerate(zip(subs, obj[key])):
+                kept = {f: getattr(sub, f) for f in _ATTACHED if isinstance(item, dict)
+                        and any(item.get(n) is not None for n in _ATTACHED[f])}
+                if kept:
+                    given.append((key, i, kept))
     try:
-        return Document(**fields)
+        doc = Document(**fields)
     except (TypeError, ValueError) as exc:
         raise WireError(f'{where}: {exc}') from None
+    for key, i, kept in given:
+        sub = getattr(doc, key)[i]
+        for f, v in kept.items():
+            setattr(sub, f, v)
+    return doc
+
+
+#: The fields attaching a chunk or match sets, and their JSON names.
+_ATTACHED = {'parent_id': ('parentId', 'parent_id'), 'granularity': ('granularity',), 'adjacency': ('adjacency',)}
 
 
 def _is_default(value: Any) -> bool:
