@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import struct
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requests
 
 from . import pending_log
+from .bm25 import POSTINGS, bm25_scores, pack_index, unpack_index
 from .fusion import branch_scores
 from .parents import ParentMap, plan_update, requested_ids, resolve
 from .terms import TOKENIZER_VERSION, path_terms, term_counts
@@ -35,63 +35,6 @@ _FORMAT = 2
 _ARRAYS = ('ptr', 'post_doc', 'post_tf', 'post_name', 'doc_len', 'name_len', 'deleted')
 # Records of the pending log (executors.pending_log): what changed since the last commit.
 _INDEX, _DELETE = 1, 2
-# The postings (and row lengths) of an index record, in this order after its JSON head.
-_POSTINGS = {'terms': np.int32, 'rows': np.int32, 'tf': np.uint16, 'name': np.uint16, 'lens': np.float32}
-
-
-def _pack_index(head: dict, cols: dict[str, np.ndarray]) -> list[bytes]:
-    """An index record's payload: a JSON head (ids, new terms, where their rows and term ids
-    start, how many postings) and the columns, raw."""
-    raw = json.dumps({**head, 'postings': len(cols['terms'])}).encode('utf-8')
-    return [struct.pack('<I', len(raw)), raw,
-            *(np.ascontiguousarray(cols[name], dtype).tobytes() for name, dtype in _POSTINGS.items())]
-
-
-def _unpack_index(payload: memoryview, with_postings: bool) -> tuple[dict, dict[str, np.ndarray] | None]:
-    (size,) = struct.unpack_from('<I', payload, 0)
-    head = json.loads(bytes(payload[4:4 + size]))
-    if not with_postings:
-        return head, None
-    n, rows = head['postings'], len(head['ids'])
-    cols = {}
-    pos = 4 + size
-    for name, dtype in _POSTINGS.items():
-        count = 2 * rows if name == 'lens' else n
-        cols[name] = np.frombuffer(payload, dtype, count, pos)
-        pos += count * np.dtype(dtype).itemsize
-    return head, cols
-
-
-def bm25_scores(ptr: np.ndarray, post_doc: np.ndarray, post_tf: np.ndarray, doc_len: np.ndarray,
-                terms: list[int], weights: list[float], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
-    """BM25 score of every document for a query of ``terms`` (ids, each with a weight).
-
-    ``score(d) = sum_t w_t * idf(t) * tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avg|d|))``
-    with ``idf(t) = log(1 + (N - df + 0.5) / (df + 0.5))`` (never negative). Only the
-    postings of the query's terms are read.
-
-    Example
-    -------
-    >>> ptr = np.array([0, 2, 3]); docs = np.array([0, 1, 1]); tf = np.array([1., 3., 1.])
-    >>> [round(s, 3) for s in bm25_scores(ptr, docs, tf, np.array([4., 4.]), [0], [1.0]).tolist()]
-    [0.182, 0.287]
-    """
-    n = len(doc_len)
-    scores = np.zeros(n, np.float32)
-    if n == 0:
-        return scores
-    norm = k1 * (1.0 - b + b * doc_len / max(float(doc_len.mean()), 1e-9))
-    for t, w in zip(terms, weights):
-        lo, hi = int(ptr[t]), int(ptr[t + 1])
-        if hi == lo:
-            continue
-        df = hi - lo
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        d = np.asarray(post_doc[lo:hi])
-        tf = np.asarray(post_tf[lo:hi], np.float32)
-        # A term's postings name each document once, so plain fancy-index += is exact.
-        scores[d] += (w * idf) * tf * (k1 + 1.0) / (tf + norm[d])
-    return scores
 
 
 class SparseIndexer(Executor):
@@ -239,7 +182,7 @@ class SparseIndexer(Executor):
         pending_log.cut_torn_tail(self._log_path(self._gen), end)
         for kind, payload in records:  # what was indexed and deleted since the commit, in order
             if kind == _INDEX:
-                head, _ = _unpack_index(payload, with_postings=False)
+                head, _ = unpack_index(payload, with_postings=False)
                 self._apply_index(head)
             else:
                 self._apply_delete(json.loads(bytes(payload))['ids'])
@@ -334,13 +277,13 @@ class SparseIndexer(Executor):
         """The next generation's arrays (committed postings and pending ones, those of dead
         rows dropped, grouped by term), which rows are live and which terms are still used."""
         records, _ = pending_log.read(self._log_path(self._gen))
-        pend: dict[str, list[np.ndarray]] = {name: [] for name in _POSTINGS}
+        pend: dict[str, list[np.ndarray]] = {name: [] for name in POSTINGS}
         for kind, payload in records:
             if kind == _INDEX:
-                _, cols = _unpack_index(payload, with_postings=True)
-                for name in _POSTINGS:
+                _, cols = unpack_index(payload, with_postings=True)
+                for name in POSTINGS:
                     pend[name].append(cols[name])
-        cols = {name: np.concatenate(parts) if parts else np.zeros(0, _POSTINGS[name])
+        cols = {name: np.concatenate(parts) if parts else np.zeros(0, POSTINGS[name])
                 for name, parts in pend.items()}
         del pend, records
         a = self._arrays
@@ -447,7 +390,7 @@ class SparseIndexer(Executor):
         # lead to it, until the request is sent again: its answer never went out.)
         stored = [Document(d, copy=True) if d.embedding is None else _without_embedding(d) for d in docs]
         self._dam.extend(stored)  # the stored copy needs no embedding: the index is the postings
-        pending_log.append(self._log_path(self._gen), _INDEX, _pack_index(head, cols))
+        pending_log.append(self._log_path(self._gen), _INDEX, pack_index(head, cols))
         self._apply_index(head)
         self._parents.stored(stored)
         self._dirty = True

@@ -1,6 +1,7 @@
-"""The pieces split out of ``runtime.flow`` (``control.post_args``, ``control.stop_signals``)
-and ``perf.bench_scaling`` (``perf.scaling_shards``): each imports on its own, the old names
-still work, and what moved behaves as it did inside the Flow."""
+"""The pieces split out of ``runtime.flow`` (``control.post_args``, ``control.stop_signals``,
+``flow_build``), ``perf.bench_scaling`` (``perf.scaling_shards``), the local transport
+(``payloads``), the JSON codec (``jsonarrays``) and the sparse indexer (``bm25``): each
+imports on its own, the old names still work, and what moved behaves as it did."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('module', ['runtime.control.post_args', 'runtime.control.stop_signals', 'runtime.flow',
+                                    'runtime.flow_build', 'runtime.transport.local.payloads',
+                                    'runtime.serving.jsonarrays', 'executors.bm25',
                                     'perf.scaling_shards', 'perf.bench_scaling'])
 def test_each_new_module_imports_first_in_a_fresh_interpreter(module):
     # Imported first, a module in an import cycle fails with "partially initialized module".
@@ -33,6 +36,12 @@ def test_old_names_still_import_from_where_they_were():
     from runtime.flow import STOP_SIGNALS as from_flow
     assert from_flow == STOP_SIGNALS == (signal.SIGTERM, signal.SIGHUP)
     assert MatIndexer.__module__ == 'perf.scaling_shards' and TOP_K == 10 and INDEX_SIZE['tiny'] == 2_000
+    from executors.sparse import bm25_scores
+    from runtime.serving.jsoncodec import MAX_DIM, WireError, decode_array, encode_array, json_kind
+    from runtime.transport.local.pool import LocalTransport
+    assert bm25_scores.__module__ == 'executors.bm25' and MAX_DIM == 2 ** 31 and json_kind([]) == 'a list'
+    assert decode_array(encode_array(__import__('numpy').arange(3.0), 'base64'), 'x').tolist() == [0.0, 1.0, 2.0]
+    assert issubclass(WireError, ValueError) and callable(LocalTransport.open_result)
 
 
 def _check(**given):

@@ -3,8 +3,8 @@
 One ROUTER socket in the parent talks to a DEALER in every process; one poll waits on it
 and on every process's pidfd together (as concurrent.futures' manager waits on results and
 worker sentinels), so a message and a death are seen by the same wake-up. Payloads are
-written once into the writer's shared-memory arena and mapped by every reader; the
-``SlotLedger`` decides when a slot is reused.
+written once into the writer's shared-memory arena and mapped by every reader
+(``SharedPayloads``, payloads.py); the ``SlotLedger`` decides when a slot is reused.
 
 Nothing the parent sends may block: a process that reads slowly gets its messages queued
 here (``_outbox``) until its pipe has room, while replies keep being read. A message that
@@ -30,19 +30,18 @@ import sys
 import tempfile
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import zmq
 
-from ...array import DocumentArray
 from ...errors import ExecutorError, ExecutorStartError, RemoteTraceback, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from . import protocol as P
 from . import zygote
-from .codec import decode, encode
-from .received import InputBuffers, buffer_refs
+from .payloads import SharedPayloads
+from .received import buffer_refs
 from .ledger import SlotLedger
 from .shm import Arena, Mapper, remove_arena, sweep
 
@@ -61,10 +60,6 @@ RECLAIM_S = 0.05
 #: At close, how long the error of an executor whose close() raised may take to arrive
 #: (it was sent before its process exited; the I/O threads may still be passing it on).
 CLOSE_ERROR_WAIT_S = 2.0
-#: Results whose arrays hold fewer bytes than this are copied out of shared memory for the
-#: callbacks rather than viewed: viewing them, pinning their slots and checking afterwards
-#: whether a callback kept one costs more than copying that much (a one-document query).
-COPY_RESULT_MAX = 32 * 1024
 
 
 class LocalWorker(Worker):
@@ -114,7 +109,7 @@ def _cleanup(prefix: str, ipc_dir: str, procs: list, sock: Any = None, ctx: Any 
         zygote.release(blocking=False)
 
 
-class LocalTransport(Transport):
+class LocalTransport(SharedPayloads, Transport):
     """Executor processes on this machine, ZeroMQ between them, arrays in shared memory.
 
     Parameters
@@ -476,77 +471,3 @@ class LocalTransport(Transport):
         for w in self._workers.values():
             if w.alive and w.ready:  # (one not ready yet has mapped nothing)
                 self._queue(w, P.forget(sorted(free)))
-
-    # -- payloads ------------------------------------------------------------------------------
-    def put(self, rid: int, docs: DocumentArray) -> tuple:
-        desc, meta, allocs = encode(docs, self._arena)
-        if allocs:
-            self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
-        return desc, meta
-
-    def count(self, payload: tuple) -> int:
-        return payload[0][0]
-
-    def combine(self, rid: int, payloads: list, merge: Callable[[list], DocumentArray]) -> tuple:
-        buffers, decoded = [], []
-        try:
-            for desc, meta in payloads:
-                b = InputBuffers(desc, self._mapper)
-                buffers.append(b)
-                decoded.append(decode(desc, meta, b))
-            merged = merge(decoded)
-            desc, meta, allocs = encode(merged, self._arena, _Ranges(buffers))
-        finally:
-            for b in buffers:  # (a merge may have written them; nothing here holds them now)
-                b.done(self._mapper, [])
-        if allocs:
-            self.ledger.written(rid, [(self._arena.name, s) for s in allocs])
-        return desc, meta
-
-    def open_result(self, rid: int, payload: tuple, copy: bool) -> tuple[DocumentArray, Any]:
-        """With ``copy=False`` the arrays are views of the shared memory (copies when they
-        hold under ``COPY_RESULT_MAX`` bytes): their slots stay pinned while the callbacks
-        run, and past that for as long as the caller keeps an array over them (the same
-        reference check as the workers')."""
-        desc, meta = payload
-        copy = copy or sum(ref[3] for ref in buffer_refs(desc)) < COPY_RESULT_MAX
-        buffers = InputBuffers(desc, self._mapper, copy=copy)
-        docs = decode(desc, meta, buffers)
-        if copy:
-            return docs, None
-        self.ledger.pin(None, [(ref[0], ref[1]) for ref in buffers.refs if ref[0] is not None])
-        return docs, buffers
-
-    def close_result(self, token: Any) -> None:
-        if token is not None:
-            kept = token.kept()
-            token.done(self._mapper, kept)  # (the callbacks may have written them)
-            self.ledger.keep_or_unpin(token.refs, token.views, set(kept))
-
-    def retire(self, rid: int) -> None:
-        self.ledger.retire(rid)
-
-
-class _Ranges:
-    """Several InputBuffers seen as one (their buffers one after the other), for naming
-    arrays that lie in any of them: what the encoder asks of the inputs of a request."""
-
-    def __init__(self, buffers: list) -> None:
-        self.buffers = buffers
-        self.ranges = [r for b in buffers for r in b.ranges]
-        self.views = [v for b in buffers for v in b.views]
-
-    def find(self, addr: int, nbytes: int):
-        for b in self.buffers:
-            ref = b.find(addr, nbytes)
-            if ref is not None:
-                return ref
-        return None
-
-    def unchanged(self, i: int) -> bool:
-        # (a merge that hands on one part as it came: a shard reduce returning docs_matrix[0])
-        for b in self.buffers:
-            if i < len(b.views):
-                return b.unchanged(i)
-            i -= len(b.views)
-        raise IndexError(i)
