@@ -14,11 +14,14 @@ documents *lazily*: a handler that only reads ``docs.embeddings`` never unpickle
 Document, and what it did not unpickle it passes on unchanged, without re-pickling. An
 array that already lies in a buffer of the request being answered (a matrix a handler only
 read, a blob it passed on) is named again instead of copied, so a stage that does not
-change the arrays moves none of their bytes. What a receiver holds (the views, the lazy
-documents) is in ``received``.
+change the arrays moves none of their bytes. Every document's array fields arrive as
+arrays of its own, even where the sender's documents shared one object (``_own_arrays``).
+What a receiver holds (the views, the lazy documents) is in ``received``.
 """
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 from itertools import repeat
 from operator import attrgetter, is_, is_not
@@ -53,6 +56,9 @@ _PACK = tuple(f.pack for f in TABLE)
 _DEFAULTS = DEFAULTS
 _EMBEDDING = INDEX['embedding']
 _ARRAY_COLUMNS = tuple(i for i, f in enumerate(TABLE) if f.kind == 'array')
+# Columns that hold Documents (chunks, matches): pickled object by object, see _dumps_own_arrays.
+_DOCS_COLUMNS = tuple(i for i, f in enumerate(TABLE) if f.kind == 'docs')
+_view = np.ndarray.view
 # One C-level call returns every field of a Document (in the order above).
 _fields = attrgetter(*SLOTS)
 
@@ -99,17 +105,104 @@ def _find_field(d: Document) -> str:
 
 def _dumps_unchecked(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
     if not doc_list or set(map(type, doc_list)) == {Document}:
-        return pickle.dumps(_pack(doc_list, without_embeddings), protocol=5, buffer_callback=buffer_callback)
+        packed = _pack(doc_list, without_embeddings)
+        cols = packed[1]
+        # (len first: the usual request, ids and a matrix, is one column and skips the rest)
+        if len(cols) > 1 and not cols.keys().isdisjoint(_DOCS_COLUMNS):
+            return _dumps_own_arrays(packed, buffer_callback)  # chunks or matches: Documents inside
+        return pickle.dumps(packed, protocol=5, buffer_callback=buffer_callback)
     # Subclasses keep their type through plain pickling of the objects.
     saved = [d._embedding for d in doc_list]
     if without_embeddings:
         for d in doc_list:
             d._embedding = None
     try:
-        return pickle.dumps(doc_list, protocol=5, buffer_callback=buffer_callback)
+        return _dumps_own_arrays(doc_list, buffer_callback)
     finally:
         for d, e in zip(doc_list, saved):
             d._embedding = e
+
+
+# Why array fields travel as new views of themselves: pickle's memo writes an object met a
+# second time as a reference to the first, so one ndarray set as the blob (or embedding) of
+# several documents (``for d in docs: d.blob = shared``), or of a document and its chunk,
+# would unpickle as one array in the next process, where an in-place change of one
+# document's blob would change all of them. Jina 2 gave every document its own arrays. A
+# new view is an object nothing else in the pickle references, over the same bytes: it is
+# pickled (and placed in the arena, or named in the inputs) as the array itself would be,
+# with its dtype, shape and strides; only the sharing is lost. Values in tags are left to
+# pickle's rules (an array twice in tags is one array after), as copy.deepcopy does; but
+# a tag value never aliases a blob or an embedding. The columnar matrix is not pickled, so
+# its rows (views already) cost nothing here.
+
+
+def _own_arrays(col: tuple) -> tuple:
+    """An array column (blobs or embeddings of every document) with each array replaced by
+    a new view of itself, so that pickle's memo cannot make two documents share one.
+
+    >>> a = np.ones(3)
+    >>> b, c = _own_arrays((a, a))
+    >>> b is c, np.shares_memory(b, a)
+    (False, True)
+    """
+    if all(map(is_not, col, repeat(None))):
+        return tuple(map(_view, col))  # (C-level: no Python call per document)
+    return tuple([None if a is None else _view(a) for a in col])
+
+
+def _compile_reduce_own_arrays() -> Any:
+    # Generated from the field table, as _plain_ids below: ``d.__reduce__()`` with each
+    # array field that is set replaced by a new view (see ``_own_arrays``). Written out
+    # field by field, it costs ~0.3 us a document with arrays over Document's own reduce,
+    # a loop over the columns twice that.
+    none = ' and '.join(f's[{i}] is None' for i in _ARRAY_COLUMNS)
+    views = ''.join(f'    if s[{i}] is not None:\n        s[{i}] = _view(s[{i}])\n' for i in _ARRAY_COLUMNS)
+    src = ('def _reduce_own_arrays(d):\n    rv = d.__reduce__()\n    s = rv[1][0]\n'
+           f'    if {none}:\n        return rv\n'
+           f'    s = list(s)\n{views}'
+           '    return rv[0], (tuple(s),)\n')
+    namespace: dict = {'_view': _view}
+    exec(src, namespace)  # noqa: S102 - our own source, from the field table
+    return namespace['_reduce_own_arrays']
+
+
+#: A Document's reduce (``(rebuild, (state,))``: only types that use Document's own get it,
+#: see _dispatch_table) with arrays of its own.
+_reduce_own_arrays = _compile_reduce_own_arrays()
+
+
+# copyreg's table plus ``_reduce_own_arrays`` for Document and each subclass that pickles
+# as it does, and what it was built from: remade when either changes.
+_DISPATCH: tuple[tuple, dict] = ((), {})
+
+
+def _dispatch_table() -> dict:
+    """The pickler's ``dispatch_table``: a dict that the C pickler reads directly, so that
+    every other object (arrays, scores) pickles at its usual cost, with no Python call."""
+    global _DISPATCH
+    types, todo = [Document], [Document]
+    while todo:
+        for sub in type.__subclasses__(todo.pop()):
+            if sub.__reduce__ is Document.__reduce__ and sub.__reduce_ex__ is Document.__reduce_ex__ \
+                    and sub not in copyreg.dispatch_table:
+                types.append(sub)
+            todo.append(sub)
+    key = (len(copyreg.dispatch_table), *types)
+    if _DISPATCH[0] != key:
+        table = dict(copyreg.dispatch_table)
+        table.update(dict.fromkeys(types, _reduce_own_arrays))
+        _DISPATCH = (key, table)
+    return _DISPATCH[1]
+
+
+def _dumps_own_arrays(obj: Any, buffer_callback) -> bytes:
+    """``pickle.dumps`` that gives every Document inside (a chunk, a match, a document of a
+    subclass) arrays of its own (see ``_own_arrays``)."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
+    pickler.dispatch_table = _dispatch_table()
+    pickler.dump(obj)
+    return out.getvalue()
 
 
 def _compile_plain_ids() -> Any:
@@ -156,6 +249,7 @@ def _pack(doc_list: list, without_embeddings: bool) -> tuple:
                 keep = (i != _EMBEDDING or not without_embeddings) and any(map(is_not, col, repeat(None)))
                 if keep:
                     _refuse_objects(doc_list, col, i)
+                    col = _own_arrays(col)
             else:
                 keep = col.count(None) != n
         elif test == 'empty':
