@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import numpy as np
@@ -167,3 +168,92 @@ def test_a_post_that_raised_is_profiled_too(caplog):
         with pytest.raises(ExecutorError):
             f.post('/', _docs(2))
     assert sum('profile of post' in r.message for r in caplog.records) == 1
+
+
+class WaitsForFile(Executor):
+    """Works until the file ``parameters['release']`` exists (the test's callback for the
+    request's failure creates it): its answer is sure to come after the request ended."""
+
+    @requests
+    def wait(self, docs, parameters, **kwargs):
+        path = parameters.get('release')
+        give_up = time.monotonic() + 30
+        while path and not os.path.exists(path) and time.monotonic() < give_up:
+            time.sleep(0.005)  # simulated work, until the test's handshake says stop
+
+
+class FailsIfAsked(Executor):
+    @requests
+    def maybe_fail(self, docs, parameters, **kwargs):
+        if parameters.get('fail'):
+            raise ValueError('bad input')
+
+
+def _late_hops(f):
+    return [h for r in f._profile.records for h in r.late]
+
+
+def test_work_on_a_request_that_timed_out_is_in_the_profile_marked_late(tmp_path):
+    release = str(tmp_path / 'release')
+    seen = []
+
+    def timed_out(resp):
+        seen.append(resp)
+        open(release, 'w').close()  # only now may the executor finish: its answer is late
+
+    trace = tmp_path / 'run.json'
+    with Flow(profile=str(trace)).add(name='slow', uses=WaitsForFile) as f:
+        f.post('/', _docs(2), parameters={'release': release}, timeout=0.1, on_error=timed_out)
+        assert 'timeout' in seen[0].status.description
+        # The next request goes to the same process, behind the late one: once it is back,
+        # the late answer has been booked.
+        f.post('/', _docs(3))
+        summary = f.profile_summary()
+        first = summary.executor('slow')
+        assert f._rt._requests == {}  # nothing left in the request table
+        late = _late_hops(f)
+        record = next(r for r in f._profile.records if not r.ok)
+    assert summary.requests == 2 and summary.failed == 1
+    assert first.requests == 2 and first.late == 1 and first.docs == 5
+    assert len(late) == 1 and late[0]['late'] is True and late[0]['docs_in'] == 2
+    assert late[0]['end'] > record.finished  # the work went on after the request ended
+    assert first.handler_ms['max'] >= 1e3 * (late[0]['end'] - late[0]['start']) - 1e-6
+    assert 0 < first.busy_pct <= 100
+    assert seen[0].routes == []  # what the callback got is unchanged: no hop came back in time
+    assert 'late' in str(summary)
+    slices = [e for e in json.loads(trace.read_text())['traceEvents'] if e['ph'] == 'X']
+    assert sorted(e['args'].get('late', False) for e in slices) == [False, True]
+
+
+def test_a_branch_still_running_when_the_other_failed_is_in_the_profile(tmp_path):
+    release = str(tmp_path / 'release')
+    seen = []
+
+    def failed(resp):
+        seen.append(resp)
+        open(release, 'w').close()
+
+    f = (Flow(profile=True).add(name='fails', uses=FailsIfAsked, needs='gateway')
+         .add(name='slow', uses=WaitsForFile, needs='gateway').add(name='join', uses=Sleeps, needs=['fails', 'slow']))
+    with f:
+        f.post('/', _docs(2), parameters={'release': release, 'fail': True}, on_error=failed)
+        assert 'bad input' in seen[0].status.description
+        f.post('/', _docs(1))  # behind the late branch on 'slow': back once that was booked
+        summary = f.profile_summary()
+        assert f._rt._requests == {}
+        late = _late_hops(f)
+    assert summary.requests == 2 and summary.failed == 1
+    assert summary.executor('slow').requests == 2 and summary.executor('slow').late == 1
+    assert summary.executor('fails').late == 0 and summary.executor('join').requests == 1
+    assert [h['executor'] for h in late] == ['slow'] and late[0]['late'] is True
+    assert [h['executor'] for h in seen[0].routes] == ['fails']  # the callback's Response: unchanged
+
+
+def test_without_profiling_late_answers_are_only_booked():
+    with Flow().add(name='fails', uses=FailsIfAsked, needs='gateway').add(
+            name='other', uses=Sleeps, needs='gateway').add(name='join', uses=Sleeps, needs=['fails', 'other']) as f:
+        errors = []
+        f.post('/', _docs(2), parameters={'fail': True, 'other': 0.05}, on_error=errors.append)
+        f.post('/', _docs(1))
+        assert f._rt._requests == {} and f._rt.profile is None
+    assert [h['executor'] for h in errors[0].routes] == ['fails']

@@ -8,6 +8,18 @@ memory, plus end-to-end docs/s and request latency p50 / p95 / p99. ``chrome_tra
 turns the same records into the trace event format that Perfetto and chrome://tracing
 open: one track per process, one slice per handler call, flow arrows along each request.
 
+Late answers count. A request that failed (its ``post(timeout=...)`` expired, or one branch
+of a ``needs=`` join raised) is delivered at once, while other executors may still be
+working on it; what they spent is real time, and exactly the time one profiles a slow
+executor for. So an answer that comes back after its request ended is added to that
+request's record (``_Record.late``, never to the ``Response.routes`` the callbacks got) with
+``'late': True`` in its hop: it counts in its executor's requests, documents, busy % and
+handler / queue times like any other, ``ExecutorStats.late`` (the table's ``late`` column)
+says how many of them came late, ``wall_s`` runs until the last of them, and its trace slice
+has ``late: true`` in its args. Request latency stays what the caller saw. Late answers are
+booked as the router reads them, that is while the Flow is posting: those still due when it
+closes are not seen.
+
 Example
 -------
 >>> with Flow(profile='run.json').add(uses=Encoder, replicas=2) as f:
@@ -35,7 +47,8 @@ class _Record:
     finished: float
     ndocs: int
     ok: bool
-    routes: list
+    routes: list  # the hops back in time (the Response's own list: never changed here)
+    late: list = field(default_factory=list)  # the hops back after the request had ended
 
 
 class ProfileRecorder:
@@ -50,8 +63,23 @@ class ProfileRecorder:
         return self.posts
 
     def add(self, rid: str, post: int, endpoint: str, submitted: float, finished: float, ndocs: int,
-            ok: bool, routes: list) -> None:
-        self.records.append(_Record(rid, post, endpoint, submitted, finished, ndocs, ok, routes))
+            ok: bool, routes: list) -> _Record:
+        """Book a request as its caller gets it; returns its record, for ``add_late``."""
+        record = _Record(rid, post, endpoint, submitted, finished, ndocs, ok, routes)
+        self.records.append(record)
+        return record
+
+    @staticmethod
+    def add_late(record: _Record, hop: dict) -> None:
+        """Book a hop (a dict as in ``Response.routes``) that came back after its request
+        had ended: it timed out, or failed in another branch, while this executor worked.
+
+        Example
+        -------
+        >>> recorder.add_late(record, {'executor': 'slow', ..., 'start': t0, 'end': t1})
+        """
+        hop['late'] = True
+        record.late.append(hop)
 
     def summary(self, post: int | None = None) -> 'ProfileSummary':
         """The summary of every request so far, or of one post (``post`` its number)."""
@@ -69,16 +97,17 @@ class ExecutorStats:
 
     executor: str
     process: str  # '' for the executor as a whole, else 'replica R shard S pid P'
-    requests: int
+    requests: int  # the hops it answered, late ones included
     docs: int
     busy_pct: float  # handler time / the run's wall time (per process; for an executor, of all its processes)
     handler_ms: dict  # p50, p95, max
     queue_ms: dict  # p50, p95: from ready to go to this executor until its handler started
     shm_bytes: int
+    late: int = 0  # of ``requests``, those answered after their request ended (see the module's doc)
 
     def row(self) -> list[str]:
         name = self.executor if not self.process else f'  {self.process}'
-        return [name, str(self.requests), str(self.docs), f'{self.busy_pct:.1f}',
+        return [name, str(self.requests), str(self.late), str(self.docs), f'{self.busy_pct:.1f}',
                 f'{self.handler_ms["p50"]:.3f}', f'{self.handler_ms["p95"]:.3f}', f'{self.handler_ms["max"]:.3f}',
                 f'{self.queue_ms["p50"]:.3f}', f'{self.queue_ms["p95"]:.3f}', _bytes(self.shm_bytes)]
 
@@ -99,7 +128,8 @@ class ProfileSummary:
     ----------
     requests, docs, failed : int
     wall_s : float
-        From the first request sent to the last one back.
+        From the first request sent to the last one back, or the last late answer back
+        (the executors worked until then).
     docs_per_s : float
     latency_ms : dict
         End-to-end request latency p50 / p95 / p99.
@@ -120,12 +150,14 @@ class ProfileSummary:
         if not records:
             return cls(latency_ms={'p50': float('nan'), 'p95': float('nan'), 'p99': float('nan')})
         t0 = min(r.submitted for r in records)
-        t1 = max(r.finished for r in records)
+        # (late answers extend the run: the executors worked until then, and a busy % over
+        # a shorter wall time could pass 100)
+        t1 = max(max([r.finished] + [h['returned'] for h in r.late]) for r in records)
         wall = max(t1 - t0, 1e-9)
         lat = [1e3 * (r.finished - r.submitted) for r in records]
         by_exec: dict[str, dict[tuple, list]] = {}
         for r in records:
-            for hop in r.routes:
+            for hop in (r.routes + r.late if r.late else r.routes):
                 key = (hop['replica'], hop['shard'], hop['pid'])
                 # (each executor counts the documents it was given, not the request's)
                 by_exec.setdefault(hop['executor'], {}).setdefault(key, []).append((hop, _docs_in(hop, r)))
@@ -152,7 +184,7 @@ class ProfileSummary:
             busy_pct=100 * sum(handler) / 1e3 / wall,
             handler_ms={'p50': _pct(handler, 50), 'p95': _pct(handler, 95), 'max': max(handler)},
             queue_ms={'p50': _pct(queue, 50), 'p95': _pct(queue, 95)},
-            shm_bytes=sum(h.get('shm_bytes', 0) for h, _ in hops))
+            shm_bytes=sum(h.get('shm_bytes', 0) for h, _ in hops), late=sum(h.get('late', False) for h, _ in hops))
 
     def to_dict(self) -> dict:
         """Every number, as plain Python (for JSON, plots, assertions)."""
@@ -170,7 +202,7 @@ class ProfileSummary:
 
     def table(self) -> str:
         """A fixed-width table, one row per executor (and per process when several)."""
-        head = ['executor', 'requests', 'docs', 'busy %', 'handler p50 ms', 'p95', 'max', 'queue p50 ms', 'p95',
+        head = ['executor', 'requests', 'late', 'docs', 'busy %', 'handler p50 ms', 'p95', 'max', 'queue p50 ms', 'p95',
                 'shm written']
         rows = [head] + [e.row() for e in self.executors]
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
@@ -180,6 +212,10 @@ class ProfileSummary:
         lines.append(f'{self.requests} requests ({self.failed} failed), {self.docs} docs in {self.wall_s:.3f} s: '
                      f'{self.docs_per_s:,.0f} docs/s; request latency p50 {lat["p50"]:.2f} ms, '
                      f'p95 {lat["p95"]:.2f} ms, p99 {lat["p99"]:.2f} ms')
+        late = sum(e.late for e in self.executors if not e.process)
+        if late:
+            lines.append(f'{late} executor answer{"s" * (late != 1)} came late, after the request had timed out '
+                         f'or failed in another branch: counted above, as the executors spent that time')
         return '\n'.join(lines)
 
     __str__ = table
@@ -221,14 +257,14 @@ def chrome_trace(records: list[_Record], parent_pid: int | None = None) -> dict:
                        'args': {'request_id': r.rid, 'docs': r.ndocs, 'ok': r.ok}})
         events.append({'ph': 'e', 'cat': 'request', 'name': f'request {r.endpoint}', 'id': r.rid,
                        'pid': parent_pid, 'tid': 0, 'ts': us(r.finished)})
-        hops = r.routes
+        hops = r.routes + r.late if r.late else r.routes
         for i, h in enumerate(hops):
             pid = track(h)
             events.append({'ph': 'X', 'cat': 'handler', 'name': h['executor'], 'pid': pid, 'tid': 0,
                            'ts': us(h['start']), 'dur': max(0.001, round((h['end'] - h['start']) * 1e6, 3)),
                            'args': {'request_id': r.rid, 'docs': _docs_in(h, r), 'endpoint': r.endpoint,
                                     'queue_ms': round(1e3 * max(0.0, h['start'] - h['ready']), 3),
-                                    'shm_bytes': h.get('shm_bytes', 0)}})
+                                    'shm_bytes': h.get('shm_bytes', 0), 'late': h.get('late', False)}})
             src = _fed_by(hops, h)
             if src is not None:  # an arrow from the hop whose answer made this one ready
                 flow_id = f'{r.rid}/{i}'

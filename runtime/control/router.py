@@ -48,7 +48,7 @@ MAX_PLANS = 256
 
 class _Request:
     __slots__ = ('rid', 'post', 'index', 'ndocs', 'results', 'truths', 'routes', 'at', 'parts', 'shard_parts', 'done',
-                 'last', 'retries', 'deadline', 'submitted', 'forks')
+                 'last', 'retries', 'deadline', 'submitted', 'forks', 'record')
 
     def __init__(self, rid: int, post: 'Post', index: int, ndocs: int) -> None:
         self.rid, self.post, self.index, self.ndocs = rid, post, index, ndocs
@@ -65,6 +65,7 @@ class _Request:
         self.deadline = post.timeout and time.monotonic() + post.timeout
         self.submitted = time.time()
         self.forks: dict = {}  # split node -> the payload it sent down its branches
+        self.record: Any = None  # its profile record once finished, while profiling (for late answers)
 
 
 class Router:
@@ -375,7 +376,8 @@ class Router:
 
     def _settle(self, w: Worker, rid: int, times: tuple, moved: int, docs_out: int | None,
                 keep_input: bool = False) -> _Request | None:
-        """Book an answer from ``w``; returns the request while it is still going."""
+        """Book an answer from ``w``; returns the request while it is still going. One to a request
+        delivered already (timed out, failed in another branch) is profiled as late, if at all."""
         w.outstanding -= 1
         req = self._requests.get(rid)
         if req is None:  # cannot happen while the tables are right; never leak a buffer
@@ -384,15 +386,19 @@ class Router:
         node, payload, ready, dispatched, _ = req.at.pop(w)
         if keep_input:
             req.last = payload
-        if req.done or req.post.abandoned:
-            self._drop(req)
-            return None
+        late = req.done or req.post.abandoned  # (answers in time pay no profiling check)
+        if late and (self.profile is None or req.record is None):  # (no record: abandoned unfinished)
+            return self._drop(req)
         # Wall times (time.time()) of one hop: ready to go to this executor, sent to it,
         # received there, handler start and end, sent back, back in the router.
-        req.routes.append({'executor': w.dep.name, 'replica': w.replica, 'shard': w.shard, 'pid': w.pid,
-                           'node': w.node, 'ready': ready, 'dispatched': dispatched, 'received': times[0],
-                           'start': times[1], 'end': times[2], 'sent': times[3], 'returned': time.time(),
-                           'shm_bytes': moved, 'docs_in': self.transport.count(payload), 'docs_out': docs_out})
+        hop = {'executor': w.dep.name, 'replica': w.replica, 'shard': w.shard, 'pid': w.pid, 'node': w.node,
+               'ready': ready, 'dispatched': dispatched, 'received': times[0], 'start': times[1], 'end': times[2],
+               'sent': times[3], 'returned': time.time(), 'shm_bytes': moved, 'docs_in': self.transport.count(payload),
+               'docs_out': docs_out}
+        if late:  # to the profile only: the Response the callbacks got keeps its routes
+            self.profile.add_late(req.record, hop)
+            return self._drop(req)
+        req.routes.append(hop)
         return req
 
     def _done_at(self, req: _Request, w: Worker, payload: Any) -> None:
@@ -481,8 +487,8 @@ class Router:
         resp = post.response(req.rid, docs, status, req.routes, req.index, req.results, req.truths)  # (lazily)
         if self.profile is not None:
             # (the documents posted: what the run handled, as the progress bar counts them)
-            self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(), req.ndocs,
-                             error is None, req.routes)
+            req.record = self.profile.add(resp.request_id, post.number, post.endpoint, req.submitted, time.time(),
+                                          req.ndocs, error is None, req.routes)
         del docs
         # Delivered once the event that finished it is fully handled (see _deliver): a
         # callback that raises must not cut short the router's own bookkeeping.
