@@ -10,11 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
+import shutil
 import stat
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -473,3 +476,130 @@ def test_a_missing_store_file_is_named_without_sending_the_user_to_repair(tmp_pa
     with pytest.raises(CorruptStoreError, match='put the missing file back') as info:
         DocumentArrayMemmap(path)
     assert 'repair() cannot rebuild it' in str(info.value)
+
+
+# -- a record file cut short: a synced index snapshot tells it from a torn tail ----------------
+def _cut_store(path, sync: str) -> list[int]:
+    """20 documents appended one at a time (``sizes[k]``: the record file's size after k of
+    them), then the snapshot written as ``sync`` says; the store is closed."""
+    sizes = [0]
+    with DocumentArrayMemmap(path) as dam:
+        for i in range(20):
+            dam.append(Document(id=f'd{i}', text=f'text {i}', embedding=np.full(4, i, np.float32)))
+            sizes.append(os.path.getsize(os.path.join(path, 'records.0.bin')))
+        if sync == 'flush(sync=True)':
+            dam.flush(sync=True)
+        elif sync == 'flush() then flush(sync=True)':  # nothing new to snapshot: synced anyway
+            dam.flush()
+            dam.flush(sync=True)
+        elif sync == 'flush()':
+            dam.flush()
+        elif sync == 'synced, then appended and flush()':  # the newer, unsynced snapshot counts
+            dam.flush(sync=True)
+            dam.append(Document(id='d20', text='text 20', embedding=np.full(4, 20, np.float32)))
+            sizes.append(os.path.getsize(os.path.join(path, 'records.0.bin')))
+            dam.flush()
+    return sizes
+
+
+def _texts(path) -> list[str]:
+    with DocumentArrayMemmap(path) as dam:
+        return [d.text for d in dam]
+
+
+@pytest.mark.parametrize('sync', ['flush(sync=True)', 'flush() then flush(sync=True)'])
+@pytest.mark.parametrize('mid_record', [True, False])
+def test_a_records_file_cut_below_a_synced_snapshot_is_an_error_not_a_torn_tail(tmp_path, sync, mid_record):
+    path = tmp_path / 'dam'
+    sizes = _cut_store(path, sync)
+    records = str(path / 'records.0.bin')
+    cut = sizes[17] + 5 if mid_record else sizes[17]  # d17, d18 and d19 are cut off
+    os.truncate(records, cut)
+    for _ in range(2):  # and the failed open cut nothing more
+        with pytest.raises(CorruptStoreError) as err:
+            DocumentArrayMemmap(path)
+        assert err.value.file == records and err.value.offset == cut
+        msg = str(err.value)
+        assert f'{cut} bytes long' in msg and f'covers {sizes[20]} bytes' in msg, msg
+        assert '3 of the 20 documents' in msg and "'d17'" in msg, msg
+        assert 'restore the file' in msg and 'repair(' in msg, msg
+        assert os.path.getsize(records) == cut
+    where = DocumentArrayMemmap.repair(path)  # the documented way to keep what is left
+    assert where is not None
+    report = json.loads(open(os.path.join(where, 'report.json')).read())['dropped']
+    cut_entry = [r for r in report if r.get('ids')]
+    assert cut_entry and cut_entry[0]['ids'] == ['d17', 'd18', 'd19'] and cut_entry[0]['file'] == records
+    with DocumentArrayMemmap(path, verify=True) as dam:
+        assert [d.id for d in dam] == [f'd{i}' for i in range(17)]
+        assert int(dam['d16'].embedding[0]) == 16
+        dam.append(Document(id='after'))
+    assert _texts(path)[-1] is None and len(_texts(path)) == 18
+
+
+@pytest.mark.parametrize('sync', ['flush()', 'synced, then appended and flush()'])
+def test_a_records_file_cut_below_an_unsynced_snapshot_replays_as_after_a_power_loss(tmp_path, caplog, sync):
+    # flush(sync=False) and a power loss legitimately leave a snapshot covering more than
+    # survived: what is left opens, and only what was cut is lost.
+    path = tmp_path / 'dam'
+    sizes = _cut_store(path, sync)
+    os.truncate(path / 'records.0.bin', sizes[-2] + 5)  # the last document is cut off
+    whole = len(sizes) - 2
+    assert _texts(path) == [f'text {i}' for i in range(whole)]
+    assert 'ignoring the index snapshot' in caplog.text and 'unsynced flush' in caplog.text
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='after', text='after'))  # the writer drops the torn tail first
+    assert _texts(path) == [f'text {i}' for i in range(whole)] + ['after']
+
+
+def test_a_crash_mid_append_after_a_synced_snapshot_still_recovers(tmp_path):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}') for i in range(10))
+        dam.flush(sync=True)
+        covered = os.path.getsize(path / 'records.0.bin')
+        dam.append(Document(id='d10', text='text 10'))
+        dam.append(Document(id='d11', text='text 11'))
+        crash = shutil.copytree(path, tmp_path / 'crash')  # before any flush: the synced snapshot
+    size = os.path.getsize(crash / 'records.0.bin')
+    for cut, whole in ((size - 1, 11), (covered + 3, 10), (covered, 10)):  # torn after what it covers
+        os.truncate(crash / 'records.0.bin', cut)
+        assert _texts(crash) == [f'text {i}' for i in range(whole)]
+    with DocumentArrayMemmap(crash) as dam:
+        dam.append(Document(id='after', text='after'))
+    assert _texts(crash) == [f'text {i}' for i in range(10)] + ['after']
+
+
+def _strip_synced_flag(snapshot) -> None:
+    # Rewrite a snapshot as a version from before the ``synced`` key wrote it.
+    from runtime.store import index
+    raw = open(snapshot, 'rb').read()
+    head = len(index._MAGIC) + index._FRAME.size
+    body = pickle.loads(raw[head:])
+    assert body.pop('synced') is True
+    body = pickle.dumps(body, protocol=5)
+    with open(snapshot, 'wb') as fp:
+        fp.write(index._MAGIC + index._FRAME.pack(zlib.crc32(body), len(body)) + body)
+
+
+def test_a_snapshot_from_before_the_synced_flag_opens_and_counts_as_unsynced(tmp_path, caplog):
+    path = tmp_path / 'dam'
+    sizes = _cut_store(path, 'flush(sync=True)')
+    _strip_synced_flag(path / 'index.0.pkl')
+    assert _texts(path) == [f'text {i}' for i in range(20)]
+    assert 'ignoring the index snapshot' not in caplog.text  # it was used, not replayed past
+    os.truncate(path / 'records.0.bin', sizes[17] + 5)
+    assert _texts(path) == [f'text {i}' for i in range(17)]  # as before the flag: a torn tail
+
+
+def test_the_snapshot_a_prune_writes_is_synced(tmp_path):
+    # A prune fsyncs the new generation's records before its snapshot: a cut is caught there too.
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}') for i in range(10))
+        del dam['d0']
+        dam.prune()
+    records = path / 'records.1.bin'
+    os.truncate(records, os.path.getsize(records) - 5)
+    with pytest.raises(CorruptStoreError, match='1 of the 9 documents') as err:
+        DocumentArrayMemmap(path)
+    assert err.value.file == str(records)

@@ -4,6 +4,16 @@ order) and its snapshot file ``index.<g>.pkl``.
 The snapshot is a cache: opening loads it and replays only the records after it. A snapshot
 that fails its checksum, or does not match the record file, is ignored with a warning and
 the whole log is replayed instead: no document is lost or changed by a damaged snapshot.
+
+One mismatch is evidence, not staleness: a *synced* snapshot (``synced`` True: written, and
+fsynced, after the records it covers were fsynced) that covers more bytes than the record
+file holds. No crash can leave that (fsynced bytes survive a power loss), so the file was
+cut short afterwards (a copy that ran out of space, an interrupted rsync, a ``truncate``):
+documents that were durably written are gone, and opening raises CorruptStoreError instead
+of replaying what is left as if the end were a torn tail. An unsynced snapshot covering more
+than exists is what ``flush(sync=False)`` and a power loss legitimately leave: ignored as
+before. Snapshots written before ``synced`` existed lack the key and count as unsynced (the
+key is additive, so meta.json's version is unchanged and older code reads new snapshots).
 """
 from __future__ import annotations
 
@@ -12,11 +22,15 @@ import pickle
 import struct
 import zlib
 from array import array
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import CorruptStoreError
 from .format import FORMAT
+
+if TYPE_CHECKING:
+    from .log import RecordLog
 
 __all__ = ['Index', 'load_snapshot', 'snapshot_bytes']
 
@@ -160,44 +174,102 @@ class Index:
 
 
 def snapshot_bytes(gen: int, covered: int, tail_crc: int, next_row: int,
-                   columns: tuple[list, array, array, array]) -> bytes:
-    """The content of ``index.<g>.pkl``: a checksummed frame around a pickle."""
+                   columns: tuple[list, array, array, array], synced: bool = False) -> bytes:
+    """The content of ``index.<g>.pkl``: a checksummed frame around a pickle. Pass
+    ``synced=True`` only when the ``covered`` bytes of the record file were fsynced before
+    and the snapshot will be fsynced too: it turns a record file shorter than ``covered``
+    into an error (see the module docstring).
+
+    Examples
+    --------
+    >>> blob = snapshot_bytes(0, 0, 0, 0, ([], array('q'), array('q'), array('q')), synced=True)
+    >>> blob.startswith(b'SHMFLOW-DAM-INDEX')
+    True
+    """
     ids, off, length, rows = columns
     body = pickle.dumps({'format': FORMAT, 'generation': gen, 'covered': covered, 'tail_crc': tail_crc,
-                         'next_row': next_row, 'ids': ids, 'offsets': off.tobytes(),
+                         'synced': synced, 'next_row': next_row, 'ids': ids, 'offsets': off.tobytes(),
                          'lengths': length.tobytes(), 'rows': rows.tobytes()}, protocol=5)
     return _MAGIC + _FRAME.pack(zlib.crc32(body), len(body)) + body
 
 
-def load_snapshot(raw: bytes, where: str, gen: int, size: int, tail_crc: Callable[[int], int]) -> tuple | None:
-    """(index, covered bytes) from a snapshot's bytes, or None (with a warning) when it is
-    damaged or stale; ``size`` is the record file's and ``tail_crc(n)`` the crc of the 4 KiB
-    before byte ``n`` of it."""
+def _parse(raw: bytes, gen: int) -> dict:
+    """The fields of a snapshot of generation ``gen``, the columns as arrays; ValueError
+    when it is damaged or of another generation."""
     n = len(_MAGIC) + _FRAME.size
+    if raw[:len(_MAGIC)] != _MAGIC:
+        raise ValueError('not an index snapshot')
+    crc, length = _FRAME.unpack_from(raw, len(_MAGIC))
+    body = memoryview(raw)[n:]
+    if length != len(body) or zlib.crc32(body) != crc:
+        raise ValueError('checksum mismatch')
+    # The crc only tells damage from intact bytes; it does not prove who wrote them. The
+    # store trusts its folder (0700, files 0600), as the records, which are pickles too.
+    idx = pickle.loads(body)
+    covered, ids = idx['covered'], idx['ids']
+    for key in ('offsets', 'lengths', 'rows'):
+        idx[key] = array('q', idx[key])
+    if not (idx['format'] == FORMAT and idx['generation'] == gen and type(covered) is int and covered >= 0
+            and len(ids) == len(idx['offsets']) == len(idx['lengths']) == len(idx['rows'])):
+        raise ValueError('does not match the record file')
+    return idx
+
+
+def _cut_short(idx: dict, where: str, log: 'RecordLog', size: int) -> tuple[CorruptStoreError, list[str]]:
+    """The error for a record file of ``size`` bytes that a synced snapshot proves was cut,
+    and the ids of the documents whose latest record was cut off."""
+    ends = to_numpy(idx['offsets']) + to_numpy(idx['lengths'])
+    lost = [idx['ids'][s] for s in np.flatnonzero(ends > size).tolist()]
+    some = ', '.join(repr(i) for i in lost[:3]) + (', ...' if len(lost) > 3 else '')
+    problem = (f'the file is {size} bytes long, but the index snapshot {where}, written after the records it '
+               f'covers were synced to disk, covers {idx["covered"]} bytes of it: the file was cut short '
+               f'after it was written (a copy that ran out of space, an interrupted rsync, a truncate), which '
+               f'no crash leaves; the records of {len(lost)} of the {len(idx["ids"])} documents it lists '
+               f'are past the end' + (f' ({some})' if lost else ''))
+    return CorruptStoreError(log.path, size, problem,
+                             f'restore the file (it should be at least {idx["covered"]} bytes) from a backup or '
+                             f'the source of the copy and open it again, or call DocumentArrayMemmap.repair('
+                             f'<directory>) to keep the documents that are left (its dropped-<n>/report.json '
+                             f'lists the ids that are not)'), lost
+
+
+def load_snapshot(raw: bytes, where: str, gen: int, log: 'RecordLog', salvage: list | None = None) -> tuple | None:
+    """(index, covered bytes, whether it is synced) from the bytes ``raw`` of the snapshot
+    ``where`` of ``log``, or None (with a warning) when it is damaged or stale.
+
+    A synced snapshot that covers more than ``log`` holds raises CorruptStoreError; with a
+    ``salvage`` list (``repair``, which replays the whole log) ``('cut', (error, ids of the
+    documents cut off))`` is appended to it instead, and None is returned whatever the
+    snapshot holds.
+    """
     try:
-        if raw[:len(_MAGIC)] != _MAGIC:
-            raise ValueError('not an index snapshot')
-        crc, length = _FRAME.unpack_from(raw, len(_MAGIC))
-        body = memoryview(raw)[n:]
-        if length != len(body) or zlib.crc32(body) != crc:
-            raise ValueError('checksum mismatch')
-        # The crc only tells damage from intact bytes; it does not prove who wrote them. The
-        # store trusts its folder (0700, files 0600), as the records, which are pickles too.
-        idx = pickle.loads(body)
-        covered, ids = idx['covered'], idx['ids']
-        off, length, row = array('q', idx['offsets']), array('q', idx['lengths']), array('q', idx['rows'])
-        if not (idx['format'] == FORMAT and idx['generation'] == gen and type(covered) is int
-                and 0 <= covered <= size and len(ids) == len(off) == len(length) == len(row)):
-            raise ValueError('does not match the record file')
-        if idx['tail_crc'] != tail_crc(covered):
+        idx = _parse(raw, gen)
+        covered = idx['covered']
+        size = log.size()  # after ``raw`` was read: a writer only appends before it snapshots
+        if covered > size:
+            if idx.get('synced') is True:  # (absent in snapshots from before the flag: unsynced)
+                cut, lost = _cut_short(idx, where, log, size)
+                if salvage is None:
+                    raise cut
+                salvage.append(('cut', (cut, lost)))
+                return None
+            raise ValueError(f'it covers {covered} bytes but the record file holds {size}, which a power '
+                             f'loss after an unsynced flush leaves')
+        if salvage is not None:
+            return None
+        if idx['tail_crc'] != log.tail_crc(covered):
             raise ValueError('the record file was changed since')
+    except CorruptStoreError:
+        raise
     except Exception as exc:
-        logger.warning('%s: ignoring the index snapshot (%s); replaying the record log', where, exc)
+        if salvage is None:
+            logger.warning('%s: ignoring the index snapshot (%s); replaying the record log', where, exc)
         return None
     ix = Index()
-    ix.ids, ix.off, ix.len, ix.row = ids, off, length, row
+    ids = idx['ids']
+    ix.ids, ix.off, ix.len, ix.row = ids, idx['offsets'], idx['lengths'], idx['rows']
     ix.alive = bytearray(b'\x01') * len(ids)
     ix.map = dict(zip(ids, range(len(ids))))
     ix.next_row = int(idx['next_row'])
     ix.dense = None
-    return ix, covered
+    return ix, covered, idx.get('synced') is True

@@ -90,7 +90,7 @@ def switch_generation(store: Store, keep: bool) -> None:
         os.fsync(fd)  # the old generation is deleted after the switch: the new one must be on disk
         log = RecordLog(files[0], writable=False)
         try:
-            blob = snapshot_bytes(g, pos, log.tail_crc(pos), k, (ids, off, length, rows))
+            blob = snapshot_bytes(g, pos, log.tail_crc(pos), k, (ids, off, length, rows), synced=True)
         finally:
             log.close()
         atomic_write(files[2], blob, sync=True)
@@ -259,6 +259,11 @@ def _keep_copies(store: Store, salvage: list, dropped: list) -> str:
             report.append({'file': store.log.path, 'offset': lo, 'length': hi - lo,
                            'what': 'damaged or torn records', 'copy': 'records.bin', 'copy_offset': len(recs)})
             recs += os.pread(store.log.fd, hi - lo, lo)
+        elif kind == 'cut':  # the bytes are gone: only which documents they held can be told
+            exc, lost = what
+            report.append({'file': exc.file, 'offset': exc.offset, 'what': exc.problem, 'copy': None,
+                           'ids': lost, 'note': 'these documents are gone, or back at an earlier version '
+                                                'where one is left before the cut'})
         elif kind == 'meta':
             report.append({'file': what.file, 'offset': 0, 'what': str(what), 'copy': 'meta.json'})
             with open(os.path.join(store.path, META), 'rb') as fp:

@@ -180,26 +180,27 @@ class Store:
             raise RuntimeError(f'{self.path} changed generation 20 times while being opened')
         self.close_files()
         self.log, self.emb, self.gen, self.layout = log, emb, gen, layout
-        self.ix, self.end, self.index_covered = Index(), 0, None
-        if salvage is None:
-            self._load_index()
+        # index_synced: whether the snapshot on disk is marked synced (see flush).
+        self.ix, self.end, self.index_covered, self.index_synced = Index(), 0, None, False
+        self._load_index(salvage)
         self.replay(self.end, salvage)
         self.version += 1
         self.remove_stale(newer_too=writable)
 
-    def _load_index(self) -> None:
+    def _load_index(self, salvage: list | None) -> None:
         # index_covered: what the snapshot on disk covers; None: no snapshot, -1: unusable.
+        # (With ``salvage`` the log is replayed whole: the snapshot only tells of a cut file.)
         where = self.file('index')
         try:
             with open(where, 'rb') as fp:
                 raw = fp.read()
         except FileNotFoundError:
             return
-        got = load_snapshot(raw, where, self.gen, self.log.size(), self.log.tail_crc)
+        got = load_snapshot(raw, where, self.gen, self.log, salvage)
         if got is None:
-            self.index_covered = -1
+            self.index_covered = None if salvage is not None else -1
             return
-        self.ix, covered = got
+        self.ix, covered, self.index_synced = got
         self.end = self.index_covered = covered
 
     def replay(self, start: int, salvage: list | None = None) -> None:
@@ -473,12 +474,13 @@ class Store:
             if self.emb is not None and self.emb.mm is not None:
                 self.emb.mm.flush()
             os.fsync(self.log.fd)
-        if self.index_covered == self.end:
+        if self.index_covered == self.end and (self.index_synced or not sync):
             return
+        # Synced only when its records were fsynced above: a shorter file is then cut (see .index).
         blob = snapshot_bytes(self.gen, self.end, self.log.tail_crc(self.end), self.ix.next_row,
-                              self.ix.live_columns())
+                              self.ix.live_columns(), synced=sync)
         atomic_write(self.file('index'), blob, sync)
-        self.index_covered = self.end
+        self.index_covered, self.index_synced = self.end, sync
 
     def close(self) -> None:
         if self.closed:
