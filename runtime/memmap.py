@@ -402,9 +402,11 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
     @_ClassOrInstance
     def repair(path: str | os.PathLike) -> str | None:
         """Drop what is damaged and keep the rest: records that fail their checksum (and a
-        torn tail), documents whose embedding row fails its checksum. Everything dropped is
-        copied into ``<path>/dropped-<n>/`` first (``records.bin``, ``embeddings.bin`` and
-        ``report.json`` with each piece's file, offset and, where known, document id).
+        torn tail), documents whose embedding row fails its checksum, and a records file cut
+        short below a synced ``flush(sync=True)`` (opening raises CorruptStoreError for it).
+        Everything dropped is copied into ``<path>/dropped-<n>/`` first (``records.bin``,
+        ``embeddings.bin`` and ``report.json`` with each piece's file, offset and, where
+        known, document id; for a cut file, the ids of the documents whose records are gone).
 
         Call it on the class with the directory (``DocumentArrayMemmap.repair(path)``, also
         when opening fails) or on an open array (``dam.repair()``). Holds the writer lock from
@@ -430,7 +432,9 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         Documents are on disk (in the OS page cache) as soon as they are appended, so they
         survive the process being killed with or without ``flush``; ``sync=True`` also
         fsyncs the records, the embedding matrix and the index, for an OS crash or power
-        loss. A reader's flush does nothing.
+        loss, and marks the index synced: a records file later found shorter than it covers
+        (cut by a copy or a truncate) then raises CorruptStoreError on opening instead of
+        losing the cut documents silently. A reader's flush does nothing.
 
         Parameters
         ----------
