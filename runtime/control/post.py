@@ -26,7 +26,7 @@ from .progress import Progress
 from .router import POLL_S, Router
 from .topology import Plan
 
-__all__ = ['Post']
+__all__ = ['Post', 'run_callback']
 
 logger = logging.getLogger('runtime')
 
@@ -61,7 +61,8 @@ class Post:
     timeout : float or None
         Seconds a request may take.
     continue_on_error : bool
-        Without ``on_error``: log failed requests and go on instead of raising at the end.
+        Without ``on_error``: log failed requests and go on instead of raising at the end;
+        and an exception a callback raises is logged, not raised (see ``run_callback``).
     number : int
         Which post of the Flow this is (for profiles).
     id_prefix : str
@@ -113,7 +114,9 @@ class Post:
     def run(self, batches: Iterator[tuple], read_ahead: bool = False) -> list | None:
         """Send every batch (documents, groundtruths or None), keeping at most ``window``
         in flight; returns the Responses if ``return_results``. Raises the first error when
-        no ``on_error`` handles it, once the requests already in flight have settled.
+        no ``on_error`` handles it, once the requests already in flight have settled; an
+        error reading or encoding the input likewise stops the reading and is raised once
+        the requests already sent have settled (their callbacks ran).
 
         ``read_ahead``: ``batches`` may be read before the window has room (they run none
         of the caller's code: see ``inputs.runs_no_user_code``)."""
@@ -121,6 +124,7 @@ class Post:
         wait_s = POLL_S if self.timeout is None else min(POLL_S, self.timeout / 4)
         index = 0
         exhausted = False
+        input_error: Exception | None = None
         # Encoding a request costs the router's process more than anything else it does
         # for it, and while the window is full that process often only waits for replies.
         # So it encodes the next requests then (at most AHEAD), and when the window opens
@@ -139,8 +143,12 @@ class Post:
                     self._check_open()  # (reading the input ran the caller's code: it may have blocked)
                     item = ahead[0]
                     if isinstance(item, BaseException):
-                        ahead.popleft()
-                        raise item
+                        # Raised once the requests already sent have settled, as a failed
+                        # request's error is: a caller that records progress in on_done
+                        # must learn what reached the executors before the input broke.
+                        input_error, exhausted = item, True
+                        self._discard(ahead)
+                        break
                     router.submit(self, item[0], index, item[1])
                     ahead.popleft()
                     index += 1
@@ -153,15 +161,21 @@ class Post:
                 if self.timeout is not None:
                     router.expire(self)
                 self._check_open()
-        except BaseException:
+        except BaseException as exc:
+            # Ctrl-C, close() or a raising callback stops the post at once, settled or not.
             self.abandoned = True
+            if input_error is not None and exc.__context__ is None:
+                exc.__context__ = input_error  # (shown with it: the input broke first)
             raise
         finally:
-            for item in ahead:
-                if isinstance(item, tuple):
-                    router.discard(item[0])
+            self._discard(ahead)
             if self.progress is not None:
                 self.progress.close()
+        if input_error is not None:
+            if self.error is not None:  # failed while settling: only one error can be raised
+                logger.error('a request of post %d failed while the requests sent before its input raised '
+                             'settled (the input\'s error is raised, not this one): %s', self.number, self.error)
+            raise input_error
         if self.error is not None:
             raise self.error
         if self.results is not None and self.in_order:
@@ -174,6 +188,13 @@ class Post:
             raise FlowNotStartedError(f'{self.router.closing} while this post was running (from another thread: '
                                       f'Ctrl-C, SIGTERM, the gateway shutting down); the requests still in '
                                       f'flight were abandoned')
+
+    def _discard(self, ahead: collections.deque) -> None:
+        """Free the requests encoded ahead and not submitted (whatever ends the reading)."""
+        while ahead:
+            item = ahead.popleft()
+            if isinstance(item, tuple):
+                self.router.discard(item[0])
 
     def _room(self) -> bool:
         """True while fewer than ``window`` requests are submitted and not yet delivered.
@@ -212,17 +233,37 @@ class Post:
         failed = resp.status.code == Status.ERROR
         if self.progress is not None:
             self.progress.update(ndocs, failed, len(resp.docs))
+        keep_going = self.continue_on_error
         if failed:
             if self.on_error is not None:
-                self.on_error(resp)
-            elif self.continue_on_error:
+                run_callback(self.on_error, 'on_error', resp, keep_going)
+            elif keep_going:
                 logger.error('request %s failed: %s', resp.request_id, resp.status.description)
             elif self.error is None:
                 self.error = resp.status.error
         elif self.on_done is not None:
-            self.on_done(resp)
+            run_callback(self.on_done, 'on_done', resp, keep_going)
         if self.on_always is not None:
-            self.on_always(resp)
+            run_callback(self.on_always, 'on_always', resp, keep_going)
         if self.results is not None:
             self.results.append(resp)
 
+
+def run_callback(callback: Callable, name: str, resp: Response, keep_going: bool) -> None:
+    """Call ``callback(resp)``; with ``keep_going`` (a post's ``continue_on_error``) an
+    Exception it raises is logged (logger 'runtime', ERROR, with its traceback) instead of
+    stopping the post, as Jina 2's ``continue_on_error`` did. Anything else (Ctrl-C,
+    SystemExit) always propagates. ``name`` says which callback it is, in the log.
+
+    Example
+    -------
+    >>> run_callback(print, 'on_done', resp, keep_going=True)  # doctest: +SKIP
+    """
+    if not keep_going:
+        callback(resp)
+        return
+    try:
+        callback(resp)
+    except Exception:  # noqa: BLE001 - what continue_on_error asks for
+        logger.error('%s raised for request %s (continue_on_error=True: logged, the post goes on)', name,
+                     resp.request_id, exc_info=True)

@@ -20,6 +20,7 @@ from functools import partialmethod
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ..control.inputs import batches
+from ..control.post import run_callback
 from ..control.post_args import (check_callbacks, check_extra, check_on, check_parameters, check_prefetch,
                                  check_request_size, check_target_executor, check_timeout)
 from ..errors import ExecutorError
@@ -131,23 +132,24 @@ def unreachable(url: str, exc: BaseException) -> ConnectionError:
 def settle(resp: Response, on_done: Callable | None, on_error: Callable | None, on_always: Callable | None,
            continue_on_error: bool) -> BaseException | None:
     """Run the callbacks of one response as ``Flow.post`` does; returns the error to raise
-    at the end when the request failed and nobody handles it.
+    at the end when the request failed and nobody handles it. With ``continue_on_error``
+    a callback that raises is logged and the post goes on (``run_callback``).
 
     >>> error = settle(resp, on_done=print, on_error=None, on_always=None, continue_on_error=False)  # doctest: +SKIP
     """
     error = None
     if resp.is_error:
         if on_error is not None:
-            on_error(resp)
+            run_callback(on_error, 'on_error', resp, continue_on_error)
         elif continue_on_error:
             logger.error('request %s failed: %s', resp.request_id, resp.status.description)
         else:
             error = resp.status.error or ExecutorError(resp.status.exception.executor, resp.status.exception.name,
                                                        resp.status.description, '')
     elif on_done is not None:
-        on_done(resp)
+        run_callback(on_done, 'on_done', resp, continue_on_error)
     if on_always is not None:
-        on_always(resp)
+        run_callback(on_always, 'on_always', resp, continue_on_error)
     return error
 
 
@@ -319,6 +321,9 @@ class Client:
             Seconds to wait for each answer, for this post (default: the Client's
             ``timeout``); a slower one raises TimeoutError (the request may still run on
             the server).
+        continue_on_error : bool
+            Log (logger 'runtime', ERROR) and go on instead of stopping: a failed request
+            without ``on_error``, and an exception a callback raises (with its traceback).
 
         Raises
         ------
