@@ -98,13 +98,44 @@ def test_a_crashed_executors_shared_memory_goes_once_nothing_reads_it_and_its_ou
             f._rt.pump(0.05)
         assert _shm_files(transport.prefix) == live  # the three dead arenas are gone
         # ... and no process maps them any more (their memory is given back)
-        dead = {w.arena for d in f._rt.deployments for w in d.workers if not w.alive}
+        # (the writer's arenas are named by generation: g0..g2 died, g3 runs)
+        dead = {f'{transport.prefix}-w0s0r0g{g}' for g in range(3)}
         pids = [os.getpid(), *(w.pid for w in transport._workers.values())]
-        assert len(dead) == 3
+        assert f'{transport.prefix}-w0s0r0g3' in live and not dead & live
         while _mapping(pids, dead) and time.monotonic() < deadline:
             f._rt.pump(0.05)
         assert not _mapping(pids, dead)
         assert len(f.post('/', docs[:5], request_size=1, return_results=True)) == 5  # and nothing missed them
+
+
+class DiesOnCue(Executor):
+    @requests
+    def go(self, docs, **kwargs):
+        if docs[0].text == 'die':
+            os._exit(3)
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+
+def test_restarts_keep_one_instance_per_replica_and_the_last_death_fails_the_executor():
+    # Each restart replaces its dead instance: a Flow restarting an executor all day must not
+    # keep (and scan, at every request) every instance that ever died. Once the restarts are
+    # used up, the last death is what posts fail with.
+    with Flow().add(name='flaky', uses=DiesOnCue, replicas=2, max_restarts=6) as f:
+        dep = f._rt.deployments[0]
+        pids = set()
+        for _ in range(6):
+            with pytest.raises(WorkerDiedError):
+                f.post('/', Document(text='die'))
+            pids |= {r.docs[0].tags['pid'] for r in f.post('/', [Document()] * 4, request_size=1, return_results=True)}
+            assert len(dep.workers) == 2 and [len(s) for s in dep.by_shard] == [2]
+        assert len(pids) >= 6  # the answers came from the restarted instances
+        for _ in range(2):  # no restart left: both replicas die for good
+            with pytest.raises(WorkerDiedError):
+                f.post('/', Document(text='die'))
+        with pytest.raises(WorkerDiedError, match="executor 'flaky'"):
+            f.post('/', Document())
+        assert not any(w.alive for w in dep.workers) and len(dep.workers) == 2
 
 
 def _mapping(pids: list, names: set) -> list:

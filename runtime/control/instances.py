@@ -149,6 +149,12 @@ class Instances:
             self._spawn(dep, w.shard, w.replica)
         except Exception:
             logger.exception('could not restart executor %r (replica %d, shard %d)', dep.name, w.replica, w.shard)
+            return
+        # Replaced: it is no candidate again, and every choice would scan it (a Flow
+        # restarting an executor a thousand times kept a thousand). One without a successor
+        # stays: its death is what requests for that shard fail with.
+        dep.workers.remove(w)
+        dep.by_shard[w.shard].remove(w)
 
     def on_died(self, w: Worker) -> None:
         """``w`` is gone: forget what was pending for it (its deadline, a hang, its end)."""
