@@ -22,7 +22,7 @@ from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
-from .control.post_args import check_post_args
+from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults
 from .control.router import Router
 from .control.specs import ADD_ARGS, reject_jina_only
 from .control.stop_signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: was defined here)
@@ -37,7 +37,17 @@ BACKENDS = ('local', 'ray')
 SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
 #: Every keyword ``Flow()`` takes (for "did you mean" when it is given another).
 _FLOW_ARGS = ('workspace', 'prefetch', 'arena_size', 'timeout_close', 'profile', 'backend', 'ray_address',
-              'ray_init_kwargs', *SERVE_ARGS, *ADD_ARGS)
+              'ray_init_kwargs', 'asyncio', *SERVE_ARGS, *POST_DEFAULTS, *ADD_ARGS)
+#: Jina 2's client options that mean nothing for a Flow here -> what to do instead (those
+#: that do mean something are the defaults of its posts: ``POST_DEFAULTS``).
+_CLIENT_ONLY = {
+    'proxy': "chose whether Jina 2's client used the http_proxy / https_proxy variables to reach its gateway; a "
+             "Flow here reaches its executors without a network client, so remove it",
+    'https': "connected Jina 2's client to its gateway over TLS; a Flow here reaches its executors without a "
+             "network client, and its gateway serves plain HTTP (put a TLS proxy in front of it), so remove it",
+    'results_as_docarray': "made Jina 2's posts return one DocumentArray; here post(return_results=True) returns "
+                           "the Responses: take DocumentArray([d for r in responses for d in r.docs])",
+}
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
@@ -66,6 +76,12 @@ class Flow(FlowBuilder):
         Keep every request's timings: ``profile_summary()`` then says where the time went,
         each post logs its summary (logger 'runtime', INFO), and with a path the whole run
         is written there as a Chrome trace when the Flow closes (also ``save_trace``).
+    request_size, show_progress, return_results, continue_on_error
+        Jina 2's client options: the defaults of every ``post`` (``index``, ``search``,
+        ...) of this Flow, which a post's own argument overrides (``post_defaults`` holds
+        them). Checked here as ``post`` checks them.
+    asyncio : bool
+        True returns an ``AsyncFlow`` with the other arguments instead (Jina 2's switch).
     **kwargs
         Any ``add()`` argument (``uses``, ``uses_with``, ``timeout_ready``, ``env``,
         ``replicas``, ...): the default for every executor.
@@ -75,12 +91,27 @@ class Flow(FlowBuilder):
     >>> f = Flow().add(uses=MyEncoder).add(uses=MyIndexer)
     >>> with f:
     ...     f.index(DocumentArray([Document(text='hello')]), on_done=print)
+    >>> with Flow(return_results=True).add(uses=MyEncoder) as f:
+    ...     resp = f.post('/index', DocumentArray([Document(text='hello')]))
+    >>> resp[0].docs
     """
+
+    def __new__(cls, *args: Any, asyncio: bool = False, **kwargs: Any) -> Any:
+        # Jina 2's Flow(asyncio=True) turned itself into an AsyncFlow; here the AsyncFlow
+        # (which runs a Flow of its own) is made instead, and __init__ is not called for it.
+        if check_flag(asyncio, 'asyncio'):
+            if cls is not Flow:
+                raise TypeError(f'{cls.__name__}(asyncio=True): an AsyncFlow runs a plain Flow, not '
+                                f'{cls.__name__}; create {cls.__name__}(...) without asyncio, or AsyncFlow(...)')
+            from .serving.aflow import AsyncFlow
+            return AsyncFlow(**kwargs)
+        return super().__new__(cls)
 
     def __init__(self, *, workspace: str | None = None, prefetch: int = DEFAULT_PREFETCH,
                  arena_size: int = DEFAULT_ARENA_SIZE, timeout_close: float = DEFAULT_TIMEOUT_CLOSE,
                  profile: bool | str = False, backend: str = 'local', ray_address: str | None = None,
-                 ray_init_kwargs: dict | None = None, **kwargs: Any) -> None:
+                 ray_init_kwargs: dict | None = None, asyncio: bool = False, **kwargs: Any) -> None:
+        # (asyncio: taken by __new__; only False gets here)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'local' (processes on this machine) or 'ray' (actors on a Ray "
                              f"cluster), got {backend!r}")
@@ -100,10 +131,15 @@ class Flow(FlowBuilder):
             serve = check_options(**serve)  # raises, naming the option, for what it cannot serve
         self._serve = serve
         self._gateway = None
+        self._post_defaults = check_post_defaults({k: kwargs.pop(k) for k in POST_DEFAULTS if k in kwargs})
         defaults = {k: kwargs.pop(k) for k in ADD_ARGS if k in kwargs and k != 'workspace'}
+        for k in kwargs:
+            if k in _CLIENT_ONLY:
+                raise TypeError(f'Flow({k}=...) {_CLIENT_ONLY[k]}')
         reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
-                                         f'ray_address, ray_init_kwargs, {", ".join(SERVE_ARGS)} and the add() '
-                                         f'arguments {", ".join(ADD_ARGS)}', _FLOW_ARGS)
+                                         f'ray_address, ray_init_kwargs, asyncio, {", ".join(SERVE_ARGS)}, the '
+                                         f'defaults of posts {", ".join(POST_DEFAULTS)} and the add() arguments '
+                                         f'{", ".join(ADD_ARGS)}', _FLOW_ARGS)
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
             raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
         if not isinstance(arena_size, int) or arena_size < (1 << 16):
@@ -329,12 +365,25 @@ class Flow(FlowBuilder):
         write_trace(path, self._profile.records)
 
     # -- posting ---------------------------------------------------------------------------
+    @property
+    def post_defaults(self) -> dict:
+        """What a post of this Flow does where its own arguments do not say:
+        ``request_size``, ``show_progress``, ``return_results``, ``continue_on_error``
+        (``Flow(...)``'s, else 100, False, False, False). A copy: changing it changes nothing.
+
+        Example
+        -------
+        >>> Flow(return_results=True).post_defaults['return_results']
+        True
+        """
+        return dict(self._post_defaults)
+
     def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
              on_error: Callable | None = None, on_always: Callable | None = None,
              parameters: dict | None = None, target_executor: str | None = None,
-             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
-             results_in_order: bool = False, prefetch: int | None = None, timeout: float | None = None,
-             continue_on_error: bool = False, **kwargs: Any) -> list | None:
+             request_size: int | None = None, show_progress: bool | None = None,
+             return_results: bool | None = None, results_in_order: bool = False, prefetch: int | None = None,
+             timeout: float | None = None, continue_on_error: bool | None = None, **kwargs: Any) -> list | None:
         """Send ``inputs`` to the endpoint ``on`` in requests of ``request_size`` documents.
 
         Parameters
@@ -354,11 +403,12 @@ class Flow(FlowBuilder):
         target_executor : str
             A name or regular expression: only matching executors handle the request.
         request_size : int
-            Documents per request.
+            Documents per request (default: the Flow's, else 100).
         show_progress : bool
-            A progress bar on stderr.
+            A progress bar on stderr (default: the Flow's, else False).
         return_results : bool
-            Return the list of Responses (memory then grows with the input).
+            Return the list of Responses (memory then grows with the input); default:
+            the Flow's (``Flow(return_results=True)``), else False.
         results_in_order : bool
             Deliver callbacks and results in input order instead of completion order.
         prefetch : int
@@ -368,7 +418,7 @@ class Flow(FlowBuilder):
             the executor that holds it (its process is not interrupted).
         continue_on_error : bool
             Without ``on_error``: log failed requests (logger 'runtime', ERROR) and go on
-            instead of raising at the end.
+            instead of raising at the end (default: the Flow's, else False).
 
         Returns
         -------
@@ -391,6 +441,15 @@ class Flow(FlowBuilder):
         if rt is None:
             raise FlowNotStartedError('post() needs a started Flow: call it inside `with flow:` '
                                       '(or after flow.start())')
+        defaults = self._post_defaults  # Flow(...)'s: a post's own argument wins
+        if request_size is None:
+            request_size = defaults['request_size']
+        if show_progress is None:
+            show_progress = defaults['show_progress']
+        if return_results is None:
+            return_results = defaults['return_results']
+        if continue_on_error is None:
+            continue_on_error = defaults['continue_on_error']
         # Positional: a one-document post costs tens of microseconds, and this call is the
         # only price of keeping the checks in their own module.
         target_executor, window, params_blob = check_post_args(

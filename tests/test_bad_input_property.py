@@ -180,16 +180,16 @@ def test_post_survives_junk_and_the_flow_stays_usable():
             _check_clear(info.value, 'parameters')
             assert calls == []
 
-        # request_size: a positive int, else ValueError naming it
+        # request_size: a positive int (None: the Flow's default, 100), else ValueError naming it
         @_settings(200)
         @given(size=st.one_of(st.integers(max_value=sys.maxsize), st.floats(), st.booleans(), st.text(max_size=5),
                               st.none(), st.just(2.0), st.just('3')))
         def request_size(size):
             calls.clear()
-            valid = isinstance(size, int) and not isinstance(size, bool) and size >= 1
+            valid = size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 1)
             if valid:
                 timed(f.post, '/mark', _docs(5), request_size=size, on_done=calls.append)
-                assert [len(r.docs) for r in sorted(calls, key=lambda r: r.index)] == _split(5, size)
+                assert [len(r.docs) for r in sorted(calls, key=lambda r: r.index)] == _split(5, size or 100)
                 return
             with pytest.raises(ValueError) as info:
                 timed(f.post, '/mark', _docs(5), request_size=size, on_done=calls.append)

@@ -7,6 +7,7 @@ Example
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -16,7 +17,8 @@ from ..document import Document
 from ..fields import FIELD, TABLE
 from ..scores import DISTANCE_SCORES, is_distance
 
-__all__ = ['merge_by_id', 'merge_shards', 'sort_matches', 'DISTANCE_SCORES', 'branch_merge', 'shard_merge', 'concatenate']
+__all__ = ['merge_by_id', 'merge_shards', 'match_limit', 'sort_matches', 'DISTANCE_SCORES', 'branch_merge',
+           'shard_merge', 'concatenate']
 
 # DISTANCE_SCORES (from runtime.scores, re-exported): the score names sorted ascending.
 # From the Document field table: fields where a later branch's non-default value wins
@@ -190,13 +192,46 @@ def sort_matches(matches: DocumentArray, limit: int | None = None) -> None:
         del matches[limit:]
 
 
+def match_limit(parameters: dict, default: int | None = None) -> int | None:
+    """``parameters['limit']``, else ``['top_k']``, else ``default``, as an int >= 0 (None:
+    no limit); ValueError for any other value.
+
+    An integral float (``3.0``) or a numpy integer (``np.int64(3)``) is taken as the int it
+    holds: Jina 2 sent parameters as JSON-like protobuf structs, so its executors got every
+    number as a float, and a limit computed with numpy is a numpy integer. ``3.5``, a
+    negative number and a bool are refused (True is no count).
+
+    Example
+    -------
+    >>> match_limit({'top_k': np.int64(3)}), match_limit({'limit': 5.0}), match_limit({}, 10)
+    (3, 5, 10)
+    >>> match_limit({'top_k': 3.5})
+    Traceback (most recent call last):
+    ValueError: parameters limit / top_k must be a non-negative int (3.0 and numpy ints are taken), got 3.5
+    """
+    limit = parameters.get('limit', parameters.get('top_k', default))
+    if limit is None or (type(limit) is int and limit >= 0):  # (the common case, first)
+        return limit
+    if isinstance(limit, (bool, np.bool_)):
+        whole = None
+    elif isinstance(limit, numbers.Integral):
+        whole = int(limit)
+    elif isinstance(limit, (float, np.floating)) and float(limit).is_integer():  # (not inf, not NaN)
+        whole = int(limit)
+    else:
+        whole = None
+    if whole is None or whole < 0:
+        raise ValueError(f'parameters limit / top_k must be a non-negative int (3.0 and numpy ints are taken), '
+                         f'got {limit!r}')
+    return whole
+
+
 def merge_shards(parts: Sequence[DocumentArray], parameters: dict) -> DocumentArray:
     """The default join of shards polled with 'all': documents merged by id, their matches
-    concatenated, sorted by score and cut to ``parameters['limit']`` or ``['top_k']``."""
+    concatenated, sorted by score and cut to ``parameters['limit']`` or ``['top_k']`` (read
+    by ``match_limit``)."""
     merged = merge_by_id(parts)
-    limit = parameters.get('limit', parameters.get('top_k'))
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise ValueError(f'parameters limit / top_k must be a non-negative int, got {limit!r}')
+    limit = match_limit(parameters)
     for d in merged:
         if d._matches:
             sort_matches(d._matches, limit)

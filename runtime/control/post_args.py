@@ -3,9 +3,10 @@ runs with, or raises an error that says what to pass instead.
 
 The check of each argument is a small function of its own (``check_on``,
 ``check_request_size``, ``check_callbacks``, ``check_parameters``, ``check_prefetch``,
-``check_timeout``, ``check_target_executor``, ``check_extra``); ``check_post_args`` and the
+``check_timeout``, ``check_target_executor``, ``check_extra``, ``check_flag``); ``check_post_args`` and the
 HTTP clients (``serving.client``) both call them, so ``Flow.post``, ``Client.post`` and
-``AsyncClient.post`` refuse a bad argument with the same words.
+``AsyncClient.post`` refuse a bad argument with the same words. ``check_post_defaults``
+checks the options ``Flow(...)`` takes as the defaults of its posts, with the same checks.
 
 A post of one document costs the parent tens of microseconds in all, so
 ``check_post_args`` takes the common case (plain ints, no parameters, no extra arguments)
@@ -32,7 +33,7 @@ from .specs import unexpected_argument
 
 __all__ = ['check_post_args', 'check_callback', 'check_callbacks', 'check_on', 'check_request_size',
            'check_parameters', 'check_prefetch', 'check_timeout', 'check_target_executor', 'check_extra',
-           'POST_ARGUMENTS']
+           'check_flag', 'check_post_defaults', 'POST_ARGUMENTS', 'POST_DEFAULTS']
 
 #: Every argument of ``Flow.post`` (and of the clients' ``post``), for the refusal of any other.
 POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameters', 'target_executor',
@@ -40,6 +41,16 @@ POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameter
                   'prefetch', 'timeout')
 #: What a misspelt argument may have meant: the arguments and Jina 2.0's ``target_peapod``.
 _KNOWN = POST_ARGUMENTS + ('target_peapod',)
+#: Arguments Jina 2's ``post`` took and dropped without a word (it passed unknown ones on to
+#: a request generator that ignored them) -> what the caller may have meant instead. Refused
+#: here, not dropped: a script must not run believing they took effect.
+_JINA2_IGNORED = {
+    'shuffle': 'to shuffle, shuffle the inputs before the post, e.g. random.shuffle(docs)',
+    'top_k': "executors read it from the parameters, so pass parameters={'top_k': ...}",
+}
+#: Jina 2's client options that ``Flow(...)`` takes as the defaults of its posts (each
+#: post's own argument wins), with their defaults: what ``post`` does when neither says.
+POST_DEFAULTS = {'request_size': 100, 'show_progress': False, 'return_results': False, 'continue_on_error': False}
 #: The types a timeout mostly has, for ``check_post_args``'s quick test.
 _PLAIN_NUMBERS = frozenset((int, float))
 
@@ -68,15 +79,64 @@ def _positive_int(value: Any) -> bool:
 def check_request_size(request_size: Any) -> int:
     """``request_size`` if it is a positive int; else ValueError.
 
+    Jina 2 read ``request_size <= 0`` as "all inputs in one request". It is refused here
+    rather than honoured: every post would then hold a generator's whole input in memory
+    before sending anything, and an HTTP client would send it in one body. The error
+    says what to pass for one request.
+
     Example
     -------
-    >>> check_request_size(0)
+    >>> check_request_size(-1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: request_size must be a positive int (documents per request), got 0
+    ValueError: request_size must be a positive int (documents per request), got -1; Jina 2 read ...
     """
     if not _positive_int(request_size):
-        raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}')
+        hint = ''
+        if isinstance(request_size, int) and not isinstance(request_size, bool):
+            hint = ('; Jina 2 read request_size <= 0 as all inputs in one request: pass request_size=len(inputs) '
+                    'for that (a generator\'s documents then all wait in memory until the request is sent), or '
+                    'leave the default (100) to send them in requests of 100 as they come')
+        raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}{hint}')
     return request_size
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is True or False; else TypeError naming the option ``name``.
+
+    Example
+    -------
+    >>> check_flag('yes', 'show_progress')
+    Traceback (most recent call last):
+    TypeError: show_progress must be True or False, got str 'yes'
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {describe(value)}')
+    return value
+
+
+def check_post_defaults(given: dict) -> dict:
+    """``POST_DEFAULTS`` with ``given`` (options ``Flow(...)`` was given) over them, each
+    checked as ``post`` checks it (``request_size``: ``check_request_size``; the flags:
+    ``check_flag``, so that a misspelt ``'False'`` does not switch one on).
+
+    Example
+    -------
+    >>> check_post_defaults({'return_results': True})['return_results']
+    True
+    >>> check_post_defaults({'request_size': 0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: request_size must be a positive int (documents per request), got 0; ...
+    """
+    out = dict(POST_DEFAULTS)
+    for name, value in given.items():
+        if name == 'request_size':
+            check_request_size(value)
+        elif name in POST_DEFAULTS:
+            check_flag(value, name)
+        else:
+            raise TypeError(f'{name} is not a default of posts; they take {", ".join(POST_DEFAULTS)}')
+        out[name] = value
+    return out
 
 
 def check_prefetch(prefetch: Any) -> int:
@@ -177,8 +237,8 @@ def check_target_executor(target: Any) -> str | None:
 def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
     """The keyword arguments ``where`` (e.g. ``'post'``) got beyond its own: Jina 2.0's
     ``target_peapod`` is taken for ``target_executor`` (returned), any other is refused
-    with a TypeError that names the argument it resembles, or lists them all. ``extra``
-    is left as it was.
+    with a TypeError: one Jina 2 ignored (``shuffle``) says so and to remove it, another
+    names the argument it resembles, or lists them all. ``extra`` is left as it was.
 
     Example
     -------
@@ -193,6 +253,9 @@ def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
             raise TypeError('give target_executor or target_peapod (its Jina 2.0 name), not both')
         target_executor = extra['target_peapod']
     for k in extra:
+        if k in _JINA2_IGNORED:
+            raise TypeError(f'{where}() got an unexpected argument {k!r}: Jina 2 ignored it (its post dropped '
+                            f'arguments it did not know), so it never had an effect; remove it: {_JINA2_IGNORED[k]}')
         if k != 'target_peapod':
             raise unexpected_argument(where, k, _KNOWN, ', '.join(POST_ARGUMENTS))
     return target_executor
