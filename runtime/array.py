@@ -18,6 +18,7 @@ from .array_io import LoadMixin, SaveMixin
 from .arrayops import ArrayOps
 # _stack is also read from here by runtime.memmap and runtime.match.
 from .columns import _stack
+from .docplot import ArrayPlotMixin
 from .document import Document
 from .document_io import _resolve_path
 
@@ -39,7 +40,7 @@ def _rebuild_array(docs: list) -> 'DocumentArray':
     return DocumentArray._from_list(docs)
 
 
-class DocumentSequence(SaveMixin):
+class DocumentSequence(SaveMixin, ArrayPlotMixin):
     """Behaviour shared by DocumentArray and DocumentArrayMemmap, written against
     ``__len__``, ``__iter__``, ``__getitem__`` and ``_has_id``."""
 
@@ -73,6 +74,31 @@ class DocumentSequence(SaveMixin):
         if len(fields) == 1:
             return [_resolve_path(d, fields[0]) for d in self]
         return [[_resolve_path(d, f) for d in self] for f in fields]
+
+    def split(self, tag: str) -> dict[Any, 'DocumentArray']:
+        """Group the documents by the value of a tag (Jina 2's ``split``): ``{value:
+        DocumentArray}`` in order of first appearance, each keeping the documents' order.
+        ``tag`` may be a path into nested tags (``'meta__lang'``); documents without the
+        tag (or with None there) are left out.
+
+        >>> da = DocumentArray([Document(id=str(i), tags={'c': i % 2}) for i in range(4)])
+        >>> {value: [d.id for d in part] for value, part in da.split('c').items()}
+        {0: ['0', '2'], 1: ['1', '3']}
+        """
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f'split takes a tag name (str), got {tag!r}')
+        groups: dict[Any, list] = {}
+        for d in self:
+            value = _resolve_path(d._tags or {}, tag)
+            if value is None:
+                continue
+            try:
+                groups.setdefault(value, []).append(d)
+            except TypeError:
+                raise TypeError(f'split: document {d.id!r} has the tag {tag!r} = {value!r:.60}, a '
+                                f'{type(value).__name__}, which cannot be a group key; split by a tag that holds '
+                                f'str, int, float or bool values') from None
+        return {value: DocumentArray._from_list(docs) for value, docs in groups.items()}
 
     def __contains__(self, item: object) -> bool:
         """``'some-id' in da`` or ``doc in da``: is there a document with that id."""

@@ -14,7 +14,8 @@ paths that build documents (from keywords and from state tuples) are in
 ``runtime.document_build``; the rest of the class is mixed in from modules named for it:
 ``runtime.content`` (text, blob, buffer), ``runtime.subdocs`` (chunks, matches),
 ``runtime.document_io`` (Jina 2's ``to_dict`` / ``json`` / ``binary_str`` /
-``set_attributes`` ...), ``runtime.convert`` (``convert_*``); the value checks are in
+``set_attributes`` ...), ``runtime.convert`` (``convert_*``), ``runtime.docplot``
+(``plot``); the value checks are in
 ``runtime.values`` and the ids in ``runtime.ids``.
 """
 from __future__ import annotations
@@ -29,10 +30,12 @@ import numpy as np
 
 from .content import ContentMixin
 from .convert import ConvertMixin
+from .docplot import DocumentPlotMixin
 # Read from here by others: _rebuild_document (pickles name it here; the codec and
 # array_io), _resolve_path (runtime.arrayops).
 from .document_build import _DocumentType, _compact, _fill, _fill_new, _rebuild_document, _set_fields, bind
-from .document_io import _SETTERS, DictMixin, _check_one_content, _parse_binary, _resolve_path
+from .document_io import (_JSON_FORMS, _SETTERS, DictMixin, _check_one_content, _json_field, _parse_binary,
+                          _resolve_path)
 from .fields import DEFAULTS, FIELD, FIELDS, JSON_NAMES, SLOTS, TABLE
 from .ids import _ID_EPOCH, _new_id
 from .scores import NamedScore, NamedScores, as_scores
@@ -49,7 +52,7 @@ _get_state = attrgetter(*SLOTS)
 _new = object.__new__
 
 
-class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_DocumentType):
+class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlotMixin, metaclass=_DocumentType):
     """One document: content (text, blob or buffer), metadata, an embedding, and nested
     chunks / matches.
 
@@ -160,8 +163,8 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, metaclass=_D
                     value = _from_jsonable(dict(value))
                     check_plain(value, 'tags')
                     self.tags.update(value)
-            elif key == 'buffer' and isinstance(value, Mapping):
-                self.buffer = _from_jsonable(value)
+            elif key in _JSON_FORMS:  # markers of json(), or Jina 2's protobuf JSON
+                setter(self, _json_field(key, value))
             elif key in ('chunks', 'matches'):
                 self._set_slot(FIELD[key].slot, None if value is None else _as_doc_array(value, key))
             else:

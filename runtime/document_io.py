@@ -23,8 +23,10 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .fields import FIELD, FIELDS, SLOTS, TABLE
+from .ids import _new_id
+from .protoarrays import decode_ndarray_proto, decode_proto_bytes, is_ndarray_proto
 from .scores import NamedScores
-from .values import _to_jsonable
+from .values import _from_jsonable, _to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .document import Document
@@ -75,6 +77,31 @@ def _check_one_content(fields: Mapping[str, Any], where: str) -> None:
     if len(given) > 1:
         raise ValueError(f'{where}: {" and ".join(given)} exclude each other (a document has one content: '
                          f'text, blob or buffer); pass only one of them')
+
+
+#: The fields whose JSON form ``_json_field`` reads.
+_JSON_FORMS = frozenset({'buffer', 'blob', 'embedding'})
+
+
+def _json_field(key: str, value: Any) -> Any:
+    """The value of ``buffer`` / ``blob`` / ``embedding`` in a mapping that may come from
+    JSON: ``Document.json()``'s markers, or the protobuf JSON of Jina 2's ``doc.json()``,
+    ``doc.dict()`` and ``DocumentArray.save`` (bytes as base64, arrays as
+    ``{"dense": {...}}`` / ``{"sparse": {...}}``). Anything else is returned as it is, for
+    the field's setter to check.
+
+    >>> _json_field('buffer', 'aGk='), _json_field('embedding', [1, 2])
+    (b'hi', [1, 2])
+    """
+    if key == 'buffer':
+        if isinstance(value, Mapping):
+            return _from_jsonable(value)
+        if isinstance(value, str):
+            return decode_proto_bytes(value, 'Document(dict): buffer', TypeError,
+                                      '; pass bytes (buffer=b"..."), or text=... for a str')
+    elif is_ndarray_proto(value):
+        return decode_ndarray_proto(value, f'Document.{key}')
+    return value
 
 
 def _parse_binary(raw: bytes) -> dict:
@@ -171,22 +198,29 @@ class DictMixin:
                 setattr(self, name, getattr(source, name))
 
     def pop(self, *fields: str) -> None:
-        """Reset the named fields to their defaults (``'content'`` resets text, blob and
-        buffer).
+        """Reset the named fields to what a new ``Document()`` has: ``'content'`` resets
+        text, blob and buffer; ``'id'`` gives a fresh id (a document always has one; Jina 2
+        left it empty, and a fresh one was made when the document was next read). Every
+        name is checked first: an unknown one changes nothing.
 
         >>> from runtime import Document
-        >>> d = Document(text='a', weight=2.0); d.pop('text', 'weight'); d.text, d.weight
-        (None, 0.0)
+        >>> d = Document(id='a', text='a', weight=2.0); d.pop('text', 'id', 'weight'); d.text, d.weight, d.id != 'a'
+        (None, 0.0, True)
         """
+        bad = [name for name in fields if not isinstance(name, str) or (name not in FIELD and name != 'content')]
+        if bad:
+            raise ValueError(f'Document.pop: {", ".join(map(repr, bad))} '
+                             f'{"is not a field" if len(bad) == 1 else "are not fields"}, so nothing was reset; '
+                             f'pass field names: {", ".join(_ACCEPTED_KEYWORDS)}')
         for name in fields:
             if name == 'content':
                 self._text = self._blob = self._buffer = None
-                continue
-            f = FIELD.get(name)
-            if f is None or name == 'id':
-                raise ValueError(f'Document.pop: {name!r} is not a field that can be reset; valid fields are: '
-                                 f'{", ".join(n for n in _ACCEPTED_KEYWORDS if n != "id")}')
-            self._set_slot(f.slot, f.default)
+            elif name == 'id':
+                # The property: arrays holding this document must see its id change.
+                self.id = _new_id()
+            else:
+                f = FIELD[name]
+                self._set_slot(f.slot, f.default)
 
     def to_dict(self, prettify_ndarrays: bool = False) -> dict:
         """The fields that differ from their defaults, as plain Python (arrays stay arrays,
