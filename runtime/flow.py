@@ -396,7 +396,7 @@ class Flow(FlowBuilder):
         on_done, on_error, on_always : callable(Response)
             Run in this thread: ``on_done`` for each successful request, ``on_error`` for
             each failed one, ``on_always`` after either. An exception they raise stops the
-            post and propagates.
+            post and propagates (unless ``continue_on_error``).
         parameters : dict
             Sent to every executor; ``parameters[<executor name>]`` (a dict) is merged
             over the rest for that executor only. Values keep their Python types.
@@ -417,8 +417,11 @@ class Flow(FlowBuilder):
             Seconds a request may take; a slower one fails with RequestTimeoutError naming
             the executor that holds it (its process is not interrupted).
         continue_on_error : bool
-            Without ``on_error``: log failed requests (logger 'runtime', ERROR) and go on
-            instead of raising at the end (default: the Flow's, else False).
+            Log (logger 'runtime', ERROR) and go on instead of stopping: a failed request
+            without ``on_error`` is logged instead of raised at the end, and an exception a
+            callback raises is logged with its traceback, naming the callback and the
+            request (Jina 2: "a Request that causes callback error will be logged only
+            without blocking the further requests"). Default: the Flow's, else False.
 
         Returns
         -------
@@ -431,6 +434,10 @@ class Flow(FlowBuilder):
             flight have settled; the remote traceback is its ``__cause__``).
         WorkerDiedError
             An executor's process died and no ``on_error`` was given.
+        Exception
+            What the input raised (a generator that fails part-way): it stops the reading
+            and is raised, with its own type and traceback, once the requests already sent
+            have settled and their callbacks ran.
 
         Example
         -------
