@@ -35,7 +35,7 @@ import re
 import sys
 from typing import Any, Iterable, Mapping
 
-__all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'ConfigError']
+__all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'py_modules_paths', 'ConfigError']
 
 EXECUTOR_KEYS = ('jtype', 'with', 'metas', 'requests')
 FLOW_KEYS = ('jtype', 'version', 'with', 'executors')
@@ -269,6 +269,21 @@ def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None)
         _imported[path] = module
         out.append(module)
     return out
+
+
+def py_modules_paths(modules: str | Iterable[str], base_dir: str | None = None) -> list[str]:
+    """``py_modules`` as another process (with another current directory) imports them:
+    files as absolute paths (relative to ``base_dir``, else the current directory),
+    module names as they are.
+
+    Example
+    -------
+    >>> py_modules_paths(['enc.py', 'pkg.helpers'], base_dir='/cfg')
+    ['/cfg/enc.py', 'pkg.helpers']
+    """
+    modules = [modules] if isinstance(modules, str) else list(modules)
+    return [os.path.realpath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(m))) if _is_module_path(m)
+            else m for m in modules]
 
 
 def _is_module_path(entry: str) -> bool:

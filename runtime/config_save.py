@@ -21,9 +21,9 @@ __all__ = ['save_flow', 'save_executor_config']
 
 #: Per-executor keys written by save_flow, in this order: every ``Flow.add`` argument (read:
 #: the same). One missing here would be dropped, and the reloaded Flow would differ silently.
-_SAVED_ADD_KEYS = ('uses', 'needs', 'replicas', 'shards', 'polling', 'uses_with', 'uses_metas', 'uses_before',
-                   'uses_after', 'workspace', 'py_modules', 'env', 'timeout_ready', 'max_restarts', 'max_retries',
-                   'ray_options')
+_SAVED_ADD_KEYS = ('uses', 'needs', 'replicas', 'shards', 'polling', 'uses_with', 'uses_metas', 'uses_requests',
+                   'uses_before', 'uses_after', 'workspace', 'py_modules', 'env', 'timeout_ready', 'max_restarts',
+                   'max_retries', 'ray_options')
 
 
 def _class_ref(cls: type) -> dict:
@@ -192,6 +192,7 @@ def save_flow(flow: Any, path: Any) -> None:
     -------
     >>> save_flow(Flow().add(name='a', uses=MyEncoder, replicas=2), 'flow.yml')  # doctest: +SKIP
     """
+    from .control.post_args import POST_DEFAULTS
     from .flow import DEFAULT_ARENA_SIZE, DEFAULT_PREFETCH, DEFAULT_TIMEOUT_CLOSE
     flow_args: dict = {}
     for attr, key, default in (('_workspace', 'workspace', None), ('_prefetch', 'prefetch', DEFAULT_PREFETCH),
@@ -208,6 +209,8 @@ def save_flow(flow: Any, path: Any) -> None:
             _check_yaml(value, f'save_config: Flow({key}=...)')
             flow_args[key] = value
     flow_args.update(getattr(flow, '_serve', None) or {})
+    # (the defaults of its posts, Flow(return_results=True) ...: only those that differ)
+    flow_args.update({k: v for k, v in getattr(flow, '_post_defaults', POST_DEFAULTS).items() if v != POST_DEFAULTS[k]})
     specs = flow._specs
     tails = {s['resolved_name']: s['side_of'] for s in specs if s.get('group')}
     heads = {s['side_of']: s for s in specs if s.get('side_of') and not s.get('group')}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 from types import SimpleNamespace
@@ -21,6 +22,8 @@ _REQUIRED_KWARGS = ('docs', 'parameters')
 _REGISTRY: dict[str, type] = {}
 #: Executor.__init__'s own arguments (the rest are the subclass's ``with:`` arguments).
 _BASE_KWARGS = ('metas', 'runtime_args', 'requests')
+#: The fields of ``metas`` (Jina 2.0's): ``uses_metas`` takes these keys only.
+METAS_FIELDS = ('name', 'description', 'workspace', 'py_modules')
 
 
 class RuntimeArgs(SimpleNamespace):
@@ -70,6 +73,74 @@ def _handler_kwargs(fn: Callable) -> tuple[str, ...] | None:
         raise TypeError(f'handler {fn.__qualname__}{sig} does not accept {", ".join(missing)}; '
                         f'add **kwargs or write it as def {fn.__name__}(self, docs, parameters, **kwargs)')
     return tuple(named)
+
+
+def init_accepts(init: Callable) -> frozenset[str]:
+    """Which of Executor.__init__'s own arguments (``metas``, ``runtime_args``,
+    ``requests``) ``init`` takes: all of them with ``**kwargs``, else those it names.
+
+    Example
+    -------
+    >>> sorted(init_accepts(lambda self, bar, metas=None: None))
+    ['metas']
+    """
+    try:
+        params = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):  # (a builtin without a signature: assume Executor's own)
+        return frozenset(_BASE_KWARGS)
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return frozenset(_BASE_KWARGS)
+    return frozenset(p.name for p in params if p.name in _BASE_KWARGS and p.kind is not p.POSITIONAL_ONLY)
+
+
+def _hold_back_base_kwargs(init: Callable) -> Callable:
+    """``init`` (a subclass's ``__init__``) called without the ``metas`` / ``runtime_args`` /
+    ``requests`` it does not take, which are applied to the object after it returns.
+
+    Jina 2's ExecutorType did the same, so the cookbook's ``def __init__(self, bar):
+    super().__init__()`` loads from a YAML with ``metas:`` and ``requests:``. ``metas``
+    is already set by ``__new__``, before ``init`` runs.
+    """
+    held_names = tuple(k for k in _BASE_KWARGS if k not in init_accepts(init))
+    if not held_names or getattr(init, '__holds_back_base_kwargs__', False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self: 'Executor', *args: Any, **kwargs: Any) -> None:
+        held = {k: kwargs.pop(k) for k in held_names if k in kwargs}
+        init(self, *args, **kwargs)
+        if held:
+            self._apply_base_kwargs(**held)
+
+    __init__.__holds_back_base_kwargs__ = True
+    return __init__
+
+
+def check_requests(cls: type, mapping: Any, label: str = 'requests') -> dict[str, str]:
+    """``mapping`` ({endpoint: method name}, Jina 2's ``requests:`` / ``uses_requests``)
+    checked against ``cls``: TypeError or ValueError saying what to pass instead.
+
+    Example
+    -------
+    >>> check_requests(Tagger, {'/tag': 'foo'})
+    {'/tag': 'foo'}
+    """
+    methods = sorted(n for n in dir(cls) if not n.startswith('_') and callable(getattr(cls, n, None))
+                     and n not in ('close', 'load_config', 'save_config'))
+    example = f"{{'/index': {methods[0]!r}}}" if methods else "{'/index': 'encode'}"
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f'{label} takes a dict {{endpoint: method name}}, e.g. {example}, got '
+                        f'{type(mapping).__name__} {mapping!r:.40}')
+    for endpoint, method in mapping.items():
+        if not isinstance(endpoint, str) or not isinstance(method, str):
+            raise TypeError(f'{label}: {endpoint!r}: {method!r}: endpoints and method names are str, e.g. '
+                            f'{example}')
+        fn = getattr(cls, method, None)
+        if fn is None or not callable(fn):
+            raise ValueError(f'{label}: {endpoint!r}: {method!r} must name a method of {cls.__name__} '
+                             f'(one of {methods})')
+        _handler_kwargs(fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn)
+    return dict(mapping)
 
 
 def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = None):
@@ -135,6 +206,9 @@ class Executor:
     ``Flow().add(uses=...)``: each executor runs in its own process. ``__init__`` gets
     the ``uses_with`` arguments; ``self.metas.name`` / ``self.metas.workspace`` and
     ``self.runtime_args.replica_id`` / ``shard_id`` are set before it runs.
+    An ``__init__`` gets ``metas`` / ``runtime_args`` / ``requests`` if it names them or
+    takes ``**kwargs`` (to pass on to ``super().__init__``); those it does not take are
+    applied after it returns, as in Jina 2 (``def __init__(self, bar): super().__init__()``).
     It can also be built directly, outside a Flow, for tests.
 
     Example
@@ -166,6 +240,8 @@ class Executor:
                 for ep in endpoints:
                     handlers[ep] = (name, accepted)
         cls._handlers = handlers
+        if '__init__' in cls.__dict__:
+            cls.__init__ = _hold_back_base_kwargs(cls.__dict__['__init__'])
         # The latest definition wins: a script (or notebook) that redefines a class means it.
         _REGISTRY[cls.__name__] = cls
 
@@ -185,6 +261,20 @@ class Executor:
 
     def __init__(self, metas: dict | None = None, runtime_args: dict | None = None,
                  requests: dict | None = None, **kwargs: Any) -> None:
+        self._apply_base_kwargs(metas, runtime_args, requests)
+        if kwargs:
+            raise TypeError(f'{type(self).__name__}.__init__() got unexpected arguments {sorted(kwargs)}; '
+                            f'declare them in its __init__ (def __init__(self, {", ".join(sorted(kwargs))}, '
+                            f'**kwargs))')
+        if self.metas.workspace is None:
+            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
+        if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
+            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
+
+    def _apply_base_kwargs(self, metas: dict | None = None, runtime_args: dict | None = None,
+                           requests: dict | None = None) -> None:
+        """Executor's own arguments applied to this object (from ``__init__``, or after a
+        subclass ``__init__`` that does not take them returns)."""
         if metas:
             if not isinstance(metas, Mapping):
                 raise TypeError(f'metas takes a dict such as {{"name": "enc", "workspace": "/data"}}, '
@@ -197,28 +287,14 @@ class Executor:
                     setattr(self.runtime_args, k, v)
         if requests:
             self._bind_requests(requests)
-        if kwargs:
-            raise TypeError(f'{type(self).__name__}.__init__() got unexpected arguments {sorted(kwargs)}; '
-                            f'declare them in its __init__ (def __init__(self, {", ".join(sorted(kwargs))}, '
-                            f'**kwargs))')
-        if self.metas.workspace is None:
-            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
-        if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
-            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
 
     def _bind_requests(self, mapping: Mapping[str, str]) -> None:
         """Jina 2's ``requests:`` section: ``{endpoint: method name}`` adds or replaces the
         handler of each endpoint for this object (``/default`` is the default one). As in
         Jina 2.0, a method keeps the endpoints its ``@requests`` gave it."""
-        if not isinstance(mapping, Mapping):
-            raise TypeError(f'requests takes a dict {{endpoint: method name}}, e.g. {{"/index": "encode"}}, '
-                            f'got {type(mapping).__name__}')
         handlers = dict(self._handlers)
-        for endpoint, method in mapping.items():
-            fn = getattr(type(self), method, None) if isinstance(method, str) else None
-            if not isinstance(endpoint, str) or fn is None or not callable(fn):
-                raise ValueError(f'requests: {endpoint!r}: {method!r} must name a method of {type(self).__name__} '
-                                 f'(one of {sorted(n for n in dir(type(self)) if not n.startswith("_"))})')
+        for endpoint, method in check_requests(type(self), mapping).items():
+            fn = getattr(type(self), method)
             fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
             handlers[endpoint] = (method, _handler_kwargs(fn))
         self._handlers = handlers
@@ -254,13 +330,13 @@ class Executor:
             uses_requests = {**(uses_requests or {}), **override_requests}
         spec = load_executor_config(source, context=context, substitute=substitute)
         uses = {k: v for k, v in spec.items() if k in ('jtype', 'with', 'metas', 'requests')}
-        if uses_requests:
-            uses['requests'] = {**(uses.get('requests') or {}), **uses_requests}
-        klass, init_kwargs, metas = resolve_uses(uses, uses_with, uses_metas)
+        klass, init_kwargs, metas = resolve_uses(uses, uses_with, uses_metas, uses_requests=uses_requests)
         if cls is not Executor and not issubclass(klass, cls):
             raise TypeError(f'{cls.__name__}.load_config: the config builds {klass.__name__}, which is not a '
                             f'{cls.__name__}; call Executor.load_config for any class')
         init_kwargs.update(kwargs)
+        # An __init__ that does not take metas / requests gets them applied after it returns
+        # (see _hold_back_base_kwargs), as Jina 2 built it.
         return klass(metas=metas, **init_kwargs)
 
     def save_config(self, path: str | os.PathLike | None = None) -> str:
@@ -326,16 +402,18 @@ def _looks_like_yaml(text: str) -> bool:
 
 
 def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
-                 base_dir: str | None = None) -> tuple[type, dict, dict]:
+                 base_dir: str | None = None, uses_requests: dict | None = None) -> tuple[type, dict, dict]:
     """Turn ``uses=`` into (class, init kwargs, metas).
 
     ``uses`` is an Executor subclass, its class name, the path of a YAML config
     (``*.yml`` / ``*.yaml``), a YAML config as a str (``'jtype: MyExec\\nwith: ...'``), a
     dict ``{'jtype': ..., 'with': ..., 'metas': ..., 'requests': ...}``, or None (documents
-    pass through). ``uses_with`` / ``uses_metas`` override the config's ``with`` / ``metas``.
-    ``metas.py_modules`` (files, relative to the YAML file, or ``base_dir``, or the current
-    directory; or dotted module names) are imported first, so ``jtype`` can name a class
-    they define.
+    pass through). ``uses_with`` / ``uses_metas`` override the config's ``with`` / ``metas``;
+    ``uses_requests`` ({endpoint: method name}) is added to its ``requests``, which the
+    init kwargs carry as ``requests``. ``metas.py_modules`` (files, relative to the YAML
+    file, or ``base_dir``, or the current directory; or dotted module names) are imported
+    first, whatever the form of ``uses`` (so ``jtype`` can name a class they define), and
+    the metas hold them with absolute paths, for the executor's process to import too.
 
     Example
     -------
@@ -347,6 +425,16 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         if value is not None and not isinstance(value, dict):
             raise TypeError(f'{label} takes a dict of keyword arguments, e.g. {{"dim": 128}}, got '
                             f'{type(value).__name__} {value!r:.40}')
+    unknown_metas = [k for k in uses_metas or {} if k not in METAS_FIELDS]
+    if unknown_metas:
+        # Nothing reads another key: a script passing one (e.g. an endpoint binding) would
+        # run believing it took effect.
+        raise ValueError(f'uses_metas takes the metas fields {", ".join(METAS_FIELDS)}; got '
+                         f'{", ".join(map(repr, unknown_metas))} (bind endpoints with uses_requests='
+                         f'{{endpoint: method name}}, give __init__ arguments with uses_with={{...}})')
+    if uses_requests is not None and not isinstance(uses_requests, dict):
+        raise TypeError(f'uses_requests takes a dict {{endpoint: method name}}, e.g. {{"/index": "encode"}}, '
+                        f'got {type(uses_requests).__name__} {uses_requests!r:.40}')
     if isinstance(uses, os.PathLike):
         uses = os.fspath(uses)
     if isinstance(uses, str) and (uses.endswith(('.yml', '.yaml')) or _looks_like_yaml(uses)):
@@ -354,6 +442,22 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         if not _looks_like_yaml(uses) and base_dir and not os.path.isabs(uses):
             uses = os.path.join(base_dir, uses)
         uses = load_executor_config(uses)  # raises naming the file and line of what is wrong
+    if isinstance(uses, dict):
+        unknown = set(uses) - {'jtype', 'with', 'metas', 'requests'}
+        if 'jtype' not in uses or unknown:
+            raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments), "
+                             f"'metas' and 'requests'; got {sorted(uses)}")
+        for key in ('with', 'metas', 'requests'):
+            if uses.get(key) is not None and not isinstance(uses[key], dict):
+                raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
+        metas.update(uses.get('metas') or {})
+    metas.update(uses_metas or {})
+    if metas.get('py_modules'):
+        # For every form of uses, as Jina 2 did: a missing file is reported here, and a
+        # module listed for what importing it does is imported (here and in the process).
+        from .config import import_py_modules, py_modules_paths
+        import_py_modules(metas['py_modules'], base_dir)
+        metas['py_modules'] = py_modules_paths(metas['py_modules'], base_dir)
     if uses is None:
         cls = _PassThrough
     elif isinstance(uses, type):
@@ -362,22 +466,8 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
                             f'not derive from runtime.Executor')
         cls = uses
     elif isinstance(uses, str):
-        if (uses_metas or {}).get('py_modules'):
-            from .config import import_py_modules
-            import_py_modules(uses_metas['py_modules'], base_dir)
         cls = lookup_executor_class(uses)
     elif isinstance(uses, dict):
-        unknown = set(uses) - {'jtype', 'with', 'metas', 'requests'}
-        if 'jtype' not in uses or unknown:
-            raise ValueError(f"uses= dict takes the keys 'jtype' (class name), 'with' (init arguments), "
-                             f"'metas' and 'requests'; got {sorted(uses)}")
-        for key in ('with', 'metas', 'requests'):
-            if uses.get(key) is not None and not isinstance(uses[key], dict):
-                raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
-        py_modules = {**(uses.get('metas') or {}), **(uses_metas or {})}.get('py_modules')
-        if py_modules:
-            from .config import import_py_modules
-            import_py_modules(py_modules, base_dir)
         jtype = uses['jtype']
         if isinstance(jtype, type) and issubclass(jtype, Executor):
             cls = jtype
@@ -386,9 +476,6 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         else:
             raise TypeError(f"uses={{'jtype': ...}} takes an Executor class name (str), got {jtype!r:.40}")
         kwargs.update(uses.get('with') or {})
-        metas.update(uses.get('metas') or {})
-        if uses.get('requests'):
-            kwargs['requests'] = dict(uses['requests'])
     elif isinstance(uses, Executor):
         raise TypeError('uses= takes an Executor class, not an instance: each process builds its own; '
                         'pass uses=type(obj) and its arguments as uses_with={...}')
@@ -396,5 +483,9 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         raise TypeError(f'uses= takes an Executor subclass, its class name, a YAML file or string, a dict '
                         f"{{'jtype': ..., 'with': ..., 'metas': ...}} or None, got {type(uses).__name__}")
     kwargs.update(uses_with or {})
-    metas.update(uses_metas or {})
+    bindings = {**((uses.get('requests') or {}) if isinstance(uses, dict) else {}), **(uses_requests or {})}
+    if bindings:
+        # Checked here, naming what to pass, rather than when the executor's process starts.
+        label = 'uses_requests' if uses_requests else 'requests'
+        kwargs['requests'] = check_requests(cls, bindings, label)
     return cls, kwargs, metas

@@ -44,7 +44,8 @@ class FlowBuilder:
             replicas: int = 1, needs: str | list | None = None, shards: int = 1,
             polling: str | dict | None = None, max_restarts: int = 0, max_retries: int = 0,
             uses_before: Any = None, uses_after: Any = None, workspace: str | None = None,
-            py_modules: str | list | None = None, ray_options: dict | None = None, **kwargs: Any) -> Flow:
+            py_modules: str | list | None = None, ray_options: dict | None = None,
+            uses_requests: dict | None = None, **kwargs: Any) -> Flow:
         """A new Flow with one more executor at the end (this Flow is unchanged, as in Jina 2).
 
         Parameters
@@ -57,7 +58,11 @@ class FlowBuilder:
         uses_with : dict
             Keyword arguments of the executor's ``__init__``.
         uses_metas : dict
-            ``metas`` fields, e.g. ``{'name': 'enc', 'workspace': '/data/enc'}``.
+            ``metas`` fields (``name``, ``description``, ``workspace``, ``py_modules``), e.g.
+            ``{'name': 'enc', 'workspace': '/data/enc'}``.
+        uses_requests : dict
+            ``{endpoint: method name}``, added to the class's ``@requests`` bindings (as a
+            YAML ``requests:`` section), e.g. ``{'/index': 'encode'}``.
         timeout_ready : float
             Seconds to wait for this executor to start (default 60; -1 waits forever); a
             restart not ready within it is ended (and restarted again while restarts are
@@ -120,7 +125,7 @@ class FlowBuilder:
                  'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,
                  'max_restarts': max_restarts or None, 'max_retries': max_retries or None,
                  'uses_before': uses_before, 'uses_after': uses_after, 'workspace': workspace,
-                 'py_modules': py_modules, 'ray_options': ray_options}
+                 'py_modules': py_modules, 'ray_options': ray_options, 'uses_requests': uses_requests}
         return self._with_specs(self._specs + build_specs(self._specs, self._defaults, name, needs, given))
 
     @property

@@ -22,8 +22,9 @@ from .inputs import describe
 __all__ = ['ADD_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs', 'reject_jina_only', 'unexpected_argument']
 
 #: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
-ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'timeout_ready', 'env', 'replicas', 'shards', 'polling',
-            'max_restarts', 'max_retries', 'ray_options', 'uses_before', 'uses_after', 'py_modules', 'workspace')
+ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'uses_requests', 'timeout_ready', 'env', 'replicas', 'shards',
+            'polling', 'max_restarts', 'max_retries', 'ray_options', 'uses_before', 'uses_after', 'py_modules',
+            'workspace')
 _POLLING = ('any', 'all')
 
 _NETWORK = ('is Jina 2 wiring between its pods; shmflow connects its own processes over private sockets, '
@@ -98,6 +99,12 @@ def check_polling(polling: Any) -> dict:
         raise TypeError(f"polling must be 'any', 'all' or a dict {{endpoint: 'any' | 'all'}}, got {describe(polling)}")
     # Jina 2 wrote 'ANY' / 'ALL'.
     out = {k: v.lower() if isinstance(v, str) else v for k, v in polling.items()}
+    if 'all_async' in out.values():
+        # Not 'all': Jina 2 reserved it for "every shard gets the request, the first answer
+        # goes on", which waits for no other shard and joins nothing.
+        raise ValueError("polling 'ALL_ASYNC' (reserved in Jina 2: every shard gets the request and any one "
+                         "answer goes on) is not supported; use 'all' (every shard, their documents joined) "
+                         "or 'any' (one shard per request)")
     bad = {k: v for k, v in out.items() if not isinstance(k, str) or v not in _POLLING}
     if bad:
         raise ValueError(f"polling values must be 'any' or 'all' and keys endpoints (or '*'); got {bad}")
@@ -185,8 +192,9 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
             metas_in.setdefault('py_modules', spec['py_modules'])
         if spec.get('workspace') is not None:
             metas_in['workspace'] = os.fspath(spec['workspace'])
-    cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None)
-    metas.pop('py_modules', None)
+    # metas keeps py_modules (absolute): the executor's process imports them too.
+    cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None,
+                                           uses_requests=spec.get('uses_requests'))
     taken = {s['resolved_name'] for s in specs} | {s['group'] for s in specs if s.get('group')}
     resolved = _name_for(cls, name, metas, taken)
     metas.setdefault('name', resolved)

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import os
 import pickle
+import socket
 import sys
 import time
 from typing import Any, Callable
 
 from ..array import DocumentArray, DocumentSequence
-from ..executor import DEFAULT_ENDPOINT
+from ..executor import DEFAULT_ENDPOINT, init_accepts
 from .code_files import code_files, restore_code_files
 
 #: The key of the groundtruths in what a request carries besides its documents.
 GROUNDTRUTHS = '__groundtruths__'
 #: What a post without parameters sends as its parameters (the Flow pickles it once).
 EMPTY_PARAMS = pickle.dumps({}, protocol=5)
+logger = logging.getLogger('runtime')
 
 __all__ = ['GROUNDTRUTHS', 'executor_config', 'use_sys_path', 'build_executor', 'find_handler', 'run_handler', 'handled_endpoints']
 
@@ -50,10 +53,15 @@ def build_executor(cls: type, cfg: dict) -> Any:
     """An instance of ``cls`` with ``metas`` and ``runtime_args`` set before its
     ``__init__`` runs (as Jina 2 did), so ``__init__`` can read its workspace and shard;
     ``runtime_args.name`` is its name in the Flow, ``runtime_args.workspace`` the folder
-    its ``metas.workspace`` lies in.
+    its ``metas.workspace`` lies in. ``metas.py_modules`` are imported first.
+
+    ``__init__`` gets ``metas``, ``runtime_args`` and ``requests`` only if it takes them
+    (by name, or ``**kwargs`` as hub executors do); those it does not take are applied to
+    the object after it returns, as Jina 2's ExecutorType did.
     Code that arrived by value gets its source files back first, so that its tracebacks
     show them (see ``code_files``)."""
     restore_code_files(cls, cfg.get('code_files'))
+    _import_py_modules(cfg['metas'].get('py_modules'))
     obj = cls.__new__(cls)
     for k, v in cfg['metas'].items():
         setattr(obj.metas, k, v)
@@ -62,23 +70,34 @@ def build_executor(cls: type, cfg: dict) -> Any:
     obj.runtime_args.name = cfg.get('flow_name', cfg['name'])
     if obj.metas.workspace is not None:  # resolved here: a Ray actor's node has its own cwd
         obj.runtime_args.workspace = os.path.dirname(os.path.abspath(obj.metas.workspace))
-    kwargs = cfg['kwargs']
-    if _takes_any_keyword(cls.__init__):
-        # As Jina 2 built executors: metas, requests and runtime_args arrive in **kwargs too
-        # (hub executors read kwargs['runtime_args'] before calling super().__init__).
-        kwargs = {'metas': dict(cfg['metas']), 'requests': None,
-                  'runtime_args': {**vars(obj.runtime_args), 'pea_id': cfg['shard_id'], 'parallel': cfg['shards']},
-                  **kwargs}
+    kwargs = dict(cfg['kwargs'])
+    bindings = kwargs.pop('requests', None)
+    # As Jina 2 built executors (hub executors read kwargs['runtime_args'] before calling
+    # super().__init__).
+    base = {'metas': dict(cfg['metas']), 'requests': bindings,
+            'runtime_args': {**vars(obj.runtime_args), 'pea_id': cfg['shard_id'], 'parallel': cfg['shards']}}
+    accepts = init_accepts(cls.__init__)
+    kwargs = {**{k: v for k, v in base.items() if k in accepts}, **kwargs}
     obj.__init__(**kwargs)
+    if bindings and 'requests' not in accepts:
+        obj._bind_requests(bindings)
     return obj
 
 
-def _takes_any_keyword(fn: Callable) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # (a builtin without a signature)
-        return False
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+def _import_py_modules(modules: Any) -> None:
+    """Import the executor's ``metas.py_modules`` (absolute paths, or module names) in this
+    process, for what importing them does, as Jina 2's executor process did. The parent
+    found every file; one missing here is on another machine (a Ray node): its classes
+    arrived by value, so only the module's side effects are lost, which is said."""
+    if not modules:
+        return
+    from ..config import import_py_modules
+    for entry in [modules] if isinstance(modules, str) else modules:
+        try:
+            import_py_modules([entry])
+        except FileNotFoundError:
+            logger.warning('py_modules: %s is not on this machine (%s); the executor\'s class arrived '
+                           'with its code, but the module is not imported here', entry, socket.gethostname())
 
 
 def handled_endpoints(executor: Any) -> tuple[list[str], bool, list[str]]:
