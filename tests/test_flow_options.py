@@ -73,6 +73,18 @@ def test_flow_request_size_and_continue_on_error_are_defaults_that_survive_add(c
             flow.post('/', _docs(2), continue_on_error=False)
 
 
+def test_asyncflow_takes_the_same_post_defaults():
+    async def main() -> None:
+        async with AsyncFlow(request_size=2, continue_on_error=True).add(uses=Tag) as f:
+            assert sorted(len(r.docs) for r in await f.post('/', _docs(5))) == [1, 2, 2]
+            assert [len(r.docs) for r in await f.post('/', _docs(5), request_size=5)] == [5]
+        async with AsyncFlow(continue_on_error=True).add(uses=FailAll) as f:
+            assert await f.post('/', _docs(2)) == []  # logged, not raised
+            with pytest.raises(ExecutorError):
+                await f.post('/', _docs(2), continue_on_error=False)
+    asyncio.run(main())
+
+
 def test_flow_show_progress_is_the_default_of_its_posts(monkeypatch):
     bars = []
 
@@ -105,6 +117,32 @@ def test_flow_post_options_load_from_a_config():
     f = Flow.load_config('jtype: Flow\nwith:\n  return_results: true\n  request_size: 7\nexecutors:\n  - name: a\n')
     assert f.post_defaults == {'request_size': 7, 'show_progress': False, 'return_results': True,
                                'continue_on_error': False}
+
+
+def test_flow_post_options_survive_save_config(tmp_path):
+    f = Flow(return_results=True, request_size=7).add(name='a')
+    f.save_config(str(tmp_path / 'flow.yml'))
+    assert Flow.load_config(str(tmp_path / 'flow.yml')).post_defaults == f.post_defaults
+
+
+def test_a_served_flow_draws_no_bar_and_keeps_no_answers_per_http_request(monkeypatch):
+    # Flow(show_progress=True, return_results=True) are the defaults of the script's own posts,
+    # not of the gateway's: a bar per HTTP request would garble the server's terminal.
+    from runtime import Client
+    from test_serving import free_port
+    bars = []
+
+    class Recorded(Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(args[0])
+    monkeypatch.setattr(runtime.flow, 'Progress', Recorded)
+    port = free_port()
+    with Flow(port_expose=port, protocol='http', show_progress=True, return_results=True).add(uses=Tag) as f:
+        got = Client(port=port).post('/index', _docs(3), return_results=True)
+        assert [d.tags['seen'] for r in got for d in r.docs] == [True] * 3
+        assert bars == []
+        assert len(f.post('/index', _docs(2))) == 1 and bars == ['/index']  # the script's own post: both
 
 
 # -- Flow(asyncio=True) ---------------------------------------------------------------------------

@@ -172,8 +172,6 @@ def test_client_input_error_is_raised_after_every_request_sent_was_answered():
     assert any(entry.name == 'rows' for entry in info.traceback)
 
 
-@pytest.mark.xfail(strict=True, reason='AsyncClient._in_flight cancels the requests in flight when its input '
-                                       'raises (runtime/serving/aclient.py, not changed with this test)')
 def test_async_client_input_error_is_raised_after_the_requests_in_flight_were_answered():
     acked: list = []
     port = free_port()

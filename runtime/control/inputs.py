@@ -5,7 +5,7 @@ import itertools
 import sys
 from itertools import repeat
 from operator import is_
-from typing import Any, Iterable, Iterator
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from ..array import DocumentArray, DocumentSequence
 from ..document import Document
 from ..errors import BadInputError
 
-__all__ = ['batches', 'batched', 'describe', 'bad_input', 'runs_no_user_code']
+__all__ = ['batches', 'batched', 'abatches', 'atake', 'describe', 'bad_input', 'is_async_input', 'runs_no_user_code']
 
 
 def describe(obj: Any) -> str:
@@ -32,6 +32,26 @@ def bad_input(obj: Any, where: str = 'inputs') -> BadInputError:
     return BadInputError(f'{where} got {describe(obj)}; pass a Document, a DocumentArray, a '
                          f'DocumentArrayMemmap, an iterable or generator of Documents, a generator '
                          f'function, or None{hint}')
+
+
+def is_async_input(inputs: Any) -> bool:
+    """Whether ``inputs`` is read with ``async for`` (an async generator or iterable): only
+    the asyncio API (``AsyncFlow``, ``AsyncClient``) can read it, on its event loop.
+
+    >>> async def gen():
+    ...     yield Document()
+    >>> is_async_input(gen()), is_async_input(iter([Document()]))
+    (True, False)
+    """
+    return hasattr(type(inputs), '__aiter__')
+
+
+def async_input_error(inputs: Any) -> BadInputError:
+    """The error of a synchronous post (``Flow.post``, ``Client.post``) given an async input."""
+    return BadInputError(f'inputs got {describe(inputs)}, an async generator or iterable, which a synchronous '
+                         f'post cannot read (it has no event loop to run it on); post it from a coroutine with '
+                         f'AsyncFlow (`async for resp in AsyncFlow().add(...).post(on, inputs)`) or AsyncClient, '
+                         f'or pass a synchronous generator')
 
 
 def _is_pair(item: Any) -> bool:
@@ -60,12 +80,82 @@ def _check_items(items: list | tuple, start: int, pairs: bool | None) -> bool | 
     return pairs
 
 
+_NO_PAIRS = '(Document, groundtruth) pairs are taken by Flow.post only; send the Documents'
+
+
 def batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
     """``batched`` for senders that take no groundtruths (the HTTP Client)."""
     for docs, truths in batched(inputs, size):
         if truths is not None:
-            raise BadInputError('(Document, groundtruth) pairs are taken by Flow.post only; send the Documents')
+            raise BadInputError(_NO_PAIRS)
         yield docs
+
+
+async def abatches(inputs: Any, size: int) -> AsyncIterator[DocumentArray]:
+    """``batches`` for senders on an event loop (``AsyncClient``): an async generator or
+    iterable, or a function that returns one, is read with ``await``, one request's worth
+    each time the next request is asked for, and closed (``aclose``) when this generator is;
+    any other input is read as ``batches`` reads it.
+
+    Example
+    -------
+    >>> async def rows():
+    ...     for i in range(5):
+    ...         yield Document(text=str(i))
+    >>> [len(docs) async for docs in abatches(rows, 2)]  # doctest: +SKIP
+    [2, 2, 1]
+    """
+    if callable(inputs) and not isinstance(inputs, DocumentSequence):
+        inputs = inputs()  # (as _split does; called here to see whether it gave an async generator)
+    if not is_async_input(inputs):
+        for docs in batches(inputs, size):
+            yield docs
+        return
+    it = inputs.__aiter__()
+    try:
+        empty, pairs, done = True, None, 0
+        while True:
+            chunk, pairs, more = await _atake_checked(it, min(size, sys.maxsize), done, pairs)
+            if pairs:
+                raise BadInputError(_NO_PAIRS)
+            if chunk or empty:  # (no document at all: still one request, as _batches makes)
+                empty = False
+                done += len(chunk)
+                yield DocumentArray._from_list(chunk)
+            if not more:
+                return
+    finally:
+        aclose = getattr(it, 'aclose', None)
+        if aclose is not None:
+            await aclose()
+
+
+async def atake(it: AsyncIterator, n: int) -> tuple[list, bool]:
+    """Up to ``n`` items of ``it``, and whether it may hold more (False once it ended).
+
+    >>> await atake(rows(), 2)  # doctest: +SKIP
+    ([Document(...), Document(...)], True)
+    """
+    items: list = []
+    next_item = it.__anext__
+    while len(items) < n:
+        try:
+            items.append(await next_item())
+        except StopAsyncIteration:
+            return items, False
+    return items, True
+
+
+async def _atake_checked(it: AsyncIterator, size: int, start: int,
+                         pairs: bool | None) -> tuple[list, bool | None, bool]:
+    """``_take_checked`` of an async iterator: (items, the new ``pairs``, whether it may hold more)."""
+    chunk: list = []
+    more = True
+    while more and len(chunk) < size:
+        piece, more = await atake(it, min(size - len(chunk), _CHECK_EVERY))
+        pairs = _check_items(piece, start + len(chunk), pairs)
+        chunk += piece
+    return chunk, pairs, more
 
 
 def runs_no_user_code(inputs: Any) -> bool:
@@ -141,6 +231,8 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
                 batch._emb, batch._emb_rows = emb[i:i + size], rows[i:i + size]
             yield batch
         return
+    if is_async_input(inputs):
+        raise async_input_error(inputs)
     if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
             or not isinstance(inputs, Iterable):
         raise bad_input(inputs)

@@ -13,11 +13,11 @@ import asyncio
 import collections
 import contextlib
 from functools import partialmethod
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from ..control.inputs import batches
+from ..control.inputs import abatches
 from ..response import Response
-from .aflow import AsyncPost, _total
+from .apost import AsyncPost, bar_total
 from .client import (PostOptions, _check_client_args, broken_answer, cut_off, http_url, no_answer, not_listening,
                      post_options, response_from, unreachable)
 from .deps import import_aiohttp
@@ -98,7 +98,7 @@ class AsyncClient:
 
         def source() -> AsyncIterator[Response]:
             return self._responses(on, inputs, opts, request_size, bool(results_in_order))
-        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, _total(inputs, show_progress))
+        return AsyncPost(source, on, (on_done, on_error, on_always), continue_on_error, bar_total(inputs, show_progress))
 
     index = partialmethod(post, '/index')
     search = partialmethod(post, '/search')
@@ -115,9 +115,18 @@ class AsyncClient:
                 status, data = await self._exchange(aiohttp, session, body, opts.timeout)
                 return response_from(status, data, self.url, i), len(batch)
 
-            calls = (one(i, batch) for i, batch in enumerate(batches(inputs, request_size)))
-            # aclosing: leaving early cancels the requests in flight before the session closes.
-            async with contextlib.aclosing(_in_flight(calls, opts.prefetch, in_order)) as responses:
+            async def calls() -> AsyncIterator[Awaitable]:
+                # (read only as the window has room: an async generator input is paced by it)
+                async with contextlib.aclosing(abatches(inputs, request_size)) as batches:
+                    i = 0
+                    async for batch in batches:
+                        yield one(i, batch)
+                        i += 1
+
+            # aclosing: leaving early cancels the requests in flight before the session
+            # closes, then closes the inputs (an async generator's aclose).
+            async with contextlib.aclosing(calls()) as requests, \
+                    contextlib.aclosing(_in_flight(requests, opts.prefetch, in_order)) as responses:
                 async for answer in responses:
                     yield answer
 
@@ -142,13 +151,24 @@ class AsyncClient:
         return f'<AsyncClient {self.url}>'
 
 
-async def _in_flight(calls: Iterator[Awaitable], window: int, in_order: bool) -> AsyncIterator[Any]:
+async def _in_flight(calls: AsyncIterator[Awaitable], window: int, in_order: bool) -> AsyncIterator[Any]:
     """The results of ``calls``, at most ``window`` of them running at once: in the order
     of ``calls`` when ``in_order`` (or ``window`` is 1), else as they finish. The next call
-    is started only when a result is taken, so a slow consumer holds the sending back."""
+    is taken only when a result is taken, so a slow consumer holds the sending back. An
+    Exception from ``calls`` (the input broke) is raised once the calls already running are
+    answered, as ``Flow.post`` does: what the callbacks saw is what reached the server."""
     running: collections.deque = collections.deque()
+    broken: Exception | None = None
+    it = calls.__aiter__()
     try:
-        for call in calls:
+        while True:
+            try:
+                call = await it.__anext__()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - raised below, after the answers
+                broken = exc
+                break
             running.append(asyncio.ensure_future(call))
             if len(running) >= window:
                 yield await _take(running, in_order)
@@ -160,6 +180,8 @@ async def _in_flight(calls: Iterator[Awaitable], window: int, in_order: bool) ->
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+    if broken is not None:
+        raise broken
 
 
 async def _take(running: collections.deque, in_order: bool) -> Any:

@@ -7,7 +7,8 @@ a list. The Flow is started and driven in one thread of its own, and closed in a
 the event loop never waits on the router and a close never waits behind a post; responses
 cross to the loop through a queue bounded by the in-flight window, so a slow consumer holds
 the post back instead of piling up results (unless another post waits for the thread: see
-``AsyncFlow._push``).
+``AsyncFlow._push``). An async generator input crosses the other way: the Flow's thread asks
+the loop for each request's documents (``AsyncInputs``).
 """
 from __future__ import annotations
 
@@ -17,125 +18,34 @@ import logging
 import signal
 import threading
 from functools import partialmethod
-from typing import Any, AsyncIterator, Callable, Generator
+from typing import Any, AsyncIterator, Callable
 
+from ..array import DocumentSequence
+from ..control.inputs import is_async_input
 from ..control.post_args import check_callbacks, check_on, check_parameters, check_prefetch, check_request_size
+from ..flow_build import FlowBuilder
 from ..response import Response
-from .client import settle
+from .apost import AsyncInputs, AsyncPost, Handover, Stopped, in_thread
 
 __all__ = ['AsyncFlow', 'AsyncPost', 'AsyncClient']
 
 logger = logging.getLogger('runtime')
 
-_FLOW_ATTRS = frozenset({'plot', 'num_executors', 'profile_summary', 'save_trace', 'save_config'})
+#: What an AsyncFlow reads from its running Flow as is (the building half is FlowBuilder's).
+_FLOW_ATTRS = frozenset({'profile_summary', 'save_trace'})
 
 
-class AsyncPost:
-    """One post, to iterate (``async for resp in ...``: each successful Response) or to
-    await (the list of them). Callbacks run on the event loop, as in ``Flow.post``: an
-    ``on_error``, else the first failure is raised once iteration stops.
+class AsyncFlow(FlowBuilder):
+    """A Flow for asyncio programs: the same arguments and building methods as ``Flow``
+    (``add``, ``needs``, ``needs_all``, ``plot``, ``load_config``, ...: each gives an
+    AsyncFlow); start and posts run in a thread of their own, close in another.
 
-    Example
-    -------
-    >>> async for resp in f.post('/search', docs):
-    ...     print(resp.docs[0].matches)
-    >>> responses = await f.post('/index', docs)
-    """
+    ``post`` also takes an async generator (or a function that returns one), read on the
+    event loop as the post needs documents.
 
-    def __init__(self, source: Callable[[], AsyncIterator[tuple[Response, int | None]]], on: str, callbacks: tuple,
-                 continue_on_error: bool, progress_total: Any = False) -> None:
-        # source yields (Response, the number of documents its request sent): what the
-        # progress bar counts; None where the source shows no bar of its own (AsyncFlow's
-        # Flow.post counts for itself).
-        self._source, self._on = source, on
-        self._on_done, self._on_error, self._on_always = callbacks
-        self._continue = continue_on_error
-        self._progress_total = progress_total  # False: no progress bar; None: total unknown
-        self._used = False
-
-    def __aiter__(self) -> AsyncIterator[Response]:
-        if self._used:
-            raise RuntimeError('this post was already consumed; call post() again')
-        self._used = True
-        return self._iterate()
-
-    def __await__(self) -> Generator[Any, None, list]:
-        return self._collect().__await__()
-
-    async def _collect(self) -> list:
-        return [resp async for resp in self]
-
-    async def _iterate(self) -> AsyncIterator[Response]:
-        progress = None
-        if self._progress_total is not False:
-            from ..control.progress import Progress
-            progress = Progress(self._on, self._progress_total)
-        source = self._source()
-        error = None
-        try:
-            async for resp, ndocs in source:
-                if progress is not None:
-                    progress.update(ndocs, resp.is_error, len(resp.docs))
-                error = settle(resp, self._on_done, self._on_error, self._on_always, self._continue)
-                if error is not None:
-                    break
-                if not resp.is_error:
-                    yield resp
-        finally:
-            await source.aclose()
-            if progress is not None:
-                progress.close()
-        if error is not None:
-            raise error
-
-
-def _total(inputs: Any, show_progress: bool) -> Any:
-    if not show_progress:
-        return False
-    return len(inputs) if hasattr(inputs, '__len__') and not isinstance(inputs, (str, bytes)) else None
-
-
-class _Stopped(Exception):
-    """Raised in the Flow's thread, from a hand-over, to end a post (see ``_Handover``)."""
-
-
-class _Handover:
-    """What one post's responses cross on their way from the Flow's thread to the loop.
-
-    ``room`` is how many more may wait unread (it goes below zero while the post runs
-    unbounded, see ``AsyncFlow._push``). ``gone``: the consumer left (a break, a cancel),
-    so the post ends silently; ``closed``: ``close()`` stopped it, so its consumer gets
-    FlowNotStartedError. Both are read and written under the AsyncFlow's condition.
-    """
-
-    __slots__ = ('room', 'gone', 'closed')
-
-    def __init__(self, room: int) -> None:
-        self.room, self.gone, self.closed = room, False, False
-
-    @property
-    def stopped(self) -> bool:
-        return self.gone or self.closed
-
-
-def _in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future:
-    """Run ``fn`` in a new (non-daemon) thread; its future can be awaited but not cancelled:
-    a close must run to its end even when whoever waits for it is cancelled."""
-    fut: concurrent.futures.Future = concurrent.futures.Future()
-    fut.set_running_or_notify_cancel()
-
-    def run() -> None:
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-            fut.set_exception(exc)
-    threading.Thread(target=run, name=name).start()
-    return fut
-
-
-class AsyncFlow:
-    """A Flow for asyncio programs: the same arguments and ``add()`` as ``Flow``; start
-    and posts run in a thread of their own, close in another.
+    ``async with`` starts and closes it while the event loop keeps running; a plain ``with``
+    (Jina 2's form) does the same synchronously, in or out of a coroutine, holding the loop
+    meanwhile.
 
     Example
     -------
@@ -145,7 +55,10 @@ class AsyncFlow:
     ...     everything = await f.search(queries)
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, asyncio: bool = True, **kwargs: Any) -> None:
+        # (asyncio: taken for Flow(asyncio=True)'s sake, as AsyncClient takes it)
+        if not asyncio:
+            raise ValueError('AsyncFlow(asyncio=False): the synchronous one is Flow(...)')
         from ..flow import Flow
         self._flow = Flow(**kwargs)
         self._init_state()
@@ -155,8 +68,9 @@ class AsyncFlow:
         self._started: concurrent.futures.Future | None = None  # Flow.start in that pool
         self._closing: concurrent.futures.Future | None = None  # a close that may still run
         self._cond = threading.Condition()  # guards the hand-overs and _queued
-        self._live: set[_Handover] = set()  # of the posts queued or running now
+        self._live: set[Handover] = set()  # of the posts queued or running now
         self._queued = 0  # posts waiting for the Flow's thread
+        self._reading: set[asyncio.Task] = set()  # tasks reading an async generator input now
 
     @classmethod
     def _wrap(cls, flow: Any) -> 'AsyncFlow':
@@ -165,9 +79,32 @@ class AsyncFlow:
         new._init_state()
         return new
 
-    def add(self, *args: Any, **kwargs: Any) -> 'AsyncFlow':
-        """A new AsyncFlow with one more executor (the arguments of ``Flow.add``)."""
-        return AsyncFlow._wrap(self._flow.add(*args, **kwargs))
+    # -- building (FlowBuilder's methods, on the Flow underneath) ----------------------------
+    @property
+    def _specs(self) -> list[dict]:
+        return self._flow._specs
+
+    @property
+    def _defaults(self) -> dict:
+        return self._flow._defaults
+
+    def _with_specs(self, specs: list[dict]) -> 'AsyncFlow':
+        return type(self)._wrap(self._flow._with_specs(specs))
+
+    @classmethod
+    def load_config(cls, source: Any, **kwargs: Any) -> 'AsyncFlow':
+        """``Flow.load_config``, giving an AsyncFlow.
+
+        Example
+        -------
+        >>> f = AsyncFlow.load_config('flow.yml')
+        """
+        from ..flow import Flow
+        return cls._wrap(Flow.load_config(source, **kwargs))
+
+    def save_config(self, path: str) -> None:
+        """``Flow.save_config``: the config of the Flow underneath (``load_config`` reads it back)."""
+        self._flow.save_config(path)
 
     @property
     def flow(self) -> Any:
@@ -192,6 +129,16 @@ class AsyncFlow:
         >>> f = await AsyncFlow().add(uses=Encoder).start()
         >>> await f.close()
         """
+        pool, started = self._begin_start()
+        try:
+            await asyncio.wrap_future(started)
+        except BaseException:
+            self._abandon_start(pool, started)
+            raise
+        return self._started_by(pool)
+
+    def _begin_start(self) -> tuple[concurrent.futures.ThreadPoolExecutor, concurrent.futures.Future]:
+        """Submit Flow.start to a new thread of the Flow's; (that thread's pool, its future)."""
         if self._pool is not None:
             raise RuntimeError('this AsyncFlow is already started; use one `async with` block at a time')
         # One thread starts the Flow and runs every post: posts from concurrent coroutines
@@ -199,13 +146,16 @@ class AsyncFlow:
         pool = self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='shmflow-asyncflow')
         previous, self._closing = self._closing, None
         self._started = started = pool.submit(self._start_after, previous)
-        try:
-            await asyncio.wrap_future(started)
-        except BaseException:
-            if self._pool is pool:
-                self._pool = None
-                self._closing = _in_thread(lambda: self._shut(pool, started, now=False), 'shmflow-asyncflow-close')
-            raise
+        return pool, started
+
+    def _abandon_start(self, pool: concurrent.futures.ThreadPoolExecutor,
+                       started: concurrent.futures.Future) -> None:
+        """The start failed or its waiter left: close what it started, once it is done."""
+        if self._pool is pool:
+            self._pool = None
+            self._closing = in_thread(lambda: self._shut(pool, started, now=False), 'shmflow-asyncflow-close')
+
+    def _started_by(self, pool: concurrent.futures.ThreadPoolExecutor) -> 'AsyncFlow':
         if self._pool is not pool:
             from ..errors import FlowNotStartedError
             raise FlowNotStartedError('close() was called while this AsyncFlow started: it is closed')
@@ -238,12 +188,16 @@ class AsyncFlow:
         await self._close(now=False)
 
     async def _close(self, now: bool) -> None:
+        self._begin_close(now)
+        await self._wait_closed()
+
+    def _begin_close(self, now: bool) -> None:
+        """Stop the posts and close the Flow in a thread of its own (if started)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             self._stop_live()
             started = self._started
-            self._closing = _in_thread(lambda: self._shut(pool, started, now), 'shmflow-asyncflow-close')
-        await self._wait_closed()
+            self._closing = in_thread(lambda: self._shut(pool, started, now), 'shmflow-asyncflow-close')
 
     def _stop_live(self) -> None:
         """Mark every post queued or running as stopped by close(); a push waiting for
@@ -284,6 +238,39 @@ class AsyncFlow:
     async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
         await self._close(now=exc_type is not None and not issubclass(exc_type, Exception))
 
+    def __enter__(self) -> 'AsyncFlow':
+        """Start synchronously, as Jina 2's AsyncFlow (a Flow) did in a plain ``with``.
+
+        The calling thread waits for the executors; inside a coroutine that holds the event
+        loop meanwhile (``async with`` does not). Posts, closes and reads of async
+        generator inputs do not need the caller's loop to be free, so nothing waits on it.
+
+        Example
+        -------
+        >>> async def main():
+        ...     with AsyncFlow().add(uses=Encoder) as f:
+        ...         async for resp in f.post('/', async_docs):
+        ...             print(resp.docs)
+        """
+        pool, started = self._begin_start()
+        try:
+            started.result()
+        except BaseException:
+            self._abandon_start(pool, started)
+            raise
+        return self._started_by(pool)
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self._begin_close(now=exc_type is not None and not issubclass(exc_type, Exception))
+        fut = self._closing
+        if fut is None:
+            return
+        try:
+            fut.result()  # (interrupted, the close runs on to its end: a later start waits for it)
+        finally:
+            if fut.done() and self._closing is fut:
+                self._closing = None
+
     async def block(self) -> None:
         """Wait until SIGINT or SIGTERM (for a Flow that serves with ``port_expose``).
 
@@ -305,28 +292,49 @@ class AsyncFlow:
     def post(self, on: str, inputs: Any = None, on_done: Callable | None = None,
              on_error: Callable | None = None, on_always: Callable | None = None,
              parameters: dict | None = None, target_executor: str | None = None,
-             request_size: int = 100, show_progress: bool = False, return_results: bool = False,
-             continue_on_error: bool = False, **kwargs: Any) -> AsyncPost:
+             request_size: int | None = None, show_progress: bool | None = None, return_results: bool | None = None,
+             continue_on_error: bool | None = None, **kwargs: Any) -> AsyncPost:
         """The arguments of ``Flow.post``; returns an ``AsyncPost`` to iterate or await.
         ``return_results`` is taken for ``Flow.post``'s sake: ``await`` gets the list of
-        Responses, ``async for`` gets them one by one, whatever its value.
+        Responses, ``async for`` gets them one by one, whatever its value. Where the call
+        does not say, ``request_size``, ``show_progress`` and ``continue_on_error`` are the
+        AsyncFlow's (``AsyncFlow(request_size=10)``), as for ``Flow.post``.
+
+        ``inputs`` may also be an async generator or iterable, or a function that returns
+        one: it is read on the event loop, a request's worth each time the post has room for
+        one (the window paces it as it paces a generator), an exception it raises comes out
+        of the post as a generator's would, and it is closed (``aclose``) when the post ends.
 
         Posts take turns on the Flow's thread. One may be awaited inside ``async for`` over
         another (as ``Flow.post`` may be called from a callback): the outer one then runs to
-        its end first, its responses kept until they are read.
+        its end first, its responses kept until they are read. An async generator input
+        may not await a post of the same AsyncFlow (that post would wait for this one).
 
         Example
         -------
         >>> async for resp in f.post('/index', (Document(text=t) for t in texts), request_size=50):
         ...     print(resp.docs.texts)
+        >>> async def rows():
+        ...     async for line in stream:
+        ...         yield Document(text=line)
+        >>> async for resp in f.post('/index', rows, request_size=50):
+        ...     print(len(resp.docs))
         """
         if self._pool is None:
             from ..errors import FlowNotStartedError
-            raise FlowNotStartedError('post() needs a started AsyncFlow: call it inside `async with flow:`')
+            raise FlowNotStartedError('post() needs a started AsyncFlow: call it inside `async with flow:` (or '
+                                      '`with flow:`)')
         # Checked at the call, not only once the post is iterated (Flow.post, in the Flow's
         # thread, checks everything again, the rest of kwargs included); prefetch because the
         # window is made of it here.
         check_on(on)
+        defaults = self._flow.post_defaults
+        if request_size is None:
+            request_size = defaults['request_size']
+        if show_progress is None:
+            show_progress = defaults['show_progress']
+        if continue_on_error is None:
+            continue_on_error = defaults['continue_on_error']
         check_request_size(request_size)
         check_callbacks(on_done, on_error, on_always)
         parameters = check_parameters(parameters)
@@ -335,7 +343,7 @@ class AsyncFlow:
         # The progress bar is the Flow's own (in its thread): only its post knows how many
         # input documents each request held, which is what the bar counts.
         post_kwargs = dict(kwargs, parameters=parameters, target_executor=target_executor, request_size=request_size,
-                           show_progress=show_progress)
+                           show_progress=show_progress, return_results=False)  # (the AsyncPost collects them)
 
         def source() -> AsyncIterator[tuple[Response, None]]:
             return self._responses(on, inputs, post_kwargs, window)
@@ -354,12 +362,19 @@ class AsyncFlow:
         if pool is None:
             from ..errors import FlowNotStartedError
             raise FlowNotStartedError('the AsyncFlow was closed before the post started')
+        if asyncio.current_task() in self._reading:
+            raise RuntimeError('an async generator given to AsyncFlow.post awaited another post of the same '
+                               'AsyncFlow; posts take turns and the first waits for its generator, so this one '
+                               'would wait forever: read what the generator needs before the post, or post to '
+                               'another AsyncFlow')
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        handover = _Handover(window)
+        handover = Handover(window)
+        reader, inputs = self._async_inputs(inputs, handover, kwargs['request_size'])
 
         def push(resp: Response) -> None:
             self._push(handover)
+            handover.answered += 1
             loop.call_soon_threadsafe(queue.put_nowait, ('resp', resp))
 
         def run() -> None:
@@ -390,11 +405,24 @@ class AsyncFlow:
             self._live.discard(handover)
             with self._cond:
                 handover.gone = True
-                self._cond.notify_all()  # a push waiting for room wakes, and ends the post
+                self._cond.notify_all()  # a push waiting for room (or a read) wakes, and ends the post
+            if reader is not None:
+                await reader.aclose()
 
-    def _push(self, handover: _Handover) -> None:
+    def _async_inputs(self, inputs: Any, handover: Handover, size: int) -> tuple[AsyncInputs | None, Any]:
+        """(the reader of an async generator input, or None; what to give Flow.post). A
+        function is wrapped, as what it returns is known only once Flow.post calls it."""
+        if is_async_input(inputs):
+            reader = AsyncInputs(self, handover, size, inputs)
+            return reader, reader
+        if callable(inputs) and not isinstance(inputs, DocumentSequence):
+            reader = AsyncInputs(self, handover, size)
+            return reader, reader.reading(inputs)
+        return None, inputs
+
+    def _push(self, handover: Handover) -> None:
         """In the Flow's thread, before a response is handed over: wait until there is room
-        for it, or raise _Stopped if the post is to end.
+        for it, or raise Stopped if the post is to end.
 
         While another post waits for the thread, this one does not wait for room: that
         post's consumer may be this one's (a post awaited inside ``async for`` over this
@@ -404,10 +432,10 @@ class AsyncFlow:
         with self._cond:
             self._cond.wait_for(lambda: handover.room > 0 or handover.stopped or self._queued > 0)
             if handover.stopped:
-                raise _Stopped()
+                raise Stopped()
             handover.room -= 1
 
-    def _run_post(self, handover: _Handover, post: Callable[[], Any]) -> tuple:
+    def _run_post(self, handover: Handover, post: Callable[[], Any]) -> tuple:
         """In the Flow's thread: run the post, and say how it ended, as the item the
         consumer takes last: ('end', None) or ('exc', the exception to raise)."""
         from ..errors import FlowNotStartedError
@@ -420,7 +448,7 @@ class AsyncFlow:
             return 'exc', FlowNotStartedError('the AsyncFlow was closed before this post started')
         try:
             post()
-        except _Stopped:
+        except Stopped:
             with self._cond:
                 gone = handover.gone
             if not gone:  # close() stopped it: a consumer still reading must not take it as complete

@@ -233,7 +233,9 @@ class Gateway:
         try:
             self.flow.post(req.endpoint, req.docs, on_done=got.append, on_error=got.append,
                            parameters=req.parameters, target_executor=req.target_executor,
-                           request_size=max(1, len(req.docs)))
+                           request_size=max(1, len(req.docs)), show_progress=False, return_results=False)
+            # (explicit: a Flow(show_progress=True) must not draw a bar per HTTP request, nor
+            # a Flow(return_results=True) keep every answer the callbacks already took)
         except (BadInputError, TypeError, ValueError) as exc:
             self._count('refused')
             return 422, error_body(422, str(exc))

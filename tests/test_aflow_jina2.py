@@ -1,0 +1,318 @@
+"""The AsyncFlow forms of Jina 2.0's documentation: a plain ``with`` (AsyncFlow was a Flow
+there), async generators as inputs (its headline feature; AsyncClient takes them too), and
+the building API of Flow (``needs``, ``needs_all``, ``plot``, ``load_config``, ...), each
+giving an AsyncFlow."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from runtime import AsyncClient, AsyncFlow, Client, Document, DocumentArray, Executor, Flow, requests
+from runtime.errors import BadInputError, FlowNotStartedError
+from runtime.flow_build import FlowBuilder
+
+
+class Mark(Executor):
+    @requests
+    def mark(self, docs: DocumentArray, **kwargs) -> None:
+        for d in docs:
+            d.tags['seen'] = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run(coro, timeout: float = 20):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def async_docs(n: int = 10, fail_at: int | None = None, log: list | None = None):
+    """``n`` documents, giving the loop a turn before each (as a reader of a socket would)."""
+    for i in range(n):
+        await asyncio.sleep(0)
+        if i == fail_at:
+            raise ValueError(f'bad row {i} in the source')
+        if log is not None:
+            log.append(i)
+        yield Document(id=str(i))
+
+
+def sync_docs(n: int = 10, fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise ValueError(f'bad row {i} in the source')
+        yield Document(id=str(i))
+
+
+# -- a plain `with` ---------------------------------------------------------------------------------
+def test_plain_with_inside_a_coroutine_runs_the_jina2_cookbook_form():
+    async def main() -> tuple[list, AsyncFlow]:
+        ids = []
+        with AsyncFlow().add(uses=Mark) as f:  # Jina 2's Flow cookbook, "Asynchronous Flow"
+            async for resp in f.post('/', async_docs, request_size=3):
+                ids += [d.id for d in resp.docs if d.tags['seen']]
+        return ids, f
+
+    ids, f = run(main())
+    assert sorted(ids, key=int) == [str(i) for i in range(10)]
+    with pytest.raises(FlowNotStartedError):  # left `with`: closed
+        f.post('/', Document())
+
+
+def test_plain_with_outside_a_loop_serves_coroutines_of_several_loops():
+    async def count(f: AsyncFlow) -> int:
+        return sum(len(r.docs) for r in await f.post('/', async_docs(4), request_size=1))
+
+    with AsyncFlow().add(uses=Mark) as f:
+        assert [asyncio.run(count(f)) for _ in range(2)] == [4, 4]
+
+
+def test_leaving_a_plain_with_does_not_wait_on_a_post_reading_its_input_from_the_held_loop():
+    # The Flow's thread waits for the next document from the loop, which __exit__ holds:
+    # close must stop that wait, not sit out timeout_close twice.
+    async def main() -> float:
+        reading, never = asyncio.Event(), asyncio.Event()
+
+        async def stalls():
+            yield Document()
+            reading.set()
+            await never.wait()
+            yield Document()
+
+        with AsyncFlow(prefetch=1, timeout_close=5).add(uses=Mark) as f:
+            task = asyncio.create_task(f.post('/', stalls, request_size=1)._collect())
+            await reading.wait()  # the first request went, the second is being read
+            t0 = time.monotonic()
+        took = time.monotonic() - t0
+        with pytest.raises(FlowNotStartedError):
+            await task
+        return took
+
+    assert run(main()) < 4
+
+
+# -- async generator inputs -------------------------------------------------------------------------
+@pytest.mark.parametrize('form', ['function', 'generator', 'lambda'])
+def test_async_generator_inputs_are_sent_in_requests_of_request_size(form):
+    inputs = {'function': async_docs, 'generator': async_docs(), 'lambda': lambda: async_docs()}[form]
+
+    async def main() -> list:
+        async with AsyncFlow().add(uses=Mark) as f:
+            return await f.post('/', inputs, request_size=4)
+
+    responses = run(main())
+    assert sorted(len(r.docs) for r in responses) == [2, 4, 4]
+    assert sorted((d.id for r in responses for d in r.docs), key=int) == [str(i) for i in range(10)]
+
+
+def test_an_async_generator_is_read_on_the_loop_which_stays_free():
+    # Its second document waits for the first response: reading it on a blocked loop, or
+    # all of it before sending, would never finish.
+    async def main() -> list:
+        first_back = asyncio.Event()
+
+        async def paced():
+            yield Document(id='a')
+            await first_back.wait()
+            yield Document(id='b')
+
+        ids = []
+        async with AsyncFlow().add(uses=Mark) as f:
+            async for resp in f.post('/', paced, request_size=1):
+                ids += resp.docs.get_attributes('id')
+                first_back.set()
+        return ids
+
+    assert run(main()) == ['a', 'b']
+
+
+def test_an_async_generator_is_read_no_faster_than_the_window_allows():
+    prefetch = 2
+
+    async def main() -> int:
+        produced, lead = [], 0
+        async with AsyncFlow(prefetch=prefetch).add(uses=Mark) as f:
+            consumed = 0
+            async for resp in f.post('/', async_docs(200, log=produced), request_size=1):
+                consumed += len(resp.docs)
+                lead = max(lead, len(produced) - consumed)
+                for _ in range(20):  # a slow consumer: the loop turns, the generator could run ahead
+                    await asyncio.sleep(0)
+        assert consumed == 200
+        return lead
+
+    # in flight + unread responses (a window each) + the request being read + the one held
+    assert run(main(), 40) <= 2 * prefetch + 2
+
+
+def test_an_async_generator_error_comes_out_as_a_sync_generators_does():
+    async def post(inputs) -> tuple[list, BaseException]:
+        acked: list = []
+        async with AsyncFlow(prefetch=8).add(uses=Mark) as f:
+            with pytest.raises(ValueError) as info:
+                async for resp in f.post('/', inputs, request_size=2,
+                                         on_done=lambda r: acked.extend(r.docs.get_attributes('id'))):
+                    pass
+        return sorted(acked, key=int), info
+
+    acked, info = run(post(async_docs(25, fail_at=21)))
+    sync_acked, sync_info = run(post(sync_docs(25, fail_at=21)))
+    assert str(info.value) == str(sync_info.value) == 'bad row 21 in the source'
+    assert acked == sync_acked  # what was sent before the input broke is handled alike
+    assert any(entry.name == 'async_docs' for entry in info.traceback)  # where the generator raised
+
+
+def test_an_async_generator_is_closed_when_the_post_stops_early():
+    async def main() -> list:
+        events = []
+        closed = asyncio.Event()
+
+        async def tracked():
+            try:
+                for i in range(1000):
+                    await asyncio.sleep(0)
+                    yield Document(id=str(i))
+            finally:
+                events.append('closed')
+                closed.set()
+
+        async with AsyncFlow(prefetch=2).add(uses=Mark) as f:
+            gen = tracked()  # (held here: closed by the post, not by the garbage collector)
+            async for _ in f.post('/', gen, request_size=1):
+                break
+            await closed.wait()
+            events.append('still usable')
+            assert len(await f.post('/', Document())) == 1
+        return events
+
+    assert run(main()) == ['closed', 'still usable']
+
+
+def test_close_stops_a_post_whose_async_generator_awaits_and_closes_the_generator():
+    async def main() -> tuple[float, list]:
+        events, never = [], asyncio.Event()
+
+        async def stalls():
+            try:
+                yield Document()
+                events.append('awaiting')
+                await never.wait()
+                yield Document()
+            except asyncio.CancelledError:
+                events.append('cancelled')
+                raise
+            finally:
+                events.append('closed')
+
+        f = AsyncFlow(prefetch=1, timeout_close=5).add(uses=Mark)
+        await f.start()
+        got = asyncio.Event()
+        gen = stalls()  # (held here: closed by the post, not by the garbage collector)
+
+        async def consume() -> None:
+            async for _ in f.post('/', gen, request_size=1):
+                got.set()
+        task = asyncio.create_task(consume())
+        await got.wait()
+        while 'awaiting' not in events:
+            await asyncio.sleep(0)
+        t0 = time.monotonic()
+        await f.close()
+        took = time.monotonic() - t0
+        with pytest.raises(FlowNotStartedError, match='closed while this post was running'):
+            await task
+        return took, list(events)  # (as the post ended: asyncio.run's own clean-up comes later)
+
+    took, events = run(main())
+    assert took < 4  # not timeout_close twice, waiting for a read nobody will finish
+    assert events == ['awaiting', 'cancelled', 'closed']
+
+
+def test_an_async_generator_that_awaits_a_post_of_its_own_flow_is_refused_not_hung():
+    async def main() -> None:
+        async with AsyncFlow().add(uses=Mark) as f:
+            async def nested():
+                yield Document()
+                await f.post('/', Document())  # waits for the very post it feeds
+                yield Document()
+            with pytest.raises(RuntimeError, match='awaited another post of the same AsyncFlow'):
+                await f.post('/', nested, request_size=1)
+
+    run(main())
+
+
+def test_a_synchronous_post_given_an_async_generator_says_to_use_asyncflow():
+    with Flow().add(uses=Mark) as f:
+        for inputs in (async_docs, async_docs()):
+            with pytest.raises(BadInputError, match=r'async generator.*AsyncFlow'):
+                f.post('/', inputs)
+
+
+def test_async_client_sends_an_async_generator_and_raises_its_error():
+    port = free_port()
+
+    async def main() -> tuple[list, list]:
+        closed = asyncio.Event()
+
+        async def tracked():
+            try:
+                async for d in async_docs(100):
+                    yield d
+            finally:
+                closed.set()
+
+        async with AsyncFlow(port_expose=port, protocol='http').add(uses=Mark):
+            client = AsyncClient(port=port)
+            sizes = [len(r.docs) for r in await client.post('/', async_docs, request_size=4, prefetch=2)]
+            ids = []
+            gen = tracked()  # (held here: closed by the post, not by the garbage collector)
+            async for resp in client.post('/', gen, request_size=1):
+                ids += resp.docs.get_attributes('id')
+                break
+            await closed.wait()  # left early: the generator is closed
+            with pytest.raises(ValueError, match='bad row 3'):
+                await client.post('/', async_docs(10, fail_at=3), request_size=2)
+        return sizes, ids
+
+    sizes, ids = run(main(), 30)
+    assert sorted(sizes) == [2, 4, 4]
+    assert ids == ['0']
+
+
+def test_the_sync_client_given_an_async_generator_says_to_use_the_async_api():
+    with pytest.raises(BadInputError, match='AsyncClient'):
+        Client(port=free_port()).post('/', async_docs())
+
+
+# -- the building API -------------------------------------------------------------------------------
+def test_every_building_method_of_flow_is_on_asyncflow():
+    public = {n for n in dir(FlowBuilder) if not n.startswith('_')}
+    assert public <= set(dir(AsyncFlow))
+    assert type(AsyncFlow(asyncio=True).flow) is Flow  # (Flow(asyncio=True)'s switch, taken as is)
+
+
+def test_building_methods_give_an_asyncflow_that_runs_the_topology(tmp_path):
+    f = AsyncFlow(prefetch=4).add(name='a', uses=Mark).add(name='b', needs='gateway')
+    assert isinstance(f.needs(['a', 'b']), AsyncFlow) and f.needs(['a', 'b']).num_executors == 3
+    joined = f.needs_all()
+    assert isinstance(joined, AsyncFlow) and joined.num_executors == 3
+    assert joined.plot() is joined and joined.plot(str(tmp_path / 'flow.mmd')) is joined
+    assert (tmp_path / 'flow.mmd').read_text() == joined.mermaid() == joined.flow.mermaid()
+
+    joined.save_config(str(tmp_path / 'flow.yml'))
+    loaded = AsyncFlow.load_config(str(tmp_path / 'flow.yml'))
+    assert isinstance(loaded, AsyncFlow) and loaded.flow._prefetch == 4  # the Flow's own settings kept
+    assert loaded.mermaid() == joined.mermaid()
+    assert isinstance(AsyncFlow.load_config('jtype: Flow\nexecutors:\n  - name: x\n'), AsyncFlow)
+
+    async def main() -> list:
+        async with loaded as running:
+            return [d.tags['seen'] for r in await running.post('/', DocumentArray([Document(), Document()])) for d in r.docs]
+
+    assert run(main()) == [True, True]  # 'a' marked them, the join kept it
