@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from runtime import Document, DocumentArray, Executor, requests
+from runtime.control.merge import match_limit
 from runtime.scores import NamedScore, is_distance
 
 __all__ = ['FusionRanker', 'fuse', 'branch_scores', 'branch_ranking']
@@ -169,7 +170,7 @@ class FusionRanker(Executor):
         -------
         >>> FusionRanker().search(DocumentArray([Document(text='q')]), {'limit': 5})
         """
-        limit = parameters.get('limit', parameters.get('top_k', self.default_limit))
+        limit = match_limit(parameters, self.default_limit)  # (3.0 and numpy ints taken; -1 refused)
         method = parameters.get('fusion', self.method)
         weights = {**self.branches, **(parameters.get('weights') or {})}
         for d in docs:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requests
+from runtime.control.merge import match_limit
 
 from .fusion import branch_scores
 from .parents import ParentMap, plan_update, requested_ids, resolve
@@ -326,9 +327,7 @@ class MemmapIndexer(Executor):
         """
         if not len(docs):
             return
-        limit = parameters.get('limit', parameters.get('top_k', self.default_limit))
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValueError(f"parameters 'limit' / 'top_k' must be an int >= 0, got {limit!r}")
+        limit = match_limit(parameters, self.default_limit)  # (3.0 and numpy ints taken, as in a join)
         q = self._check_embeddings(docs, '/search')
         stored = self._store_view()
         if stored is None or limit == 0:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requests
+from runtime.control.merge import match_limit
 
 from . import pending_log
 from .bm25 import POSTINGS, bm25_scores, pack_index, unpack_index
@@ -434,9 +435,7 @@ class SparseIndexer(Executor):
         -------
         >>> q = DocumentArray([Document(text='send mail')]); idx.search(q, {'limit': 3})  # doctest: +SKIP
         """
-        limit = parameters.get('limit', parameters.get('top_k', self.default_limit))
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValueError(f"parameters 'limit' / 'top_k' must be an int >= 0, got {limit!r}")
+        limit = match_limit(parameters, self.default_limit)  # (3.0 and numpy ints taken, as in a join)
         for d in docs:
             rows, scores = self.rank(d.text or '', limit)
             matches = []

@@ -231,6 +231,32 @@ def test_fusion_keeps_the_order_of_a_branch_whatever_its_metric(tmp_path, metric
     idx.close()
 
 
+def test_search_executors_take_a_numpy_or_whole_float_top_k_and_refuse_the_rest(tmp_path):
+    # A limit computed with numpy, or sent as JSON by Jina 2 code (every number a float).
+    dense = MemmapIndexer(rank_tag='dense', metas={'workspace': str(tmp_path / 'd'), 'name': 'dense'})
+    sparse = SparseIndexer(metas={'workspace': str(tmp_path / 's'), 'name': 'sparse'})
+    docs = DocumentArray([Document(id=f'd{i}', text=f'read gzip file {i}', embedding=np.array([1.0, i], np.float32))
+                          for i in range(5)])
+    dense.index(docs, {})
+    sparse.index(docs, {})
+    try:
+        for limit in (np.int64(2), 2.0, np.float32(2)):
+            for idx in (dense, sparse):
+                q = DocumentArray([Document(text='gzip file', embedding=np.array([1.0, 0.0], np.float32))])
+                idx.search(q, {'top_k': limit})
+                assert len(q[0].matches) == 2
+            dense.search(q, {})
+            FusionRanker(branches={'dense': 1.0}).search(q, {'limit': limit})
+            assert len(q[0].matches) == 2
+        for bad in (2.5, -1, True):
+            for search in (dense.search, sparse.search, FusionRanker().search):
+                with pytest.raises(ValueError, match='limit / top_k must be a non-negative int'):
+                    search(DocumentArray([Document(text='gzip', embedding=np.ones(2, np.float32))]), {'limit': bad})
+    finally:
+        dense.close()
+        sparse.close()
+
+
 def test_fuse_refuses_a_ranking_that_is_not_best_first():
     assert fuse({'d': (['x', 'y', 'z'], [0.0, 1.0, 2.0])}, {}) == [('x', 1.0), ('y', 0.5), ('z', 0.0)]
     with pytest.raises(ValueError, match='best first'):
