@@ -93,7 +93,7 @@ def test_close_stops_a_post_stuck_in_a_handler_within_timeout_close(tmp_path):
 
 
 CTRL_C_SCRIPT = '''
-import asyncio, sys, time
+import asyncio, signal, sys, threading, time
 from runtime import AsyncFlow, Document, Executor, requests
 
 class Stuck(Executor):
@@ -104,22 +104,36 @@ class Stuck(Executor):
 
 async def main():
     async with AsyncFlow(timeout_close=1).add(uses=Stuck) as f:
+        if sys.argv[1] == 'flow thread':
+            # The kernel may hand Ctrl-C to any thread: here, for certain, the Flow's own.
+            flow = next(t for t in threading.enumerate() if t.name.startswith('shmflow-asyncflow'))
+            def kick():
+                sys.stdin.readline()
+                signal.pthread_kill(flow.ident, signal.SIGINT)
+            threading.Thread(target=kick, daemon=True).start()
         await f.post('/', Document())
 
 asyncio.run(main())
 '''
 
 
-def test_ctrl_c_ends_a_program_whose_post_waits_on_a_stuck_handler(tmp_path):
+@pytest.mark.parametrize('to', ['process', 'flow thread'])
+def test_ctrl_c_ends_a_program_whose_post_waits_on_a_stuck_handler(tmp_path, to):
+    # Delivered to the Flow's thread, Ctrl-C once left asyncio.run's loop asleep in select
+    # for good (its handler runs only in the main thread, which nothing woke).
     script = tmp_path / 'ctrl_c.py'
     script.write_text(CTRL_C_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=script_env(), cwd=str(tmp_path), start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(script), to], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=script_env(), cwd=str(tmp_path), start_new_session=True)
     kids = []
     try:
         assert Lines(proc).readline() == 'in handler'
         kids = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGINT)
+        if to == 'process':
+            proc.send_signal(signal.SIGINT)
+        else:
+            proc.stdin.write(b'go\n')
+            proc.stdin.flush()
         assert proc.wait(timeout=10) == -signal.SIGINT  # asyncio.run re-raises KeyboardInterrupt
         _, alive = psutil.wait_procs(kids, timeout=5)
         assert not alive, f'processes left running: {[p.pid for p in alive]}'

@@ -25,7 +25,7 @@ from ..control.inputs import is_async_input
 from ..control.post_args import check_callbacks, check_on, check_parameters, check_prefetch, check_request_size
 from ..flow_build import FlowBuilder
 from ..response import Response
-from .apost import AsyncInputs, AsyncPost, Handover, Stopped, in_thread
+from .apost import AsyncInputs, AsyncPost, Handover, Stopped, in_thread, signals_seen
 
 __all__ = ['AsyncFlow', 'AsyncPost', 'AsyncClient']
 
@@ -131,7 +131,8 @@ class AsyncFlow(FlowBuilder):
         """
         pool, started = self._begin_start()
         try:
-            await asyncio.wrap_future(started)
+            with signals_seen(asyncio.get_running_loop()):
+                await asyncio.wrap_future(started)
         except BaseException:
             self._abandon_start(pool, started)
             raise
@@ -227,7 +228,8 @@ class AsyncFlow(FlowBuilder):
         if fut is None:
             return
         try:
-            await asyncio.wrap_future(fut)
+            with signals_seen(asyncio.get_running_loop()):
+                await asyncio.wrap_future(fut)
         finally:
             if fut.done() and self._closing is fut:
                 self._closing = None
@@ -390,17 +392,18 @@ class AsyncFlow(FlowBuilder):
             self._queued += 1
             self._cond.notify_all()  # a post running now stops waiting for room (see _push)
         try:
-            while True:
-                kind, value = await queue.get()
-                if kind == 'resp':
-                    with self._cond:
-                        handover.room += 1
-                        self._cond.notify_all()
-                    yield value, None
-                elif kind == 'exc':
-                    raise value
-                else:
-                    return
+            with signals_seen(loop):
+                while True:
+                    kind, value = await queue.get()
+                    if kind == 'resp':
+                        with self._cond:
+                            handover.room += 1
+                            self._cond.notify_all()
+                        yield value, None
+                    elif kind == 'exc':
+                        raise value
+                    else:
+                        return
         finally:
             self._live.discard(handover)
             with self._cond:

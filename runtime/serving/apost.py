@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import threading
@@ -23,7 +24,8 @@ from .client import settle
 if TYPE_CHECKING:
     from .aflow import AsyncFlow
 
-__all__ = ['AsyncPost', 'AsyncInputs', 'Handover', 'Stopped', 'bar_total', 'in_thread', 'READ_POLL_S']
+__all__ = ['AsyncPost', 'AsyncInputs', 'Handover', 'Stopped', 'bar_total', 'in_thread', 'signals_seen',
+           'READ_POLL_S', 'SIGNAL_TICK_S']
 
 
 class AsyncPost:
@@ -122,6 +124,41 @@ class Handover:
     @property
     def stopped(self) -> bool:
         return self.gone or self.closed
+
+
+#: How often the main thread's event loop wakes while it waits on the Flow's threads.
+SIGNAL_TICK_S = 0.25
+
+
+@contextlib.contextmanager
+def signals_seen(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """While the caller's loop waits on the Flow's threads, wake it every
+    ``SIGNAL_TICK_S``, if it runs in the main thread.
+
+    Why: the kernel hands a process's Ctrl-C to any thread that does not block it, and
+    CPython runs the Python handler (``asyncio.run`` cancels the main task with it) only
+    once the main thread runs bytecode again. Delivered to the Flow's thread (a post
+    waiting on a stuck handler), it never woke a loop waiting in select with nothing else
+    to do: ``asyncio.run`` set no wakeup fd, and the program ignored Ctrl-C for good.
+
+    Example
+    -------
+    >>> with signals_seen(asyncio.get_running_loop()):   # doctest: +SKIP
+    ...     await asyncio.wrap_future(started)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handle = None
+
+    def tick() -> None:
+        nonlocal handle
+        handle = loop.call_later(SIGNAL_TICK_S, tick)
+    tick()
+    try:
+        yield
+    finally:
+        handle.cancel()
 
 
 def in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future:
