@@ -330,6 +330,8 @@ class MemmapIndexer(Executor):
         limit = match_limit(parameters, self.default_limit)  # (3.0 and numpy ints taken, as in a join)
         q = self._check_embeddings(docs, '/search')
         stored = self._store_view()
+        if limit is None and stored is not None:  # (default_limit=None: no limit)
+            limit = len(stored)
         if stored is None or limit == 0:
             for d in docs:
                 d.matches = []

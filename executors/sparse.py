@@ -436,6 +436,8 @@ class SparseIndexer(Executor):
         >>> q = DocumentArray([Document(text='send mail')]); idx.search(q, {'limit': 3})  # doctest: +SKIP
         """
         limit = match_limit(parameters, self.default_limit)  # (3.0 and numpy ints taken, as in a join)
+        if limit is None:  # (default_limit=None: no limit)
+            limit = len(self._ids)
         for d in docs:
             rows, scores = self.rank(d.text or '', limit)
             matches = []

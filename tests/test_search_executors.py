@@ -248,6 +248,17 @@ def test_search_executors_take_a_numpy_or_whole_float_top_k_and_refuse_the_rest(
             dense.search(q, {})
             FusionRanker(branches={'dense': 1.0}).search(q, {'limit': limit})
             assert len(q[0].matches) == 2
+        # JSON's null counts as not given: the default (10: all five), or the other key
+        for params, expect in (({'limit': None}, 5), ({'top_k': None}, 5), ({'limit': None, 'top_k': 2}, 2)):
+            for idx in (dense, sparse):
+                q = DocumentArray([Document(text='gzip file', embedding=np.array([1.0, 0.0], np.float32))])
+                idx.search(q, params)
+                assert len(q[0].matches) == expect
+        dense.default_limit = sparse.default_limit = None  # no limit
+        for idx in (dense, sparse):
+            q = DocumentArray([Document(text='gzip file', embedding=np.array([1.0, 0.0], np.float32))])
+            idx.search(q, {})
+            assert len(q[0].matches) == 5
         for bad in (2.5, -1, True):
             for search in (dense.search, sparse.search, FusionRanker().search):
                 with pytest.raises(ValueError, match='limit / top_k must be a non-negative int'):

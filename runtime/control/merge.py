@@ -194,7 +194,8 @@ def sort_matches(matches: DocumentArray, limit: int | None = None) -> None:
 
 def match_limit(parameters: dict, default: int | None = None) -> int | None:
     """``parameters['limit']``, else ``['top_k']``, else ``default``, as an int >= 0 (None:
-    no limit); ValueError for any other value.
+    no limit); ValueError for any other value. A key holding None counts as not given
+    (JSON's null: ``{"limit": null, "top_k": 5}`` is 5).
 
     An integral float (``3.0``) or a numpy integer (``np.int64(3)``) is taken as the int it
     holds: Jina 2 sent parameters as JSON-like protobuf structs, so its executors got every
@@ -209,7 +210,11 @@ def match_limit(parameters: dict, default: int | None = None) -> int | None:
     Traceback (most recent call last):
     ValueError: parameters limit / top_k must be a non-negative int (3.0 and numpy ints are taken), got 3.5
     """
-    limit = parameters.get('limit', parameters.get('top_k', default))
+    limit = parameters.get('limit')
+    if limit is None:
+        limit = parameters.get('top_k')
+        if limit is None:
+            limit = default
     if limit is None or (type(limit) is int and limit >= 0):  # (the common case, first)
         return limit
     if isinstance(limit, (bool, np.bool_)):
