@@ -209,21 +209,49 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     """The first two principal components of the rows of ``x`` (N, ...), as an (N, 2)
     float64 array (a second column of zeros when the rows have one number). Each
     component's sign is fixed by its largest loading, so the same data gives the same
-    picture.
+    picture. Any magnitude a float holds works (1e-200 or 1e200): the data is scaled
+    before the decomposition.
 
     >>> pca_2d(np.array([[0., 0.], [2., 0.], [4., 0.]]))[:, 0]
     array([-2.,  0.,  2.])
     """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    unit, scale = _pca_unit(x)
+    return unit * scale
+
+
+def _pca_unit(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``pca_2d`` as ``(points, scale)``: the points are the projection divided by ``scale``,
+    at most about 1 in size, so they can be drawn even where ``points * scale`` overflows."""
+    x = np.asarray(x)
+    x = x.reshape(len(x), math.prod(x.shape[1:]))  # (not -1: that cannot tell (0, D) apart)
+    n, d = x.shape
+    if not d:
+        raise ValueError(f'pca_2d: the rows hold no numbers (shape {list(x.shape)}); pass rows of at least '
+                         f'one number')
+    if not n:
+        return np.zeros((0, 2)), 1.0
+    if x.dtype.kind in 'fc' and not np.isfinite(x).all():
+        raise ValueError(f'pca_2d: {int((~np.isfinite(x)).any(axis=1).sum())} of the {n} rows hold NaN or '
+                         f'infinity; pass finite numbers')
+    if x.dtype.kind != 'f':  # (abs of the most negative int overflows; ints are exact enough as floats)
+        x = x.astype(np.float64)
+    # Divide by the largest magnitude before anything else: the mean and the scatter matrix
+    # of values near 1e200 overflow (and of values near 1e-200 vanish), and the SVD then fails.
+    # Scaling keeps the directions; done in x's own dtype so that a longdouble fits float64.
+    first = np.abs(x).max(initial=0.0)
+    x = (x / first if first > 0 else x).astype(np.float64)
     xc = x - x.mean(axis=0)
-    n, d = xc.shape
+    second = np.abs(xc).max(initial=0.0)
+    if second > 0:
+        xc = xc / second
     # The components are the right singular vectors of the centred data; for more rows
     # than columns those of the (D, D) scatter matrix, which is far smaller than (N, D).
     vt = np.linalg.svd(xc.T @ xc if n > d else xc, full_matrices=False)[2][:2]
     largest = vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)]
     vt = vt * np.where(largest < 0, -1.0, 1.0)[:, None]
     out = xc @ vt.T
-    return np.hstack([out, np.zeros((n, 2 - out.shape[1]))]) if out.shape[1] < 2 else out
+    out = np.hstack([out, np.zeros((n, 2 - out.shape[1]))]) if out.shape[1] < 2 else out
+    return out, float(first or 1.0) * float(second or 1.0)
 
 
 def _rainbow(t: float) -> str:
@@ -253,7 +281,15 @@ def _group_key(value: Any) -> Any:
         return repr(value)
 
 
-def _embedding_matrix(docs: Any) -> np.ndarray:
+def _named(docs: Sequence[Any], rows: np.ndarray) -> str:
+    """The first few documents at positions ``rows``, as an error message names them."""
+    shown = ', '.join(f'#{i} (id {str(docs[i].id)[:40]!r})' for i in rows[:3].tolist())
+    return shown + (f' and {len(rows) - 3} more' if len(rows) > 3 else '')
+
+
+def _embedding_matrix(docs: Any, listed: Sequence[Any]) -> np.ndarray:
+    """The embeddings of ``docs`` as an (N, D) matrix of real numbers, refused with the
+    documents named where they cannot be projected; ``listed`` is ``list(docs)``."""
     try:
         x = docs.embeddings if hasattr(type(docs), 'embeddings') else _stack(docs, 'embedding')
     except ValueError as exc:
@@ -263,17 +299,22 @@ def _embedding_matrix(docs: Any) -> np.ndarray:
                          '; set them first, e.g. da.embeddings = X or with an encoder'))
     if x.dtype.kind not in 'biuf':
         raise TypeError(f'visualize: embeddings of dtype {x.dtype} cannot be projected; they must be real numbers')
+    if not x[0].size:
+        raise ValueError(f'visualize: the embeddings hold no numbers (each of shape {list(x.shape[1:])}), so there '
+                         f'is nothing to project; set embeddings of at least one number')
     x = x.reshape(len(x), -1)
     if x.dtype.kind == 'f' and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).any(axis=1).sum())
-        raise ValueError(f'visualize: {bad} embeddings hold NaN or infinity; fix or leave out those documents')
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        raise ValueError(f'visualize: {len(bad)} embeddings hold NaN or infinity, of documents {_named(listed, bad)}; '
+                         f'fix or leave out those documents')
     return x
 
 
 def scatter_svg(points: np.ndarray, fills: list[str], tips: list[str], title: str,
-                legend: list[tuple[str, str]], show_axis: bool) -> list[str]:
+                legend: list[tuple[str, str]], show_axis: bool, scale: float = 1.0) -> list[str]:
     """The lines of an SVG scatter plot: one ``circle`` of class ``point`` per row of
-    ``points`` (N, 2), in group ``points``; a ``legend`` group when ``legend`` is given."""
+    ``points`` (N, 2), in group ``points``; a ``legend`` group when ``legend`` is given.
+    ``scale``: what the points are multiplied by in the axis labels (``_pca_unit``'s)."""
     size, top, margin = 600, 44, 24
     legend_w = 190 if legend else 0
     width, height = margin * 2 + size + legend_w, top + size + margin
@@ -288,9 +329,10 @@ def scatter_svg(points: np.ndarray, fills: list[str], tips: list[str], title: st
     if show_axis:
         out.append(f'<g id="axes"><rect x="{margin}" y="{top}" width="{size}" height="{size}" fill="none" '
                    f'stroke="#333"/>')
-        out.append(f'<text x="{margin}" y="{top + size + 16}">PC1 {lo[0]:.3g} … {hi[0]:.3g}</text>')
-        out.append(f'<text x="{margin + size}" y="{top + size + 16}" text-anchor="end">PC2 {lo[1]:.3g} … '
-                   f'{hi[1]:.3g}</text></g>')
+        (lo1, lo2), (hi1, hi2) = (float(v) * scale for v in lo), (float(v) * scale for v in hi)
+        out.append(f'<text x="{margin}" y="{top + size + 16}">PC1 {lo1:.3g} … {hi1:.3g}</text>')
+        out.append(f'<text x="{margin + size}" y="{top + size + 16}" text-anchor="end">PC2 {lo2:.3g} … '
+                   f'{hi2:.3g}</text></g>')
     out.append('<g id="points" fill-opacity="0.6">')
     for (x, y), fill, tip in zip(xy.tolist(), fills, tips):
         out.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_xml(fill)}">'
@@ -351,7 +393,7 @@ class ArrayPlotMixin:
                              f'scikit-learn: project with sklearn.manifold.TSNE yourself if you need it)')
         path = _svg_path(output, 'visualize', '; pass e.g. output="embeddings.svg"')
         docs = list(self)
-        points = pca_2d(_embedding_matrix(self))
+        points, scale = _pca_unit(_embedding_matrix(self, docs))
         tips = [str(d.id) for d in docs]
         legend: list[tuple[str, str]] = []
         if colored_tag is None:
@@ -368,4 +410,5 @@ class ArrayPlotMixin:
             fills = [palette[groups[_group_key(v)]] for v in values]
             tips = [f'{t} ({colored_tag}={v})' for t, v in zip(tips, values)]
             legend = [(str(key), palette[i]) for key, i in groups.items()]
-        _write(path, scatter_svg(points, fills, tips, title or f'{len(docs)} Documents with PCA', legend, show_axis))
+        title = title or f'{len(docs)} Documents with PCA'
+        _write(path, scatter_svg(points, fills, tips, title, legend, show_axis, scale))

@@ -13,6 +13,10 @@ is read dense. Protobuf's JSON names fields in camelCase unless told otherwise
 (``originalDtype``, ``minVal``), writes int64 numbers as strings and bytes (a ``buffer``
 field too) as base64: all of these are read.
 
+Jina 2 quantized only floats, so quantization restores float16, float32 or float64 and
+nothing else; a restored or densified array is limited to ``MAX_ARRAY_BYTES``, checked
+before it is allocated, since a few bytes of shape or dtype must not cost gigabytes.
+
 This is the data model's reader, used by ``Document(dict | str)`` and so by
 ``DocumentArray.load``. The HTTP gateway's ``runtime.serving.jsonarrays`` reads the plain
 dense form with checks of its own; ``decode_ndarray_proto`` takes the exception class to
@@ -34,9 +38,14 @@ import numpy as np
 
 __all__ = ['is_ndarray_proto', 'decode_ndarray_proto', 'decode_proto_bytes']
 
-#: The largest sparse array read dense (elements): a sparse array's shape costs nothing to
-#: send, its dense form 8 bytes an element and more.
-MAX_DENSE_ELEMENTS = 1 << 26
+#: The largest array (bytes) read from a message that is smaller than the array: a quantized
+#: one restored to its original dtype (up to 8x its codes), a sparse one read dense (its shape
+#: costs nothing to send). Checked before anything is allocated; the same 64 MiB as the HTTP
+#: side's ``MAX_TEXT_ARRAY_BYTES``. A plain dense array is its buffer, so it is bounded by the
+#: message that holds it, already in memory, and has no limit here.
+MAX_ARRAY_BYTES = 64 << 20
+#: Jina 2 quantized float32 and float64 arrays (UINT8 float16 too) and restored that dtype.
+_QUANTIZED_ORIGINALS = ('float16', 'float32', 'float64')
 #: Protobuf's enum names of ``DenseNdArrayProto.QuantizationMode``, and their numbers.
 _QUANTIZATION = {'NONE': 0, 'FP16': 1, 'UINT8': 2}
 _NONFINITE = {'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}
@@ -66,7 +75,8 @@ def decode_ndarray_proto(value: Mapping[str, Any], where: str,
     where : str
         The field, for error messages (e.g. ``'Document.embedding'``).
     error : type
-        The exception raised for a malformed message (ValueError by default).
+        The exception raised for a malformed message (ValueError by default), and for a
+        quantized or sparse array larger than ``MAX_ARRAY_BYTES`` once restored or dense.
 
     Examples
     --------
@@ -142,7 +152,10 @@ def _float(value: Any, name: str, where: str, error: type[Exception]) -> float:
         return 0.0  # proto3 leaves out fields that hold their default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error(f'{where}: {name} must be a number, got {value!r:.40}')
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise error(f'{where}: {name} {str(value)[:20]}... is beyond any float; pass a finite number') from None
 
 
 def _dense(msg: Mapping[str, Any], where: str, error: type[Exception]) -> np.ndarray | None:
@@ -163,13 +176,7 @@ def _dense(msg: Mapping[str, Any], where: str, error: type[Exception]) -> np.nda
     if mode not in (0, 1, 2):
         raise error(f'{where}: unknown quantization {mode!r}; Jina 2 wrote NONE, FP16 or UINT8')
     if mode:
-        # Jina 2 stored FP16 / UINT8 codes and restored the original dtype on reading.
-        original = _dtype(_field(msg, 'original_dtype'), f'{where} original_dtype', error)
-        arr = arr.astype(original)
-        if mode == 2:
-            scale = _float(_field(msg, 'scale'), 'scale', where, error)
-            arr = arr * scale + _float(_field(msg, 'min_val'), 'min_val', where, error)
-            arr = arr.astype(original, copy=False)
+        arr = _dequantize(arr, msg, mode, where, error)
     if arr.dtype.kind == 'U' and (arr.view(np.dtype('u4').newbyteorder(arr.dtype.byteorder)) > 0x10FFFF).any():
         raise error(f'{where}: the buffer holds values that are no Unicode characters (dtype {dtype.str})')
     # A writable array of its own (frombuffer's is read-only): a handler may change it in place.
@@ -180,10 +187,6 @@ def _sparse(msg: Mapping[str, Any], where: str, error: type[Exception]) -> np.nd
     shape = _shape(_field(msg, 'shape') or _field(msg, 'dense_shape') or [], where, error)
     if not shape:
         raise error(f'{where}: a sparse array needs its dense "shape"')
-    size = math.prod(shape)
-    if size > MAX_DENSE_ELEMENTS:
-        raise error(f'{where}: a sparse array of shape {list(shape)} would hold {size} elements dense, more than '
-                    f'{MAX_DENSE_ELEMENTS}; Documents keep dense arrays, so store fewer dimensions')
     indices = _dense(msg.get('indices') or {}, f'{where} indices', error)
     values = _dense(msg.get('values') or {}, f'{where} values', error)
     if values is None:
@@ -200,7 +203,54 @@ def _sparse(msg: Mapping[str, Any], where: str, error: type[Exception]) -> np.nd
                     f'coordinates for each of the {len(values)} values')
     if len(indices) and ((indices < 0).any() or (indices >= np.asarray(shape)).any()):
         raise error(f'{where}: indices fall outside the shape {list(shape)}')
+    _check_sparse_bytes(shape, values.dtype, where, error)
     dense = np.zeros(shape, dtype=values.dtype)
     # Repeated coordinates add up, as scipy's and torch's conversions to dense do.
     np.add.at(dense, tuple(indices.T), values)
     return dense
+
+
+def _check_sparse_bytes(shape: tuple[int, ...], dtype: np.dtype, where: str, error: type[Exception]) -> None:
+    need = math.prod(shape) * dtype.itemsize
+    if need > MAX_ARRAY_BYTES:
+        raise error(f'{where}: a sparse array of shape {list(shape)} and dtype {dtype.str} takes {need} bytes '
+                    f'read dense, more than the {MAX_ARRAY_BYTES} read from a message; Documents keep dense '
+                    f'arrays, so store fewer dimensions (or split the array over several Documents)')
+
+
+def _dequantize(codes: np.ndarray, msg: Mapping[str, Any], mode: int, where: str,
+                error: type[Exception]) -> np.ndarray:
+    """Jina 2's FP16 / UINT8 codes restored to the float dtype they were made from (UINT8:
+    ``code * scale + min_val``), checked before the restored array is allocated."""
+    name, codes_kind = ('FP16', 'f2') if mode == 1 else ('UINT8', 'u1')
+    if codes.dtype.kind + str(codes.dtype.itemsize) != codes_kind:
+        raise error(f'{where}: {name} quantization stores codes of dtype {codes_kind}, got a buffer of dtype '
+                    f'{codes.dtype.str}; pass "dtype": "{np.dtype(codes_kind).str}", or no "quantization" for a '
+                    f'plain array')
+    spec = _field(msg, 'original_dtype')
+    original = _dtype(spec, f'{where} original_dtype', error)
+    if original.name not in _QUANTIZED_ORIGINALS:
+        raise error(f'{where}: original_dtype {str(spec)[:40]!r} cannot be restored from {name} codes; Jina 2 '
+                    f'quantized only floats, so pass one of {", ".join(_QUANTIZED_ORIGINALS)}, or store the array '
+                    f'without "quantization"')
+    need = codes.size * original.itemsize
+    if need > MAX_ARRAY_BYTES:
+        raise error(f'{where}: {codes.size} {name} codes restored to {original.name} take {need} bytes, more than '
+                    f'the {MAX_ARRAY_BYTES} read from a quantized message; store the array without "quantization" '
+                    f'(a plain array is read as large as its buffer) or split it over several Documents')
+    if mode == 1:
+        return codes.astype(original)
+    scale = _float(_field(msg, 'scale'), 'scale', where, error)
+    low = _float(_field(msg, 'min_val'), 'min_val', where, error)
+    # Codes run from 0 to 255, so every product and restored value lies within these: checked
+    # here, a NaN or an overflow would otherwise fill the array with only a RuntimeWarning.
+    high = low + 255 * scale
+    if not (math.isfinite(scale) and math.isfinite(low) and math.isfinite(high)
+            and max(abs(low), abs(high), abs(255 * scale)) <= float(np.finfo(original).max)):
+        raise error(f'{where}: UINT8 scale {scale!r} and min_val {low!r} restore values from {low!r} to {high!r}, '
+                    f'which {original.name} cannot hold; pass finite numbers within its range (Jina 2 wrote the '
+                    f'array\'s minimum and (max - min) / 255)')
+    out = codes.astype(original)
+    out *= scale
+    out += low
+    return out

@@ -3,7 +3,9 @@ arrays and bytes), ``pop`` of several fields, ``DocumentArray.split``, ``visuali
 ``Document.plot`` (drawn as SVG files here)."""
 from __future__ import annotations
 
+import base64
 import json
+import tracemalloc
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -194,4 +196,118 @@ def test_document_plot_refuses_what_it_cannot_do(tmp_path):
         d.plot(str(tmp_path / 'd.svg'), inline_display=True)
     with pytest.raises(ValueError, match='pass output ending in .svg'):
         d.plot(str(tmp_path / 'd.jpg'))
+    assert not list(tmp_path.iterdir())
+
+
+# -- 4. what a few bytes of Jina 2 JSON may cost ---------------------------------------------------
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def _refused(fn) -> tuple[int, str]:
+    """``fn()`` raises ValueError: the most memory (bytes) it had allocated at once, and the message."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            fn()
+        return tracemalloc.get_traced_memory()[1], str(info.value)
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize('dense', [
+    # Two FP16 codes "restored" to 5 MB bytes each; two UINT8 codes to 4 MB strings each.
+    {'buffer': _b64(np.ones(2, '<f2')), 'dtype': '<f2', 'shape': [2], 'quantization': 'FP16',
+     'originalDtype': 'S5000000'},
+    {'buffer': _b64(np.ones(2, 'u1')), 'dtype': '|u1', 'shape': [2], 'quantization': 'UINT8',
+     'originalDtype': '<U1000000', 'scale': 1, 'minVal': 0},
+    {'buffer': _b64(np.ones(2, 'u1')), 'dtype': '|u1', 'shape': [2], 'quantization': 'UINT8',
+     'originalDtype': 'int64', 'scale': 1, 'minVal': 0},
+], ids=['FP16-to-S5000000', 'UINT8-to-U1000000', 'UINT8-to-int64'])
+def test_quantization_restores_only_floats_refused_before_allocating(dense):
+    peak, message = _refused(lambda: Document(json.dumps({'id': 'q', 'embedding': {'dense': dense}})))
+    assert peak < 1 << 20  # refused from the message alone, nothing of the claimed size allocated
+    assert 'Document.embedding (dense): original_dtype' in message
+    assert 'Jina 2 quantized only floats, so pass one of float16, float32, float64' in message
+
+
+@pytest.mark.parametrize('field, value', [('scale', 'NaN'), ('scale', 'Infinity'), ('minVal', '-Infinity'),
+                                          ('scale', 1e300)])
+def test_quantized_scale_and_min_val_must_be_finite_in_range(field, value):
+    dense = {'buffer': _b64(np.array([0, 1, 255], 'u1')), 'dtype': '|u1', 'shape': [3], 'quantization': 'UINT8',
+             'originalDtype': 'float32', 'scale': 0.5, 'minVal': -1.0, field: value}
+    with pytest.raises(ValueError, match=r'Document.blob \(dense\): UINT8 scale .* which float32 cannot hold; '
+                                         r'pass finite numbers'):
+        Document({'blob': {'dense': dense}})
+    dense[field] = 2.0  # the same message with a usable number reads
+    assert np.isfinite(Document({'blob': {'dense': dense}}).blob).all()
+
+
+def test_quantized_codes_must_be_of_the_quantization_dtype():
+    dense = {'buffer': _b64(np.ones(2, '<f8')), 'dtype': '<f8', 'shape': [2], 'quantization': 'FP16',
+             'originalDtype': 'float32'}
+    with pytest.raises(ValueError, match=r'FP16 quantization stores codes of dtype f2, got a buffer of dtype <f8; '
+                                         r'pass "dtype": "<f2"'):
+        Document({'embedding': {'dense': dense}})
+
+
+def test_arrays_built_from_json_are_bounded_in_bytes(monkeypatch):
+    from runtime import protoarrays
+    from runtime.serving.jsonarrays import MAX_TEXT_ARRAY_BYTES
+    assert protoarrays.MAX_ARRAY_BYTES == MAX_TEXT_ARRAY_BYTES == 64 << 20  # one limit, both ways in
+
+    def sparse(n: int, dtype: str) -> dict:
+        return {'id': 's', 'embedding': {'sparse': {
+            'values': {'buffer': _b64(np.ones(1, dtype)), 'dtype': dtype, 'shape': [1]},
+            'indices': {'buffer': _b64(np.zeros((1, 1), '<i8')), 'dtype': '<i8', 'shape': [1, 1]},
+            'shape': [str(n)]}}}
+
+    # The reviewer's message: one complex256 value in a shape of 2**26, 2 GiB dense.
+    peak, message = _refused(lambda: Document(json.dumps(sparse(1 << 26, 'c32'))))
+    assert peak < 1 << 20 and 'takes 2147483648 bytes read dense, more than the 67108864' in message
+    assert 'store fewer dimensions' in message
+
+    # Small sizes against a smaller limit: the count of elements alone would let these through.
+    monkeypatch.setattr(protoarrays, 'MAX_ARRAY_BYTES', 1 << 20, raising=False)
+    assert Document(sparse(1 << 16, '<f8')).embedding.nbytes == 1 << 19  # under it: read dense
+    peak, message = _refused(lambda: Document(sparse(1 << 18, 'c32')))  # 8 MiB dense
+    assert peak < 1 << 20 and 'dtype <c32 takes 8388608 bytes read dense' in message
+    fp16 = {'buffer': _b64(np.ones(1 << 18, '<f2')), 'dtype': '<f2', 'shape': [1 << 18], 'quantization': 'FP16',
+            'originalDtype': 'float64'}  # 512 KiB of codes, 2 MiB restored
+    peak, message = _refused(lambda: Document({'embedding': {'dense': fp16}}))
+    assert peak < 2 << 20  # (the 512 KiB of codes and their base64 only)
+    assert '262144 FP16 codes restored to float64 take 2097152 bytes, more than the 1048576' in message
+    assert 'store the array without "quantization"' in message
+    fp16['originalDtype'] = 'float16'  # the same codes restored as float16: within the limit
+    assert Document({'embedding': {'dense': fp16}}).embedding.dtype == np.float16
+
+
+# -- 5. visualize: data PCA cannot take as it is -------------------------------------------------------
+def _circles(path) -> list[tuple[str, str]]:
+    return [(p.get('cx'), p.get('cy')) for p in _points(path)[1]]
+
+
+def test_visualize_draws_any_float_magnitude_as_the_same_picture(tmp_path):
+    x = np.random.default_rng(1).normal(size=(12, 6))
+    pictures = []
+    for k, factor in enumerate([1.0, 1e200, 1e-200]):
+        DocumentArray([Document(embedding=row * factor) for row in x]).visualize(str(tmp_path / f'{k}.svg'))
+        pictures.append(_circles(tmp_path / f'{k}.svg'))
+    assert pictures[0] == pictures[1] == pictures[2]  # scaling changes no direction
+    assert np.allclose(pca_2d(x * 1e200) / 1e200, pca_2d(x))
+
+
+def test_visualize_refuses_empty_and_nonfinite_embeddings_naming_them(tmp_path):
+    out = str(tmp_path / 'a.svg')
+    with pytest.raises(ValueError, match=r'the embeddings hold no numbers \(each of shape \[0\]\), so there is '
+                                         r'nothing to project; set embeddings of at least one number'):
+        DocumentArray([Document(embedding=np.zeros(0)) for _ in range(3)]).visualize(out)
+    da = DocumentArray([Document(id=str(i), embedding=np.ones(3)) for i in range(6)])
+    for i in (1, 2, 4, 5):
+        da[i].embedding[i % 3] = [np.nan, np.inf, -np.inf][i % 3]
+    with pytest.raises(ValueError, match=r"4 embeddings hold NaN or infinity, of documents #1 \(id '1'\), "
+                                         r"#2 \(id '2'\), #4 \(id '4'\) and 1 more; fix or leave out"):
+        da.visualize(out)
+    with pytest.raises(ValueError, match=r'pca_2d: the rows hold no numbers \(shape \[3, 0\]\)'):
+        pca_2d(np.zeros((3, 0)))
     assert not list(tmp_path.iterdir())

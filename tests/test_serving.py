@@ -4,6 +4,7 @@ ended by SIGTERM."""
 from __future__ import annotations
 
 import glob
+import base64
 import http.client
 import json
 import os
@@ -82,6 +83,23 @@ def serving_flow(port: int, **kwargs) -> Flow:
 
 
 # -- the wire format, no Flow ------------------------------------------------------------------
+def test_jina2s_quantized_and_sparse_arrays_are_restored_from_the_wire_and_bounded():
+    # A Jina 2 client's FP16 / UINT8 quantized and sparse embeddings: restored as Jina 2 read
+    # them (not taken as their raw codes), and refused before allocating what no float is.
+    codes = base64.b64encode(np.array([0, 255], np.uint8).tobytes()).decode()
+    uint8 = {'buffer': codes, 'dtype': '|u1', 'shape': [2], 'quantization': 'UINT8', 'minVal': 1.0, 'scale': 0.5,
+             'originalDtype': '<f4'}
+    d = doc_from_json({'id': 'a', 'embedding': {'dense': uint8}})
+    assert d.embedding.dtype == np.float32 and d.embedding.tolist() == [1.0, 128.5]
+    sparse = {'indices': {'buffer': base64.b64encode(np.array([[1]], '<i8').tobytes()).decode(), 'dtype': '<i8',
+                          'shape': [1, 1]},
+              'values': {'buffer': base64.b64encode(np.array([3.0], '<f4').tobytes()).decode(), 'dtype': '<f4',
+                         'shape': [1]}, 'shape': ['3']}
+    assert doc_from_json({'id': 'b', 'embedding': {'sparse': sparse}}).embedding.tolist() == [0.0, 3.0, 0.0]
+    with pytest.raises(WireError, match='quantized only floats'):
+        doc_from_json({'id': 'c', 'embedding': {'dense': dict(uint8, originalDtype='S5000000')}})
+
+
 def test_documents_round_trip_with_exact_dtypes_in_base64_and_as_lists():
     d = Document(id='a', text='hi', embedding=np.arange(3, dtype=np.float32),
                  tags={'n': 1, 'f': 0.5, 'nested': {'l': [1, 'x']}}, mime_type='text/plain', granularity=1, weight=2.0)

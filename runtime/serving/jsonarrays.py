@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..protoarrays import decode_ndarray_proto
+
 __all__ = ['WireError', 'ARRAY_FORMATS', 'MAX_DIM', 'MAX_TEXT_ARRAY_BYTES', 'NONFINITE', 'decode_array',
            'encode_array', 'float_name', 'float_to_json', 'float_from_json', 'json_kind']
 
@@ -116,9 +118,17 @@ def decode_array(value: Any, where: str) -> np.ndarray:
     if isinstance(value, dict):
         if '__ndarray_b64__' in value:
             return _from_b64(value['__ndarray_b64__'], value.get('dtype'), value.get('shape'), where)
-        if isinstance(value.get('dense'), dict):
-            dense = value['dense']
+        dense = value.get('dense')
+        if isinstance(dense, dict) and dense.get('quantization') in (None, 'NONE', 0):
             return _from_b64(dense.get('buffer'), dense.get('dtype'), dense.get('shape'), where)
+        if isinstance(dense, dict) or isinstance(value.get('sparse'), dict):
+            # Jina 2's quantized and sparse forms: restored as the data model reads them
+            # (bounded in bytes before allocating), then held to the wire's dtypes.
+            arr = decode_ndarray_proto(value, where, WireError)
+            if arr is None or arr.dtype.kind not in 'biufc':
+                raise WireError(f'{where}: the array holds {"no data" if arr is None else arr.dtype}; arrays '
+                                f'travel as numbers or booleans')
+            return arr
         if '__ndarray__' in value:
             dt, shp = _safe_dtype(value.get('dtype'), where, text=True), _shape(value.get('shape'), where)
             if dt.kind == 'U':
