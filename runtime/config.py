@@ -35,7 +35,8 @@ import re
 import sys
 from typing import Any, Iterable, Mapping
 
-__all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'py_modules_paths', 'ConfigError']
+__all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'py_modules_paths', 'ConfigError',
+           'PyModuleImportError']
 
 EXECUTOR_KEYS = ('jtype', 'with', 'metas', 'requests')
 FLOW_KEYS = ('jtype', 'version', 'with', 'executors')
@@ -49,6 +50,31 @@ _imported: dict[str, Any] = {}
 
 class ConfigError(ValueError):
     """A YAML config that cannot be used; the message names the file and line."""
+
+
+class PyModuleImportError(ImportError):
+    """A ``py_modules`` entry that raised while it was imported: the message names the
+    file (``path``) or module (``name``), and ``__cause__`` is what it raised, with the
+    module's traceback. ``executor`` is the executor it was listed for, once known.
+
+    Example
+    -------
+    >>> try:
+    ...     Flow().add(uses='Enc', py_modules=['broken.py'])
+    ... except PyModuleImportError as exc:
+    ...     print(exc.path, repr(exc.__cause__))  # doctest: +SKIP
+    /work/broken.py RuntimeError('boom')
+    """
+
+    executor: str | None = None
+
+
+def _import_failed(entry: str, exc: Exception, path: str | None = None) -> PyModuleImportError:
+    where = f' ({path})' if path is not None and path != entry else ''
+    kind = 'module ' if path is None else ''
+    return PyModuleImportError(f'py_modules: importing {kind}{entry!r}{where} raised {type(exc).__name__}: {exc} '
+                               f'(its traceback is above); fix the module, or remove it from py_modules',
+                               name=entry if path is None else None, path=path)
 
 
 class _Node(dict):
@@ -242,7 +268,10 @@ def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None)
     out = []
     for entry in modules:
         if not _is_module_path(entry):
-            out.append(importlib.import_module(entry))
+            try:
+                out.append(importlib.import_module(entry))
+            except Exception as exc:
+                raise _import_failed(entry, exc) from exc
             continue
         path = os.path.realpath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(entry)))
         if path in _imported:
@@ -261,9 +290,11 @@ def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except BaseException:
+        except BaseException as exc:
             del sys.modules[name]
-            raise
+            if not isinstance(exc, Exception):  # (Ctrl-C, SystemExit: not the module's fault)
+                raise
+            raise _import_failed(entry, exc, path) from exc
         import cloudpickle
         cloudpickle.register_pickle_by_value(module)  # the processes cannot import it by this name
         _imported[path] = module
@@ -320,7 +351,11 @@ def _executor_section(data: _Node, name: str, base: str | None) -> dict:
     metas = _plain(data.get('metas') or {})
     _absolute_py_modules(metas, base)
     if metas.get('py_modules'):
-        import_py_modules(metas['py_modules'], base)
+        try:
+            import_py_modules(metas['py_modules'], base)
+        except PyModuleImportError as exc:
+            line = data['metas'].line_of('py_modules') if hasattr(data['metas'], 'line_of') else data.line
+            raise ConfigError(f'{name}, line {line}: {exc}') from exc.__cause__
     try:
         cls = lookup_executor_class(jtype)
     except ValueError as exc:
@@ -330,8 +365,21 @@ def _executor_section(data: _Node, name: str, base: str | None) -> dict:
         raise ConfigError(f'{name}, line {data.line_of("jtype")}: {jtype} is not an Executor')
     out = {'jtype': cls, 'with': _plain(data.get('with') or {}), 'metas': metas}
     if data.get('requests'):
-        out['requests'] = _plain(data['requests'])
+        out['requests'] = _check_requests_section(cls, data['requests'], name)
     return out
+
+
+def _check_requests_section(cls: type, section: _Node, name: str) -> dict:
+    """The ``requests:`` of an executor config checked against ``cls``, one entry at a
+    time, so that the error names the line of the wrong one (and this file, not the
+    ``uses_requests=`` the same call may pass)."""
+    from .executor_args import check_requests
+    for endpoint, method in section.items():
+        try:
+            check_requests(cls, {endpoint: method}, 'requests')
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f'{name}, line {section.line_of(endpoint)}: {exc}') from None
+    return _plain(section)
 
 
 def load_executor_config(source: Any, context: Mapping | None = None, substitute: bool = True) -> dict:
@@ -426,7 +474,8 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
             args['workspace'] = os.path.join(base, args['workspace'])
         try:
             flow = flow.needs(**args) if method == 'needs' else flow.add(**args)
-        except (TypeError, ValueError, FileNotFoundError) as exc:
-            label = args.get('name') or f'executors[{i}]'
-            raise ConfigError(f'{name}, line {line}: executor {label!r}: {exc}') from None
+        except (TypeError, ValueError, FileNotFoundError, PyModuleImportError) as exc:
+            label = '' if getattr(exc, 'executor', None) else f"executor {args.get('name') or f'executors[{i}]'!r}: "
+            # What a py_module raised (its traceback) is kept; other causes say nothing more.
+            raise ConfigError(f'{name}, line {line}: {label}{exc}') from exc.__cause__
     return flow

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import difflib
-import functools
-import inspect
 import os
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping
+
+from .executor_args import BASE_KWARGS as _BASE_KWARGS
+from .executor_args import check_requests, handler_kwargs, hold_back_base_kwargs, hold_back_for, merge_requests
 
 __all__ = ['Executor', 'requests', 'BaseExecutor', '__default_endpoint__']
 
@@ -15,13 +16,8 @@ __all__ = ['Executor', 'requests', 'BaseExecutor', '__default_endpoint__']
 #: goes to it.
 __default_endpoint__ = DEFAULT_ENDPOINT = '/default'
 
-#: Every name a handler may be given; Jina 2 passed the last three too.
-HANDLER_KWARGS = ('docs', 'parameters', 'docs_matrix', 'groundtruths', 'groundtruths_matrix')
-_REQUIRED_KWARGS = ('docs', 'parameters')
 #: Executor subclasses by class name, for ``uses='Name'`` / ``{'jtype': 'Name'}``.
 _REGISTRY: dict[str, type] = {}
-#: Executor.__init__'s own arguments (the rest are the subclass's ``with:`` arguments).
-_BASE_KWARGS = ('metas', 'runtime_args', 'requests')
 #: The fields of ``metas`` (Jina 2.0's): ``uses_metas`` takes these keys only.
 METAS_FIELDS = ('name', 'description', 'workspace', 'py_modules')
 
@@ -45,102 +41,6 @@ class RuntimeArgs(SimpleNamespace):
     @property
     def parallel(self) -> int:
         return self.shards
-
-
-def _handler_kwargs(fn: Callable) -> tuple[str, ...] | None:
-    """The handler keyword arguments ``fn`` accepts (None = all, it takes ``**kwargs``).
-
-    Raises TypeError, naming the method, when it cannot be called as
-    ``fn(self, docs=..., parameters=..., ...)``.
-    """
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())[1:]  # skip self
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
-    named = []
-    for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if p.kind is p.POSITIONAL_ONLY or (p.name not in HANDLER_KWARGS and p.default is p.empty):
-            raise TypeError(f'handler {fn.__qualname__}{sig} cannot be called as '
-                            f'{fn.__name__}(self, docs=..., parameters=..., **kwargs): argument {p.name!r} '
-                            f'would get no value; write it as def {fn.__name__}(self, docs, parameters, **kwargs)')
-        if p.name in HANDLER_KWARGS:
-            named.append(p.name)
-    if var_kw:
-        return None
-    missing = [k for k in _REQUIRED_KWARGS if k not in named]
-    if missing:
-        raise TypeError(f'handler {fn.__qualname__}{sig} does not accept {", ".join(missing)}; '
-                        f'add **kwargs or write it as def {fn.__name__}(self, docs, parameters, **kwargs)')
-    return tuple(named)
-
-
-def init_accepts(init: Callable) -> frozenset[str]:
-    """Which of Executor.__init__'s own arguments (``metas``, ``runtime_args``,
-    ``requests``) ``init`` takes: all of them with ``**kwargs``, else those it names.
-
-    Example
-    -------
-    >>> sorted(init_accepts(lambda self, bar, metas=None: None))
-    ['metas']
-    """
-    try:
-        params = inspect.signature(init).parameters.values()
-    except (TypeError, ValueError):  # (a builtin without a signature: assume Executor's own)
-        return frozenset(_BASE_KWARGS)
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return frozenset(_BASE_KWARGS)
-    return frozenset(p.name for p in params if p.name in _BASE_KWARGS and p.kind is not p.POSITIONAL_ONLY)
-
-
-def _hold_back_base_kwargs(init: Callable) -> Callable:
-    """``init`` (a subclass's ``__init__``) called without the ``metas`` / ``runtime_args`` /
-    ``requests`` it does not take, which are applied to the object after it returns.
-
-    Jina 2's ExecutorType did the same, so the cookbook's ``def __init__(self, bar):
-    super().__init__()`` loads from a YAML with ``metas:`` and ``requests:``. ``metas``
-    is already set by ``__new__``, before ``init`` runs.
-    """
-    held_names = tuple(k for k in _BASE_KWARGS if k not in init_accepts(init))
-    if not held_names or getattr(init, '__holds_back_base_kwargs__', False):
-        return init
-
-    @functools.wraps(init)
-    def __init__(self: 'Executor', *args: Any, **kwargs: Any) -> None:
-        held = {k: kwargs.pop(k) for k in held_names if k in kwargs}
-        init(self, *args, **kwargs)
-        if held:
-            self._apply_base_kwargs(**held)
-
-    __init__.__holds_back_base_kwargs__ = True
-    return __init__
-
-
-def check_requests(cls: type, mapping: Any, label: str = 'requests') -> dict[str, str]:
-    """``mapping`` ({endpoint: method name}, Jina 2's ``requests:`` / ``uses_requests``)
-    checked against ``cls``: TypeError or ValueError saying what to pass instead.
-
-    Example
-    -------
-    >>> check_requests(Tagger, {'/tag': 'foo'})
-    {'/tag': 'foo'}
-    """
-    methods = sorted(n for n in dir(cls) if not n.startswith('_') and callable(getattr(cls, n, None))
-                     and n not in ('close', 'load_config', 'save_config'))
-    example = f"{{'/index': {methods[0]!r}}}" if methods else "{'/index': 'encode'}"
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f'{label} takes a dict {{endpoint: method name}}, e.g. {example}, got '
-                        f'{type(mapping).__name__} {mapping!r:.40}')
-    for endpoint, method in mapping.items():
-        if not isinstance(endpoint, str) or not isinstance(method, str):
-            raise TypeError(f'{label}: {endpoint!r}: {method!r}: endpoints and method names are str, e.g. '
-                            f'{example}')
-        fn = getattr(cls, method, None)
-        if fn is None or not callable(fn):
-            raise ValueError(f'{label}: {endpoint!r}: {method!r} must name a method of {cls.__name__} '
-                             f'(one of {methods})')
-        _handler_kwargs(fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn)
-    return dict(mapping)
 
 
 def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = None):
@@ -208,7 +108,8 @@ class Executor:
     ``self.runtime_args.replica_id`` / ``shard_id`` are set before it runs.
     An ``__init__`` gets ``metas`` / ``runtime_args`` / ``requests`` if it names them or
     takes ``**kwargs`` (to pass on to ``super().__init__``); those it does not take are
-    applied after it returns, as in Jina 2 (``def __init__(self, bar): super().__init__()``).
+    applied after it returns, as in Jina 2 (``def __init__(self, bar): super().__init__()``),
+    also for an ``__init__`` from a mixin or written by ``@dataclass``.
     It can also be built directly, outside a Flow, for tests.
 
     Example
@@ -236,16 +137,20 @@ class Executor:
             fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
             endpoints = getattr(fn, '__requests_on__', None)
             if endpoints:
-                accepted = _handler_kwargs(fn)
+                accepted = handler_kwargs(fn)
                 for ep in endpoints:
                     handlers[ep] = (name, accepted)
         cls._handlers = handlers
         if '__init__' in cls.__dict__:
-            cls.__init__ = _hold_back_base_kwargs(cls.__dict__['__init__'])
+            cls.__init__ = hold_back_base_kwargs(cls.__dict__['__init__'])
         # The latest definition wins: a script (or notebook) that redefines a class means it.
         _REGISTRY[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> 'Executor':
+        # An __init__ from a mixin or @dataclass, unknown to __init_subclass__, is wrapped
+        # now, so that a direct call and load_config hold back what it does not take (and
+        # give metas.workspace its default) as the Flow's worker does (build_executor).
+        hold_back_for(cls)
         obj = super().__new__(cls)
         # Set before any user __init__ runs, so it can read self.metas and runtime_args
         # even if it never calls super().__init__().
@@ -254,6 +159,9 @@ class Executor:
             setattr(obj.metas, k, v)
         obj.runtime_args = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1, name=obj.metas.name,
                                        workspace=None)
+        for k, v in dict(kwargs.get('runtime_args') or {}).items():
+            if k not in ('pea_id', 'parallel'):  # (Jina 2's names of shard_id and shards)
+                setattr(obj.runtime_args, k, v)
         # What save_config writes as ``with:`` (a Flow's process builds the object with
         # __new__ alone, so there it stays empty).
         obj._init_args = (args, {k: v for k, v in kwargs.items() if k not in _BASE_KWARGS})
@@ -266,15 +174,12 @@ class Executor:
             raise TypeError(f'{type(self).__name__}.__init__() got unexpected arguments {sorted(kwargs)}; '
                             f'declare them in its __init__ (def __init__(self, {", ".join(sorted(kwargs))}, '
                             f'**kwargs))')
-        if self.metas.workspace is None:
-            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
-        if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
-            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
 
     def _apply_base_kwargs(self, metas: dict | None = None, runtime_args: dict | None = None,
                            requests: dict | None = None) -> None:
         """Executor's own arguments applied to this object (from ``__init__``, or after a
-        subclass ``__init__`` that does not take them returns)."""
+        subclass ``__init__`` that does not take them returns), and the default workspace
+        where none was given (also for an ``__init__`` that never calls ``super().__init__``)."""
         if metas:
             if not isinstance(metas, Mapping):
                 raise TypeError(f'metas takes a dict such as {{"name": "enc", "workspace": "/data"}}, '
@@ -287,6 +192,10 @@ class Executor:
                     setattr(self.runtime_args, k, v)
         if requests:
             self._bind_requests(requests)
+        if self.metas.workspace is None:
+            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
+        if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
+            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
 
     def _bind_requests(self, mapping: Mapping[str, str]) -> None:
         """Jina 2's ``requests:`` section: ``{endpoint: method name}`` adds or replaces the
@@ -296,7 +205,7 @@ class Executor:
         for endpoint, method in check_requests(type(self), mapping).items():
             fn = getattr(type(self), method)
             fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
-            handlers[endpoint] = (method, _handler_kwargs(fn))
+            handlers[endpoint] = (method, handler_kwargs(fn))
         self._handlers = handlers
 
     # -- YAML -------------------------------------------------------------------------------
@@ -336,7 +245,7 @@ class Executor:
                             f'{cls.__name__}; call Executor.load_config for any class')
         init_kwargs.update(kwargs)
         # An __init__ that does not take metas / requests gets them applied after it returns
-        # (see _hold_back_base_kwargs), as Jina 2 built it.
+        # (Executor.__new__ sees to it, see executor_args.hold_back_for), as Jina 2 built it.
         return klass(metas=metas, **init_kwargs)
 
     def save_config(self, path: str | os.PathLike | None = None) -> str:
@@ -483,9 +392,11 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         raise TypeError(f'uses= takes an Executor subclass, its class name, a YAML file or string, a dict '
                         f"{{'jtype': ..., 'with': ..., 'metas': ...}} or None, got {type(uses).__name__}")
     kwargs.update(uses_with or {})
-    bindings = {**((uses.get('requests') or {}) if isinstance(uses, dict) else {}), **(uses_requests or {})}
+    # Checked here, naming what to pass, rather than when the executor's process starts;
+    # each section under its own name (a YAML file's requests: was checked, naming its
+    # file and line, when it was read).
+    bindings = merge_requests(cls, [('requests', uses.get('requests') if isinstance(uses, dict) else None),
+                                    ('uses_requests', uses_requests)])
     if bindings:
-        # Checked here, naming what to pass, rather than when the executor's process starts.
-        label = 'uses_requests' if uses_requests else 'requests'
-        kwargs['requests'] = check_requests(cls, bindings, label)
+        kwargs['requests'] = bindings
     return cls, kwargs, metas

@@ -24,7 +24,7 @@ from .control.progress import Progress
 from .control.post import Post
 from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults
 from .control.router import Router
-from .control.specs import ADD_ARGS, reject_jina_only
+from .control.specs import ADD_ONLY, FLOW_DEFAULT_ARGS, reject_jina_only
 from .control.stop_signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: was defined here)
 
 __all__ = ['Flow']
@@ -37,7 +37,7 @@ BACKENDS = ('local', 'ray')
 SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
 #: Every keyword ``Flow()`` takes (for "did you mean" when it is given another).
 _FLOW_ARGS = ('workspace', 'prefetch', 'arena_size', 'timeout_close', 'profile', 'backend', 'ray_address',
-              'ray_init_kwargs', 'asyncio', *SERVE_ARGS, *POST_DEFAULTS, *ADD_ARGS)
+              'ray_init_kwargs', 'asyncio', *SERVE_ARGS, *POST_DEFAULTS, *FLOW_DEFAULT_ARGS)
 #: Jina 2's client options that mean nothing for a Flow here -> what to do instead (those
 #: that do mean something are the defaults of its posts: ``POST_DEFAULTS``).
 _CLIENT_ONLY = {
@@ -84,7 +84,8 @@ class Flow(FlowBuilder):
         True returns an ``AsyncFlow`` with the other arguments instead (Jina 2's switch).
     **kwargs
         Any ``add()`` argument (``uses``, ``uses_with``, ``timeout_ready``, ``env``,
-        ``replicas``, ...): the default for every executor.
+        ``replicas``, ...): the default for every executor; but ``uses_requests``, which
+        names methods of one class, goes to the ``add()`` of its executor.
 
     Example
     -------
@@ -132,14 +133,17 @@ class Flow(FlowBuilder):
         self._serve = serve
         self._gateway = None
         self._post_defaults = check_post_defaults({k: kwargs.pop(k) for k in POST_DEFAULTS if k in kwargs})
-        defaults = {k: kwargs.pop(k) for k in ADD_ARGS if k in kwargs and k != 'workspace'}
+        defaults = {k: kwargs.pop(k) for k in FLOW_DEFAULT_ARGS if k in kwargs}
         for k in kwargs:
             if k in _CLIENT_ONLY:
                 raise TypeError(f'Flow({k}=...) {_CLIENT_ONLY[k]}')
+            if k in ADD_ONLY:
+                raise TypeError(f'Flow({k}=...) is not a default for every executor: it {ADD_ONLY[k]}; pass it '
+                                f'to add() for the executor it binds: Flow().add(uses=MyExecutor, {k}={{...}})')
         reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
                                          f'ray_address, ray_init_kwargs, asyncio, {", ".join(SERVE_ARGS)}, the '
                                          f'defaults of posts {", ".join(POST_DEFAULTS)} and the add() arguments '
-                                         f'{", ".join(ADD_ARGS)}', _FLOW_ARGS)
+                                         f'{", ".join(FLOW_DEFAULT_ARGS)}', _FLOW_ARGS)
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
             raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
         if not isinstance(arena_size, int) or arena_size < (1 << 16):

@@ -4,6 +4,7 @@
 fields, ``py_modules`` for every form of ``uses``, and Jina 2's polling values."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import uuid
@@ -11,6 +12,7 @@ import uuid
 import pytest
 
 from runtime import Document, Executor, Flow, requests
+from runtime.config import ConfigError
 
 
 class BarExec(Executor):
@@ -96,6 +98,55 @@ def test_flow_init_naming_metas_and_runtime_args_receives_them():
     assert sorted(g['shard'] for g in got) == [0, 1] and all(g['metas_name'] == 'nb' for g in got)
 
 
+class Configurable:
+    """A plain mixin (no Executor) whose __init__, first in the MRO, takes no **kwargs and
+    never calls super().__init__()."""
+
+    def __init__(self, bar=0):
+        self.bar = bar
+
+
+class MixinInitExec(Configurable, Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        return {'who': 'foo', 'bar': self.bar, 'name': self.metas.name}
+
+    def other(self, docs, **kwargs):
+        return {'who': 'other', 'bar': self.bar, 'name': self.metas.name}
+
+
+@dataclasses.dataclass
+class DataclassInitExec(Executor):
+    """An __init__ written by @dataclass, after the class was created."""
+
+    bar: int = 0
+
+    @requests
+    def foo(self, docs, **kwargs):
+        return {'who': 'foo', 'bar': self.bar, 'name': self.metas.name}
+
+    def other(self, docs, **kwargs):
+        return {'who': 'other', 'bar': self.bar, 'name': self.metas.name}
+
+
+@pytest.mark.parametrize('cls', [MixinInitExec, DataclassInitExec], ids=['mixin', 'dataclass'])
+def test_an_init_from_a_mixin_or_dataclass_is_built_alike_by_every_path(cls, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    yaml = f'jtype: {cls.__name__}\nwith:\n  bar: 5\nmetas:\n  name: awesome\nrequests:\n  /other: other\n'
+    loaded = Executor.load_config(yaml)
+    direct = cls(bar=5, metas={'name': 'awesome'}, requests={'/other': 'other'}, runtime_args={'shard_id': 2})
+    for ex in (loaded, direct):
+        assert (type(ex), ex.bar, ex.metas.name) == (cls, 5, 'awesome')
+        assert ex._handler_for('/other')[0].__name__ == 'other' and ex._handler_for('/')[0].__name__ == 'foo'
+        assert ex.metas.workspace == str(tmp_path / 'workspace' / 'awesome')  # the default, as Executor's
+    assert direct.runtime_args.shard_id == 2
+    plain = cls(bar=1)  # without Executor's arguments too
+    assert (plain.bar, plain.metas.workspace) == (1, str(tmp_path / 'workspace' / cls.__name__))
+    with Flow().add(uses=yaml) as f:  # the worker builds it the same way
+        (r,) = f.post('/other', Document(), return_results=True)
+    assert r.parameters['__results__']['awesome'] == {'who': 'other', 'bar': 5, 'name': 'awesome'}
+
+
 # -- uses_requests / uses_metas --------------------------------------------------------------
 def test_add_uses_requests_binds_a_method_to_an_endpoint():
     # Jina 2.x test_override_requests
@@ -123,6 +174,47 @@ def test_uses_metas_refuses_keys_that_are_not_metas_fields():
                                          "py_modules; got '/non_foo' .*uses_requests="):
         Flow().add(uses=FooExecutor, uses_metas={'/non_foo': 'foo'})
     Flow().add(uses=FooExecutor, uses_metas={'name': 'n', 'description': 'd'})  # the fields are taken
+
+
+class TwoMethods(Executor):
+    @requests
+    def foo(self, docs, **kwargs):
+        pass
+
+    def bar(self, docs, **kwargs):
+        pass
+
+
+def test_a_wrong_binding_is_named_by_where_it_came_from():
+    yaml = 'jtype: TwoMethods\nrequests:\n  /ok: bar\n  /q: fooo\n'
+    in_file = r"<YAML string>, line 4: requests: '/q': 'fooo' must name a method of TwoMethods"
+    for call in (lambda: Executor.load_config(yaml, uses_requests={'/bar': 'bar'}),
+                 lambda: Flow().add(uses=yaml, uses_requests={'/bar': 'bar'})):
+        with pytest.raises(ConfigError, match=in_file) as info:
+            call()
+        assert 'uses_requests' not in str(info.value)  # the argument given was right
+    # the dict form's requests, and uses_requests itself, each under its own name
+    with pytest.raises(ValueError, match=r"^requests: '/q': 'fooo' must name a method of TwoMethods"):
+        Flow().add(uses={'jtype': 'TwoMethods', 'requests': {'/q': 'fooo'}}, uses_requests={'/bar': 'bar'})
+    with pytest.raises(ValueError, match=r"^uses_requests: '/b': 'barr' must name a method of TwoMethods"):
+        Flow().add(uses={'jtype': 'TwoMethods', 'requests': {'/q': 'foo'}}, uses_requests={'/b': 'barr'})
+
+
+def test_flow_refuses_uses_requests_as_a_default_for_every_executor(tmp_path):
+    with pytest.raises(TypeError, match=r"Flow\(uses_requests=...\) is not a default for every executor: .*pass it "
+                                        r"to add\(\) for the executor it binds"):
+        Flow(uses_requests={'/bar': 'bar'})
+    path = tmp_path / 'flow.yml'
+    path.write_text('jtype: Flow\nwith:\n  uses_requests: {/bar: bar}\nexecutors:\n  - uses: TwoMethods\n')
+    with pytest.raises(ConfigError, match=r'flow.yml, line 2: with: Flow\(uses_requests=...\) .*pass it to add'):
+        Flow.load_config(str(path))
+    # given to add(), it binds that executor only: one without uses (or another class) builds
+    f = (Flow().add(name='a', uses=TwoMethods, uses_requests={'/bar': 'bar'})
+         .add(name='b').add(name='c', uses=FooExecutor))
+    assert f._specs[0]['kwargs']['requests'] == {'/bar': 'bar'}
+    assert 'requests' not in f._specs[1]['kwargs'] and 'requests' not in f._specs[2]['kwargs']
+    f.save_config(str(path))
+    assert Flow.load_config(str(path))._specs[0]['kwargs']['requests'] == {'/bar': 'bar'}
 
 
 def test_uses_requests_is_written_back_by_save_config(tmp_path):
@@ -159,6 +251,31 @@ def test_py_modules_are_imported_in_the_flow_and_the_executor_process_for_a_clas
         (r,) = f.post('/', Document(), parameters={'token': token}, return_results=True)
     assert _loaded(token)  # here
     assert r.parameters['__results__']['p'] == {'loaded': True}  # and in the executor's process
+
+
+def test_a_py_module_that_raises_on_import_names_the_file_line_and_executor(tmp_path):
+    from runtime.config import PyModuleImportError
+    bad = tmp_path / f'bad_{uuid.uuid4().hex}.py'
+    bad.write_text("raise RuntimeError('boom in bad module')\n")
+    flow_yml = tmp_path / 'flow.yml'
+    flow_yml.write_text(f'jtype: Flow\nexecutors:\n  - name: e\n    uses:\n      jtype: ModuleProbe\n'
+                        f'      metas:\n        py_modules: [{bad.name}]\n')
+    what = rf"py_modules: importing '{bad}' raised RuntimeError: boom in bad module"
+    calls = [(lambda: Flow.load_config(str(flow_yml)), ConfigError, rf"flow.yml, line 3: executor 'e': {what}"),
+             (lambda: Executor.load_config(f'jtype: ModuleProbe\nmetas:\n  py_modules: [{bad}]\n'), ConfigError,
+              rf'<YAML string>, line 3: {what}'),
+             (lambda: Flow().add(uses='ModuleProbe', py_modules=[str(bad)]), PyModuleImportError,
+              rf"executor 'ModuleProbe': {what}"),
+             (lambda: Flow().add(name='p', uses=ModuleProbe, uses_metas={'py_modules': [str(bad)]}),
+              PyModuleImportError, rf"executor 'p': {what}")]
+    for call, error, match in calls:
+        with pytest.raises(error, match=match) as info:
+            call()
+        assert 'fix the module, or remove it from py_modules' in str(info.value)
+        assert isinstance(info.value.__cause__, RuntimeError)  # with the module's traceback
+    assert info.value.path == str(bad)
+    with pytest.raises(ImportError, match=r"py_modules: importing module 'no_such_mod_x' raised ModuleNotFoundError"):
+        Flow().add(py_modules=['no_such_mod_x'])
 
 
 def test_py_modules_missing_in_the_executor_process_is_logged(tmp_path, caplog):

@@ -19,12 +19,22 @@ from typing import Any
 from ..executor import resolve_uses
 from .inputs import describe
 
-__all__ = ['ADD_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs', 'reject_jina_only', 'unexpected_argument']
+__all__ = ['ADD_ARGS', 'ADD_ONLY', 'FLOW_DEFAULT_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs',
+           'reject_jina_only', 'unexpected_argument']
 
-#: ``add()`` arguments; the same names given to ``Flow(...)`` are defaults for every executor.
+#: ``add()`` arguments (besides ``name`` and ``needs``).
 ADD_ARGS = ('uses', 'uses_with', 'uses_metas', 'uses_requests', 'timeout_ready', 'env', 'replicas', 'shards',
             'polling', 'max_restarts', 'max_retries', 'ray_options', 'uses_before', 'uses_after', 'py_modules',
             'workspace')
+#: ``add()`` arguments that mean something for one executor only -> why ``Flow(...)``
+#: refuses them as a default for every executor.
+ADD_ONLY = {
+    'uses_requests': 'binds endpoints to methods of one executor class, which another executor of the Flow (or '
+                     'the pass-through of an add() without uses) does not have',
+}
+#: The ``add()`` arguments that ``Flow(...)`` takes as defaults for every executor
+#: (``workspace`` given to ``Flow`` is the Flow's own).
+FLOW_DEFAULT_ARGS = tuple(k for k in ADD_ARGS if k not in ADD_ONLY and k != 'workspace')
 _POLLING = ('any', 'all')
 
 _NETWORK = ('is Jina 2 wiring between its pods; shmflow connects its own processes over private sockets, '
@@ -135,6 +145,20 @@ def _check(spec: dict) -> None:
                         f'{describe(py_modules)}')
 
 
+def _label(name: str | None, uses: Any, metas: Any) -> str:
+    """How an error names the executor of an add() before its class is known: its name,
+    else ``metas.name``, else the class (name) that ``uses`` gives."""
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(metas, dict) and isinstance(metas.get('name'), str):
+        return metas['name']
+    if isinstance(uses, dict):
+        uses = uses.get('jtype')
+    if uses is None:
+        return '_PassThrough'  # (what _name_for names it)
+    return uses.__name__ if isinstance(uses, type) else str(uses).strip().splitlines()[0]
+
+
 def _name_for(cls: type, name: str | None, metas: dict, taken: set) -> str:
     resolved = name or metas.get('name')
     if resolved is not None and resolved in taken:
@@ -193,8 +217,18 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
         if spec.get('workspace') is not None:
             metas_in['workspace'] = os.fspath(spec['workspace'])
     # metas keeps py_modules (absolute): the executor's process imports them too.
-    cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None,
-                                           uses_requests=spec.get('uses_requests'))
+    try:
+        cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None,
+                                               uses_requests=spec.get('uses_requests'))
+    except ImportError as exc:
+        from ..config import PyModuleImportError  # (only now: no import time for every program)
+        if not isinstance(exc, PyModuleImportError):
+            raise
+        # Its class may come from the module: named as the add() names it so far.
+        label = _label(name, spec.get('uses'), metas_in)
+        err = PyModuleImportError(f'executor {label!r}: {exc}', name=exc.name, path=exc.path)
+        err.executor = label
+        raise err from exc.__cause__
     taken = {s['resolved_name'] for s in specs} | {s['group'] for s in specs if s.get('group')}
     resolved = _name_for(cls, name, metas, taken)
     metas.setdefault('name', resolved)

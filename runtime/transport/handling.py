@@ -21,7 +21,8 @@ import time
 from typing import Any, Callable
 
 from ..array import DocumentArray, DocumentSequence
-from ..executor import DEFAULT_ENDPOINT, init_accepts
+from ..executor import DEFAULT_ENDPOINT
+from ..executor_args import hold_back_for
 from .code_files import code_files, restore_code_files
 
 #: The key of the groundtruths in what a request carries besides its documents.
@@ -57,7 +58,8 @@ def build_executor(cls: type, cfg: dict) -> Any:
 
     ``__init__`` gets ``metas``, ``runtime_args`` and ``requests`` only if it takes them
     (by name, or ``**kwargs`` as hub executors do); those it does not take are applied to
-    the object after it returns, as Jina 2's ExecutorType did.
+    the object after it returns, as Jina 2's ExecutorType did: the same wrapper
+    (``executor_args.hold_back_for``) as a direct call and ``Executor.load_config`` use.
     Code that arrived by value gets its source files back first, so that its tracebacks
     show them (see ``code_files``)."""
     restore_code_files(cls, cfg.get('code_files'))
@@ -70,17 +72,13 @@ def build_executor(cls: type, cfg: dict) -> Any:
     obj.runtime_args.name = cfg.get('flow_name', cfg['name'])
     if obj.metas.workspace is not None:  # resolved here: a Ray actor's node has its own cwd
         obj.runtime_args.workspace = os.path.dirname(os.path.abspath(obj.metas.workspace))
-    kwargs = dict(cfg['kwargs'])
-    bindings = kwargs.pop('requests', None)
     # As Jina 2 built executors (hub executors read kwargs['runtime_args'] before calling
     # super().__init__).
-    base = {'metas': dict(cfg['metas']), 'requests': bindings,
+    kwargs = dict(cfg['kwargs'])
+    base = {'metas': dict(cfg['metas']), 'requests': kwargs.pop('requests', None),
             'runtime_args': {**vars(obj.runtime_args), 'pea_id': cfg['shard_id'], 'parallel': cfg['shards']}}
-    accepts = init_accepts(cls.__init__)
-    kwargs = {**{k: v for k, v in base.items() if k in accepts}, **kwargs}
-    obj.__init__(**kwargs)
-    if bindings and 'requests' not in accepts:
-        obj._bind_requests(bindings)
+    hold_back_for(cls)
+    obj.__init__(**{**base, **kwargs})
     return obj
 
 
