@@ -406,7 +406,9 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         short below a synced ``flush(sync=True)`` (opening raises CorruptStoreError for it).
         Everything dropped is copied into ``<path>/dropped-<n>/`` first (``records.bin``,
         ``embeddings.bin`` and ``report.json`` with each piece's file, offset and, where
-        known, document id; for a cut file, the ids of the documents whose records are gone).
+        known, document id; for a cut file, the ids of the documents whose latest records are
+        gone, those of them back at an earlier version, and those whose deletion was cut off:
+        they stay deleted).
 
         Call it on the class with the directory (``DocumentArrayMemmap.repair(path)``, also
         when opening fails) or on an open array (``dam.repair()``). Holds the writer lock from
@@ -432,9 +434,10 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         Documents are on disk (in the OS page cache) as soon as they are appended, so they
         survive the process being killed with or without ``flush``; ``sync=True`` also
         fsyncs the records, the embedding matrix and the index, for an OS crash or power
-        loss, and marks the index synced: a records file later found shorter than it covers
-        (cut by a copy or a truncate) then raises CorruptStoreError on opening instead of
-        losing the cut documents silently. A reader's flush does nothing.
+        loss, and records in the index how many bytes of the records are synced (later
+        flushes keep that): a records file later found shorter than that (cut by a copy or a
+        truncate) then raises CorruptStoreError on opening instead of losing what was cut
+        silently. A reader's flush does nothing.
 
         Parameters
         ----------

@@ -569,13 +569,14 @@ def test_a_crash_mid_append_after_a_synced_snapshot_still_recovers(tmp_path):
     assert _texts(crash) == [f'text {i}' for i in range(10)] + ['after']
 
 
-def _strip_synced_flag(snapshot) -> None:
-    # Rewrite a snapshot as a version from before the ``synced`` key wrote it.
+def _rewrite_snapshot(snapshot, *drop: str) -> None:
+    # Rewrite a snapshot as an older version wrote it: without the keys ``drop``.
     from runtime.store import index
     raw = open(snapshot, 'rb').read()
     head = len(index._MAGIC) + index._FRAME.size
     body = pickle.loads(raw[head:])
-    assert body.pop('synced') is True
+    for key in drop:
+        body.pop(key)
     body = pickle.dumps(body, protocol=5)
     with open(snapshot, 'wb') as fp:
         fp.write(index._MAGIC + index._FRAME.pack(zlib.crc32(body), len(body)) + body)
@@ -584,11 +585,23 @@ def _strip_synced_flag(snapshot) -> None:
 def test_a_snapshot_from_before_the_synced_flag_opens_and_counts_as_unsynced(tmp_path, caplog):
     path = tmp_path / 'dam'
     sizes = _cut_store(path, 'flush(sync=True)')
-    _strip_synced_flag(path / 'index.0.pkl')
+    _rewrite_snapshot(path / 'index.0.pkl', 'synced', 'synced_bytes')
     assert _texts(path) == [f'text {i}' for i in range(20)]
     assert 'ignoring the index snapshot' not in caplog.text  # it was used, not replayed past
     os.truncate(path / 'records.0.bin', sizes[17] + 5)
     assert _texts(path) == [f'text {i}' for i in range(17)]  # as before the flag: a torn tail
+
+
+def test_a_snapshot_with_only_the_synced_flag_counts_all_it_covers_as_synced(tmp_path, caplog):
+    # The format between the flag and synced_bytes: True means every byte it covers.
+    path = tmp_path / 'dam'
+    sizes = _cut_store(path, 'flush(sync=True)')
+    _rewrite_snapshot(path / 'index.0.pkl', 'synced_bytes')
+    assert _texts(path) == [f'text {i}' for i in range(20)]
+    assert 'ignoring the index snapshot' not in caplog.text
+    os.truncate(path / 'records.0.bin', sizes[17] + 5)
+    with pytest.raises(CorruptStoreError, match=f'the first {sizes[20]} of which were synced'):
+        DocumentArrayMemmap(path)
 
 
 def test_the_snapshot_a_prune_writes_is_synced(tmp_path):
@@ -603,3 +616,167 @@ def test_the_snapshot_a_prune_writes_is_synced(tmp_path):
     with pytest.raises(CorruptStoreError, match='1 of the 9 documents') as err:
         DocumentArrayMemmap(path)
     assert err.value.file == str(records)
+
+
+# -- what a cut file lost: deletions too; synced bytes outlive later flushes -----------------
+@pytest.mark.parametrize('after', ['a delete', 'a delete, an update and an append'])
+def test_a_cut_that_loses_a_deletion_says_so_and_repair_keeps_the_document_deleted(tmp_path, after):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}', embedding=np.full(4, i, np.float32)) for i in range(10))
+        dam.flush(sync=True)
+        cut = os.path.getsize(path / 'records.0.bin')
+        del dam['d3']  # an erasure the user relies on, durably synced below
+        if after != 'a delete':
+            dam['d5'] = Document(id='d5', text='text 5 v2', embedding=np.full(4, 50, np.float32))
+            dam.append(Document(id='d10', text='text 10'))
+        dam.flush(sync=True)
+    records = str(path / 'records.0.bin')
+    os.truncate(records, cut)  # the DEL record (and what followed) is cut off
+    with pytest.raises(CorruptStoreError) as err:
+        DocumentArrayMemmap(path)
+    msg = str(err.value)
+    assert err.value.file == records and err.value.offset == cut
+    assert f'records after byte {cut} are gone' in msg and 'added, changed or deleted' in msg, msg
+    assert ' 0 of the ' not in msg, msg
+    if after != 'a delete':
+        assert "2 of the 10 documents the snapshot lists were last written there ('d5', 'd10')" in msg, msg
+    where = DocumentArrayMemmap.repair(path)
+    entry = [r for r in json.loads(open(os.path.join(where, 'report.json')).read())['dropped']
+             if 'deleted_again' in r]
+    assert len(entry) == 1 and entry[0]['deleted_again'] == ['d3'], entry
+    want = [f'd{i}' for i in range(10) if i != 3]
+    with DocumentArrayMemmap(path, verify=True) as dam:
+        assert [d.id for d in dam] == want and 'd3' not in dam
+        if after != 'a delete':  # the update was cut: back at the version before it, and said so
+            assert entry[0]['ids'] == ['d5', 'd10'] and entry[0]['earlier_version'] == ['d5']
+            assert dam['d5'].text == 'text 5' and int(dam['d5'].embedding[0]) == 5
+        else:
+            assert entry[0]['ids'] == [] and entry[0]['earlier_version'] == []
+
+
+def _synced_then_unsynced(path) -> tuple[int, int]:
+    # 20 documents and flush(sync=True), then one more and close() (an unsynced flush):
+    # (size after the sync, size at the end).
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}', embedding=np.full(4, i, np.float32)) for i in range(20))
+        dam.flush(sync=True)
+        synced = os.path.getsize(path / 'records.0.bin')
+        dam.append(Document(id='late', text='late', embedding=np.zeros(4, np.float32)))
+    return synced, os.path.getsize(path / 'records.0.bin')
+
+
+def test_a_cut_below_a_sync_is_an_error_after_later_unsynced_flushes_too(tmp_path):
+    path = tmp_path / 'dam'
+    synced, size = _synced_then_unsynced(path)
+    records = str(path / 'records.0.bin')
+    os.truncate(records, synced // 2)  # e.g. an interrupted copy
+    with pytest.raises(CorruptStoreError) as err:
+        DocumentArrayMemmap(path)
+    assert err.value.offset == synced // 2
+    assert f'covers {size} bytes of it, the first {synced} of which were synced' in str(err.value)
+    assert DocumentArrayMemmap.repair(path) is not None
+    assert len(_texts(path)) < 20
+
+
+def test_a_cut_between_the_sync_and_an_unsynced_flush_is_a_power_loss(tmp_path, caplog):
+    path = tmp_path / 'dam'
+    synced, size = _synced_then_unsynced(path)
+    os.truncate(path / 'records.0.bin', size - 3)  # only what was never synced is lost
+    assert _texts(path) == [f'text {i}' for i in range(20)]
+    assert 'unsynced flush' in caplog.text
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='after', text='after'))  # drops the torn tail
+    assert _texts(path) == [f'text {i}' for i in range(20)] + ['after']
+    os.truncate(path / 'records.0.bin', synced - 1)  # and the synced part is still watched
+    with pytest.raises(CorruptStoreError, match=f'the first {synced} of which were synced'):
+        DocumentArrayMemmap(path)
+
+
+def test_dropping_a_torn_tail_keeps_the_count_of_synced_bytes_on_disk(tmp_path):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=f'd{i}', text=f'text {i}') for i in range(10))
+        dam.flush(sync=True)
+        synced = os.path.getsize(path / 'records.0.bin')
+        dam.append(Document(id='d10', text='text 10'))
+        crash = shutil.copytree(path, tmp_path / 'crash')  # killed before any flush
+    os.truncate(crash / 'records.0.bin', os.path.getsize(crash / 'records.0.bin') - 1)  # torn tail
+    dam = DocumentArrayMemmap(crash)
+    dam.append(Document(id='after', text='after'))  # drops the torn tail (and replaced the snapshot)
+    again = shutil.copytree(crash, tmp_path / 'again')  # killed again, before any flush
+    dam.close()
+    os.truncate(again / 'records.0.bin', synced - 5)
+    with pytest.raises(CorruptStoreError, match=f'the first {synced} of which were synced'):
+        DocumentArrayMemmap(again)
+
+
+def test_a_reader_that_starts_writing_keeps_what_another_process_synced(tmp_path):
+    # The reader opened before the other writer's flush(sync=True); its own (unsynced) flush
+    # afterwards must not forget that those bytes were synced.
+    path = tmp_path / 'dam'
+    DocumentArrayMemmap(path).close()
+    reader = DocumentArrayMemmap(path)
+    writer = textwrap.dedent(f'''
+        import os
+        from runtime import Document
+        from runtime.memmap import DocumentArrayMemmap
+        with DocumentArrayMemmap({str(path)!r}) as dam:
+            dam.extend(Document(id=f'd{{i}}', text=f'text {{i}}') for i in range(20))
+            dam.flush(sync=True)
+            print(os.path.getsize(os.path.join({str(path)!r}, 'records.0.bin')))
+    ''')
+    out = subprocess.run([sys.executable, '-c', writer], env=script_env(), cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    synced = int(out.stdout)
+    reader.append(Document(id='late', text='late'))  # catches up, then writes
+    reader.close()
+    os.truncate(path / 'records.0.bin', synced // 2)
+    with pytest.raises(CorruptStoreError, match=f'the first {synced} of which were synced'):
+        DocumentArrayMemmap(path)
+
+
+# -- a reader opening while the writer fixes the embedding layout --------------------------
+def _read_meta_once_stale(monkeypatch, stale: tuple) -> None:
+    # The reader reads meta.json (``stale``) before the writer's changes, the rest after.
+    from runtime.store.store import Store
+    orig, first = Store.read_meta, [stale]
+
+    def read_meta(self):
+        return first.pop() if first else orig(self)
+    monkeypatch.setattr(Store, 'read_meta', read_meta)
+
+
+def test_a_reader_opening_while_the_first_embedding_is_added_sees_a_whole_store(tmp_path, monkeypatch):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='t', text='no embedding yet'))
+    # The writer fixes the layout (meta.json, the layout record), writes a row and a
+    # snapshot covering it, all between the reader's read of meta.json and of the snapshot.
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='e', embedding=np.ones(4, np.float32)))
+        dam.flush()
+    _read_meta_once_stale(monkeypatch, (0, None))
+    with DocumentArrayMemmap(path) as dam:
+        assert [d.id for d in dam] == ['t', 'e'] and dam['e'].embedding.tolist() == [1, 1, 1, 1]
+        assert dam.verify() == 2
+
+
+def test_a_reader_opening_while_the_first_embedding_is_added_and_pruned_reads_the_new_generation(
+        tmp_path, monkeypatch):
+    path = tmp_path / 'dam'
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='t', text='no embedding yet'))
+    with DocumentArrayMemmap(path) as dam:
+        dam.append(Document(id='e', embedding=np.ones(4, np.float32)))
+        dam.flush()
+        old = {name: open(path / name, 'rb').read() for name in ('records.0.bin', 'embeddings.0.bin', 'index.0.pkl')}
+        dam.prune()
+    for name, raw in old.items():  # the reader opened generation 0 before the prune removed it
+        with open(path / name, 'wb') as fp:
+            fp.write(raw)
+    _read_meta_once_stale(monkeypatch, (0, None))
+    with DocumentArrayMemmap(path) as dam:
+        assert [d.id for d in dam] == ['t', 'e'] and dam['e'].embedding.tolist() == [1, 1, 1, 1]
+    assert not os.path.exists(path / 'records.0.bin')

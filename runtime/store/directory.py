@@ -1,12 +1,21 @@
 """The directory of a store: creating it (0700, files 0600), telling it from a foreign one,
-and removing the files of generations that are no longer current."""
+opening the files of the generation meta.json names, and removing the files of
+generations that are no longer current."""
 from __future__ import annotations
 
 import os
 
-from .format import DIR_MODE, GEN_FILE, LOCK, META, META_TMP, file_name, meta_bytes, open_new
+from typing import TYPE_CHECKING
 
-__all__ = ['NotADirectory', 'prepare', 'remove_stale', 'guess_generation']
+from ..errors import CorruptStoreError
+from .embeddings import EmbeddingStore
+from .format import DIR_MODE, GEN_FILE, LOCK, META, META_TMP, file_name, meta_bytes, open_new
+from .log import RecordLog
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ['NotADirectory', 'prepare', 'open_generation', 'remove_stale', 'guess_generation']
 
 
 class NotADirectory(NotADirectoryError, ValueError):
@@ -81,3 +90,39 @@ def guess_generation(path: str) -> int:
     gens = [int(m.group(2)) for m in map(GEN_FILE.fullmatch, os.listdir(path))
             if m and m.group(1) == 'records' and not m.group(4)]
     return max(gens, default=0)
+
+
+def open_generation(store: 'Store', salvage: list | None, writable: bool) -> tuple | None:
+    """(record log, embedding store or None, generation, layout) as meta.json names them,
+    or None when a prune switched generations while they were being opened."""
+    try:
+        gen, layout = store.read_meta()
+    except CorruptStoreError as exc:
+        if salvage is None:
+            raise
+        gen, layout = guess_generation(store.path), None
+        salvage.append(('meta', exc))
+    # Both files are opened before anything is read: once open, a prune in another
+    # process can unlink them but not take them away from us.
+    try:
+        log = RecordLog(store.file('records', gen), writable)
+    except FileNotFoundError:
+        log = None
+    emb = None
+    if log is not None and layout is not None:
+        try:
+            emb = EmbeddingStore(store.file('embeddings', gen), layout, writable)
+        except BaseException as exc:
+            # Not store.log yet, so nothing else would close it (PermissionError, EMFILE,
+            # a failed map: any error, not only a file pruned away).
+            log.close()
+            if not isinstance(exc, FileNotFoundError):
+                raise
+            log = None
+    if log is not None:
+        return log, emb, gen, layout
+    if salvage is not None or store.read_meta()[0] == gen:
+        raise CorruptStoreError(os.path.join(store.path, META), 0,
+                                f'names generation {gen} but its records / embeddings file is missing',
+                                'put the missing file back (from a backup): repair() cannot rebuild it')
+    return None

@@ -5,19 +5,23 @@ The snapshot is a cache: opening loads it and replays only the records after it.
 that fails its checksum, or does not match the record file, is ignored with a warning and
 the whole log is replayed instead: no document is lost or changed by a damaged snapshot.
 
-One mismatch is evidence, not staleness: a *synced* snapshot (``synced`` True: written, and
-fsynced, after the records it covers were fsynced) that covers more bytes than the record
-file holds. No crash can leave that (fsynced bytes survive a power loss), so the file was
-cut short afterwards (a copy that ran out of space, an interrupted rsync, a ``truncate``):
-documents that were durably written are gone, and opening raises CorruptStoreError instead
-of replaying what is left as if the end were a torn tail. An unsynced snapshot covering more
-than exists is what ``flush(sync=False)`` and a power loss legitimately leave: ignored as
-before. Snapshots written before ``synced`` existed lack the key and count as unsynced (the
-key is additive, so meta.json's version is unchanged and older code reads new snapshots).
+One mismatch is evidence, not staleness: a record file shorter than the bytes a snapshot
+records as fsynced (``synced_bytes``: how much of the file had been fsynced when the snapshot
+was written; ``flush(sync=True)`` sets it to all it covers, later unsynced flushes carry it
+forward). No crash can leave that (fsynced bytes survive a power loss), so the file was cut
+short afterwards (a copy that ran out of space, an interrupted rsync, a ``truncate``): what
+was durably written is gone, and opening raises CorruptStoreError instead of replaying what
+is left as if the end were a torn tail. A file shorter than a snapshot covers but not
+shorter than its synced bytes is what an unsynced flush and a power loss legitimately leave:
+the snapshot is ignored as before (its synced bytes still count). Snapshots from before
+``synced_bytes`` existed have a ``synced`` flag (True: all it covers was fsynced) or neither
+(nothing known to be fsynced); the keys are additive, so meta.json's version is unchanged
+and older code reads new snapshots.
 """
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import struct
 import zlib
@@ -32,7 +36,7 @@ from .format import FORMAT
 if TYPE_CHECKING:
     from .log import RecordLog
 
-__all__ = ['Index', 'load_snapshot', 'snapshot_bytes']
+__all__ = ['Index', 'load_snapshot', 'snapshot_bytes', 'snapshot_stamp', 'synced_bytes_of']
 
 logger = logging.getLogger('runtime')
 
@@ -174,28 +178,31 @@ class Index:
 
 
 def snapshot_bytes(gen: int, covered: int, tail_crc: int, next_row: int,
-                   columns: tuple[list, array, array, array], synced: bool = False) -> bytes:
-    """The content of ``index.<g>.pkl``: a checksummed frame around a pickle. Pass
-    ``synced=True`` only when the ``covered`` bytes of the record file were fsynced before
-    and the snapshot will be fsynced too: it turns a record file shorter than ``covered``
-    into an error (see the module docstring).
+                   columns: tuple[list, array, array, array], synced_bytes: int = 0) -> bytes:
+    """The content of ``index.<g>.pkl``: a checksummed frame around a pickle.
+    ``synced_bytes`` (at most ``covered``) is how many bytes of the record file are known to
+    have been fsynced: a record file found shorter than that is an error (see the module
+    docstring), so never pass more than was fsynced.
 
     Examples
     --------
-    >>> blob = snapshot_bytes(0, 0, 0, 0, ([], array('q'), array('q'), array('q')), synced=True)
+    >>> blob = snapshot_bytes(0, 0, 0, 0, ([], array('q'), array('q'), array('q')), synced_bytes=0)
     >>> blob.startswith(b'SHMFLOW-DAM-INDEX')
     True
     """
     ids, off, length, rows = columns
+    # ``synced`` is what the version before ``synced_bytes`` reads: True only when it is all.
     body = pickle.dumps({'format': FORMAT, 'generation': gen, 'covered': covered, 'tail_crc': tail_crc,
-                         'synced': synced, 'next_row': next_row, 'ids': ids, 'offsets': off.tobytes(),
-                         'lengths': length.tobytes(), 'rows': rows.tobytes()}, protocol=5)
+                         'synced_bytes': synced_bytes, 'synced': synced_bytes >= covered, 'next_row': next_row,
+                         'ids': ids, 'offsets': off.tobytes(), 'lengths': length.tobytes(),
+                         'rows': rows.tobytes()}, protocol=5)
     return _MAGIC + _FRAME.pack(zlib.crc32(body), len(body)) + body
 
 
 def _parse(raw: bytes, gen: int) -> dict:
-    """The fields of a snapshot of generation ``gen``, the columns as arrays; ValueError
-    when it is damaged or of another generation."""
+    """The fields of a snapshot of generation ``gen``, the columns as arrays and
+    ``synced_bytes`` filled in for older snapshots; ValueError when it is damaged or of
+    another generation."""
     n = len(_MAGIC) + _FRAME.size
     if raw[:len(_MAGIC)] != _MAGIC:
         raise ValueError('not an index snapshot')
@@ -209,62 +216,102 @@ def _parse(raw: bytes, gen: int) -> dict:
     covered, ids = idx['covered'], idx['ids']
     for key in ('offsets', 'lengths', 'rows'):
         idx[key] = array('q', idx[key])
+    synced = idx.get('synced_bytes')
+    if synced is None:  # an older snapshot: all it covers when flagged synced, else nothing known
+        synced = idx['synced_bytes'] = covered if idx.get('synced') is True else 0
     if not (idx['format'] == FORMAT and idx['generation'] == gen and type(covered) is int and covered >= 0
+            and type(synced) is int and 0 <= synced <= covered
             and len(ids) == len(idx['offsets']) == len(idx['lengths']) == len(idx['rows'])):
         raise ValueError('does not match the record file')
     return idx
 
 
+def synced_bytes_of(where: str, gen: int) -> int:
+    """How many bytes of generation ``gen``'s record file the snapshot ``where`` records as
+    fsynced; 0 when there is no usable snapshot there.
+
+    >>> synced_bytes_of('/data/dam/index.0.pkl', 0)  # doctest: +SKIP
+    4096
+    """
+    try:
+        with open(where, 'rb') as fp:
+            return _parse(fp.read(), gen)['synced_bytes']
+    except Exception:  # (damaged or missing: a cache, like the rest of it)
+        return 0
+
+
+def snapshot_stamp(where: str | int) -> tuple | None:
+    """What tells one snapshot file (a path or an open fd) from the next (each is written
+    anew and renamed into place: a new inode); None when there is none.
+
+    >>> snapshot_stamp('/nonexistent/index.0.pkl') is None
+    True
+    """
+    try:
+        st = os.stat(where)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _cut_short(idx: dict, where: str, log: 'RecordLog', size: int) -> tuple[CorruptStoreError, list[str]]:
-    """The error for a record file of ``size`` bytes that a synced snapshot proves was cut,
-    and the ids of the documents whose latest record was cut off."""
+    """The error for a record file of ``size`` bytes that a snapshot proves was cut, and
+    the ids of the documents the snapshot lists whose latest record was cut off."""
     ends = to_numpy(idx['offsets']) + to_numpy(idx['lengths'])
     lost = [idx['ids'][s] for s in np.flatnonzero(ends > size).tolist()]
     some = ', '.join(repr(i) for i in lost[:3]) + (', ...' if len(lost) > 3 else '')
-    problem = (f'the file is {size} bytes long, but the index snapshot {where}, written after the records it '
-               f'covers were synced to disk, covers {idx["covered"]} bytes of it: the file was cut short '
-               f'after it was written (a copy that ran out of space, an interrupted rsync, a truncate), which '
-               f'no crash leaves; the records of {len(lost)} of the {len(idx["ids"])} documents it lists '
-               f'are past the end' + (f' ({some})' if lost else ''))
+    covered, synced = idx['covered'], idx['synced_bytes']
+    problem = (f'the file is {size} bytes long, but the index snapshot {where} covers {covered} bytes of it, '
+               f'the first {synced} of which were synced to disk: the file was cut short after they were '
+               f'written (a copy that ran out of space, an interrupted rsync, a truncate), which no crash '
+               f'leaves. The records after byte {size} are gone, and with them every change written after '
+               f'it (documents added, changed or deleted)'
+               + (f'; {len(lost)} of the {len(idx["ids"])} documents the snapshot lists were last written '
+                  f'there ({some})' if lost else ''))
     return CorruptStoreError(log.path, size, problem,
-                             f'restore the file (it should be at least {idx["covered"]} bytes) from a backup or '
-                             f'the source of the copy and open it again, or call DocumentArrayMemmap.repair('
-                             f'<directory>) to keep the documents that are left (its dropped-<n>/report.json '
-                             f'lists the ids that are not)'), lost
+                             f'restore the file (it held at least {synced} bytes) from a backup or the source '
+                             f'of the copy and open it again, or call DocumentArrayMemmap.repair(<directory>) '
+                             f'to keep what is left (its dropped-<n>/report.json lists the documents lost or '
+                             f'set back to an earlier version; those whose deletion was cut off stay '
+                             f'deleted)'), lost
 
 
-def load_snapshot(raw: bytes, where: str, gen: int, log: 'RecordLog', salvage: list | None = None) -> tuple | None:
-    """(index, covered bytes, whether it is synced) from the bytes ``raw`` of the snapshot
-    ``where`` of ``log``, or None (with a warning) when it is damaged or stale.
+def load_snapshot(raw: bytes, where: str, gen: int, log: 'RecordLog',
+                  salvage: list | None = None) -> tuple[Index | None, int, int]:
+    """(index, covered bytes, synced bytes) from the bytes ``raw`` of the snapshot ``where``
+    of ``log``. The index is None (with a warning) when the snapshot is damaged or stale;
+    its synced bytes (0 when it is damaged) hold even then: they were fsynced.
 
-    A synced snapshot that covers more than ``log`` holds raises CorruptStoreError; with a
-    ``salvage`` list (``repair``, which replays the whole log) ``('cut', (error, ids of the
-    documents cut off))`` is appended to it instead, and None is returned whatever the
-    snapshot holds.
+    A record file shorter than the synced bytes raises CorruptStoreError; with a ``salvage``
+    list (``repair``, which replays the whole log) ``('cut', (error, the ids the snapshot
+    lists, the ids of those whose latest record was cut off))`` is appended to it instead.
+    With ``salvage`` the index is always None.
     """
     try:
         idx = _parse(raw, gen)
-        covered = idx['covered']
-        size = log.size()  # after ``raw`` was read: a writer only appends before it snapshots
-        if covered > size:
-            if idx.get('synced') is True:  # (absent in snapshots from before the flag: unsynced)
-                cut, lost = _cut_short(idx, where, log, size)
-                if salvage is None:
-                    raise cut
-                salvage.append(('cut', (cut, lost)))
-                return None
-            raise ValueError(f'it covers {covered} bytes but the record file holds {size}, which a power '
-                             f'loss after an unsynced flush leaves')
-        if salvage is not None:
-            return None
-        if idx['tail_crc'] != log.tail_crc(covered):
-            raise ValueError('the record file was changed since')
-    except CorruptStoreError:
-        raise
     except Exception as exc:
         if salvage is None:
             logger.warning('%s: ignoring the index snapshot (%s); replaying the record log', where, exc)
-        return None
+        return None, -1, 0
+    covered, synced = idx['covered'], idx['synced_bytes']
+    size = log.size()  # after ``raw`` was read: a writer only appends before it snapshots
+    if size < synced:
+        cut, lost = _cut_short(idx, where, log, size)
+        if salvage is None:
+            raise cut
+        salvage.append(('cut', (cut, idx['ids'], lost)))
+        return None, -1, 0
+    if salvage is not None:
+        return None, -1, synced
+    why = None
+    if covered > size:
+        why = (f'it covers {covered} bytes but the record file holds {size}, and only the first {synced} '
+               f'were synced: a power loss after an unsynced flush leaves that')
+    elif idx['tail_crc'] != log.tail_crc(covered):
+        why = 'the record file was changed since'
+    if why is not None:
+        logger.warning('%s: ignoring the index snapshot (%s); replaying the record log', where, why)
+        return None, -1, synced
     ix = Index()
     ids = idx['ids']
     ix.ids, ix.off, ix.len, ix.row = ids, idx['offsets'], idx['lengths'], idx['rows']
@@ -272,4 +319,4 @@ def load_snapshot(raw: bytes, where: str, gen: int, log: 'RecordLog', salvage: l
     ix.map = dict(zip(ids, range(len(ids))))
     ix.next_row = int(idx['next_row'])
     ix.dense = None
-    return ix, covered, idx.get('synced') is True
+    return ix, covered, synced

@@ -90,7 +90,7 @@ def switch_generation(store: Store, keep: bool) -> None:
         os.fsync(fd)  # the old generation is deleted after the switch: the new one must be on disk
         log = RecordLog(files[0], writable=False)
         try:
-            blob = snapshot_bytes(g, pos, log.tail_crc(pos), k, (ids, off, length, rows), synced=True)
+            blob = snapshot_bytes(g, pos, log.tail_crc(pos), k, (ids, off, length, rows), synced_bytes=pos)
         finally:
             log.close()
         atomic_write(files[2], blob, sync=True)
@@ -213,6 +213,7 @@ def _repair_open(store: Store) -> str | None:
 
 def _repair(store: Store, salvage: list) -> str | None:
     # The store is open with the lock held and read with ``salvage`` collecting the damage.
+    _undo_cut_deletions(store, salvage)
     dropped = _drop_damaged_rows(store, salvage)
     if not salvage:
         return None
@@ -220,6 +221,28 @@ def _repair(store: Store, salvage: list) -> str | None:
     switch_generation(store, keep=True)
     logger.warning('%s: repaired; what was dropped is kept in %s', store.path, where)
     return where
+
+
+def _undo_cut_deletions(store: Store, salvage: list) -> None:
+    """Delete again the documents whose deletion a cut file lost, and tell, in each 'cut'
+    entry of ``salvage``, which documents it set back to an earlier version.
+
+    The whole log that is left was replayed; the snapshot that proved the cut lists the
+    documents alive at a later point. One alive now but not listed there was deleted (or
+    replaced by a put at its position) after the cut, and the deletion was written, so it
+    stays deleted: a cut must not bring back a document the user had removed.
+    """
+    ix = store.ix
+    for k, (kind, what) in enumerate(salvage):
+        if kind != 'cut':
+            continue
+        exc, listed, lost = what
+        listed = set(listed)
+        live = ix.live_slots().tolist() if ix.n_dead else range(len(ix.ids))
+        undeleted = [doc_id for doc_id in (ix.ids[s] for s in live) if doc_id not in listed]
+        for doc_id in undeleted:
+            ix.delete(doc_id)
+        salvage[k] = ('cut', (exc, lost, [doc_id for doc_id in lost if doc_id in ix.map], undeleted))
 
 
 def _drop_damaged_rows(store: Store, salvage: list) -> list[tuple[str, int, bytes, int]]:
@@ -260,10 +283,12 @@ def _keep_copies(store: Store, salvage: list, dropped: list) -> str:
                            'what': 'damaged or torn records', 'copy': 'records.bin', 'copy_offset': len(recs)})
             recs += os.pread(store.log.fd, hi - lo, lo)
         elif kind == 'cut':  # the bytes are gone: only which documents they held can be told
-            exc, lost = what
+            exc, lost, earlier, undeleted = what
             report.append({'file': exc.file, 'offset': exc.offset, 'what': exc.problem, 'copy': None,
-                           'ids': lost, 'note': 'these documents are gone, or back at an earlier version '
-                                                'where one is left before the cut'})
+                           'ids': lost, 'earlier_version': earlier, 'deleted_again': undeleted,
+                           'note': 'ids: documents whose latest version was cut off: gone, or back at the '
+                                   'earlier version left before the cut (those in earlier_version); '
+                                   'deleted_again: documents whose deletion was cut off, deleted again'})
         elif kind == 'meta':
             report.append({'file': what.file, 'offset': 0, 'what': str(what), 'copy': 'meta.json'})
             with open(os.path.join(store.path, META), 'rb') as fp:

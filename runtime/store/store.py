@@ -34,7 +34,7 @@ from .embeddings import EmbeddingStore
 from . import directory
 from .format import (LOCK, META, OP_LAYOUT, atomic_write, file_name, layout_payload, matrix_ok, meta_bytes, open_new,
                      parse_layout, parse_meta, record)
-from .index import Index, load_snapshot, snapshot_bytes
+from .index import Index, load_snapshot, snapshot_bytes, snapshot_stamp, synced_bytes_of
 from .log import RecordLog, encode_del, encode_put
 
 __all__ = ['Store']
@@ -145,47 +145,36 @@ class Store:
         (``repair``), damage is recorded there instead of raised."""
         writable = self.lock_fd is not None
         for _ in range(20):
-            try:
-                gen, layout = self.read_meta()
-            except CorruptStoreError as exc:
-                if salvage is None:
-                    raise
-                gen, layout = directory.guess_generation(self.path), None
-                salvage.append(('meta', exc))
-            # Both files are opened before anything is read: once open, a prune in another
-            # process can unlink them but not take them away from us.
-            try:
-                log = RecordLog(self.file('records', gen), writable)
-            except FileNotFoundError:
-                log = None
-            emb = None
-            if log is not None and layout is not None:
-                try:
-                    emb = EmbeddingStore(self.file('embeddings', gen), layout, writable)
-                except BaseException as exc:
-                    # Not self.log yet, so nothing else would close it (PermissionError, EMFILE,
-                    # a failed map: any error, not only a file pruned away).
-                    log.close()
-                    if not isinstance(exc, FileNotFoundError):
-                        raise
-                    log = None
-            if log is not None:
-                break
-            if salvage is not None or self.read_meta()[0] == gen:
-                raise CorruptStoreError(os.path.join(self.path, META), 0,
-                                        f'names generation {gen} but its records / embeddings file is missing',
-                                        'put the missing file back (from a backup): repair() cannot rebuild it')
-            # else a prune switched generations under us: read the new one
+            opened = directory.open_generation(self, salvage, writable)
+            if opened is None:
+                continue  # a prune switched generations under us: read the new one
+            self.close_files()
+            self.log, self.emb, self.gen, self.layout = opened
+            # durable: bytes of the record file known to be fsynced; index_durable, index_synced
+            # and index_stamp: what the snapshot on disk records of it, whether it was itself
+            # fsynced (see flush), and which file it is (see ensure_writer).
+            self.ix, self.end, self.index_covered, self.index_synced = Index(), 0, None, False
+            self.durable, self.index_durable, self.index_stamp = 0, 0, None
+            self._load_index(salvage)
+            if self.layout is None and self.ix.next_row > 0 and not self._layout_after_snapshot():
+                continue
+            break
         else:  # pragma: no cover - needs a writer pruning in a tight loop
             raise RuntimeError(f'{self.path} changed generation 20 times while being opened')
-        self.close_files()
-        self.log, self.emb, self.gen, self.layout = log, emb, gen, layout
-        # index_synced: whether the snapshot on disk is marked synced (see flush).
-        self.ix, self.end, self.index_covered, self.index_synced = Index(), 0, None, False
-        self._load_index(salvage)
         self.replay(self.end, salvage)
         self.version += 1
         self.remove_stale(newer_too=writable)
+
+    def _layout_after_snapshot(self) -> bool:
+        # The snapshot covers rows but meta.json had no layout: a writer set it (meta.json, the
+        # layout record, rows, the snapshot) between our reads. Read it again; False: a prune
+        # switched generations meanwhile (start over). A layout still missing is damage.
+        gen, layout = self.read_meta()
+        if gen != self.gen:
+            return False
+        if layout is not None:
+            self._adopt_layout(layout)
+        return True
 
     def _load_index(self, salvage: list | None) -> None:
         # index_covered: what the snapshot on disk covers; None: no snapshot, -1: unusable.
@@ -193,15 +182,16 @@ class Store:
         where = self.file('index')
         try:
             with open(where, 'rb') as fp:
-                raw = fp.read()
+                raw, self.index_stamp = fp.read(), snapshot_stamp(fp.fileno())
         except FileNotFoundError:
             return
-        got = load_snapshot(raw, where, self.gen, self.log, salvage)
-        if got is None:
+        ix, covered, self.durable = load_snapshot(raw, where, self.gen, self.log, salvage)
+        self.index_durable = self.durable
+        if ix is None:
             self.index_covered = None if salvage is not None else -1
             return
-        self.ix, covered, self.index_synced = got
-        self.end = self.index_covered = covered
+        # All it covers synced: a synced flush wrote it (and fsynced it), nearly always.
+        self.ix, self.end, self.index_covered, self.index_synced = ix, covered, covered, self.durable == covered
 
     def replay(self, start: int, salvage: list | None = None) -> None:
         """Apply the records from byte ``start`` on (up to a torn tail)."""
@@ -224,14 +214,17 @@ class Store:
         if layout is None:
             raise CorruptStoreError(self.log.path, off, 'the layout record is invalid')
         if self.layout is None:  # another process fixed the layout after we read meta.json
-            self.layout = layout
-            try:
-                self.emb = EmbeddingStore(self.file('embeddings'), layout, self.lock_fd is not None)
-            except FileNotFoundError:
-                raise CorruptStoreError(self.file('embeddings'), 0, 'is missing') from None
+            self._adopt_layout(layout)
         elif layout != self.layout:
             raise CorruptStoreError(os.path.join(self.path, META), 0,
                                     f'names another embedding layout than the record log ({layout[0]}{list(layout[1])})')
+
+    def _adopt_layout(self, layout: tuple) -> None:
+        self.layout = layout
+        try:
+            self.emb = EmbeddingStore(self.file('embeddings'), layout, self.lock_fd is not None)
+        except FileNotFoundError:
+            raise CorruptStoreError(self.file('embeddings'), 0, 'is missing') from None
 
     # -- the writer ------------------------------------------------------------------------
     def take_lock(self) -> None:
@@ -254,7 +247,10 @@ class Store:
         self.take_lock()
         try:
             gen, _ = self.read_meta()
-            if gen != self.gen or self.log.size() < self.end:
+            if gen == self.gen and snapshot_stamp(self.file('index')) != self.index_stamp:
+                # Another writer replaced the snapshot since we read it: it may have synced more.
+                self.durable = max(self.durable, synced_bytes_of(self.file('index'), gen))
+            if gen != self.gen or self.log.size() < max(self.end, self.durable):
                 self.load()  # pruned or cut short since we read it: start over, now writable
             else:
                 # Catch up with what an earlier writer appended since we opened, reopen for writing.
@@ -266,15 +262,15 @@ class Store:
                     self.emb = EmbeddingStore(self.file('embeddings'), self.layout, writable=True)
                 self.replay(self.end)
             size = self.log.size()
+            if self.end < self.durable:  # (load raised if the file is shorter than that)
+                raise CorruptStoreError(self.log.path, self.end, f'the record here runs past the end of the file, '
+                                        f'but the first {self.durable} bytes were synced to disk whole: the '
+                                        f'file was changed after they were written')
             stale = self.index_covered is not None and (self.index_covered < 0 or self.index_covered > self.end)
             if stale or size > self.end:
-                # A snapshot that may cover bytes we are about to cut and overwrite must go
-                # (the next flush writes a new one).
-                try:
-                    os.unlink(self.file('index'))
-                except FileNotFoundError:
-                    pass
-                self.index_covered = None
+                # A snapshot that may cover bytes we are about to cut and overwrite is replaced by one
+                # of what is left; unlinking it would lose the count of synced bytes it holds.
+                self.write_index(sync=False)
             if size > self.end:  # a scan raises on damage: what is left here is a torn tail
                 logger.warning('%s: dropping a torn tail of %d bytes after the last complete record '
                                '(a writer stopped mid-append)', self.path, size - self.end)
@@ -474,13 +470,19 @@ class Store:
             if self.emb is not None and self.emb.mm is not None:
                 self.emb.mm.flush()
             os.fsync(self.log.fd)
-        if self.index_covered == self.end and (self.index_synced or not sync):
+            self.durable = self.end
+        if self.index_covered == self.end and self.index_durable == self.durable and (self.index_synced or not sync):
             return
-        # Synced only when its records were fsynced above: a shorter file is then cut (see .index).
+        self.write_index(sync)
+
+    def write_index(self, sync: bool) -> None:
+        """Replace the snapshot by one of the index now (fsynced with ``sync``). It carries
+        the count of synced bytes over unsynced flushes: a shorter file is cut (see .index)."""
         blob = snapshot_bytes(self.gen, self.end, self.log.tail_crc(self.end), self.ix.next_row,
-                              self.ix.live_columns(), synced=sync)
+                              self.ix.live_columns(), self.durable)
         atomic_write(self.file('index'), blob, sync)
-        self.index_covered, self.index_synced = self.end, sync
+        self.index_covered, self.index_durable, self.index_synced = self.end, self.durable, sync
+        self.index_stamp = snapshot_stamp(self.file('index'))
 
     def close(self) -> None:
         if self.closed:
