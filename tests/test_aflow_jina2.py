@@ -11,7 +11,7 @@ import time
 import pytest
 
 from runtime import AsyncClient, AsyncFlow, Client, Document, DocumentArray, Executor, Flow, requests
-from runtime.errors import BadInputError, FlowNotStartedError
+from runtime.errors import BadInputError, FlowNotStartedError, RequestTimeoutError
 from runtime.flow_build import FlowBuilder
 
 
@@ -234,17 +234,191 @@ def test_close_stops_a_post_whose_async_generator_awaits_and_closes_the_generato
     assert events == ['awaiting', 'cancelled', 'closed']
 
 
-def test_an_async_generator_that_awaits_a_post_of_its_own_flow_is_refused_not_hung():
-    async def main() -> None:
-        async with AsyncFlow().add(uses=Mark) as f:
-            async def nested():
-                yield Document()
-                await f.post('/', Document())  # waits for the very post it feeds
-                yield Document()
-            with pytest.raises(RuntimeError, match='awaited another post of the same AsyncFlow'):
-                await f.post('/', nested, request_size=1)
+@pytest.mark.parametrize('how', ['await', 'wait_for', 'gather', 'create_task'])
+def test_an_async_generator_may_await_a_post_of_its_own_flow(how):
+    # The post it feeds waits for it in the Flow's thread: that post runs there meanwhile.
+    async def lookup(f: AsyncFlow, d: Document) -> list:
+        post = f.post('/', d)
+        if how == 'await':
+            return await post
+        if how == 'wait_for':
+            return await asyncio.wait_for(post, 10)
+        if how == 'gather':
+            return (await asyncio.gather(post))[0]
 
-    run(main())
+        async def get() -> list:
+            return await post
+        return await asyncio.create_task(get())
+
+    async def main() -> list:
+        async with AsyncFlow().add(uses=Mark) as f:
+            async def enriched():
+                for i in range(3):
+                    d = Document(id=str(i))
+                    d.tags['looked_up'] = (await lookup(f, d))[0].docs[0].tags['seen']
+                    yield d
+            return [d.tags['looked_up'] for r in await f.post('/', enriched, request_size=1) for d in r.docs]
+
+    assert run(main(), 15) == [True, True, True]
+
+
+class SlowFirst(Executor):
+    @requests
+    def slow(self, docs: DocumentArray, **kwargs) -> None:
+        if any(d.id == '0' for d in docs):
+            time.sleep(20)  # (the simulated stuck handler: closing the Flow kills it)
+
+
+def test_a_post_times_out_while_its_async_generator_waits_for_an_answer():
+    # The generator's next row waits for the first answer, which only the timeout gives.
+    async def main() -> tuple[list, float]:
+        answered, failed = asyncio.Event(), []
+
+        async def paced():
+            yield Document(id='0')
+            await answered.wait()
+            yield Document(id='1')
+
+        async with AsyncFlow(timeout_close=1).add(uses=SlowFirst) as f:
+            t0 = time.monotonic()
+            await f.post('/', paced, request_size=1, timeout=0.5, on_always=lambda r: answered.set(),
+                         on_error=lambda r: failed.append((r.docs[0].id, r.status.error)))
+            return failed, time.monotonic() - t0
+
+    failed, took = run(main(), 15)
+    assert took < 5  # not the 20 s the handler holds it
+    assert failed[0][0] == '0' and isinstance(failed[0][1], RequestTimeoutError)
+
+
+async def endless(log: list):
+    """Documents for as long as they are asked for (a socket, a queue)."""
+    while True:
+        await asyncio.sleep(0)
+        log.append(len(log))
+        yield Document(id=str(len(log)))
+
+
+def test_a_post_awaited_inside_async_for_over_an_endless_async_input_is_served_and_the_input_paced():
+    prefetch = 2
+
+    async def main() -> tuple[int, int]:
+        read, handled, lead = [], 0, 0
+        async with AsyncFlow(prefetch=prefetch).add(uses=Mark) as f:
+            async for resp in f.post('/search', endless(read), request_size=1):
+                stored = await asyncio.wait_for(f.post('/store', resp.docs), 10)
+                handled += len(stored)
+                lead = max(lead, len(read) - handled)
+                if handled == 50:
+                    break
+        return handled, lead
+
+    handled, lead = run(main(), 30)
+    assert handled == 50
+    # in flight + unread responses (a window each) + the request being read + the one held
+    assert lead <= 2 * prefetch + 2
+
+
+def test_posts_of_other_coroutines_are_served_while_an_endless_input_keeps_its_window():
+    prefetch = 2
+
+    async def main() -> tuple[list, int, list]:
+        read, consumed, lead = [], [], 0
+        first, tick = asyncio.Event(), asyncio.Event()
+
+        async with AsyncFlow(prefetch=prefetch).add(uses=Mark) as f:
+            async def stream() -> None:
+                async for resp in f.post('/index', endless(read), request_size=1):
+                    consumed.append(resp)
+                    first.set()
+                    await tick.wait()  # a consumer slower than the executors: one per other post
+                    tick.clear()
+
+            task = asyncio.create_task(stream())
+            await first.wait()
+            results = []
+            for i in range(20):
+                others = [f.post('/search', Document(text=f'{i}.{j}')) for j in range(3)]
+                results += await asyncio.wait_for(asyncio.gather(*others), 10)
+                lead = max(lead, len(read) - len(consumed))
+                tick.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        # request ids are numbered as requests are sent: the three of a round ran in the order posted
+        sent = [int(r[0].request_id.rsplit('-', 1)[1]) for r in results]
+        return [r[0].docs[0].text for r in results], lead, sent
+
+    texts, lead, sent = run(main(), 30)
+    assert texts == [f'{i}.{j}' for i in range(20) for j in range(3)] and sent == sorted(sent)
+    assert lead <= 2 * prefetch + 2  # the window kept while the others ran
+
+
+def test_a_crawler_feeding_its_input_from_nested_posts_ends():
+    # Each response is stored with a nested post, then feeds the input the next document.
+    async def main() -> int:
+        async with AsyncFlow().add(uses=Mark) as f:
+            queue: asyncio.Queue = asyncio.Queue()
+            await queue.put(Document(id='0'))
+
+            async def stream():
+                while (d := await queue.get()) is not None:
+                    yield d
+            crawled = 0
+            async for resp in f.post('/search', stream, request_size=1):
+                crawled += 1
+                await f.post('/index', resp.docs)
+                await queue.put(Document(id=str(crawled)) if crawled < 5 else None)
+            return crawled
+
+    assert run(main(), 15) == 5
+
+
+def test_close_ends_a_post_waiting_for_its_consumer_and_the_post_running_nested_in_it():
+    async def main() -> float:
+        f = AsyncFlow(prefetch=1, timeout_close=5).add(uses=Mark)
+        await f.start()
+        started = [asyncio.Event(), asyncio.Event()]
+        release = asyncio.Event()
+
+        async def hold(i: int) -> None:
+            async for _ in f.post('/', [Document() for _ in range(5)], request_size=1):
+                started[i].set()
+                await release.wait()  # reads no more for now: the post waits for room
+        outer = asyncio.create_task(hold(0))
+        await started[0].wait()
+        inner = asyncio.create_task(hold(1))  # runs nested in the outer one's wait
+        await started[1].wait()
+        t0 = time.monotonic()
+        await f.close()
+        took = time.monotonic() - t0
+        release.set()
+        for task in (outer, inner):  # each consumer, reading on, learns its post was cut short
+            with pytest.raises(FlowNotStartedError, match='closed while this post was running'):
+                await task
+        return took
+
+    assert run(main(), 20) < 4  # neither post held the close for timeout_close
+
+
+def test_an_async_generator_cancelled_from_inside_raises_saying_so_after_the_requests_sent_settle():
+    async def main() -> tuple[BaseException, list, int]:
+        acked = []
+
+        async def stream():
+            yield Document(id='0')
+            fut = asyncio.get_running_loop().create_future()
+            fut.cancel()  # what it awaits is cancelled: the source closed under it
+            await fut
+            yield Document(id='1')
+
+        async with AsyncFlow().add(uses=Mark) as f:
+            with pytest.raises(RuntimeError) as info:
+                await f.post('/', stream, request_size=1, on_done=lambda r: acked.extend(r.docs.get_attributes('id')))
+            return info.value, acked, len(await f.post('/', Document()))
+
+    error, acked, after = run(main())
+    assert 'async generator given as inputs was cancelled while it was being read' in str(error)
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+    assert acked == ['0'] and after == 1  # what was sent settled first; the Flow goes on
 
 
 def test_a_synchronous_post_given_an_async_generator_says_to_use_asyncflow():
@@ -316,3 +490,21 @@ def test_building_methods_give_an_asyncflow_that_runs_the_topology(tmp_path):
             return [d.tags['seen'] for r in await running.post('/', DocumentArray([Document(), Document()])) for d in r.docs]
 
     assert run(main()) == [True, True]  # 'a' marked them, the join kept it
+
+
+def test_load_config_of_an_asyncio_flow_gives_that_asyncflow_and_save_config_writes_asyncio(tmp_path):
+    loaded = AsyncFlow.load_config('jtype: Flow\nwith:\n  asyncio: true\n  prefetch: 3\nexecutors:\n  - name: a\n')
+    assert type(loaded) is AsyncFlow and type(loaded.flow) is Flow and loaded.flow._prefetch == 3
+
+    path = tmp_path / 'flow.yml'
+    loaded.save_config(str(path))
+    assert 'asyncio: true' in path.read_text()
+    again = Flow.load_config(str(path))  # Jina 2's Flow(asyncio=True) config: an AsyncFlow again
+    assert type(again) is AsyncFlow and type(again.flow) is Flow
+    assert again.flow._prefetch == 3 and again.mermaid() == loaded.mermaid()
+
+    async def main() -> int:
+        async with again:
+            return len(await again.post('/', Document()))
+
+    assert run(main()) == 1

@@ -495,19 +495,24 @@ class Router:
         self._finished.append((post, resp, req.ndocs, token))
 
     # -- time limits -----------------------------------------------------------------------------
-    def expire(self, post: 'Post') -> None:
-        """Fail the requests of ``post`` older than its timeout, naming who holds them; end
-        instances that keep holding one well past it, when their executor can restart."""
+    def expire(self, post: 'Post | None' = None) -> None:
+        """Fail the requests of ``post`` (None: of every post with a timeout, for a thread
+        that holds several waiting, as an AsyncFlow's nested posts) older than its timeout,
+        naming who holds them; end instances that keep holding one well past it, when their
+        executor can restart."""
         now = time.monotonic()
-        for req in [r for r in self._requests.values() if r.post is post and not r.done and r.deadline < now]:
+        for req in [r for r in self._requests.values()
+                    if (r.post is post if post is not None else r.deadline is not None and not r.post.abandoned)
+                    and not r.done and r.deadline < now]:
             holders = [w.label() for w in req.at]
             holders += [f'{d.name!r} (waiting for a free instance)' for d in self.deployments
                         if any(item[0] is req for item in d.waiting)]
-            error = RequestTimeoutError(f'request {post.id_prefix}-{req.rid} took longer than timeout='
-                                        f'{post.timeout} s; held by {", ".join(holders) or "the router"}')
+            p = req.post
+            error = RequestTimeoutError(f'request {p.id_prefix}-{req.rid} took longer than timeout='
+                                        f'{p.timeout} s; held by {", ".join(holders) or "the router"}')
             error.executor = req.at and next(iter(req.at)).dep.name or ''
             for w in req.at:
-                self._hung.mark(w, post.timeout, now)
+                self._hung.mark(w, p.timeout, now)
             if req.at:  # the documents as they entered the step that holds it (not another branch's output)
                 req.last = next(iter(req.at.values()))[1]
             self._fail(req, error)

@@ -6,9 +6,9 @@ successful Response as it completes (Jina 2's shape), ``await f.post(...)`` gets
 a list. The Flow is started and driven in one thread of its own, and closed in another, so
 the event loop never waits on the router and a close never waits behind a post; responses
 cross to the loop through a queue bounded by the in-flight window, so a slow consumer holds
-the post back instead of piling up results (unless another post waits for the thread: see
-``AsyncFlow._push``). An async generator input crosses the other way: the Flow's thread asks
-the loop for each request's documents (``AsyncInputs``).
+the post back instead of piling up results; while a post waits so, the posts queued behind
+it run nested in its thread (``Turns``). An async generator input crosses the other way:
+the Flow's thread asks the loop for each request's documents (``AsyncInputs``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
-import threading
 from functools import partialmethod
 from typing import Any, AsyncIterator, Callable
 
@@ -26,6 +25,7 @@ from ..control.post_args import check_callbacks, check_on, check_parameters, che
 from ..flow_build import FlowBuilder
 from ..response import Response
 from .apost import AsyncInputs, AsyncPost, Handover, Stopped, in_thread, signals_seen
+from .aturns import Turns
 
 __all__ = ['AsyncFlow', 'AsyncPost', 'AsyncClient']
 
@@ -67,10 +67,7 @@ class AsyncFlow(FlowBuilder):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # set while started
         self._started: concurrent.futures.Future | None = None  # Flow.start in that pool
         self._closing: concurrent.futures.Future | None = None  # a close that may still run
-        self._cond = threading.Condition()  # guards the hand-overs and _queued
-        self._live: set[Handover] = set()  # of the posts queued or running now
-        self._queued = 0  # posts waiting for the Flow's thread
-        self._reading: set[asyncio.Task] = set()  # tasks reading an async generator input now
+        self._turns = Turns()  # the posts queued or running, and the condition of their hand-overs
 
     @classmethod
     def _wrap(cls, flow: Any) -> 'AsyncFlow':
@@ -93,18 +90,44 @@ class AsyncFlow(FlowBuilder):
 
     @classmethod
     def load_config(cls, source: Any, **kwargs: Any) -> 'AsyncFlow':
-        """``Flow.load_config``, giving an AsyncFlow.
+        """``Flow.load_config``, giving an AsyncFlow (whether its ``with:`` says
+        ``asyncio: true`` or not).
 
         Example
         -------
         >>> f = AsyncFlow.load_config('flow.yml')
         """
         from ..flow import Flow
-        return cls._wrap(Flow.load_config(source, **kwargs))
+        flow = Flow.load_config(source, **kwargs)
+        # (asyncio: true made it an AsyncFlow already, through Flow.__new__)
+        return flow if isinstance(flow, AsyncFlow) else cls._wrap(flow)
 
-    def save_config(self, path: str) -> None:
-        """``Flow.save_config``: the config of the Flow underneath (``load_config`` reads it back)."""
-        self._flow.save_config(path)
+    def save_config(self, path: Any) -> None:
+        """``Flow.save_config`` of the Flow underneath, with ``asyncio: true`` in its
+        ``with:``, as Jina 2's ``Flow(asyncio=True)`` wrote it: ``Flow.load_config`` of the
+        file gives an AsyncFlow again. ``path``: a file name or a file open for writing.
+
+        Example
+        -------
+        >>> AsyncFlow().add(uses=Encoder).save_config('flow.yml')
+        >>> type(Flow.load_config('flow.yml')).__name__
+        'AsyncFlow'
+        """
+        import io
+
+        import yaml
+        buf = io.StringIO()
+        self._flow.save_config(buf)
+        data = yaml.safe_load(buf.getvalue())  # (plain data: save_config refuses anything else)
+        executors = data.pop('executors')  # ('with' where save_config puts it: before them)
+        data['with'] = {**(data.get('with') or {}), 'asyncio': True}
+        data['executors'] = executors
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        if hasattr(path, 'write'):
+            path.write(text)
+        else:
+            with open(path, 'w', encoding='utf-8') as fp:
+                fp.write(text)
 
     @property
     def flow(self) -> Any:
@@ -196,17 +219,9 @@ class AsyncFlow(FlowBuilder):
         """Stop the posts and close the Flow in a thread of its own (if started)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            self._stop_live()
+            self._turns.stop_all()  # a push waiting for room wakes and ends its post
             started = self._started
             self._closing = in_thread(lambda: self._shut(pool, started, now), 'shmflow-asyncflow-close')
-
-    def _stop_live(self) -> None:
-        """Mark every post queued or running as stopped by close(); a push waiting for
-        room wakes and ends its post."""
-        with self._cond:
-            for handover in self._live:
-                handover.closed = True
-            self._cond.notify_all()
 
     def _shut(self, pool: concurrent.futures.ThreadPoolExecutor, started: concurrent.futures.Future | None,
               now: bool) -> None:
@@ -307,10 +322,11 @@ class AsyncFlow(FlowBuilder):
         one (the window paces it as it paces a generator), an exception it raises comes out
         of the post as a generator's would, and it is closed (``aclose``) when the post ends.
 
-        Posts take turns on the Flow's thread. One may be awaited inside ``async for`` over
-        another (as ``Flow.post`` may be called from a callback): the outer one then runs to
-        its end first, its responses kept until they are read. An async generator input
-        may not await a post of the same AsyncFlow (that post would wait for this one).
+        Posts take turns on the Flow's thread. While one waits there (its consumer has a
+        window of responses unread, or its async generator has not yielded yet), the posts
+        queued behind it run nested, each to its end (as ``Flow.post`` may be called from a
+        callback), then it goes on: so a post may be awaited inside ``async for`` over
+        another, or by the async generator another reads.
 
         Example
         -------
@@ -364,20 +380,16 @@ class AsyncFlow(FlowBuilder):
         if pool is None:
             from ..errors import FlowNotStartedError
             raise FlowNotStartedError('the AsyncFlow was closed before the post started')
-        if asyncio.current_task() in self._reading:
-            raise RuntimeError('an async generator given to AsyncFlow.post awaited another post of the same '
-                               'AsyncFlow; posts take turns and the first waits for its generator, so this one '
-                               'would wait forever: read what the generator needs before the post, or post to '
-                               'another AsyncFlow')
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         handover = Handover(window)
         reader, inputs = self._async_inputs(inputs, handover, kwargs['request_size'])
 
         def push(resp: Response) -> None:
-            self._push(handover)
+            handing = self._turns.hand_over(handover)  # (waits for room, serving the posts queued)
             handover.answered += 1
-            loop.call_soon_threadsafe(queue.put_nowait, ('resp', resp))
+            if handing:
+                loop.call_soon_threadsafe(queue.put_nowait, ('resp', resp))
 
         def run() -> None:
             item = self._run_post(handover, lambda: self._flow.post(on, inputs, on_done=push, on_error=push, **kwargs))
@@ -386,29 +398,22 @@ class AsyncFlow(FlowBuilder):
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-        with self._cond:  # (held: run() counts itself out of _queued only once counted in)
-            pool.submit(run)
-            self._live.add(handover)
-            self._queued += 1
-            self._cond.notify_all()  # a post running now stops waiting for room (see _push)
+        self._turns.add(handover, run, pool)
         try:
             with signals_seen(loop):
                 while True:
                     kind, value = await queue.get()
                     if kind == 'resp':
-                        with self._cond:
+                        with self._turns.cond:
                             handover.room += 1
-                            self._cond.notify_all()
+                            self._turns.cond.notify_all()
                         yield value, None
                     elif kind == 'exc':
                         raise value
                     else:
                         return
         finally:
-            self._live.discard(handover)
-            with self._cond:
-                handover.gone = True
-                self._cond.notify_all()  # a push waiting for room (or a read) wakes, and ends the post
+            self._turns.leave(handover)  # a push waiting for room (or a read) wakes, and ends the post
             if reader is not None:
                 await reader.aclose()
 
@@ -423,27 +428,11 @@ class AsyncFlow(FlowBuilder):
             return reader, reader.reading(inputs)
         return None, inputs
 
-    def _push(self, handover: Handover) -> None:
-        """In the Flow's thread, before a response is handed over: wait until there is room
-        for it, or raise Stopped if the post is to end.
-
-        While another post waits for the thread, this one does not wait for room: that
-        post's consumer may be this one's (a post awaited inside ``async for`` over this
-        one), which reads nothing more until it is served. This post then runs to its end,
-        its unread responses piling up, and the waiting one runs next.
-        """
-        with self._cond:
-            self._cond.wait_for(lambda: handover.room > 0 or handover.stopped or self._queued > 0)
-            if handover.stopped:
-                raise Stopped()
-            handover.room -= 1
-
     def _run_post(self, handover: Handover, post: Callable[[], Any]) -> tuple:
         """In the Flow's thread: run the post, and say how it ended, as the item the
         consumer takes last: ('end', None) or ('exc', the exception to raise)."""
         from ..errors import FlowNotStartedError
-        with self._cond:
-            self._queued -= 1
+        with self._turns.cond:
             closed, gone = handover.closed, handover.gone
         if gone:
             return 'end', None
@@ -452,7 +441,7 @@ class AsyncFlow(FlowBuilder):
         try:
             post()
         except Stopped:
-            with self._cond:
+            with self._turns.cond:
                 gone = handover.gone
             if not gone:  # close() stopped it: a consumer still reading must not take it as complete
                 return 'exc', FlowNotStartedError('the AsyncFlow was closed while this post was running; the '

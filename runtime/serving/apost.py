@@ -24,8 +24,8 @@ from .client import settle
 if TYPE_CHECKING:
     from .aflow import AsyncFlow
 
-__all__ = ['AsyncPost', 'AsyncInputs', 'Handover', 'Stopped', 'bar_total', 'in_thread', 'signals_seen',
-           'READ_POLL_S', 'SIGNAL_TICK_S']
+__all__ = ['AsyncPost', 'AsyncInputs', 'Handover', 'Stopped', 'bar_total', 'in_thread',
+           'input_cancelled', 'signals_seen', 'READ_POLL_S', 'SIGNAL_TICK_S']
 
 
 class AsyncPost:
@@ -108,8 +108,8 @@ class Stopped(BaseException):
 class Handover:
     """What one post's responses cross on their way from the Flow's thread to the loop.
 
-    ``room`` is how many more may wait unread (it goes below zero while the post runs
-    unbounded, see ``AsyncFlow._push``). ``gone``: the consumer left (a break, a cancel),
+    ``room`` is how many more may wait unread (it goes below zero while a post nested in
+    this one runs, see ``Turns.hand_over``). ``gone``: the consumer left (a break, a cancel),
     so the post ends silently; ``closed``: ``close()`` stopped it, so its consumer gets
     FlowNotStartedError. Both are read and written under the AsyncFlow's condition.
     ``answered``: responses handed over so far (in the Flow's thread only).
@@ -181,6 +181,29 @@ def in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future:
 READ_POLL_S = 0.005
 
 
+def input_cancelled(task: asyncio.Task) -> RuntimeError:
+    """The error a post raises when the task reading its async generator was cancelled
+    from inside (something the generator awaited was cancelled), the CancelledError with
+    the generator's traceback as its cause. An Exception, as what a generator raises is:
+    raised once the requests already sent have settled.
+
+    >>> input_cancelled(task)  # doctest: +SKIP
+    RuntimeError('the async generator given as inputs was cancelled while it was being read ...')
+    """
+    try:
+        task.result()
+    except asyncio.CancelledError as exc:
+        cause: BaseException | None = exc
+    else:  # pragma: no cover - only called for a cancelled task
+        cause = None
+    error = RuntimeError('the async generator given as inputs was cancelled while it was being read: something it '
+                         'awaited was cancelled (see the CancelledError above), or its event loop is ending; the '
+                         'requests sent before it settled. To end the input there, catch asyncio.CancelledError '
+                         'in the generator and return; to fail the post saying why, raise an exception of your own')
+    error.__cause__ = cause
+    return error
+
+
 class AsyncInputs:
     """An async generator's (or async iterable's) documents, for a post that runs in the
     Flow's thread: iterated there, each request's worth is read on the event loop (in a
@@ -230,13 +253,17 @@ class AsyncInputs:
     def _ask(self) -> tuple[list, bool]:
         """The next request's worth of documents (or the generator's exception), read on
         the loop; Stopped as soon as the post is stopped (a close, its consumer gone),
-        which the loop may be busy doing: it must not wait for a read."""
+        which the loop may be busy doing: it must not wait for a read. Meanwhile the posts
+        queued run (the generator may await one: see ``Turns.wait``)."""
+        turns, handover, router = self._flow._turns, self._handover, self._flow._flow._rt
+        # Responses handed over while a post ran nested in this one may have used up its
+        # room: no more input is read until the consumer makes some (see Turns.hand_over).
+        turns.until(handover, lambda: handover.room > 0)
         box: concurrent.futures.Future = concurrent.futures.Future()
-        cond, handover, router = self._flow._cond, self._handover, self._flow._flow._rt
 
         def wake(_: Any) -> None:
-            with cond:
-                cond.notify_all()
+            with turns.cond:
+                turns.cond.notify_all()
         box.add_done_callback(wake)
         try:
             self._loop.call_soon_threadsafe(self._read, box)
@@ -244,15 +271,16 @@ class AsyncInputs:
             raise Stopped() from None
         while True:
             out = self._sent > handover.answered  # (each request gets exactly one response)
-            with cond:
-                cond.wait_for(lambda: box.done() or handover.stopped, READ_POLL_S if out else None)
-            if handover.stopped or router is None or router.closing:
+            turns.wait(handover, box.done, READ_POLL_S if out else None)
+            if router is None or router.closing:
                 raise Stopped()
             if box.done():
                 return box.result()
             # The post itself pumps only once its input is read: its replies are handed on
-            # here meanwhile, as a nested post's pumping does for the post it is nested in.
+            # here meanwhile, as a nested post's pumping does for the post it is nested in,
+            # and its requests time out here as they do in its own loop.
             router.pump(0)
+            router.expire()  # (every post this thread holds: they wait, and cannot)
 
     # -- on the loop -----------------------------------------------------------------------
     def _read(self, box: concurrent.futures.Future) -> None:
@@ -260,15 +288,15 @@ class AsyncInputs:
             box.cancel()  # (the post is over: its thread has stopped waiting)
             return
         task = self._task = self._loop.create_task(self._take(), context=self._context)
-        reading = self._flow._reading
-        reading.add(task)
 
         def done(t: asyncio.Task) -> None:
-            reading.discard(t)
             if box.done():
                 return
             if t.cancelled():
-                box.cancel()
+                if self._closed:
+                    box.cancel()  # (by aclose: the post is over, its thread no longer waits)
+                else:
+                    box.set_exception(input_cancelled(t))
             elif t.exception() is not None:
                 box.set_exception(t.exception())
             else:
