@@ -508,3 +508,21 @@ def test_load_config_of_an_asyncio_flow_gives_that_asyncflow_and_save_config_wri
             return len(await again.post('/', Document()))
 
     assert run(main()) == 1
+
+
+def test_more_coroutines_than_the_nesting_cap_each_awaiting_a_post_inside_async_for_all_finish():
+    # Past MAX_NESTED posts running one inside another, a queued post cannot run nested: the
+    # innermost then hands its responses over without waiting for room (else its consumer,
+    # awaiting the queued post, and the post would wait for each other for good).
+    from runtime.serving.aturns import MAX_NESTED
+
+    async def handler(f, k):
+        stored = 0
+        async for resp in f.post('/', [Document(id=f'{k}-{i}') for i in range(5)], request_size=1):
+            stored += len(await f.post('/', resp.docs))
+        return stored
+
+    async def main() -> list:
+        async with AsyncFlow(prefetch=2).add(uses=Mark) as f:
+            return await asyncio.wait_for(asyncio.gather(*[handler(f, k) for k in range(MAX_NESTED + 8)]), 60)
+    assert asyncio.run(main()) == [5] * (MAX_NESTED + 8)

@@ -108,7 +108,10 @@ class Turns:
         """
         top = self.on_top(handover)
         if top:
-            self.until(handover, lambda: handover.room > 0)
+            # At the nesting cap a queued post cannot run here: waiting for room could then
+            # wait for a consumer that awaits that post. Handed over unbounded instead, as a
+            # post nested in this one would be, until the stack is lower again.
+            self.until(handover, lambda: handover.room > 0 or self._at_cap())
         with self.cond:
             if handover.stopped and top:
                 raise Stopped()
@@ -168,6 +171,9 @@ class Turns:
 
     def _may_nest(self) -> bool:
         return bool(self._queue) and len(self._running) < MAX_NESTED
+
+    def _at_cap(self) -> bool:
+        return bool(self._queue) and len(self._running) >= MAX_NESTED
 
     def _run(self, handover: Handover, run: Callable[[], None]) -> None:
         self._running.append(handover)
