@@ -780,3 +780,30 @@ def test_a_reader_opening_while_the_first_embedding_is_added_and_pruned_reads_th
     with DocumentArrayMemmap(path) as dam:
         assert [d.id for d in dam] == ['t', 'e'] and dam['e'].embedding.tolist() == [1, 1, 1, 1]
     assert not os.path.exists(path / 'records.0.bin')
+
+
+def test_a_reader_whose_generation_is_pruned_while_it_reads_the_first_layout_opens_the_new_one(tmp_path, monkeypatch):
+    # The reader has opened generation 0's records (no layout yet); before it reads them the
+    # writer adds the first embedding (its layout record) and prunes, removing
+    # embeddings.0.bin: the layout record it then meets names a matrix that is gone. That is
+    # a switch of generations, not damage: it opens generation 1.
+    from runtime.store.store import Store
+    path = str(tmp_path / 'dam')
+    writer = DocumentArrayMemmap(path)
+    writer.extend([Document(id='a', text='no embedding yet')])
+    writer.flush()
+    load_index = Store._load_index
+
+    def writer_acts_between_open_and_read(store, salvage):
+        if store is not writer._store:
+            monkeypatch.setattr(Store, '_load_index', load_index)  # (once)
+            writer.extend([Document(id='b', embedding=np.ones(3, np.float32))])
+            writer.prune()
+        return load_index(store, salvage)
+    monkeypatch.setattr(Store, '_load_index', writer_acts_between_open_and_read)
+    try:
+        reader = Store(path)  # what DocumentArrayMemmap(path) does in another process
+        assert sorted(reader.ix.ids) == ['a', 'b'] and reader.gen == 1
+        reader.close()
+    finally:
+        writer.close()

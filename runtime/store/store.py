@@ -64,6 +64,10 @@ def _drop_locks_in_child() -> None:
 os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
+class _Switched(Exception):
+    """A reader found the generation it was opening replaced (a prune or clear): it opens again."""
+
+
 class Store:
     """The state of one directory; :class:`runtime.memmap.DocumentArrayMemmap` is its
     public face. Use :meth:`acquire` / :meth:`release` to share it within a process.
@@ -155,13 +159,16 @@ class Store:
             # fsynced (see flush), and which file it is (see ensure_writer).
             self.ix, self.end, self.index_covered, self.index_synced = Index(), 0, None, False
             self.durable, self.index_durable, self.index_stamp = 0, 0, None
-            self._load_index(salvage)
-            if self.layout is None and self.ix.next_row > 0 and not self._layout_after_snapshot():
+            try:
+                self._load_index(salvage)
+                if self.layout is None and self.ix.next_row > 0 and not self._layout_after_snapshot():
+                    continue
+                self.replay(self.end, salvage)
+            except _Switched:
                 continue
             break
         else:  # pragma: no cover - needs a writer pruning in a tight loop
             raise RuntimeError(f'{self.path} changed generation 20 times while being opened')
-        self.replay(self.end, salvage)
         self.version += 1
         self.remove_stale(newer_too=writable)
 
@@ -224,6 +231,8 @@ class Store:
         try:
             self.emb = EmbeddingStore(self.file('embeddings'), layout, self.lock_fd is not None)
         except FileNotFoundError:
+            if self.read_meta()[0] != self.gen:
+                raise _Switched() from None  # a prune or clear went on to a new generation meanwhile
             raise CorruptStoreError(self.file('embeddings'), 0, 'is missing') from None
 
     # -- the writer ------------------------------------------------------------------------
