@@ -6,9 +6,16 @@ one array: an in-place change of one document's blob changed all of them. Jina 2
 (protobuf) gave every document its own arrays; so does the codec, for the fields it
 carries as arrays (blob, embedding) at any depth (chunks, matches). Values inside tags keep
 pickle's sharing among themselves, but never alias an array field.
+
+The same goes for one Document object in several places (the matches of several queries):
+each place arrives as a document of its own. Also here: a request with tens of thousands of
+arrays (one segment for what the arena has no room for, not one each), and Document
+subclasses that a worker cannot import by name (sent by value).
 """
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 
 import numpy as np
@@ -215,4 +222,257 @@ def test_values_other_than_arrays_are_still_pickled_once(arena, mapper):
     docs = [Document(id=str(i), tags={'note': text}) for i in range(50)]
     payload, meta, allocs = encode(DocumentArray(docs), arena)
     assert len(meta) < 2 * len(text)
+    _free(arena, allocs)
+
+
+# -- one Document object in several places ----------------------------------------------------
+
+
+class IndexesOne(Executor):
+    """An indexer's pattern: one stored Document object appended to every query's matches."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stored = Document(id='stored', blob=np.zeros(3000), tags={'meta': {'seen': []}})
+        self.stored.chunks.append(Document(id='part', tags={'k': 1}))
+
+    @requests
+    def index(self, docs, **kwargs):
+        for d in docs:
+            d.matches.append(self.stored)
+
+
+class ScoresEachMatch(Executor):
+    """Changes each query's match in place, as a ranker does."""
+
+    @requests
+    def score(self, docs, **kwargs):
+        for i, d in enumerate(docs):
+            m = d.matches[0]
+            m.scores['s'] = float(i)
+            m.tags['query'] = d.id
+            m.tags['meta']['seen'].append(d.id)
+            m.blob[0] = i + 1
+            m.chunks[0].tags['k'] = i
+
+
+def test_one_document_appended_as_a_match_of_several_queries_is_a_match_of_its_own_in_each():
+    with Flow().add(uses=IndexesOne).add(uses=ScoresEachMatch) as f:
+        (r,) = f.post('/', DocumentArray(Document(id=q) for q in 'abc'), return_results=True)
+    got = [(d.id, d.matches[0].scores['s'].value, d.matches[0].tags['query'], d.matches[0].tags['meta']['seen'],
+            d.matches[0].blob[0], d.matches[0].chunks[0].tags['k']) for d in r.docs]
+    assert got == [('a', 0.0, 'a', ['a'], 1.0, 0), ('b', 1.0, 'b', ['b'], 2.0, 1), ('c', 2.0, 'c', ['c'], 3.0, 2)]
+    m = r.docs[0].matches[0]
+    assert (m.id, m.adjacency, m.chunks[0].parent_id, m.chunks[0].granularity) == ('stored', 1, 'stored', 1)
+
+
+def _separate_docs(docs: list) -> bool:
+    """No two of ``docs`` share the Document or any container or array."""
+    parts = [[d, d.tags, d.scores, d.chunks, d.matches] for d in docs]
+    ids = [id(p) for ps in parts for p in ps]
+    arrays = [d.blob for d in docs if d.blob is not None]
+    return len(set(ids)) == len(ids) and _all_separate(arrays)
+
+
+def test_a_document_in_several_places_decodes_as_one_document_per_place(arena, mapper):
+    shared = Document(id='x', blob=np.arange(3000.0), tags={'deep': {'list': [1]}})
+    shared.scores['cosine'] = 0.5
+    shared.chunks.append(Document(id='xc', blob=np.ones(2000)))
+    queries = [Document(id=f'q{i}') for i in range(3)]
+    for q in queries:
+        q.matches.append(shared)
+    queries[0].chunks.append(shared)  # a chunk too
+    queries[1].matches.append(queries[2])  # a document of the request that is a match too
+    got, allocs = _round_trip(queries, arena, mapper)
+    places = [got[0].chunks[0], got[1].matches[1]] + [q.matches[0] for q in got]
+    assert _separate_docs(places + [got[2]])
+    xs = places[:1] + places[2:]
+    assert _separate_docs([x.chunks[0] for x in xs])
+    assert {id(x.tags['deep']['list']) for x in xs}.__len__() == len(xs)
+    assert {id(x.scores['cosine']) for x in xs}.__len__() == len(xs)
+    assert all(x.blob.tolist() == shared.blob.tolist() and x.scores['cosine'].value == 0.5 for x in xs)
+    assert [x.chunks[0].id for x in xs] == ['xc'] * 4 and xs[1].adjacency == 1 and xs[1].chunks[0].parent_id == 'x'
+    assert got[1].matches[1].id == 'q2'
+    del got, places, xs
+    _free(arena, allocs)
+
+
+def test_one_document_twice_in_a_request_decodes_as_two(arena, mapper):
+    d = Document(id='twice', tags={'a': [1]})
+    d.matches.append(Document(id='m'))
+    got, allocs = _round_trip([d, d], arena, mapper)
+    assert _separate_docs(got) and _separate_docs([g.matches[0] for g in got])
+    assert [g.tags for g in got] == [{'a': [1]}] * 2
+    _free(arena, allocs)
+
+
+class SubMatch(Document):
+    """A subclass among matches: kept as its type, and separated as a Document is."""
+
+
+class OwnReduce(Document):
+    """A subclass with a pickling of its own: sent as itself."""
+
+    def __reduce__(self):
+        return OwnReduce._from_state, (self._state(),)
+
+
+def test_subclass_matches_keep_their_type_and_are_separated(arena, mapper):
+    sub = SubMatch(id='s', tags={'t': 1})
+    q = Document(id='q')
+    q.matches.extend([Document(id='p'), sub, OwnReduce(id='o'), sub])
+    got, allocs = _round_trip([q], arena, mapper)
+    ms = got[0].matches
+    assert [(type(m), m.id) for m in ms] == [(Document, 'p'), (SubMatch, 's'), (OwnReduce, 'o'), (SubMatch, 's')]
+    assert _separate_docs([ms[1], ms[3]])
+    _free(arena, allocs)
+
+
+def _chain(d: Document) -> list:
+    """The ids down the first match of each match."""
+    out = [d.id]
+    while d.matches:
+        d = d.matches[0]
+        out.append(d.id)
+    return out
+
+
+def test_documents_that_hold_one_another_are_cut_where_a_copy_would_hold_itself(arena, mapper):
+    # a <-> b: pickle's memo sent the cycle as it was; a copy in each place cannot be a
+    # cycle, so a document met inside a copy of itself is sent there without its matches.
+    a, b = Document(id='a'), Document(id='b')
+    a.matches.append(b)
+    b.matches.append(a)
+    (ga, gb), allocs = _round_trip([a, b], arena, mapper)
+    assert _chain(ga) == ['a', 'b', 'a', 'b'] and _chain(gb) == ['b', 'a', 'b', 'a']
+    assert ga.matches[0] is not gb and ga.matches[0].matches[0] is not ga
+    _free(arena, allocs)
+    # Every document a match of every other: copies of each simple path would be n!; what
+    # is sent grows as a power of n.
+    docs = [Document(id=str(i)) for i in range(12)]
+    for x in docs:
+        x.matches.extend([y for y in docs if y is not x])
+    payload, meta, allocs = encode(DocumentArray(docs), arena)
+    assert len(meta) < 2_000_000
+    got = decode(payload, meta, InputBuffers(payload, mapper))
+    assert [[m.id for m in d.matches] for d in got] == [[m.id for m in d.matches] for d in docs]
+    del got
+    _free(arena, allocs)
+
+
+def test_matches_named_again_not_copied_by_a_stage_that_only_reads_them(arena, mapper):
+    shared = Document(id='x', blob=np.ones(3000))
+    queries = [Document(id=f'q{i}') for i in range(3)]
+    for q in queries:
+        q.matches.append(shared)
+    payload, meta, allocs = encode(DocumentArray(queries), arena)
+    inputs = InputBuffers(payload, mapper)
+    got = decode(payload, meta, inputs)
+    [m.blob.sum() for d in got for m in d.matches]  # unpickled, read, not changed
+    again, _, more = encode(got, arena, inputs)
+    assert more == [] and sorted(buffer_refs(again)) == sorted(buffer_refs(payload))
+    del got
+    _free(arena, allocs)
+
+
+# -- many buffers in one request -------------------------------------------------------------
+
+
+def test_tens_of_thousands_of_arrays_take_one_segment_and_one_map(mapper):
+    # Past the arena, each buffer had a segment file of its own, which the receiver mapped
+    # (a file descriptor each): 60,000 chunks ran the receiving worker out of them.
+    small = Arena(f'shmflow-test-{uuid.uuid4().hex[:8]}', 1 << 16)
+    try:
+        d = Document(id='a')
+        d.chunks.extend(Document(embedding=np.full(130, float(i))) for i in range(60_000))  # 1 KB each
+        payload, meta, allocs = encode(DocumentArray([d]), small)
+        segments = {(r[0], r[1]) for r in buffer_refs(payload) if r[0] is not None and r[1] < 0}
+        assert len(segments) == 1 and len([s for s in allocs if s < 0]) == 1
+        fds = len(os.listdir('/proc/self/fd'))
+        inputs = InputBuffers(payload, mapper)
+        assert len(os.listdir('/proc/self/fd')) - fds <= 2
+        (got,) = decode(payload, meta, inputs)
+        assert [c.embedding[0] for c in got.chunks[::10_000]] == [0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0,
+                                                                   50_000.0]
+        again, _, more = encode(DocumentArray([got]), small, inputs)  # named again, in one lookup each
+        assert more == []
+        del got, inputs
+        _free(small, allocs)
+        assert small.live == 0
+    finally:
+        small.close()
+
+
+class SharesOneEmbedding(Executor):
+    """A segmenter that puts one embedding object on each of many chunks."""
+
+    @requests
+    def segment(self, docs, **kwargs):
+        vec = np.ones(130)  # (over 1 KB: out of band)
+        for d in docs:
+            d.chunks.extend(Document(text=str(i), embedding=vec) for i in range(60_000))
+
+
+class CountsChunks(Executor):
+    @requests
+    def count(self, docs, **kwargs):
+        for d in docs:
+            d.tags['n'] = len(d.chunks)
+            d.chunks[-1].embedding[0] = -1.0
+
+
+def test_a_document_with_sixty_thousand_chunks_goes_through_a_flow():
+    with Flow(arena_size=1 << 20).add(uses=SharesOneEmbedding).add(uses=CountsChunks) as f:
+        (r,) = f.post('/', DocumentArray([Document(id='a')]), return_results=True)
+    (d,) = r.docs
+    assert d.tags['n'] == 60_000
+    assert d.chunks[-1].embedding[:2].tolist() == [-1.0, 1.0] and d.chunks[0].embedding[:2].tolist() == [1.0, 1.0]
+
+
+# -- Document subclasses that the workers cannot import by name ---------------------------------
+
+
+class TagsItsType(Executor):
+    @requests
+    def tag(self, docs, **kwargs):
+        for d in docs:
+            d.tags['type'] = type(d).__name__
+            d.tags['base'] = isinstance(d, Document)
+
+
+def _script_class(monkeypatch) -> type:
+    # As a class defined in the user's script: module __main__, where the parent finds it
+    # by name (and pickle would name it) but a worker does not.
+    cls = type('ScriptDoc', (Document,), {'__module__': '__main__', 'kind': lambda self: 'script'})
+    monkeypatch.setattr(sys.modules['__main__'], 'ScriptDoc', cls, raising=False)
+    return cls
+
+
+def test_a_document_subclass_of_the_script_is_sent_by_value_and_comes_back_as_itself(monkeypatch):
+    script_doc = _script_class(monkeypatch)
+    with Flow().add(uses=TagsItsType) as f:
+        for _ in range(2):  # (the second request: the class as cached on both sides)
+            (r,) = f.post('/', DocumentArray([script_doc(id='a', blob=np.zeros(3000)), Document(id='b')]),
+                          return_results=True)
+            assert [(type(d), d.tags['type'], d.tags['base']) for d in r.docs] == [
+                (script_doc, 'ScriptDoc', True), (Document, 'Document', True)]
+            assert r.docs[0].kind() == 'script'
+        q = Document(id='q')
+        q.matches.append(script_doc(id='m'))
+        (r,) = f.post('/', DocumentArray([q]), return_results=True)
+        assert type(r.docs[0].matches[0]) is script_doc
+
+
+def test_a_document_subclass_defined_in_a_function_is_sent_by_value():
+    class LocalDoc(Document):  # (no name that another process could import)
+        pass
+
+    with Flow().add(uses=TagsItsType) as f:
+        (r,) = f.post('/', DocumentArray([LocalDoc(id='b')]), return_results=True)
+    assert [(type(d), d.tags['type']) for d in r.docs] == [(LocalDoc, 'LocalDoc')]
+
+
+def test_plain_and_importable_documents_do_not_pickle_a_class(arena, mapper):
+    payload, meta, allocs = encode(DocumentArray([Document(id='a', tags={'x': 1}), Sub(id='b')]), arena)
+    assert b'cloudpickle' not in meta and b'Sub' in meta  # Sub by name: tests.test_codec_aliasing.Sub
     _free(arena, allocs)

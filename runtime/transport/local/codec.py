@@ -15,13 +15,16 @@ Document, and what it did not unpickle it passes on unchanged, without re-pickli
 array that already lies in a buffer of the request being answered (a matrix a handler only
 read, a blob it passed on) is named again instead of copied, so a stage that does not
 change the arrays moves none of their bytes. Every document's array fields arrive as
-arrays of its own, even where the sender's documents shared one object (``_own_arrays``).
-What a receiver holds (the views, the lazy documents) is in ``received``.
+arrays of its own, even where the sender's documents shared one object (``own_arrays``),
+and every place a Document object was put (the matches of several queries) arrives as a
+document of its own (``_reduce_docs``). The buffers that find no room in the arena go into
+one segment for the request (``_Placer``). A Document subclass that the receiving process
+cannot import travels by value (``separate._reduce_class``). What a receiver holds (the views, the
+lazy documents) is in ``received``.
 """
 from __future__ import annotations
 
-import copyreg
-import io
+import bisect
 import pickle
 from itertools import repeat
 from operator import attrgetter, is_, is_not
@@ -34,6 +37,7 @@ from ...document import Document
 from ...fields import DEFAULTS, INDEX, SLOTS, TABLE
 from ...values import describe_dtype
 from .received import MIXED, BufRef, InputBuffers, LazyDocumentArray, Payload
+from .separate import ARRAY_COLUMNS, DOCS_COLUMNS, SHARED_COLUMNS, EncodeError, dumps_separated, own_arrays
 from .shm import Arena
 
 __all__ = ['encode', 'decode', 'EncodeError']
@@ -55,23 +59,17 @@ INLINE_TOTAL_MAX = 32 << 10
 _PACK = tuple(f.pack for f in TABLE)
 _DEFAULTS = DEFAULTS
 _EMBEDDING = INDEX['embedding']
-_ARRAY_COLUMNS = tuple(i for i, f in enumerate(TABLE) if f.kind == 'array')
-# Columns that hold Documents (chunks, matches): pickled object by object, see _dumps_own_arrays.
-_DOCS_COLUMNS = tuple(i for i, f in enumerate(TABLE) if f.kind == 'docs')
-_view = np.ndarray.view
 # One C-level call returns every field of a Document (in the order above).
 _fields = attrgetter(*SLOTS)
 
-
-class EncodeError(TypeError):
-    """The documents cannot be sent to another process; the message names the document
-    and the field. (A worker reports it as the failure of the handler that produced them.)"""
 
 
 def _dumps(doc_list: list, without_embeddings: bool, buffer_callback) -> bytes:
     """Pickle the documents (their embeddings too unless ``without_embeddings``)."""
     try:
         return _dumps_unchecked(doc_list, without_embeddings, buffer_callback)
+    except EncodeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - find which document, then say so
         raise _culprit(doc_list, exc) from None
 
@@ -108,101 +106,26 @@ def _dumps_unchecked(doc_list: list, without_embeddings: bool, buffer_callback) 
         packed = _pack(doc_list, without_embeddings)
         cols = packed[1]
         # (len first: the usual request, ids and a matrix, is one column and skips the rest)
-        if len(cols) > 1 and not cols.keys().isdisjoint(_DOCS_COLUMNS):
-            return _dumps_own_arrays(packed, buffer_callback)  # chunks or matches: Documents inside
-        return pickle.dumps(packed, protocol=5, buffer_callback=buffer_callback)
-    # Subclasses keep their type through plain pickling of the objects.
+        if len(cols) == 1 or cols.keys().isdisjoint(SHARED_COLUMNS):
+            return pickle.dumps(packed, protocol=5, buffer_callback=buffer_callback)
+        seen = set(map(id, doc_list))
+        if len(seen) == len(doc_list):  # (else one Document twice: sent as objects, below)
+            if cols.keys().isdisjoint(DOCS_COLUMNS):
+                return pickle.dumps(packed, protocol=5, buffer_callback=buffer_callback)
+            # Chunks or matches: Documents inside, each a document of its own (_reduce_docs);
+            # the request's documents are in ``seen`` already, as they may be matches too.
+            return dumps_separated(packed, seen, buffer_callback)
+    # Subclasses, or one Document object twice in the request: as a list of Documents, whose
+    # reduce keeps each document's type and sends a repeated one as a copy (_reduce_docs).
     saved = [d._embedding for d in doc_list]
     if without_embeddings:
         for d in doc_list:
             d._embedding = None
     try:
-        return _dumps_own_arrays(doc_list, buffer_callback)
+        return dumps_separated(DocumentArray._from_list(doc_list), set(), buffer_callback)
     finally:
         for d, e in zip(doc_list, saved):
             d._embedding = e
-
-
-# Why array fields travel as new views of themselves: pickle's memo writes an object met a
-# second time as a reference to the first, so one ndarray set as the blob (or embedding) of
-# several documents (``for d in docs: d.blob = shared``), or of a document and its chunk,
-# would unpickle as one array in the next process, where an in-place change of one
-# document's blob would change all of them. Jina 2 gave every document its own arrays. A
-# new view is an object nothing else in the pickle references, over the same bytes: it is
-# pickled (and placed in the arena, or named in the inputs) as the array itself would be,
-# with its dtype, shape and strides; only the sharing is lost. Values in tags are left to
-# pickle's rules (an array twice in tags is one array after), as copy.deepcopy does; but
-# a tag value never aliases a blob or an embedding. The columnar matrix is not pickled, so
-# its rows (views already) cost nothing here.
-
-
-def _own_arrays(col: tuple) -> tuple:
-    """An array column (blobs or embeddings of every document) with each array replaced by
-    a new view of itself, so that pickle's memo cannot make two documents share one.
-
-    >>> a = np.ones(3)
-    >>> b, c = _own_arrays((a, a))
-    >>> b is c, np.shares_memory(b, a)
-    (False, True)
-    """
-    if all(map(is_not, col, repeat(None))):
-        return tuple(map(_view, col))  # (C-level: no Python call per document)
-    return tuple([None if a is None else _view(a) for a in col])
-
-
-def _compile_reduce_own_arrays() -> Any:
-    # Generated from the field table, as _plain_ids below: ``d.__reduce__()`` with each
-    # array field that is set replaced by a new view (see ``_own_arrays``). Written out
-    # field by field, it costs ~0.3 us a document with arrays over Document's own reduce,
-    # a loop over the columns twice that.
-    none = ' and '.join(f's[{i}] is None' for i in _ARRAY_COLUMNS)
-    views = ''.join(f'    if s[{i}] is not None:\n        s[{i}] = _view(s[{i}])\n' for i in _ARRAY_COLUMNS)
-    src = ('def _reduce_own_arrays(d):\n    rv = d.__reduce__()\n    s = rv[1][0]\n'
-           f'    if {none}:\n        return rv\n'
-           f'    s = list(s)\n{views}'
-           '    return rv[0], (tuple(s),)\n')
-    namespace: dict = {'_view': _view}
-    exec(src, namespace)  # noqa: S102 - our own source, from the field table
-    return namespace['_reduce_own_arrays']
-
-
-#: A Document's reduce (``(rebuild, (state,))``: only types that use Document's own get it,
-#: see _dispatch_table) with arrays of its own.
-_reduce_own_arrays = _compile_reduce_own_arrays()
-
-
-# copyreg's table plus ``_reduce_own_arrays`` for Document and each subclass that pickles
-# as it does, and what it was built from: remade when either changes.
-_DISPATCH: tuple[tuple, dict] = ((), {})
-
-
-def _dispatch_table() -> dict:
-    """The pickler's ``dispatch_table``: a dict that the C pickler reads directly, so that
-    every other object (arrays, scores) pickles at its usual cost, with no Python call."""
-    global _DISPATCH
-    types, todo = [Document], [Document]
-    while todo:
-        for sub in type.__subclasses__(todo.pop()):
-            if sub.__reduce__ is Document.__reduce__ and sub.__reduce_ex__ is Document.__reduce_ex__ \
-                    and sub not in copyreg.dispatch_table:
-                types.append(sub)
-            todo.append(sub)
-    key = (len(copyreg.dispatch_table), *types)
-    if _DISPATCH[0] != key:
-        table = dict(copyreg.dispatch_table)
-        table.update(dict.fromkeys(types, _reduce_own_arrays))
-        _DISPATCH = (key, table)
-    return _DISPATCH[1]
-
-
-def _dumps_own_arrays(obj: Any, buffer_callback) -> bytes:
-    """``pickle.dumps`` that gives every Document inside (a chunk, a match, a document of a
-    subclass) arrays of its own (see ``_own_arrays``)."""
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
-    pickler.dispatch_table = _dispatch_table()
-    pickler.dump(obj)
-    return out.getvalue()
 
 
 def _compile_plain_ids() -> Any:
@@ -244,12 +167,12 @@ def _pack(doc_list: list, without_embeddings: bool) -> tuple:
     for i, col in enumerate(zip(*map(_fields, doc_list))):
         test = _PACK[i]
         if test == 'none':
-            if i in _ARRAY_COLUMNS:
+            if i in ARRAY_COLUMNS:
                 # (== on arrays is elementwise, so no col.count(None) here)
                 keep = (i != _EMBEDDING or not without_embeddings) and any(map(is_not, col, repeat(None)))
                 if keep:
                     _refuse_objects(doc_list, col, i)
-                    col = _own_arrays(col)
+                    col = own_arrays(col)
             else:
                 keep = col.count(None) != n
         elif test == 'empty':
@@ -303,16 +226,25 @@ def _address(buf) -> int:
 
 
 class _Placer:
-    """Puts buffers into the arena (or names them in the inputs), remembering both."""
+    """Puts buffers into the arena (or names them in the inputs), remembering both.
 
-    __slots__ = ('arena', 'inputs', 'refs', 'allocs', 'inline', 'named')
+    The pickle's buffers that find no hole in the arena are not given a segment each: a
+    receiver maps each segment (a file descriptor and a map each), and a document with
+    tens of thousands of chunks has as many arrays. They wait (``overflow``) until the
+    pickle is done, and ``finish`` puts them all into one segment, one after the other."""
+
+    __slots__ = ('arena', 'inputs', 'refs', 'allocs', 'inline', 'named', 'overflow')
 
     def __init__(self, arena: Arena, inputs: InputBuffers | None) -> None:
         self.arena, self.inputs, self.refs, self.allocs = arena, inputs, [], []
         self.inline = 0
-        self.named: list = []  # the input buffers' bytes named so far
+        # (arena, slot) -> the sorted, disjoint [start, end) of the input buffers' bytes named so far
+        self.named: dict = {}
+        self.overflow: list | None = None  # (index in refs, raw) of buffers for the overflow segment
 
-    def place(self, raw: memoryview) -> BufRef:
+    def place(self, raw: memoryview, defer: bool = False) -> BufRef | None:
+        """Where ``raw`` goes: inline, named in the inputs, or copied into a slot. With
+        ``defer``, None when the arena has no room: the caller leaves it to ``finish``."""
         n = raw.nbytes
         if n <= INLINE_BUFFER_MAX and self.inline + n <= INLINE_TOTAL_MAX:
             self.inline += n
@@ -320,25 +252,52 @@ class _Placer:
         if self.inputs is not None and self.inputs.ranges:
             ref = self.inputs.find(_address(raw), n)
             if ref is not None and not self._overlaps(ref):
-                self.named.append(ref)
                 return ref
         arena = self.arena
-        slot = arena.alloc(n)
-        self.allocs.append(slot)
-        if slot >= 0:
-            arena.array(slot, n)[:] = np.frombuffer(raw, dtype=np.uint8)
+        slot = arena.alloc_in_arena(n)
+        if slot is None:
+            if defer:
+                return None
+            slot = arena.alloc_segment(n)
+            self.allocs.append(slot)
+            arena.write_segment(slot, [(0, raw)])
         else:
-            with open(f'/dev/shm/{arena.segment_name(slot)}', 'r+b') as fp:
-                fp.write(raw)
+            self.allocs.append(slot)
+            arena.array(slot, n)[:] = np.frombuffer(raw, dtype=np.uint8)
         return (arena.name, slot, 0, n)
 
     def _overlaps(self, ref: BufRef) -> bool:
         # Two arrays over the same bytes (``d.blob = d.embedding``) are one array here, but
         # each executor's documents are its own: named twice, they would be one array in
         # the next process too (an in-place change of one would change the other). The
-        # second is copied, as Jina 2 gave every array its own bytes.
+        # second is copied, as Jina 2 gave every array its own bytes. What was named is
+        # kept sorted by slot, so that naming the arrays of thousands of chunks costs a
+        # look at the neighbours of each, not at all the others.
         start, end = ref[2], ref[2] + ref[3]
-        return any(r[0] == ref[0] and r[1] == ref[1] and r[2] < end and start < r[2] + r[3] for r in self.named)
+        spans = self.named.get((ref[0], ref[1]))
+        if spans is None:
+            self.named[(ref[0], ref[1])] = [(start, end)]
+            return False
+        i = bisect.bisect_left(spans, (start,))
+        if (i < len(spans) and spans[i][0] < end) or (i > 0 and spans[i - 1][1] > start):
+            return True
+        spans.insert(i, (start, end))
+        return False
+
+    def finish(self) -> None:
+        """Put the buffers left for it into one segment (see the class docstring)."""
+        parts, pos = [], 0
+        for i, raw in self.overflow:
+            parts.append((pos, raw))
+            pos += (raw.nbytes + _OVERFLOW_ALIGN - 1) & ~(_OVERFLOW_ALIGN - 1)
+        arena = self.arena
+        slot = arena.alloc_segment(pos)
+        self.allocs.append(slot)
+        arena.write_segment(slot, parts)
+        refs, name = self.refs, arena.name
+        for (i, raw), (pos, _) in zip(self.overflow, parts):
+            refs[i] = (name, slot, pos, raw.nbytes)
+        self.overflow = None
 
     def undo(self) -> None:
         """Free what was allocated: the encoding failed, and its caller learns of the
@@ -350,8 +309,23 @@ class _Placer:
         raw = pb.raw()
         if raw.nbytes < INLINE_MAX:
             return True  # in band
-        self.refs.append(self.place(raw))
+        ref = self.place(raw, True)
+        if ref is None:
+            if self.overflow is None:
+                self.overflow = []
+            # (the view keeps the array's bytes alive until finish copies them)
+            self.overflow.append((len(self.refs), raw))
+        self.refs.append(ref)
         return False
+
+
+#: Where buffers start in an overflow segment: a cache line, which keeps numpy's SIMD
+#: loops on their fast path for any dtype. (Not a page, as arena slots are: a segment is
+#: never reused, so no slot's pages are ever dropped there, and a page each would more
+#: than double the memory of a few-KB array. An array that a receiver changes in place
+#: then makes the arrays on the same pages look changed too: they are copied on rather
+#: than named, which is always right.)
+_OVERFLOW_ALIGN = 64
 
 
 def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None) -> tuple[Payload, Any, list]:
@@ -403,6 +377,8 @@ def encode(docs: DocumentArray, arena: Arena, inputs: InputBuffers | None = None
             else:
                 emb, emb_desc = None, MIXED
         meta = _dumps(doc_list, emb is not None, placer.callback)
+        if placer.overflow is not None:
+            placer.finish()
     except BaseException:
         placer.undo()
         raise

@@ -10,6 +10,7 @@ Both sides read the payload's format from here: ``BufRef``, ``Payload``, ``MIXED
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import pickle
 import sys
@@ -26,6 +27,10 @@ __all__ = ['BufRef', 'Payload', 'MIXED', 'buffer_refs', 'InputBuffers', 'LazyDoc
 
 #: Views an InputBuffers ``reuse`` dict holds at most (it is emptied when it grows past).
 REUSE_MAX = 256
+#: ``InputBuffers.find`` scans this many buffers in order; past that it looks them up by
+#: address, among the ``FIND_BACK`` that start nearest below.
+FIND_SCAN_MAX = 16
+FIND_BACK = 4
 #: ``Payload.emb`` when the documents have embeddings of different shapes, or only some do:
 #: they then travel one by one inside the pickle.
 MIXED = 'mixed'
@@ -35,7 +40,8 @@ MIXED = 'mixed'
 # every hop of every request.
 #
 # BufRef = (arena, slot, inner, nbytes): where one buffer lies: a slot of an arena (slot < 0:
-#     a dedicated segment file named f'{arena}-s{-slot}'), an offset inside it, its size.
+#     a dedicated segment file named f'{arena}-s{-slot}', which may hold many buffers of
+#     one request), an offset inside it, its size.
 #     A small buffer rides in the header itself instead: (None, its bytes, 0, nbytes) (see
 #     ``codec.INLINE_BUFFER_MAX``); a receiver gets a private copy of it, and nothing in
 #     shared memory is allocated, pinned or freed for it.
@@ -65,19 +71,23 @@ class InputBuffers:
     most of what opening a payload costs). ``kept()`` takes what it finds kept out of it.
     """
 
-    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors', 'unwritten', 'handed')
+    __slots__ = ('refs', 'views', 'ranges', 'reuse', 'floors', 'unwritten', 'handed', 'index')
 
     def __init__(self, payload: Payload, mapper: Mapper, copy: bool = False, reuse: dict | None = None) -> None:
         self.refs = refs = buffer_refs(payload)
         self.reuse = reuse
         self.floors = None
+        self.index = None  # see ``find``
         self.unwritten: list[int] = []  # buffers ``unchanged`` found unwritten
         # Whether the documents decoded over these views gave out an array yet (until then
         # nothing can have written the views: see LazyDocumentArray).
         self.handed = False
         view = mapper.view
+        # Each dedicated segment mapped once (see ``Mapper.view``); made when one is named.
+        segments: dict | None = None
         if copy:
-            self.views = [mapper.copy(*ref) if ref[0] is not None else bytearray(ref[1]) for ref in refs]
+            segments = {}
+            self.views = [bytearray(ref[1]) if ref[0] is None else mapper.copy(*ref, segments) for ref in refs]
             self.ranges = []
             return
         self.views = views = []
@@ -87,7 +97,12 @@ class InputBuffers:
                 if ref[0] is None:
                     _inline(ref, views, ranges)
                     continue
-                mv, addr = view(*ref)
+                if ref[1] >= 0:
+                    mv, addr = view(*ref)
+                else:
+                    if segments is None:
+                        segments = {}
+                    mv, addr = view(*ref, segments)
                 views.append(mv)
                 ranges.append((addr, addr + ref[3], ref))
             return
@@ -109,7 +124,9 @@ class InputBuffers:
                 entry = reuse[ref] = view(*ref)
                 floors.append(3)
             else:  # named twice in this payload, or a dedicated segment (mapped only while viewed)
-                entry = view(*ref)
+                if segments is None:
+                    segments = {}
+                entry = view(*ref, segments)
                 floors.append(2)
             views.append(entry[0])
             addr = entry[1]
@@ -119,14 +136,36 @@ class InputBuffers:
         """The reference of ``[addr, addr + nbytes)`` if it lies inside one of these buffers
         and this process did not write it (a changed array is copied: only this process's
         map shows the change, see ``shm``)."""
-        for i, (start, end, ref) in enumerate(self.ranges):
-            if start <= addr and addr + nbytes <= end:
-                if self.handed and written(addr, nbytes):
-                    return None
-                if addr == start and nbytes == end - start:
-                    self.unwritten.append(i)  # (the whole buffer: done() need not ask again)
-                return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
+        ranges = self.ranges
+        if len(ranges) <= FIND_SCAN_MAX:
+            for i, (start, end, ref) in enumerate(ranges):
+                if start <= addr and addr + nbytes <= end:
+                    return self._found(i, addr, nbytes)
+            return None
+        # Many buffers (a document with thousands of chunks, each array its own buffer):
+        # a scan per array would make re-encoding them quadratic. The buffers are looked
+        # up by address instead; those that overlap (one buffer named twice) lie at the
+        # same address, and the few ranges before the nearest one are looked at too.
+        # Not finding one only means a copy, which is always right.
+        index = self.index
+        if index is None:
+            order = sorted(range(len(ranges)), key=lambda i: ranges[i][:2])
+            index = self.index = ([ranges[i][0] for i in order], order)
+        starts, order = index
+        j = bisect.bisect_right(starts, addr)
+        for k in range(j - 1, max(j - 1 - FIND_BACK, -1), -1):
+            i = order[k]
+            if addr + nbytes <= ranges[i][1]:
+                return self._found(i, addr, nbytes)
         return None
+
+    def _found(self, i: int, addr: int, nbytes: int) -> BufRef | None:
+        start, end, ref = self.ranges[i]
+        if self.handed and written(addr, nbytes):
+            return None
+        if addr == start and nbytes == end - start:
+            self.unwritten.append(i)  # (the whole buffer: done() need not ask again)
+        return (ref[0], ref[1], ref[2] + (addr - start), nbytes)
 
     def unchanged(self, i: int) -> bool:
         """Whether this process wrote nothing of buffer ``i`` (no array over it went out,
@@ -319,8 +358,43 @@ class LazyDocumentArray(DocumentArray):
 
 
 def _unpack(packed: Any) -> list:
-    if isinstance(packed, list):
-        return packed
+    if type(packed) is not tuple:  # documents that travel as objects (see codec)
+        return packed._docs if isinstance(packed, DocumentArray) else packed  # (a list: an older sender's)
     n, cols = packed
     columns = [cols[i] if i in cols else itertools.repeat(d, n) for i, d in enumerate(DEFAULTS)]
     return list(map(_rebuild_document, zip(*columns)))
+
+
+# -- rebuilding what the codec's pickler reduced (named in its pickles: module-level) -----------
+
+
+def _rebuild_docs(states: list, kinds: list | None = None) -> DocumentArray:
+    """The documents of a list (chunks, matches, or a request's documents that travel as
+    objects) from what ``codec`` sent for each: its state (a Document), its state and its
+    class (``kinds[i]``, a subclass), or the document itself (``kinds[i]`` True: a class
+    with a pickling of its own).
+
+    >>> from runtime import Document
+    >>> _rebuild_docs([Document(id='a')._state()])[0].id
+    'a'
+    """
+    if kinds is None:
+        return DocumentArray._from_list(list(map(_rebuild_document, states)))
+    return DocumentArray._from_list([_rebuild_document(s) if k is None else s if k is True else k._from_state(s)
+                                     for s, k in zip(states, kinds)])
+
+
+#: Classes ``_load_class`` made, by their pickle: each request names the class again, and
+#: unpickling one by value (cloudpickle) costs far more than a lookup.
+_CLASSES: dict[bytes, type] = {}
+_CLASSES_MAX = 64
+
+
+def _load_class(blob: bytes) -> type:
+    """A Document subclass that the sender pickled by value (``codec._reduce_class``)."""
+    cls = _CLASSES.get(blob)
+    if cls is None:
+        if len(_CLASSES) >= _CLASSES_MAX:
+            _CLASSES.clear()
+        cls = _CLASSES[blob] = pickle.loads(blob)
+    return cls

@@ -60,7 +60,8 @@ class Arena:
     which keeps the touched pages few and warm; and a slot held for long (arrays an
     executor or a callback keeps) blocks only its own bytes, not the space behind it as a
     ring would. Payloads larger than ``max_slot``, or that find no hole, get a segment file
-    of their own, unlinked on free.
+    of their own, unlinked on free (an encoder puts every buffer of a request that finds
+    no hole into one segment: see ``alloc_in_arena`` and ``alloc_segment``).
 
     Example
     -------
@@ -87,6 +88,17 @@ class Arena:
     # -- allocation ------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> int:
         """Reserve ``nbytes``; returns the slot's offset (negative: a dedicated segment)."""
+        off = self.alloc_in_arena(nbytes)
+        return self.alloc_segment(nbytes) if off is None else off
+
+    def alloc_in_arena(self, nbytes: int) -> int | None:
+        """A slot of the arena itself for ``nbytes``, or None when no hole holds it (or it
+        is larger than ``max_slot``).
+
+        >>> a = Arena('shmflow-x-doc', 1 << 16)
+        >>> a.alloc_in_arena(4096), a.alloc_in_arena(1 << 16); a.close()
+        (0, None)
+        """
         n = max(_ALIGN, (nbytes + _ALIGN - 1) & ~(_ALIGN - 1))
         if n <= self.max_slot:
             holes = self._holes
@@ -100,9 +112,13 @@ class Arena:
                         hole[1] -= n
                     self._sizes[off] = n
                     return off
-        return self._alloc_segment(nbytes)
+        return None
 
-    def _alloc_segment(self, nbytes: int) -> int:
+    def alloc_segment(self, nbytes: int) -> int:
+        """A segment file of its own for ``nbytes`` (its key is negative): for a payload
+        larger than ``max_slot``, or the buffers of a request that the arena has no room
+        for, all in one (an encoder places them one after the other; a process holds a
+        descriptor for each segment it maps, so one per buffer would run out of them)."""
         self._next_segment += 1
         key = -self._next_segment
         name = f'{self.name}-s{self._next_segment}'
@@ -136,6 +152,22 @@ class Arena:
     def segment_name(self, offset: int) -> str:
         """The file name of a dedicated segment (negative offset)."""
         return self._segments[offset]
+
+    def write_segment(self, offset: int, parts: list) -> None:
+        """Write ``parts``, (position, bytes-like) pairs, into the dedicated segment
+        ``offset``: mapped once for all of them (a system call per part would cost more
+        than the copies when they are many)."""
+        fd = os.open(os.path.join(SHM_DIR, self._segments[offset]), os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+        try:
+            with memoryview(mm) as whole:
+                for pos, raw in parts:
+                    whole[pos:pos + raw.nbytes] = raw
+        finally:
+            mm.close()
 
     def array(self, offset: int, nbytes: int) -> np.ndarray:
         """The slot as a writable uint8 array (offset >= 0)."""
@@ -223,13 +255,25 @@ class Mapper:
             del self._marked[arena]
         _drop_private(mm, base, lo, hi - lo)
 
-    def view(self, arena: str, slot: int, inner: int, nbytes: int) -> tuple[ctypes.Array, int]:
+    def view(self, arena: str, slot: int, inner: int, nbytes: int,
+             segments: dict | None = None) -> tuple[ctypes.Array, int]:
         """Bytes ``[inner, inner + nbytes)`` of a slot of ``arena`` (slot < 0: of the
         dedicated segment ``f'{arena}-s{-slot}'``), taken up for a new request (see the
-        class docstring), and their address in this process."""
+        class docstring), and their address in this process.
+
+        ``segments`` (a dict the caller keeps while it opens one payload) maps each
+        dedicated segment once for all the buffers of the payload that lie in it: a map
+        holds a file descriptor, and a request may place thousands of buffers in one
+        segment."""
         if slot < 0:
-            # Not cached: the mapping lives as long as the arrays over it, then goes.
-            mm, base = _map_file(f'{arena}-s{-slot}')
+            # Not kept here: the mapping lives as long as the arrays over it, then goes.
+            name = f'{arena}-s{-slot}'
+            entry = None if segments is None else segments.get(name)
+            if entry is None:
+                entry = _map_file(name)
+                if segments is not None:
+                    segments[name] = entry
+            mm, base = entry
             start = inner
         else:
             mm, base = self._maps.get(arena) or self._map(arena)
@@ -243,11 +287,11 @@ class Mapper:
             array_type = self._types[nbytes] = ctypes.c_char * nbytes
         return array_type.from_buffer(mm, start), base + start
 
-    def copy(self, arena: str, slot: int, inner: int, nbytes: int) -> bytearray:
+    def copy(self, arena: str, slot: int, inner: int, nbytes: int, segments: dict | None = None) -> bytearray:
         """A copy of what ``view`` would show (no view made: for a few KB, making one
-        costs more than copying)."""
+        costs more than copying); ``segments`` as for ``view``."""
         if slot < 0:
-            return bytearray(self.view(arena, slot, inner, nbytes)[0])
+            return bytearray(self.view(arena, slot, inner, nbytes, segments)[0])
         mm, base = self._maps.get(arena) or self._map(arena)
         start = slot + inner
         if self._marked:
