@@ -18,7 +18,7 @@ from .array_io import LoadMixin, SaveMixin
 from .arrayops import ArrayOps
 # _stack is also read from here by runtime.memmap and runtime.match.
 from .columns import _stack
-from .docplot import ArrayPlotMixin
+from .plot_methods import ArrayPlotMixin
 from .document import Document
 from .document_io import _resolve_path
 

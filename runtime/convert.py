@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64 as _b64
 import os
 import urllib.parse
-import urllib.request
 from typing import Any
 
 import numpy as np
@@ -64,8 +63,9 @@ def _read_uri(uri: str) -> bytes:
         return urllib.parse.unquote_to_bytes(body)
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ('http', 'https'):
-        req = urllib.request.Request(uri, headers={'User-Agent': 'Mozilla/5.0'})
-        with urllib.request.urlopen(req) as fp:  # noqa: S310 - the user's own URI
+        from urllib.request import Request, urlopen  # (here: ~15 ms of imports every process would pay)
+        req = Request(uri, headers={'User-Agent': 'Mozilla/5.0'})
+        with urlopen(req) as fp:  # noqa: S310 - the user's own URI
             return fp.read()
     path = uri[len('file://'):] if scheme == 'file' else uri
     if os.path.exists(path):

@@ -29,7 +29,7 @@ from .columns import _stack
 from .document_io import _get_state, _is_default, _resolve_path
 from .fields import TABLE
 
-__all__ = ['DocumentPlotMixin', 'ArrayPlotMixin', 'pca_2d']
+__all__ = ['plot_document', 'visualize', 'pca_2d']
 
 #: Characters XML 1.0 does not allow in a document (a tag value or a text may hold them).
 _NOT_XML = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
@@ -173,35 +173,13 @@ def document_svg(doc: Any) -> list[str]:
     return out
 
 
-class DocumentPlotMixin:
-    """``Document.plot``: the document's tree of chunks and matches as an SVG file."""
-
-    __slots__ = ()
-
-    def plot(self, output: str | os.PathLike | None = None, inline_display: bool = False) -> None:
-        """Draw this document with its chunks and matches, at any depth, into an SVG file
-        (Jina 2's ``plot``): one box per document with the fields it has set, chunks
-        joined by solid arrows, matches by dashed ones.
-
-        Parameters
-        ----------
-        output : str or os.PathLike
-            The file to write; it must end in ``.svg``.
-        inline_display : bool
-            Jina 2 showed the picture in a notebook; that is not done here (pass only
-            ``output`` and show the file, e.g. ``IPython.display.SVG(filename=...)``).
-
-        Examples
-        --------
-        >>> from runtime import Document
-        >>> d = Document(id='root', chunks=[Document(text='a')], matches=[Document(text='b')])
-        >>> d.plot('doc.svg')  # doctest: +SKIP
-        """
-        if inline_display:
-            raise ValueError('Document.plot: inline_display is not supported (it needs a notebook display); pass '
-                             'output="doc.svg" and show that file, e.g. IPython.display.SVG(filename="doc.svg")')
-        path = _svg_path(output, 'Document.plot', '; pass e.g. output="doc.svg"')
-        _write(path, document_svg(self))
+def plot_document(self: Any, output: str | os.PathLike | None = None, inline_display: bool = False) -> None:
+    """What ``Document.plot`` does (see its docstring in plot_methods.py)."""
+    if inline_display:
+        raise ValueError('Document.plot: inline_display is not supported (it needs a notebook display); pass '
+                         'output="doc.svg" and show that file, e.g. IPython.display.SVG(filename="doc.svg")')
+    path = _svg_path(output, 'Document.plot', '; pass e.g. output="doc.svg"')
+    _write(path, document_svg(self))
 
 
 # -- DocumentArray.visualize: the embeddings in 2-D --------------------------------------------------
@@ -353,62 +331,31 @@ def scatter_svg(points: np.ndarray, fills: list[str], tips: list[str], title: st
     return out
 
 
-class ArrayPlotMixin:
-    """``visualize``: a sequence of documents' embeddings as a 2-D scatter in an SVG file."""
-
-    __slots__ = ()
-
-    def visualize(self, output: str | os.PathLike | None = None, title: str | None = None,
-                  colored_tag: str | None = None, colormap: str | Sequence[str] = 'rainbow',
-                  method: str = 'pca', show_axis: bool = False) -> None:
-        """Draw the embeddings in 2-D (PCA) into an SVG file, one point per document, as
-        Jina 2's ``visualize`` did with matplotlib.
-
-        Parameters
-        ----------
-        output : str or os.PathLike
-            The file to write; it must end in ``.svg``.
-        title : str, optional
-            Default: ``'<N> Documents with PCA'``.
-        colored_tag : str, optional
-            A tag (or ``tags__``-style path such as ``'a__b'``) whose values colour the points,
-            one colour per value (in order of first appearance), with a legend; documents
-            without it form the group ``None``.
-        colormap : str or list of str
-            ``'rainbow'`` (Jina 2's default), or colours to use in turn (``['red', '#00f']``).
-        method : str
-            ``'pca'`` only (Jina 2's ``'tsne'`` needed scikit-learn, which is not used here).
-        show_axis : bool
-            Draw the frame and the range of each component.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from runtime import Document, DocumentArray
-        >>> da = DocumentArray([Document(embedding=np.random.rand(8), tags={'c': i % 2}) for i in range(10)])
-        >>> da.visualize('emb.svg', colored_tag='c', title='two groups')  # doctest: +SKIP
-        """
-        if method != 'pca':
-            raise ValueError(f'visualize: method {method!r} is not available; pass method="pca" (t-SNE needs '
-                             f'scikit-learn: project with sklearn.manifold.TSNE yourself if you need it)')
-        path = _svg_path(output, 'visualize', '; pass e.g. output="embeddings.svg"')
-        docs = list(self)
-        points, scale = _pca_unit(_embedding_matrix(self, docs))
-        tips = [str(d.id) for d in docs]
-        legend: list[tuple[str, str]] = []
-        if colored_tag is None:
-            _colours(colormap, 1)  # (checked all the same)
-            fills = [_DEFAULT_COLOUR] * len(docs)
-        else:
-            if not isinstance(colored_tag, str) or not colored_tag:
-                raise TypeError(f'visualize: colored_tag must be a tag name (str), got {colored_tag!r}')
-            values = [_resolve_path(d._tags or {}, colored_tag) for d in docs]
-            groups: dict[Any, int] = {}
-            for v in values:
-                groups.setdefault(_group_key(v), len(groups))
-            palette = _colours(colormap, len(groups))
-            fills = [palette[groups[_group_key(v)]] for v in values]
-            tips = [f'{t} ({colored_tag}={v})' for t, v in zip(tips, values)]
-            legend = [(str(key), palette[i]) for key, i in groups.items()]
-        title = title or f'{len(docs)} Documents with PCA'
-        _write(path, scatter_svg(points, fills, tips, title, legend, show_axis, scale))
+def visualize(self: Any, output: str | os.PathLike | None = None, title: str | None = None,
+              colored_tag: str | None = None, colormap: str | Sequence[str] = 'rainbow',
+              method: str = 'pca', show_axis: bool = False) -> None:
+    """What ``DocumentArray.visualize`` does (see its docstring in plot_methods.py)."""
+    if method != 'pca':
+        raise ValueError(f'visualize: method {method!r} is not available; pass method="pca" (t-SNE needs '
+                         f'scikit-learn: project with sklearn.manifold.TSNE yourself if you need it)')
+    path = _svg_path(output, 'visualize', '; pass e.g. output="embeddings.svg"')
+    docs = list(self)
+    points, scale = _pca_unit(_embedding_matrix(self, docs))
+    tips = [str(d.id) for d in docs]
+    legend: list[tuple[str, str]] = []
+    if colored_tag is None:
+        _colours(colormap, 1)  # (checked all the same)
+        fills = [_DEFAULT_COLOUR] * len(docs)
+    else:
+        if not isinstance(colored_tag, str) or not colored_tag:
+            raise TypeError(f'visualize: colored_tag must be a tag name (str), got {colored_tag!r}')
+        values = [_resolve_path(d._tags or {}, colored_tag) for d in docs]
+        groups: dict[Any, int] = {}
+        for v in values:
+            groups.setdefault(_group_key(v), len(groups))
+        palette = _colours(colormap, len(groups))
+        fills = [palette[groups[_group_key(v)]] for v in values]
+        tips = [f'{t} ({colored_tag}={v})' for t, v in zip(tips, values)]
+        legend = [(str(key), palette[i]) for key, i in groups.items()]
+    title = title or f'{len(docs)} Documents with PCA'
+    _write(path, scatter_svg(points, fills, tips, title, legend, show_axis, scale))

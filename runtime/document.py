@@ -14,7 +14,7 @@ paths that build documents (from keywords and from state tuples) are in
 ``runtime.document_build``; the rest of the class is mixed in from modules named for it:
 ``runtime.content`` (text, blob, buffer), ``runtime.subdocs`` (chunks, matches),
 ``runtime.document_io`` (Jina 2's ``to_dict`` / ``json`` / ``binary_str`` /
-``set_attributes`` ...), ``runtime.convert`` (``convert_*``), ``runtime.docplot``
+``set_attributes`` ...), ``runtime.convert`` (``convert_*``), ``runtime.plot_methods``
 (``plot``); the value checks are in
 ``runtime.values`` and the ids in ``runtime.ids``.
 """
@@ -30,7 +30,7 @@ import numpy as np
 
 from .content import ContentMixin
 from .convert import ConvertMixin
-from .docplot import DocumentPlotMixin
+from .plot_methods import DocumentPlotMixin
 # Read from here by others: _rebuild_document (pickles name it here; the codec and
 # array_io), _resolve_path (runtime.arrayops).
 from .document_build import _DocumentType, _compact, _fill, _fill_new, _rebuild_document, _set_fields, bind

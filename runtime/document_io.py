@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .fields import FIELD, FIELDS, SLOTS, TABLE
 from .ids import _new_id
-from .protoarrays import decode_ndarray_proto, decode_proto_bytes, is_ndarray_proto
 from .scores import NamedScores
 from .values import _from_jsonable, _to_jsonable
 
@@ -83,6 +82,17 @@ def _check_one_content(fields: Mapping[str, Any], where: str) -> None:
 _JSON_FORMS = frozenset({'buffer', 'blob', 'embedding'})
 
 
+def _is_ndarray_proto(value: Any) -> bool:
+    """Whether ``value`` is Jina 2's ``NdArrayProto`` in JSON form (a dict with ``dense`` or
+    ``sparse``): what ``protoarrays.decode_ndarray_proto`` reads.
+
+    >>> _is_ndarray_proto({'dense': {}}), _is_ndarray_proto([1, 2])
+    (True, False)
+    """
+    return isinstance(value, Mapping) and (isinstance(value.get('dense'), Mapping)
+                                           or isinstance(value.get('sparse'), Mapping))
+
+
 def _json_field(key: str, value: Any) -> Any:
     """The value of ``buffer`` / ``blob`` / ``embedding`` in a mapping that may come from
     JSON: ``Document.json()``'s markers, or the protobuf JSON of Jina 2's ``doc.json()``,
@@ -93,13 +103,17 @@ def _json_field(key: str, value: Any) -> Any:
     >>> _json_field('buffer', 'aGk='), _json_field('embedding', [1, 2])
     (b'hi', [1, 2])
     """
+    # (protoarrays is imported here: every executor process imports this module, and few
+    # ever read Jina 2's JSON)
     if key == 'buffer':
         if isinstance(value, Mapping):
             return _from_jsonable(value)
         if isinstance(value, str):
+            from .protoarrays import decode_proto_bytes
             return decode_proto_bytes(value, 'Document(dict): buffer', TypeError,
                                       '; pass bytes (buffer=b"..."), or text=... for a str')
-    elif is_ndarray_proto(value):
+    elif _is_ndarray_proto(value):
+        from .protoarrays import decode_ndarray_proto
         return decode_ndarray_proto(value, f'Document.{key}')
     return value
 

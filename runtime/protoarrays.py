@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ['is_ndarray_proto', 'decode_ndarray_proto', 'decode_proto_bytes']
+__all__ = ['decode_ndarray_proto', 'decode_proto_bytes']
 
 #: The largest array (bytes) read from a message that is smaller than the array: a quantized
 #: one restored to its original dtype (up to 8x its codes), a sparse one read dense (its shape
@@ -49,17 +49,6 @@ _QUANTIZED_ORIGINALS = ('float16', 'float32', 'float64')
 #: Protobuf's enum names of ``DenseNdArrayProto.QuantizationMode``, and their numbers.
 _QUANTIZATION = {'NONE': 0, 'FP16': 1, 'UINT8': 2}
 _NONFINITE = {'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}
-
-
-def is_ndarray_proto(value: Any) -> bool:
-    """Whether ``value`` is an ``NdArrayProto`` in JSON form (a dict with ``dense`` or
-    ``sparse``).
-
-    >>> is_ndarray_proto({'dense': {}}), is_ndarray_proto([1, 2])
-    (True, False)
-    """
-    return isinstance(value, Mapping) and (isinstance(value.get('dense'), Mapping)
-                                           or isinstance(value.get('sparse'), Mapping))
 
 
 def decode_ndarray_proto(value: Mapping[str, Any], where: str,
