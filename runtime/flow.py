@@ -22,7 +22,7 @@ from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
-from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults
+from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults, with_defaults
 from .control.router import Router
 from .control.specs import ADD_ONLY, FLOW_DEFAULT_ARGS, reject_jina_only
 from .control.stop_signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: was defined here)
@@ -452,15 +452,8 @@ class Flow(FlowBuilder):
         if rt is None:
             raise FlowNotStartedError('post() needs a started Flow: call it inside `with flow:` '
                                       '(or after flow.start())')
-        defaults = self._post_defaults  # Flow(...)'s: a post's own argument wins
-        if request_size is None:
-            request_size = defaults['request_size']
-        if show_progress is None:
-            show_progress = defaults['show_progress']
-        if return_results is None:
-            return_results = defaults['return_results']
-        if continue_on_error is None:
-            continue_on_error = defaults['continue_on_error']
+        request_size, show_progress, return_results, continue_on_error = with_defaults(  # (Flow(...)'s)
+            self._post_defaults, request_size, show_progress, return_results, continue_on_error)
         # Positional: a one-document post costs tens of microseconds, and this call is the
         # only price of keeping the checks in their own module.
         target_executor, window, params_blob = check_post_args(

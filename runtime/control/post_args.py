@@ -33,7 +33,7 @@ from .specs import unexpected_argument
 
 __all__ = ['check_post_args', 'check_callback', 'check_callbacks', 'check_on', 'check_request_size',
            'check_parameters', 'check_prefetch', 'check_timeout', 'check_target_executor', 'check_extra',
-           'check_flag', 'check_post_defaults', 'POST_ARGUMENTS', 'POST_DEFAULTS']
+           'check_flag', 'check_post_defaults', 'with_defaults', 'POST_ARGUMENTS', 'POST_DEFAULTS']
 
 #: Every argument of ``Flow.post`` (and of the clients' ``post``), for the refusal of any other.
 POST_ARGUMENTS = ('on', 'inputs', 'on_done', 'on_error', 'on_always', 'parameters', 'target_executor',
@@ -137,6 +137,22 @@ def check_post_defaults(given: dict) -> dict:
             raise TypeError(f'{name} is not a default of posts; they take {", ".join(POST_DEFAULTS)}')
         out[name] = value
     return out
+
+
+def with_defaults(defaults: dict, request_size: Any, show_progress: Any, return_results: Any,
+                  continue_on_error: Any) -> tuple:
+    """The four options ``Flow(...)`` gives its posts: each the post's own, else (None) the
+    Flow's ``defaults`` (``check_post_defaults``'s dict).
+
+    Example
+    -------
+    >>> with_defaults(POST_DEFAULTS, 10, None, None, True)
+    (10, False, False, True)
+    """
+    return (defaults['request_size'] if request_size is None else request_size,
+            defaults['show_progress'] if show_progress is None else show_progress,
+            defaults['return_results'] if return_results is None else return_results,
+            defaults['continue_on_error'] if continue_on_error is None else continue_on_error)
 
 
 def check_prefetch(prefetch: Any) -> int:

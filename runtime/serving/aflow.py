@@ -21,7 +21,8 @@ from typing import Any, AsyncIterator, Callable
 
 from ..array import DocumentSequence
 from ..control.inputs import is_async_input
-from ..control.post_args import check_callbacks, check_on, check_parameters, check_prefetch, check_request_size
+from ..control.post_args import (check_callbacks, check_on, check_parameters, check_prefetch, check_request_size,
+                                 with_defaults)
 from ..flow_build import FlowBuilder
 from ..response import Response
 from .apost import AsyncInputs, AsyncPost, Handover, Stopped, in_thread, signals_seen
@@ -346,13 +347,8 @@ class AsyncFlow(FlowBuilder):
         # thread, checks everything again, the rest of kwargs included); prefetch because the
         # window is made of it here.
         check_on(on)
-        defaults = self._flow.post_defaults
-        if request_size is None:
-            request_size = defaults['request_size']
-        if show_progress is None:
-            show_progress = defaults['show_progress']
-        if continue_on_error is None:
-            continue_on_error = defaults['continue_on_error']
+        request_size, show_progress, _, continue_on_error = with_defaults(
+            self._flow.post_defaults, request_size, show_progress, None, continue_on_error)
         check_request_size(request_size)
         check_callbacks(on_done, on_error, on_always)
         parameters = check_parameters(parameters)
