@@ -228,10 +228,10 @@ def _address(buf) -> int:
 class _Placer:
     """Puts buffers into the arena (or names them in the inputs), remembering both.
 
-    The pickle's buffers that find no hole in the arena are not given a segment each: a
-    receiver maps each segment (a file descriptor and a map each), and a document with
-    tens of thousands of chunks has as many arrays. They wait (``overflow``) until the
-    pickle is done, and ``finish`` puts them all into one segment, one after the other."""
+    The pickle's small buffers that find no hole in the arena are not given a segment
+    each: a receiver maps each segment (a file descriptor and a map each), and a document
+    with tens of thousands of chunks has as many arrays. They wait (``overflow``) until the
+    pickle is done, and ``finish`` packs them into segments of up to ``PACK_SEGMENT_MAX``."""
 
     __slots__ = ('arena', 'inputs', 'refs', 'allocs', 'inline', 'named', 'overflow')
 
@@ -256,7 +256,7 @@ class _Placer:
         arena = self.arena
         slot = arena.alloc_in_arena(n)
         if slot is None:
-            if defer:
+            if defer and n <= PACK_MAX:
                 return None
             slot = arena.alloc_segment(n)
             self.allocs.append(slot)
@@ -285,18 +285,23 @@ class _Placer:
         return False
 
     def finish(self) -> None:
-        """Put the buffers left for it into one segment (see the class docstring)."""
-        parts, pos = [], 0
-        for i, raw in self.overflow:
-            parts.append((pos, raw))
-            pos += (raw.nbytes + _OVERFLOW_ALIGN - 1) & ~(_OVERFLOW_ALIGN - 1)
-        arena = self.arena
-        slot = arena.alloc_segment(pos)
-        self.allocs.append(slot)
-        arena.write_segment(slot, parts)
-        refs, name = self.refs, arena.name
-        for (i, raw), (pos, _) in zip(self.overflow, parts):
-            refs[i] = (name, slot, pos, raw.nbytes)
+        """Put the buffers left for it into segments of at most ``PACK_SEGMENT_MAX`` bytes,
+        one after the other (see the class docstring)."""
+        arena, refs, name = self.arena, self.refs, self.arena.name
+        group: list = []
+        pos = 0
+        for i, raw in self.overflow + [(None, None)]:
+            size = 0 if raw is None else (raw.nbytes + _OVERFLOW_ALIGN - 1) & ~(_OVERFLOW_ALIGN - 1)
+            if group and (raw is None or pos + size > PACK_SEGMENT_MAX):
+                slot = arena.alloc_segment(pos)
+                self.allocs.append(slot)
+                arena.write_segment(slot, [(p, r) for _, p, r in group])
+                for j, p, r in group:
+                    refs[j] = (name, slot, p, r.nbytes)
+                group, pos = [], 0
+            if raw is not None:
+                group.append((i, pos, raw))
+                pos += size
         self.overflow = None
 
     def undo(self) -> None:
@@ -319,6 +324,13 @@ class _Placer:
         return False
 
 
+#: The buffers that share overflow segments: small ones, which can be many (a document's
+#: tens of thousands of chunks). A larger one gets a segment of its own, as does a payload
+#: larger than the arena: a receiver that keeps an array holds its whole segment, so packing
+#: large ones would hold much more than was kept. Packed segments stay under
+#: PACK_SEGMENT_MAX for the same reason.
+PACK_MAX = 16 << 10
+PACK_SEGMENT_MAX = 1 << 20
 #: Where buffers start in an overflow segment: a cache line, which keeps numpy's SIMD
 #: loops on their fast path for any dtype. (Not a page, as arena slots are: a segment is
 #: never reused, so no slot's pages are ever dropped there, and a page each would more

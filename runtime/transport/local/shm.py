@@ -41,10 +41,14 @@ _ALIGN = _PAGE
 _TYPES_MAX = 256
 
 
-def _create_file(name: str, size: int) -> int:
+def _create_file(name: str, size: int, reserve: bool = False) -> int:
     fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, size)
+        if reserve:
+            # tmpfs gives pages only when they are first written; through a map, a full
+            # /dev/shm is then SIGBUS, which kills the process. Taken now, it is ENOSPC here.
+            os.posix_fallocate(fd, 0, size)
     except BaseException:
         os.close(fd)
         os.unlink(os.path.join(SHM_DIR, name))
@@ -122,7 +126,7 @@ class Arena:
         self._next_segment += 1
         key = -self._next_segment
         name = f'{self.name}-s{self._next_segment}'
-        os.close(_create_file(name, max(nbytes, 1)))
+        os.close(_create_file(name, max(nbytes, 1), reserve=True))
         self._segments[key] = name
         return key
 
