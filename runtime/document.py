@@ -52,6 +52,10 @@ _get_state = attrgetter(*SLOTS)
 _new = object.__new__
 
 
+#: Keys of Jina 2's JSON that it computed itself (``content_hash``): not kept as tags.
+_COMPUTED = frozenset({'content_hash', 'contentHash'})
+
+
 class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlotMixin, metaclass=_DocumentType):
     """One document: content (text, blob or buffer), metadata, an embedding, and nested
     chunks / matches.
@@ -151,6 +155,8 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
                 key = JSON_NAMES[key]
                 setter = _SETTERS[key]
             if setter is None:
+                if key in _COMPUTED:
+                    continue  # what Jina 2 computed from the content (a Jina 2 file holds it): computed here too
                 if '__' in key and key.split('__', 1)[0] == 'tags':
                     self._set_path(key, _from_jsonable(value))
                 else:

@@ -28,6 +28,10 @@ def test_document_reads_what_jina2_dict_and_json_wrote(source):
     d = Document(source)
     assert d.embedding.dtype == np.int64 and d.embedding.tolist() == [0, 0]
     assert (d.id, d.text, d.mime_type, d.tags) == ('🐲identifier', 'I am a Jina Document', 'text/plain', {'cool': True})
+    # Jina 2 wrote the hash it computed (both spellings seen): computed here, never a tag
+    for key in ('content_hash', 'contentHash'):
+        with_hash = dict(JINA2_DICT, **{key: 'a3b1c2d4e5f60708'})
+        assert Document(json.dumps(with_hash)).tags == {'cool': True} == Document(with_hash).tags
     d.embedding += 1  # an array of its own, writable like any other
     assert Document(d.json()) == d  # and what this version writes reads back as before
 
