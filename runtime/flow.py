@@ -357,7 +357,18 @@ class Flow(FlowBuilder):
         if self._profile is None:
             raise RuntimeError('profiling is off: create the Flow with Flow(profile=True) '
                                "(or profile='trace.json' to also write a Chrome trace)")
+        self._book_late()
         return self._profile.summary(self._profile.posts if last_post else None)
+
+    def _book_late(self) -> None:
+        # An answer that came back after its request ended (a timeout) is booked when the
+        # router reads it: while no post runs, nothing does, so read what is back now.
+        if self._lock.acquire(blocking=False):  # (a post running books them itself)
+            try:
+                if self._rt is not None and not self._posting:
+                    self._rt.pump(0)
+            finally:
+                self._lock.release()
 
     def save_trace(self, path: str) -> None:
         """Write the run so far as a Chrome trace (open it in https://ui.perfetto.dev or
@@ -366,6 +377,7 @@ class Flow(FlowBuilder):
         Needs ``Flow(profile=...)``."""
         if self._profile is None:
             raise RuntimeError('profiling is off: create the Flow with Flow(profile=True)')
+        self._book_late()
         write_trace(path, self._profile.records)
 
     # -- posting ---------------------------------------------------------------------------

@@ -225,6 +225,20 @@ def test_work_on_a_request_that_timed_out_is_in_the_profile_marked_late(tmp_path
     assert sorted(e['args'].get('late', False) for e in slices) == [False, True]
 
 
+def test_a_late_answer_of_the_last_post_is_booked_when_the_summary_is_asked_for(tmp_path):
+    # No post runs after it, so nothing read the answer: profile_summary reads what is back.
+    release = str(tmp_path / 'release')
+    with Flow(profile=True).add(name='slow', uses=WaitsForFile) as f:
+        f.post('/', _docs(2), parameters={'release': release}, timeout=0.1,
+               on_error=lambda resp: open(release, 'w').close())
+        deadline = time.monotonic() + 10
+        while not _late_hops(f) and time.monotonic() < deadline:
+            f.profile_summary()  # (each call reads the answers back by then)
+        summary = f.profile_summary()
+        assert summary.executor('slow').late == 1 and summary.executor('slow').requests == 1
+        assert f._rt._requests == {}
+
+
 def test_a_branch_still_running_when_the_other_failed_is_in_the_profile(tmp_path):
     release = str(tmp_path / 'release')
     seen = []

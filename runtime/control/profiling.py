@@ -17,8 +17,8 @@ request's record (``_Record.late``, never to the ``Response.routes`` the callbac
 handler / queue times like any other, ``ExecutorStats.late`` (the table's ``late`` column)
 says how many of them came late, ``wall_s`` runs until the last of them, and its trace slice
 has ``late: true`` in its args. Request latency stays what the caller saw. Late answers are
-booked as the router reads them, that is while the Flow is posting: those still due when it
-closes are not seen.
+booked as the router reads them: while the Flow is posting, and when ``profile_summary()`` or
+``save_trace()`` is called between posts; those still due when it closes are not seen.
 
 Example
 -------
