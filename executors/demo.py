@@ -28,8 +28,7 @@ Example
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import hashlib
+import fcntl
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from typing import Any, Callable, Iterator
 
 from runtime import Document, Flow, Response
 
+from .corpus import corpus_fingerprint, is_test_path, list_files, read_files
 from .fusion import FusionRanker
 from .indexers import MemmapIndexer
 from .lsa import LSAEncoder
@@ -50,131 +50,19 @@ from .segmenters import TextSegmenter
 from .sparse import SparseIndexer
 from .terms import TOKENIZER_VERSION
 
-__all__ = ['main', 'list_files', 'read_files', 'build_flow', 'search', 'route_summary']
+__all__ = ['main', 'list_files', 'read_files', 'is_test_path', 'corpus_fingerprint', 'build_flow', 'search',
+           'route_summary']
 
 logger = logging.getLogger(__name__)
 
 MARKER = 'demo-index.json'
+#: Held by every run (shared), alone by one that builds the index (see main).
+LOCK = 'demo.lock'
 MARKER_VERSION = 4
 #: The executors' names in the Flow, hence their folders in the workspace.
 SPARSE, LSA, DENSE, FUSION = 'sparse', 'lsa', 'dense', 'fusion'
 DEFAULT_QUERIES = ('parse command line arguments', 'read a gzip file', 'thread pool executor shutdown',
                    'send an email with smtp', 'walk a directory tree')
-#: Folders never indexed: installed packages (the standard library's sources are the
-#: rest), caches, version control and virtual environments.
-SKIP_DIRS = frozenset({'site-packages', 'dist-packages', '__pycache__', 'node_modules', 'venv', '.venv',
-                       '.git', '.hg', '.svn', '.tox', '.mypy_cache', '.pytest_cache'})
-#: Test folders and files, left out unless --include-tests: in the standard library they
-#: are 62% of the passages and crowd the modules out of the answers.
-TEST_DIRS = frozenset({'test', 'tests', 'idle_test'})
-TEST_FILES = ('test_*', '*_test.py', 'conftest.py')
-#: Not text, whatever the content says.
-BINARY_EXT = frozenset('.pyc .pyo .so .o .a .dll .dylib .exe .bin .png .jpg .jpeg .gif .ico .bmp .pdf .zip .gz '
-                       '.bz2 .xz .tar .whl .egg .jar .class .woff .woff2 .ttf .otf .mo .db .sqlite .npy .npz '
-                       '.pkl .wav .mp3 .mp4'.split())
-MAX_FILE_BYTES = 2_000_000
-
-
-def is_test_path(rel: str) -> bool:
-    """Whether a path (relative to the indexed root) is in a test folder or is a test file.
-
-    Example
-    -------
-    >>> is_test_path('test/test_os.py'), is_test_path('idlelib/idle_test/x.py'), is_test_path('os.py')
-    (True, True, False)
-    """
-    parts = rel.replace(os.sep, '/').split('/')
-    return bool(TEST_DIRS.intersection(parts[:-1])) or any(fnmatch.fnmatch(parts[-1], p) for p in TEST_FILES)
-
-
-def list_files(root: str, patterns: list[str], include_tests: bool = False) -> Iterator[tuple[str, str]]:
-    """``(path, path relative to root)`` of the files under ``root`` matching ``patterns``
-    (globs on the relative path; ``**/`` matches any folders, none included), sorted,
-    without the ``SKIP_DIRS`` folders, hidden folders and (unless ``include_tests``) test
-    folders and files. Symbolic links to folders are followed once.
-
-    Example
-    -------
-    >>> [rel for _, rel in list_files('/usr/lib/python3.11', ['json/*.py'])][:2]  # doctest: +SKIP
-    ['json/__init__.py', 'json/decoder.py']
-    """
-    regexes = []
-    for p in patterns:
-        # '**/x' also matches 'x' at the top; fnmatch's '*' crosses '/', which is what '**' means.
-        regexes.append(re.compile(fnmatch.translate(p)))
-        if p.startswith('**/'):
-            regexes.append(re.compile(fnmatch.translate(p[3:])))
-    seen_dirs: set[str] = set()
-    for top, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen_dirs:   # a link cycle, or a folder reached twice
-            dirs[:] = []
-            continue
-        seen_dirs.add(real)
-        rel_top = os.path.relpath(top, root)
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.')
-                         and (include_tests or d not in TEST_DIRS))
-        for name in sorted(files):
-            rel = name if rel_top == '.' else os.path.join(rel_top, name)
-            rel_posix = rel.replace(os.sep, '/')
-            if not any(r.match(rel_posix) for r in regexes):
-                continue
-            if not include_tests and is_test_path(rel_posix):
-                continue
-            if os.path.splitext(name)[1].lower() in BINARY_EXT:
-                continue
-            yield os.path.join(top, name), rel_posix
-
-
-def read_files(files: list[tuple[str, str]], skipped: list[str]) -> Iterator[Document]:
-    """One Document per file: ``text`` (utf-8, undecodable bytes replaced; ``'\\r\\n'`` and
-    ``'\\r'`` line ends read as ``'\\n'``), ``uri`` (the path) and ``tags['path']``
-    (relative to the indexed root). Files that look binary (a NUL byte) or are larger than
-    ``MAX_FILE_BYTES`` are left out and, with unreadable ones, appended to ``skipped``.
-
-    Example
-    -------
-    >>> docs = list(read_files([('/tmp/a.py', 'a.py')], []))  # doctest: +SKIP
-    """
-    for path, rel in files:
-        try:
-            with open(path, 'rb') as fp:
-                raw = fp.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            skipped.append(f'{rel}: {exc}')
-            continue
-        if len(raw) > MAX_FILE_BYTES:
-            skipped.append(f'{rel}: larger than {MAX_FILE_BYTES:,} bytes')
-            continue
-        if b'\0' in raw[:8192]:
-            skipped.append(f'{rel}: binary')
-            continue
-        text = raw.decode('utf-8', errors='replace')
-        if '\r' in text:
-            # Universal newlines, as Python's text mode reads a file: the segmenter counts
-            # lines at '\n' only, so a file with '\r' line ends would be one long line.
-            text = text.replace('\r\n', '\n').replace('\r', '\n')
-        yield Document(id=rel, text=text, uri=path, tags={'path': rel})
-
-
-def corpus_fingerprint(files: list[tuple[str, str]]) -> str:
-    """A hash of every file's relative path, size and modification time (cheap: no reading).
-
-    Example
-    -------
-    >>> len(corpus_fingerprint([]))
-    32
-    """
-    h = hashlib.blake2b(digest_size=16)
-    for path, rel in files:
-        try:
-            st = os.stat(path)
-            h.update(f'{rel}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode('utf-8', 'surrogatepass'))
-        except OSError:
-            h.update(f'{rel}\0missing\n'.encode('utf-8', 'surrogatepass'))
-    return h.hexdigest()
-
-
 class RouteStats:
     """Per-executor totals from ``Response.routes``: requests, documents, handler time.
 
@@ -359,6 +247,15 @@ def _index(f: Flow, args: argparse.Namespace, files: list[tuple[str, str]], say:
             'skipped': len(skipped)}
 
 
+def _printable(path: str) -> str:
+    r"""A path as valid UTF-8: the bytes of a name that is not UTF-8 as ``\xNN``.
+
+    >>> _printable('lat\udce9n.py')
+    'lat\\xe9n.py'
+    """
+    return path.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+
+
 def _print_results(results: list[tuple[str, list[Document], float]], args: argparse.Namespace,
                    say: Callable[..., None]) -> None:
     for q, matches, seconds in results:
@@ -368,7 +265,8 @@ def _print_results(results: list[tuple[str, list[Document], float]], args: argpa
             path = m.tags.get('path') or (os.path.relpath(m.uri, args.path) if m.uri else m.parent_id)
             hits.append((path, line, float(m.scores['fused']), preview))
         if args.json:
-            print(json.dumps({'query': q, 'hits': [{'path': p, 'line': ln, 'score': round(s, 6)}
+            # (a file name that is no UTF-8 holds surrogate escapes, which no UTF-8 writer takes)
+            print(json.dumps({'query': q, 'hits': [{'path': _printable(p), 'line': ln, 'score': round(s, 6)}
                                                     for p, ln, s, _ in hits]}), flush=True)
             continue
         print(f'\nquery: {q!r}  ({1e3 * seconds:.0f} ms)')
@@ -444,6 +342,24 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     os.makedirs(args.workspace, exist_ok=True)
+    # Runs that only search may share a workspace; one that (re)builds it must be alone:
+    # it deletes the index folders first, and another run's indexers would lose their files.
+    lock = os.open(os.path.join(args.workspace, LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        print(f'another run is building the index in {args.workspace}: wait for it to finish, or pass another '
+              f'--workspace', file=sys.stderr)
+        return 1
+    try:
+        return _run(args, files, lock, say)
+    finally:
+        os.close(lock)  # (a second run in this process must not find it held)
+
+
+def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say: Callable[..., None]) -> int:
+    """Build the index if it is missing or stale (``lock`` then taken alone), and search."""
     marker_path = os.path.join(args.workspace, MARKER)
     wanted = {**_settings(args), 'fingerprint': corpus_fingerprint(files)}
     try:
@@ -454,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     same = found is not None and all(found.get(k) == v for k, v in wanted.items())
     reindex = args.reindex or not same
     if reindex:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f'the index in {args.workspace} must be built again, but another run is using it: wait for it '
+                  f'to finish, or pass another --workspace', file=sys.stderr)
+            return 1
         if os.path.exists(marker_path):
             os.unlink(marker_path)
         # Only what this demo wrote (the workspace may hold other things). The LSA model

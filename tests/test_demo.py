@@ -110,3 +110,33 @@ def test_demo_with_two_sparse_shards_finds_what_one_finds(src, tmp_path, capsys)
                           sorted(m.id for m in matches if demo.SPARSE in m.scores)) for _, matches, _ in runs]
     assert found[2] == found[1]
     assert all(sparse for _, sparse in found[1])
+
+
+def test_a_run_that_must_build_the_index_refuses_a_workspace_another_run_uses(src, tmp_path, capsys):
+    # Building deletes the index folders first: with another run's indexers in them, both
+    # runs failed (one with "this is a bug"). Runs that only search may share a workspace.
+    import fcntl
+    ws = tmp_path / 'ws'
+    base = ['--path', str(src), '--workspace', str(ws), '--top-k', '1', '--query', 'read a gzip file']
+    run(capsys, *base)  # built
+    other = os.open(ws / demo.LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_SH)  # another run, searching
+        assert 'reusing the index' in run(capsys, *base)
+        assert demo.main([*base, '--reindex']) == 1
+        assert 'another run is using it' in capsys.readouterr().err
+        fcntl.flock(other, fcntl.LOCK_EX)  # another run, building
+        assert demo.main(base) == 1
+        assert 'another run is building the index' in capsys.readouterr().err
+    finally:
+        os.close(other)
+    assert 'indexing' in run(capsys, *base, '--reindex')  # alone again: it may
+
+
+def test_json_output_is_valid_utf8_for_a_file_name_that_is_not(src, tmp_path, capsys):
+    (src / os.fsdecode(b'lat\xe9n.py')).write_text('def frobnicate_zeppelin():\n    """Frobnicate the zeppelin."""\n')
+    out = run(capsys, '--path', str(src), '--workspace', str(tmp_path / 'ws'), '--top-k', '1', '--json',
+              '--query', 'frobnicate the zeppelin')
+    (line,) = out.splitlines()
+    assert json.loads(line)['hits'][0]['path'] == 'lat\\xe9n.py'
+    line.encode('utf-8')  # (a lone surrogate would raise here)
