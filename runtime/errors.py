@@ -91,9 +91,10 @@ class WorkerDiedError(RuntimeError):
     """
 
     def __init__(self, executor: str, replica: int, returncode: int | None, pid: int | None = None,
-                 reason: str = '', why: str = '') -> None:
+                 reason: str = '', why: str = '', shard: int | None = None) -> None:
         self.executor, self.replica, self.returncode, self.pid = executor, replica, returncode, pid
-        self.reason, self.why = reason, why
+        self.reason, self.why, self.shard = reason, why, shard
+        which = f'replica {replica}, {"" if shard is None else f"shard {shard}, "}pid {pid}'
         if why:  # the Flow ended it, or saw it go (a lost connection, a dead node)
             how = None
         elif reason:  # it told the parent why before it died: that is the cause, not the exit code
@@ -103,13 +104,13 @@ class WorkerDiedError(RuntimeError):
         else:
             how = f'with {describe_exit(returncode)}'
         if how is None:
-            super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) was ended {why}')
+            super().__init__(f'the process of executor {executor!r} ({which}) was ended {why}')
         else:
-            super().__init__(f'the process of executor {executor!r} (replica {replica}, pid {pid}) ended '
+            super().__init__(f'the process of executor {executor!r} ({which}) ended '
                              f'unexpectedly {how}')
 
     def __reduce__(self):
-        return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason, self.why)
+        return type(self), (self.executor, self.replica, self.returncode, self.pid, self.reason, self.why, self.shard)
 
 
 class RequestTimeoutError(TimeoutError):

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
+import select
 import signal
+import threading
 import time
 
 import numpy as np
@@ -136,6 +139,36 @@ def test_restarts_keep_one_instance_per_replica_and_the_last_death_fails_the_exe
         with pytest.raises(WorkerDiedError, match="executor 'flaky'"):
             f.post('/', Document())
         assert not any(w.alive for w in dep.workers) and len(dep.workers) == 2
+
+
+def test_the_death_of_a_shard_names_the_shard():
+    with Flow().add(name='sharded', uses=DiesOnCue, shards=2) as f:  # (polling 'any': one shard gets it)
+        with pytest.raises(WorkerDiedError, match=r"executor 'sharded' \(replica 0, shard [01], pid \d+\)") as info:
+            f.post('/', Document(text='die'))
+    assert info.value.shard in (0, 1)
+    assert pickle.loads(pickle.dumps(info.value)).shard == info.value.shard  # (it crosses processes)
+
+
+class ExitsThreeAfterReplying(Executor):
+    @requests
+    def go(self, docs, **kwargs):
+        threading.Timer(0.05, os._exit, (3,)).start()  # (3: the exit code a failed close() uses)
+
+
+def test_a_process_that_died_before_close_is_reported_as_died_not_as_a_close_that_raised():
+    # Its exit code said "my close() raised" and the close waited 2 s for the error, then
+    # reported "its close() raised (the details were lost)"; it had died before being told to stop.
+    f = Flow().add(name='quits', uses=ExitsThreeAfterReplying)
+    with pytest.raises(ExecutorError, match=r"exit code 3.*died before the Flow closed, so its close\(\) did not run"):
+        with f:
+            f.post('/', Document())
+            fd = os.pidfd_open(f._rt.deployments[0].workers[0].pid)
+            try:
+                assert select.select([fd], [], [], 10)[0]  # gone (not reaped: the Flow does that)
+            finally:
+                os.close(fd)
+            t0 = time.monotonic()
+    assert time.monotonic() - t0 < 1.5  # no wait for an error it never sent
 
 
 def _mapping(pids: list, names: set) -> list:

@@ -55,7 +55,8 @@ class Worker:
     def died(self) -> 'WorkerDiedError':
         """The error of the requests it held when it went away."""
         from ..errors import WorkerDiedError
-        return WorkerDiedError(self.dep.name, self.replica, None, self.pid)
+        return WorkerDiedError(self.dep.name, self.replica, None, self.pid,
+                               shard=self.shard if self.dep.shards > 1 else None)
 
     def pending_reason(self) -> str:
         """Why it is not ready yet, if the transport knows (e.g. resources no node has)."""

@@ -80,7 +80,8 @@ class LocalWorker(Worker):
     def died(self) -> WorkerDiedError:
         lines = [x for x in self.fatal.strip().splitlines() if x.strip()]
         err = WorkerDiedError(self.dep.name, self.replica, self.proc.returncode, self.pid,
-                              lines[-1].strip() if lines else '', self.why)
+                              lines[-1].strip() if lines else '', self.why,
+                              self.shard if self.dep.shards > 1 else None)  # (which shard, when there are several)
         if self.fatal:
             err.__cause__ = RemoteTraceback(self.fatal)
         return err
@@ -217,12 +218,19 @@ class LocalTransport(SharedPayloads, Transport):
         self._opened = False
         try:
             self._outbox = {}
+            # Those already gone (a death not booked yet: a shard that died with its sibling
+            # just before) cannot hear STOP, and their exit code says nothing of a close().
+            live = [w for w in workers if w.alive]
+            gone = set() if not live else {w for w in live if w.pidfd in
+                                           select.select([w.pidfd for w in live], [], [], 0)[0]}
             for w in workers:
+                if w in gone:
+                    continue
                 if w.alive and not w.ready:
                     w.proc.kill()  # still in its __init__ (or never started): it cannot hear STOP
                 elif w.alive:
                     self._queue(w, P.stop(w.pending_frees))
-            stopping = [w for w in self._workers.values() if w.ready]  # (those told STOP: their close() runs)
+            stopping = [w for w in self._workers.values() if w.ready and w not in gone]  # (told STOP: close() runs)
             self.flush()
             deadline = time.monotonic() + timeout_close
             killed = set()
@@ -235,7 +243,7 @@ class LocalTransport(SharedPayloads, Transport):
                     killed.add(w)
                     w.proc.kill()
                     w.proc.wait()
-            errors = self._close_errors([w for w in self._workers.values() if w.proc.returncode == P.CLOSE_FAILED])
+            errors = self._close_errors([w for w in stopping if w.proc.returncode == P.CLOSE_FAILED])
             # A process that crashed in its close() (or had died unnoticed while the Flow was
             # idle) never finished it: an index it saves may be incomplete. Said as loudly as
             # a close() that raised.
@@ -243,6 +251,9 @@ class LocalTransport(SharedPayloads, Transport):
                                          f'{w.died()}; its close() did not run to its end (what it saves may be '
                                          f'incomplete)', '', w.replica))
                        for w in stopping if w not in killed and w.proc.returncode not in (0, P.CLOSE_FAILED)]
+            errors += [(w, ExecutorError(w.dep.name, 'WorkerDiedError', f'{w.died()}; it died before the Flow closed, '
+                                         f'so its close() did not run (what it saves may be incomplete)', '', w.replica))
+                       for w in gone if w.ready]
         finally:
             for w in self._workers.values():  # (a dead one's went with its death)
                 os.close(w.pidfd)
