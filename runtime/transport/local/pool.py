@@ -220,9 +220,12 @@ class LocalTransport(SharedPayloads, Transport):
             self._outbox = {}
             # Those already gone (a death not booked yet: a shard that died with its sibling
             # just before) cannot hear STOP, and their exit code says nothing of a close().
-            live = [w for w in workers if w.alive]
-            gone = set() if not live else {w for w in live if w.pidfd in
-                                           select.select([w.pidfd for w in live], [], [], 0)[0]}
+            polled = select.poll()  # (not select.select: a pidfd may be numbered past 1023)
+            for w in workers:
+                if w.alive:
+                    polled.register(w.pidfd, select.POLLIN)
+            exited = {fd for fd, _ in polled.poll(0)}
+            gone = {w for w in workers if w.alive and w.pidfd in exited}
             for w in workers:
                 if w in gone:
                     continue
