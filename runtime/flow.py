@@ -322,12 +322,7 @@ class Flow(FlowBuilder):
         process left, even restarting (what ``post`` checks before it starts); for health
         checks (the gateway's /status). Safe from another thread: it books deaths only when
         no post runs (a running post books them itself), then reads."""
-        if self._lock.acquire(blocking=False):
-            try:
-                if self._rt is not None and not self._posting:
-                    self._rt.notice_deaths()  # (one killed while idle: else seen only by the next post)
-            finally:
-                self._lock.release()
+        self._while_idle(Router.notice_deaths)  # (one killed while idle: else seen only by the next post)
         rt = self._rt
         down = []
         for dep in (rt.deployments if rt is not None else ()):
@@ -363,10 +358,15 @@ class Flow(FlowBuilder):
     def _book_late(self) -> None:
         # An answer that came back after its request ended (a timeout) is booked when the
         # router reads it: while no post runs, nothing does, so read what is back now.
-        if self._lock.acquire(blocking=False):  # (a post running books them itself)
+        self._while_idle(lambda rt: rt.pump(0))
+
+    def _while_idle(self, action: Callable[[Router], Any]) -> None:
+        """``action(router)`` if the Flow runs and no post does (a running post books deaths
+        and answers itself); nothing if another thread holds the Flow."""
+        if self._lock.acquire(blocking=False):
             try:
                 if self._rt is not None and not self._posting:
-                    self._rt.pump(0)
+                    action(self._rt)
             finally:
                 self._lock.release()
 
