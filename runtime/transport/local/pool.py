@@ -44,6 +44,7 @@ from .payloads import SharedPayloads
 from .received import buffer_refs
 from .ledger import SlotLedger
 from .shm import Arena, Mapper, remove_arena, sweep
+from .worker_logs import parent_levels, relog
 
 __all__ = ['LocalTransport', 'LocalWorker']
 
@@ -76,6 +77,15 @@ class LocalWorker(Worker):
         self.pins: collections.Counter = collections.Counter()  # slots it keeps
         self.fatal = ''  # the traceback it sent before dying of an error outside a handler
         self.why = ''  # set when the Flow ended it (a lost connection, a hang)
+
+    def log_label(self) -> str:
+        """How its log records are prefixed: ``enc``, ``enc/replica-1``, ``idx/shard-0``."""
+        label = self.dep.name
+        if self.dep.shards > 1:
+            label += f'/shard-{self.shard}'
+        if self.dep.replicas > 1:
+            label += f'/replica-{self.replica}'
+        return label
 
     def died(self) -> WorkerDiedError:
         lines = [x for x in self.fatal.strip().splitlines() if x.strip()]
@@ -246,7 +256,7 @@ class LocalTransport(SharedPayloads, Transport):
                     killed.add(w)
                     w.proc.kill()
                     w.proc.wait()
-            errors = self._close_errors([w for w in stopping if w.proc.returncode == P.CLOSE_FAILED])
+            errors = self._last_words([w for w in stopping if w.proc.returncode in (0, P.CLOSE_FAILED)])
             # A process that crashed in its close() (or had died unnoticed while the Flow was
             # idle) never finished it: an index it saves may be incomplete. Said as loudly as
             # a close() that raised.
@@ -272,11 +282,12 @@ class LocalTransport(SharedPayloads, Transport):
                 zygote.release()
         raise_close_errors(errors)
 
-    def _close_errors(self, failed: list) -> list:
-        """(worker, ExecutorError) for each executor whose ``close()`` raised in ``failed``
-        (which said so before exiting: their messages are read here, waiting a little for
-        the last)."""
-        errors, waiting = [], {w.identity: w for w in failed}
+    def _last_words(self, stopped: list) -> list:
+        """What the ``stopped`` processes (told STOP, exited by themselves) said last: the
+        log records of their executors' ``close()`` are logged, and (worker,
+        ExecutorError) returned for each whose ``close()`` raised. Each ends with ``bye``
+        or ``close_error``; the last may still be in the I/O threads: waited for a little."""
+        errors, waiting = [], {w.identity: w for w in stopped}
         deadline = time.monotonic() + CLOSE_ERROR_WAIT_S
         while waiting and self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
             frames = P.recv_frames(self._sock)
@@ -288,13 +299,22 @@ class LocalTransport(SharedPayloads, Transport):
             except Exception:  # noqa: BLE001 - not our protocol: ignored, as in poll
                 continue
             for header, _ in items:
-                if P.kind(header) == P.CLOSE_ERROR:
+                kind = P.kind(header)
+                if kind == P.LOG:
+                    relog(w.log_label(), w.pid, *P.read(header))
+                elif kind == P.BYE:
+                    del waiting[w.identity]
+                elif kind == P.CLOSE_ERROR:
                     exc_type, message, tb = P.read(header)
                     errors.append((w, ExecutorError(w.dep.name, exc_type, f'{message} (in close())', tb, w.replica)))
                     del waiting[w.identity]
         for w in waiting.values():
-            errors.append((w, ExecutorError(w.dep.name, 'Exception', 'its close() raised (the details were lost)',
-                                            '', w.replica)))
+            if w.proc.returncode == P.CLOSE_FAILED:
+                errors.append((w, ExecutorError(w.dep.name, 'Exception', 'its close() raised (the details were lost)',
+                                                '', w.replica)))
+            else:  # (its close() returned; only what it logged last may be missing)
+                logger.warning('executor %s closed, but what it logged while closing may be lost (its last message '
+                               'did not arrive within %.0f s)', w.label(), CLOSE_ERROR_WAIT_S)
         return errors
 
     def kill(self, worker: LocalWorker, why: str) -> None:
@@ -420,7 +440,9 @@ class LocalTransport(SharedPayloads, Transport):
         if not w.greeted:
             if kind == P.HELLO and P.read(header)[1] == w.secret:
                 w.greeted = True
-                self._queue(w, P.config(executor_config(w.dep, w.shard, w.replica)), self._blobs[w.dep.index])
+                cfg = executor_config(w.dep, w.shard, w.replica)
+                cfg['log_levels'] = parent_levels()
+                self._queue(w, P.config(cfg), self._blobs[w.dep.index])
             else:
                 logger.warning('ignored a %r message from a peer claiming to be %s without its secret',
                                kind, w.label())
@@ -450,6 +472,8 @@ class LocalTransport(SharedPayloads, Transport):
             exc_type, message, tb = P.read(header)
             w.fatal = tb
             events.append(InitFailed(w, ExecutorStartError(w.dep.name, f'{exc_type}: {message}', tb)))
+        elif kind == P.LOG:
+            relog(w.log_label(), w.pid, *P.read(header))
         elif kind == P.FATAL:
             w.fatal = P.read(header)[0]
 

@@ -14,8 +14,9 @@ Parent -> worker: ``config`` (answer to ``hello``, with the cloudpickled class a
 frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``forget``
 (arenas of dead processes that nothing refers to any more: drop their maps), ``stop``.
 Worker -> parent: ``hello``, ``ready`` | ``init_error``, ``ok`` | ``err`` (one per
-request), ``release`` (kept buffers the executor let go of), ``fatal`` (an error outside
-any handler, just before exiting), ``close_error`` (the executor's ``close()`` raised).
+request), ``release`` (kept buffers the executor let go of), ``log`` (a log record, see
+``worker_logs``), ``fatal`` (an error outside any handler, just before exiting), and last,
+after its executor's ``close()``: ``close_error`` (it raised) or ``bye``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import zmq
 
 HELLO, CONFIG, READY, INIT_ERROR = 'hello', 'config', 'ready', 'init_error'
 REQ, OK, ERR, FREE, STOP, RELEASE, FATAL = 'req', 'ok', 'err', 'free', 'stop', 'release', 'fatal'
-FORGET, CLOSE_ERROR = 'forget', 'close_error'
+FORGET, CLOSE_ERROR, LOG, BYE = 'forget', 'close_error', 'log', 'bye'
 #: The exit code of a worker whose executor's close() raised (it sent a ``close_error`` first).
 CLOSE_FAILED = 3
 
@@ -116,6 +117,17 @@ def fatal(tb: str) -> tuple:
 def close_error(exc_type: str, message: str, tb: str) -> tuple:
     """The executor's ``close()`` raised (sent just before exiting with ``CLOSE_FAILED``)."""
     return (CLOSE_ERROR, exc_type, message, tb)
+
+
+def log(levelno: int, name: str, text: str, created: float) -> tuple:
+    """A log record of the worker: its level, logger name, message (with its traceback)
+    and time."""
+    return (LOG, levelno, name, text, created)
+
+
+def bye() -> tuple:
+    """The executor's ``close()`` returned: nothing more comes from this process."""
+    return (BYE,)
 
 
 def read(h: tuple) -> tuple:

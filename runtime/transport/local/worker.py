@@ -27,6 +27,7 @@ from ..handling import build_executor, find_handler, handled_endpoints, run_hand
 from .codec import decode, encode
 from .received import InputBuffers, held_elsewhere
 from .shm import Arena, Mapper, sweep
+from .worker_logs import ParentHandler, install
 
 logger = logging.getLogger('runtime')
 
@@ -67,6 +68,7 @@ class Worker:
         self.pinned: list = []  # (ref, view) of request buffers a handler kept
         self.releases: list = []  # (arena, slot) let go since the last message out
         self.pins_checked = 0.0  # (time.time()) when ``pinned`` was last checked
+        self.logs: ParentHandler | None = None  # once configured, records go to the parent
 
     # -- messaging -------------------------------------------------------------------------
     # The parent batches what it has for us (see protocol.pack); we answer each request as
@@ -86,10 +88,18 @@ class Worker:
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent_pid
 
+    def send_log(self, header: tuple) -> None:
+        """A ``log`` message, never blocking: raises ``zmq.Again`` when the parent's pipe
+        is full (see ``worker_logs``)."""
+        self.sock.send(P.pack([(header, b'')])[0], zmq.NOBLOCK, copy=False)
+
     def recv(self):
         """The next batch as [(header, meta)], or None when the parent is gone (checked
         while idle)."""
+        logs = self.logs
         while True:
+            if logs is not None and logs.waiting():  # (what other threads logged meanwhile)
+                logs.flush_queue()
             # (zmq_poll returns at once when a message is waiting: no need to ask before)
             if self.poller.poll(IDLE_POLL_MS):
                 return P.unpack(P.recv_frames(self.sock))
@@ -113,6 +123,7 @@ class Worker:
         cfg = P.read_config(header)
         self.name, self.replica = cfg['name'], cfg['replica_id']
         _name_process(self.name)
+        self.logs = install(self.send_log, cfg.get('log_levels'))  # (before __init__: it may log)
         try:
             use_sys_path(cfg)
             self.executor = build_executor(pickle.loads(P.frame_bytes(blob)), cfg)
@@ -259,19 +270,26 @@ class Worker:
         """Close the executor and everything of this process; False if the executor's
         ``close()`` raised (the parent was told, so that the Flow's close raises it: an index
         that was not saved must not go unnoticed)."""
-        said = False
+        last = None
         try:
             if self.executor is not None:
+                last = P.bye()
                 try:
                     self.executor.close()
                 except Exception as exc:  # noqa: BLE001 - reported to the parent
-                    try:
-                        self.send(P.close_error(type(exc).__qualname__, str(exc), traceback.format_exc()))
-                        said = True
-                    except Exception:  # noqa: BLE001 - the parent is gone: nobody to tell
-                        pass
+                    last = P.close_error(type(exc).__qualname__, str(exc), traceback.format_exc())
                     return False
         finally:
+            said = False
+            if self.logs is not None:
+                self.logs.shut()  # (later records, of the lines below or of other threads, go to stderr)
+            if last is not None and self.parent_alive():
+                # The parent reads the log records sent by close() until this arrives.
+                try:
+                    self.send(last)
+                    said = True
+                except Exception:  # noqa: BLE001 - the parent is gone: nobody to tell
+                    pass
             self.executor = None
             self.arena.close()
             self.mapper.close()
@@ -285,6 +303,8 @@ class Worker:
         files and end the process from here."""
         while self.parent_alive():
             time.sleep(WATCH_S)
+            if self.logs is not None:
+                self.logs.write_stale()  # (the main thread, stuck in a handler, cannot send them)
         time.sleep(WATCH_GRACE_S)  # an idle main loop notices within IDLE_POLL_MS and exits cleanly
         logger.debug('%s: parent %d is gone while a handler runs; exiting', self.name, self.parent_pid)
         self.orphan_cleanup()

@@ -1,0 +1,129 @@
+"""What an executor logs reaches the script's logging, named by its executor: through the
+script's handlers and levels, above a progress bar, with tracebacks, also from other
+threads of the executor's process and from its ``__init__`` and ``close()``."""
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import threading
+import warnings
+
+import pytest
+import zmq
+
+from runtime import Document, Executor, Flow, requests
+from runtime.logging import JinaLogger
+from runtime.transport.local.worker_logs import ParentHandler
+
+from test_progress_logging import log_to, screen  # noqa: F401 - (log_to is a fixture)
+
+
+class Chatty(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.logger = JinaLogger(self.metas.name)  # (what Jina 2 executors do)
+        self.logger.warning('loading the model')
+
+    @requests
+    def work(self, docs, **kwargs):
+        self.logger.info('got %d docs', len(docs))
+        logging.getLogger('chatty.detail').debug('not at this level')
+        t = threading.Thread(target=lambda: logging.getLogger('chatty.pool').warning('from a helper thread'))
+        t.start()
+        t.join()
+        warnings.warn('a numpy-ish warning')
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            logging.getLogger('chatty').exception('a doc failed')
+
+    def close(self):
+        self.logger.warning('index saved')
+
+
+def _lines(caplog, name: str) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == name]
+
+
+def test_an_executors_records_reach_the_scripts_handlers_named_by_its_executor(caplog):
+    caplog.set_level(logging.INFO)  # the script's level: executors' INFO records come too
+    with Flow().add(name='enc', uses=Chatty, replicas=2) as f:
+        f.post('/', [Document() for _ in range(4)], request_size=2)
+        by_replica = {r.processName for r in caplog.records if r.name == 'runtime.enc'}
+        assert by_replica == {'enc/replica-0', 'enc/replica-1'}
+        assert sorted(_lines(caplog, 'runtime.enc')) == sorted(
+            [(logging.WARNING, f'enc/replica-{i}: loading the model') for i in (0, 1)]
+            + [(logging.INFO, f'enc/replica-{i}: got 2 docs') for i in (0, 1)])
+        assert sorted(_lines(caplog, 'chatty.pool')) == [
+            (logging.WARNING, f'enc/replica-{i}: from a helper thread') for i in (0, 1)]
+        failed = _lines(caplog, 'chatty')
+        assert len(failed) == 2 and all(lvl == logging.ERROR for lvl, _ in failed)
+        assert all('a doc failed\nTraceback (most recent call last)' in m and 'ZeroDivisionError' in m
+                   for _, m in failed)
+        assert len(_lines(caplog, 'py.warnings')) == 2
+        assert all('UserWarning: a numpy-ish warning' in m for _, m in _lines(caplog, 'py.warnings'))
+        assert not _lines(caplog, 'chatty.detail')  # DEBUG: below the script's level
+    # What close() logged is in before the Flow's close returns.
+    assert sorted(m for _, m in _lines(caplog, 'runtime.enc') if 'saved' in m) == [
+        'enc/replica-0: index saved', 'enc/replica-1: index saved']
+
+
+class Warns(Executor):
+    @requests
+    def work(self, docs, **kwargs):
+        logging.getLogger('runtime.warns').warning('slow disk')
+
+
+def test_an_executors_warning_is_written_above_the_progress_bar(monkeypatch, log_to):  # noqa: F811
+    err = io.StringIO()
+    monkeypatch.setattr(sys, 'stderr', err)  # the bar's stream
+    log_to(sys.stderr)
+    with Flow().add(name='warns', uses=Warns) as f:
+        f.post('/', [Document() for _ in range(3)], request_size=1, show_progress=True)
+    shown = [ln for ln in screen(err.getvalue()) if ln]
+    assert shown[:3] == ['WARNING warns: slow disk'] * 3, shown
+    assert shown[-1].startswith('/: 3 requests, 3 docs done'), shown
+
+
+def _handler(sent: list, fallback_out: io.StringIO, fail: BaseException | None = None) -> ParentHandler:
+    def send(header: tuple) -> None:
+        if fail is not None:
+            raise fail
+        sent.append(header)
+    fallback = logging.StreamHandler(fallback_out)
+    fallback.setFormatter(logging.Formatter('%(name)s %(message)s'))
+    return ParentHandler(send, fallback)
+
+
+def _record(name: str, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, None, None)
+
+
+def test_records_of_other_threads_wait_for_the_main_thread_in_order_and_go_to_stderr_when_stale():
+    sent, out = [], io.StringIO()
+    h = _handler(sent, out)
+    t = threading.Thread(target=lambda: [h.emit(_record('t', f'thread {i}')) for i in range(3)])
+    t.start()
+    t.join()
+    assert sent == [] and h.waiting()  # the socket is the main thread's
+    h.emit(_record('m', 'main'))  # the main thread sends what waited first
+    assert [(s[2], s[3]) for s in sent] == [('t', 'thread 0'), ('t', 'thread 1'), ('t', 'thread 2'), ('m', 'main')]
+    # The main thread is stuck in a handler: the watcher writes what waited too long to stderr.
+    t = threading.Thread(target=lambda: h.emit(_record('t', 'late')))
+    t.start()
+    t.join()
+    h.write_stale(max_wait_s=0.0)
+    assert out.getvalue() == 't late\n' and not h.waiting()
+    h.shut()  # the socket closes: every later record goes to stderr
+    h.emit(_record('m', 'after close'))
+    assert out.getvalue().splitlines()[-1] == 'm after close'
+    assert len(sent) == 4
+
+
+@pytest.mark.parametrize('fail', [zmq.Again(), zmq.ZMQError(zmq.ENOTSOCK)])
+def test_a_record_the_parent_cannot_take_is_written_to_stderr_not_dropped(fail):
+    sent, out = [], io.StringIO()
+    h = _handler(sent, out, fail)
+    h.emit(_record('m', 'the pipe is full'))
+    assert out.getvalue() == 'm the pipe is full\n'
