@@ -328,6 +328,35 @@ def test_subclass_matches_keep_their_type_and_are_separated(arena, mapper):
     _free(arena, allocs)
 
 
+class ReportsMatchEmbeddings(Executor):
+    """Tags each document with the embeddings of its matches and chunks, as it got them."""
+
+    @requests
+    def report(self, docs, **kwargs):
+        for d in docs:
+            d.tags['m_emb'] = [None if m.embedding is None else m.embedding.tolist() for m in d.matches]
+            d.tags['c_emb'] = [None if c.embedding is None else c.embedding.tolist() for c in d.chunks]
+
+
+@pytest.mark.parametrize('case', ['plain', 'with a subclass', 'one document twice'])
+def test_a_request_document_that_is_also_a_match_or_chunk_keeps_its_embedding_there(case):
+    # The request's embeddings travel as the matrix, not inside each document; a request
+    # document met again as a match (or chunk) of another is sent as a copy, which must
+    # carry its embedding however the request is pickled.
+    a = Document(id='a', embedding=np.array([1., 2.]))
+    b = Document(id='b', embedding=np.array([3., 4.]))
+    b.matches.append(a)
+    b.chunks.append(a)
+    extra = {'plain': [], 'with a subclass': [SubMatch(id='c', embedding=np.array([5., 6.]))],
+             'one document twice': [a]}[case]
+    with Flow().add(uses=ReportsMatchEmbeddings) as f:
+        (r,) = f.post('/', DocumentArray([a, b, *extra]), return_results=True)
+    got = {d.id: d for d in r.docs}
+    assert got['b'].tags['m_emb'] == [[1., 2.]] and got['b'].tags['c_emb'] == [[1., 2.]]
+    assert [d.embedding.tolist() for d in r.docs] == [d.embedding.tolist() for d in [a, b, *extra]]
+    assert a.embedding.tolist() == [1., 2.] and b.matches[0].embedding is a.embedding  # (the sender's, as they were)
+
+
 def _chain(d: Document) -> list:
     """The ids down the first match of each match."""
     out = [d.id]

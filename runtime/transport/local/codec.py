@@ -117,15 +117,23 @@ def _dumps_unchecked(doc_list: list, without_embeddings: bool, buffer_callback) 
             return dumps_separated(packed, seen, buffer_callback)
     # Subclasses, or one Document object twice in the request: as a list of Documents, whose
     # reduce keeps each document's type and sends a repeated one as a copy (_reduce_docs).
-    saved = [d._embedding for d in doc_list]
-    if without_embeddings:
-        for d in doc_list:
-            d._embedding = None
-    try:
+    if not without_embeddings:
         return dumps_separated(DocumentArray._from_list(doc_list), set(), buffer_callback)
-    finally:
+    saved = [d._embedding for d in doc_list]
+
+    def restore() -> None:
         for d, e in zip(doc_list, saved):
             d._embedding = e
+
+    # Their embeddings travel as the matrix: None while their own states are taken, and
+    # given back before the rest is pickled, so that a copy of one of them met again as a
+    # match or chunk (see _fresh_state) carries its embedding, as in the plain case.
+    for d in doc_list:
+        d._embedding = None
+    try:
+        return dumps_separated(DocumentArray._from_list(doc_list), set(), buffer_callback, restore)
+    finally:
+        restore()
 
 
 def _compile_plain_ids() -> Any:
@@ -229,7 +237,7 @@ class _Placer:
     """Puts buffers into the arena (or names them in the inputs), remembering both.
 
     The pickle's small buffers that find no hole in the arena are not given a segment
-    each: a receiver maps each segment (a file descriptor and a map each), and a document
+    each: a receiver maps each segment (a system call and a map each), and a document
     with tens of thousands of chunks has as many arrays. They wait (``overflow``) until the
     pickle is done, and ``finish`` packs them into segments of up to ``PACK_SEGMENT_MAX``."""
 

@@ -23,7 +23,7 @@ import sys
 import weakref
 from operator import attrgetter, is_not
 from itertools import repeat
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -357,11 +357,20 @@ def _array_types() -> list:
 _ARRAY_REDUCES = (DocumentArray.__reduce__, LazyDocumentArray.__reduce__)
 
 
-def dumps_separated(obj: Any, seen: set, buffer_callback) -> bytes:
+def dumps_separated(obj: Any, seen: set, buffer_callback, states_taken: Callable[[], None] | None = None) -> bytes:
     """``pickle.dumps`` that gives every Document inside (a chunk, a match, a document of a
     subclass) arrays and containers of its own, and is a document of its own (see the
     comment above ``own_arrays``). ``seen``: the documents already sent (by ``id``), which
-    are sent as copies if they are met again."""
+    are sent as copies if they are met again. ``states_taken`` (``obj`` a DocumentArray)
+    is called once the states of ``obj``'s own documents are taken, before anything
+    inside them is pickled: the codec gives back there the embeddings it took off them.
+
+    >>> a, b = Document(id='a'), Document(id='b')
+    >>> b.matches.extend([a])
+    >>> got = pickle.loads(dumps_separated(DocumentArray([b, a]), set(), None))
+    >>> got[0].matches[0].id, got[0].matches[0] is got[1]
+    ('a', False)
+    """
     out = io.BytesIO()
     pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
     table = dict(_dispatch_table())
@@ -370,10 +379,18 @@ def dumps_separated(obj: Any, seen: set, buffer_callback) -> bytes:
     def reduce_docs(da: DocumentArray) -> tuple:
         return _reduce_docs(da._docs, pickling)
 
+    def reduce_docs_then_tell(da: DocumentArray) -> tuple:
+        if da is not obj:
+            return _reduce_docs(da._docs, pickling)
+        try:
+            return _reduce_docs(da._docs, pickling)
+        finally:
+            states_taken()
+
     def reduce_copies(c: _Copies) -> tuple:
         return _reduce_docs(c.docs, pickling, c.within, c.tree)
 
-    table.update(dict.fromkeys(_array_types(), reduce_docs))
+    table.update(dict.fromkeys(_array_types(), reduce_docs if states_taken is None else reduce_docs_then_tell))
     table[_Copies] = reduce_copies
     pickler.dispatch_table = table
     pickler.dump(obj)

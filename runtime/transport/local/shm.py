@@ -27,6 +27,8 @@ import ctypes
 import glob
 import mmap
 import os
+import weakref
+from typing import Callable
 
 import numpy as np
 
@@ -121,8 +123,9 @@ class Arena:
     def alloc_segment(self, nbytes: int) -> int:
         """A segment file of its own for ``nbytes`` (its key is negative): for a payload
         larger than ``max_slot``, or the buffers of a request that the arena has no room
-        for, all in one (an encoder places them one after the other; a process holds a
-        descriptor for each segment it maps, so one per buffer would run out of them)."""
+        for, all in one (an encoder places them one after the other; a receiver maps each
+        segment, a system call and a map each, and a process may hold at most
+        ``vm.max_map_count`` maps)."""
         self._next_segment += 1
         key = -self._next_segment
         name = f'{self.name}-s{self._next_segment}'
@@ -266,15 +269,15 @@ class Mapper:
         class docstring), and their address in this process.
 
         ``segments`` (a dict the caller keeps while it opens one payload) maps each
-        dedicated segment once for all the buffers of the payload that lie in it: a map
-        holds a file descriptor, and a request may place thousands of buffers in one
-        segment."""
+        dedicated segment once for all the buffers of the payload that lie in it: a
+        request may place thousands of buffers in one segment, and each map is a system
+        call."""
         if slot < 0:
             # Not kept here: the mapping lives as long as the arrays over it, then goes.
             name = f'{arena}-s{-slot}'
             entry = None if segments is None else segments.get(name)
             if entry is None:
-                entry = _map_file(name)
+                entry = _map_segment(name, self._array_type)
                 if segments is not None:
                     segments[name] = entry
             mm, base = entry
@@ -284,12 +287,17 @@ class Mapper:
             start = slot + inner
             if self._marked:
                 self._take_up(arena, start, start + nbytes, mm, base)
+        array_type = self._types.get(nbytes) or self._array_type(nbytes)
+        return array_type.from_buffer(mm, start), base + start
+
+    def _array_type(self, nbytes: int) -> type:
+        """``ctypes.c_char * nbytes``, made once (see ``_types``)."""
         array_type = self._types.get(nbytes)
         if array_type is None:
             if len(self._types) >= _TYPES_MAX:
                 self._types.clear()
             array_type = self._types[nbytes] = ctypes.c_char * nbytes
-        return array_type.from_buffer(mm, start), base + start
+        return array_type
 
     def copy(self, arena: str, slot: int, inner: int, nbytes: int, segments: dict | None = None) -> bytearray:
         """A copy of what ``view`` would show (no view made: for a few KB, making one
@@ -349,12 +357,65 @@ class Mapper:
 
 
 def _map_file(name: str) -> tuple[mmap.mmap, int]:
+    # (An arena: mapped once, for the life of the process. Python's mmap holds a duplicate
+    # of the descriptor as long as it lives: a handful in all.)
     fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
     try:
         mm = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # copy-on-write: see the module docstring
     finally:
         os.close(fd)
     return mm, ctypes.addressof(ctypes.c_char.from_buffer(mm))
+
+
+# Dedicated segments are mapped through libc instead of Python's mmap, which keeps a
+# duplicate of the file descriptor for as long as the map lives, i.e. as long as any
+# array over it: an executor (or a callback) that keeps the arrays of thousands of
+# requests that overflowed its arena would hold a descriptor each, and run out of them
+# (EMFILE at ``ulimit -n``, 1024 by default). A map needs no descriptor once made.
+_libc = ctypes.CDLL(None, use_errno=True)
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_munmap = _libc.munmap
+_munmap.restype = ctypes.c_int
+_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map_segment(name: str, array_type: Callable[[int], type]) -> tuple[ctypes.Array, int]:
+    """Map dedicated segment ``name`` copy-on-write (``MAP_PRIVATE``, as ``ACCESS_COPY``:
+    see the module docstring) without keeping a file descriptor; returns a ctypes char
+    array over the whole map, and its address. The map goes (``munmap``) when that array
+    does: views made with ``from_buffer`` keep it alive, so the memory lives exactly as
+    long as the arrays over it. ``array_type(n)`` gives ``ctypes.c_char * n``."""
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        addr = _mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, 0)
+        err = ctypes.get_errno()
+    finally:
+        os.close(fd)  # (the map stays valid without it)
+    if addr is None or addr == _MAP_FAILED:
+        raise OSError(err, f'cannot map shared-memory segment {name} ({size} bytes): {os.strerror(err)}')
+    try:
+        owner = array_type(size).from_address(addr)
+        ref = weakref.ref(owner, _unmap)
+        _segment_maps[id(ref)] = (ref, addr, size)
+    except BaseException:
+        _munmap(addr, size)
+        raise
+    return owner, addr
+
+
+#: The map of each segment array alive: its weak reference (kept here, else its callback
+#: would not run), address and length. (A weakref with a callback, not weakref.finalize:
+#: a third of the cost, and nothing unmaps at exit what arrays still view.)
+_segment_maps: dict[int, tuple[weakref.ref, int, int]] = {}
+
+
+def _unmap(ref: weakref.ref) -> None:
+    _, addr, size = _segment_maps.pop(id(ref))
+    _munmap(addr, size)
 
 
 # -- which pages this process wrote -------------------------------------------------------------
