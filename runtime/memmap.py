@@ -18,13 +18,12 @@ from .array import DocumentArray, DocumentSequence, _check_doc, _stack
 from .arrayops import ArrayOps
 from .document import Document
 from .store import maintenance
+from .store.log import READ_DOCS
 from .store.store import Store
 
 __all__ = ['DocumentArrayMemmap']
 
 logger = logging.getLogger('runtime')
-
-_READ_DOCS = 1024  # iteration reads this many documents per window
 
 
 class _ClassOrInstance:
@@ -138,8 +137,10 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
 
     def _read_many(self, slots: Sequence[int]) -> DocumentArray:
         s, docs = self._store, []
-        for w in range(0, len(slots), _READ_DOCS):
-            docs.extend(s.read_slots(slots[w:w + _READ_DOCS]))
+        # The result holds every document anyway; windows keep the raw records read beside
+        # it to a few MiB.
+        for window in s.ix.windows(slots):
+            docs.extend(s.read_slots(window))
         return DocumentArray._from_list(docs)
 
     def __getitem__(self, key: int | str | slice | Sequence) -> Document | DocumentArray:
@@ -175,7 +176,8 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
                         f'got {type(key).__name__}')
 
     def __iter__(self) -> Iterator[Document]:
-        """Stream the live documents in order, a window at a time (constant memory).
+        """Stream the live documents in order, a window at a time (constant memory: at most
+        1,024 documents and 4 MiB of records per window, or one larger document alone).
 
         >>> for d in dam: print(d.text)
         """
@@ -189,9 +191,13 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
             n = len(ix.ids)
             if start >= n:
                 return
-            stop = min(start + _READ_DOCS, n)
+            stop = min(start + READ_DOCS, n)
             alive = ix.alive
             slots = [k for k in range(start, stop) if alive[k]] if ix.n_dead else range(start, stop)
+            # Bounded in bytes too: a window of large documents is read a few at a time.
+            k = ix.window_len(slots)
+            if k < len(slots):
+                slots, stop = slots[:k], slots[k]
             start = stop
             if slots:
                 yield from s.read_slots(slots)
@@ -244,9 +250,11 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
         slots = s.ix.slots_of(range(n))  # updates replace in place: the slots stay put
 
         def updated() -> Iterator[Document]:
-            for w in range(0, n, _READ_DOCS):
-                for k, d in enumerate(s.read_slots(slots[w:w + _READ_DOCS]), w):
+            k = 0
+            for window in s.ix.windows(slots):
+                for d in s.read_slots(window):
                     d._embedding = None if value is None else value[k]
+                    k += 1
                     yield d
         s.extend(updated(), _no_check)
 

@@ -26,12 +26,15 @@ import pickle
 import struct
 import zlib
 from array import array
-from typing import TYPE_CHECKING
+from bisect import bisect_right
+from itertools import accumulate
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import CorruptStoreError
 from .format import FORMAT
+from .log import READ_BYTES, READ_DOCS
 
 if TYPE_CHECKING:
     from .log import RecordLog
@@ -167,6 +170,46 @@ class Index:
             return list(positions)
         live = self.live_slots()
         return [int(live[p]) for p in positions]
+
+    def window_len(self, slots: Sequence[int], max_docs: int = READ_DOCS, max_bytes: int = READ_BYTES) -> int:
+        """How many of the leading ``slots`` to read as one window: at most ``max_docs``,
+        whose records add up to at most ``max_bytes``; at least one (a record larger than
+        ``max_bytes`` is read alone). Costs one sum of lengths for a window of small records.
+
+        Examples
+        --------
+        >>> ix = Index(); ix.put('a', None, 0, 10, -1); ix.put('b', None, 10, 10, -1)
+        >>> ix.window_len(range(2)), ix.window_len([0, 1], max_bytes=15)
+        (2, 1)
+        """
+        if len(slots) > max_docs:
+            slots = slots[:max_docs]
+        lens = self.len
+        # (a contiguous range, as iteration of a store without deletions reads, slices the
+        # lengths in C; a list of slots picks them one by one)
+        sizes = (lens[slots.start:slots.stop] if isinstance(slots, range) and slots.step == 1
+                 else [lens[s] for s in slots])
+        if sum(sizes) <= max_bytes:
+            return len(slots)
+        return max(1, bisect_right(list(accumulate(sizes)), max_bytes))
+
+    def windows(self, slots: Sequence[int], max_docs: int = READ_DOCS,
+                max_bytes: int = READ_BYTES) -> Iterator[Sequence[int]]:
+        """``slots`` (a list or range) cut into consecutive windows of :meth:`window_len`
+        slots each, every slot once and in order.
+
+        Examples
+        --------
+        >>> ix = Index(); ix.put('a', None, 0, 10, -1); ix.put('b', None, 10, 10, -1)
+        >>> [list(w) for w in ix.windows(range(2), max_bytes=15)]
+        [[0], [1]]
+        """
+        i, n = 0, len(slots)
+        while i < n:
+            w = slots[i:i + max_docs]
+            k = self.window_len(w, max_docs, max_bytes)
+            yield w[:k] if k < len(w) else w
+            i += k
 
     def live_columns(self) -> tuple[list, array, array, array]:
         """(ids, offsets, lengths, rows) of the live slots, for a snapshot."""

@@ -23,7 +23,13 @@ from typing import Any, Callable, Sequence
 from ..errors import CorruptStoreError
 from .format import HDR, HDR_SIZE, HEAD, HEAD_SIZE, MAGIC, OP_DEL, OP_PUT, PUT, header_ok, record
 
-__all__ = ['RecordLog', 'encode_put', 'encode_del']
+__all__ = ['RecordLog', 'encode_put', 'encode_del', 'READ_DOCS', 'READ_BYTES']
+
+# A window of records read in one go (iteration, bulk reads, prune, verify): at most this
+# many records and this many bytes of them (a record larger than that is read alone), so
+# that reading large documents holds a few MiB, as extend()'s write batches do.
+READ_DOCS = 1024
+READ_BYTES = 4 << 20
 
 _PRE = struct.Struct('<2sBII')  # the header without its own crc
 _U32 = struct.Struct('<I')
@@ -99,7 +105,10 @@ class RecordLog:
     # -- reading one record ------------------------------------------------------------------
     def read(self, offs: Sequence[int], lens: Sequence[int]) -> list[bytes]:
         """The raw records at ``offs`` / ``lens``: one read for a window of records that lie
-        close together (the usual case: append order), else one read each."""
+        close together (the usual case: append order), else one read each. All of them are
+        held at once: callers pass a window from :meth:`Index.windows
+        <runtime.store.index.Index.windows>` (at most ``READ_DOCS`` records and ``READ_BYTES``
+        bytes)."""
         if len(offs) > 1:
             lo, hi = min(offs), max(o + n for o, n in zip(offs, lens))
             if hi - lo <= 2 * sum(lens) + 65536:

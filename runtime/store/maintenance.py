@@ -26,8 +26,6 @@ __all__ = ['switch_generation', 'verify', 'repair']
 
 logger = logging.getLogger('runtime')
 
-_READ_DOCS = 1024
-
 
 def switch_generation(store: Store, keep: bool) -> None:
     """Write the live documents (``keep``) or nothing into generation g + 1 and switch to
@@ -60,8 +58,7 @@ def switch_generation(store: Store, keep: bool) -> None:
             write_all(fd, head)
             pos = len(head)
         live = (ix.live_slots().tolist() if ix.n_dead else list(range(len(ix.ids)))) if keep else []
-        for w in range(0, len(live), _READ_DOCS):
-            window = live[w:w + _READ_DOCS]
+        for window in ix.windows(live):  # bounded in bytes: large documents a few at a time
             recs, old_rows, base = [], [], k
             raws = store.log.read([ix.off[s] for s in window], [ix.len[s] for s in window])
             for slot, raw in zip(window, raws):
@@ -147,8 +144,8 @@ def verify(store: Store) -> int:
     live = list(live)
     if [ix.ids[s] for s in live] != [check.ids[s] for s in check.live_slots().tolist()]:
         raise CorruptStoreError(store.file('index'), 0, 'does not match the record log')
-    for w in range(0, len(live), _READ_DOCS):
-        store.read_slots(live[w:w + _READ_DOCS])  # checks each record and each row
+    for window in ix.windows(live):
+        store.read_slots(window)  # checks each record and each row
     return len(live)
 
 
