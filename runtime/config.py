@@ -27,13 +27,14 @@ a reference keeps the referred value's type. Errors name the file and the line.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
 import re
 import sys
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 __all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'py_modules_paths', 'ConfigError',
            'PyModuleImportError']
@@ -121,6 +122,39 @@ def _make_loader():
     return Loader
 
 
+#: What errors name a config given as a dict (Jina 2's ``load_config`` took one too).
+_DICT_SOURCE = 'the config dict'
+#: The position errors give in a YAML text, meaningless for a dict.
+_DICT_LINE = re.compile(rf'^{re.escape(_DICT_SOURCE)}, line \d+: ')
+
+
+def _as_node(value: Any) -> Any:
+    """A config given as a dict, as ``_parse`` would read the same YAML: mappings as
+    ``_Node`` (without lines), tuples as lists. The caller's dict is not changed."""
+    if isinstance(value, Mapping):
+        out = _Node((k, _as_node(v)) for k, v in value.items())
+        out.line, out.key_lines = 0, {}
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_as_node(v) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def _positions(name: str) -> Iterator[None]:
+    """Errors about a config given as a dict, without the line a YAML text would have."""
+    if name != _DICT_SOURCE:
+        yield
+        return
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        if not _DICT_LINE.match(message):
+            raise
+        raise ConfigError(_DICT_LINE.sub(f'{_DICT_SOURCE}: ', message)) from exc.__cause__
+
+
 def _read(source: Any) -> tuple[str, str, str | None]:
     """(YAML text, a name for messages, the directory relative paths start from)."""
     if hasattr(source, 'read'):
@@ -131,7 +165,7 @@ def _read(source: Any) -> tuple[str, str, str | None]:
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str):
-        raise TypeError(f'a YAML config is a path, a YAML string or an open file, got {type(source).__name__}')
+        raise TypeError(f'a config is a path, a YAML string, an open file or a dict, got {type(source).__name__}')
     if '\n' in source or source.lstrip().startswith(('jtype:', '!')) or not (
             source.endswith(('.yml', '.yaml')) or os.path.isfile(source)):
         if not ('\n' in source or ':' in source or source.lstrip().startswith('!')):
@@ -146,7 +180,12 @@ def _read(source: Any) -> tuple[str, str, str | None]:
 
 
 def _parse(source: Any) -> tuple[Any, str, str | None]:
+    """(the config as ``_Node`` mappings, a name for messages, the directory relative paths
+    start from): from a path, a YAML string, an open file, or a dict (relative paths in it
+    start from the current directory)."""
     import yaml
+    if isinstance(source, Mapping):
+        return _as_node(source), _DICT_SOURCE, None
     text, name, base = _read(source)
     try:
         data = yaml.load(text, Loader=_make_loader())  # noqa: S506 - a SafeLoader subclass
@@ -383,19 +422,23 @@ def _check_requests_section(cls: type, section: _Node, name: str) -> dict:
 
 
 def load_executor_config(source: Any, context: Mapping | None = None, substitute: bool = True) -> dict:
-    """Read an executor config (path, YAML string or open file) into the dict form of
-    ``uses=``: ``{'jtype': <class>, 'with': {...}, 'metas': {...}[, 'requests': {...}]}``.
+    """Read an executor config (path, YAML string, open file, or the same as a dict) into
+    the dict form of ``uses=``: ``{'jtype': <class>, 'with': {...}, 'metas': {...}[,
+    'requests': {...}]}``.
 
     Example
     -------
     >>> load_executor_config('jtype: Executor\\nwith: {}')['with']
     {}
+    >>> load_executor_config({'jtype': 'Executor', 'with': {}})['with']
+    {}
     """
     data, name, base = _parse(source)
-    if substitute:
-        data = _substitute(data, dict(context or {}), name)
-        data = _resolve_internal(data, data, name)
-    return _executor_section(data, name, base)
+    with _positions(name):
+        if substitute:
+            data = _substitute(data, dict(context or {}), name)
+            data = _resolve_internal(data, data, name)
+        return _executor_section(data, name, base)
 
 
 def _uses_entry(value: Any, base: str | None) -> Any:
@@ -409,8 +452,8 @@ def _uses_entry(value: Any, base: str | None) -> Any:
 
 
 def load_flow(source: Any, context: Mapping | None = None, substitute: bool = True, **kwargs: Any) -> Any:
-    """A Flow from a Jina 2 Flow config (path, YAML string or open file); ``kwargs``
-    override the config's ``with:`` (the ``Flow(...)`` arguments).
+    """A Flow from a Jina 2 Flow config (path, YAML string, open file, or the same as a
+    dict); ``kwargs`` override the config's ``with:`` (the ``Flow(...)`` arguments).
 
     Example
     -------
@@ -418,8 +461,15 @@ def load_flow(source: Any, context: Mapping | None = None, substitute: bool = Tr
     >>> f.num_executors
     2
     """
-    from .flow import Flow
     data, name, base = _parse(source)
+    with _positions(name):
+        return _flow_from(data, name, base, context, substitute, kwargs)
+
+
+def _flow_from(data: _Node, name: str, base: str | None, context: Mapping | None, substitute: bool,
+               kwargs: dict) -> Any:
+    """``load_flow`` once the config is read."""
+    from .flow import Flow
     if substitute:
         data = _substitute(data, dict(context or {}), name)
         data = _resolve_internal(data, data, name)

@@ -70,10 +70,8 @@ def save_executor_config(executor: Any, path: Any = None) -> Any:
         bound.pop(next(iter(bound)))  # self
         with_args = {**bound, **with_args}
     ref = _class_ref(cls)
+    # (metas.workspace is None unless one was given: the default is not written.)
     metas = {k: v for k, v in vars(executor.metas).items() if v is not None}
-    default_ws = os.path.join(os.getcwd(), 'workspace', str(metas.get('name')))
-    if metas.get('workspace') == default_ws:
-        del metas['workspace']
     metas = {**ref.get('metas', {}), **metas}
     data = {'jtype': ref['jtype'], 'with': with_args, 'metas': metas}
     # Every binding, as Jina 2 wrote them: those of a requests: section (or requests=) exist

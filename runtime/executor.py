@@ -24,9 +24,10 @@ METAS_FIELDS = ('name', 'description', 'workspace', 'py_modules')
 
 class RuntimeArgs(SimpleNamespace):
     """Where this instance runs: ``replica_id``, ``shard_id``, ``replicas``, ``shards``,
-    ``name`` (the executor's name in the Flow) and ``workspace`` (the folder its
-    ``metas.workspace`` lies in: the Flow's ``workspace``, by default ``./workspace``);
-    ``pea_id`` and ``parallel`` are Jina 2's names of ``shard_id`` and ``shards``.
+    ``name`` (the executor's name in the Flow) and ``workspace`` (the absolute root of its
+    workspace, as in Jina 2: the ``metas.workspace`` / ``add(workspace=...)`` given, else the
+    Flow's ``workspace``, by default ``./workspace``); ``pea_id`` and ``parallel`` are Jina
+    2's names of ``shard_id`` and ``shards``.
 
     Example
     -------
@@ -149,7 +150,7 @@ class Executor:
     def __new__(cls, *args: Any, **kwargs: Any) -> 'Executor':
         # An __init__ from a mixin or @dataclass, unknown to __init_subclass__, is wrapped
         # now, so that a direct call and load_config hold back what it does not take (and
-        # give metas.workspace its default) as the Flow's worker does (build_executor).
+        # set runtime_args.workspace) as the Flow's worker does (build_executor).
         hold_back_for(cls)
         obj = super().__new__(cls)
         # Set before any user __init__ runs, so it can read self.metas and runtime_args
@@ -178,8 +179,8 @@ class Executor:
     def _apply_base_kwargs(self, metas: dict | None = None, runtime_args: dict | None = None,
                            requests: dict | None = None) -> None:
         """Executor's own arguments applied to this object (from ``__init__``, or after a
-        subclass ``__init__`` that does not take them returns), and the default workspace
-        where none was given (also for an ``__init__`` that never calls ``super().__init__``)."""
+        subclass ``__init__`` that does not take them returns), and ``runtime_args.workspace``
+        where no Flow set it (also for an ``__init__`` that never calls ``super().__init__``)."""
         if metas:
             if not isinstance(metas, Mapping):
                 raise TypeError(f'metas takes a dict such as {{"name": "enc", "workspace": "/data"}}, '
@@ -192,10 +193,8 @@ class Executor:
                     setattr(self.runtime_args, k, v)
         if requests:
             self._bind_requests(requests)
-        if self.metas.workspace is None:
-            self.metas.workspace = os.path.join(os.getcwd(), 'workspace', self.metas.name)
         if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
-            self.runtime_args.workspace = os.path.dirname(os.path.abspath(self.metas.workspace))
+            self.runtime_args.workspace = workspace_root(self.metas.workspace)
 
     def _bind_requests(self, mapping: Mapping[str, str]) -> None:
         """Jina 2's ``requests:`` section: ``{endpoint: method name}`` adds or replaces the
@@ -264,9 +263,21 @@ class Executor:
 
     @property
     def workspace(self) -> str:
-        """``metas.workspace``, created on first access (one sub-directory per shard
-        when the executor is sharded)."""
-        path = self.metas.workspace
+        """This executor's own folder, absolute, created on first access:
+        ``<root>/<metas.name>``, plus ``/<shard_id>`` when it is sharded. The root is
+        ``metas.workspace`` if given (YAML ``metas:``, ``uses_metas``, ``add(workspace=...)``),
+        else ``runtime_args.workspace`` (the Flow's ``workspace``, by default
+        ``./workspace``), as in Jina 2: executors given the same workspace each get their own
+        folder in it. Unlike Jina 2, replicas share one folder (they share state), and an
+        executor that is not sharded gets no ``/0``.
+
+        Example
+        -------
+        >>> Executor(metas={'name': 'enc', 'workspace': '/tmp/ws'}).workspace
+        '/tmp/ws/enc'
+        """
+        root = self.metas.workspace or getattr(self.runtime_args, 'workspace', None)
+        path = os.path.join(workspace_root(root), self.metas.name)
         if getattr(self.runtime_args, 'shards', 1) > 1:
             path = os.path.join(path, str(self.runtime_args.shard_id))
         os.makedirs(path, exist_ok=True)
@@ -274,6 +285,22 @@ class Executor:
 
     def close(self) -> None:
         """Called once when the Flow stops; release files and other resources here."""
+
+    def __call__(self, req_endpoint: str, **kwargs: Any) -> Any:
+        """Run the handler bound to ``req_endpoint`` (else the default one) with ``kwargs``
+        and return what it returns; None when there is neither (Jina 2's
+        ``BaseExecutor.__call__``, for calling an executor outside a Flow).
+
+        Example
+        -------
+        >>> docs = DocumentArray([Document()])
+        >>> Tagger()('/tag', docs=docs, parameters={'tag': 'z'}); docs[0].tags['tag']
+        'z'
+        """
+        found = self._handler_for(req_endpoint)
+        if found is None:
+            return None
+        return found[0](**kwargs)
 
     def _handler_for(self, endpoint: str) -> tuple[Callable, tuple[str, ...] | None] | None:
         entry = self._handlers.get(endpoint) or self._handlers.get(DEFAULT_ENDPOINT)
@@ -283,6 +310,18 @@ class Executor:
 
 
 BaseExecutor = Executor  # Jina 2 name
+
+
+def workspace_root(given: str | os.PathLike | None) -> str:
+    """The absolute folder the executors' own folders are made in: ``given`` (a relative
+    one from the current directory), else ``./workspace``.
+
+    Example
+    -------
+    >>> workspace_root('/data/ws'), workspace_root(None) == os.path.abspath('workspace')
+    ('/data/ws', True)
+    """
+    return os.path.abspath(os.path.expanduser(os.fspath(given)) if given else 'workspace')
 
 
 class _PassThrough(Executor):

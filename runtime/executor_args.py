@@ -84,8 +84,8 @@ def init_accepts(init: Callable) -> frozenset[str]:
 def hold_back_base_kwargs(init: Callable) -> Callable:
     """``init`` (an Executor subclass's ``__init__``) called without the ``metas`` /
     ``runtime_args`` / ``requests`` it does not take, which are applied to the object
-    after it returns (``_apply_base_kwargs``, which also gives ``metas.workspace`` its
-    default when no ``Executor.__init__`` ran).
+    after it returns (``_apply_base_kwargs``, which also sets ``runtime_args.workspace``
+    when no ``Executor.__init__`` ran).
 
     Jina 2's ExecutorType did the same, so the cookbook's ``def __init__(self, bar):
     super().__init__()`` loads from a YAML with ``metas:`` and ``requests:``. ``metas``

@@ -59,8 +59,9 @@ class Flow(FlowBuilder):
     Parameters
     ----------
     workspace : str, optional
-        Parent directory of the executors' ``metas.workspace`` (default ``./workspace``;
-        each executor gets ``<workspace>/<name>``, created when it first asks for it).
+        The folder the executors' own folders are made in, where their ``metas.workspace``
+        (or ``add(workspace=...)``) gives none (default ``./workspace``): each executor's
+        ``self.workspace`` is ``<workspace>/<metas.name>``, created when it first asks for it.
     prefetch : int
         Requests in flight at most per ``post`` (default 16): memory is bounded by it, not
         by the input length. While they are all out, a post given documents (a list or a

@@ -59,7 +59,7 @@ class FlowBuilder:
             Keyword arguments of the executor's ``__init__``.
         uses_metas : dict
             ``metas`` fields (``name``, ``description``, ``workspace``, ``py_modules``), e.g.
-            ``{'name': 'enc', 'workspace': '/data/enc'}``.
+            ``{'name': 'enc', 'workspace': '/data'}`` (its folder: ``/data/enc``).
         uses_requests : dict
             ``{endpoint: method name}``, added to the class's ``@requests`` bindings (as a
             YAML ``requests:`` section), e.g. ``{'/index': 'encode'}``.
@@ -98,7 +98,9 @@ class FlowBuilder:
             executor's handler gets ``docs_matrix``, one DocumentArray per shard (Jina 2's
             merger of sharded search). ``needs=name`` later means the ``uses_after``.
         workspace : str
-            This executor's ``metas.workspace`` (default ``<Flow workspace>/<name>``).
+            Its ``metas.workspace``: the folder its own folder is made in, as in Jina 2
+            (``self.workspace`` is ``<workspace>/<metas.name>``, plus ``/<shard_id>`` with
+            shards; replicas share it). Default: the Flow's ``workspace``.
         py_modules : str or list of str
             Files or modules to import first, so ``uses='ClassName'`` can name a class
             they define.

@@ -23,7 +23,7 @@ Example
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .array import DocumentArray
 
@@ -48,10 +48,37 @@ class _NestedArray(DocumentArray):
     def _adopt(self, doc: 'Document') -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def append(self, doc: 'Document') -> None:
-        """Add one Document at the end (and set its fields from the reference document)."""
+    #: The fields ``_adopt`` sets from the reference document (``append`` refuses them).
+    _ADOPTED: tuple[str, ...] = ()
+
+    def append(self, doc: 'Document', **fields: Any) -> 'Document':
+        """Add one Document at the end, set its fields from the reference document and
+        ``fields`` (as ``Document.set_attributes`` does), and return it: Jina 2's
+        ``append(document, **kwargs)``, which its own ``DocumentArray.match`` called as
+        ``q.matches.append(d, scores={'cosine': dist})``.
+
+        Raises AttributeError for a name that is no Document field (nothing is added then),
+        TypeError for a field this array sets itself.
+
+        Example
+        -------
+        >>> from runtime import Document
+        >>> q = Document()
+        >>> q.matches.append(Document(id='m'), scores={'cosine': 0.1}).scores['cosine'].value
+        0.1
+        """
+        if fields:
+            taken = [k for k in fields if k in self._ADOPTED]
+            if taken:
+                # Jina 2 raised here too (a keyword given twice), less clearly.
+                raise TypeError(f'{type(self).__name__}.append sets {", ".join(self._ADOPTED)} from the document '
+                                f'it belongs to; got {", ".join(taken)}: set them on the document after '
+                                f'appending it')
+            # Before it is added, so that a wrong name leaves this array as it was.
+            doc.set_attributes(**fields)
         DocumentArray.append(self, doc)
         self._adopt(doc)
+        return doc
 
     def extend(self, docs: Iterable['Document']) -> None:
         """Add many Documents at the end (and set their fields from the reference document)."""
@@ -80,6 +107,21 @@ class ChunkArray(_NestedArray):
     """
 
     __slots__ = ()
+    _ADOPTED = ('parent_id', 'granularity')
+
+    def append(self, doc: 'Document', **fields: Any) -> 'Document':
+        """As ``DocumentArray.append``, and a chunk without a ``mime_type`` takes the
+        parent's, as Jina 2's ``ChunkArray.append`` did (the chunk returned).
+
+        >>> from runtime import Document
+        >>> Document(text='hello').chunks.append(Document(text='he')).mime_type
+        'text/plain'
+        """
+        out = super().append(doc, **fields)
+        ref = self._ref()
+        if ref is not None and not out.mime_type and ref.mime_type:
+            out.mime_type = ref.mime_type
+        return out
 
     def _adopt(self, doc: 'Document') -> None:
         ref = self._ref()
@@ -98,6 +140,7 @@ class MatchArray(_NestedArray):
     """
 
     __slots__ = ()
+    _ADOPTED = ('granularity', 'adjacency')
 
     def _adopt(self, doc: 'Document') -> None:
         ref = self._ref()

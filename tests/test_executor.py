@@ -119,11 +119,13 @@ def test_direct_construction_without_flow(tmp_path):
     assert tagger.metas.name == 'tagger'
     assert tagger.metas.workspace == str(tmp_path / 'ws')
     assert tagger.tag == 'y'
-    assert tagger.workspace == str(tmp_path / 'ws') and os.path.isdir(tmp_path / 'ws')
+    # the given workspace is the root of its own folder, as in Jina 2
+    assert tagger.workspace == str(tmp_path / 'ws' / 'tagger') and os.path.isdir(tmp_path / 'ws' / 'tagger')
 
     plain = TagByNameExec()
     assert plain.metas.name == 'TagByNameExec'
-    assert plain.metas.workspace.endswith(os.path.join('workspace', 'TagByNameExec'))
+    # none given: metas.workspace stays unset (as in Jina 2), the root is ./workspace
+    assert plain.metas.workspace is None and plain.runtime_args.workspace == os.path.abspath('workspace')
     docs = DocumentArray([Document(text='x')])
     assert plain.foo(docs=docs, parameters={}) is None
     assert docs[0].tags['seen'] == ['TagByNameExec:default']
@@ -231,16 +233,16 @@ def test_metas_runtime_args_and_uses_with_in_flow(tmp_path):
     assert len(got) == 2
     first = got[0].parameters['__results__']
     assert sorted(first) == ['IntrospectExec', 'intro-2', 'intro-3', 'intro-4']
+    # metas.workspace is what was given (the folder, self.workspace, is <root>/<name>)
     assert first['IntrospectExec'] == {'name': 'IntrospectExec', 'factor': 3, 'replica_id': 0, 'shard_id': 0,
-                                       'workspace': os.path.join(str(tmp_path), 'IntrospectExec')}
+                                       'workspace': None}
     assert first['intro-2'] == {'name': 'intro-2', 'factor': 4, 'replica_id': 0, 'shard_id': 0,
-                                'workspace': os.path.join(str(tmp_path), 'intro-2')}
+                                'workspace': None}
     assert first['intro-4'] == {'name': 'intro-4', 'factor': 1, 'replica_id': 0, 'shard_id': 0,
                                 'workspace': custom_ws}
     replicas = [r.parameters['__results__']['intro-3'] for r in got]
     assert sorted(x['replica_id'] for x in replicas) == [0, 1]
-    assert all(x['name'] == 'intro-3' and x['workspace'] == os.path.join(str(tmp_path), 'intro-3')
-               for x in replicas)
+    assert all(x['name'] == 'intro-3' and x['workspace'] is None for x in replicas)
     assert [[h['executor'] for h in r.routes] for r in got] == [['intro-3', 'IntrospectExec', 'intro-2',
                                                                  'intro-4']] * 2
     assert sorted(r.routes[0]['replica'] for r in got) == [0, 1]

@@ -138,10 +138,10 @@ def test_an_init_from_a_mixin_or_dataclass_is_built_alike_by_every_path(cls, tmp
     for ex in (loaded, direct):
         assert (type(ex), ex.bar, ex.metas.name) == (cls, 5, 'awesome')
         assert ex._handler_for('/other')[0].__name__ == 'other' and ex._handler_for('/')[0].__name__ == 'foo'
-        assert ex.metas.workspace == str(tmp_path / 'workspace' / 'awesome')  # the default, as Executor's
+        assert ex.workspace == str(tmp_path / 'workspace' / 'awesome')  # the default, as Executor's
     assert direct.runtime_args.shard_id == 2
     plain = cls(bar=1)  # without Executor's arguments too
-    assert (plain.bar, plain.metas.workspace) == (1, str(tmp_path / 'workspace' / cls.__name__))
+    assert (plain.bar, plain.workspace) == (1, str(tmp_path / 'workspace' / cls.__name__))
     with Flow().add(uses=yaml) as f:  # the worker builds it the same way
         (r,) = f.post('/other', Document(), return_results=True)
     assert r.parameters['__results__']['awesome'] == {'who': 'other', 'bar': 5, 'name': 'awesome'}

@@ -266,7 +266,8 @@ executors:
 ''')
     with f:
         out = f.post('/', Document(), return_results=True)
-    assert out[0].docs[0].tags['ws'].endswith('my_ws') and out[0].docs[0].tags['pea'] == 0
+    # metas.workspace is the root, as in Jina 2: the executor's folder is <root>/<metas.name>
+    assert out[0].docs[0].tags['ws'].endswith('/my_ws/reporter') and out[0].docs[0].tags['pea'] == 0
 
 
 def test_flow_shards_with_polling_all_merge_matches():

@@ -20,7 +20,7 @@ class RuntimeArgsProbe(Executor):
 
     @requests
     def report(self, docs, **kwargs):
-        return {'at_init': list(self.at_init), 'metas_workspace': self.metas.workspace}
+        return {'at_init': list(self.at_init), 'metas_workspace': self.metas.workspace, 'workspace': self.workspace}
 
 
 def test_runtime_args_have_jina2s_name_and_workspace(tmp_path):
@@ -29,7 +29,8 @@ def test_runtime_args_have_jina2s_name_and_workspace(tmp_path):
         (resp,) = f.post('/', Document(), return_results=True)
     out = resp.parameters['__results__']['probe']
     assert out['at_init'] == ['probe', str(tmp_path)]
-    assert out['metas_workspace'] == os.path.join(str(tmp_path), 'probe')
+    assert out['workspace'] == os.path.join(str(tmp_path), 'probe')
+    assert out['metas_workspace'] is None  # none given, as Jina 2 left it
     # built outside a Flow: its name, and the folder its default workspace is in
     ex = RuntimeArgsProbe(metas={'name': 'alone'})
     assert ex.at_init == ('alone', os.path.join(os.getcwd(), 'workspace'))

@@ -61,11 +61,11 @@ def test_sparse_ranks_by_bm25_with_the_name_field_and_persists(tmp_path):
     assert len(q[2].matches) == 0
     idx.close()
     # The arrays are on disk, memmap-friendly, in the generation meta.json names; no pending log.
-    gen = json.loads((tmp_path / 'sparse' / 'meta.json').read_text())['generation']
-    files = set(os.listdir(tmp_path / 'sparse' / f'gen-{gen}'))
+    gen = json.loads((tmp_path / 'SparseIndexer' / 'sparse' / 'meta.json').read_text())['generation']
+    files = set(os.listdir(tmp_path / 'SparseIndexer' / 'sparse' / f'gen-{gen}'))
     assert {'vocab.npy', 'ptr.npy', 'post_doc.npy', 'post_tf.npy', 'doc_len.npy', 'ids.npy'} <= files
     assert not any(f.startswith('pending') or f.startswith('gen-') and f != f'gen-{gen}'
-                   for f in os.listdir(tmp_path / 'sparse'))
+                   for f in os.listdir(tmp_path / 'SparseIndexer' / 'sparse'))
     again = SparseIndexer(metas={'workspace': str(tmp_path)})
     q = DocumentArray([Document(text='send mail')])
     again.search(q, {})
@@ -119,7 +119,7 @@ def test_lsa_fits_saves_with_a_fingerprint_and_refits_only_on_change(tmp_path):
     emb = enc.embed(list(corpus_docs()) + [Document(text='')])
     assert emb.shape == (len(CORPUS) + 1, 4) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb[:-1], axis=1), 1, atol=1e-5) and not emb[-1].any()
-    meta = json.loads((tmp_path / 'lsa' / 'model.json').read_text())
+    meta = json.loads((tmp_path / 'LSAEncoder' / 'lsa' / 'model.json').read_text())
     assert meta['fingerprint'] == enc.fingerprint and meta['settings']['dim'] == 4
 
     # A new process on the workspace loads the model; the same corpus (in another order)
@@ -418,7 +418,7 @@ def test_sparse_index_restarts_consistent_after_a_kill(tmp_path, point):
         status = idx.status(DocumentArray(), {})
         assert status['count'] == idx.count
         idx.close()
-    names = os.listdir(tmp_path / 'sparse')
+    names = os.listdir(tmp_path / 'sparse' / 'sparse')
     assert sum(n.startswith('gen-') for n in names) == 1 and not any(n.startswith('pending') for n in names)
 
 

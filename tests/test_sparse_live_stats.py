@@ -88,7 +88,7 @@ def test_a_generation_with_deleted_rows_is_still_read_and_compacted(tmp_path):
     compacted) opens, never returns them, and scores as a fresh index of the live rows."""
     idx = fresh(tmp_path / 'old', [Document(id='old', text='walrus walrus walrus')] + live_docs())
     idx.close()
-    sparse = tmp_path / 'old' / 'sparse'
+    sparse = tmp_path / 'old' / 'sparse' / 'sparse'
     gen = max(int(n[4:]) for n in os.listdir(sparse) if n.startswith('gen-'))
     deleted = np.load(sparse / f'gen-{gen}' / 'deleted.npy')
     deleted[0] = True                                          # row 0 is 'old'
@@ -193,5 +193,5 @@ def test_a_compacting_commit_killed_restarts_with_every_answered_change(tmp_path
         idx.search(q, {})
         assert sorted((m.id, m.text) for m in q[0].matches) == [('a', 'walrus tusk'), ('u', 'walrus notes')]
         idx.close()
-    names = os.listdir(tmp_path / 'ws' / 'sparse')
+    names = os.listdir(tmp_path / 'ws' / 'sparse' / 'sparse')
     assert sum(n.startswith('gen-') for n in names) == 1 and not any(n.startswith('pending') for n in names)

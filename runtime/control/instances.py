@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from typing import Any
 
@@ -82,7 +81,8 @@ class Instances:
         try:
             for i, spec in enumerate(self.specs):
                 dep = Deployment(i, spec)
-                dep.metas.setdefault('workspace', os.path.join(self.workspace, dep.metas['name']))
+                # The root of its own folder where its metas give none (handling.executor_config).
+                dep.workspace = self.workspace
                 self.deployments.append(dep)
                 for shard in range(dep.shards):
                     for r in range(dep.replicas):

@@ -34,6 +34,9 @@ class Deployment:
         self.max_restarts, self.max_retries = spec.get('max_restarts', 0), spec.get('max_retries', 0)
         self.restarts = 0
         self.ray_options = spec.get('ray_options')  # Ray actor options; only the ray transport reads them
+        #: The Flow's workspace (set when it starts): the root of the executor's folder where its
+        #: metas give none (see transport.handling.executor_config).
+        self.workspace: str | None = None
         reduce = getattr(self.cls, 'reduce', None)
         self.reduce = reduce if callable(reduce) else None
         self.workers: list[Worker] = []

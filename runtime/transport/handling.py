@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
-import os
 import pickle
 import socket
 import sys
@@ -21,7 +20,7 @@ import time
 from typing import Any, Callable
 
 from ..array import DocumentArray, DocumentSequence
-from ..executor import DEFAULT_ENDPOINT
+from ..executor import DEFAULT_ENDPOINT, workspace_root
 from ..executor_args import hold_back_for
 from .code_files import code_files, restore_code_files
 
@@ -35,9 +34,15 @@ __all__ = ['GROUNDTRUTHS', 'executor_config', 'use_sys_path', 'build_executor', 
 
 
 def executor_config(dep: Any, shard: int, replica: int) -> dict:
-    """What an instance of deployment ``dep`` needs to build its executor (plain data)."""
+    """What an instance of deployment ``dep`` needs to build its executor (plain data).
+
+    ``workspace`` is the Flow's (``dep.workspace``), the root of the executor's own folder
+    where its metas give none; made absolute here, in the Flow's process, as a Ray actor on
+    another node has another cwd."""
+    flow_workspace = getattr(dep, 'workspace', None)
     return {'name': dep.metas['name'], 'flow_name': dep.name, 'replica_id': replica, 'shard_id': shard,
             'replicas': dep.replicas, 'shards': dep.shards, 'metas': dep.metas, 'kwargs': dep.kwargs,
+            'workspace': workspace_root(flow_workspace) if flow_workspace else None,
             'sys_path': list(sys.path), 'code_files': code_files(dep.cls)}
 
 
@@ -53,8 +58,9 @@ def use_sys_path(cfg: dict) -> None:
 def build_executor(cls: type, cfg: dict) -> Any:
     """An instance of ``cls`` with ``metas`` and ``runtime_args`` set before its
     ``__init__`` runs (as Jina 2 did), so ``__init__`` can read its workspace and shard;
-    ``runtime_args.name`` is its name in the Flow, ``runtime_args.workspace`` the folder
-    its ``metas.workspace`` lies in. ``metas.py_modules`` are imported first.
+    ``runtime_args.name`` is its name in the Flow, ``runtime_args.workspace`` the absolute
+    root of its workspace (its ``metas.workspace`` if given, else the Flow's), which
+    ``Executor.workspace`` adds its name (and shard) to. ``metas.py_modules`` are imported first.
 
     ``__init__`` gets ``metas``, ``runtime_args`` and ``requests`` only if it takes them
     (by name, or ``**kwargs`` as hub executors do); those it does not take are applied to
@@ -70,8 +76,9 @@ def build_executor(cls: type, cfg: dict) -> Any:
     for k in ('replica_id', 'shard_id', 'replicas', 'shards'):
         setattr(obj.runtime_args, k, cfg[k])
     obj.runtime_args.name = cfg.get('flow_name', cfg['name'])
-    if obj.metas.workspace is not None:  # resolved here: a Ray actor's node has its own cwd
-        obj.runtime_args.workspace = os.path.dirname(os.path.abspath(obj.metas.workspace))
+    # A relative metas.workspace is resolved here, as the executor's own property does: a
+    # Ray actor's node has its own cwd. The Flow's workspace came absolute.
+    obj.runtime_args.workspace = workspace_root(obj.metas.workspace or cfg.get('workspace'))
     # As Jina 2 built executors (hub executors read kwargs['runtime_args'] before calling
     # super().__init__).
     kwargs = dict(cfg['kwargs'])
