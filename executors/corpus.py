@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import os
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from runtime import Document
 
@@ -46,16 +46,21 @@ def is_test_path(rel: str) -> bool:
     return bool(TEST_DIRS.intersection(parts[:-1])) or any(fnmatch.fnmatch(parts[-1], p) for p in TEST_FILES)
 
 
-def list_files(root: str, patterns: list[str], include_tests: bool = False) -> Iterator[tuple[str, str]]:
+def list_files(root: str, patterns: list[str], include_tests: bool = False,
+               exclude: Iterable[str] = ()) -> Iterator[tuple[str, str]]:
     """``(path, path relative to root)`` of the files under ``root`` matching ``patterns``
     (globs on the relative path; ``**/`` matches any folders, none included), sorted,
-    without the ``SKIP_DIRS`` folders, hidden folders and (unless ``include_tests``) test
-    folders and files. Symbolic links to folders are followed once.
+    without the ``SKIP_DIRS`` folders, hidden folders, the ``exclude`` folders (compared by
+    real path, so a link to one is left out too; the demo passes its workspace) and
+    (unless ``include_tests``) test folders and files. Symbolic links to folders are
+    followed once.
 
     Example
     -------
     >>> [rel for _, rel in list_files('/usr/lib/python3.11', ['json/*.py'])][:2]  # doctest: +SKIP
     ['json/__init__.py', 'json/decoder.py']
+    >>> [rel for _, rel in list_files('.', ['**/*'], exclude=['./workspace'])]  # doctest: +SKIP
+    ['README.md', 'src/app.py']
     """
     regexes = []
     for p in patterns:
@@ -63,10 +68,11 @@ def list_files(root: str, patterns: list[str], include_tests: bool = False) -> I
         regexes.append(re.compile(fnmatch.translate(p)))
         if p.startswith('**/'):
             regexes.append(re.compile(fnmatch.translate(p[3:])))
-    seen_dirs: set[str] = set()
+    # Marked seen before the walk: a folder found there is passed over like a visited one.
+    seen_dirs: set[str] = {os.path.realpath(p) for p in exclude}
     for top, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(top)
-        if real in seen_dirs:   # a link cycle, or a folder reached twice
+        if real in seen_dirs:   # excluded, a link cycle, or a folder reached twice
             dirs[:] = []
             continue
         seen_dirs.add(real)

@@ -12,7 +12,11 @@ Queries print the best passages (file, line, score), or one JSON object per quer
 
 A second run reuses the index in ``--workspace`` when the files (paths, sizes, mtimes)
 and settings did not change (a fingerprint in ``<workspace>/demo-index.json``);
-``--reindex`` rebuilds it (the LSA model is refitted only if the passages changed).
+``--reindex`` rebuilds it (the LSA model is refitted only if the passages changed). A
+workspace under ``--path`` (``--path .`` with the default ``./workspace``) is left out of
+the index. The index lives in the workspace's ``sparse/``, ``dense/`` and ``lsa/``
+folders, each marked by a ``.demo-owned`` file: a build empties only folders so marked,
+and refuses to start if a folder of one of those names is someone else's.
 
 Usage::
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib.util
 import json
 import logging
 import os
@@ -58,9 +63,18 @@ logger = logging.getLogger(__name__)
 MARKER = 'demo-index.json'
 #: Held by every run (shared), alone by one that builds the index (see main).
 LOCK = 'demo.lock'
-MARKER_VERSION = 4
+MARKER_VERSION = 5
+#: The first marker version whose demo wrote OWNED into its folders.
+_OWNED_SINCE = 5
 #: The executors' names in the Flow, hence their folders in the workspace.
 SPARSE, LSA, DENSE, FUSION = 'sparse', 'lsa', 'dense', 'fusion'
+#: Written into each folder the demo makes in the workspace (see _claim_folders): a build
+#: empties a folder only if it holds this file, for the workspace may hold the user's own
+#: folders (``--workspace`` a project's folder with an ``indexer/`` package in it).
+OWNED = '.demo-owned'
+#: What the executors of a demo older than OWNED wrote in each of its folders ('indexer'
+#: was the dense branch's first name; shards of the sparse index are numbered folders).
+_LEGACY_LAYOUT = {SPARSE: {'sparse'}, DENSE: {'index'}, LSA: {'lsa'}, 'indexer': {'index'}}
 DEFAULT_QUERIES = ('parse command line arguments', 'read a gzip file', 'thread pool executor shutdown',
                    'send an email with smtp', 'walk a directory tree')
 class RouteStats:
@@ -158,6 +172,81 @@ def _settings(args: argparse.Namespace) -> dict:
             'patterns': args.pattern, 'include_tests': args.include_tests,
             'segmenter': TextSegmenter(max_chars=args.max_chars).settings, 'lsa_dim': args.dim,
             'shards': args.shards, 'tokenizer': TOKENIZER_VERSION}
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= ``low``, so that a mistyped option value is a
+    usage error before the workspace is touched (a build deletes the old index first).
+
+    >>> _int_at_least(1)('8'), _int_at_least(1).__name__
+    (8, 'int >= 1')
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number: pass one >= {low}') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be {low} or more, got {value}')
+        return value
+    parse.__name__ = f'int >= {low}'   # (argparse names the type by it in some errors)
+    return parse
+
+
+def _is_demo_folder(folder: str, legacy: bool) -> bool:
+    """Whether a folder of the workspace is one the demo made: it holds OWNED, or (``legacy``:
+    the workspace holds an older demo's marker) nothing but what that demo's executor wrote."""
+    if os.path.isfile(os.path.join(folder, OWNED)):
+        return True
+    if not legacy:
+        return False
+    name = os.path.basename(folder)
+    expected = _LEGACY_LAYOUT[name]
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    return all(e.is_dir(follow_symlinks=False) and (e.name in expected or (name == SPARSE and e.name.isdigit()))
+               for e in entries)
+
+
+def _claim_folders(workspace: str, marker: str, legacy: bool) -> str | None:
+    """Make the workspace ready for a build: delete the marker, empty the index folders the
+    demo made (the LSA model's is kept: the model is refitted only if the passages
+    changed), and create those missing, each with OWNED in it. Returns why it refused
+    instead (a folder the demo did not make is where it would write), having touched
+    nothing."""
+    names = (SPARSE, DENSE, LSA)
+    for name in names:
+        path = os.path.join(workspace, name)
+        if os.path.lexists(path) and not (os.path.isdir(path) and _is_demo_folder(path, legacy)):
+            return (f'{path} was not made by this demo (it holds no {OWNED} file), and building the index '
+                    f'would {"write into" if name == LSA else "delete"} it: move it away, or pass another '
+                    f'--workspace (a new folder)')
+    # First: a run killed from here on leaves no marker, so the next one builds again.
+    if os.path.exists(marker):
+        os.unlink(marker)
+    old = os.path.join(workspace, 'indexer')   # no longer written: removed if an old demo's, else left alone
+    if os.path.isdir(old) and _is_demo_folder(old, legacy):
+        shutil.rmtree(old)
+    for name in names:
+        path = os.path.join(workspace, name)
+        os.makedirs(path, exist_ok=True)
+        if name != LSA:
+            # All but OWNED: a run killed on the way still owns what is left.
+            for entry in os.scandir(path):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                elif entry.name != OWNED:
+                    os.unlink(entry.path)
+        _write_owned(path)
+    return None
+
+
+def _write_owned(folder: str) -> None:
+    with open(os.path.join(folder, OWNED), 'w', encoding='utf-8') as fp:
+        fp.write('Made by python -m executors.demo, which deletes what this folder holds when it builds its index '
+                 'again.\n')
 
 
 def build_flow(workspace: str, max_chars: int = 1200, dim: int = 256, shards: int = 1,
@@ -304,42 +393,54 @@ def main(argv: list[str] | None = None) -> int:
                     help='index test folders (test/, tests/, idle_test/) and test_*.py files too')
     ap.add_argument('--workspace', default='workspace', help='where the index is stored (default ./workspace)')
     ap.add_argument('--query', action='append', help='query text (repeatable; default: a few examples)')
-    ap.add_argument('--top-k', '--top', dest='top_k', type=int, default=5, help='results per query (default 5)')
+    ap.add_argument('--top-k', '--top', dest='top_k', type=_int_at_least(1), default=5,
+                    help='results per query (default 5)')
     ap.add_argument('--json', action='store_true',
                     help='print one JSON object per query on stdout ({"query", "hits": [{"path", "line", '
                          '"score"}]}); everything else goes to stderr')
     ap.add_argument('--reindex', action='store_true', help='index again even if the workspace holds the index')
     ap.add_argument('--fusion', choices=('sum', 'rrf'), default='sum',
                     help='how the branches are fused: normalised score sum (default) or reciprocal rank')
-    ap.add_argument('--shards', type=int, default=1, help='shards of the sparse index (default 1)')
-    ap.add_argument('--max-chars', type=int, default=1200, help='largest passage in characters (default 1200)')
-    ap.add_argument('--dim', type=int, default=256, help='LSA embedding size (default 256)')
+    ap.add_argument('--shards', type=_int_at_least(1), default=1, help='shards of the sparse index (default 1)')
+    ap.add_argument('--max-chars', type=_int_at_least(2), default=1200,
+                    help='largest passage in characters (default 1200)')
+    ap.add_argument('--dim', type=_int_at_least(1), default=256, help='LSA embedding size (default 256)')
     ap.add_argument('--profile', action='store_true',
                     help="print the Flow's profile summary (where the time went) at the end")
     ap.add_argument('--ray', default=None, metavar='ADDRESS',
                     help="run the Flow's executors as Ray actors: 'auto' (the cluster this machine joined), "
                          "'ray://host:port', or 'local' (a private Ray); the workspace must be on a path every "
                          'node sees')
-    ap.add_argument('--request-size', type=int, default=8, help='files per request (default 8)')
+    ap.add_argument('--request-size', type=_int_at_least(1), default=8, help='files per request (default 8)')
     args = ap.parse_args(argv)
     if args.pattern is None:
         args.pattern = ['**/*.py'] if args.path is None else ['**/*']
     args.path = args.path or stdlib
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    # Every value is checked before the workspace is touched: a build deletes the old index
+    # first, and a value refused after that would cost the next run a whole build.
     if not os.path.isdir(args.path):
         ap.error(f'--path {args.path!r} is not a folder')
-    if args.top_k < 1:
-        ap.error('--top-k must be >= 1')
+    if os.path.exists(args.workspace) and not os.path.isdir(args.workspace):
+        ap.error(f'--workspace {args.workspace!r} is a file, not a folder: pass a folder (it is created if missing)')
+    if os.path.realpath(args.workspace) == os.path.realpath(args.path):
+        ap.error(f'--workspace {args.workspace!r} is the folder --path indexes: pass another one (a folder '
+                 f'inside --path, such as the default ./workspace, is left out of the index)')
+    if args.ray is not None and importlib.util.find_spec('ray') is None:
+        ap.error("--ray needs the ray package: pip install 'ray[default]', or leave --ray out")
     out = sys.stderr if args.json else sys.stdout
 
     def say(*a: Any) -> None:
         print(*a, file=out, flush=True)
 
-    files = list(list_files(args.path, args.pattern, args.include_tests))
+    # The workspace is left out: under --path (`--path .` with the default ./workspace) its
+    # files would be indexed, and since the marker changes every build, every run would
+    # find the corpus changed and build again.
+    files = list(list_files(args.path, args.pattern, args.include_tests, exclude=[args.workspace]))
     if not files:
         print(f'nothing to index: no file under {args.path} matches --pattern {" ".join(args.pattern)!r} '
-              f'(hidden, cache{"" if args.include_tests else ", test"} and installed-package folders are left out)',
-              file=sys.stderr)
+              f'(hidden, cache{"" if args.include_tests else ", test"} and installed-package folders and the '
+              f'workspace are left out)', file=sys.stderr)
         return 1
     os.makedirs(args.workspace, exist_ok=True)
     # Runs that only search may share a workspace; one that (re)builds it must be alone:
@@ -367,6 +468,8 @@ def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say:
             found = json.load(fp)
     except (OSError, ValueError):
         found = None
+    if not (isinstance(found, dict) and found.get('format') == 'executors.demo'):
+        found = None
     same = found is not None and all(found.get(k) == v for k, v in wanted.items())
     reindex = args.reindex or not same
     if reindex:
@@ -376,12 +479,13 @@ def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say:
             print(f'the index in {args.workspace} must be built again, but another run is using it: wait for it '
                   f'to finish, or pass another --workspace', file=sys.stderr)
             return 1
-        if os.path.exists(marker_path):
-            os.unlink(marker_path)
-        # Only what this demo wrote (the workspace may hold other things). The LSA model
-        # stays: it is refitted only if the passages differ from those it was fitted on.
-        for name in (SPARSE, DENSE, 'indexer'):
-            shutil.rmtree(os.path.join(args.workspace, name), ignore_errors=True)
+        # A demo older than OWNED marked no folder: its marker vouches for its folders.
+        refused = _claim_folders(args.workspace, marker_path,
+                                 legacy=found is not None and isinstance(found.get('version'), int)
+                                 and found['version'] < _OWNED_SINCE)
+        if refused:
+            print(refused, file=sys.stderr)
+            return 1
         why = ('--reindex' if args.reindex else 'no index in the workspace yet' if found is None
                else 'the files changed' if all(found.get(k) == v for k, v in wanted.items() if k != 'fingerprint')
                else 'the path or settings changed')

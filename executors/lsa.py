@@ -25,13 +25,14 @@ import numpy as np
 
 from runtime import Document, DocumentArray, Executor, requests
 
-from .terms import TOKENIZER_VERSION, path_terms, term_counts
+from .terms import TOKENIZER_VERSION, load_strings, path_terms, save_strings, term_counts
 
 __all__ = ['LSAEncoder', 'randomized_svd', 'csr_matmul', 'csr_rmatmul']
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = 1
+#: 2: vocab.npy holds UTF-8 bytes (terms.save_strings), not a padded str array.
+_FORMAT = 2
 _MASK64 = (1 << 64) - 1
 #: Postings handled at a time by the sparse products: bounds their scratch memory to about
 #: BLOCK_NNZ * (dim + 10) * 8 bytes whatever the corpus size.
@@ -215,9 +216,9 @@ class LSAEncoder(Executor):
     bounds the memory whatever the corpus. Terms in fewer than ``min_df`` passages are
     dropped (unless that leaves none: then every term is kept, with a warning) and at most
     ``max_features`` (the most frequent) kept. The model is saved in
-    ``<workspace>/lsa`` (``vocab.npy``, ``idf.npy``, ``components.npy``, ``model.json``
-    with the fingerprint and settings) and loaded when the executor starts. Fit with one
-    replica: each replica would see part of the corpus.
+    ``<workspace>/lsa`` (``vocab.npy`` and ``vocab-ends.npy``, ``idf.npy``,
+    ``components.npy``, ``model.json`` with the fingerprint and settings) and loaded when
+    the executor starts. Fit with one replica: each replica would see part of the corpus.
 
     Parameters
     ----------
@@ -292,7 +293,7 @@ class LSAEncoder(Executor):
         if meta.get('settings') != self.settings:
             logger.info('%s: the saved model has other settings; it will be refitted', self.metas.name)
             return
-        self._vocab = {t: i for i, t in enumerate(np.load(os.path.join(self.path, 'vocab.npy')).tolist())}
+        self._vocab = {t: i for i, t in enumerate(load_strings(os.path.join(self.path, 'vocab.npy')))}
         self._idf = np.load(os.path.join(self.path, 'idf.npy'))
         self._components = np.load(os.path.join(self.path, 'components.npy'), mmap_mode='r')
         self.fingerprint = meta['fingerprint']
@@ -302,7 +303,7 @@ class LSAEncoder(Executor):
         meta_path = os.path.join(self.path, 'model.json')
         if os.path.exists(meta_path):
             os.unlink(meta_path)   # no model.json until every array of the new model is written
-        np.save(os.path.join(self.path, 'vocab.npy'), np.array(vocab, dtype=str))
+        save_strings(os.path.join(self.path, 'vocab.npy'), vocab)
         np.save(os.path.join(self.path, 'idf.npy'), self._idf)
         np.save(os.path.join(self.path, 'components.npy'), self._components)
         with open(meta_path, 'w', encoding='utf-8') as fp:

@@ -23,13 +23,14 @@ from . import pending_log
 from .bm25 import POSTINGS, bm25_scores, pack_index, unpack_index
 from .fusion import branch_scores
 from .parents import ParentMap, plan_update, requested_ids, resolve
-from .terms import TOKENIZER_VERSION, path_terms, term_counts
+from .terms import TOKENIZER_VERSION, load_strings, path_terms, save_strings, term_counts
 
 __all__ = ['SparseIndexer', 'bm25_scores']
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = 2
+#: 3: vocab.npy and ids.npy hold UTF-8 bytes (terms.save_strings), not padded str arrays.
+_FORMAT = 3
 # The committed index (a generation, in gen-<n>/): one .npy each, opened with mmap_mode='r'
 # (nothing is read until a query touches it). Postings are grouped by term: term t's
 # postings are ptr[t]:ptr[t+1].
@@ -71,10 +72,11 @@ class SparseIndexer(Executor):
     Storage (``<workspace>/sparse``; one folder per shard)
     -----------------------------------------------------
     A committed *generation* in ``gen-<n>/``: ``vocab.npy`` (the terms, position = term
-    id), ``ptr.npy`` (int64, V + 1), ``post_doc.npy`` (int32 row), ``post_tf.npy`` /
+    id; their UTF-8 bytes, ``vocab-ends.npy`` where each ends), ``ptr.npy`` (int64,
+    V + 1), ``post_doc.npy`` (int32 row), ``post_tf.npy`` /
     ``post_name.npy`` (uint16 term frequency in the text / name), ``doc_len.npy`` /
     ``name_len.npy`` (float32), ``deleted.npy`` (bool; all false, as a commit drops
-    deleted rows), ``ids.npy`` (row -> id);
+    deleted rows), ``ids.npy`` (row -> id; as ``vocab.npy``, with ``ids-ends.npy``);
     ``meta.json`` names the current one. The documents themselves are in a
     ``DocumentArrayMemmap`` (``docs``). Each ``/index`` and ``/delete`` appends one
     checksummed record to ``pending-<n>.log`` (the new ids, the new terms, the postings;
@@ -154,8 +156,10 @@ class SparseIndexer(Executor):
             with open(meta_path, encoding='utf-8') as fp:
                 meta = json.load(fp)
             if meta.get('format') != _FORMAT or meta.get('tokenizer') != TOKENIZER_VERSION:
-                raise ValueError(f'the sparse index at {self.path} was written by another version '
-                                 f'({meta}); index again into a new workspace')
+                raise ValueError(f'the sparse index at {self.path} was written by another version (format '
+                                 f'{meta.get("format")}, tokenizer {meta.get("tokenizer")}; this one reads format '
+                                 f'{_FORMAT}, tokenizer {TOKENIZER_VERSION}): index again into a new workspace, '
+                                 f'or delete {self.path} first')
         self._gen = int(meta['generation']) if meta else 0
         # Replaced and deleted documents' records in the document store as of that commit
         # (the rows deleted since, counted in _deleted, add theirs): it is pruned once they
@@ -170,9 +174,9 @@ class SparseIndexer(Executor):
             self._ids: list[str] = []
         else:
             gen_dir = self._file(f'gen-{self._gen}')
-            self._vocab_list = np.load(os.path.join(gen_dir, 'vocab.npy')).tolist()
+            self._vocab_list = load_strings(os.path.join(gen_dir, 'vocab.npy'))
             self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
-            self._ids = np.load(os.path.join(gen_dir, 'ids.npy')).tolist()
+            self._ids = load_strings(os.path.join(gen_dir, 'ids.npy'))
         self._remove_other_generations()
         self._vocab = {t: i for i, t in enumerate(self._vocab_list)}
         self._deleted = set(np.flatnonzero(self._arrays['deleted']).tolist())
@@ -333,8 +337,8 @@ class SparseIndexer(Executor):
         os.makedirs(gen_dir)
         for k, v in out.items():
             np.save(os.path.join(gen_dir, f'{k}.npy'), v)
-        np.save(os.path.join(gen_dir, 'vocab.npy'), np.array(vocab, dtype=str))
-        np.save(os.path.join(gen_dir, 'ids.npy'), np.array(ids, dtype=str))
+        save_strings(os.path.join(gen_dir, 'vocab.npy'), vocab)
+        save_strings(os.path.join(gen_dir, 'ids.npy'), ids)
         # The documents' own store saves its index too (it has its own log).
         self._dam.flush()
         with open(self._file('meta.tmp.json'), 'w', encoding='utf-8') as fp:

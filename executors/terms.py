@@ -11,7 +11,8 @@ Text becomes *terms*:
   overlapping character pairs of each run (``日本語`` -> ``日本``, ``本語``; a lone
   character is kept as it is);
 - words of one character, pure numbers and stop words (Python keywords, ``self``, common
-  English words: :data:`executors.encoders.STOP_WORDS`) are dropped;
+  English words: :data:`executors.encoders.STOP_WORDS`) are dropped; a word longer than
+  :data:`MAX_WORD_CHARS` is cut to that length;
 - a light suffix stripper maps inflections to one stem (``compress``, ``compressed``,
   ``compression``, ``compressor`` -> ``compress``; ``parse``, ``parser``, ``parsing`` ->
   ``pars``): a query says "compress data" where the code says ``compression``.
@@ -33,15 +34,28 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
+
+import numpy as np
 
 from .encoders import STOP_WORDS
 
-__all__ = ['stem', 'term_counts', 'path_terms', 'TOKENIZER_VERSION']
+__all__ = ['stem', 'term_counts', 'path_terms', 'save_strings', 'load_strings', 'TOKENIZER_VERSION',
+           'MAX_WORD_CHARS']
 
 #: Bump when the terms a text gives change: indexes and models record it.
 #: 2: letters of any script (1 knew only A-Z, a-z), CJK character pairs.
-TOKENIZER_VERSION = 2
+#: 3: words longer than MAX_WORD_CHARS cut.
+TOKENIZER_VERSION = 3
+
+#: Longest word kept whole; a longer one is cut to its first MAX_WORD_CHARS characters.
+#: Words of a language (German compounds in use stay under 40 letters) and the parts of
+#: an identifier split at ``_`` and camelCase are far shorter: a longer run of letters is
+#: data (a DNA sequence, a lower-case blob, a Thai clause). Cut rather than dropped: the
+#: same long word in a query still finds it (its first MAX_WORD_CHARS characters are as
+#: distinctive as the whole), while every term, and so every vocabulary and cache of
+#: terms, stays bounded in size whatever the text.
+MAX_WORD_CHARS = 64
 
 # An upper-case run not followed by lower case (an acronym: HTTP in HTTPServer), or an
 # optional capital followed by lower case (a camelCase part); digits stick to the word
@@ -168,9 +182,10 @@ def _terms(raw: str) -> tuple[str, ...]:
         terms = tuple(raw[i:i + 2] for i in range(len(raw) - 1)) or (raw,)
     else:
         # casefold is lower() on ASCII; beyond it, Straße and STRASSE meet.
-        low = raw.casefold()
+        low = raw[:MAX_WORD_CHARS].casefold()
         terms = () if len(low) < 2 or low in STOP_WORDS else (stem(low),)
-    if len(_TERMS_OF) < _STEM_CACHE_MAX:
+    # (a long word is not kept as a key: the cache's size stays bounded in bytes too)
+    if len(_TERMS_OF) < _STEM_CACHE_MAX and len(raw) <= MAX_WORD_CHARS:
         _TERMS_OF[raw] = terms
     return terms
 
@@ -227,3 +242,48 @@ def path_terms(path: str | None, depth: int = 3) -> list[str]:
         for raw in _words(p):
             terms.extend(_terms(raw))
     return terms
+
+
+def _ends_path(path: str) -> str:
+    if not path.endswith('.npy'):
+        raise ValueError(f'a list of strings is saved as a .npy file: got {path!r}; pass a name ending in .npy')
+    return path[:-len('.npy')] + '-ends.npy'
+
+
+def save_strings(path: str, strings: Sequence[str]) -> None:
+    """Save a list of strings (a vocabulary, document ids) as two arrays: ``path`` holds
+    their UTF-8 bytes one after the other (uint8), ``<name>-ends.npy`` where each ends
+    (int32; int64 past 2 GiB). ``np.array(strings, dtype=str)`` would pad every string to
+    the longest one, 4 bytes a character: one long path or word made the whole file
+    hundreds of times larger. Any Python string round-trips, a file name's surrogate
+    escapes included.
+
+    Example
+    -------
+    >>> save_strings('/tmp/terms-doc.npy', ['gzip', 'caf\u00e9', ''])
+    >>> load_strings('/tmp/terms-doc.npy')
+    ['gzip', 'café', '']
+    """
+    encoded = [s.encode('utf-8', 'surrogatepass') for s in strings]
+    ends = np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), dtype=np.int64)
+    np.save(path, np.frombuffer(b''.join(encoded), np.uint8))
+    # (int32 while it fits: most terms are shorter than their end's 8 bytes)
+    np.save(_ends_path(path), ends.astype(np.int32) if len(ends) and ends[-1] < 2**31 else ends)
+
+
+def load_strings(path: str) -> list[str]:
+    """The list of strings that ``save_strings`` saved at ``path``.
+
+    Example
+    -------
+    >>> load_strings('/tmp/terms-doc.npy')  # doctest: +SKIP
+    ['gzip', 'café', '']
+    """
+    data = np.load(path)
+    if data.dtype != np.uint8:
+        raise ValueError(f'{path} holds a {data.dtype} array, not the UTF-8 bytes of a list of strings '
+                         f'(written by another version?): write it again with save_strings')
+    raw = data.tobytes()
+    ends = np.load(_ends_path(path)).tolist()
+    starts = [0, *ends[:-1]]
+    return [raw[a:b].decode('utf-8', 'surrogatepass') for a, b in zip(starts, ends)]
