@@ -10,7 +10,7 @@ This module imports Ray; only ``transport.RayTransport.open`` imports it.
 
 Example
 -------
->>> actor = ExecutorActor.options(num_cpus=1).remote(cloudpickle.dumps(MyExecutor), cfg)
+>>> actor = ExecutorActor.options(num_cpus=1).remote(cloudpickle.dumps(MyExecutor), cfg, script_context(base))
 >>> ray.get(actor.ready.remote())            # ('ready', (endpoints, default, ...), pid, node, ip)
 >>> receipt_ref, payload_ref = actor.handle.remote(7, '/index', params_blob, None, wire)
 """
@@ -27,7 +27,8 @@ from typing import Any
 import ray
 
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler
-from .payload import decode, encode, nbytes, writable
+from .context import adopt
+from .payload import decode, encode, nbytes, pack, unpack
 
 __all__ = ['ExecutorActor', 'class_load_error']
 
@@ -35,10 +36,12 @@ __all__ = ['ExecutorActor', 'class_load_error']
 def class_load_error(exc: BaseException, name: str) -> str:
     """What to tell a user whose executor class could not be unpickled on the cluster."""
     if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split('.')[0]
         return (f'its class could not be loaded on this Ray node: module {exc.name!r} is not importable '
-                f'there. Install it on every node, or ship it with the actor: '
-                f"add(..., ray_options={{'runtime_env': {{'py_modules': ['path/to/{exc.name.split('.')[0]}']}}}}) "
-                f'for executor {name!r}, or define the class in the script that builds the Flow')
+                f'there. Install it on every node, or ship it with the Flow\'s Ray job: '
+                f"Flow(backend='ray', ray_init_kwargs={{'runtime_env': {{'py_modules': ['path/to/{top}']}}}}) "
+                f'(a script that calls ray.init itself passes runtime_env there), or define the class of '
+                f'executor {name!r} in the script that builds the Flow')
     return f'its class could not be loaded on this Ray node: {type(exc).__qualname__}: {exc}'
 
 
@@ -46,15 +49,18 @@ def class_load_error(exc: BaseException, name: str) -> str:
 class ExecutorActor:
     """One executor instance: built by ``ready``, serving ``handle`` one call at a time."""
 
-    def __init__(self, cls_blob: bytes, cfg: dict) -> None:
+    def __init__(self, cls_blob: bytes, cfg: dict, context: tuple | None = None) -> None:
         # Nothing that can fail here: a failing constructor would look like a dead actor.
-        self.cls_blob, self.cfg = cls_blob, cfg
+        self.cls_blob, self.cfg, self.context = cls_blob, cfg, context
         self.executor: Any = None
         self.name = cfg['name']
 
     def ready(self) -> tuple:
         """Build the executor: ``('ready', handled_endpoints(), pid, node_id, ip)`` or
         ``('init_error', exc_type, message, traceback)``."""
+        # The script's cwd and environment of now, not the raylet's (see ``context``):
+        # before the class loads, since its module may read them.
+        adopt(self.context)
         # The parent's sys.path first: a class pickled by reference (from a test module, a
         # package next to the script) then imports on a node of this machine.
         for p in reversed(self.cfg.get('sys_path', ())):
@@ -74,14 +80,15 @@ class ExecutorActor:
         return 'ready', handled, os.getpid(), ctx.get_node_id(), ray.util.get_node_ip_address()
 
     @ray.method(num_returns=2)
-    def handle(self, rid: int, endpoint: str, params_blob: bytes, earlier: dict | None, wire: tuple,
+    def handle(self, rid: int, endpoint: str, params_blob: bytes, earlier: tuple | None, wire: tuple,
                split: tuple | None = None) -> tuple:
         """Run the handler for ``endpoint``: (receipt, payload out); ``split``: the sizes
         of the parts of a join, for a handler that takes ``docs_matrix``.
 
-        The receipt is ``('ok', docs_out, results, times, moved_bytes)`` or ``('err',
-        exc_type, message, traceback, times)``; times (both) are (received, handler start,
-        handler end, sent) wall-clock stamps.
+        ``earlier`` (the earlier executors' results and the groundtruths) and the results in
+        the receipt are ``payload.pack``'s tuples. The receipt is ``('ok', docs_out,
+        results, times, moved_bytes)`` or ``('err', exc_type, message, traceback, times)``;
+        times (both) are (received, handler start, handler end, sent) wall-clock stamps.
         """
         t_recv = time.time()
         t_start = t_end = t_recv
@@ -92,8 +99,9 @@ class ExecutorActor:
             docs = decode(wire)
             more = () if split is None else (split,)
             docs, results, t_start, t_end = run_handler(self.executor, self.name, found, docs, params_blob,
-                                                        writable(earlier), *more)
+                                                        unpack(earlier), *more)
             out = encode(docs)
+            results = pack(results)
             return ('ok', out[0], results, (t_recv, t_start, t_end, time.time()), nbytes(out)), out
         except BaseException as exc:
             if isinstance(exc, SystemExit):
@@ -106,6 +114,10 @@ class ExecutorActor:
             del exc
             gc.collect()  # a traceback's frames may hold documents in a cycle
             return receipt, None
+
+    def ping(self) -> None:
+        """Nothing: a call to an actor Ray reports dead fails at once with Ray's account
+        of its death, which ``RayTransport.deaths`` passes on."""
 
     def close(self) -> tuple:
         """Run the executor's ``close()`` (saving indexes, ...): ``('ok',)``, or ``('err',

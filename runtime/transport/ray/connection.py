@@ -15,10 +15,11 @@ Example
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
-__all__ = ['Lease', 'acquire', 'release']
+__all__ = ['Lease', 'acquire', 'release', 'baseline_environ']
 
 logger = logging.getLogger('runtime')
 
@@ -42,6 +43,8 @@ class Lease:
 
 _lock = threading.Lock()  # opens and closes of Flows in several threads take turns
 _shared: Lease | None = None  # the connection Flows made, while one is open
+# (connection key, os.environ just after the connection was made, or first seen by a Flow)
+_environ: tuple[Any, dict] | None = None
 
 
 def acquire(ray: Any, address: str | None, init_kwargs: dict) -> Lease | None:
@@ -58,7 +61,9 @@ def acquire(ray: Any, address: str | None, init_kwargs: dict) -> Lease | None:
     global _shared
     with _lock:
         if ray.is_initialized():
-            if _shared is not None and _shared.key == _key(ray):
+            key = _key(ray)
+            _note_environ(key)
+            if _shared is not None and _shared.key == key:
                 _shared.users += 1
                 return _shared
             _shared = None  # (one a script shut down and replaced: its Flows let it be)
@@ -68,8 +73,32 @@ def acquire(ray: Any, address: str | None, init_kwargs: dict) -> Lease | None:
         else:
             ray.init(address=address, **init_kwargs)
         lease = _shared = Lease(_key(ray), address)
+        _note_environ(lease.key, made=True)
         lease.users = 1
         return lease
+
+
+def baseline_environ() -> dict:
+    """``os.environ`` as it was when this process connected to Ray (for a private Ray: what
+    its workers inherited), or when a Flow first used a connection the script made itself.
+    What the script changed since is what its actors still lack (see ``context``).
+
+    Example
+    -------
+    >>> lease = acquire(ray, None, {}); os.environ['MODEL_DIR'] = '/m'
+    >>> 'MODEL_DIR' in baseline_environ()
+    False
+    """
+    with _lock:
+        return dict(_environ[1]) if _environ is not None else dict(os.environ)
+
+
+def _note_environ(key: Any, made: bool = False) -> None:
+    """Keep ``os.environ`` of now as the connection's baseline, unless it has one (a
+    connection made by a Flow has it from then; one the script made, from its first Flow)."""
+    global _environ
+    if made or _environ is None or _environ[0] != key:
+        _environ = key, dict(os.environ)
 
 
 def release(ray: Any, lease: Lease | None) -> None:

@@ -10,7 +10,9 @@ inlines small objects into the call and moves large ones through its object stor
 Restarts and retries stay in the router: actors are created with Ray's ``max_restarts=0``;
 a dead actor (its process killed, its node gone) fails the calls it held, and the
 transport reports one ``Died`` for it, after which the router spawns a new one if
-``max_restarts`` allows and retries or fails the requests it held.
+``max_restarts`` allows and retries or fails the requests it held. One that dies while
+the Flow is idle is found before the next post (``deaths``: what Ray told this process).
+Each actor starts in the script's cwd and environment of the Flow's start (``context``).
 
 ``address=None`` starts a private local Ray instance (``ray.init(address='local')``:
 never whatever cluster ran last on the machine); 'auto' or 'ray://host:port' connect to a
@@ -30,6 +32,7 @@ Example
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -39,7 +42,8 @@ from ...errors import ExecutorError, ExecutorStartError, WorkerDiedError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from . import connection
-from .payload import decode, encode, nbytes, writable
+from .context import script_context
+from .payload import decode, encode, nbytes, pack, unpack
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...array import DocumentArray
@@ -51,12 +55,19 @@ __all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'RayPayload', 'imp
 logger = logging.getLogger('runtime')
 
 INSTALL_HINT = "pip install 'shmflow[ray]' (or pip install 'ray>=2.9') on this machine and on every node of the cluster"
+#: How to give actors modules of this machine: Ray uploads local folders for a whole job only.
+SHIP_HINT = ("ship local folders with the Flow's Ray job: Flow(backend='ray', ray_init_kwargs={'runtime_env': "
+             "{'py_modules': ['path/to/mypkg']}}) (a script that calls ray.init itself passes runtime_env there), "
+             "or give ray_options URIs of uploaded packages ('s3://bucket/mypkg.zip')")
 #: Payloads smaller than this ride inside the actor call; larger ones are put in the
 #: object store once (a ``ray.put`` costs about as much as a call on a small machine).
 INLINE_MAX = 64 << 10
 #: The longest a transport call waits for Ray to hand over objects that already exist
 #: (results of finished calls) or for actors to run their ``close()``.
 GET_TIMEOUT_S = 60.0
+#: The longest ``deaths`` waits for Ray's account of a death it reported (a call to a dead
+#: actor fails at once: ~1 ms).
+DEATH_ACCOUNT_S = 2.0
 #: ``ray_options`` that the Flow sets itself: Ray must not restart or retry on its own.
 _FLOW_OWNED = {'max_restarts': 'use add(..., max_restarts=N)', 'max_task_retries': 'use add(..., max_retries=N)',
                'max_concurrency': 'use replicas=N (an executor handles one request at a time)',
@@ -96,7 +107,10 @@ def check_ray_options(executor: str, options: Any) -> dict:
     """``add(..., ray_options=...)`` checked where it is given: a dict of Ray actor options
     (``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``scheduling_strategy``,
     ``runtime_env``, ...), none of those the Flow sets itself. Ray checks names and values
-    too when it is installed here. Returns a copy.
+    too when it is installed here, and its ``runtime_env`` as Ray would only when it
+    creates the actor (``env_vars`` values are strings; ``py_modules`` and ``working_dir``
+    are URIs: Ray uploads local folders for a whole job only, see ``SHIP_HINT``). Returns
+    a copy.
 
     Example
     -------
@@ -121,7 +135,60 @@ def check_ray_options(executor: str, options: Any) -> dict:
             validate_actor_options(dict(options), in_options=True)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f'executor {executor!r}: bad ray_options: {exc}') from None
+    if options.get('runtime_env') is not None:
+        _check_runtime_env(executor, options['runtime_env'])
     return dict(options)
+
+
+def _check_runtime_env(executor: str, runtime_env: Any) -> None:
+    """What Ray checks of a ``runtime_env`` only at the actor's creation, checked now:
+    a mistake then surfaces seconds later, after Ray has started."""
+    where = f"executor {executor!r}: bad ray_options['runtime_env']"
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"{where}: it must be a dict such as {{'env_vars': {{'THREADS': '4'}}, "
+                        f"'py_modules': ['path/to/mypkg']}}, got {type(runtime_env).__name__}")
+    env_vars = runtime_env.get('env_vars')
+    if env_vars is not None:
+        if not isinstance(env_vars, dict):
+            raise TypeError(f"{where}: env_vars must be a dict of str to str, got {type(env_vars).__name__}")
+        for k, v in env_vars.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"{where}: env_vars must map str to str, got {k!r}: {v!r}; "
+                                f"write the value as a string ({{{k!r}: {str(v)!r}}}), or use add(..., env=...), "
+                                f"which converts values with str()")
+    modules = runtime_env.get('py_modules')
+    paths = [('working_dir', runtime_env.get('working_dir'))]
+    if isinstance(modules, (list, tuple)):
+        paths += [('py_modules', m) for m in modules]
+    refused = _local_paths_refused()
+    for key, path in paths:
+        # A URI ('s3://...', 'gcs://...') is the cluster's to fetch; a module object has no path here.
+        if not isinstance(path, (str, os.PathLike)) or '://' in str(path):
+            continue
+        if not os.path.exists(path):
+            raise ValueError(f"{where}: {key} path {str(path)!r} does not exist (relative to {os.getcwd()!r})"
+                             + (f'; {SHIP_HINT}' if refused else ''))
+        if refused:
+            raise ValueError(f'{where}: {key} {str(path)!r} is a local path, which Ray takes for the whole job '
+                             f'only, not for one actor: {SHIP_HINT}')
+    try:  # the rest as Ray parses it (a public class; its module imports Ray)
+        from ray.runtime_env import RuntimeEnv
+    except ImportError:
+        return
+    try:
+        RuntimeEnv(**runtime_env)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f'{where}: {exc}') from None
+
+
+def _local_paths_refused() -> bool:
+    """Whether this Ray refuses local ``py_modules`` / ``working_dir`` paths in an actor's
+    options (it checks in ``.options()`` with this private function; Ray 2.x does)."""
+    try:
+        from ray.runtime_env import runtime_env
+    except ImportError:
+        return False
+    return hasattr(runtime_env, '_validate_no_local_paths')
 
 
 class RayWorkerDiedError(WorkerDiedError):
@@ -290,6 +357,9 @@ class RayTransport(Transport):
         self._events: list = []  # events found outside poll (kill, a class that cannot be pickled)
         self._workers: list[RayWorker] = []
         self._blobs: dict = {}  # id(deployment) -> its class, pickled once
+        # The script's cwd and changed environment at the Flow's start, for every actor (see context).
+        self._context: tuple | None = None
+        self._dead_state: Any = None  # what ActorHandle._get_local_state says of a dead actor
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -310,6 +380,8 @@ class RayTransport(Transport):
                 logger.info('backend ray: using the Ray instance this process is connected to')
         from .actor import ExecutorActor
         self._actor_cls = ExecutorActor
+        self._context = script_context(connection.baseline_environ())
+        self._dead_state = _dead_state()
 
     def describe(self) -> str:
         try:
@@ -320,20 +392,41 @@ class RayTransport(Transport):
         return f'Ray actors on {where} ({nodes} node(s))'
 
     def spawn(self, dep: 'Deployment', shard: int, replica: int) -> RayWorker:
-        opts, asks = actor_options(dep)
+        try:
+            opts, asks = actor_options(dep)
+        except (TypeError, ValueError) as exc:  # checked at add(); a py_modules folder removed since
+            why = str(exc).replace(f'executor {dep.name!r}: ', '', 1)
+            return self._cannot_start(RayWorker(dep, shard, replica, {}), why)
         w = RayWorker(dep, shard, replica, asks)
-        self._workers.append(w)
         try:
             blob = self._blobs.get(id(dep))
             if blob is None:
                 blob = self._blobs[id(dep)] = cloudpickle.dumps(dep.cls)
         except Exception as exc:
-            w.alive = False
-            w.end = f'its class {dep.cls!r} cannot be pickled to send to Ray: {type(exc).__name__}: {exc}'
-            self._events.append(InitFailed(w, ExecutorStartError(dep.name, w.end)))
-            return w
-        w.actor = self._actor_cls.options(**opts).remote(blob, executor_config(dep, shard, replica))
-        self._starting[w.actor.ready.remote()] = w
+            return self._cannot_start(w, f'its class {dep.cls!r} cannot be pickled to send to Ray: '
+                                         f'{type(exc).__name__}: {exc}')
+        cfg = executor_config(dep, shard, replica)
+        try:
+            w.actor = self._actor_cls.options(**opts).remote(blob, cfg, self._context)
+            self._starting[w.actor.ready.remote()] = w
+        except Exception as exc:  # what Ray checks only here (a runtime_env it cannot set up, ...)
+            return self._cannot_start(w, f'Ray could not create its actor with ray_options={_shown(opts)!r}: '
+                                         f'{type(exc).__name__}: {exc}')
+        self._workers.append(w)
+        return w
+
+    def _cannot_start(self, w: RayWorker, why: str) -> RayWorker:
+        """``w`` never got an actor: an ``InitFailed`` saying ``why`` (the Flow's start
+        raises it, stopping the others; a restart's is logged)."""
+        w.alive = False
+        w.end = why
+        if w.actor is not None:
+            try:
+                self._ray.kill(w.actor, no_restart=True)
+            except Exception as exc:  # it never started: nothing of it to stop
+                logger.debug('%s: ray.kill: %s', w.label(), exc)
+            w.actor = None
+        self._events.append(InitFailed(w, ExecutorStartError(w.dep.name, why)))
         return w
 
     def close(self, workers: list, timeout_close: float) -> None:
@@ -389,7 +482,7 @@ class RayTransport(Transport):
         if not worker.alive or worker.actor is None:
             self._died(worker, 'it was sent a request after it had gone')
             return
-        receipt, out = worker.actor.handle.remote(rid, endpoint, params_blob, earlier, payload.obj, split)
+        receipt, out = worker.actor.handle.remote(rid, endpoint, params_blob, pack(earlier), payload.obj, split)
         self._calls[receipt] = (worker, rid, out)
         worker.calls.add(receipt)
 
@@ -499,15 +592,48 @@ class RayTransport(Transport):
             return
         if value[0] == 'ok':
             _, docs_out, results, times, moved = value
-            self._events.append(Reply(w, rid, RayPayload(docs_out, out), docs_out, writable(results), times, moved))
+            self._events.append(Reply(w, rid, RayPayload(docs_out, out), docs_out, unpack(results), times, moved))
         else:
             _, exc_type, message, tb, times = value
             self._events.append(Failed(w, rid, exc_type, message, tb, times))
 
+    def deaths(self) -> list:
+        # The driver owns its actors, so Ray tells it of their deaths (within milliseconds of
+        # a process killed, in tests) and keeps what it was told locally: asking costs ~0.4 µs
+        # an actor and no round trip, cheap enough for every post.
+        dead = self._dead_state
+        if dead is None:
+            return []
+        found = [w for w in self._workers if w.alive and w.actor is not None and _local_state(w.actor) == dead]
+        events = []
+        for w in found:
+            event = self._end(w, self._death_account(w))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _death_account(self, w: RayWorker) -> str:
+        """Ray's account of the death of ``w``'s actor, which Ray reports dead: a call to
+        it fails at once (~1 ms) with it."""
+        ray = self._ray
+        try:
+            ray.get(w.actor.ping.remote(), timeout=DEATH_ACCOUNT_S)
+        except ray.exceptions.RayActorError as exc:
+            return _death_reason(exc, ray)
+        except Exception as exc:  # (no account: what is known is said)
+            logger.debug('%s: no account of its death: %s', w.label(), exc)
+        return 'Ray reports its actor dead (it ended while the Flow was idle)'
+
     def _died(self, w: RayWorker, reason: str) -> None:
         """Report ``w`` dead once; the calls it held are the router's to fail or retry."""
+        event = self._end(w, reason)
+        if event is not None:
+            self._events.append(event)
+
+    def _end(self, w: RayWorker, reason: str) -> Died | None:
+        """Book ``w`` dead: its ``Died`` event, or None if it was booked already."""
         if not w.alive:
-            return
+            return None
         w.alive = w.ready = False
         w.end = reason
         if w.actor is not None:
@@ -522,4 +648,34 @@ class RayTransport(Transport):
         w.calls.clear()
         for ref in [r for r, x in self._starting.items() if x is w]:
             del self._starting[ref]
-        self._events.append(Died(w, w.died()))
+        return Died(w, w.died())
+
+
+def _shown(opts: dict) -> dict:
+    """``opts`` for an error message: the values of ``env_vars`` (``env=``'s too, an API
+    key perhaps) left out."""
+    runtime_env = opts.get('runtime_env')
+    if not isinstance(runtime_env, dict) or not isinstance(runtime_env.get('env_vars'), dict):
+        return opts
+    return {**opts, 'runtime_env': {**runtime_env, 'env_vars': {k: '...' for k in runtime_env['env_vars']}}}
+
+
+def _dead_state() -> Any:
+    """What ``ActorHandle._get_local_state`` says of a dead actor, or None where this Ray
+    has no such method (it is private: Ray Data's actor pool relies on it since Ray 2.x)."""
+    try:
+        from ray.actor import ActorHandle
+        from ray.core.generated.gcs_pb2 import ActorTableData
+        return ActorTableData.DEAD if hasattr(ActorHandle, '_get_local_state') else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _local_state(actor: Any) -> Any:
+    """What this process knows of ``actor``'s state (None: nothing; a handle of Ray Client
+    has no such method: its deaths show at the next call)."""
+    get = getattr(actor, '_get_local_state', None)
+    try:
+        return get() if get is not None else None
+    except Exception:  # (disconnected, a Ray that changed it): no news
+        return None
