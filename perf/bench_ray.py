@@ -207,7 +207,7 @@ def run(quick: bool = False, tiny: bool = False) -> dict:
     config = {'n_docs': n_docs, 'reps': reps, 'cpu_requests': cpu_requests, 'latency_posts': posts, 'quick': quick,
               'ray': ray.__version__}
     ready = _ready_time()
-    from runtime.transport.ray.transport import private_ray_kwargs
+    from runtime.transport.ray.options import private_ray_kwargs
     ray.init(address='local', **private_ray_kwargs({'num_cpus': max(os.cpu_count() or 2, 2), **RAY_INIT}))
     try:
         chain = _chain(ray, n_docs, reps)

@@ -174,7 +174,7 @@ def test_arrays_are_writable_and_actors_start_in_the_scripts_cwd_and_env(tmp_pat
 
 # -- ray_options Ray refuses only when it creates the actor ---------------------------------------
 def test_runtime_env_mistakes_fail_at_add_or_name_the_executor_at_start(tmp_path, monkeypatch):
-    from runtime.transport.ray import transport
+    from runtime.transport.ray import options
 
     def add(f: Flow, runtime_env: dict) -> Flow:
         return f.add(name='enc', uses=Pid, ray_options={'runtime_env': runtime_env})
@@ -193,7 +193,7 @@ def test_runtime_env_mistakes_fail_at_add_or_name_the_executor_at_start(tmp_path
 
     # What add() could not check (a Ray release whose checks it lacks): the start fails
     # naming the executor and its option, and leaves nothing running (see no_actors_left).
-    monkeypatch.setattr(transport, '_check_runtime_env', lambda executor, runtime_env: None)
+    monkeypatch.setattr(options, '_check_runtime_env', lambda executor, runtime_env: None)
     f = add(Flow(backend='ray').add(name='first', uses=Pid), {'py_modules': [str(pkg)]})
     with pytest.raises(ExecutorStartError) as info:
         with f:

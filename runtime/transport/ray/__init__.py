@@ -9,6 +9,8 @@ Example
 >>> from runtime.transport.ray import RayTransport
 >>> t = RayTransport(address=None)   # a private local Ray, stopped when the last Flow using it closes
 """
-from .transport import RayTransport, RayWorker, RayWorkerDiedError, check_ray_options, import_ray
+from .options import check_ray_options, import_ray
+from .transport import RayTransport
+from .workers import RayWorker, RayWorkerDiedError
 
 __all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'check_ray_options', 'import_ray']

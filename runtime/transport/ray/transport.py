@@ -32,33 +32,28 @@ Example
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import cloudpickle
 
-from ...errors import ExecutorError, ExecutorStartError, WorkerDiedError
+from ...errors import ExecutorError, ExecutorStartError
 from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, raise_close_errors
 from ..handling import executor_config
 from . import connection
 from .context import script_context
+from .options import _shown, actor_options, import_ray, private_ray_kwargs
 from .payload import decode, encode, nbytes, pack, unpack
+from .workers import RayPayload, RayWorker, _dead_state, _death_reason, _local_state
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...array import DocumentArray
     from ...control.topology import Deployment
 
-__all__ = ['RayTransport', 'RayWorker', 'RayWorkerDiedError', 'RayPayload', 'import_ray', 'check_ray_options',
-           'private_ray_kwargs', 'INSTALL_HINT']
+__all__ = ['RayTransport']
 
 logger = logging.getLogger('runtime')
 
-INSTALL_HINT = "pip install 'shmflow[ray]' (or pip install 'ray>=2.9') on this machine and on every node of the cluster"
-#: How to give actors modules of this machine: Ray uploads local folders for a whole job only.
-SHIP_HINT = ("ship local folders with the Flow's Ray job: Flow(backend='ray', ray_init_kwargs={'runtime_env': "
-             "{'py_modules': ['path/to/mypkg']}}) (a script that calls ray.init itself passes runtime_env there), "
-             "or give ray_options URIs of uploaded packages ('s3://bucket/mypkg.zip')")
 #: Payloads smaller than this ride inside the actor call; larger ones are put in the
 #: object store once (a ``ray.put`` costs about as much as a call on a small machine).
 INLINE_MAX = 64 << 10
@@ -68,256 +63,6 @@ GET_TIMEOUT_S = 60.0
 #: The longest ``deaths`` waits for Ray's account of a death it reported (a call to a dead
 #: actor fails at once: ~1 ms).
 DEATH_ACCOUNT_S = 2.0
-#: ``ray_options`` that the Flow sets itself: Ray must not restart or retry on its own.
-_FLOW_OWNED = {'max_restarts': 'use add(..., max_restarts=N)', 'max_task_retries': 'use add(..., max_retries=N)',
-               'max_concurrency': 'use replicas=N (an executor handles one request at a time)',
-               'lifetime': "leave it out: the Flow's actors end with the Flow",
-               'name': 'use add(..., name=...)', 'namespace': 'leave it out', 'get_if_exists': 'leave it out'}
-
-
-def import_ray() -> Any:
-    """``ray``, or ImportError saying how to install it."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError(f"Flow(backend='ray') needs Ray, which is not installed: {INSTALL_HINT}") from exc
-    return ray
-
-
-def private_ray_kwargs(init_kwargs: dict | None = None) -> dict:
-    """The ``ray.init`` arguments of a private instance (``ray_address=None``):
-    ``init_kwargs`` over no dashboard, warnings only, and executors at nice 0.
-
-    Example
-    -------
-    >>> ray.init(address='local', **private_ray_kwargs({'num_cpus': 4}))
-    """
-    kwargs = dict(init_kwargs or {})
-    kwargs.setdefault('include_dashboard', False)
-    kwargs.setdefault('logging_level', logging.WARNING)  # not Ray's start-up chatter
-    # Ray runs workers at nice 15 so that its daemons stay responsive on a shared cluster
-    # node; on this machine the executors are the work, as the local runtime's processes
-    # (nice 0) are: on a loaded 2-core machine nice 15 measured 0.7x of the local runtime.
-    config = kwargs['_system_config'] = dict(kwargs.get('_system_config') or {})
-    config.setdefault('worker_niceness', 0)
-    return kwargs
-
-
-def check_ray_options(executor: str, options: Any) -> dict:
-    """``add(..., ray_options=...)`` checked where it is given: a dict of Ray actor options
-    (``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``scheduling_strategy``,
-    ``runtime_env``, ...), none of those the Flow sets itself. Ray checks names and values
-    too when it is installed here, and its ``runtime_env`` as Ray would only when it
-    creates the actor (``env_vars`` values are strings; ``py_modules`` and ``working_dir``
-    are URIs: Ray uploads local folders for a whole job only, see ``SHIP_HINT``). Returns
-    a copy.
-
-    Example
-    -------
-    >>> check_ray_options('enc', {'num_gpus': 0.5, 'resources': {'big_mem': 1}})
-    {'num_gpus': 0.5, 'resources': {'big_mem': 1}}
-    """
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise TypeError(f'executor {executor!r}: ray_options must be a dict of Ray actor options such as '
-                        f"{{'num_cpus': 1, 'num_gpus': 0.5, 'resources': {{'node_a': 1}}}}, got {type(options).__name__}")
-    for key, instead in _FLOW_OWNED.items():
-        if key in options:
-            raise ValueError(f'executor {executor!r}: ray_options {key!r} is set by the Flow; {instead}')
-    try:  # Ray's own check, where this Ray has it (a private module: its place moves between versions)
-        from ray._common.ray_option_utils import validate_actor_options
-    except ImportError:
-        try:
-            from ray._private.ray_option_utils import validate_actor_options
-        except ImportError:
-            validate_actor_options = None
-    if validate_actor_options is not None:
-        try:
-            validate_actor_options(dict(options), in_options=True)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f'executor {executor!r}: bad ray_options: {exc}') from None
-    if options.get('runtime_env') is not None:
-        _check_runtime_env(executor, options['runtime_env'])
-    return dict(options)
-
-
-def _check_runtime_env(executor: str, runtime_env: Any) -> None:
-    """What Ray checks of a ``runtime_env`` only at the actor's creation, checked now:
-    a mistake then surfaces seconds later, after Ray has started."""
-    where = f"executor {executor!r}: bad ray_options['runtime_env']"
-    if not isinstance(runtime_env, dict):
-        raise TypeError(f"{where}: it must be a dict such as {{'env_vars': {{'THREADS': '4'}}, "
-                        f"'py_modules': ['path/to/mypkg']}}, got {type(runtime_env).__name__}")
-    env_vars = runtime_env.get('env_vars')
-    if env_vars is not None:
-        if not isinstance(env_vars, dict):
-            raise TypeError(f"{where}: env_vars must be a dict of str to str, got {type(env_vars).__name__}")
-        for k, v in env_vars.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError(f"{where}: env_vars must map str to str, got {k!r}: {v!r}; "
-                                f"write the value as a string ({{{k!r}: {str(v)!r}}}), or use add(..., env=...), "
-                                f"which converts values with str()")
-    modules = runtime_env.get('py_modules')
-    paths = [('working_dir', runtime_env.get('working_dir'))]
-    if isinstance(modules, (list, tuple)):
-        paths += [('py_modules', m) for m in modules]
-    refused = _local_paths_refused()
-    for key, path in paths:
-        # A URI ('s3://...', 'gcs://...') is the cluster's to fetch; a module object has no path here.
-        if not isinstance(path, (str, os.PathLike)) or '://' in str(path):
-            continue
-        if not os.path.exists(path):
-            raise ValueError(f"{where}: {key} path {str(path)!r} does not exist (relative to {os.getcwd()!r})"
-                             + (f'; {SHIP_HINT}' if refused else ''))
-        if refused:
-            raise ValueError(f'{where}: {key} {str(path)!r} is a local path, which Ray takes for the whole job '
-                             f'only, not for one actor: {SHIP_HINT}')
-    try:  # the rest as Ray parses it (a public class; its module imports Ray)
-        from ray.runtime_env import RuntimeEnv
-    except ImportError:
-        return
-    try:
-        RuntimeEnv(**runtime_env)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(f'{where}: {exc}') from None
-
-
-def _local_paths_refused() -> bool:
-    """Whether this Ray refuses local ``py_modules`` / ``working_dir`` paths in an actor's
-    options (it checks in ``.options()`` with this private function; Ray 2.x does)."""
-    try:
-        from ray.runtime_env import runtime_env
-    except ImportError:
-        return False
-    return hasattr(runtime_env, '_validate_no_local_paths')
-
-
-class RayWorkerDiedError(WorkerDiedError):
-    """An executor's Ray actor ended while it held requests: its process was killed, or
-    its node left the cluster. The message names the executor, replica, shard and node,
-    and Ray's account of the death.
-
-    Example
-    -------
-    >>> RayWorkerDiedError('enc', 1, 0, 'a1b2c3d4 (10.0.0.7)', 'its node died', pid=4321)
-    """
-
-    def __init__(self, executor: str, replica: int, shard: int, node: str, reason: str,
-                 pid: int | None = None) -> None:
-        self.executor, self.replica, self.shard, self.node = executor, replica, shard, node
-        self.returncode, self.pid, self.reason = None, pid, reason
-        RuntimeError.__init__(self, f'the Ray actor of executor {executor!r} (replica {replica}, shard {shard}, '
-                                    f'pid {pid}, node {node or "not known yet"}) ended unexpectedly: {reason}')
-
-    def __reduce__(self):
-        return type(self), (self.executor, self.replica, self.shard, self.node, self.reason, self.pid)
-
-
-class RayWorker(Worker):
-    """One executor instance as a Ray actor; ``node`` is 'node-id-prefix (ip)' once ready."""
-
-    def __init__(self, dep: 'Deployment', shard: int, replica: int, asks: dict) -> None:
-        super().__init__(dep, shard, replica)
-        self.actor: Any = None
-        self.node_id = ''
-        self.asks = asks  # the resources its actor asked Ray for
-        self.calls: set = set()  # receipt refs of the requests it holds
-        self.end = ''  # how its actor ended (Ray's account, or why it could not start)
-
-    def died(self) -> RayWorkerDiedError:
-        """The error of the requests it held when its actor ended, and of every request
-        that meets its executor with no instance left: the same each time (executor,
-        replica, shard, node and Ray's account of the death)."""
-        return RayWorkerDiedError(self.dep.name, self.replica, self.shard, self.node,
-                                  self.end or 'its Ray actor is gone', self.pid)
-
-    def label(self) -> str:
-        """``'enc' (replica 0, shard 1, pid 77, node 3f2a9c1e (10.0.0.7))``; while it
-        waits for Ray to place it, also the resources it asked for."""
-        parts = [f'replica {self.replica}', f'shard {self.shard}']
-        if self.pid is not None:
-            parts.append(f'pid {self.pid}')
-        if self.node:
-            parts.append(f'node {self.node}')
-        elif self.alive and not self.ready and self.asks:
-            parts.append(f'Ray actor asking for {_fmt(self.asks)}')
-        return f'{self.dep.name!r} ({", ".join(parts)})'
-
-    def pending_reason(self) -> str:
-        """Why its actor has not started yet, for a ``timeout_ready`` error: the
-        resources it asked for and whether any node of the cluster has them."""
-        if not self.asks:
-            return ''  # nothing Ray could lack: the router's own guess (a slow __init__) stands
-        ray = import_ray()
-        try:
-            nodes = [n.get('Resources', {}) for n in ray.nodes() if n.get('Alive')]
-        except Exception as exc:  # the error we are about to raise matters more
-            return f'its Ray actor asked for {_fmt(self.asks)} (the cluster could not be asked: {exc})'
-        fits = [n for n in nodes if all(n.get(k, 0) >= v for k, v in self.asks.items())]
-        offer = '; '.join(_fmt({k: v for k, v in sorted(n.items()) if not k.startswith('node:')
-                                and k not in ('memory', 'object_store_memory')}) for n in nodes)
-        if not fits:
-            return (f'its Ray actor asked for {_fmt(self.asks)}, which no node of the Ray cluster has '
-                    f'(its {len(nodes)} node(s) offer: {offer or "nothing"}); change add(..., ray_options=...) '
-                    f'or add a node that has them')
-        return (f'its Ray actor asked for {_fmt(self.asks)}; {len(fits)} node(s) have them but none were free, '
-                f'or its runtime_env is still being set up')
-
-
-def _fmt(resources: dict) -> str:
-    return '{' + ', '.join(f'{k!r}: {v:g}' if isinstance(v, (int, float)) else f'{k!r}: {v!r}'
-                           for k, v in resources.items()) + '}'
-
-
-def actor_options(dep: 'Deployment') -> tuple[dict, dict]:
-    """(``.options()`` for the actor of ``dep``, the resources it asks for), from
-    ``add(..., ray_options=..., env=...)``."""
-    opts = check_ray_options(dep.name, getattr(dep, 'ray_options', None) or {})
-    if dep.env:
-        runtime_env = dict(opts.get('runtime_env') or {})
-        env_vars = dict(runtime_env.get('env_vars') or {})
-        env_vars.update({str(k): str(v) for k, v in dep.env.items()})
-        runtime_env['env_vars'] = env_vars
-        opts['runtime_env'] = runtime_env
-    asks: dict = {}
-    if opts.get('num_cpus'):
-        asks['CPU'] = opts['num_cpus']
-    if opts.get('num_gpus'):
-        asks['GPU'] = opts['num_gpus']
-    if opts.get('memory'):
-        asks['memory'] = opts['memory']
-    asks.update(opts.get('resources') or {})
-    return opts, asks
-
-
-class RayPayload:
-    """The transport's handle on one request's documents: how many, and where they are
-    (a Ray object reference, or ``payload.encode``'s tuple itself when small enough to
-    ride inside the next call)."""
-
-    __slots__ = ('count', 'obj')
-
-    def __init__(self, count: int, obj: Any) -> None:
-        self.count, self.obj = count, obj
-
-    def __repr__(self) -> str:
-        return f'<RayPayload {self.count} docs>'
-
-
-def _death_reason(exc: BaseException, ray: Any) -> str:
-    """Ray's account of an actor's death, on one line."""
-    text = str(exc)
-    for marker in ('The actor is dead because', 'The actor died because'):
-        i = text.find(marker)
-        if i >= 0:
-            text = text[i:]
-            break
-    text = ' '.join(text.split())
-    if len(text) > 500:
-        text = text[:497] + '...'
-    if isinstance(exc, getattr(ray.exceptions, 'ActorUnavailableError', ())):
-        # Ray would wait for it to come back; the Flow restarts it instead (max_restarts).
-        text = f'Ray lost the connection to it: its node died, left the cluster or cannot be reached ({text})'
-    return text
 
 
 class RayTransport(Transport):
@@ -649,33 +394,3 @@ class RayTransport(Transport):
         for ref in [r for r, x in self._starting.items() if x is w]:
             del self._starting[ref]
         return Died(w, w.died())
-
-
-def _shown(opts: dict) -> dict:
-    """``opts`` for an error message: the values of ``env_vars`` (``env=``'s too, an API
-    key perhaps) left out."""
-    runtime_env = opts.get('runtime_env')
-    if not isinstance(runtime_env, dict) or not isinstance(runtime_env.get('env_vars'), dict):
-        return opts
-    return {**opts, 'runtime_env': {**runtime_env, 'env_vars': {k: '...' for k in runtime_env['env_vars']}}}
-
-
-def _dead_state() -> Any:
-    """What ``ActorHandle._get_local_state`` says of a dead actor, or None where this Ray
-    has no such method (it is private: Ray Data's actor pool relies on it since Ray 2.x)."""
-    try:
-        from ray.actor import ActorHandle
-        from ray.core.generated.gcs_pb2 import ActorTableData
-        return ActorTableData.DEAD if hasattr(ActorHandle, '_get_local_state') else None
-    except (ImportError, AttributeError):
-        return None
-
-
-def _local_state(actor: Any) -> Any:
-    """What this process knows of ``actor``'s state (None: nothing; a handle of Ray Client
-    has no such method: its deaths show at the next call)."""
-    get = getattr(actor, '_get_local_state', None)
-    try:
-        return get() if get is not None else None
-    except Exception:  # (disconnected, a Ray that changed it): no news
-        return None
