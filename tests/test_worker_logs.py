@@ -4,6 +4,7 @@ threads of the executor's process and from its ``__init__`` and ``close()``."""
 from __future__ import annotations
 
 import io
+import os
 import logging
 import sys
 import threading
@@ -127,3 +128,93 @@ def test_a_record_the_parent_cannot_take_is_written_to_stderr_not_dropped(fail):
     h = _handler(sent, out, fail)
     h.emit(_record('m', 'the pipe is full'))
     assert out.getvalue() == 'm the pipe is full\n'
+
+
+N_FLOOD = 3000  # (more than ZeroMQ's pipes hold: about a thousand messages each way)
+
+
+class LogsAtClose(Executor):
+    def __init__(self, raise_in_close: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.raise_in_close = raise_in_close
+
+    @requests
+    def work(self, docs, **kwargs):
+        pass
+
+    def close(self):
+        log = logging.getLogger('runtime.closing')
+        for i in range(N_FLOOD):
+            log.warning('saved part %d', i)
+        if self.raise_in_close:
+            raise OSError('disk full: index not saved')
+
+
+def test_an_executor_that_logs_much_in_close_closes_at_once_with_every_record(caplog):
+    # Nobody read the socket while the processes were exiting: the pipe filled, the worker
+    # waited on it, was killed after timeout_close, and most records were lost.
+    f = Flow(timeout_close=30).add(name='saver', uses=LogsAtClose)
+    with f:
+        f.post('/', Document())
+    assert [r.getMessage() for r in caplog.records if r.name == 'runtime.closing'] == [
+        f'saver: saved part {i}' for i in range(N_FLOOD)]
+    assert not [r for r in caplog.records if r.name == 'runtime' and r.levelno >= logging.WARNING]
+
+
+def test_a_close_that_raises_after_logging_much_still_raises():
+    f = Flow(timeout_close=30).add(name='saver', uses=LogsAtClose, uses_with={'raise_in_close': True})
+    with pytest.raises(Exception, match='disk full: index not saved'):
+        with f:
+            f.post('/', Document())
+
+
+class KeepsThenChatters(Executor):
+    """Keeps a request's array (then lets it go: the idle loop tells the parent) while a
+    thread of its own logs a flood while the Flow is idle."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kept = None
+        self.done = threading.Event()
+
+    @requests(on='/keep')
+    def keep(self, docs, **kwargs):
+        self.kept = docs.embeddings
+
+    @requests(on='/chatter')
+    def chatter(self, docs, **kwargs):
+        self.kept = None  # let go: the parent hears of it from the idle loop
+
+        def flood():
+            for i in range(N_FLOOD):
+                logging.getLogger('runtime.bg').warning('tick %d', i)
+            self.done.set()
+        threading.Thread(target=flood).start()
+
+    @requests(on='/wait')
+    def wait(self, docs, **kwargs):
+        self.done.wait(30)
+
+    def close(self):
+        with open(os.path.join(self.workspace, 'closed'), 'w') as fp:
+            fp.write('ok')
+
+
+def test_a_flood_of_records_while_the_flow_is_idle_does_not_keep_the_executor_from_closing(tmp_path, caplog):
+    import numpy as np
+    f = Flow(workspace=str(tmp_path), timeout_close=30).add(name='bg', uses=KeepsThenChatters)
+    with f:
+        f.post('/keep', Document(embedding=np.ones(8, dtype=np.float32)))
+        f.post('/chatter', Document())
+        f.post('/wait', Document())
+    assert (tmp_path / 'bg' / 'closed').read_text() == 'ok'  # its close() ran (it was not killed)
+    assert not [r for r in caplog.records if 'did not stop' in r.getMessage()]
+
+
+def test_a_process_forked_by_the_executor_writes_its_records_to_stderr():
+    # It has the handler but not the socket's I/O thread: a record sent there vanished.
+    sent, out = [], io.StringIO()
+    h = _handler(sent, out)
+    h._pid = -1  # (what a forked child sees: another pid than the one that made the handler)
+    h.emit(_record('child', 'from a forked child'))
+    assert sent == [] and out.getvalue() == 'child from a forked child\n'

@@ -245,18 +245,14 @@ class LocalTransport(SharedPayloads, Transport):
                     self._queue(w, P.stop(w.pending_frees))
             stopping = [w for w in self._workers.values() if w.ready and w not in gone]  # (told STOP: close() runs)
             self.flush()
-            deadline = time.monotonic() + timeout_close
-            killed = set()
-            for w in list(self._workers.values()):
-                try:
-                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    logger.warning('executor %r (replica %d) did not stop within %.1f s; killing it',
-                                   w.dep.name, w.replica, timeout_close)
-                    killed.add(w)
-                    w.proc.kill()
-                    w.proc.wait()
-            errors = self._last_words([w for w in stopping if w.proc.returncode in (0, P.CLOSE_FAILED)])
+            heard: dict = {}  # identity -> what its last message said (see _hear)
+            killed = self._await_exits(list(self._workers.values()), time.monotonic() + timeout_close, heard)
+            for w in killed:
+                logger.warning('executor %r (replica %d) did not stop within %.1f s; killing it',
+                               w.dep.name, w.replica, timeout_close)
+                w.proc.kill()
+                w.proc.wait()
+            errors = self._last_words([w for w in stopping if w not in killed], heard)
             # A process that crashed in its close() (or had died unnoticed while the Flow was
             # idle) never finished it: an index it saves may be incomplete. Said as loudly as
             # a close() that raised.
@@ -282,16 +278,34 @@ class LocalTransport(SharedPayloads, Transport):
                 zygote.release()
         raise_close_errors(errors)
 
-    def _last_words(self, stopped: list) -> list:
-        """What the ``stopped`` processes (told STOP, exited by themselves) said last: the
-        log records of their executors' ``close()`` are logged, and (worker,
-        ExecutorError) returned for each whose ``close()`` raised. Each ends with ``bye``
-        or ``close_error``; the last may still be in the I/O threads: waited for a little."""
-        errors, waiting = [], {w.identity: w for w in stopped}
-        deadline = time.monotonic() + CLOSE_ERROR_WAIT_S
-        while waiting and self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+    def _await_exits(self, workers: list, deadline: float, heard: dict) -> list:
+        """Wait until ``workers`` have exited, or ``deadline``; those still running are
+        returned. Their messages are read meanwhile (``_hear``): an executor that logs much
+        in its ``close()`` fills its pipe, and would wait on it, not exit, if nobody read."""
+        running = {w.pidfd: w for w in workers if w.proc.poll() is None}
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        for fd in running:
+            poller.register(fd, zmq.POLLIN)
+        while running:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for item, _ in poller.poll(left * 1000):
+                if item is self._sock:
+                    self._hear(heard)
+                elif item in running:
+                    poller.unregister(item)
+                    running.pop(item).proc.wait()
+        return list(running.values())
+
+    def _hear(self, heard: dict) -> None:
+        """Read what waits on the socket while the Flow closes: log records are logged,
+        and each process's last message kept in ``heard`` (identity -> None for ``bye``,
+        or the ExecutorError of a ``close()`` that raised); anything else is late."""
+        while P.waiting(self._sock):
             frames = P.recv_frames(self._sock)
-            w = waiting.get(frames[0].bytes)
+            w = self._workers.get(frames[0].bytes)
             if w is None or not w.greeted:
                 continue
             try:
@@ -302,17 +316,38 @@ class LocalTransport(SharedPayloads, Transport):
                 kind = P.kind(header)
                 if kind == P.LOG:
                     relog(w.log_label(), w.pid, *P.read(header))
-                elif kind == P.BYE:
-                    del waiting[w.identity]
-                elif kind == P.CLOSE_ERROR:
-                    exc_type, message, tb = P.read(header)
-                    errors.append((w, ExecutorError(w.dep.name, exc_type, f'{message} (in close())', tb, w.replica)))
-                    del waiting[w.identity]
-        for w in waiting.values():
-            if w.proc.returncode == P.CLOSE_FAILED:
+                elif kind in (P.BYE, P.CLOSE_ERROR):
+                    if kind == P.BYE:
+                        heard[w.identity] = None
+                    else:
+                        exc_type, message, tb = P.read(header)
+                        heard[w.identity] = ExecutorError(w.dep.name, exc_type, f'{message} (in close())', tb,
+                                                          w.replica)
+                    try:  # (everything it sent came before: it may exit; see Worker.await_answer)
+                        P.send_to(self._sock, w.identity, P.pack([(P.bye(), b'')]))
+                    except zmq.ZMQError:  # (gone already: it had no more to say)
+                        pass
+
+    def _last_words(self, stopped: list, heard: dict) -> list:
+        """(worker, ExecutorError) for each of the ``stopped`` processes (told STOP, exited
+        by themselves) whose ``close()`` raised. Each ends with ``bye`` or ``close_error``,
+        after the log records of its ``close()``; the last may still be in the I/O threads
+        after its process exited: waited for a little."""
+        missing = {w.identity for w in stopped if w.proc.returncode in (0, P.CLOSE_FAILED)} - heard.keys()
+        deadline = time.monotonic() + CLOSE_ERROR_WAIT_S
+        while missing and self._sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            self._hear(heard)
+            missing -= heard.keys()
+        self._hear(heard)  # (what else arrived: records of processes killed or dead)
+        errors = []
+        for w in stopped:
+            said = heard.get(w.identity, False)
+            if isinstance(said, ExecutorError):
+                errors.append((w, said))
+            elif said is False and w.proc.returncode == P.CLOSE_FAILED:
                 errors.append((w, ExecutorError(w.dep.name, 'Exception', 'its close() raised (the details were lost)',
                                                 '', w.replica)))
-            else:  # (its close() returned; only what it logged last may be missing)
+            elif said is False and w.proc.returncode == 0:  # (its close() returned; only what it logged may be missing)
                 logger.warning('executor %s closed, but what it logged while closing may be lost (its last message '
                                'did not arrive within %.0f s)', w.label(), CLOSE_ERROR_WAIT_S)
         return errors

@@ -16,7 +16,9 @@ frame), ``request``, ``free`` (slots of the worker's arena it may reuse), ``forg
 Worker -> parent: ``hello``, ``ready`` | ``init_error``, ``ok`` | ``err`` (one per
 request), ``release`` (kept buffers the executor let go of), ``log`` (a log record, see
 ``worker_logs``), ``fatal`` (an error outside any handler, just before exiting), and last,
-after its executor's ``close()``: ``close_error`` (it raised) or ``bye``.
+after its executor's ``close()``: ``close_error`` (it raised) or ``bye``, which the parent
+answers with a ``bye`` once it read them (the process may then exit: see
+``Worker.await_answer``).
 """
 from __future__ import annotations
 
@@ -126,7 +128,8 @@ def log(levelno: int, name: str, text: str, created: float) -> tuple:
 
 
 def bye() -> tuple:
-    """The executor's ``close()`` returned: nothing more comes from this process."""
+    """From a worker: its executor's ``close()`` returned, nothing more comes from it; the
+    parent's answer to that or to a ``close_error``: everything it sent was read."""
     return (BYE,)
 
 

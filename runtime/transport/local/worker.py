@@ -41,6 +41,10 @@ PINS_CHECK_S = 0.02
 #: How often the watcher thread checks the parent, and how long it then gives the main
 #: loop to exit by itself (it is idle, or its handler is about to return).
 WATCH_S, WATCH_GRACE_S = 0.25, 1.0
+#: How long a log record waits for room in a full pipe to the parent (see send_log).
+LOG_WAIT_MS = 500
+#: The longest a closing process waits for the parent's answer to its last message.
+ANSWER_WAIT_S = 60.0
 
 
 class Worker:
@@ -69,6 +73,8 @@ class Worker:
         self.releases: list = []  # (arena, slot) let go since the last message out
         self.pins_checked = 0.0  # (time.time()) when ``pinned`` was last checked
         self.logs: ParentHandler | None = None  # once configured, records go to the parent
+        self.log_stalled = False  # a log record found no room in vain (see send_log)
+        self.stopped = False  # told STOP: the parent waits for this process's last words
 
     # -- messaging -------------------------------------------------------------------------
     # The parent batches what it has for us (see protocol.pack); we answer each request as
@@ -89,9 +95,26 @@ class Worker:
         return os.getppid() == self.parent_pid
 
     def send_log(self, header: tuple) -> None:
-        """A ``log`` message, never blocking: raises ``zmq.Again`` when the parent's pipe
-        is full (see ``worker_logs``)."""
-        self.sock.send(P.pack([(header, b'')])[0], zmq.NOBLOCK, copy=False)
+        """A ``log`` message; raises ``zmq.Again`` when the parent does not take it (see
+        ``worker_logs``: the record then goes to stderr).
+
+        A full pipe means the parent is behind (it logs each record again) or reads
+        nothing (no post is running): the first wait for room lasts ``LOG_WAIT_MS``, and
+        once one was in vain, records go to stderr at once until the parent is heard from
+        again (``recv`` and ``take_in`` clear ``log_stalled``): a flood of records from an
+        idle executor's thread costs no wait each."""
+        frame = P.pack([(header, b'')])[0]
+        try:
+            self.sock.send(frame, zmq.NOBLOCK, copy=False)
+            return
+        except zmq.Again:
+            if self.log_stalled:
+                raise
+        if self.sock.poll(LOG_WAIT_MS, zmq.POLLOUT):
+            self.sock.send(frame, zmq.NOBLOCK, copy=False)
+            return
+        self.log_stalled = True
+        raise zmq.Again()
 
     def recv(self):
         """The next batch as [(header, meta)], or None when the parent is gone (checked
@@ -102,12 +125,20 @@ class Worker:
                 logs.flush_queue()
             # (zmq_poll returns at once when a message is waiting: no need to ask before)
             if self.poller.poll(IDLE_POLL_MS):
+                self.log_stalled = False
                 return P.unpack(P.recv_frames(self.sock))
             if not self.parent_alive():
                 return None
             self.check_pins()
             if self.releases:
-                self.send(P.release(self._take_releases()))
+                taken = self._take_releases()
+                try:
+                    # Never blocking: while the Flow is idle nobody reads this process's pipe,
+                    # which its executor's log records may have filled; a blocked send here
+                    # would keep the process from hearing STOP.
+                    self.sock.send(P.pack([(P.release(taken), b'')])[0], zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    self.releases = taken + self.releases  # (told with a later message)
 
     # -- lifecycle -------------------------------------------------------------------------
     def configure(self) -> bool:
@@ -164,6 +195,7 @@ class Worker:
                     stop = self.take_in(queue)
                     looked = t1
                 if stop:
+                    self.stopped = True
                     return
             elif kind == P.FREE:
                 self.free(P.slots_of(header))
@@ -171,6 +203,7 @@ class Worker:
                 self.forget(P.arenas_of(header))
             elif kind == P.STOP:
                 self.free(P.slots_of(header))
+                self.stopped = True
                 return
 
     def take_in(self, queue: collections.deque) -> bool:
@@ -180,6 +213,7 @@ class Worker:
         sock = self.sock
         stop = False
         while P.waiting(sock):
+            self.log_stalled = False
             items = P.unpack(P.recv_frames(sock))
             stop = stop or any(P.kind(h) == P.STOP for h, _ in items)
             queue.extend(items)
@@ -288,6 +322,8 @@ class Worker:
                 try:
                     self.send(last)
                     said = True
+                    if self.stopped:  # (else it is dying of an error, which the parent sees as such)
+                        self.await_answer()
                 except Exception:  # noqa: BLE001 - the parent is gone: nobody to tell
                     pass
             self.executor = None
@@ -296,6 +332,19 @@ class Worker:
             self.sock.close(linger=1000 if said else 0)  # (what was said must get out first)
             self.ctx.term()
         return True
+
+    def await_answer(self) -> None:
+        """Wait for the parent's ``bye``, its answer to this process's last message. What a
+        process sent is lost if it exits while its messages still wait in the socket (the
+        parent had them in its pipe's backlog, after a flood of log records): only the
+        answer tells that the parent read everything. Bounded: a parent that does not
+        answer kills the process after its ``timeout_close``, and one that is gone is
+        noticed within ``IDLE_POLL_MS``."""
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while time.monotonic() < deadline and self.parent_alive():
+            if self.poller.poll(IDLE_POLL_MS):
+                if any(P.kind(h) == P.BYE for h, _ in P.unpack(P.recv_frames(self.sock))):
+                    return
 
     def watch_parent(self) -> None:
         """A thread: if the parent dies while the main loop is stuck in a long handler, the

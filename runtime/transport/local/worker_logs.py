@@ -57,12 +57,15 @@ class ParentHandler(logging.Handler):
         super().__init__()
         self._send, self.fallback = send, fallback
         self._main = threading.get_ident()
+        # A process forked by the executor (a multiprocessing pool, a data loader) inherits
+        # this handler, but not the socket's I/O thread: its records go to stderr.
+        self._pid = os.getpid()
         self._queue: collections.deque = collections.deque()  # (monotonic time, record)
         self._sending = False
         self.open = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.open:
+        if not self.open or os.getpid() != self._pid:
             self.fallback.handle(record)
         elif threading.get_ident() != self._main:
             self._queue.append((time.monotonic(), record))
