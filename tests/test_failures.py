@@ -130,6 +130,11 @@ def test_restarts_keep_one_instance_per_replica_and_the_last_death_fails_the_exe
         for _ in range(6):
             with pytest.raises(WorkerDiedError):
                 f.post('/', Document(text='die'))
+            # (the restarted instance gets requests once it is ready: until then the other
+            # one answers them all)
+            deadline = time.monotonic() + 30
+            while not all(w.ready for w in dep.workers) and time.monotonic() < deadline:
+                f._rt.pump(0.05)
             pids |= {r.docs[0].tags['pid'] for r in f.post('/', [Document()] * 4, request_size=1, return_results=True)}
             assert len(dep.workers) == 2 and [len(s) for s in dep.by_shard] == [2]
         assert len(pids) >= 6  # the answers came from the restarted instances
