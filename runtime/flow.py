@@ -18,10 +18,12 @@ from typing import Any, Callable
 
 from .errors import ExecutorError, FlowNotStartedError
 from .flow_build import FlowBuilder
+from .flow_serving import start_gateway
 from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
+from .control.jina2_options import check_jina2_options, take_parallel
 from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults, with_defaults
 from .control.router import Router
 from .control.specs import ADD_ONLY, FLOW_DEFAULT_ARGS, reject_jina_only
@@ -34,7 +36,7 @@ logger = logging.getLogger('runtime')
 #: Where executors run: 'local' (processes on this machine) or 'ray' (actors on a Ray cluster).
 BACKENDS = ('local', 'ray')
 #: ``Flow(...)`` arguments of the gateway that serves a running Flow to other processes.
-SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes')
+SERVE_ARGS = ('port_expose', 'port', 'protocol', 'host', 'max_body_bytes', 'cors')
 #: Every keyword ``Flow()`` takes (for "did you mean" when it is given another).
 _FLOW_ARGS = ('workspace', 'prefetch', 'arena_size', 'timeout_close', 'profile', 'backend', 'ray_address',
               'ray_init_kwargs', 'asyncio', *SERVE_ARGS, *POST_DEFAULTS, *FLOW_DEFAULT_ARGS)
@@ -83,6 +85,9 @@ class Flow(FlowBuilder):
         them). Checked here as ``post`` checks them.
     asyncio : bool
         True returns an ``AsyncFlow`` with the other arguments instead (Jina 2's switch).
+    port_expose, protocol, host, cors, max_body_bytes
+        Serve the running Flow over HTTP (``serving.gateway``); ``f.port_expose``,
+        ``f.protocol`` and ``f.host`` read them, and set, serve a running Flow at once.
     **kwargs
         Any ``add()`` argument (``uses``, ``uses_with``, ``timeout_ready``, ``env``,
         ``replicas``, ...): the default for every executor; but ``uses_requests``, which
@@ -133,7 +138,9 @@ class Flow(FlowBuilder):
             serve = check_options(**serve)  # raises, naming the option, for what it cannot serve
         self._serve = serve
         self._gateway = None
+        self._exposed: dict = {}  # {HTTP path: ExposedRoute} (expose_endpoint)
         self._post_defaults = check_post_defaults({k: kwargs.pop(k) for k in POST_DEFAULTS if k in kwargs})
+        take_parallel('Flow', kwargs)  # (Jina 2's name of shards)
         defaults = {k: kwargs.pop(k) for k in FLOW_DEFAULT_ARGS if k in kwargs}
         for k in kwargs:
             if k in _CLIENT_ONLY:
@@ -141,6 +148,7 @@ class Flow(FlowBuilder):
             if k in ADD_ONLY:
                 raise TypeError(f'Flow({k}=...) is not a default for every executor: it {ADD_ONLY[k]}; pass it '
                                 f'to add() for the executor it binds: Flow().add(uses=MyExecutor, {k}={{...}})')
+        check_jina2_options('Flow', kwargs)
         reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
                                          f'ray_address, ray_init_kwargs, asyncio, {", ".join(SERVE_ARGS)}, the '
                                          f'defaults of posts {", ".join(POST_DEFAULTS)} and the add() arguments '
@@ -170,7 +178,7 @@ class Flow(FlowBuilder):
         new = copy.copy(self)
         new._specs = specs
         new._rt = None
-        new._gateway = None
+        new._gateway, new._exposed = None, dict(self._exposed)
         new._stop_signals = StopSignals()  # each Flow its own: starting one must not touch another's
         new._lock, new._closing, new._posting = threading.RLock(), threading.RLock(), 0
         return new
@@ -216,10 +224,8 @@ class Flow(FlowBuilder):
             raise
         self._rt = rt
         if self._serve:
-            from .serving.gateway import Gateway
             try:
-                self._gateway = Gateway(self, **self._serve)
-                self._gateway.start()
+                start_gateway(self)
             except BaseException:
                 self._gateway = None
                 self.close()

@@ -1,5 +1,6 @@
 """Building a Flow's topology: ``add``, ``needs``, ``needs_all``, the YAML round trip and
-the drawing. ``Flow`` (flow.py) inherits these and adds running: start, post, close.
+the drawing. ``Flow`` (flow.py) inherits these and adds running: start, post, close. The
+gateway's settings (``port_expose``, ``protocol``, ...) come from ``flow_serving``.
 
 Nothing here starts a process: a Flow is built as a list of specs (``control.specs``
 checks each ``add``), and every ``add`` returns a new Flow, as in Jina 2.
@@ -10,7 +11,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .control.inputs import describe
+from .control.jina2_options import check_jina2_options
 from .control.specs import ADD_ARGS, build_specs, given_int, reject_jina_only
+from .flow_serving import GatewayOptions
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ['FlowBuilder']
 
 
-class FlowBuilder:
+class FlowBuilder(GatewayOptions):
     """The building half of ``Flow``: what works on the list of executor specs alone.
 
     Use it through ``Flow``; it is a class of its own so that building and running each
@@ -122,6 +125,7 @@ class FlowBuilder:
             if shards != 1:
                 raise TypeError('give shards or parallel (its Jina 2 name), not both')
             shards = kwargs.pop('parallel')
+        check_jina2_options('add', kwargs)  # (honoured ones leave kwargs; refused ones say what to do)
         reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}', ('name', 'needs', *ADD_ARGS))
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
                  'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,
@@ -134,6 +138,32 @@ class FlowBuilder:
     def num_executors(self) -> int:
         """How many executors were added."""
         return len(self._specs)
+
+    @property
+    def num_pods(self) -> int:
+        """How many executors were added, each with its ``uses_before`` / ``uses_after`` counted
+        once, as Jina 2 counted its pods (which also counted its gateway once the Flow was
+        built: here the gateway is no pod).
+
+        Example
+        -------
+        >>> Flow().add(name='a').add(name='b', shards=2, uses_after=Merger).num_pods
+        2
+        """
+        return sum(1 for s in self._specs if not s.get('side_of'))
+
+    @property
+    def num_peas(self) -> int:
+        """How many processes (or Ray actors) the Flow runs: ``shards * replicas`` of each
+        executor, plus those of ``uses_before`` / ``uses_after`` (Jina 2's peas; it also
+        counted its gateway and the head and tail of a sharded pod, which do not exist here).
+
+        Example
+        -------
+        >>> Flow().add(name='a', replicas=2).add(name='b', shards=2, uses_after=Merger).num_peas
+        5
+        """
+        return sum((s.get('shards') or 1) * (s.get('replicas') or 1) for s in self._specs)
 
     # -- display ---------------------------------------------------------------------------
     def plot(self, output: str | None = None, **kwargs: Any) -> Flow:
@@ -189,6 +219,42 @@ class FlowBuilder:
         >>> f = Flow().add(name='a').add(name='b', needs='gateway').needs(['a', 'b'])
         """
         return self.add(name=name, needs=needs, **kwargs)
+
+    #: Jina 2's older name of ``needs`` (its ``join = needs``).
+    join = needs
+
+    def inspect(self, name: str = 'inspect', *args: Any, **kwargs: Any) -> Flow:
+        """Not supported: raises NotImplementedError saying what to do instead.
+
+        Jina 2's ``inspect`` added an executor beside the last one, fed its output, whose
+        answers the Flow dropped (an evaluator that could not change the results); this
+        Flow has no such side branch.
+
+        Example
+        -------
+        >>> Flow().add(name='enc').inspect(uses=MyEvaluator)  # doctest: +SKIP
+        Traceback (most recent call last):
+        NotImplementedError: Flow.inspect() added a Jina 2 inspect pod: ...
+        """
+        raise NotImplementedError(
+            "Flow.inspect() added a Jina 2 inspect pod: an executor beside the last one, fed its output, whose "
+            "answers the Flow dropped (for evaluation that cannot change the results); not supported here: add "
+            "the evaluator as an executor, f.add(name='eval', uses=MyEvaluator), which sees the documents and "
+            "passes them on (keep the evaluator from changing them), or read the results in on_done")
+
+    def gather_inspect(self, name: str = 'gather_inspect', include_last_pod: bool = True, *args: Any,
+                       **kwargs: Any) -> Flow:
+        """This Flow, unchanged: Jina 2's ``gather_inspect`` joined the inspect pods of
+        ``inspect()``, and returned the Flow itself where it had none, which is always the
+        case here (``inspect()`` is not supported).
+
+        Example
+        -------
+        >>> f = Flow().add(name='enc')
+        >>> f.gather_inspect() is f
+        True
+        """
+        return self
 
     def needs_all(self, name: str = 'joiner', **kwargs: Any) -> Flow:
         """Join every executor that nothing else takes from yet (Jina 2's ``needs_all``).

@@ -28,6 +28,7 @@ import pickle
 from typing import Any, Callable
 
 from .inputs import describe
+from .jina2_options import DATA_TYPE
 from .post import NO_PARAMETERS
 from .specs import unexpected_argument
 
@@ -253,8 +254,9 @@ def check_target_executor(target: Any) -> str | None:
 def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
     """The keyword arguments ``where`` (e.g. ``'post'``) got beyond its own: Jina 2.0's
     ``target_peapod`` is taken for ``target_executor`` (returned), any other is refused
-    with a TypeError: one Jina 2 ignored (``shuffle``) says so and to remove it, another
-    names the argument it resembles, or lists them all. ``extra`` is left as it was.
+    with a TypeError: one Jina 2 ignored (``shuffle``) says so and to remove it, Jina 2's
+    ``data_type`` what it meant, another names the argument it resembles, or lists them all.
+    ``extra`` is left as it was.
 
     Example
     -------
@@ -272,6 +274,9 @@ def check_extra(where: str, extra: dict, target_executor: Any) -> Any:
         if k in _JINA2_IGNORED:
             raise TypeError(f'{where}() got an unexpected argument {k!r}: Jina 2 ignored it (its post dropped '
                             f'arguments it did not know), so it never had an effect; remove it: {_JINA2_IGNORED[k]}')
+        if k == 'data_type':
+            raise TypeError(f"{where}() got an unexpected argument 'data_type'; it takes "
+                            f"{', '.join(POST_ARGUMENTS)}: Jina 2's data_type {DATA_TYPE}")
         if k != 'target_peapod':
             raise unexpected_argument(where, k, _KNOWN, ', '.join(POST_ARGUMENTS))
     return target_executor

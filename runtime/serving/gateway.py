@@ -7,7 +7,10 @@ serves until Ctrl-C or SIGTERM. Routes:
   "targetExecutor": ...}``; ``POST /index``, ``/search``, ``/update``, ``/delete`` (the
   endpoint is the URL's), and Jina 2's ``PUT /update`` and ``DELETE /delete``;
 - ``GET /status``: 200 ``{"status": "ok", ...}`` and counters while every executor can
-  serve; 503 ``{"status": "unavailable", "down": [...]}`` once one has no process left.
+  serve; 503 ``{"status": "unavailable", "down": [...]}`` once one has no process left;
+- the paths ``Flow.expose_endpoint`` adds (Jina 2's), each posting to its endpoint.
+
+``Flow(cors=True)`` lets web pages of any origin call it (Jina 2's ``cors``).
 
 Why aiohttp: it is one pure-asyncio package (no ASGI server + framework pair to install,
 unlike FastAPI + uvicorn, which Jina 2 used), it has a mature HTTP/1.1 server with
@@ -25,14 +28,15 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import BadInputError, FlowNotStartedError, WorkerDiedError
 from ..response import Response, Status
 from .deps import import_aiohttp
 from .wire import WireError, decode_request, encode_response, error_body
 
-__all__ = ['check_options', 'Gateway', 'block', 'down_executors', 'PROTOCOLS', 'DEFAULT_HOST', 'DEFAULT_MAX_BODY_BYTES']
+__all__ = ['check_options', 'Gateway', 'block', 'down_executors', 'ExposedRoute', 'exposed_route', 'PROTOCOLS',
+           'DEFAULT_HOST', 'DEFAULT_MAX_BODY_BYTES']
 
 logger = logging.getLogger('runtime')
 
@@ -46,13 +50,79 @@ ENDPOINTS = ('/index', '/search', '/update', '/delete')
 JINA2_METHODS = {'/update': 'PUT', '/delete': 'DELETE'}
 ROUTES = ', '.join(['POST /post', *(f'POST {e}' for e in ENDPOINTS),
                     *(f'{m} {e}' for e, m in JINA2_METHODS.items()), 'GET /status'])
+#: The gateway's own routes (an exposed path may add methods to the CRUD ones, not replace them).
+_FIXED = {'/post': ('POST',), '/status': ('GET', 'HEAD'),
+          **{e: ('POST', *((JINA2_METHODS[e],) if e in JINA2_METHODS else ())) for e in ENDPOINTS}}
+_METHODS = ('GET', 'POST', 'PUT', 'DELETE', 'PATCH')
+#: ``expose_endpoint`` arguments of Jina 2 that shaped FastAPI's OpenAPI docs or response
+#: model, which this gateway does not have -> why they are refused.
+_FASTAPI_ONLY = {
+    **{k: "describes the route in Jina 2's Swagger / OpenAPI docs, which this gateway does not serve"
+       for k in ('summary', 'description', 'tags', 'response_description', 'deprecated', 'operation_id',
+                 'include_in_schema', 'name')},
+    **{k: "shaped the response with FastAPI's response model; here the response is Jina 2's standard JSON "
+          "(data, parameters, header, status)"
+       for k in ('response_model', 'response_model_by_alias', 'response_model_exclude_unset',
+                 'response_model_exclude_defaults', 'response_model_exclude_none')},
+}
+
+
+class ExposedRoute(NamedTuple):
+    """An HTTP path ``Flow.expose_endpoint`` added: the executors' endpoint it posts to,
+    the HTTP methods it takes and the status of a success."""
+    endpoint: str
+    methods: tuple
+    status_code: int
+
+
+def exposed_route(exec_endpoint: Any, path: Any = None, methods: Any = ('POST',), status_code: Any = 200,
+                  **kwargs: Any) -> tuple[str, ExposedRoute]:
+    """Check ``Flow.expose_endpoint``'s arguments; return ``(path, route)``.
+
+    Example
+    -------
+    >>> exposed_route('/search', path='/find', methods=['get', 'POST'])
+    ('/find', ExposedRoute(endpoint='/search', methods=('GET', 'POST'), status_code=200))
+    """
+    from ..control.specs import unexpected_argument
+    for k in kwargs:
+        if k in _FASTAPI_ONLY:
+            raise TypeError(f'expose_endpoint({k}=...) {_FASTAPI_ONLY[k]}; remove it')
+        raise unexpected_argument('expose_endpoint', k, ('path', 'methods', 'status_code'),
+                                  'exec_endpoint, path, methods, status_code')
+    if not isinstance(exec_endpoint, str) or not exec_endpoint:
+        raise TypeError(f'expose_endpoint() takes the executors\' endpoint, a str such as "/foo", got '
+                        f'{exec_endpoint!r}')
+    path = exec_endpoint if path is None else path
+    if not isinstance(path, str) or not path.startswith('/'):
+        raise ValueError(f'expose_endpoint(path=...) must be an HTTP path starting with "/", got {path!r}')
+    if path in ('/post', '/status') or (path in _FIXED and path != exec_endpoint):
+        raise ValueError(f'{path} is a route of the gateway itself ({ROUTES}); expose {exec_endpoint!r} on '
+                         f'another path')
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise TypeError(f'expose_endpoint(methods=...) takes a list of HTTP methods such as ["GET", "POST"], got '
+                        f'{methods!r}')
+    upper = tuple(dict.fromkeys(m.upper() if isinstance(m, str) else m for m in methods))
+    bad = [m for m in upper if m not in _METHODS]
+    if bad:
+        raise ValueError(f'expose_endpoint(methods=...) takes {", ".join(_METHODS)}, got {bad}')
+    if type(status_code) is not int or not 200 <= status_code < 300:
+        raise ValueError(f'expose_endpoint(status_code=...) is the HTTP status of a success, an int from 200 to '
+                         f'299, got {status_code!r}')
+    if path in _FIXED and status_code != 200 and set(upper) & set(_FIXED[path]):
+        raise ValueError(f'{"/".join(_FIXED[path])} {path} is a route of the gateway itself, which answers 200; '
+                         f'expose {exec_endpoint!r} on another path for status_code={status_code}')
+    return path, ExposedRoute(exec_endpoint, upper, status_code)
 
 
 def check_options(port_expose: Any = None, port: Any = None, protocol: Any = 'http', host: Any = DEFAULT_HOST,
-                  max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES) -> dict:
+                  max_body_bytes: Any = DEFAULT_MAX_BODY_BYTES, cors: Any = False) -> dict:
     """Check the serving arguments of ``Flow(...)``; returns the keyword arguments of
     ``Gateway``. ``port`` is another name for ``port_expose``; 0 lets the system pick a
-    free port (logged when the gateway starts).
+    free port (logged when the gateway starts). ``cors=True`` lets web pages of any origin
+    call the gateway (Jina 2's CORS middleware); it is in the result only then.
 
     >>> check_options(port_expose=12345, protocol='HTTP')
     {'port': 12345, 'protocol': 'http', 'host': '127.0.0.1', 'max_body_bytes': 67108864}
@@ -77,7 +147,10 @@ def check_options(port_expose: Any = None, port: Any = None, protocol: Any = 'ht
     if type(max_body_bytes) is not int or max_body_bytes < 1024:
         raise ValueError(f'max_body_bytes must be an int of at least 1024 (bytes of one request body), got '
                          f'{max_body_bytes!r}')
-    return {'port': chosen, 'protocol': protocol.lower(), 'host': host, 'max_body_bytes': max_body_bytes}
+    if not isinstance(cors, bool):
+        raise TypeError(f'cors must be True (web pages of any origin may call the gateway) or False, got {cors!r}')
+    return {'port': chosen, 'protocol': protocol.lower(), 'host': host, 'max_body_bytes': max_body_bytes,
+            **({'cors': True} if cors else {})}
 
 
 class Gateway:
@@ -93,6 +166,11 @@ class Gateway:
         Address to bind: 127.0.0.1 (default) serves this machine only.
     max_body_bytes : int
         Larger request bodies are refused with 413.
+    cors : bool
+        Answer CORS preflights and let pages of any origin read the answers.
+    exposed : dict
+        ``{path: ExposedRoute}`` (``Flow.expose_endpoint``'s), read at each request: the
+        Flow may add to it while the gateway runs.
 
     Example
     -------
@@ -101,8 +179,11 @@ class Gateway:
     """
 
     def __init__(self, flow: Any, port: int = 0, host: str = DEFAULT_HOST, protocol: str = 'http',
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, cors: bool = False,
+                 exposed: dict | None = None) -> None:
         self.flow, self.host, self.port, self.max_body_bytes = flow, host, port, max_body_bytes
+        self.cors = cors
+        self.exposed: dict[str, ExposedRoute] = {} if exposed is None else exposed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: Any = None
@@ -138,7 +219,7 @@ class Gateway:
             self._pool.shutdown(wait=False)
             raise
         self._started_at = time.monotonic()
-        logger.info('serving %r on %s (%s)', self.flow, self.url, ROUTES)
+        logger.info('serving %r on %s (%s)', self.flow, self.url, self.routes())
         return self
 
     def _serve(self, ready: concurrent.futures.Future) -> None:
@@ -159,15 +240,25 @@ class Gateway:
         finally:
             loop.close()
 
+    def routes(self) -> str:
+        """The routes served, for messages: the fixed ones and the exposed paths."""
+        exposed = [f'{m} {p}' for p, r in list(self.exposed.items()) for m in r.methods]
+        return ', '.join([ROUTES, *exposed])
+
     async def _bind(self) -> None:
         from aiohttp import web
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors_as_json])
+        # (CORS outermost: refusals get its headers too, or a page cannot read them)
+        middlewares = [self._cors, self._errors_as_json] if self.cors else [self._errors_as_json]
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=middlewares)
         app.router.add_post('/post', self._handle_post)
         for ep in ENDPOINTS:
             app.router.add_post(ep, self._handle_post)
         for ep, method in JINA2_METHODS.items():
             app.router.add_route(method, ep, self._handle_post)
         app.router.add_get('/status', self._handle_status)
+        # Last: what no route above takes (the exposed paths, looked up at each request, so
+        # that expose_endpoint on a running Flow serves at once; and the 404 / 405 answers).
+        app.router.add_route('*', '/{tail:.*}', self._handle_other)
         # shutdown_timeout: how long close() lets requests in progress finish.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -201,13 +292,27 @@ class Gateway:
         from aiohttp import web
         return web.Response(body=body, status=status, content_type='application/json')
 
-    async def _handle_post(self, request: Any) -> Any:
+    async def _handle_other(self, request: Any) -> Any:
+        from aiohttp import web
+        route = self.exposed.get(request.path)
+        if route is not None and request.method in route.methods:
+            return await self._handle_post(request, route.endpoint, route.status_code)
+        allowed = set(route.methods if route is not None else ()) | set(_FIXED.get(request.path, ()))
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+        raise web.HTTPNotFound()
+
+    async def _handle_post(self, request: Any, endpoint: str | None = None, ok_status: int = 200) -> Any:
+        """Post the request's body to ``endpoint`` (default: the URL's; /post's names its own)."""
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self._refuse(413, f'the request body has {request.content_length} bytes, more than the '
                                      f'{self.max_body_bytes} this gateway takes (Flow(max_body_bytes=...)); '
                                      f'send fewer documents per request (request_size)')
         body = await request.read()  # raises 413 past client_max_size when the length was not announced
-        endpoint = None if request.path == '/post' else request.path
+        if endpoint is not None:
+            body = body or b'{}'  # (an exposed path, e.g. a GET, may come without a body, as in Jina 2)
+        elif request.path != '/post':
+            endpoint = request.path
         loop = asyncio.get_running_loop()
         self._count('inflight')
         try:
@@ -216,7 +321,7 @@ class Gateway:
             status, payload = 503, error_body(503, 'the Flow is closing; no new requests are taken')
         finally:
             self._count('inflight', -1)
-        return self._json(payload, status)
+        return self._json(payload, ok_status if status == 200 else status)
 
     def _serve_one(self, body: bytes, endpoint: str | None) -> tuple[int, bytes]:
         """Decode, post, encode: runs in the pool, never on the event loop."""
@@ -301,13 +406,40 @@ class Gateway:
                     raise
                 message = exc.reason
                 if exc.status == 404:
-                    message = f'no route {request.method} {request.path}; routes: {ROUTES}'
+                    message = f'no route {request.method} {request.path}; routes: {self.routes()}'
                 elif exc.status == 405:
                     message = f'{request.method} is not allowed on {request.path}'
                 elif exc.status == 413:
                     message = (f'the request body is larger than the {self.max_body_bytes} bytes this gateway '
                                f'takes (Flow(max_body_bytes=...)); send fewer documents per request')
                 return self._refuse(exc.status, message)
+        return middleware
+
+    @property
+    def _cors(self) -> Any:
+        """A middleware: CORS for pages of any origin, as Jina 2's (FastAPI's CORSMiddleware
+        with every origin, method and header allowed, and credentials)."""
+        from aiohttp import web
+
+        @web.middleware
+        async def middleware(request: Any, handler: Any) -> Any:
+            origin = request.headers.get('Origin')
+            preflight = (request.method == 'OPTIONS' and origin is not None
+                         and 'Access-Control-Request-Method' in request.headers)
+            if preflight:
+                resp = web.Response(status=200)
+                resp.headers['Access-Control-Allow-Methods'] = ', '.join(_METHODS)
+                resp.headers['Access-Control-Allow-Headers'] = request.headers.get(
+                    'Access-Control-Request-Headers', '*')
+                resp.headers['Access-Control-Max-Age'] = '600'
+            else:
+                resp = await handler(request)
+            if origin is not None:
+                # (an echoed origin, not '*': browsers refuse '*' with credentials)
+                resp.headers['Access-Control-Allow-Origin'] = origin
+                resp.headers['Access-Control-Allow-Credentials'] = 'true'
+                resp.headers['Vary'] = 'Origin'
+            return resp
         return middleware
 
 
@@ -343,8 +475,8 @@ def block(flow: Any) -> None:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     gateway = getattr(flow, '_gateway', None)
     if gateway is None:
-        logger.info('block(): %r has no gateway (give Flow(port_expose=..., protocol="http") to serve it); '
-                    'waiting for Ctrl-C / SIGTERM', flow)
+        logger.info('block(): %r has no gateway (give Flow(port_expose=..., protocol="http"), or set '
+                    'f.port_expose = ... on the running Flow, to serve it); waiting for Ctrl-C / SIGTERM', flow)
     try:
         # The timeout only keeps the wait short enough for signal handlers to run promptly.
         while not stop.wait(0.5):

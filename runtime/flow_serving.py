@@ -1,0 +1,191 @@
+"""A Flow's gateway through Jina 2's properties: ``port_expose``, ``protocol`` and ``host``
+read its settings and, set, change them; ``expose_endpoint`` adds an HTTP path.
+
+Jina 2's own demos (``jina hello chatbot``) index inside ``with f:``, then switch the
+running Flow to a REST gateway with ``f.protocol = 'http'; f.port_expose = P`` and call
+``f.block()``: Jina 2 restarted its gateway with the new values. Here a setter on a running
+Flow starts the HTTP gateway, or moves it to the new port or host, at once; on a Flow not
+started it sets what ``with flow:`` starts (as ``Flow(port_expose=..., protocol='http')``).
+
+A Flow keeps its checked settings in ``_serve`` (``serving.gateway.check_options``'s dict,
+empty while it does not serve), its running gateway in ``_gateway`` and its exposed paths in
+``_exposed``; the functions here change them together.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .flow import Flow
+
+__all__ = ['GatewayOptions', 'start_gateway', 'change_serving']
+
+logger = logging.getLogger('runtime')
+
+
+def _runner(obj: Any) -> Flow:
+    """The Flow that holds the gateway: ``obj`` itself, or the Flow an AsyncFlow runs."""
+    return getattr(obj, '_flow', obj)
+
+
+def start_gateway(flow: Flow) -> None:
+    """Start a gateway with the Flow's settings (``flow._serve``) and make it the Flow's;
+    raises (OSError naming the port) if it cannot listen, leaving the Flow's gateway as it was."""
+    from .serving.gateway import Gateway
+    gateway = Gateway(flow, **flow._serve, exposed=flow._exposed)
+    gateway.start()
+    flow._gateway = gateway
+
+
+def _serves(gateway: Any, settings: dict) -> bool:
+    """Whether a running ``gateway`` already serves as ``settings`` ask (port 0: any port)."""
+    return (settings['port'] in (0, gateway.port) and gateway.host == settings['host']
+            and gateway.max_body_bytes == settings['max_body_bytes'] and gateway.cors == settings.get('cors', False))
+
+
+def change_serving(flow: Flow, **change: Any) -> None:
+    """Set gateway options of ``flow`` (``check_options``' names: ``port``, ``protocol``,
+    ``host``), checked as ``Flow(...)`` checks them. A running Flow serves with them at once:
+    its gateway is started, or a new one replaces it (started before the old one closes,
+    unless both want the same port); if that fails the Flow keeps its settings and gateway.
+
+    Example
+    -------
+    >>> with Flow().add(uses=Indexer) as f:
+    ...     f.index(docs)
+    ...     change_serving(f, protocol='http', port=12345)  # what f.port_expose = 12345 does
+    """
+    from .serving.gateway import check_options
+    before = flow._serve
+    settings = check_options(**{**before, **change})
+    if settings == before and (flow._rt is None or flow._gateway is not None):
+        return
+    flow._serve = settings
+    if flow._rt is None:
+        return  # (`with flow:` starts it)
+    old = flow._gateway
+    if old is not None and _serves(old, settings):
+        return
+    try:
+        if old is not None and settings['port'] == old.port:
+            flow._gateway = None
+            old.close()  # (it holds the port the new one wants)
+            old = None
+        start_gateway(flow)
+    except BaseException:
+        flow._serve = before
+        if flow._gateway is None and before:
+            try:
+                start_gateway(flow)  # (the old one was closed for the port: serve as before)
+            except Exception:
+                logger.warning('the gateway could not be started again with its previous settings', exc_info=True)
+        raise
+    if old is not None:
+        old.close()
+
+
+class GatewayOptions:
+    """Jina 2's gateway properties of a Flow (and an AsyncFlow): ``port_expose``,
+    ``protocol``, ``host``, and ``expose_endpoint``.
+
+    Example
+    -------
+    >>> f = Flow().add(uses=Indexer)
+    >>> with f:
+    ...     f.index(docs)
+    ...     f.protocol = 'http'       # starts the HTTP gateway (on a free port)
+    ...     f.port_expose = 12345     # moves it to 12345
+    ...     f.block()                 # serves until Ctrl-C / SIGTERM
+    """
+
+    @property
+    def port_expose(self) -> int | None:
+        """The gateway's port: while it runs, the port it listens on; else the one given
+        (0: any free port when it starts), or None where the Flow does not serve (as Jina 2's
+        ``port_expose`` was None until given). Setting it starts the HTTP gateway, or moves it
+        to that port, on a running Flow; on one not started, it is the port ``with`` serves on.
+
+        Example
+        -------
+        >>> f = Flow().add(uses=Indexer)
+        >>> f.port_expose = 12345
+        >>> f.port_expose, f.protocol
+        (12345, 'http')
+        """
+        flow = _runner(self)
+        gateway = flow._gateway
+        return gateway.port if gateway is not None else flow._serve.get('port')
+
+    @port_expose.setter
+    def port_expose(self, value: int) -> None:
+        change_serving(_runner(self), port=value)
+
+    @property
+    def protocol(self) -> str | None:
+        """``'http'`` when the Flow serves (or will, once started), else None: Jina 2 answered
+        its default, gRPC, which no gateway here serves. Setting ``'http'`` serves the Flow
+        (on a free port until ``port_expose`` says which); ``'grpc'`` and ``'websocket'`` are
+        refused, as ``Flow(protocol=...)`` refuses them.
+
+        Example
+        -------
+        >>> Flow().protocol is None, Flow(port_expose=12345).protocol
+        (True, 'http')
+        """
+        return _runner(self)._serve.get('protocol')
+
+    @protocol.setter
+    def protocol(self, value: str) -> None:
+        change_serving(_runner(self), protocol=value)
+
+    @property
+    def host(self) -> str:
+        """The address the gateway listens on (default ``'127.0.0.1'``: this machine only;
+        ``'0.0.0.0'`` every interface). Setting it serves the Flow there, as ``port_expose``.
+
+        Example
+        -------
+        >>> Flow().host
+        '127.0.0.1'
+        """
+        from .serving.gateway import DEFAULT_HOST
+        return _runner(self)._serve.get('host', DEFAULT_HOST)
+
+    @host.setter
+    def host(self, value: str) -> None:
+        change_serving(_runner(self), host=value)
+
+    def expose_endpoint(self, exec_endpoint: str, **kwargs: Any) -> None:
+        """Serve the executors' endpoint ``exec_endpoint`` at an HTTP path of the gateway of
+        its own (Jina 2's): a request to it takes the body ``/post`` takes (``data``,
+        ``parameters``, ...; no body: no documents) and posts it to ``exec_endpoint``.
+
+        It applies to the gateway at once, running or not. The gateway's own routes
+        (``POST /post``, ``/index``, ``/search``, ..., ``GET /status``) serve every endpoint
+        already: this is for a client that wants a path (or a method, e.g. GET) per endpoint.
+
+        Parameters
+        ----------
+        exec_endpoint : str
+            The endpoint the executors bind with ``@requests(on=...)``.
+        path : str
+            The HTTP path (default: ``exec_endpoint``).
+        methods : list of str
+            The HTTP methods it takes (default ``['POST']``).
+        status_code : int
+            The HTTP status of a success (default 200).
+
+        Jina 2's FastAPI arguments (``summary``, ``tags``, ``response_model``, ...) shaped
+        its OpenAPI docs, which this gateway does not serve: they are refused.
+
+        Example
+        -------
+        >>> f = Flow(port_expose=12345, protocol='http').add(uses=Indexer)
+        >>> f.expose_endpoint('/foo', path='/bar', methods=['GET', 'POST'])
+        >>> with f:
+        ...     f.block()   # GET or POST http://127.0.0.1:12345/bar posts to '/foo'
+        """
+        from .serving.gateway import exposed_route
+        path, route = exposed_route(exec_endpoint, **kwargs)
+        _runner(self)._exposed[path] = route
