@@ -186,6 +186,7 @@ class FusionRanker(Executor):
                     got = m.scores.get(name)
                     if got is not None:
                         scores[name] = got
+                m.scores = None  # (assigning merges into what is there, as in Jina 2: these replace it)
                 m.scores = scores
                 matches.append(m)
             d.matches = matches

@@ -349,6 +349,7 @@ class MemmapIndexer(Executor):
             for p, s in ([] if nothing else zip(row_pos, row_score)):
                 m = Document(by_pos[p], copy=True)  # a query's matches must not share objects
                 m.embedding = None                  # results show text and place, not vectors
+                m.scores = None  # (a stored document's own scores: assigning would merge into them)
                 m.scores = branch_scores(self.metric, float(s), self.rank_tag)
                 matches.append(m)
             d.matches = matches

@@ -35,6 +35,21 @@ def _check_doc(value: Any, where: str) -> Document:
     return value
 
 
+def _matcher(value: Any, where: str) -> Any:
+    """What ``index`` / ``count`` / ``remove`` look for: a test of one document."""
+    if isinstance(value, str):
+        return lambda d: d._id == value
+    if isinstance(value, Document):
+        return lambda d: d is value or d == value
+    raise TypeError(f'DocumentArray.{where} takes a Document or a document id (str), got {type(value).__name__}')
+
+
+def _not_found(value: Document | str) -> str:
+    if isinstance(value, str):
+        return f'no document with id {value!r} in this DocumentArray'
+    return f'Document {value.id!r} (or one equal to it in every field) is not in this DocumentArray'
+
+
 def _rebuild_array(docs: list) -> 'DocumentArray':
     # Module-level so pickle stores it by name cheaply (see document._rebuild_document).
     return DocumentArray._from_list(docs)
@@ -318,6 +333,40 @@ class DocumentArray(DocumentSequence, LoadMixin, ArrayOps):
         doc = self._docs.pop(index)
         self._id_map = None
         return doc
+
+    def index(self, value: Document | str, start: int = 0, stop: int | None = None) -> int:
+        """The position of the first document that is ``value`` or equal to it (every field,
+        as ``list.index`` and Jina 2's MutableSequence compared); a str finds the first
+        document with that id. ValueError when there is none.
+
+        >>> da = DocumentArray([Document(id='a'), Document(id='b')])
+        >>> da.index(Document(id='b')), da.index('b')
+        (1, 1)
+        """
+        docs = self._docs
+        found = _matcher(value, 'index')
+        for i in range(*slice(start, stop).indices(len(docs))):
+            if found(docs[i]):
+                return i
+        raise ValueError(_not_found(value))
+
+    def count(self, value: Document | str) -> int:
+        """How many documents are ``value`` or equal to it (a str: have that id).
+
+        >>> DocumentArray([Document(id='a'), Document(id='a')]).count('a')
+        2
+        """
+        return sum(map(_matcher(value, 'count'), self._docs))
+
+    def remove(self, value: Document | str) -> None:
+        """Remove the first document that is ``value`` or equal to it (a str: has that id),
+        as ``list.remove``; ValueError when there is none.
+
+        >>> da = DocumentArray([Document(id='a')]); da.remove(da[0]); len(da)
+        0
+        """
+        del self._docs[self.index(value)]
+        self._id_map = None
 
     def clear(self) -> None:
         """Remove every Document."""

@@ -366,7 +366,15 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
     @property
     def scores(self) -> NamedScores:
         """Named scores: ``m.scores['cosine'] = 0.1`` (a distance); ``m.scores['cosine']`` is a
-        ``NamedScore`` (``.value``, ``.op_name``, ...) that compares as its value."""
+        ``NamedScore`` (``.value``, ``.op_name``, ...) that compares as its value.
+
+        Assigning a dict merges it in, as Jina 2 did: the names given are set (copies) and
+        come first, since a shard merge sorts matches by their first score; the other
+        names stay after them. ``m.scores = None`` (or ``m.pop('scores')``) clears them.
+
+        >>> m = Document(scores={'cosine': 0.1}); m.scores = {'relevance': 0.9}; list(m.scores)
+        ['relevance', 'cosine']
+        """
         if self._scores is None:
             self._scores = NamedScores()
             self._plain = False
@@ -374,12 +382,15 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
 
     @scores.setter
     def scores(self, value: Mapping | None) -> None:
-        self._scores = as_scores(value, 'scores')
+        # Jina 2 wrote key by key into the map it had: a ranker's ``m.scores = {...}``
+        # keeps the 'cosine' the matcher wrote. None clears them (Jina 2 raised).
+        self._scores = _merged_scores(self._scores, value, 'scores')
         self._plain = False
 
     @property
     def evaluations(self) -> NamedScores:
-        """Named evaluation results, e.g. ``d.evaluations['recall'] = 0.8`` (as ``scores``)."""
+        """Named evaluation results, e.g. ``d.evaluations['recall'] = 0.8``; assigning a dict
+        merges it in (as ``scores``)."""
         if self._evaluations is None:
             self._evaluations = NamedScores()
             self._plain = False
@@ -387,7 +398,7 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
 
     @evaluations.setter
     def evaluations(self, value: Mapping | None) -> None:
-        self._evaluations = as_scores(value, 'evaluations')
+        self._evaluations = _merged_scores(self._evaluations, value, 'evaluations')
         self._plain = False
 
     def copy(self) -> 'Document':
@@ -458,6 +469,27 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
             if value:
                 parts.append(f'{name[1:]}={len(value)}')
         return f'<Document {" ".join(parts)}>'
+
+
+def _merged_scores(current: NamedScores | None, value: Mapping | None, what: str) -> NamedScores | None:
+    """``current`` with ``value`` written into it (the names of ``value`` first), in place
+    so that a reference to ``d.scores`` taken before sees the change; None for None.
+
+    >>> cur = NamedScores({'cosine': 0.1}); _merged_scores(cur, {'bm25': 2.0}, 'scores') is cur, list(cur)
+    (True, ['bm25', 'cosine'])
+    """
+    if value is None:
+        return None
+    new = as_scores(value, what)
+    if new is value or new is current:
+        new = new.copy()  # another document's scores (or these): copied, as Jina 2 copied them
+    if current is None:
+        return new
+    kept = [(k, v) for k, v in current.items() if k not in new]
+    dict.clear(current)
+    dict.update(current, new)
+    dict.update(current, kept)
+    return current
 
 
 _KINDS = tuple('value' if f.kind in ('id', 'content', 'scalar') else f.kind for f in TABLE)

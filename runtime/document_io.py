@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy as _copy
 import json
+import re
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -45,12 +46,32 @@ _get_state = attrgetter(*SLOTS)
 _SETTERS: dict[str, Callable[[Any, Any], None]] = {}
 
 
+#: A path step that indexes into a list (``tags__a__1``, ``matches__0__id``), as Jina 2's
+#: ``dunder_get`` read one.
+_INDEX = re.compile(r'-?[0-9]+')
+_INDEX_START = frozenset('-0123456789')  # a cheap test first: most steps are names
+
+
 def _resolve_path(obj: Any, path: str) -> Any:
-    """Follow ``tags__key__sub`` style paths through attributes and mappings; None where
-    a step is missing (as Jina 2's ``get_attributes``)."""
+    """Follow ``tags__key__sub`` style paths through attributes, mappings and (with an int
+    step, e.g. ``matches__0__id``) sequences; None where a step is missing (as Jina 2's
+    ``get_attributes``).
+
+    >>> _resolve_path({'a': {'b': [10, 20]}}, 'a__b__1'), _resolve_path({'a': [1]}, 'a__5')
+    (20, None)
+    """
     for part in path.split('__'):
         if isinstance(obj, Mapping):
-            obj = obj.get(part)
+            found = obj.get(part)
+            if found is None and _INDEX.fullmatch(part):
+                found = obj.get(int(part))  # a dict with int keys
+            obj = found
+        elif (part[:1] in _INDEX_START and _INDEX.fullmatch(part) and hasattr(obj, '__getitem__')
+              and not isinstance(obj, (str, bytes, bytearray))):
+            try:
+                obj = obj[int(part)]
+            except (IndexError, KeyError, TypeError):
+                return None
         else:
             obj = getattr(obj, part, None)
         if obj is None:
@@ -137,19 +158,26 @@ class DictMixin:
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for names that are no attribute: Jina 2's ``doc.tags__key`` paths.
-        if name.startswith('tags__'):
+        # Only called for names that are no attribute: Jina 2's ``doc.tags__key`` and
+        # ``doc.matches__0__id`` paths (a field name, then steps).
+        if name.startswith('tags__') or ('__' in name and name.split('__', 1)[0] in FIELD):
             return _resolve_path(self, name)
         if name == '_plain':  # a Document made without a constructor: not known to be plain
             return False
         raise AttributeError(f'{type(self).__name__!r} object has no attribute {name!r}')
 
     def set_attributes(self, **fields: Any) -> None:
-        """Set several fields at once; ``tags__a__b=v`` sets a nested tag.
+        """Set several fields at once; ``tags__a__b=v`` sets a nested tag. As in Jina 2, a
+        list or tuple given as ``chunks`` / ``matches`` is appended to those there (any other
+        value, e.g. a DocumentArray, replaces them), and ``scores`` / ``evaluations`` are
+        merged in (as assigning them does).
 
         >>> from runtime import Document
         >>> d = Document(); d.set_attributes(text='x', tags__meta__lang='en'); d.tags
         {'meta': {'lang': 'en'}}
+        >>> q = Document(matches=[Document(id='a')]); q.set_attributes(matches=[Document(id='b')])
+        >>> [m.id for m in q.matches]
+        ['a', 'b']
         """
         _check_one_content(fields, 'set_attributes()')
         for key, value in fields.items():
@@ -157,6 +185,9 @@ class DictMixin:
                 # The property, not _SETTERS['id'] (meant for documents still being built):
                 # this document may sit in arrays whose id index must see the new id.
                 self.id = value
+                continue
+            if key in ('chunks', 'matches') and isinstance(value, (list, tuple)):
+                getattr(self, key).extend(value)
                 continue
             setter = _SETTERS.get(key)
             if setter is not None:
@@ -166,6 +197,18 @@ class DictMixin:
             else:
                 raise AttributeError(f'{key!r} is not a Document field; valid fields are: '
                                      f'{", ".join(_ACCEPTED_KEYWORDS)} (and tag paths such as tags__key)')
+
+    @property
+    def non_empty_fields(self) -> tuple[str, ...]:
+        """The names of the fields that differ from a new ``Document()``'s (an empty
+        container counts as unset), in ``Document.FIELDS`` order; the id always (Jina 2's
+        ``non_empty_fields``, which listed the protobuf fields set).
+
+        >>> from runtime import Document
+        >>> Document(id='a', text='hi', tags={'k': 1}).non_empty_fields
+        ('id', 'text', 'mime_type', 'tags')
+        """
+        return ('id',) + tuple(f.name for f, v in zip(TABLE[1:], _get_state(self)[1:]) if not _is_default(f, v))
 
     def get_attributes(self, *fields: str) -> Any:
         """Values of fields by name; ``tags__key__sub`` reaches into (nested) tags; a missing
@@ -206,8 +249,9 @@ class DictMixin:
             elif name in ('chunks', 'matches'):
                 setattr(self, name, [d.copy() for d in getattr(source, FIELD[name].slot) or ()])
             elif name in ('scores', 'evaluations'):
+                # Replaced, not merged as assigning merges: Jina 2's update cleared the field first.
                 value = getattr(source, FIELD[name].slot)
-                setattr(self, name, None if value is None else value.copy())
+                self._set_slot(FIELD[name].slot, None if value is None else value.copy())
             else:
                 setattr(self, name, getattr(source, name))
 

@@ -44,6 +44,43 @@ class RuntimeArgs(SimpleNamespace):
         return self.shards
 
 
+#: Jina 2's names of two runtime_args, read and written as ours.
+_JINA2_RUNTIME_NAMES = {'pea_id': 'shard_id', 'parallel': 'shards'}
+
+
+def set_runtime_args(target: RuntimeArgs, given: Mapping[str, Any] | None) -> None:
+    """Write ``given`` (an executor's ``runtime_args=``) into ``target``, Jina 2's
+    ``pea_id`` / ``parallel`` as ``shard_id`` / ``shards``: a Jina 2 test that builds
+    shard 1 outside the Flow (``runtime_args={'pea_id': 1}``) reads that shard's folder.
+
+    Example
+    -------
+    >>> ra = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1)
+    >>> set_runtime_args(ra, {'pea_id': 1, 'parallel': 2}); (ra.shard_id, ra.shards)
+    (1, 2)
+    """
+    if not given:
+        return
+    if not isinstance(given, Mapping):
+        raise TypeError(f'runtime_args takes a dict such as {{"shard_id": 1, "shards": 2}}, '
+                        f'got {type(given).__name__}')
+    values = dict(given)
+    for jina2, ours in _JINA2_RUNTIME_NAMES.items():
+        if jina2 not in values:
+            continue
+        value = values.pop(jina2)
+        if ours in values and values[ours] != value:
+            raise ValueError(f'runtime_args gives {jina2}={value!r} and {ours}={values[ours]!r}; {jina2} is '
+                             f'Jina 2\'s name of {ours}: pass one of them')
+        values[ours] = value
+    for key in ('shard_id', 'shards'):
+        if key in values and (not isinstance(values[key], int) or isinstance(values[key], bool)):
+            raise TypeError(f'runtime_args {key} takes an int, got {type(values[key]).__name__} '
+                            f'{values[key]!r:.40}')
+    for k, v in values.items():
+        setattr(target, k, v)
+
+
 def requests(func: Callable | None = None, *, on: str | Iterable[str] | None = None):
     """Mark an Executor method as the handler of endpoints.
 
@@ -160,9 +197,7 @@ class Executor:
             setattr(obj.metas, k, v)
         obj.runtime_args = RuntimeArgs(replica_id=0, shard_id=0, replicas=1, shards=1, name=obj.metas.name,
                                        workspace=None)
-        for k, v in dict(kwargs.get('runtime_args') or {}).items():
-            if k not in ('pea_id', 'parallel'):  # (Jina 2's names of shard_id and shards)
-                setattr(obj.runtime_args, k, v)
+        set_runtime_args(obj.runtime_args, kwargs.get('runtime_args'))
         # What save_config writes as ``with:`` (a Flow's process builds the object with
         # __new__ alone, so there it stays empty).
         obj._init_args = (args, {k: v for k, v in kwargs.items() if k not in _BASE_KWARGS})
@@ -188,9 +223,7 @@ class Executor:
             for k, v in dict(metas).items():
                 setattr(self.metas, k, v)
         if runtime_args:
-            for k, v in dict(runtime_args).items():
-                if k not in ('pea_id', 'parallel'):  # (Jina 2's names of shard_id and shards)
-                    setattr(self.runtime_args, k, v)
+            set_runtime_args(self.runtime_args, runtime_args)
         if requests:
             self._bind_requests(requests)
         if getattr(self.runtime_args, 'workspace', None) is None:  # built outside a Flow
@@ -271,6 +304,12 @@ class Executor:
         folder in it. Unlike Jina 2, replicas share one folder (they share state), and an
         executor that is not sharded gets no ``/0``.
 
+        Sharded means ``runtime_args.shards`` (Jina 2: ``parallel``) > 1 or a
+        ``shard_id`` (Jina 2: ``pea_id``) > 0, since only a sharded executor has a shard 1:
+        ``Indexer(metas=..., runtime_args={'pea_id': 1})`` built outside the Flow reads
+        what the Flow's shard 1 stored. Shard 0 of a sharded Flow needs the count as well
+        (``runtime_args={'shard_id': 0, 'shards': 2}``): alone, shard 0 is the unsharded one.
+
         Example
         -------
         >>> Executor(metas={'name': 'enc', 'workspace': '/tmp/ws'}).workspace
@@ -278,13 +317,28 @@ class Executor:
         """
         root = self.metas.workspace or getattr(self.runtime_args, 'workspace', None)
         path = os.path.join(workspace_root(root), self.metas.name)
-        if getattr(self.runtime_args, 'shards', 1) > 1:
-            path = os.path.join(path, str(self.runtime_args.shard_id))
+        shard_id = getattr(self.runtime_args, 'shard_id', 0)
+        if getattr(self.runtime_args, 'shards', 1) > 1 or shard_id > 0:
+            path = os.path.join(path, str(shard_id))
         os.makedirs(path, exist_ok=True)
         return path
 
     def close(self) -> None:
         """Called once when the Flow stops; release files and other resources here."""
+
+    def __enter__(self) -> 'Executor':
+        """``with MyIndexer(...) as idx:`` closes it at the end of the block, as in Jina 2.
+
+        Example
+        -------
+        >>> with Executor() as ex:
+        ...     ex.metas.name
+        'Executor'
+        """
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def __call__(self, req_endpoint: str, **kwargs: Any) -> Any:
         """Run the handler bound to ``req_endpoint`` (else the default one) with ``kwargs``

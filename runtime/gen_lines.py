@@ -261,17 +261,49 @@ def _json_lines(docs: Iterator[Document]) -> Iterator[Document]:
                          f"line_format=None for plain text lines)") from None
 
 
+class _DefaultFormat(str):
+    """The type of ``from_lines``'s default ``line_format``: a str equal to ``'json'`` that
+    tells "not given" (which a ``filepath=`` extension overrides) from ``'json'`` given."""
+
+
+_DEFAULT_LINE_FORMAT = _DefaultFormat('json')
+#: Extensions that choose the reader of ``from_lines(filepath=...)``, Jina 2.0.24's
+#: (types/document/generators.py); any other file is read as plain lines.
+_FILE_FORMATS = {**dict.fromkeys(('.jsonlines', '.ndjson', '.jsonl', '.jl', '.ldjson'), 'json'),
+                 '.csv': 'csv', '.tcsv': 'csv'}
+
+
+def _file_format(filepath: PathLike, line_format: str | None) -> str | None:
+    """How ``from_lines`` reads ``filepath``: by its extension, as Jina 2 did; a
+    ``line_format`` given that says otherwise is refused rather than ignored."""
+    ext = os.path.splitext(os.fspath(filepath))[1].lower()
+    chosen = _FILE_FORMATS.get(ext)
+    if line_format is not _DEFAULT_LINE_FORMAT and line_format != chosen:
+        kind = {'json': 'NDJSON', 'csv': 'CSV', None: 'plain text lines'}[chosen]
+        what = f'a {ext}' if ext else 'an extensionless'
+        raise ValueError(f'from_lines(filepath=...) reads {what} file as {kind}, by its '
+                         f'extension as Jina 2 did (.csv/.tcsv: CSV; .jsonl/.ndjson/.jsonlines/.jl/.ldjson: '
+                         f'NDJSON; others: plain lines), but line_format={line_format!r} was given; drop '
+                         f'line_format, or pass the open file as lines=open(path) to choose the format')
+    return chosen
+
+
 def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = None, read_mode: str = 'r',
-               line_format: str | None = 'json', field_resolver: Mapping[str, str] | None = None,
+               line_format: str | None = _DEFAULT_LINE_FORMAT, field_resolver: Mapping[str, str] | None = None,
                size: int | None = None, sampling_rate: float | None = None,
                *, seed: Any = None) -> Iterator[Document]:
     """One Document per line, from an iterable of lines or a file.
 
-    With the default ``line_format='json'`` (as in Jina 2) each line is a JSON object read
-    as :func:`from_ndjson` does; ``line_format='csv'`` reads the lines as :func:`from_csv`
-    does (the first line is the header); ``line_format=None`` makes each line, without its
-    line ending, ``Document(text=line)`` (``Document(buffer=line)`` with
+    With ``lines=`` and the default ``line_format='json'`` (as in Jina 2) each line is a
+    JSON object read as :func:`from_ndjson` does; ``line_format='csv'`` reads the lines as
+    :func:`from_csv` does (the first line is the header); ``line_format=None`` makes each
+    line, without its line ending, ``Document(text=line)`` (``Document(buffer=line)`` with
     ``read_mode='rb'``), skipping blank or whitespace-only lines.
+
+    With ``filepath=`` the file's extension chooses, as in Jina 2: ``.csv`` / ``.tcsv`` are
+    CSV, ``.jsonl`` / ``.ndjson`` / ``.jsonlines`` / ``.jl`` / ``.ldjson`` NDJSON, any other
+    file plain lines (as ``line_format=None``). A ``line_format`` given with it must agree
+    (Jina 2 ignored it; here it is refused rather than dropped).
 
     Parameters
     ----------
@@ -279,11 +311,12 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
         The lines (a list, an open file, a generator...). Give this or ``filepath``. A file
         opened in binary mode is read as utf-8 text.
     filepath : str or os.PathLike, optional
-        A file to read, opened only when iteration starts. Give this or ``lines``.
+        A file to read, opened only when iteration starts; its extension sets the format.
+        Give this or ``lines``.
     read_mode : {'r', 'rb'}
-        How to open ``filepath``: utf-8 text, or bytes (not with ``line_format='csv'``).
+        How to open ``filepath``: utf-8 text, or bytes (not for CSV).
     line_format : {'json', 'csv', None}
-        How to read each line, see above.
+        How to read each of ``lines``, see above.
     field_resolver : dict, optional
         For ``'json'`` / ``'csv'``: renames keys / columns to Document fields.
     size : int, optional
@@ -311,6 +344,8 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
     {'k': 2}
     >>> [d.text for d in from_lines(['first\\n', '\\n', 'second\\n'], line_format=None)]
     ['first', 'second']
+    >>> [d.text for d in from_lines(filepath='notes.txt')]  # doctest: +SKIP
+    ['first line', 'second line']
     """
     if (lines is None) == (filepath is None):
         given = 'both' if lines is not None else 'neither'
@@ -337,11 +372,16 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
         binary = read_mode == 'rb'
         if binary and line_format == 'csv':
             raise ValueError("line_format='csv' reads text; use read_mode='r' with it")
+        line_format = _file_format(filepath, line_format)
+        if binary and line_format == 'csv':
+            raise ValueError(f"{filepath!s:.80} is read as CSV (by its extension), which is text; use "
+                             f"read_mode='r' with it")
     field_resolver = _check_resolver(field_resolver)
     size = _check_size(size)
     sampling_rate = _check_sampling_rate(sampling_rate)
     if line_format == 'json':
-        return _json_lines(_ndjson_docs(source, field_resolver, size, sampling_rate, seed, binary=binary))
+        docs = _ndjson_docs(source, field_resolver, size, sampling_rate, seed, binary=binary)
+        return docs if filepath is not None else _json_lines(docs)
     if line_format == 'csv':
         return _csv_docs(source, field_resolver, size, sampling_rate, seed, 'excel', 'utf-8')
     return _text_line_docs(source, size, sampling_rate, seed, binary)

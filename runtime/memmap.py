@@ -17,6 +17,7 @@ import numpy as np
 from .array import DocumentArray, DocumentSequence, _check_doc, _stack
 from .arrayops import ArrayOps
 from .document import Document
+from .memmap_jina2 import Jina2MemmapMixin, refuse_options
 from .store import maintenance
 from .store.log import READ_DOCS
 from .store.store import Store
@@ -37,7 +38,7 @@ class _ClassOrInstance:
         return self.fn if obj is None else functools.partial(self.fn, obj.path)
 
 
-class DocumentArrayMemmap(DocumentSequence, ArrayOps):
+class DocumentArrayMemmap(Jina2MemmapMixin, DocumentSequence, ArrayOps):
     """A DocumentArray kept on disk in the directory ``path``, with embeddings in one
     ``np.memmap`` matrix.
 
@@ -58,7 +59,10 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
     number read.
 
     A fetched document is a copy: changing it changes nothing on disk until it is stored
-    again with ``dam[doc.id] = doc``. Not thread-safe. Files are created 0600.
+    again with ``dam[doc.id] = doc`` (unlike Jina 2, whose buffer pool kept ``dam[0].text =
+    'x'``). Not thread-safe. Files are created 0600. Jina 2's ``save()`` (persist, the same
+    as ``flush()``; ``save(file)`` writes a file as DocumentArray's does),
+    ``get_doc_by_key(id)`` and ``physical_size`` are here too.
 
     Parameters
     ----------
@@ -95,7 +99,7 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False, **jina2_options: Any) -> None:
         self._closed = True  # first, so that close() / __del__ work whatever fails below
-        _refuse_options(jina2_options)
+        refuse_options(jina2_options)
         self._path = os.path.abspath(os.fspath(path))
         self._store = Store.acquire(path)
         self._closed = False
@@ -508,29 +512,6 @@ class DocumentArrayMemmap(DocumentSequence, ArrayOps):
                                getattr(self, '_path', '?'), exc)
             except Exception:
                 pass
-
-
-#: Jina 2's DocumentArrayMemmap options, none needed here -> why, and what to do instead.
-_JINA2_OPTIONS = {
-    'key_length': 'is not needed: ids of any length are stored as they are; remove it',
-    'buffer_pool_size': 'is not needed: there is no buffer pool, every append is on disk when it returns '
-                        'and a fetched document is a copy (store a change with dam[doc.id] = doc); remove it',
-}
-
-
-def _refuse_options(options: dict[str, Any]) -> None:
-    """Raise for the first of ``options`` (keywords ``__init__`` does not take), naming it.
-
-    >>> _refuse_options({'key_length': 36})  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    TypeError: DocumentArrayMemmap(key_length=...) is not needed: ids of any length ...
-    """
-    for name in options:
-        why = _JINA2_OPTIONS.get(name)
-        if why is not None:
-            raise TypeError(f'DocumentArrayMemmap({name}=...) {why}')
-        raise TypeError(f'DocumentArrayMemmap() got an unexpected keyword {name!r}; it takes a path and '
-                        f'verify=True/False')
 
 
 def _check_extend(doc: Any) -> None:

@@ -123,6 +123,21 @@ class ChunkArray(_NestedArray):
             out.mime_type = ref.mime_type
         return out
 
+    @property
+    def granularity(self) -> int:
+        """The granularity its chunks get: the parent's + 1 (Jina 2's ``ChunkArray.granularity``).
+
+        >>> from runtime import Document
+        >>> Document(granularity=1).chunks.granularity
+        2
+        """
+        return _live_ref(self).granularity + 1
+
+    @property
+    def adjacency(self) -> int:
+        """The parent's adjacency (Jina 2's ``ChunkArray.adjacency``)."""
+        return _live_ref(self).adjacency
+
     def _adopt(self, doc: 'Document') -> None:
         ref = self._ref()
         if ref is not None:
@@ -142,11 +157,34 @@ class MatchArray(_NestedArray):
     __slots__ = ()
     _ADOPTED = ('granularity', 'adjacency')
 
+    @property
+    def granularity(self) -> int:
+        """The granularity its matches get: the query's (Jina 2's ``MatchArray.granularity``)."""
+        return _live_ref(self).granularity
+
+    @property
+    def adjacency(self) -> int:
+        """The adjacency its matches get: the query's + 1 (Jina 2's ``MatchArray.adjacency``).
+
+        >>> from runtime import Document
+        >>> Document().matches.adjacency
+        1
+        """
+        return _live_ref(self).adjacency + 1
+
     def _adopt(self, doc: 'Document') -> None:
         ref = self._ref()
         if ref is not None:
             doc.adjacency = ref.adjacency + 1
             doc.granularity = ref.granularity
+
+
+def _live_ref(array: _NestedArray) -> 'Document':
+    ref = array._ref()
+    if ref is None:
+        raise ReferenceError(f'the document this {type(array).__name__} belonged to is gone (it is held '
+                             f'weakly); keep a reference to the document while using its chunks / matches')
+    return ref
 
 
 def attach(kind: type, docs: DocumentArray | None, parent: 'Document') -> _NestedArray:

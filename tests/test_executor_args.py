@@ -138,7 +138,8 @@ def test_an_init_from_a_mixin_or_dataclass_is_built_alike_by_every_path(cls, tmp
     for ex in (loaded, direct):
         assert (type(ex), ex.bar, ex.metas.name) == (cls, 5, 'awesome')
         assert ex._handler_for('/other')[0].__name__ == 'other' and ex._handler_for('/')[0].__name__ == 'foo'
-        assert ex.workspace == str(tmp_path / 'workspace' / 'awesome')  # the default, as Executor's
+    assert loaded.workspace == str(tmp_path / 'workspace' / 'awesome')  # the default, as Executor's
+    assert direct.workspace == str(tmp_path / 'workspace' / 'awesome' / '2')  # (shard 2's folder)
     assert direct.runtime_args.shard_id == 2
     plain = cls(bar=1)  # without Executor's arguments too
     assert (plain.bar, plain.workspace) == (1, str(tmp_path / 'workspace' / cls.__name__))
