@@ -2,9 +2,10 @@
 commit, readable after the process was killed at any point.
 
 A record is a header (magic, kind, CRC-32 and length of the payload) and the payload. A
-kill in the middle of an append leaves a torn last record: ``read`` stops at the first
-record that is incomplete or fails its checksum, and ``cut_torn_tail`` cuts it off, so
-what follows is never appended after garbage.
+kill in the middle of an append leaves a torn last record: ``records`` (one record in
+memory at a time) and ``read`` (all of them) stop at the first record that is incomplete
+or fails its checksum, and ``cut_torn_tail`` cuts it off, so what follows is never
+appended after garbage.
 
 Example
 -------
@@ -20,9 +21,9 @@ import logging
 import os
 import struct
 import zlib
-from typing import Sequence
+from typing import Iterator, Sequence
 
-__all__ = ['append', 'read', 'cut_torn_tail']
+__all__ = ['append', 'records', 'read', 'cut_torn_tail']
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +52,48 @@ def append(path: str, kind: int, parts: Sequence[bytes]) -> None:
             raise
 
 
+def records(path: str) -> Iterator[tuple[int, memoryview, int]]:
+    """``(kind, payload, end)`` for each whole record of the log at ``path`` in order (none if
+    there is no file), ``end`` the offset where that record ends. One record is read at a
+    time, so a reader that keeps only what it needs of each holds one request's worth.
+
+    Example
+    -------
+    >>> for kind, payload, end in records('/tmp/x.log'):  # doctest: +SKIP
+    ...     print(kind, len(payload), end)
+    """
+    try:
+        fp = open(path, 'rb')
+    except FileNotFoundError:
+        return
+    with fp:
+        size_left = os.fstat(fp.fileno()).st_size
+        pos = 0
+        while size_left - pos >= _HEAD.size:
+            magic, kind, crc, size = _HEAD.unpack(fp.read(_HEAD.size))
+            # A damaged length must not make read() allocate it: past the end, it is torn.
+            if magic != _MAGIC or size > size_left - pos - _HEAD.size:
+                return
+            payload = fp.read(size)
+            if len(payload) != size or zlib.crc32(payload) != crc:
+                return
+            pos += _HEAD.size + size
+            yield kind, memoryview(payload), pos
+
+
 def read(path: str) -> tuple[list[tuple[int, memoryview]], int]:
     """``([(kind, payload), ...], end)``: the whole records of the log at ``path`` (none if
-    there is no file), and the offset where the last whole one ends.
+    there is no file), and the offset where the last whole one ends. Holds the whole log:
+    iterate ``records`` to hold one record at a time.
 
     Example
     -------
     >>> records, end = read('/tmp/x.log')  # doctest: +SKIP
     """
-    try:
-        with open(path, 'rb') as fp:
-            data = memoryview(fp.read())
-    except FileNotFoundError:
-        return [], 0
-    records = []
-    pos = 0
-    while pos + _HEAD.size <= len(data):
-        magic, kind, crc, size = _HEAD.unpack_from(data, pos)
-        start = pos + _HEAD.size
-        payload = data[start:start + size]
-        if magic != _MAGIC or len(payload) != size or zlib.crc32(payload) != crc:
-            break
-        records.append((kind, payload))
-        pos = start + size
-    return records, pos
+    found, end = [], 0
+    for kind, payload, end in records(path):
+        found.append((kind, payload))
+    return found, end
 
 
 def cut_torn_tail(path: str, end: int) -> None:

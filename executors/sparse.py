@@ -8,11 +8,12 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -37,6 +38,12 @@ _FORMAT = 3
 _ARRAYS = ('ptr', 'post_doc', 'post_tf', 'post_name', 'doc_len', 'name_len', 'deleted')
 # Records of the pending log (executors.pending_log): what changed since the last commit.
 _INDEX, _DELETE = 1, 2
+#: A commit of at most this many postings (committed plus pending) merges them in memory
+#: with one sort (~50 bytes a posting: ~50 MB here); a larger one merges one range of
+#: terms of at most this many postings at a time, so its memory does not grow with the index.
+_MERGE_POSTINGS = 1_000_000
+# A pending posting as the range merge spills it to disk (its row already renumbered).
+_SPILL = np.dtype([('term', '<i4'), ('row', '<i4'), ('tf', '<u2'), ('name', '<u2')])
 
 
 class SparseIndexer(Executor):
@@ -81,11 +88,14 @@ class SparseIndexer(Executor):
     ``DocumentArrayMemmap`` (``docs``). Each ``/index`` and ``/delete`` appends one
     checksummed record to ``pending-<n>.log`` (the new ids, the new terms, the postings;
     memory stays bounded by one request); the next search, ``/status`` or ``close()``
-    merges them into generation n + 1 by one sort, and replacing ``meta.json`` switches
-    to it. A commit keeps live rows only (deleted and replaced documents leave no posting,
-    row or unused term behind), and the document store is pruned once its replaced and
-    deleted records outnumber the live ones: BM25's statistics are those of the live
-    documents, and an index that is updated again and again stays the size of what it holds.
+    merges them into generation n + 1 (by one sort; past a million postings, one range of
+    terms at a time, so that a commit needs ~50 MB plus some 60 bytes a term and 40 a row,
+    however many postings, and spills up to 12 bytes a pending posting to disk meanwhile),
+    and replacing ``meta.json`` switches to it. A commit keeps live rows only (deleted and
+    replaced documents leave no posting, row or unused term behind), and the document store
+    is pruned once its replaced and deleted records outnumber the live ones: BM25's
+    statistics are those of the live documents, and an index that is updated again and
+    again stays the size of what it holds.
 
     Durability: a change is on disk when its request is answered. A run killed at any
     point (during a request, a commit, or after) restarts from the generation that
@@ -183,19 +193,23 @@ class SparseIndexer(Executor):
         # A replaced id's latest row; a deleted one's none.
         self._row_of = {d: i for i, d in enumerate(self._ids) if i not in self._deleted}
         self._weighted_tf: np.ndarray | None = None
-        records, end = pending_log.read(self._log_path(self._gen))
-        pending_log.cut_torn_tail(self._log_path(self._gen), end)
-        for kind, payload in records:  # what was indexed and deleted since the commit, in order
+        self._pending_postings = 0   # in the log: the commit merges in memory or by term ranges
+        replayed = end = 0
+        for kind, payload, end in pending_log.records(self._log_path(self._gen)):
+            # What was indexed and deleted since the commit, in order.
             if kind == _INDEX:
                 head, _ = unpack_index(payload, with_postings=False)
                 self._apply_index(head)
+                self._pending_postings += head['postings']
             else:
                 self._apply_delete(json.loads(bytes(payload))['ids'])
+            replayed += 1
+        pending_log.cut_torn_tail(self._log_path(self._gen), end)
         # A generation written before commits compacted can still hold deleted rows: the
         # next commit drops them (until then they are never returned, only counted by BM25).
-        self._dirty = bool(records) or bool(self._deleted)
-        if records:
-            logger.info('%s: replayed %d pending records of %s', self.metas.name, len(records), self.path)
+        self._dirty = bool(replayed) or bool(self._deleted)
+        if replayed:
+            logger.info('%s: replayed %d pending records of %s', self.metas.name, replayed, self.path)
 
     def _remove_other_generations(self) -> None:
         # Left by a run killed during a commit: a half-written next generation, or the
@@ -237,7 +251,8 @@ class SparseIndexer(Executor):
     def commit(self) -> None:
         """Merge the pending postings into the term-grouped arrays and save them as the next
         generation (called by the next search, by ``/status`` and by ``close``; one stable
-        sort of the postings by term).
+        sort of the postings by term, or for a large index one range of terms at a time, so
+        that its memory stays bounded).
 
         The next generation holds live rows only: the postings of deleted and replaced rows
         are dropped, the rows renumbered and terms no live row uses removed, so BM25's
@@ -250,7 +265,15 @@ class SparseIndexer(Executor):
         """
         if not self._dirty:
             return
-        out, live, used = self._merged_arrays()
+        # The next generation is written whole in its own folder, then meta.json (replaced
+        # atomically) switches to it: a run killed before the switch restarts from the
+        # previous generation and its log (and removes this folder), one killed after from
+        # this one.
+        gen = self._gen + 1
+        gen_dir = self._file(f'gen-{gen}')
+        shutil.rmtree(gen_dir, ignore_errors=True)
+        os.makedirs(gen_dir)
+        live, used, postings = self._write_postings(gen_dir)
         # Rows and terms get new numbers in the next generation; the in-memory state takes
         # them once meta.json names it. Safe: that generation starts with an empty log, so
         # no record refers to the old numbers (a run killed before the switch replays the
@@ -265,41 +288,50 @@ class SparseIndexer(Executor):
             # generation, which names the same live documents (it only overcounts the dead).
             self._dam.prune()
             docs_dead = 0
-        gen = self._write_generation(out, ids, vocab, docs_dead)
+        self._write_generation(gen, ids, vocab, docs_dead, postings)
         self._gen, self._ids, self._deleted, self._docs_dead = gen, ids, set(), docs_dead
+        self._pending_postings = 0
         if dropped:   # else every row kept its number (one dict over all ids is worth sparing)
             self._row_of = {d: i for i, d in enumerate(ids)}
         if len(vocab) != len(self._vocab_list):
             self._vocab_list, self._vocab = vocab, {t: i for i, t in enumerate(vocab)}
         self._remove_other_generations()
-        gen_dir = self._file(f'gen-{gen}')
         self._arrays = {k: np.load(os.path.join(gen_dir, f'{k}.npy'), mmap_mode='r') for k in _ARRAYS}
         self._dirty, self._weighted_tf = False, None
         logger.debug('%s: committed generation %d: %d rows, %d terms, %d postings', self.metas.name, gen,
-                     len(ids), len(vocab), int(out['ptr'][-1]))
+                     len(ids), len(vocab), postings)
 
-    def _merged_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """The next generation's arrays (committed postings and pending ones, those of dead
-        rows dropped, grouped by term), which rows are live and which terms are still used."""
-        records, _ = pending_log.read(self._log_path(self._gen))
+    def _write_postings(self, gen_dir: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Write the next generation's arrays (``_ARRAYS``) into ``gen_dir``: (which rows are
+        live, which terms are still used, how many postings it holds)."""
+        live = np.ones(len(self._ids), bool)
+        live[list(self._deleted)] = False
+        if int(self._arrays['ptr'][-1]) + self._pending_postings <= _MERGE_POSTINGS:
+            out, used = self._merged_arrays(live)   # the fastest, for an index of this size
+        else:
+            merge = _RangeMerge(self._arrays, self._log_path(self._gen), live, len(self._vocab_list), gen_dir,
+                                _MERGE_POSTINGS)
+            counts, lens = merge.run()
+            used = counts > 0
+            out = {'ptr': _ptr_of(counts[used]), **self._row_arrays(lens, live)}
+        for k, v in out.items():
+            np.save(os.path.join(gen_dir, f'{k}.npy'), v)
+        return live, used, int(out['ptr'][-1])
+
+    def _merged_arrays(self, live: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The next generation's arrays (committed postings and pending ones, those of rows
+        not ``live`` dropped, grouped by term) and which terms are still used, by one sort
+        in memory (~50 bytes a posting)."""
         pend: dict[str, list[np.ndarray]] = {name: [] for name in POSTINGS}
-        for kind, payload in records:
+        for kind, payload, _ in pending_log.records(self._log_path(self._gen)):
             if kind == _INDEX:
                 _, cols = unpack_index(payload, with_postings=True)
                 for name in POSTINGS:
                     pend[name].append(cols[name])
         cols = {name: np.concatenate(parts) if parts else np.zeros(0, POSTINGS[name])
                 for name, parts in pend.items()}
-        del pend, records
+        del pend
         a = self._arrays
-        lens = cols['lens'].reshape(-1, 2)
-        doc_len = np.concatenate([a['doc_len'], lens[:, 0]]).astype(np.float32)
-        name_len = np.concatenate([a['name_len'], lens[:, 1]]).astype(np.float32)
-        if len(doc_len) != len(self._ids):
-            raise RuntimeError(f'sparse index at {self.path}: {len(doc_len)} row lengths for '
-                               f'{len(self._ids)} rows; this is a bug, please report it')
-        live = np.ones(len(self._ids), bool)
-        live[list(self._deleted)] = False
         rows = np.concatenate([a['post_doc'], cols['rows']])
         terms = np.concatenate([np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr'])),
                                 cols['terms']])
@@ -313,40 +345,40 @@ class SparseIndexer(Executor):
         counts = np.bincount(terms, minlength=len(self._vocab_list))
         del terms
         used = counts > 0
-        ptr = np.zeros(int(used.sum()) + 1, np.int64)
-        np.cumsum(counts[used], out=ptr[1:])
         new_row = np.cumsum(live, dtype=np.int64) - 1   # live row -> its row in the next generation
-        out = {'ptr': ptr,
+        out = {'ptr': _ptr_of(counts[used]),
                'post_doc': new_row[rows[order]].astype(np.int32),
                'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
                'post_name': np.concatenate([a['post_name'], cols['name']])[order],
-               'doc_len': doc_len[live], 'name_len': name_len[live],
-               # Always empty now; kept so a generation stays in the format older code reads.
-               'deleted': np.zeros(int(live.sum()), bool)}
-        return out, live, used
+               **self._row_arrays(cols['lens'], live)}
+        return out, used
 
-    def _write_generation(self, out: dict[str, np.ndarray], ids: list[str], vocab: list[str],
-                          docs_dead: int) -> int:
-        """Write the next generation and switch meta.json to it; its number."""
-        # The next generation is written whole in its own folder, then meta.json (replaced
-        # atomically) switches to it: a run killed before the switch restarts from the
-        # previous generation and its log, one killed after from this one.
-        gen = self._gen + 1
+    def _row_arrays(self, lens: np.ndarray, live: np.ndarray) -> dict[str, np.ndarray]:
+        """The next generation's per-row arrays, from the committed rows' lengths and the
+        pending ones (``lens``: text and name length of each pending row, flat)."""
+        a = self._arrays
+        lens = lens.reshape(-1, 2)
+        doc_len = np.concatenate([a['doc_len'], lens[:, 0]]).astype(np.float32)
+        name_len = np.concatenate([a['name_len'], lens[:, 1]]).astype(np.float32)
+        if len(doc_len) != len(self._ids):
+            raise RuntimeError(f'sparse index at {self.path}: {len(doc_len)} row lengths for '
+                               f'{len(self._ids)} rows; this is a bug, please report it')
+        # 'deleted' is always empty now; kept so a generation stays in the format older code reads.
+        return {'doc_len': doc_len[live], 'name_len': name_len[live], 'deleted': np.zeros(int(live.sum()), bool)}
+
+    def _write_generation(self, gen: int, ids: list[str], vocab: list[str], docs_dead: int,
+                          postings: int) -> None:
+        """Complete generation ``gen`` (its arrays written already) and switch meta.json to it."""
         gen_dir = self._file(f'gen-{gen}')
-        shutil.rmtree(gen_dir, ignore_errors=True)
-        os.makedirs(gen_dir)
-        for k, v in out.items():
-            np.save(os.path.join(gen_dir, f'{k}.npy'), v)
         save_strings(os.path.join(gen_dir, 'vocab.npy'), vocab)
         save_strings(os.path.join(gen_dir, 'ids.npy'), ids)
         # The documents' own store saves its index too (it has its own log).
         self._dam.flush()
         with open(self._file('meta.tmp.json'), 'w', encoding='utf-8') as fp:
             json.dump({'format': _FORMAT, 'tokenizer': TOKENIZER_VERSION, 'generation': gen,
-                       'rows': len(ids), 'terms': len(vocab), 'postings': int(out['ptr'][-1]),
+                       'rows': len(ids), 'terms': len(vocab), 'postings': postings,
                        'docs_dead': docs_dead}, fp)
         os.replace(self._file('meta.tmp.json'), self._file('meta.json'))
-        return gen
 
     # -- endpoints -------------------------------------------------------------------------
     def _name_of(self, d: Document) -> str | None:
@@ -397,6 +429,7 @@ class SparseIndexer(Executor):
         self._dam.extend(stored)  # the stored copy needs no embedding: the index is the postings
         pending_log.append(self._log_path(self._gen), _INDEX, pack_index(head, cols))
         self._apply_index(head)
+        self._pending_postings += len(terms)
         self._parents.stored(stored)
         self._dirty = True
 
@@ -447,6 +480,7 @@ class SparseIndexer(Executor):
             matches = []
             for row, s in zip(rows.tolist(), scores.tolist()):
                 m = Document(self._dam[self._ids[row]], copy=True)
+                m.scores = None  # (a stored document's own scores: assigning would merge into them)
                 m.scores = branch_scores('bm25', float(s), self.rank_tag)
                 matches.append(m)
             d.matches = matches
@@ -536,3 +570,209 @@ def _without_embedding(d: Document) -> Document:
     c = Document(d, copy=True)
     c.embedding = None
     return c
+
+
+def _ptr_of(counts: np.ndarray) -> np.ndarray:
+    """Where each term's postings start (and the last ends), from their counts."""
+    ptr = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr
+
+
+class _RangeMerge:
+    """The postings of a commit too large to sort at once (over ``_MERGE_POSTINGS``) merged
+    one range of terms at a time, into the same arrays as ``SparseIndexer._merged_arrays``.
+
+    Pass 1 counts each term's live postings (the next ``ptr``) and cuts the terms into
+    ranges of at most ``chunk`` postings; pass 2 spills the pending postings, in log order,
+    to one file per range; then each range's committed postings and its spill file are
+    sorted by term, stably (committed before pending, so rows stay ascending within a term),
+    and appended to ``post_doc.npy``, ``post_tf.npy`` and ``post_name.npy`` in ``gen_dir``.
+    Memory: ~50 bytes a posting of one range, ~60 a term and ~40 a row; disk: 12 bytes a
+    pending posting, in ``gen_dir`` (which a killed commit's restart removes) until the
+    arrays are written.
+
+    Example
+    -------
+    >>> counts, lens = _RangeMerge(arrays, log, live, len(vocab), gen_dir, 2_000_000).run()  # doctest: +SKIP
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], log_path: str, live: np.ndarray, n_terms: int,
+                 gen_dir: str, chunk: int) -> None:
+        self.a, self.log_path, self.live, self.gen_dir = arrays, log_path, live, gen_dir
+        self.n_terms, self.chunk = n_terms, max(1, int(chunk))
+        self.any_dead = not live.all()
+        self.new_row = np.cumsum(live, dtype=np.int32) - 1   # live row -> its row in the next generation
+        self.old_ptr = np.asarray(arrays['ptr'], np.int64)
+        self.n_old_terms = len(self.old_ptr) - 1
+        self.old = np.zeros(n_terms, np.int64)               # committed postings per term, dead ones too
+        self.old[:self.n_old_terms] = np.diff(self.old_ptr)
+        self.spill_dir = os.path.join(gen_dir, 'spill')
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """Write the postings; (live postings per term, the pending rows' lengths as logged)."""
+        pending, lens = self.count_pending()
+        counts = self.old - self.dead_committed() + pending
+        bounds = self.term_ranges(self.old + pending)   # the committed dead too: they are read
+        self.spill_pending(bounds)
+        self.write_ranges(bounds, counts)
+        shutil.rmtree(self.spill_dir)
+        return counts, lens
+
+    def _pending(self) -> Iterator[dict[str, np.ndarray]]:
+        """The postings of each index record of the log, one record in memory at a time."""
+        for kind, payload, _ in pending_log.records(self.log_path):
+            if kind == _INDEX:
+                yield unpack_index(payload, with_postings=True)[1]
+
+    def count_pending(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pass 1: the live pending postings of each term, and the pending rows' lengths."""
+        counts = np.zeros(self.n_terms, np.int64)
+        lens: list[np.ndarray] = []
+        held: list[np.ndarray] = []
+        n = 0
+        for cols in self._pending():
+            lens.append(cols['lens'].copy())   # (a view would hold the whole record)
+            terms = cols['terms'][self.live[cols['rows']]] if self.any_dead else cols['terms'].copy()
+            held.append(terms)
+            n += len(terms)
+            if n >= self.chunk:   # one bincount per chunk, not per record: it allocates a count per term
+                counts += np.bincount(np.concatenate(held), minlength=self.n_terms)
+                held, n = [], 0
+        if held:
+            counts += np.bincount(np.concatenate(held), minlength=self.n_terms)
+        return counts, np.concatenate(lens) if lens else np.zeros(0, np.float32)
+
+    def dead_committed(self) -> np.ndarray:
+        """The committed postings of each term whose row is not live any more."""
+        dead = np.zeros(self.n_terms, np.int64)
+        if not self.any_dead:
+            return dead
+        n = len(self.a['post_doc'])
+        for lo in range(0, n, self.chunk):
+            pos = np.flatnonzero(~self.live[_read(self.a['post_doc'], lo, min(n, lo + self.chunk))]) + lo
+            if len(pos):
+                dead += np.bincount(np.searchsorted(self.old_ptr, pos, 'right') - 1, minlength=self.n_terms)
+        return dead
+
+    def term_ranges(self, weight: np.ndarray) -> np.ndarray:
+        """Bounds ``t0 < t1 < ...`` of term ranges with at most ``chunk`` postings to read
+        (``weight`` per term) each; a term with more is a range of its own."""
+        ends = np.cumsum(weight)
+        bounds = [0]
+        while bounds[-1] < self.n_terms:
+            t0 = bounds[-1]
+            base = int(ends[t0 - 1]) if t0 else 0
+            bounds.append(max(int(np.searchsorted(ends, base + self.chunk, 'right')), t0 + 1))
+        return np.array(bounds, np.int64)
+
+    def _spill_path(self, r: int) -> str:
+        return os.path.join(self.spill_dir, f'{r}.bin')
+
+    def spill_pending(self, bounds: np.ndarray) -> None:
+        """Pass 2: append each live pending posting (its row renumbered) to its range's
+        file, in log order, ``chunk`` postings held at most."""
+        os.makedirs(self.spill_dir)
+        held: dict[int, list[np.ndarray]] = {}
+        n = 0
+        for cols in self._pending():
+            keep = self.live[cols['rows']] if self.any_dead else slice(None)
+            terms = cols['terms'][keep]
+            if not len(terms):
+                continue
+            rec = np.empty(len(terms), _SPILL)
+            rec['term'], rec['row'] = terms, self.new_row[cols['rows'][keep]]
+            rec['tf'], rec['name'] = cols['tf'][keep], cols['name'][keep]
+            of = np.searchsorted(bounds, terms, 'right') - 1   # the range of each posting
+            order = np.argsort(of, kind='stable')              # (stable: log order within a range)
+            rec, of = rec[order], of[order]
+            cuts = np.flatnonzero(of[1:] != of[:-1]) + 1
+            for r, piece in zip(of[np.r_[0, cuts]].tolist(), np.split(rec, cuts)):
+                held.setdefault(r, []).append(piece)
+            n += len(rec)
+            if n >= self.chunk:
+                self._flush(held)
+                held, n = {}, 0
+        self._flush(held)
+
+    def _flush(self, held: dict[int, list[np.ndarray]]) -> None:
+        # Opened per flush, not kept open: a range count can exceed the open-file limit.
+        for r, pieces in held.items():
+            with open(self._spill_path(r), 'ab') as fp:
+                for piece in pieces:
+                    fp.write(piece.data)
+
+    def write_ranges(self, bounds: np.ndarray, counts: np.ndarray) -> None:
+        """Append each range's postings, range after range, to the next generation's files."""
+        names = {'post_doc': np.int32, 'post_tf': np.uint16, 'post_name': np.uint16}
+        total = int(counts.sum())
+        with contextlib.ExitStack() as stack:
+            files = {name: stack.enter_context(_open_npy(os.path.join(self.gen_dir, f'{name}.npy'), dtype, total))
+                     for name, dtype in names.items()}
+            for r, (t0, t1) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+                n = 0
+                for cols in self._range_postings(r, t0, t1):
+                    for name, dtype in names.items():
+                        files[name].write(np.ascontiguousarray(cols[name], dtype).data)
+                    n += len(cols['post_doc'])
+                if n != int(counts[t0:t1].sum()):
+                    raise RuntimeError(f'sparse index commit: {n} postings for terms {t0}:{t1}, '
+                                       f'{int(counts[t0:t1].sum())} counted; this is a bug, please report it')
+
+    def _committed(self, lo: int, hi: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """(which were kept or None for all, the live committed postings lo:hi, rows renumbered)."""
+        doc, tf, name = (_read(self.a[k], lo, hi) for k in ('post_doc', 'post_tf', 'post_name'))
+        keep = self.live[doc] if self.any_dead else None
+        if keep is not None:
+            doc, tf, name = doc[keep], tf[keep], name[keep]
+        return keep, {'post_doc': self.new_row[doc], 'post_tf': tf, 'post_name': name}
+
+    def _range_postings(self, r: int, t0: int, t1: int) -> Iterator[dict[str, np.ndarray]]:
+        """The live postings of terms t0..t1-1 in the next generation's order, in pieces."""
+        lo, hi = (int(self.old_ptr[min(t, self.n_old_terms)]) for t in (t0, t1))
+        path = self._spill_path(r)
+        spilled = os.path.exists(path)
+        if t1 - t0 == 1:   # one term: nothing to sort, so streamed however many postings it has
+            for s in range(lo, hi, self.chunk):
+                yield self._committed(s, min(hi, s + self.chunk))[1]
+            if spilled:
+                with open(path, 'rb') as fp:
+                    while len(rec := np.fromfile(fp, _SPILL, self.chunk)):
+                        yield {'post_doc': rec['row'], 'post_tf': rec['tf'], 'post_name': rec['name']}
+            return
+        keep, old = self._committed(lo, hi)
+        if not spilled:    # committed postings are grouped by term already
+            yield old
+            return
+        t_old = min(t1, self.n_old_terms)
+        terms = np.repeat(np.arange(t0, max(t0, t_old), dtype=np.int32), self.old[t0:max(t0, t_old)])
+        if keep is not None:
+            terms = terms[keep]
+        rec = np.fromfile(path, _SPILL)
+        order = np.argsort(np.concatenate([terms, rec['term']]), kind='stable')
+        del terms
+        yield {name: np.concatenate([old[name], rec[field]])[order]
+               for name, field in (('post_doc', 'row'), ('post_tf', 'tf'), ('post_name', 'name'))}
+
+
+def _read(array: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``array[lo:hi]``, read from its file if it is a memory map: the pages a commit reads
+    once stay out of this process's resident memory (they would stay in it, mapped, until
+    the generation is closed)."""
+    if isinstance(array, np.memmap) and array.filename and hi > lo:
+        return np.fromfile(array.filename, array.dtype, hi - lo, offset=array.offset + lo * array.itemsize)
+    return np.array(array[lo:hi])
+
+
+def _open_npy(path: str, dtype: Any, n: int) -> BinaryIO:
+    """A new .npy file of ``n`` values of ``dtype`` (as ``np.save`` writes it), open after
+    its header for the values to be appended: written by ``write``, they never sit in this
+    process's memory as a memory map's dirty pages would."""
+    fp = open(path, 'wb')
+    try:
+        np.lib.format.write_array_header_1_0(fp, {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  'fortran_order': False, 'shape': (n,)})
+    except BaseException:
+        fp.close()
+        raise
+    return fp
