@@ -23,7 +23,7 @@ from .control.inputs import batched, describe, runs_no_user_code
 from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
-from .control.jina2_options import check_jina2_options, take_parallel
+from .control.jina2_options import take_parallel
 from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults, with_defaults
 from .control.router import Router
 from .control.specs import ADD_ONLY, FLOW_DEFAULT_ARGS, reject_jina_only
@@ -42,14 +42,6 @@ _FLOW_ARGS = ('workspace', 'prefetch', 'arena_size', 'timeout_close', 'profile',
               'ray_init_kwargs', 'asyncio', *SERVE_ARGS, *POST_DEFAULTS, *FLOW_DEFAULT_ARGS)
 #: Jina 2's client options that mean nothing for a Flow here -> what to do instead (those
 #: that do mean something are the defaults of its posts: ``POST_DEFAULTS``).
-_CLIENT_ONLY = {
-    'proxy': "chose whether Jina 2's client used the http_proxy / https_proxy variables to reach its gateway; a "
-             "Flow here reaches its executors without a network client, so remove it",
-    'https': "connected Jina 2's client to its gateway over TLS; a Flow here reaches its executors without a "
-             "network client, and its gateway serves plain HTTP (put a TLS proxy in front of it), so remove it",
-    'results_as_docarray': "made Jina 2's posts return one DocumentArray; here post(return_results=True) returns "
-                           "the Responses: take DocumentArray([d for r in responses for d in r.docs])",
-}
 DEFAULT_PREFETCH = 16
 DEFAULT_ARENA_SIZE = 32 << 20
 DEFAULT_TIMEOUT_CLOSE = 5.0
@@ -143,12 +135,9 @@ class Flow(FlowBuilder):
         take_parallel('Flow', kwargs)  # (Jina 2's name of shards)
         defaults = {k: kwargs.pop(k) for k in FLOW_DEFAULT_ARGS if k in kwargs}
         for k in kwargs:
-            if k in _CLIENT_ONLY:
-                raise TypeError(f'Flow({k}=...) {_CLIENT_ONLY[k]}')
             if k in ADD_ONLY:
                 raise TypeError(f'Flow({k}=...) is not a default for every executor: it {ADD_ONLY[k]}; pass it '
                                 f'to add() for the executor it binds: Flow().add(uses=MyExecutor, {k}={{...}})')
-        check_jina2_options('Flow', kwargs)
         reject_jina_only('Flow', kwargs, f'workspace, prefetch, arena_size, timeout_close, profile, backend, '
                                          f'ray_address, ray_init_kwargs, asyncio, {", ".join(SERVE_ARGS)}, the '
                                          f'defaults of posts {", ".join(POST_DEFAULTS)} and the add() arguments '

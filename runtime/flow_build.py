@@ -11,7 +11,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .control.inputs import describe
-from .control.jina2_options import check_jina2_options
 from .control.specs import ADD_ARGS, build_specs, given_int, reject_jina_only
 from .flow_serving import GatewayOptions
 
@@ -125,7 +124,6 @@ class FlowBuilder(GatewayOptions):
             if shards != 1:
                 raise TypeError('give shards or parallel (its Jina 2 name), not both')
             shards = kwargs.pop('parallel')
-        check_jina2_options('add', kwargs)  # (honoured ones leave kwargs; refused ones say what to do)
         reject_jina_only('add', kwargs, f'name, needs, {", ".join(ADD_ARGS)}', ('name', 'needs', *ADD_ARGS))
         given = {'uses': uses, 'uses_with': uses_with, 'uses_metas': uses_metas, 'timeout_ready': timeout_ready,
                  'env': env, 'replicas': given_int(replicas, 1), 'shards': given_int(shards, 1), 'polling': polling,

@@ -1,7 +1,7 @@
-"""Jina 2.0's pod, Flow and client options that ``specs.JINA_ONLY`` does not list: each is
-honoured (where what it asked for is what happens here anyway) or refused, naming what it
-meant in Jina 2 and what to do here instead. Checked by ``Flow(...)`` and ``add()`` before
-any other refusal, so that a Jina 2 option is never answered with a generic "unexpected
+"""Jina 2.0's pod, Flow and client options: each is honoured (where what it asked for is
+what happens here anyway) or refused, naming what it meant in Jina 2 and what to do here
+instead. Checked by ``Flow(...)`` and ``add()`` (``specs.reject_jina_only``) before any
+other refusal, so that a Jina 2 option is never answered with a generic "unexpected
 argument" or a "did you mean" that points at something else (``timeout_ctrl`` is not
 ``timeout_ready``, ``native`` is not ``name``).
 
@@ -23,8 +23,15 @@ from typing import Any
 
 from .inputs import describe
 
-__all__ = ['JINA2_OPTIONS', 'SAME_HERE', 'NOT_FOR_ONE_EXECUTOR', 'DATA_TYPE', 'check_jina2_options',
+__all__ = ['JINA2_OPTIONS', 'SAME_HERE', 'NOT_FOR_ONE_EXECUTOR', 'CLIENT_ONLY', 'DATA_TYPE', 'check_jina2_options',
            'take_parallel']
+
+_NETWORK = ('is Jina 2 wiring between its pods; shmflow connects its own processes over private sockets, '
+            'so remove it')
+_GATEWAY = "configures Jina 2's HTTP gateway; give the gateway's options to Flow(protocol='http', port_expose=...)"
+_LOGS = "configures Jina 2's logs; configure Python logging instead (the logger is named 'runtime')"
+_CONTAINERS = ('runs Jina 2 executors in containers or remote pods; here executors are local processes, or Ray '
+               "actors with Flow(backend='ray')")
 
 _WIRING = ("was Jina 2's wiring between its pods; the Flow here connects its own processes over private "
            "sockets, so remove it")
@@ -44,6 +51,19 @@ _API_DOCS = ("described Jina 2's HTTP API in its Swagger / OpenAPI docs (/docs);
 
 #: Jina 2 options with no counterpart here -> what they meant and what to do instead.
 JINA2_OPTIONS = {
+    **{k: _NETWORK for k in ('port_in', 'port_out', 'port_ctrl', 'zmq_identity', 'static_routing_table',
+                             'hosts_in_connect', 'peas_hosts', 'expose_public', 'runtime_cls', 'pea_role',
+                             'identity', 'socket_in', 'socket_out', 'host_in', 'host_out')},
+    'restful': _GATEWAY,
+    **{k: _LOGS for k in ('log_config', 'quiet', 'quiet_error', 'show_exc_info', 'quiet_remote_logs')},
+    **{k: _CONTAINERS for k in ('upload_files', 'docker_kwargs', 'pull_latest', 'entrypoint', 'daemon')},
+    'runtime_backend': 'chose threads or processes in Jina 2; every executor here runs in a process of its own',
+    'gpus': "is not managed here: pass env={'CUDA_VISIBLE_DEVICES': '0'}, or ray_options={'num_gpus': 1} with "
+            "Flow(backend='ray')",
+    'read_only': 'is not supported: remove it (here what an executor changes always travels on, and one that '
+                 'changes nothing costs nothing for it)',
+    'dump_path': "is not supported: pass the path to your executor with uses_with={...}",
+    'inspect': 'is not supported (Jina 2 inspect pods): add an executor that checks what it needs',
     **{k: _WIRING for k in ('connect_to_predecessor', 'ctrl_with_ipc', 'dynamic_routing', 'no_dynamic_routing',
                             'grpc_data_requests')},
     **{k: _INTERNAL for k in ('dynamic_routing_in', 'dynamic_routing_out', 'num_part', 'pod_role',
@@ -108,6 +128,15 @@ NOT_FOR_ONE_EXECUTOR = {
                            "post(return_results=True) returns the Responses: take "
                            "DocumentArray([d for r in responses for d in r.docs])",
 }
+#: Options of Jina 2's client, which ``Flow(...)`` refuses (``add()``: ``NOT_FOR_ONE_EXECUTOR``).
+CLIENT_ONLY = {
+    'proxy': "chose whether Jina 2's client used the http_proxy / https_proxy variables to reach its gateway; a "
+             "Flow here reaches its executors without a network client, so remove it",
+    'https': "connected Jina 2's client to its gateway over TLS; a Flow here reaches its executors without a "
+             "network client, and its gateway serves plain HTTP (put a TLS proxy in front of it), so remove it",
+    'results_as_docarray': "made Jina 2's posts return one DocumentArray; here post(return_results=True) returns "
+                           "the Responses: take DocumentArray([d for r in responses for d in r.docs])",
+}
 #: Jina 2 post's ``data_type`` (DataInputType): whether inputs were Documents or raw content to wrap.
 DATA_TYPE = ("told Jina 2's client whether the inputs were Documents (DOCUMENT), raw content to wrap in Documents "
              "(CONTENT) or either (AUTO); here inputs are always Documents, so remove it, and wrap raw content "
@@ -148,6 +177,8 @@ def check_jina2_options(where: str, kwargs: dict) -> None:
             raise TypeError(f'{where}({k}=...) {JINA2_OPTIONS[k]}')
         if k == 'data_type':
             raise TypeError(f'{where}(data_type=...) is an argument of post(...), where it {DATA_TYPE}')
+        if where == 'Flow' and k in CLIENT_ONLY:
+            raise TypeError(f'Flow({k}=...) {CLIENT_ONLY[k]}')
         if where == 'add' and k in NOT_FOR_ONE_EXECUTOR:
             raise TypeError(f'add({k}=...) {NOT_FOR_ONE_EXECUTOR[k].format(k=k)}')
         if where == 'Flow' and k == 'target_peapod':

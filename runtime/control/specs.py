@@ -18,8 +18,9 @@ from typing import Any
 
 from ..executor import resolve_uses
 from .inputs import describe
+from .jina2_options import check_jina2_options
 
-__all__ = ['ADD_ARGS', 'ADD_ONLY', 'FLOW_DEFAULT_ARGS', 'JINA_ONLY', 'check_polling', 'build_specs',
+__all__ = ['ADD_ARGS', 'ADD_ONLY', 'FLOW_DEFAULT_ARGS', 'check_polling', 'build_specs',
            'reject_jina_only', 'unexpected_argument']
 
 #: ``add()`` arguments (besides ``name`` and ``needs``).
@@ -37,30 +38,6 @@ ADD_ONLY = {
 FLOW_DEFAULT_ARGS = tuple(k for k in ADD_ARGS if k not in ADD_ONLY and k != 'workspace')
 _POLLING = ('any', 'all')
 
-_NETWORK = ('is Jina 2 wiring between its pods; shmflow connects its own processes over private sockets, '
-            'so remove it')
-_GATEWAY = "configures Jina 2's HTTP gateway; give the gateway's options to Flow(protocol='http', port_expose=...)"
-_LOGS = "configures Jina 2's logs; configure Python logging instead (the logger is named 'runtime')"
-_REMOTE = ('runs Jina 2 executors in containers or remote pods; here executors are local processes, or Ray '
-           "actors with Flow(backend='ray')")
-#: Jina 2 options with no meaning here -> what to do instead.
-JINA_ONLY = {
-    **{k: _NETWORK for k in ('port_in', 'port_out', 'port_ctrl', 'zmq_identity', 'static_routing_table',
-                             'hosts_in_connect', 'peas_hosts', 'expose_public', 'runtime_cls', 'pea_role',
-                             'identity', 'socket_in', 'socket_out', 'host_in', 'host_out')},
-    **{k: _GATEWAY for k in ('restful', 'cors', 'expose_endpoints', 'title', 'description', 'no_debug_endpoints',
-                             'no_crud_endpoints')},
-    **{k: _LOGS for k in ('log_config', 'quiet', 'quiet_error', 'show_exc_info', 'quiet_remote_logs')},
-    **{k: _REMOTE for k in ('upload_files', 'docker_kwargs', 'pull_latest', 'entrypoint', 'k8s_namespace',
-                            'daemon')},
-    'runtime_backend': 'chose threads or processes in Jina 2; every executor here runs in a process of its own',
-    'gpus': "is not managed here: pass env={'CUDA_VISIBLE_DEVICES': '0'}, or ray_options={'num_gpus': 1} with "
-            "Flow(backend='ray')",
-    'read_only': 'is not supported: remove it (here what an executor changes always travels on, and one that '
-                 'changes nothing costs nothing for it)',
-    'dump_path': "is not supported: pass the path to your executor with uses_with={...}",
-    'inspect': 'is not supported (Jina 2 inspect pods): add an executor that checks what it needs',
-}
 #: Gateway options, which belong to ``Flow(...)``, not to one executor.
 _SERVE_ONLY = ('port_expose', 'port', 'protocol', 'host')
 
@@ -82,12 +59,12 @@ def unexpected_argument(where: str, name: str, known: tuple, takes: str) -> Type
 
 
 def reject_jina_only(where: str, kwargs: dict, takes: str, known: tuple = ()) -> None:
-    """Raise for the first argument of ``kwargs`` (none are expected), saying what to do:
-    what to use instead of a Jina 2 option, or which of ``known`` it resembles, or else
-    what ``where`` takes."""
+    """The arguments ``where`` (``'Flow'`` or ``'add'``) has no parameter for: Jina 2's that
+    ask for what happens here anyway are taken out of ``kwargs`` (``jina2_options``); for the
+    first other one, raise saying what to do: what to use instead of a Jina 2 option, or
+    which of ``known`` it resembles, or else what ``where`` takes."""
+    check_jina2_options(where, kwargs)
     for k in kwargs:
-        if k in JINA_ONLY:
-            raise TypeError(f'{where}({k}=...) {JINA_ONLY[k]}')
         if k in _SERVE_ONLY and where == 'add':
             raise TypeError(f'add({k}=...) is a gateway option: give it to Flow({k}=...) to serve the Flow')
         raise unexpected_argument(where, k, known, takes)
