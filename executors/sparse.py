@@ -20,10 +20,11 @@ from runtime import Document, DocumentArray, DocumentArrayMemmap, Executor, requ
 from runtime.control.merge import match_limit
 
 from . import pending_log
-from .bm25 import POSTINGS, bm25_scores, pack_index, unpack_index
+from .bm25 import bm25_scores, pack_index, unpack_index
 from .fusion import branch_scores
 from .parents import ParentMap, plan_update, requested_ids, resolve
-from .sparse_merge import DELETE as _DELETE, INDEX as _INDEX, RangeMerge as _RangeMerge, ptr_of as _ptr_of
+from .sparse_merge import DELETE as _DELETE, INDEX as _INDEX, RangeMerge as _RangeMerge, merge_in_memory
+from .sparse_merge import ptr_of as _ptr_of
 from .terms import TOKENIZER_VERSION, load_strings, path_terms, save_strings, term_counts
 
 __all__ = ['SparseIndexer', 'bm25_scores']
@@ -303,7 +304,10 @@ class SparseIndexer(Executor):
         live = np.ones(len(self._ids), bool)
         live[list(self._deleted)] = False
         if int(self._arrays['ptr'][-1]) + self._pending_postings <= _MERGE_POSTINGS:
-            out, used = self._merged_arrays(live)   # the fastest, for an index of this size
+            # the fastest, for an index of this size
+            postings, used, lens = merge_in_memory(self._arrays, self._log_path(self._gen), live,
+                                                   len(self._vocab_list), bool(self._deleted))
+            out = {**postings, **self._row_arrays(lens, live)}
         else:
             merge = _RangeMerge(self._arrays, self._log_path(self._gen), live, len(self._vocab_list), gen_dir,
                                 _MERGE_POSTINGS)
@@ -313,41 +317,6 @@ class SparseIndexer(Executor):
         for k, v in out.items():
             np.save(os.path.join(gen_dir, f'{k}.npy'), v)
         return live, used, int(out['ptr'][-1])
-
-    def _merged_arrays(self, live: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The next generation's arrays (committed postings and pending ones, those of rows
-        not ``live`` dropped, grouped by term) and which terms are still used, by one sort
-        in memory (~50 bytes a posting)."""
-        pend: dict[str, list[np.ndarray]] = {name: [] for name in POSTINGS}
-        for kind, payload, _ in pending_log.records(self._log_path(self._gen)):
-            if kind == _INDEX:
-                _, cols = unpack_index(payload, with_postings=True)
-                for name in POSTINGS:
-                    pend[name].append(cols[name])
-        cols = {name: np.concatenate(parts) if parts else np.zeros(0, POSTINGS[name])
-                for name, parts in pend.items()}
-        del pend
-        a = self._arrays
-        rows = np.concatenate([a['post_doc'], cols['rows']])
-        terms = np.concatenate([np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr'])),
-                                cols['terms']])
-        keep = np.flatnonzero(live[rows]) if self._deleted else None
-        if keep is not None:
-            terms = terms[keep]
-        order = np.argsort(terms, kind='stable')  # old postings first within a term: rows stay sorted
-        if keep is not None:
-            order = keep[order]   # positions in the concatenated columns
-        del keep
-        counts = np.bincount(terms, minlength=len(self._vocab_list))
-        del terms
-        used = counts > 0
-        new_row = np.cumsum(live, dtype=np.int64) - 1   # live row -> its row in the next generation
-        out = {'ptr': _ptr_of(counts[used]),
-               'post_doc': new_row[rows[order]].astype(np.int32),
-               'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
-               'post_name': np.concatenate([a['post_name'], cols['name']])[order],
-               **self._row_arrays(cols['lens'], live)}
-        return out, used
 
     def _row_arrays(self, lens: np.ndarray, live: np.ndarray) -> dict[str, np.ndarray]:
         """The next generation's per-row arrays, from the committed rows' lengths and the

@@ -1,6 +1,6 @@
 """A SparseIndexer commit too large to sort at once, merged one range of terms at a time
 (``RangeMerge``), so that its memory does not grow with the index; ``sparse`` uses it past
-``sparse._MERGE_POSTINGS`` postings, and ``ptr_of`` for both paths.
+``sparse._MERGE_POSTINGS`` postings, and below that ``merge_in_memory`` (one sort).
 
 Example
 -------
@@ -17,9 +17,9 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 from . import pending_log
-from .bm25 import unpack_index
+from .bm25 import POSTINGS, unpack_index
 
-__all__ = ['RangeMerge', 'ptr_of', 'INDEX', 'DELETE']
+__all__ = ['RangeMerge', 'merge_in_memory', 'ptr_of', 'INDEX', 'DELETE']
 
 # Records of the pending log (executors.pending_log): what changed since the last commit.
 INDEX, DELETE = 1, 2
@@ -34,9 +34,50 @@ def ptr_of(counts: np.ndarray) -> np.ndarray:
     return ptr
 
 
+def merge_in_memory(arrays: dict[str, np.ndarray], log_path: str, live: np.ndarray, n_terms: int,
+                    any_deleted: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The next generation's postings (``ptr``, ``post_doc``, ``post_tf``, ``post_name``:
+    the committed ``arrays`` and the pending log's, those of rows not ``live`` dropped,
+    grouped by term), which terms are still used, and the pending rows' lengths (text and
+    name, flat), by one sort in memory (~50 bytes a posting).
+
+    Example
+    -------
+    >>> postings, used, lens = merge_in_memory(arrays, log_path, live, len(vocab), False)  # doctest: +SKIP
+    """
+    pend: dict[str, list[np.ndarray]] = {name: [] for name in POSTINGS}
+    for kind, payload, _ in pending_log.records(log_path):
+        if kind == INDEX:
+            _, cols = unpack_index(payload, with_postings=True)
+            for name in POSTINGS:
+                pend[name].append(cols[name])
+    cols = {name: np.concatenate(parts) if parts else np.zeros(0, POSTINGS[name]) for name, parts in pend.items()}
+    del pend
+    a = arrays
+    rows = np.concatenate([a['post_doc'], cols['rows']])
+    terms = np.concatenate([np.repeat(np.arange(len(a['ptr']) - 1, dtype=np.int32), np.diff(a['ptr'])),
+                            cols['terms']])
+    keep = np.flatnonzero(live[rows]) if any_deleted else None
+    if keep is not None:
+        terms = terms[keep]
+    order = np.argsort(terms, kind='stable')  # old postings first within a term: rows stay sorted
+    if keep is not None:
+        order = keep[order]   # positions in the concatenated columns
+    del keep
+    counts = np.bincount(terms, minlength=n_terms)
+    del terms
+    used = counts > 0
+    new_row = np.cumsum(live, dtype=np.int64) - 1   # live row -> its row in the next generation
+    postings = {'ptr': ptr_of(counts[used]),
+                'post_doc': new_row[rows[order]].astype(np.int32),
+                'post_tf': np.concatenate([a['post_tf'], cols['tf']])[order],
+                'post_name': np.concatenate([a['post_name'], cols['name']])[order]}
+    return postings, used, cols['lens']
+
+
 class RangeMerge:
     """The postings of a commit too large to sort at once (over ``_MERGE_POSTINGS``) merged
-    one range of terms at a time, into the same arrays as ``SparseIndexer._merged_arrays``.
+    one range of terms at a time, into the same arrays as ``merge_in_memory``.
 
     Pass 1 counts each term's live postings (the next ``ptr``) and cuts the terms into
     ranges of at most ``chunk`` postings; pass 2 spills the pending postings, in log order,
