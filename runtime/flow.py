@@ -125,11 +125,17 @@ class Flow(FlowBuilder):
         self._stop_now = False  # stopped by Ctrl-C / SIGTERM: close() waits for no post
         self._stop_signals = StopSignals()
         serve = {k: kwargs.pop(k) for k in SERVE_ARGS if k in kwargs}
+        self._serve_later: dict = {}  # (see flow_serving)
         if serve:
             from .serving.gateway import check_options
-            serve = check_options(**serve)  # raises, naming the option, for what it cannot serve
+            checked = check_options(**serve)  # raises, naming the option, for what it cannot serve
+            if serve.keys() & {'port_expose', 'port', 'protocol'}:
+                serve = checked
+            else:  # (cors=False, a host, ...: options for when it serves, not a request to serve)
+                serve, self._serve_later = {}, checked
         self._serve = serve
         self._gateway = None
+        self._retiring: list = []  # threads of replaced gateways finishing their requests
         self._exposed: dict = {}  # {HTTP path: ExposedRoute} (expose_endpoint)
         self._post_defaults = check_post_defaults({k: kwargs.pop(k) for k in POST_DEFAULTS if k in kwargs})
         take_parallel('Flow', kwargs)  # (Jina 2's name of shards)
@@ -170,6 +176,7 @@ class Flow(FlowBuilder):
         new._gateway, new._exposed = None, dict(self._exposed)
         new._stop_signals = StopSignals()  # each Flow its own: starting one must not touch another's
         new._lock, new._closing, new._posting = threading.RLock(), threading.RLock(), 0
+        new._retiring = []
         return new
 
     # -- start / stop ----------------------------------------------------------------------
@@ -272,14 +279,19 @@ class Flow(FlowBuilder):
         if stopping:
             self._stop_posts('the Flow was stopped (Ctrl-C / SIGTERM)')
         gateway, self._gateway = self._gateway, None
-        if gateway is not None:
+        retiring, self._retiring = self._retiring, []
+        if gateway is not None or retiring:
             # No new requests; those in flight get timeout_close, then their posts are
-            # stopped (the gateway waits for its threads, which wait for those posts).
+            # stopped (the gateway waits for its threads, which wait for those posts; so
+            # do the gateways it replaced that still finish theirs).
             timer = threading.Timer(self._timeout_close, self._stop_posts, ('the Flow was closed',))
             timer.daemon = True
             timer.start()
             try:
-                gateway.close()
+                if gateway is not None:
+                    gateway.close()
+                for t in retiring:
+                    t.join()
             finally:
                 timer.cancel()
         locked = self._lock.acquire(timeout=0 if stopping else self._timeout_close)

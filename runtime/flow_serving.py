@@ -8,8 +8,10 @@ Flow starts the HTTP gateway, or moves it to the new port or host, at once; on a
 started it sets what ``with flow:`` starts (as ``Flow(port_expose=..., protocol='http')``).
 
 A Flow keeps its checked settings in ``_serve`` (``serving.gateway.check_options``'s dict,
-empty while it does not serve), its running gateway in ``_gateway`` and its exposed paths in
-``_exposed``; the functions here change them together.
+empty while it does not serve; options given without a port or protocol in
+``_serve_later``), its running gateway in ``_gateway``, gateways it replaced that still
+finish their requests in ``_retiring`` and its exposed paths in ``_exposed``; the functions
+here change them together.
 """
 from __future__ import annotations
 
@@ -46,9 +48,14 @@ def _serves(gateway: Any, settings: dict) -> bool:
 
 def change_serving(flow: Flow, **change: Any) -> None:
     """Set gateway options of ``flow`` (``check_options``' names: ``port``, ``protocol``,
-    ``host``), checked as ``Flow(...)`` checks them. A running Flow serves with them at once:
-    its gateway is started, or a new one replaces it (started before the old one closes,
-    unless both want the same port); if that fails the Flow keeps its settings and gateway.
+    ``host``), checked as ``Flow(...)`` checks them. A Flow serves once it has a port or a
+    protocol (options alone are kept for then). A running Flow serves with them at once:
+    its gateway is started, or a new one replaces it (started before the old one stops
+    listening, unless both want the same port); if that fails the Flow keeps its settings
+    and serves as before. The old gateway finishes the requests it received: at once when
+    no post runs, else in a thread of its own once the running post (a callback of which
+    may be what moves the gateway) is over; the Flow's close waits for it. During a close
+    the settings are only kept, for the next ``with flow:``.
 
     Example
     -------
@@ -58,31 +65,64 @@ def change_serving(flow: Flow, **change: Any) -> None:
     """
     from .serving.gateway import check_options
     before = flow._serve
-    settings = check_options(**{**before, **change})
+    if not before and not change.keys() & {'port', 'protocol'}:
+        flow._serve_later = check_options(**{**flow._serve_later, **change})  # (kept for when it serves)
+        return
+    settings = check_options(**{**flow._serve_later, **before, **change})
     if settings == before and (flow._rt is None or flow._gateway is not None):
         return
-    flow._serve = settings
-    if flow._rt is None:
-        return  # (`with flow:` starts it)
-    old = flow._gateway
-    if old is not None and _serves(old, settings):
+    if not flow._closing.acquire(blocking=False):  # (a close under way in another thread)
+        flow._serve = settings
         return
     try:
+        flow._serve = settings
+        if flow._rt is None:
+            return  # (`with flow:` starts it)
+        old = flow._gateway
+        if old is not None and _serves(old, settings):
+            return
         if old is not None and settings['port'] == old.port:
-            flow._gateway = None
-            old.close()  # (it holds the port the new one wants)
-            old = None
-        start_gateway(flow)
-    except BaseException:
-        flow._serve = before
-        if flow._gateway is None and before:
-            try:
-                start_gateway(flow)  # (the old one was closed for the port: serve as before)
-            except Exception:
-                logger.warning('the gateway could not be started again with its previous settings', exc_info=True)
-        raise
-    if old is not None:
-        old.close()
+            old.stop_listening()  # (it holds the port the new one wants)
+        try:
+            start_gateway(flow)
+        except BaseException:
+            flow._serve = before
+            if old is not None and settings['port'] == old.port:
+                try:
+                    start_gateway(flow)  # (the old one stopped listening for the port: serve as before)
+                except Exception:
+                    flow._gateway = None
+                    logger.warning('the gateway could not be started again with its previous settings',
+                                   exc_info=True)
+                else:
+                    _retire(flow, old)
+            raise
+        if old is not None:
+            old.stop_listening()
+            _retire(flow, old)
+    finally:
+        flow._closing.release()
+
+
+def _retire(flow: Flow, gateway: Any) -> None:
+    """Let ``gateway`` (listening no more) finish the requests it received and end. Its
+    requests' posts wait for the post running now, if any (its callback, or an AsyncFlow's
+    loop, may be the caller): then it ends in a thread of its own, which the Flow's close joins."""
+    if flow._lock.acquire(blocking=False):
+        try:
+            if not flow._posting:
+                gateway.close()
+                return
+        finally:
+            flow._lock.release()
+    import threading
+
+    def finish() -> None:
+        gateway.wait_idle()  # (close() gives requests in flight only a few seconds)
+        gateway.close()
+    t = threading.Thread(target=finish, name='shmflow-gateway-retired', daemon=True)
+    t.start()
+    flow._retiring.append(t)
 
 
 class GatewayOptions:
@@ -150,7 +190,8 @@ class GatewayOptions:
         '127.0.0.1'
         """
         from .serving.gateway import DEFAULT_HOST
-        return _runner(self)._serve.get('host', DEFAULT_HOST)
+        flow = _runner(self)
+        return flow._serve.get('host') or flow._serve_later.get('host', DEFAULT_HOST)
 
     @host.setter
     def host(self, value: str) -> None:

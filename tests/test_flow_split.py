@@ -127,5 +127,6 @@ def test_a_misspelt_flow_or_add_argument_is_named_with_what_was_meant():
         Flow().add(repilcas=2)
     with pytest.raises(TypeError, match=r"^add\(\) got an unexpected argument 'zzz'; it takes name, needs, uses, "):
         Flow().add(zzz=1)  # nothing close: what it takes
-    with pytest.raises(TypeError, match=r'add\(port_expose=...\) is a gateway option'):
-        Flow().add(port_expose=1)  # a Jina 2 option keeps its own advice
+    with pytest.raises(TypeError, match=r'add\(port_expose=...\) placed a Jina 2 executor on another machine.*'
+                                        r'to serve the Flow itself, give Flow\(port_expose=...\)'):
+        Flow().add(port_expose=1)  # a Jina 2 option keeps its own advice (a pod's port, not the gateway's)

@@ -266,3 +266,132 @@ def test_jina2_options_that_ask_for_what_happens_here_are_honoured():
     assert f._specs[0]['shards'] == 2  # parallel: Jina 2's name of shards
     with pytest.raises(TypeError, match='shards or parallel'):
         Flow(parallel=2, shards=2)
+
+
+# -- moving the gateway while posts run, or while the Flow closes --------------------------------
+def _wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f'not within {timeout} s: {what}'
+        time.sleep(0.005)
+
+
+def test_moving_the_gateway_from_a_callback_while_a_request_waits_on_the_old_one_does_not_hang():
+    # The old gateway's request waits for the running post, whose callback moves the gateway:
+    # closing the old one there waited for that request for ever.
+    import threading
+    p1, p2 = free_port(), free_port()
+    answers = []
+    with Flow(port_expose=p1, protocol='http').add(uses=Up) as f:
+        old = f._gateway
+
+        def move(resp):
+            if answers:
+                return
+            client = threading.Thread(target=lambda: answers.append(
+                http_call(p1, 'POST', '/index', json.dumps({'data': [{'text': 'b'}]}).encode())))
+            client.start()
+            answers.append(client)
+            _wait_for(lambda: old.counts['inflight'] == 1, 'the request reached the old gateway')
+            f.port_expose = p2
+
+        f.post('/', [Document(text='a'), Document(text='c')], request_size=1, on_done=move)
+        new_port = f.port_expose
+        assert new_port == p2 and f._gateway is not old
+        answers[0].join(30)
+        status, _, body = answers[1]
+        assert status == 200 and body['data']['docs'][0]['text'] == 'B'  # the old one finished it
+        _wait_for(lambda: not listens(p1), 'the old port is free')
+        assert http_call(new_port, 'POST', '/index', json.dumps({'data': [{'text': 'd'}]}).encode())[0] == 200
+    assert not listens(new_port)
+    assert not [t for t in threading.enumerate() if t.name.startswith('shmflow-gateway')]
+
+
+def test_a_setter_while_the_flow_closes_only_keeps_the_setting():
+    # A setter in another thread while close() waited for a post started a gateway that
+    # outlived the Flow (its port bound, its thread alive).
+    import threading
+    p2 = free_port()
+    f = Flow().add(uses=Up)
+    with f:
+        held = threading.Event()
+        done = threading.Event()
+
+        def closing():  # (what a close under way in another thread holds)
+            with f._closing:
+                held.set()
+                done.wait(30)
+        t = threading.Thread(target=closing)
+        t.start()
+        held.wait(30)
+        try:
+            f.port_expose = p2
+            assert f._gateway is None and not listens(p2) and f.port_expose == p2
+        finally:
+            done.set()
+            t.join(30)
+    assert not listens(p2) and f._gateway is None
+    with f:  # the setting is what the next start serves
+        assert listens(p2)
+    assert not listens(p2)
+
+
+def test_gateway_options_alone_do_not_serve_until_a_port_or_protocol_is_given():
+    p = free_port()
+    with Flow(cors=False, host='127.0.0.1', max_body_bytes=1 << 20).add(uses=Up) as f:
+        assert f._gateway is None and f.protocol is None and f.port_expose is None
+        f.port_expose = p
+        assert f._gateway.max_body_bytes == 1 << 20 and f.host == '127.0.0.1' and listens(p)
+    with pytest.raises(TypeError, match=r"add\(host=...\) placed a Jina 2 executor on another machine"):
+        Flow().add(host='10.0.0.7')
+
+
+def test_a_405_says_which_methods_are_allowed():
+    p = free_port()
+    with Flow(port_expose=p, protocol='http').add(uses=Up):
+        status, headers, body = http_call(p, 'GET', '/index')
+    assert (status, headers.get('Allow')) == (405, 'POST') and 'GET is not allowed on /index' in json.dumps(body)
+
+
+class SlowUp(Up):
+    """Up, 50 ms a request: a post of some documents holds the Flow a while."""
+
+    @requests
+    def up(self, docs: DocumentArray, **kwargs) -> None:
+        import time
+        time.sleep(0.05)
+        super().up(docs)
+
+
+def test_an_asyncflow_moves_its_gateway_inside_async_for_while_a_request_waits_on_the_old_one():
+    # The setter runs on the event loop, which the running post waits for: closing the old
+    # gateway there (its request waiting for that post) hung the loop for good.
+    import asyncio
+    import threading
+
+    from runtime import AsyncFlow
+
+    p1, p2 = free_port(), free_port()
+    answers: list = []
+
+    async def main() -> int:
+        n = 0
+        async with AsyncFlow(port_expose=p1, protocol='http').add(uses=SlowUp) as f:
+            old = f._flow._gateway
+            client = threading.Thread(target=lambda: answers.append(
+                http_call(p1, 'POST', '/index', json.dumps({'data': [{'text': 'b'}]}).encode())))
+            # (more requests than the window: the post is still running while the loop waits)
+            async for _ in f.post('/', [Document(text='a') for _ in range(40)], request_size=1):
+                n += 1
+                if n == 1:
+                    client.start()
+                    _wait_for(lambda: old.counts['inflight'] == 1, 'the request reached the old gateway')
+                    f.port_expose = p2
+                    assert f.port_expose == p2 and listens(p2)
+            client.join(30)
+        return n
+
+    assert asyncio.run(main()) == 40
+    assert answers[0][0] == 200 and answers[0][2]['data']['docs'][0]['text'] == 'B'
+    assert not listens(p1) and not listens(p2)

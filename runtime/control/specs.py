@@ -66,7 +66,12 @@ def reject_jina_only(where: str, kwargs: dict, takes: str, known: tuple = ()) ->
     check_jina2_options(where, kwargs)
     for k in kwargs:
         if k in _SERVE_ONLY and where == 'add':
-            raise TypeError(f'add({k}=...) is a gateway option: give it to Flow({k}=...) to serve the Flow')
+            if k == 'protocol':
+                raise TypeError("add(protocol=...) is a gateway option: give it to Flow(protocol='http', ...) to "
+                                "serve the Flow")
+            raise TypeError(f"add({k}=...) placed a Jina 2 executor on another machine (a remote pod or JinaD); "
+                            f"executors here run on this machine, or as Ray actors on a cluster with "
+                            f"Flow(backend='ray', ray_address=...); to serve the Flow itself, give Flow({k}=...)")
         raise unexpected_argument(where, k, known, takes)
 
 

@@ -192,11 +192,20 @@ class Gateway:
         # post at a time, whatever the number of HTTP clients.
         self.counts = {'served': 0, 'failed': 0, 'refused': 0, 'inflight': 0}
         self._counts_lock = threading.Lock()
+        self._idle = threading.Condition(self._counts_lock)  # notified when no request is in flight
         self._started_at = 0.0
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._counts_lock:
             self.counts[key] += n
+            if key == 'inflight' and not self.counts['inflight']:
+                self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        """Return once no request is in flight (after ``stop_listening``: once those it
+        received are answered, which may wait for a post running in the Flow)."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self.counts['inflight'])
 
     @property
     def url(self) -> str:
@@ -270,6 +279,21 @@ class Gateway:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
+
+    def stop_listening(self) -> None:
+        """Close the listening socket now (the port is free again); requests already
+        received go on, until ``close``."""
+        loop, runner = self._loop, self._runner
+        if loop is None or runner is None:
+            return
+
+        async def stop_sites() -> None:
+            for site in list(runner.sites):
+                await site.stop()
+        try:
+            asyncio.run_coroutine_threadsafe(stop_sites(), loop).result(timeout=30)
+        except Exception:  # (close() will say what is wrong)
+            logger.debug('the gateway on %s could not stop listening', self.url, exc_info=True)
 
     def close(self) -> None:
         """Stop listening, let the requests in progress finish, stop the thread."""
@@ -412,7 +436,10 @@ class Gateway:
                 elif exc.status == 413:
                     message = (f'the request body is larger than the {self.max_body_bytes} bytes this gateway '
                                f'takes (Flow(max_body_bytes=...)); send fewer documents per request')
-                return self._refuse(exc.status, message)
+                answer = self._refuse(exc.status, message)
+                if exc.status == 405 and 'Allow' in exc.headers:
+                    answer.headers['Allow'] = exc.headers['Allow']  # (HTTP requires it on a 405)
+                return answer
         return middleware
 
     @property
