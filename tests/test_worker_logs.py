@@ -218,3 +218,20 @@ def test_a_process_forked_by_the_executor_writes_its_records_to_stderr():
     h._pid = -1  # (what a forked child sees: another pid than the one that made the handler)
     h.emit(_record('child', 'from a forked child'))
     assert sent == [] and out.getvalue() == 'child from a forked child\n'
+
+
+def test_sending_what_other_threads_logged_ends_although_they_keep_logging():
+    # A thread logging faster than records went out kept the main thread sending for good.
+    sent, out = [], io.StringIO()
+    h = _handler(sent, out)
+    for i in range(3):
+        h._queue.append((0.0, _record('t', f'queued {i}')))
+    refill = iter(range(1000))
+
+    def send_and_refill(header):  # each send: another thread logs one more meanwhile
+        sent.append(header)
+        if next(refill, None) is not None:
+            h._queue.append((0.0, _record('t', 'meanwhile')))
+    h._send = send_and_refill
+    h.flush_queue()
+    assert [s[3] for s in sent] == ['queued 0', 'queued 1', 'queued 2'] and len(h._queue) == 3

@@ -80,8 +80,10 @@ class ParentHandler(logging.Handler):
         return bool(self._queue)
 
     def flush_queue(self) -> None:
-        """Send what other threads logged (main thread only)."""
-        while self._queue:
+        """Send what other threads logged (main thread only): what waits now, not what they
+        log meanwhile (a thread logging faster than records go out would keep the main
+        thread here for good)."""
+        for _ in range(len(self._queue)):
             try:
                 _, record = self._queue.popleft()
             except IndexError:  # (the watcher took it)
