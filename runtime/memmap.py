@@ -143,7 +143,7 @@ class DocumentArrayMemmap(Jina2MemmapMixin, DocumentSequence, ArrayOps):
         s, docs = self._store, []
         # The result holds every document anyway; windows keep the raw records read beside
         # it to a few MiB.
-        for window in s.ix.windows(slots):
+        for window in s.ix.windows(slots, per_doc=s.row_bytes):
             docs.extend(s.read_slots(window))
         return DocumentArray._from_list(docs)
 
@@ -199,7 +199,7 @@ class DocumentArrayMemmap(Jina2MemmapMixin, DocumentSequence, ArrayOps):
             alive = ix.alive
             slots = [k for k in range(start, stop) if alive[k]] if ix.n_dead else range(start, stop)
             # Bounded in bytes too: a window of large documents is read a few at a time.
-            k = ix.window_len(slots)
+            k = ix.window_len(slots, per_doc=s.row_bytes)
             if k < len(slots):
                 slots, stop = slots[:k], slots[k]
             start = stop
@@ -255,7 +255,7 @@ class DocumentArrayMemmap(Jina2MemmapMixin, DocumentSequence, ArrayOps):
 
         def updated() -> Iterator[Document]:
             k = 0
-            for window in s.ix.windows(slots):
+            for window in s.ix.windows(slots, per_doc=s.row_bytes):
                 for d in s.read_slots(window):
                     d._embedding = None if value is None else value[k]
                     k += 1

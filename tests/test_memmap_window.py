@@ -122,3 +122,21 @@ def test_windows_are_bounded_in_documents_and_in_bytes():
             assert 0 < len(w) <= READ_DOCS
             assert len(w) == 1 or sum(sizes[s] for s in w) <= READ_BYTES
     assert list(ix.windows([])) == []
+
+
+EMB = (256 << 10) // 4   # a 256 KiB float32 embedding per document
+N_EMB = 200              # 50 MiB of embeddings: more than a window of 1,024 documents would bound
+
+
+def test_a_window_counts_the_embedding_rows_read_beside_the_records(tmp_path):
+    # Only the records were counted: with small records and large embeddings a window held
+    # a thousand documents' embeddings (100 MiB for 400 rows of 256 KiB).
+    path = str(tmp_path / 'emb')
+    with DocumentArrayMemmap(path) as dam:
+        dam.extend(Document(id=str(i), embedding=np.full(EMB, i, np.float32)) for i in range(N_EMB))
+    with DocumentArrayMemmap(path) as dam:
+        peak, seen = peak_of(lambda: [int(d.embedding[0]) for d in dam])
+        assert seen == list(range(N_EMB))
+        assert peak < BOUND, f'iterating {N_EMB} embeddings of 256 KiB peaked at {peak >> 20} MiB'
+        peak, _ = peak_of(dam.verify)
+        assert peak < BOUND, f'verify peaked at {peak >> 20} MiB'

@@ -171,17 +171,21 @@ class Index:
         live = self.live_slots()
         return [int(live[p]) for p in positions]
 
-    def window_len(self, slots: Sequence[int], max_docs: int = READ_DOCS, max_bytes: int = READ_BYTES) -> int:
+    def window_len(self, slots: Sequence[int], max_docs: int = READ_DOCS, max_bytes: int = READ_BYTES,
+                   per_doc: int = 0) -> int:
         """How many of the leading ``slots`` to read as one window: at most ``max_docs``,
-        whose records add up to at most ``max_bytes``; at least one (a record larger than
+        whose records, with ``per_doc`` more bytes each (the embedding row read beside each
+        record), add up to at most ``max_bytes``; at least one (a document larger than
         ``max_bytes`` is read alone). Costs one sum of lengths for a window of small records.
 
         Examples
         --------
         >>> ix = Index(); ix.put('a', None, 0, 10, -1); ix.put('b', None, 10, 10, -1)
-        >>> ix.window_len(range(2)), ix.window_len([0, 1], max_bytes=15)
-        (2, 1)
+        >>> ix.window_len(range(2)), ix.window_len([0, 1], max_bytes=15), ix.window_len([0, 1], 9, 25, per_doc=6)
+        (2, 1, 1)
         """
+        if per_doc:
+            max_docs = min(max_docs, max(1, max_bytes // (per_doc + 1)))
         if len(slots) > max_docs:
             slots = slots[:max_docs]
         lens = self.len
@@ -189,12 +193,12 @@ class Index:
         # lengths in C; a list of slots picks them one by one)
         sizes = (lens[slots.start:slots.stop] if isinstance(slots, range) and slots.step == 1
                  else [lens[s] for s in slots])
-        if sum(sizes) <= max_bytes:
+        if sum(sizes) + per_doc * len(slots) <= max_bytes:
             return len(slots)
-        return max(1, bisect_right(list(accumulate(sizes)), max_bytes))
+        return max(1, bisect_right(list(accumulate(n + per_doc for n in sizes)), max_bytes))
 
-    def windows(self, slots: Sequence[int], max_docs: int = READ_DOCS,
-                max_bytes: int = READ_BYTES) -> Iterator[Sequence[int]]:
+    def windows(self, slots: Sequence[int], max_docs: int = READ_DOCS, max_bytes: int = READ_BYTES,
+                per_doc: int = 0) -> Iterator[Sequence[int]]:
         """``slots`` (a list or range) cut into consecutive windows of :meth:`window_len`
         slots each, every slot once and in order.
 
@@ -207,7 +211,7 @@ class Index:
         i, n = 0, len(slots)
         while i < n:
             w = slots[i:i + max_docs]
-            k = self.window_len(w, max_docs, max_bytes)
+            k = self.window_len(w, max_docs, max_bytes, per_doc)
             yield w[:k] if k < len(w) else w
             i += k
 

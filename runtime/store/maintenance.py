@@ -58,7 +58,8 @@ def switch_generation(store: Store, keep: bool) -> None:
             write_all(fd, head)
             pos = len(head)
         live = (ix.live_slots().tolist() if ix.n_dead else list(range(len(ix.ids)))) if keep else []
-        for window in ix.windows(live):  # bounded in bytes: large documents a few at a time
+        # bounded in bytes: large documents (or embeddings) a few at a time
+        for window in ix.windows(live, per_doc=store.row_bytes):
             recs, old_rows, base = [], [], k
             raws = store.log.read([ix.off[s] for s in window], [ix.len[s] for s in window])
             for slot, raw in zip(window, raws):
@@ -144,7 +145,7 @@ def verify(store: Store) -> int:
     live = list(live)
     if [ix.ids[s] for s in live] != [check.ids[s] for s in check.live_slots().tolist()]:
         raise CorruptStoreError(store.file('index'), 0, 'does not match the record log')
-    for window in ix.windows(live):
+    for window in ix.windows(live, per_doc=store.row_bytes):
         store.read_slots(window)  # checks each record and each row
     return len(live)
 

@@ -422,6 +422,12 @@ class Store:
         d._id = doc_id
         return d, row, crc
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one embedding row (0 while the store has none): what reading a
+        document adds to its record, for bounding read windows (``Index.windows``)."""
+        return self.emb.row_nbytes if self.emb is not None else 0
+
     def read_slots(self, slots: Sequence[int]) -> list[Document]:
         ix = self.ix
         raws = self.log.read([ix.off[s] for s in slots], [ix.len[s] for s in slots])
