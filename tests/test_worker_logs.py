@@ -235,3 +235,58 @@ def test_sending_what_other_threads_logged_ends_although_they_keep_logging():
     h._send = send_and_refill
     h.flush_queue()
     assert [s[3] for s in sent] == ['queued 0', 'queued 1', 'queued 2'] and len(h._queue) == 3
+
+
+class LogsLevels(Executor):
+    @requests
+    def work(self, docs, **kwargs):
+        logging.getLogger('mylib').debug('detail from mylib')
+        logging.getLogger('other').info('not at its level')
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_loggers_own_level_set_by_the_script_applies_in_the_executor_too():
+    # Only the root's level went to the executors: the script's DEBUG for 'mylib' was lost.
+    kept = _Kept()
+    mylib, other = logging.getLogger('mylib'), logging.getLogger('other')
+    mylib.setLevel(logging.DEBUG)
+    mylib.addHandler(kept)
+    other.addHandler(kept)
+    try:
+        with Flow().add(name='lv', uses=LogsLevels) as f:
+            f.post('/', Document())
+    finally:
+        mylib.setLevel(logging.NOTSET)
+        mylib.removeHandler(kept)
+        other.removeHandler(kept)
+    assert [r.getMessage() for r in kept.records] == ['lv: detail from mylib']
+
+
+@pytest.mark.parametrize('value, level', [('debug', 10), ('Info', 20), ('15', 15), ('', None), (' ', None)])
+def test_shmflow_log_level_takes_names_in_any_case_and_numbers(value, level):
+    from runtime.transport.local.worker_logs import env_level
+    assert env_level(value) == level
+
+
+def test_a_bad_shmflow_log_level_is_refused_at_start_saying_what_it_takes(monkeypatch):
+    # It killed every executor at start, with an error blaming the executor's own code.
+    monkeypatch.setenv('SHMFLOW_LOG_LEVEL', 'verbose')
+    with pytest.raises(ValueError, match=r"SHMFLOW_LOG_LEVEL='verbose' is not a logging level: give one of DEBUG"):
+        with Flow().add(uses=Chatty):
+            pass
+
+
+def test_shmflow_log_level_in_any_case_reaches_the_executor(monkeypatch, caplog):
+    monkeypatch.setenv('SHMFLOW_LOG_LEVEL', 'debug')
+    caplog.set_level(logging.DEBUG)
+    with Flow().add(name='lv', uses=LogsLevels) as f:
+        f.post('/', Document())
+    assert 'lv: detail from mylib' in [r.getMessage() for r in caplog.records]

@@ -45,7 +45,7 @@ from .received import buffer_refs
 from .last_words import LastWords
 from .ledger import SlotLedger
 from .shm import Arena, Mapper, remove_arena, sweep
-from .worker_logs import parent_levels, relog
+from .worker_logs import env_level, parent_levels, relog
 
 __all__ = ['LocalTransport', 'LocalWorker']
 
@@ -135,6 +135,7 @@ class LocalTransport(SharedPayloads, LastWords, Transport):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
+        env_level(os.environ.get('SHMFLOW_LOG_LEVEL'))  # (a bad one: said here, not by every executor)
         self.prefix = f'shmflow-{os.getpid()}-{secrets.token_hex(4)}'
         self._ipc_dir = tempfile.mkdtemp(prefix=self.prefix + '-')  # 0700: no other user can connect
         self._ctx = zmq.Context()

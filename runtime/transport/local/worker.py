@@ -27,7 +27,7 @@ from ..handling import build_executor, find_handler, handled_endpoints, run_hand
 from .codec import decode, encode
 from .received import InputBuffers, held_elsewhere
 from .shm import Arena, Mapper, sweep
-from .worker_logs import ParentHandler, install
+from .worker_logs import ParentHandler, env_level, install
 
 logger = logging.getLogger('runtime')
 
@@ -154,7 +154,7 @@ class Worker:
         cfg = P.read_config(header)
         self.name, self.replica = cfg['name'], cfg['replica_id']
         _name_process(self.name)
-        self.logs = install(self.send_log, cfg.get('log_levels'))  # (before __init__: it may log)
+        self.logs = install(self.send_log, cfg.get('log_levels'), self.name)  # (before __init__: it may log)
         try:
             use_sys_path(cfg)
             self.executor = build_executor(pickle.loads(P.frame_bytes(blob)), cfg)
@@ -410,7 +410,11 @@ def main(argv: list[str], credentials: tuple[str, str] | None = None) -> int:
     identity, secret = credentials if credentials is not None else sys.stdin.readline().split()
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=os.environ.get('SHMFLOW_LOG_LEVEL', 'WARNING'))
+    try:
+        level = env_level(os.environ.get('SHMFLOW_LOG_LEVEL'))
+    except ValueError:  # (install() says so, once the parent hears this process)
+        level = None
+    logging.basicConfig(level=level or logging.WARNING)
     if os.getppid() != int(parent_pid) and _alive(int(parent_pid)):
         # Not the child of the Flow that asked for it, which lives on: a fork the Flow gave
         # up waiting for (its fork server answered too late) and started otherwise. Taking

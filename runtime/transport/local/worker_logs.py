@@ -43,10 +43,45 @@ STALE_S = 1.0
 MAX_TEXT = 64 << 10
 
 
+#: Loggers of the script whose own levels go to the workers, at most (the script's own
+#: and its libraries': a program with more is unusual, and each costs a few bytes a start).
+MAX_LEVELS = 1000
+#: The names ``SHMFLOW_LOG_LEVEL`` takes (any case), besides a number.
+LEVEL_NAMES = ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')
+
+
 def parent_levels() -> dict[str, int]:
-    """The levels a worker should filter at: this process's root level and the
-    ``runtime`` logger's own (if set), for ``install``."""
-    return {'': logging.getLogger().getEffectiveLevel(), 'runtime': logging.getLogger('runtime').level}
+    """The levels a worker should filter at (``install``): this process's root level, and
+    every logger's own level where the script set one (``logging.getLogger('mylib')
+    .setLevel(DEBUG)``).
+
+    >>> parent_levels()['']
+    30
+    """
+    levels = {'': logging.getLogger().getEffectiveLevel()}
+    for name, lg in list(logging.root.manager.loggerDict.items())[:MAX_LEVELS]:
+        level = getattr(lg, 'level', 0)  # (a PlaceHolder has none)
+        if level:
+            levels[name] = level
+    return levels
+
+
+def env_level(value: str | None) -> int | None:
+    """``SHMFLOW_LOG_LEVEL`` as a level: a name in any case or a number; None when unset or
+    empty. ValueError, saying what it takes, for anything else.
+
+    >>> env_level('debug'), env_level('15'), env_level('')
+    (10, 15, None)
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.upper() in LEVEL_NAMES:
+        return logging.getLevelName(text.upper())
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f'SHMFLOW_LOG_LEVEL={value!r} is not a logging level: give one of {", ".join(LEVEL_NAMES)} '
+                     f'(any case) or a number, or leave it unset for the levels of the script')
 
 
 class ParentHandler(logging.Handler):
@@ -137,21 +172,27 @@ class ParentHandler(logging.Handler):
         self.write_stale(-1.0)  # (what another thread queued meanwhile)
 
 
-def install(send: Callable[[tuple], None], levels: dict[str, int] | None) -> ParentHandler:
+def install(send: Callable[[tuple], None], levels: dict[str, int] | None, label: str = '') -> ParentHandler:
     """Make the worker's root logger send its records to the parent instead of stderr
-    (the handlers ``logging.basicConfig`` put there become the fallback), at the parent's
-    ``levels`` unless ``SHMFLOW_LOG_LEVEL`` is set; warnings go the same way."""
+    (the handlers ``logging.basicConfig`` put there become the fallback, whose lines name
+    the executor: ``label``), at the parent's ``levels`` unless ``SHMFLOW_LOG_LEVEL`` is
+    set; warnings go the same way."""
     root = logging.getLogger()
     fallback = logging.StreamHandler(sys.stderr)
-    fallback.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    fallback.setFormatter(logging.Formatter(f'%(levelname)s:%(name)s:{label}: %(message)s' if label
+                                            else logging.BASIC_FORMAT))
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = ParentHandler(send, fallback)
     root.addHandler(handler)
-    if levels and not os.environ.get('SHMFLOW_LOG_LEVEL'):
-        root.setLevel(levels.get('', logging.WARNING))
-        if levels.get('runtime'):
-            logging.getLogger('runtime').setLevel(levels['runtime'])
+    try:
+        own = env_level(os.environ.get('SHMFLOW_LOG_LEVEL'))
+    except ValueError:  # (add(env=...) gave it to this executor only; the Flow checks its own)
+        own = None
+        logging.getLogger('runtime').warning('%s: %s', label, sys.exc_info()[1])
+    if own is None and levels:
+        for name, level in levels.items():
+            (logging.getLogger(name) if name else root).setLevel(level)
     logging.captureWarnings(True)
     return handler
 
