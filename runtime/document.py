@@ -181,16 +181,30 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
         self._plain = False
 
     def _set_path(self, path: str, value: Any) -> None:
-        """``tags__a__b = v``: set ``tags['a']['b']``, creating dicts on the way."""
+        """``tags__a__b = v``: set ``tags['a']['b']``, creating dicts on the way; an int
+        step into a list sets that item (``tags__a__1``), as reading steps into it.
+
+        >>> d = Document(tags={'a': [1, {'b': 2}]}); d.set_attributes(tags__a__1__b=3, tags__a__0=0); d.tags
+        {'a': [0, {'b': 3}]}
+        """
         parts = path.split('__')
-        target = self.tags
+        target: Any = self.tags
         for p in parts[1:-1]:
-            nxt = target.get(p)
-            if not isinstance(nxt, dict):
-                nxt = target[p] = {}
+            if isinstance(target, list):
+                nxt = target[_list_index(target, p, path)]
+                if not isinstance(nxt, (dict, list)):
+                    raise TypeError(f'{path}: item {p} of the list there is a {type(nxt).__name__}, not a dict or '
+                                    f'list to step into')
+            else:
+                nxt = target.get(p)
+                if not isinstance(nxt, (dict, list)):
+                    nxt = target[p] = {}
             target = nxt
         check_plain(value, 'tags', ''.join(f'[{p!r}]' for p in parts[1:]))
-        target[parts[-1]] = value
+        if isinstance(target, list):
+            target[_list_index(target, parts[-1], path)] = value
+        else:
+            target[parts[-1]] = value
 
     def _copy_from(self, other: 'Document', deep: bool) -> None:
         _fill(self, _get_state(other))
@@ -469,6 +483,17 @@ class Document(DictMixin, ContentMixin, SubdocsMixin, ConvertMixin, DocumentPlot
             if value:
                 parts.append(f'{name[1:]}={len(value)}')
         return f'<Document {" ".join(parts)}>'
+
+
+def _list_index(items: list, step: str, path: str) -> int:
+    """The list index a path step names (``'1'``, ``'-1'``), or IndexError saying why."""
+    try:
+        i = int(step)
+    except ValueError:
+        raise IndexError(f'{path}: {step!r} steps into a list there, which takes an int index') from None
+    if not -len(items) <= i < len(items):
+        raise IndexError(f'{path}: index {i} is out of range of the list there ({len(items)} items)')
+    return i
 
 
 def _merged_scores(current: NamedScores | None, value: Mapping | None, what: str) -> NamedScores | None:

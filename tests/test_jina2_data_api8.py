@@ -205,3 +205,15 @@ def test_non_empty_fields_lists_what_differs_from_a_new_document():
     d = Document(id='a', text='hi', tags={'k': 1}, weight=2.0)
     d.matches  # reading a container leaves it empty: not listed
     assert d.non_empty_fields == ('id', 'text', 'mime_type', 'tags', 'weight')
+
+
+def test_setting_through_a_list_path_sets_the_item_and_refuses_a_bad_index():
+    # The list was replaced by a dict ({'1': 99}) without a word.
+    d = Document(tags={'a': {'b': [10, 20]}, 'c': [{'x': 1}]})
+    d.set_attributes(tags__a__b__1=99, tags__c__0__x=2)
+    assert d.tags == {'a': {'b': [10, 99]}, 'c': [{'x': 2}]}
+    with pytest.raises(IndexError, match=r'tags__a__b__5: index 5 is out of range of the list there \(2 items\)'):
+        d.set_attributes(tags__a__b__5=1)
+    with pytest.raises(IndexError, match=r"tags__a__b__x: 'x' steps into a list there, which takes an int index"):
+        d.set_attributes(tags__a__b__x=1)
+    assert d.tags == {'a': {'b': [10, 99]}, 'c': [{'x': 2}]}
