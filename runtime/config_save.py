@@ -206,7 +206,8 @@ def save_flow(flow: Any, path: Any) -> None:
                 value = os.fspath(value)
             _check_yaml(value, f'save_config: Flow({key}=...)')
             flow_args[key] = value
-    flow_args.update(getattr(flow, '_serve', None) or {})
+    # (the gateway's options: those it serves with, or those kept for when it serves)
+    flow_args.update(getattr(flow, '_serve', None) or getattr(flow, '_serve_later', None) or {})
     # (the defaults of its posts, Flow(return_results=True) ...: only those that differ)
     flow_args.update({k: v for k, v in getattr(flow, '_post_defaults', POST_DEFAULTS).items() if v != POST_DEFAULTS[k]})
     specs = flow._specs

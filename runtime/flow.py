@@ -132,7 +132,7 @@ class Flow(FlowBuilder):
             if serve.keys() & {'port_expose', 'port', 'protocol'}:
                 serve = checked
             else:  # (cors=False, a host, ...: options for when it serves, not a request to serve)
-                serve, self._serve_later = {}, checked
+                serve, self._serve_later = {}, {k: v for k, v in checked.items() if k in serve}
         self._serve = serve
         self._gateway = None
         self._retiring: list = []  # threads of replaced gateways finishing their requests

@@ -66,7 +66,9 @@ def change_serving(flow: Flow, **change: Any) -> None:
     from .serving.gateway import check_options
     before = flow._serve
     if not before and not change.keys() & {'port', 'protocol'}:
-        flow._serve_later = check_options(**{**flow._serve_later, **change})  # (kept for when it serves)
+        later = {**flow._serve_later, **change}
+        checked = check_options(**later)  # (kept for when it serves: only what was given)
+        flow._serve_later = {k: v for k, v in checked.items() if k in later}
         return
     settings = check_options(**{**flow._serve_later, **before, **change})
     if settings == before and (flow._rt is None or flow._gateway is not None):

@@ -395,3 +395,14 @@ def test_an_asyncflow_moves_its_gateway_inside_async_for_while_a_request_waits_o
     assert asyncio.run(main()) == 40
     assert answers[0][0] == 200 and answers[0][2]['data']['docs'][0]['text'] == 'B'
     assert not listens(p1) and not listens(p2)
+
+
+def test_gateway_options_kept_for_later_survive_save_and_load(tmp_path):
+    path = str(tmp_path / 'flow.yml')
+    Flow(cors=True, host='localhost').add(uses=Up).save_config(path)
+    g = Flow.load_config(path)
+    assert g.protocol is None and g.host == 'localhost'  # not serving, options kept
+    p = free_port()
+    with g:
+        g.port_expose = p
+        assert g._gateway.cors and g._gateway.host == 'localhost'
