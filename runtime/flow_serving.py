@@ -16,6 +16,7 @@ here change them together.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -117,14 +118,14 @@ def _retire(flow: Flow, gateway: Any) -> None:
                 return
         finally:
             flow._lock.release()
-    import threading
 
     def finish() -> None:
         gateway.wait_idle()  # (close() gives requests in flight only a few seconds)
         gateway.close()
     t = threading.Thread(target=finish, name='shmflow-gateway-retired', daemon=True)
     t.start()
-    flow._retiring.append(t)
+    # (those already ended need no join: a Flow moved many times keeps only live ones)
+    flow._retiring = [x for x in flow._retiring if x.is_alive()] + [t]
 
 
 class GatewayOptions:
