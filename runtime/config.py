@@ -1,5 +1,5 @@
 """Reading Jina 2 YAML configs of Executors and Flows (PyYAML, safe loading only);
-``config_save`` writes them.
+``config_save`` writes them, ``config_paths`` finds the files they name.
 
 An Executor config::
 
@@ -7,34 +7,35 @@ An Executor config::
     with: {dim: 128}          # __init__ arguments
     metas:
       name: enc
-      py_modules: [encoder.py]  # imported first; paths relative to this file
+      py_modules: [encoder.py]  # imported first; found beside this file, else in the cwd
     requests: {/index: encode}  # endpoint -> method, added to the @requests bindings
 
 A Flow config::
 
     jtype: Flow
     version: '1'
-    with: {workspace: ./ws}   # Flow(...) arguments
+    with: {workspace: ./ws}   # Flow(...) arguments (a relative workspace: from the cwd)
     executors:
       - name: enc
-        uses: encoder.yml     # any uses= form; paths relative to this file
+        uses: encoder.yml     # any uses= form; files beside this file, else in the cwd
         replicas: 2
       - {name: idx, uses: MyIndexer, needs: enc, shards: 2, polling: all}
 
 Values may refer to the environment or to a ``context`` dict: ``${{ ENV.HOME }}``,
 ``${{ CONTEXT.dim }}`` (or ``${{ dim }}``), ``$HOME`` / ``${HOME}``; a value that is only
-a reference keeps the referred value's type. Errors name the file and the line.
+a reference keeps the referred value's type. As in Jina 2, ``on`` / ``off`` are text, not
+booleans (``yes`` / ``no`` / ``true`` / ``false`` are). Errors name the file and the line.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
-import importlib.util
 import os
 import re
-import sys
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
+
+# (import_py_modules, py_modules_paths and PyModuleImportError are this module's names too)
+from .config_paths import (PyModuleImportError, absolute_py_modules, import_py_modules, not_found, py_modules_paths,
+                           uses_path)
 
 __all__ = ['load_flow', 'load_executor_config', 'import_py_modules', 'py_modules_paths', 'ConfigError',
            'PyModuleImportError']
@@ -46,36 +47,10 @@ _REF = re.compile(r'\$\{\{\s*(?:(ENV|CONTEXT)\.)?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}
 #: Jina 2's internal references: ``${{ this.name }}`` (a key of the same mapping) and
 #: ``${{ root.metas.name }}`` (a path from the top of the config).
 _INTERNAL = re.compile(r'\$\{\{\s*(this|root)\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}')
-_imported: dict[str, Any] = {}
 
 
 class ConfigError(ValueError):
     """A YAML config that cannot be used; the message names the file and line."""
-
-
-class PyModuleImportError(ImportError):
-    """A ``py_modules`` entry that raised while it was imported: the message names the
-    file (``path``) or module (``name``), and ``__cause__`` is what it raised, with the
-    module's traceback. ``executor`` is the executor it was listed for, once known.
-
-    Example
-    -------
-    >>> try:
-    ...     Flow().add(uses='Enc', py_modules=['broken.py'])
-    ... except PyModuleImportError as exc:
-    ...     print(exc.path, repr(exc.__cause__))  # doctest: +SKIP
-    /work/broken.py RuntimeError('boom')
-    """
-
-    executor: str | None = None
-
-
-def _import_failed(entry: str, exc: Exception, path: str | None = None) -> PyModuleImportError:
-    where = f' ({path})' if path is not None and path != entry else ''
-    kind = 'module ' if path is None else ''
-    return PyModuleImportError(f'py_modules: importing {kind}{entry!r}{where} raised {type(exc).__name__}: {exc} '
-                               f'(its traceback is above); fix the module, or remove it from py_modules',
-                               name=entry if path is None else None, path=path)
 
 
 class _Node(dict):
@@ -92,6 +67,12 @@ def _make_loader():
 
     class Loader(yaml.SafeLoader):
         pass
+
+    # Jina 2's loader dropped YAML 1.1's on / On / ON / off / Off / OFF booleans (jaml/helper.py
+    # pops the resolvers of words starting with o / O): `mode: off` is the text 'off' there,
+    # while yes / no / true / false stay booleans. Copied, so that yaml.safe_load keeps them.
+    Loader.yaml_implicit_resolvers = {k: v for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+                                      if k not in ('o', 'O')}
 
     def mapping(loader: Loader, node: Any) -> _Node:
         out = _Node()
@@ -168,6 +149,10 @@ def _read(source: Any) -> tuple[str, str, str | None]:
         raise TypeError(f'a config is a path, a YAML string, an open file or a dict, got {type(source).__name__}')
     if '\n' in source or source.lstrip().startswith(('jtype:', '!')) or not (
             source.endswith(('.yml', '.yaml')) or os.path.isfile(source)):
+        if source.isidentifier():
+            # Jina 2 (parse_config_source) read a bare identifier as a class name, '!Name':
+            # Executor.load_config('MyEncoder') builds it as Flow().add(uses='MyEncoder') does.
+            return f'!{source}', f'{source!r} (no file of that name: read as a class name)', None
         if not ('\n' in source or ':' in source or source.lstrip().startswith('!')):
             raise FileNotFoundError(f'YAML config {source!r}: no such file (and it is not YAML text either)')
         return source, '<YAML string>', None
@@ -175,8 +160,7 @@ def _read(source: Any) -> tuple[str, str, str | None]:
         with open(source, encoding='utf-8') as fp:
             return fp.read(), source, os.path.dirname(os.path.abspath(source))
     except FileNotFoundError:
-        raise FileNotFoundError(f'YAML config {source!r}: no such file (relative paths start from '
-                                f'{os.getcwd()})') from None
+        raise not_found('YAML config', source, [os.path.abspath(os.path.expanduser(source))], None) from None
 
 
 def _parse(source: Any) -> tuple[Any, str, str | None]:
@@ -200,14 +184,16 @@ def _parse(source: Any) -> tuple[Any, str, str | None]:
     return data, name, base
 
 
-def _substitute(value: Any, context: Mapping, where: str) -> Any:
-    """Replace ``${{ ENV.X }}``, ``${{ CONTEXT.X }}``, ``${{ X }}``, ``${X}``, ``$X`` in every str."""
+def _substitute(value: Any, context: Mapping, where: str, environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${{ ENV.X }}``, ``${{ CONTEXT.X }}``, ``${{ X }}``, ``${X}``, ``$X`` in every str;
+    the environment is ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
     if isinstance(value, dict):
-        out = _Node((k, _substitute(v, context, where)) for k, v in value.items())
+        out = _Node((k, _substitute(v, context, where, environ)) for k, v in value.items())
         out.line, out.key_lines = getattr(value, 'line', 0), getattr(value, 'key_lines', {})
         return out
     if isinstance(value, list):
-        return [_substitute(v, context, where) for v in value]
+        return [_substitute(v, context, where, environ) for v in value]
     if not isinstance(value, str) or '$' not in value:
         return value
 
@@ -215,15 +201,15 @@ def _substitute(value: Any, context: Mapping, where: str) -> Any:
         scope, name = m.group(1), m.group(2)
         if name is None:  # $X / ${X}: the environment, left as written when unset (as a shell does)
             key = m.group(3) or m.group(4)
-            return os.environ.get(key, m.group(0))
+            return environ.get(key, m.group(0))
         if scope == 'ENV':
-            if name not in os.environ:
+            if name not in environ:
                 raise ConfigError(f'{where}: {m.group(0)} refers to the environment variable {name}, which is not set')
-            return os.environ[name]
+            return environ[name]
         if name in context:
             return context[name]
-        if scope is None and name in os.environ:
-            return os.environ[name]
+        if scope is None and name in environ:
+            return environ[name]
         raise ConfigError(f'{where}: {m.group(0)} is not in the context given ({sorted(context)}); pass '
                           f'context={{"{name}": ...}}')
 
@@ -288,91 +274,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def import_py_modules(modules: str | Iterable[str], base_dir: str | None = None) -> list:
-    """Import Jina 2's ``metas.py_modules``: ``.py`` files (relative to ``base_dir``, else
-    the current directory) or dotted module names; returns the modules.
-
-    A file is imported once per path under a private module name (two configs may each
-    have an ``executor.py``) and its classes travel to executor processes by value; its
-    directory is added to ``sys.path`` so that it can import its neighbours.
-
-    Example
-    -------
-    >>> import_py_modules(['my_executor.py'], base_dir='/path/to/config/dir')  # doctest: +SKIP
-    """
-    if isinstance(modules, str):
-        modules = [modules]
-    if not isinstance(modules, Iterable) or not all(isinstance(m, str) for m in modules):
-        raise TypeError(f'py_modules takes a list of .py files or module names, got {modules!r:.80}')
-    out = []
-    for entry in modules:
-        if not _is_module_path(entry):
-            try:
-                out.append(importlib.import_module(entry))
-            except Exception as exc:
-                raise _import_failed(entry, exc) from exc
-            continue
-        path = os.path.realpath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(entry)))
-        if path in _imported:
-            out.append(_imported[path])
-            continue
-        if not os.path.isfile(path):
-            where = f'relative to {base_dir}' if base_dir else f'relative to the current directory {os.getcwd()}'
-            raise FileNotFoundError(f'py_modules: {entry!r} not found ({where}): {path}')
-        folder = os.path.dirname(path)
-        if folder not in sys.path:
-            sys.path.append(folder)
-        stem = re.sub(r'\W', '_', os.path.splitext(os.path.basename(path))[0])
-        name = f'_runtime_py_modules.{stem}_{hashlib.sha1(path.encode()).hexdigest()[:8]}'
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException as exc:
-            del sys.modules[name]
-            if not isinstance(exc, Exception):  # (Ctrl-C, SystemExit: not the module's fault)
-                raise
-            raise _import_failed(entry, exc, path) from exc
-        import cloudpickle
-        cloudpickle.register_pickle_by_value(module)  # the processes cannot import it by this name
-        _imported[path] = module
-        out.append(module)
-    return out
-
-
-def py_modules_paths(modules: str | Iterable[str], base_dir: str | None = None) -> list[str]:
-    """``py_modules`` as another process (with another current directory) imports them:
-    files as absolute paths (relative to ``base_dir``, else the current directory),
-    module names as they are.
-
-    Example
-    -------
-    >>> py_modules_paths(['enc.py', 'pkg.helpers'], base_dir='/cfg')
-    ['/cfg/enc.py', 'pkg.helpers']
-    """
-    modules = [modules] if isinstance(modules, str) else list(modules)
-    return [os.path.realpath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(m))) if _is_module_path(m)
-            else m for m in modules]
-
-
-def _is_module_path(entry: str) -> bool:
-    """Whether a ``py_modules`` entry is a file (``.py``, or with a folder in it), not a
-    module name to import (one rule for loading, and for reading and writing configs)."""
-    return entry.endswith('.py') or os.sep in entry or '/' in entry
-
-
-def _absolute_py_modules(metas: Any, base: str | None) -> None:
-    if base and isinstance(metas, dict) and metas.get('py_modules'):
-        mods = metas['py_modules']
-        mods = [mods] if isinstance(mods, str) else mods
-        metas['py_modules'] = [os.path.join(base, os.path.expanduser(m)) if isinstance(m, str) and _is_module_path(m)
-                               and not os.path.isabs(os.path.expanduser(m)) else m for m in mods]
-
-
 def _executor_section(data: _Node, name: str, base: str | None) -> dict:
     """Check an executor mapping and resolve its ``jtype`` to the class."""
-    from .executor import Executor, lookup_executor_class
+    from .executor import METAS_FIELDS, Executor, lookup_executor_class, metas_error
+    if data.get('jtype') == 'Flow':  # (before the keys: a Flow's version: / executors: are not the news)
+        raise ConfigError(f'{name}, line {data.line_of("jtype")}: this is a Flow config; load it with '
+                          f'Flow.load_config')
     unknown = [k for k in data if k not in EXECUTOR_KEYS]
     if unknown:
         raise ConfigError(f'{name}, line {data.line_of(unknown[0])}: unknown key {unknown[0]!r} in an executor '
@@ -384,16 +291,21 @@ def _executor_section(data: _Node, name: str, base: str | None) -> dict:
     jtype = data.get('jtype')
     if not isinstance(jtype, str) or not jtype:
         raise ConfigError(f'{name}, line {data.line}: an executor config needs jtype: <Executor class name>')
-    if jtype == 'Flow':
-        raise ConfigError(f'{name}, line {data.line_of("jtype")}: this is a Flow config; load it with '
-                          f'Flow.load_config')
-    metas = _plain(data.get('metas') or {})
-    _absolute_py_modules(metas, base)
+    section = data.get('metas') or {}
+    unknown = [k for k in section if k not in METAS_FIELDS]
+    if unknown:  # (as uses_metas= refuses them: nothing reads another key)
+        exc = metas_error(unknown, 'a metas: section',
+                          '__init__ arguments go under with:, endpoint bindings under requests:')
+        raise ConfigError(f'{name}, line {section.line_of(unknown[0])}: {exc}')
+    metas = _plain(section)
     if metas.get('py_modules'):
+        line = section.line_of('py_modules')
         try:
+            absolute_py_modules(metas, base)  # beside this file, else in the current directory
             import_py_modules(metas['py_modules'], base)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f'{name if name == _DICT_SOURCE else f"{name}, line {line}"}: {exc}') from None
         except PyModuleImportError as exc:
-            line = data['metas'].line_of('py_modules') if hasattr(data['metas'], 'line_of') else data.line
             raise ConfigError(f'{name}, line {line}: {exc}') from exc.__cause__
     try:
         cls = lookup_executor_class(jtype)
@@ -421,10 +333,13 @@ def _check_requests_section(cls: type, section: _Node, name: str) -> dict:
     return _plain(section)
 
 
-def load_executor_config(source: Any, context: Mapping | None = None, substitute: bool = True) -> dict:
+def load_executor_config(source: Any, context: Mapping | None = None, substitute: bool = True,
+                         env: Mapping | None = None) -> dict:
     """Read an executor config (path, YAML string, open file, or the same as a dict) into
     the dict form of ``uses=``: ``{'jtype': <class>, 'with': {...}, 'metas': {...}[,
-    'requests': {...}]}``.
+    'requests': {...}]}``. ``env`` (the executor's ``add(env=...)``) is laid over the
+    environment the ``$X`` / ``${{ ENV.X }}`` references read, as Jina 2 set it in the
+    executor's process before loading its config.
 
     Example
     -------
@@ -436,19 +351,10 @@ def load_executor_config(source: Any, context: Mapping | None = None, substitute
     data, name, base = _parse(source)
     with _positions(name):
         if substitute:
-            data = _substitute(data, dict(context or {}), name)
+            environ = {**os.environ, **{str(k): str(v) for k, v in env.items()}} if env else None
+            data = _substitute(data, dict(context or {}), name, environ)
             data = _resolve_internal(data, data, name)
         return _executor_section(data, name, base)
-
-
-def _uses_entry(value: Any, base: str | None) -> Any:
-    """A ``uses`` (or uses_before / uses_after) of a Flow config, with paths made absolute."""
-    if isinstance(value, str) and value.endswith(('.yml', '.yaml')) and '\n' not in value:
-        return os.path.join(base, value) if base and not os.path.isabs(value) else value
-    if isinstance(value, dict):
-        value = _plain(value)
-        _absolute_py_modules(value.get('metas'), base)
-    return value
 
 
 def load_flow(source: Any, context: Mapping | None = None, substitute: bool = True, **kwargs: Any) -> Any:
@@ -491,11 +397,16 @@ def _flow_from(data: _Node, name: str, base: str | None, context: Mapping | None
     flow_args = data.get('with') or {}
     if not isinstance(flow_args, dict):
         raise ConfigError(f'{name}, line {data.line_of("with")}: with: must be a mapping of Flow arguments')
-    flow_args = {**_plain(flow_args), **kwargs}
-    if base and isinstance(flow_args.get('workspace'), str) and not os.path.isabs(flow_args['workspace']):
-        flow_args['workspace'] = os.path.join(base, flow_args['workspace'])
+    # Its own paths (py_modules:, uses: files) as an executor's below; not those of kwargs, which
+    # come from the caller. A relative workspace stays so: the Flow reads it from the current
+    # directory, as Jina 2 did (os.path.abspath), not from this file's folder.
+    own = _numbers(_plain(flow_args))
     try:
-        flow = Flow(**flow_args)
+        _config_paths(own, base)
+    except FileNotFoundError as exc:
+        raise ConfigError(f'{name}, line {data.line_of("with")}: with: {exc}') from None
+    try:
+        flow = Flow(**{**own, **kwargs})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f'{name}, line {data.line_of("with")}: with: {exc}') from None
     executors = data.get('executors') or []
@@ -514,18 +425,46 @@ def _flow_from(data: _Node, name: str, base: str | None, context: Mapping | None
             raise ConfigError(f'{name}, line {line}: method: {method!r} is not supported; use method: add (the '
                               f'default) or needs (a join); Jina 2\'s inspect executors are not kept: add the '
                               f'executor as any other, with needs: naming what it inspects')
-        for key in ('uses', 'uses_before', 'uses_after'):
-            if key in args:
-                args[key] = _uses_entry(args[key], base)
-        _absolute_py_modules(args.get('uses_metas'), base)
-        # Paths relative to this file, as those of uses: and with: workspace: are.
-        _absolute_py_modules(args, base)
-        if base and isinstance(args.get('workspace'), str) and not os.path.isabs(args['workspace']):
-            args['workspace'] = os.path.join(base, args['workspace'])
+        _numbers(args)
         try:
+            _config_paths(args, base)  # (a relative workspace: from the current directory, as with:'s)
             flow = flow.needs(**args) if method == 'needs' else flow.add(**args)
         except (TypeError, ValueError, FileNotFoundError, PyModuleImportError) as exc:
             label = '' if getattr(exc, 'executor', None) else f"executor {args.get('name') or f'executors[{i}]'!r}: "
             # What a py_module raised (its traceback) is kept; other causes say nothing more.
             raise ConfigError(f'{name}, line {line}: {label}{exc}') from exc.__cause__
     return flow
+
+
+#: Options of Flow(...) / add() that take an int, and those that take seconds: Jina 2's Flow
+#: config parser read every text value with parse_arg, so a quoted '2' was 2 there.
+_INT_OPTIONS = ('replicas', 'shards', 'parallel', 'max_restarts', 'max_retries', 'prefetch', 'arena_size')
+_SECONDS_OPTIONS = ('timeout_ready', 'timeout_close')
+_INT_TEXT = re.compile(r'\s*[+-]?\d+\s*')
+_NUMBER_TEXT = re.compile(r'\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*')
+
+
+def _numbers(args: dict) -> dict:
+    """``args`` (a Flow config's ``with:`` or one of its executors) with the numeric options
+    given as text (``replicas: '2'``, ``timeout_ready: '-1'``) as numbers; other text is
+    left for Flow / add() to refuse, naming it."""
+    for key in _INT_OPTIONS + _SECONDS_OPTIONS:
+        value = args.get(key)
+        if isinstance(value, str):
+            if _INT_TEXT.fullmatch(value):
+                args[key] = int(value)
+            elif key in _SECONDS_OPTIONS and _NUMBER_TEXT.fullmatch(value):
+                args[key] = float(value)
+    return args
+
+
+def _config_paths(args: dict, base: str | None) -> None:
+    """The files named by the ``add()`` arguments ``args`` (an executor of a Flow config, or
+    its ``with:``) made absolute: ``uses`` / ``uses_before`` / ``uses_after`` YAML files and
+    ``py_modules`` (its own and its ``uses_metas``'), each found beside the config (``base``),
+    else in the current directory; FileNotFoundError naming both when neither has it."""
+    for key in ('uses', 'uses_before', 'uses_after'):
+        if key in args:
+            args[key] = uses_path(args[key], base)
+    absolute_py_modules(args.get('uses_metas'), base)
+    absolute_py_modules(args, base)

@@ -2,8 +2,10 @@
 
 ``save_executor_config`` writes an executor as ``jtype`` / ``with`` / ``metas`` /
 ``requests``; ``save_flow`` writes each executor of a Flow as the ``add()`` arguments that
-made it. Relative paths are made absolute (a config's relative paths are read relative to
-its file), and a value YAML cannot hold is refused, naming where it is, never left out.
+made it, and its defaults for every ``add()`` under ``with:``. Relative paths are made
+absolute (a config's relative paths are looked up beside its file first, and a script may
+load it from another directory), and a value YAML cannot hold is refused, naming where it
+is, never left out.
 
 Example
 -------
@@ -15,7 +17,8 @@ import os
 import sys
 from typing import Any
 
-from .config import _is_module_path, _plain
+from .config import _plain
+from .config_paths import _is_module_path
 
 __all__ = ['save_flow', 'save_executor_config']
 
@@ -106,8 +109,8 @@ def _named_class(cls: type, where: str) -> dict:
 
 def _absolute(path: Any) -> Any:
     """A file path made absolute (``~`` expanded; a relative one from the current directory,
-    which ``add()`` and the executors read it from): a config's relative paths are relative
-    to its file."""
+    which ``add()`` and the executors read it from): a config's relative paths are looked up
+    beside its file first, and it may be loaded from another directory."""
     return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else path
 
 
@@ -150,31 +153,41 @@ def _check_yaml(value: Any, where: str) -> None:
                         f'{exc.args[1]!r:.60}; only str, numbers, bools, None, lists and dicts can be') from None
 
 
+def _saved_value(key: str, value: Any, where: str) -> Any:
+    """An ``add()`` argument as a Flow config writes it (None: not written, it is the
+    default): paths absolute, classes by name; TypeError naming ``where`` when YAML cannot
+    hold it."""
+    if key == 'polling' and isinstance(value, dict):
+        value = value['*'] if set(value) == {'*'} else value
+    if key == 'polling' and value == 'any':
+        value = None
+    elif key in ('replicas', 'shards') and value == 1:
+        value = None
+    elif key in ('uses', 'uses_before', 'uses_after'):
+        value = _uses_out(value, where)
+    elif key == 'workspace' and value is not None:
+        value = _absolute(os.fspath(value))
+    elif key == 'py_modules' and value is not None:
+        value = _py_modules_out(value)
+    elif key == 'uses_metas' and isinstance(value, dict) and value.get('py_modules'):
+        value = {**value, 'py_modules': _py_modules_out(value['py_modules'])}
+    if value is None or value == {} or (key.startswith('max_') and value == 0):
+        return None
+    _check_yaml(value, where)
+    return value
+
+
 def _saved_add_args(spec: dict, needs: list, previous: str) -> dict:
     """One executor of a Flow config: the ``add()`` arguments that built ``spec``, with
     ``needs`` (the add()'s own, by the names add() takes) omitted when it is ``previous``."""
     name = spec['resolved_name']
     entry: dict = {'name': name}
     for key in _SAVED_ADD_KEYS:
-        value = spec.get(key)
-        where = f'save_config: executor {name!r}, {key}='
         if key == 'needs':
             value = None if needs == [previous] else needs[0] if len(needs) == 1 else needs
-        elif key == 'polling' and isinstance(value, dict):
-            value = value['*'] if set(value) == {'*'} else value
-            value = None if value == 'any' else value
-        elif key in ('replicas', 'shards') and value == 1:
-            value = None
-        elif key in ('uses', 'uses_before', 'uses_after'):
-            value = _uses_out(value, where)
-        elif key == 'workspace' and value is not None:
-            value = _absolute(os.fspath(value))
-        elif key == 'py_modules' and value is not None:
-            value = _py_modules_out(value)
-        elif key == 'uses_metas' and isinstance(value, dict) and value.get('py_modules'):
-            value = {**value, 'py_modules': _py_modules_out(value['py_modules'])}
-        if value is not None and value != {} and not (key.startswith('max_') and value == 0):
-            _check_yaml(value, where)
+        else:
+            value = _saved_value(key, spec.get(key), f'save_config: executor {name!r}, {key}=')
+        if value is not None:
             entry[key] = value
     return entry
 
@@ -182,7 +195,8 @@ def _saved_add_args(spec: dict, needs: list, previous: str) -> dict:
 def save_flow(flow: Any, path: Any) -> None:
     """Write ``flow`` as a Flow config that ``load_flow`` reads back into a Flow that does the
     same: each executor as the ``add()`` arguments that made it (``uses_before`` /
-    ``uses_after`` included, not their head and tail), relative paths made absolute. An
+    ``uses_after`` included, not their head and tail), its ``Flow(...)`` arguments (the
+    defaults of every ``add()`` too) under ``with:``, relative paths made absolute. An
     argument that YAML cannot hold is refused with a TypeError naming the executor and the
     argument, never left out.
 
@@ -201,7 +215,7 @@ def save_flow(flow: Any, path: Any) -> None:
         value = getattr(flow, attr, default)
         if value != default:
             if key == 'workspace':
-                value = _absolute(os.fspath(value))  # load_flow reads it relative to the file
+                value = _absolute(os.fspath(value))  # (the reloading script may run elsewhere)
             elif isinstance(value, os.PathLike):
                 value = os.fspath(value)
             _check_yaml(value, f'save_config: Flow({key}=...)')
@@ -210,6 +224,12 @@ def save_flow(flow: Any, path: Any) -> None:
     flow_args.update(getattr(flow, '_serve', None) or getattr(flow, '_serve_later', None) or {})
     # (the defaults of its posts, Flow(return_results=True) ...: only those that differ)
     flow_args.update({k: v for k, v in getattr(flow, '_post_defaults', POST_DEFAULTS).items() if v != POST_DEFAULTS[k]})
+    # (its defaults for every add(), Flow(replicas=2, env=...), as Jina 2 wrote its
+    # _common_kwargs: an executor added to the reloaded Flow gets them too)
+    for key, value in getattr(flow, '_defaults', {}).items():
+        value = _saved_value(key, value, f'save_config: Flow({key}=...)')
+        if value is not None:
+            flow_args[key] = value
     specs = flow._specs
     tails = {s['resolved_name']: s['side_of'] for s in specs if s.get('group')}
     heads = {s['side_of']: s for s in specs if s.get('side_of') and not s.get('group')}

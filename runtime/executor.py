@@ -397,6 +397,24 @@ def lookup_executor_class(name: str) -> type:
                      f'or imported{hint} (pass the class itself as uses=MyExecutor to avoid the lookup)')
 
 
+def metas_error(unknown: list, label: str, instead: str) -> ValueError:
+    """The error for ``metas`` keys that are not Jina 2.0's metas fields (``METAS_FIELDS``),
+    from ``label`` (``uses_metas``, a YAML ``metas:``): nothing reads another key, and a
+    script passing one (a misspelt ``workspce``, an endpoint binding) would run believing it
+    took effect. It names the field the first one resembles, and ``instead``.
+
+    Example
+    -------
+    >>> print(metas_error(['workspce'], 'uses_metas', 'see the docs'))  # doctest: +NORMALIZE_WHITESPACE
+    uses_metas takes the metas fields name, description, workspace, py_modules; got 'workspce';
+    did you mean 'workspace'? (see the docs)
+    """
+    close = difflib.get_close_matches(str(unknown[0]), METAS_FIELDS, n=1)
+    hint = f'; did you mean {close[0]!r}?' if close else ''
+    return ValueError(f'{label} takes the metas fields {", ".join(METAS_FIELDS)}; got '
+                      f'{", ".join(map(repr, unknown))}{hint} ({instead})')
+
+
 def _looks_like_yaml(text: str) -> bool:
     """A ``uses=`` str that is a YAML config itself rather than a class name or a path."""
     head = text.lstrip()
@@ -404,7 +422,8 @@ def _looks_like_yaml(text: str) -> bool:
 
 
 def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
-                 base_dir: str | None = None, uses_requests: dict | None = None) -> tuple[type, dict, dict]:
+                 base_dir: str | None = None, uses_requests: dict | None = None,
+                 env: Mapping | None = None) -> tuple[type, dict, dict]:
     """Turn ``uses=`` into (class, init kwargs, metas).
 
     ``uses`` is an Executor subclass, its class name, the path of a YAML config
@@ -412,10 +431,13 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
     dict ``{'jtype': ..., 'with': ..., 'metas': ..., 'requests': ...}``, or None (documents
     pass through). ``uses_with`` / ``uses_metas`` override the config's ``with`` / ``metas``;
     ``uses_requests`` ({endpoint: method name}) is added to its ``requests``, which the
-    init kwargs carry as ``requests``. ``metas.py_modules`` (files, relative to the YAML
-    file, or ``base_dir``, or the current directory; or dotted module names) are imported
-    first, whatever the form of ``uses`` (so ``jtype`` can name a class they define), and
-    the metas hold them with absolute paths, for the executor's process to import too.
+    init kwargs carry as ``requests``. ``metas.py_modules`` (files, found beside the YAML
+    file, or in ``base_dir``, else in the current directory; or dotted module names) are
+    imported first, whatever the form of ``uses`` (so ``jtype`` can name a class they
+    define), and the metas hold them with absolute paths, for the executor's process to
+    import too. ``env`` (the executor's ``add(env=...)``) is laid over ``os.environ`` for the
+    ``$X`` / ``${{ ENV.X }}`` of a YAML config. ``metas`` keys other than ``METAS_FIELDS``
+    are refused, wherever they come from.
 
     Example
     -------
@@ -429,11 +451,8 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
                             f'{type(value).__name__} {value!r:.40}')
     unknown_metas = [k for k in uses_metas or {} if k not in METAS_FIELDS]
     if unknown_metas:
-        # Nothing reads another key: a script passing one (e.g. an endpoint binding) would
-        # run believing it took effect.
-        raise ValueError(f'uses_metas takes the metas fields {", ".join(METAS_FIELDS)}; got '
-                         f'{", ".join(map(repr, unknown_metas))} (bind endpoints with uses_requests='
-                         f'{{endpoint: method name}}, give __init__ arguments with uses_with={{...}})')
+        raise metas_error(unknown_metas, 'uses_metas', 'bind endpoints with uses_requests={endpoint: method name}, '
+                                                       'give __init__ arguments with uses_with={...}')
     if uses_requests is not None and not isinstance(uses_requests, dict):
         raise TypeError(f'uses_requests takes a dict {{endpoint: method name}}, e.g. {{"/index": "encode"}}, '
                         f'got {type(uses_requests).__name__} {uses_requests!r:.40}')
@@ -443,7 +462,8 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         from .config import load_executor_config
         if not _looks_like_yaml(uses) and base_dir and not os.path.isabs(uses):
             uses = os.path.join(base_dir, uses)
-        uses = load_executor_config(uses)  # raises naming the file and line of what is wrong
+        # (its $X / ${{ ENV.X }} read the executor's env= too, as in its Jina 2 process)
+        uses = load_executor_config(uses, env=env)  # raises naming the file and line of what is wrong
     if isinstance(uses, dict):
         unknown = set(uses) - {'jtype', 'with', 'metas', 'requests'}
         if 'jtype' not in uses or unknown:
@@ -452,6 +472,10 @@ def resolve_uses(uses: Any, uses_with: dict | None, uses_metas: dict | None,
         for key in ('with', 'metas', 'requests'):
             if uses.get(key) is not None and not isinstance(uses[key], dict):
                 raise TypeError(f"uses={{'{key}': ...}} takes a dict, got {type(uses[key]).__name__} {uses[key]!r:.40}")
+        unknown_metas = [k for k in uses.get('metas') or {} if k not in METAS_FIELDS]
+        if unknown_metas:  # (a YAML config's were refused naming its line, when it was read)
+            raise metas_error(unknown_metas, "uses={'metas': ...}", "give __init__ arguments under 'with', "
+                                                                     "bind endpoints under 'requests'")
         metas.update(uses.get('metas') or {})
     metas.update(uses_metas or {})
     if metas.get('py_modules'):

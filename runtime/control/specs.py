@@ -201,7 +201,7 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
     # metas keeps py_modules (absolute): the executor's process imports them too.
     try:
         cls, init_kwargs, metas = resolve_uses(spec.get('uses'), spec.get('uses_with'), metas_in or None,
-                                               uses_requests=spec.get('uses_requests'))
+                                               uses_requests=spec.get('uses_requests'), env=spec.get('env'))
     except ImportError as exc:
         from ..config import PyModuleImportError  # (only now: no import time for every program)
         if not isinstance(exc, PyModuleImportError):
@@ -245,7 +245,7 @@ def build_specs(specs: list[dict], defaults: dict, name: str | None, needs: Any,
 
 
 def _side_spec(uses: Any, name: str, needs: list, main: dict) -> dict:
-    cls, kwargs, metas = resolve_uses(uses, None, None)
+    cls, kwargs, metas = resolve_uses(uses, None, None, env=main.get('env'))
     metas.setdefault('name', name)
     spec = {'name': name, 'resolved_name': name, 'cls': cls, 'kwargs': kwargs, 'metas': metas, 'replicas': 1,
             'shards': 1, 'needs': needs, 'polling': {'*': 'any'}}
