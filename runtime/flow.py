@@ -439,7 +439,8 @@ class Flow(FlowBuilder):
             Requests in flight at most (default: the Flow's ``prefetch``).
         timeout : float
             Seconds a request may take; a slower one fails with RequestTimeoutError naming
-            the executor that holds it (its process is not interrupted).
+            the executor that holds it (its process is not interrupted). The time the
+            script's own callbacks and input generator take is not counted.
         continue_on_error : bool
             Log (logger 'runtime', ERROR) and go on instead of stopping: a failed request
             without ``on_error`` is logged instead of raised at the end, and an exception a

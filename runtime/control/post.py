@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import pickle
+import time
 from typing import Callable, Iterator
 
 from ..array import DocumentArray
@@ -36,6 +37,9 @@ NO_PARAMETERS = EMPTY_PARAMS
 #: at most (and at most an eighth of its window: a small window still reads its inputs
 #: strictly one request at a time).
 AHEAD = 2
+#: While a post reads an input that runs the caller's code, replies are booked at least
+#: this often (seconds): a slow input's results come one read late, not a window late.
+PUMP_GAP_S = 0.002
 
 
 class Post:
@@ -72,7 +76,7 @@ class Post:
     # Slots: the router reads a post's fields at every step of every request.
     __slots__ = ('router', 'endpoint', 'plan', 'params_blob', 'window', 'on_done', 'on_error', 'on_always',
                  'results', 'in_order', 'progress', 'timeout', 'continue_on_error', 'number', 'id_prefix',
-                 'inflight', 'error', 'abandoned', '_pending', '_next_index', '_params')
+                 'inflight', 'error', 'abandoned', '_pending', '_next_index', '_params', '_reads_user_code')
 
     def __init__(self, router: Router, endpoint: str, plan: Plan, params_blob: bytes, window: int,
                  on_done: Callable | None = None, on_error: Callable | None = None,
@@ -90,6 +94,7 @@ class Post:
         self.abandoned = False
         self._pending: dict[int, tuple] = {}  # index -> (Response, ndocs) waiting for an earlier one
         self._next_index = 0
+        self._reads_user_code = False  # its input runs the caller's code (see run)
         self._params: dict | None = None
 
     def params(self) -> dict:
@@ -134,6 +139,12 @@ class Post:
         # leaves it once submitted: whatever interrupts, what is left in it is discarded.
         ahead: collections.deque = collections.deque()
         ahead_max = min(AHEAD, self.window // 8) if read_ahead else 0
+        # Reading an input that runs the caller's code may take any time (a live feed, a
+        # query typed in): replies are booked and delivered between its reads, or each
+        # result would wait until the window filled. (That time is not counted against
+        # post(timeout=...): see Router.clock.)
+        pumped = time.monotonic() if not read_ahead else None
+        self._reads_user_code = not read_ahead
         try:
             while True:
                 while (ahead or not exhausted) and self.error is None and self._room():
@@ -152,6 +163,11 @@ class Post:
                     router.submit(self, item[0], index, item[1])
                     ahead.popleft()
                     index += 1
+                    if pumped is not None and time.monotonic() - pumped >= PUMP_GAP_S:
+                        router.pump(0)
+                        if self.timeout is not None:
+                            router.expire(self)
+                        pumped = time.monotonic()
                 if self.inflight == 0 and (exhausted or self.error is not None):
                     break
                 if not exhausted and len(ahead) < ahead_max and self.error is None and router.quiet():
@@ -210,7 +226,14 @@ class Post:
         """Append the next request, encoded, to ``ahead``: (prepared, groundtruths), or
         the exception that reading or encoding it raised; False at the end of the inputs."""
         try:
-            batch = next(batches, None)
+            if self._reads_user_code:
+                began = time.monotonic()
+                try:
+                    batch = next(batches, None)
+                finally:
+                    self.router.stalled += time.monotonic() - began
+            else:
+                batch = next(batches, None)
             if batch is None:
                 return False
             ahead.append((self.router.prepare(batch[0]), batch[1]))

@@ -62,7 +62,7 @@ class _Request:
         self.done = False  # delivered (or abandoned): replies still due are only booked
         self.last: Any = None  # the latest payload, for an error response
         self.retries = 0
-        self.deadline = post.timeout and time.monotonic() + post.timeout
+        self.deadline = post.timeout and post.router.clock() + post.timeout
         self.submitted = time.time()
         self.forks: dict = {}  # split node -> the payload it sent down its branches
         self.record: Any = None  # its profile record once finished, while profiling (for late answers)
@@ -88,6 +88,16 @@ class Router:
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
         #: Set (to why) from another thread to stop the post running here at its next poll.
         self.closing: str | None = None
+        #: Seconds the caller's own code held this thread (callbacks, reading its input):
+        #: requests' timeouts do not count them (see ``clock``).
+        self.stalled = 0.0
+
+    def clock(self) -> float:
+        """The time a request's ``post(timeout=...)`` counts: a slow callback or input
+        generator holds this thread, so the Flow could not move requests on meanwhile;
+        that time is the caller's, and must not fail requests or have executors taken
+        for hung."""
+        return time.monotonic() - self.stalled
 
     # -- start / stop --------------------------------------------------------------------------
     @property
@@ -282,7 +292,11 @@ class Router:
     # -- events ----------------------------------------------------------------------------------
     def pump(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for events, and move requests on."""
-        self._end_overdue(time.monotonic())
+        self._book(timeout_s)
+        self._deliver()
+
+    def _book(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for events and book them; what moves on is sent."""
         for event in self.transport.poll(timeout_s):
             kind = type(event)
             if kind is Reply:
@@ -298,10 +312,12 @@ class Router:
                 self._next_waiting(w.dep)
             elif kind is InitFailed:
                 self._on_init_failed(event)
+        # Only after the replies that waited are booked: an instance whose answer sat
+        # unread while the caller's code ran (a slow callback, its input) did answer.
+        self._end_overdue(time.monotonic())
         # Requests moving on go now: the caller's next steps (callbacks, then encoding new
         # inputs) would keep the executors that wait for them idle.
         self.transport.flush()
-        self._deliver()
 
     def _deliver(self) -> None:
         """Hand finished requests to their posts' callbacks, in the order they finished.
@@ -313,10 +329,12 @@ class Router:
         finished = self._finished
         while finished:
             post, resp, ndocs, token = finished.popleft()
+            began = time.monotonic()
             try:
                 if not post.abandoned:
                     post.finished(resp, ndocs)
             finally:
+                self.stalled += time.monotonic() - began
                 del resp  # the arrays the callbacks did not keep are released now
                 self.transport.close_result(token)
 
@@ -500,10 +518,10 @@ class Router:
         that holds several waiting, as an AsyncFlow's nested posts) older than its timeout,
         naming who holds them; end instances that keep holding one well past it, when their
         executor can restart."""
-        now = time.monotonic()
+        now, clock = time.monotonic(), self.clock()
         for req in [r for r in self._requests.values()
                     if (r.post is post if post is not None else r.deadline is not None and not r.post.abandoned)
-                    and not r.done and r.deadline < now]:
+                    and not r.done and r.deadline < clock]:
             holders = [w.label() for w in req.at]
             holders += [f'{d.name!r} (waiting for a free instance)' for d in self.deployments
                         if any(item[0] is req for item in d.waiting)]
