@@ -91,18 +91,24 @@ class ForkedProcess:
         self.pid = pid
         self.returncode: int | None = None
         self._pidfd: int | None = os.pidfd_open(pid)
+        # Two threads may reap it at once (a Flow still posting from a daemon thread while
+        # the interpreter's exit cleanup kills its processes): one must not close the pidfd
+        # the other still uses, nor close its number twice (by then another file's). The
+        # lock is only ever held for calls that do not block.
+        self._lock = threading.Lock()
 
     def _reap(self, flags: int) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, flags)
-            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): what Popen reports too
-                pid, status = self.pid, 0
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-                os.close(self._pidfd)
-                self._pidfd = None
-        return self.returncode
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    pid, status = os.waitpid(self.pid, flags)
+                except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): what Popen reports too
+                    pid, status = self.pid, 0
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                    os.close(self._pidfd)
+                    self._pidfd = None
+            return self.returncode
 
     def poll(self) -> int | None:
         """The exit status if it has exited (reaping it), else None."""
@@ -110,18 +116,27 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for it to exit; ``subprocess.TimeoutExpired`` after ``timeout`` s."""
-        if self.returncode is None and timeout is not None:
-            if not select.select([self._pidfd], [], [], max(0.0, timeout))[0]:
+        with self._lock:
+            if self.returncode is not None:
+                return self.returncode
+            fd = os.dup(self._pidfd)  # (its own: another thread may reap it and close ours meanwhile)
+        try:
+            polled = select.poll()  # (not select.select: a pidfd may be numbered past 1023)
+            polled.register(fd, select.POLLIN)
+            if not polled.poll(None if timeout is None else max(0.0, timeout) * 1000):
                 raise subprocess.TimeoutExpired(f'pid {self.pid}', timeout)
-        return self._reap(0)
+        finally:
+            os.close(fd)
+        return self._reap(0)  # (it has exited: this does not block)
 
     def kill(self) -> None:
         """SIGKILL, unless it was already reaped."""
-        if self.returncode is None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:  # exited, not reaped yet
-                pass
+        with self._lock:  # (the pidfd is closed once it is reaped)
+            if self.returncode is None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                except ProcessLookupError:  # exited, not reaped yet
+                    pass
 
 
 def enabled(env: dict | None = None) -> bool:
