@@ -10,9 +10,15 @@ then fails with EMFILE).
 
 The Flows here use the smallest arena (64 KB: no 40 KB blob fits in it), so that every
 blob takes that path without sending hundreds of megabytes.
+
+Maps are limited too (``vm.max_map_count``, 65530 a process): once what a process keeps
+holds a quarter of an arena, what it receives next is copied instead, so keeping something
+of every request costs memory, never a map each (an indexer keeping every request died
+after ~65k requests).
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import os
@@ -97,6 +103,58 @@ def test_callback_keeping_overflowed_arrays_holds_no_descriptor_each():
     kept.clear()
 
 
+def _maps() -> int:
+    with open('/proc/self/maps', 'rb') as fp:
+        return sum(1 for _ in fp)
+
+
+class KeepEmbeddings(Executor):
+    """An in-memory indexer that keeps each request's embeddings as they came (views)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.embs = []
+
+    @requests(on='/index')
+    def index(self, docs, **kwargs) -> None:
+        self.embs.append(docs.embeddings)
+
+    @requests(on='/count')
+    def count(self, docs, **kwargs) -> None:
+        rows = np.concatenate(self.embs)
+        for d in docs:
+            d.tags.update(n=len(rows), maps=_maps(), ok=bool((rows[:, 0] == np.arange(len(rows))).all()))
+
+
+def _rows(n: int, start: int = 0, dim: int = 5_000):
+    for i in range(start, start + n):
+        yield Document(id=str(i), embedding=np.full(dim, i, dtype=np.float32))
+
+
+def test_executor_keeping_every_request_holds_a_bounded_number_of_maps():
+    # 1 MB arena, 100 KB requests: kept as views, the arena fills after ten requests and
+    # every later one would come in a segment of its own, mapped for as long as it is kept.
+    with Flow(arena_size=1 << 20).add(uses=KeepEmbeddings) as f:
+        f.post('/index', _rows(50), request_size=5)
+        before = _count(f)
+        f.post('/index', _rows(1_000, 50), request_size=5)
+        after = _count(f)
+    assert after['n'] == 1_050 and after['ok'], after
+    grown = after['maps'] - before['maps']
+    assert grown < SLACK, f'the executor holds {grown} more memory maps after keeping 200 more requests'
+
+
+def test_callback_keeping_every_result_holds_a_bounded_number_of_maps():
+    kept: list = []
+    with Flow(arena_size=1 << 20).add(uses=Double) as f:
+        f.post('/', _docs(10), request_size=1, on_done=lambda r: kept.append(r.docs[0].blob))
+        before = _maps()
+        f.post('/', _docs(N, 10), request_size=1, on_done=lambda r: kept.append(r.docs[0].blob))
+        grown = _maps() - before
+    assert len(kept) == N + 10 and all(float(b[-1]) == 2 * i for i, b in enumerate(kept))
+    assert grown < SLACK, f'the parent holds {grown} more memory maps after keeping {N} more results'
+
+
 def _mapped(name: str) -> bool:
     with open('/proc/self/maps') as maps:
         return any(line.rstrip().split(' ', 5)[-1].lstrip().startswith(f'/dev/shm/{name}') for line in maps)
@@ -137,6 +195,59 @@ def test_segment_that_cannot_be_mapped_raises_oserror_with_errno():
         with pytest.raises(OSError) as info:
             mapper.view(name, -1, 0, 1)
         assert info.value.errno == errno.EINVAL and f'{name}-s1' in str(info.value)
+    finally:
+        mapper.close()
+        os.unlink(path)
+
+
+class MapFailsOnce(Executor):
+    """Its process's second request cannot be mapped (as when the maps run out)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        from runtime.transport.local import worker
+        real, calls = worker.InputBuffers, []
+
+        def buffers(*args, **kw):
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(errno.ENOMEM, 'cannot map shared-memory segment x (1 bytes): Cannot allocate memory')
+            return real(*args, **kw)
+        worker.InputBuffers = buffers
+
+    @requests
+    def work(self, docs, **kwargs) -> None:
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+
+def test_a_request_that_cannot_be_mapped_fails_alone_and_the_executor_goes_on():
+    outcomes = []
+    with Flow().add(uses=MapFailsOnce, name='mapper') as f:
+        for _ in range(3):
+            f.post('/', _docs(1), on_done=lambda r: outcomes.append(r.docs[0].tags['pid']),
+                   on_error=lambda r: outcomes.append(r.status.description), continue_on_error=True)
+    assert outcomes[0] == outcomes[2] and not isinstance(outcomes[0], str)  # the same process, before and after
+    assert "'mapper'" in outcomes[1] and 'could not be mapped' in outcomes[1] and 'Cannot allocate' in outcomes[1]
+
+
+def test_a_segment_not_mapped_for_want_of_maps_says_which_limit(monkeypatch):
+    from runtime.transport.local import shm
+
+    def no_map(*args):
+        ctypes.set_errno(errno.ENOMEM)
+        return shm._MAP_FAILED
+    name = f'shmflow-{os.getpid()}-test-{uuid.uuid4().hex[:8]}'
+    path = os.path.join(SHM_DIR, f'{name}-s1')
+    with open(path, 'wb') as fp:
+        fp.write(b'x' * 4096)
+    monkeypatch.setattr(shm, '_mmap', no_map)
+    monkeypatch.setattr(shm, '_count_maps', lambda: 65_500)
+    mapper = Mapper()
+    try:
+        with pytest.raises(OSError) as info:
+            mapper.view(name, -1, 0, 1)
+        assert info.value.errno == errno.ENOMEM and 'vm.max_map_count' in str(info.value), str(info.value)
     finally:
         mapper.close()
         os.unlink(path)

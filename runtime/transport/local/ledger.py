@@ -46,6 +46,7 @@ class SlotLedger:
         self.pins: collections.Counter = collections.Counter()
         self.orphans: set = set()  # slots of finished requests that are still pinned
         self.kept: list = []  # ((arena, slot, ...), view) of final payloads a caller holds
+        self.kept_bytes = 0  # what they hold (see SharedPayloads.open_result)
         self.next_kept_check = 0.0
         #: Counts the requests retired and the pins let go: what refers to an arena can
         #: only have changed when it did (``arenas_in_use`` need not be asked again before).
@@ -108,6 +109,7 @@ class SlotLedger:
         for i, (ref, view) in enumerate(zip(refs, views)):
             if i in kept:
                 self.kept.append((ref, view))
+                self.kept_bytes += ref[3]
             else:
                 self._unpin((ref[0], ref[1]))
 
@@ -124,6 +126,7 @@ class SlotLedger:
             if held_elsewhere(entry, 1):
                 still.append(entry)
             else:
+                self.kept_bytes -= entry[0][3]
                 self._unpin((entry[0][0], entry[0][1]))
         self.kept = still
 

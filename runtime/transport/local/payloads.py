@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ...array import DocumentArray
 from .codec import decode, encode
 from .ledger import SlotLedger
-from .received import InputBuffers, buffer_refs
+from .received import KEPT_ARENA_FRACTION, InputBuffers, buffer_refs
 from .shm import Arena, Mapper
 
 __all__ = ['SharedPayloads', 'COPY_RESULT_MAX']
@@ -68,9 +68,11 @@ class SharedPayloads:
         """With ``copy=False`` the arrays are views of the shared memory (copies when they
         hold under ``COPY_RESULT_MAX`` bytes): their slots stay pinned while the callbacks
         run, and past that for as long as the caller keeps an array over them (the same
-        reference check as the workers')."""
+        reference check as the workers'). Copies too once the arrays kept from earlier
+        results hold a ``KEPT_ARENA_FRACTION`` of an arena."""
         desc, meta = payload
-        copy = copy or sum(ref[3] for ref in buffer_refs(desc)) < COPY_RESULT_MAX
+        copy = (copy or sum(ref[3] for ref in buffer_refs(desc)) < COPY_RESULT_MAX
+                or self.ledger.kept_bytes * KEPT_ARENA_FRACTION >= self._arena.size)
         buffers = InputBuffers(desc, self._mapper, copy=copy)
         docs = decode(desc, meta, buffers)
         if copy:

@@ -23,7 +23,8 @@ from ...document import _rebuild_document
 from ...fields import DEFAULTS
 from .shm import Mapper, written
 
-__all__ = ['BufRef', 'Payload', 'MIXED', 'buffer_refs', 'InputBuffers', 'LazyDocumentArray', 'held_elsewhere']
+__all__ = ['KEPT_ARENA_FRACTION', 'BufRef', 'Payload', 'MIXED', 'buffer_refs', 'InputBuffers', 'LazyDocumentArray',
+           'held_elsewhere']
 
 #: Views an InputBuffers ``reuse`` dict holds at most (it is emptied when it grows past).
 REUSE_MAX = 256
@@ -31,6 +32,14 @@ REUSE_MAX = 256
 #: address, among the ``FIND_BACK`` that start nearest below.
 FIND_SCAN_MAX = 16
 FIND_BACK = 4
+#: Arrays a process keeps may hold at most 1/KEPT_ARENA_FRACTION of an arena's shared
+#: memory: past that, what it receives is copied out instead of viewed. A caller (or an executor)
+#: that keeps something of every request would otherwise pin slot after slot; its
+#: producer's arena fills, and every request after that gets a shared-memory file of its
+#: own, mapped once per request kept -- until the kernel's limit on maps per process
+#: (``vm.max_map_count``, 65530) kills the process that keeps them. Copied, what is kept
+#: costs memory only, as it did in Jina 2.
+KEPT_ARENA_FRACTION = 4
 #: ``Payload.emb`` when the documents have embeddings of different shapes, or only some do:
 #: they then travel one by one inside the pickle.
 MIXED = 'mixed'

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import errno
 import glob
 import mmap
 import os
@@ -396,7 +397,14 @@ def _map_segment(name: str, array_type: Callable[[int], type]) -> tuple[ctypes.A
     finally:
         os.close(fd)  # (the map stays valid without it)
     if addr is None or addr == _MAP_FAILED:
-        raise OSError(err, f'cannot map shared-memory segment {name} ({size} bytes): {os.strerror(err)}')
+        hint = ''
+        if err == errno.ENOMEM:
+            maps, limit = _count_maps(), _read_int('/proc/sys/vm/max_map_count')
+            if maps and limit and maps >= 0.9 * limit:  # (memory to spare: the maps ran out)
+                hint = (f'; this process holds {maps} memory maps and Linux allows {limit} '
+                        f'(vm.max_map_count): raise that limit with sysctl, or keep copies '
+                        f'(np.array(...)) of the arrays you keep from each request')
+        raise OSError(err, f'cannot map shared-memory segment {name} ({size} bytes): {os.strerror(err)}{hint}')
     try:
         owner = array_type(size).from_address(addr)
         ref = weakref.ref(owner, _unmap)
@@ -405,6 +413,23 @@ def _map_segment(name: str, array_type: Callable[[int], type]) -> tuple[ctypes.A
         _munmap(addr, size)
         raise
     return owner, addr
+
+
+def _count_maps() -> int:
+    """The memory maps this process holds (0 if unknown)."""
+    try:
+        with open('/proc/self/maps', 'rb') as fp:
+            return sum(1 for _ in fp)
+    except OSError:
+        return 0
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path) as fp:
+            return int(fp.read())
+    except (OSError, ValueError):
+        return 0
 
 
 #: The map of each segment array alive: its weak reference (kept here, else its callback

@@ -25,7 +25,7 @@ import zmq
 from . import protocol as P
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
 from .codec import decode, encode
-from .received import InputBuffers, held_elsewhere
+from .received import KEPT_ARENA_FRACTION, InputBuffers, held_elsewhere
 from .shm import Arena, Mapper, sweep
 from .worker_logs import ParentHandler, env_level, install
 
@@ -70,6 +70,7 @@ class Worker:
         self.name = identity
         self.replica = 0
         self.pinned: list = []  # (ref, view) of request buffers a handler kept
+        self.pinned_bytes = 0  # what they hold: past a share of an arena, inputs are copied
         self.releases: list = []  # (arena, slot) let go since the last message out
         self.pins_checked = 0.0  # (time.time()) when ``pinned`` was last checked
         self.logs: ParentHandler | None = None  # once configured, records go to the parent
@@ -226,14 +227,23 @@ class Worker:
         rid, endpoint, params_blob, earlier, payload, frees, split = P.read_request(header)
         if frees:
             self.free(frees)
-        inputs = InputBuffers(payload, self.mapper, reuse=self.reused_views)
+        # A handler that keeps what it is given (an in-memory indexer) gets copies once what
+        # it keeps holds a share of an arena (see received.KEPT_ARENA_FRACTION).
+        copy = self.pinned_bytes * KEPT_ARENA_FRACTION >= self.arena.size
+        try:
+            inputs = InputBuffers(payload, self.mapper, copy=copy, reuse=self.reused_views)
+        except OSError as exc:  # (not mapped: this request fails, not the process)
+            fields = (rid, type(exc).__qualname__, f'its input could not be mapped: {exc}', traceback.format_exc(),
+                      (t_recv, t_recv, t_recv))
+            return P.err, (*fields, [], self._take_releases()), b''
         build, fields, out_meta = self.process(rid, endpoint, params_blob, earlier, payload, meta, inputs, t_recv,
                                                split)
-        pins = inputs.kept()
+        pins = [] if copy else inputs.kept()
         inputs.done(self.mapper, pins)
         if pins:
             refs, views = inputs.refs, inputs.views
             self.pinned.extend((refs[i], views[i]) for i in pins)
+            self.pinned_bytes += sum(refs[i][3] for i in pins)
             pins = [(refs[i][0], refs[i][1]) for i in pins]
         if self.pinned and t_recv - self.pins_checked > PINS_CHECK_S:
             # Not only when idle: under a steady stream of requests the buffers an executor
@@ -293,6 +303,7 @@ class Worker:
             if held_elsewhere(entry, 1):
                 still.append(entry)
             else:
+                self.pinned_bytes -= entry[0][3]
                 self.releases.append((entry[0][0], entry[0][1]))
         self.pinned = still
 
