@@ -15,10 +15,12 @@ the Flow is idle is found before the next post (``deaths``: what Ray told this p
 Each actor starts in the script's cwd and environment of the Flow's start (``context``).
 
 ``address=None`` starts a private local Ray instance (``ray.init(address='local')``:
-never whatever cluster ran last on the machine); 'auto' or 'ray://host:port' connect to a
-running cluster (``ray start --head``). Flows open at the same time share the process's
-one connection (``connection``): it ends when the last of them closes (stopping a private
-Ray; a cluster is only disconnected from). A process already connected to Ray
+never whatever cluster ran last on the machine); 'auto' joins the cluster of ``RAY_ADDRESS``
+or else of ``ray start`` on this machine (never another script's private Ray), and
+'ray://host:port' a remote one. Flows open at the same time share the process's one
+connection (``connection``): it ends when the last of them closes (stopping a private
+Ray; a cluster is only disconnected from), and a Flow that asks for ``ray_init_kwargs`` it
+was not made with is refused. A process already connected to Ray
 (``ray.init`` called by the script or a test fixture) keeps its connection: the transport
 uses it and leaves it open.
 
@@ -42,7 +44,7 @@ from ..base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker, ra
 from ..handling import executor_config
 from . import connection
 from .context import script_context
-from .options import _shown, actor_options, import_ray, private_ray_kwargs
+from .options import _shown, actor_options, import_ray
 from .payload import decode, encode, nbytes, pack, unpack
 from .workers import RayPayload, RayWorker, _dead_state, _death_reason, _local_state
 
@@ -72,10 +74,13 @@ class RayTransport(Transport):
     ----------
     address : None, 'local', 'auto', 'ray://host:port' or 'host:port'
         None (or 'local') starts a private local Ray instance (stopped at ``close`` of
-        the last Flow using it); anything else is passed to ``ray.init(address=...)`` to
-        join a running cluster.
+        the last Flow using it); 'auto' joins the cluster at ``RAY_ADDRESS``, else the one
+        ``ray start`` started on this machine (``connection.resolve_auto``); anything else
+        is passed to ``ray.init(address=...)`` to join a running cluster.
     init_kwargs : dict, optional
         More arguments for ``ray.init`` (``num_cpus``, ``runtime_env``, ``_temp_dir``, ...).
+        ``open`` raises ValueError where another open Flow made the process's connection
+        without them.
 
     Example
     -------
@@ -110,9 +115,8 @@ class RayTransport(Transport):
     def open(self) -> None:
         ray = self._ray = import_ray()
         connected = ray.is_initialized()
-        kwargs = private_ray_kwargs(self.init_kwargs) if self.address is None else dict(self.init_kwargs)
         try:
-            self._lease = connection.acquire(ray, self.address, kwargs)
+            self._lease = connection.acquire(ray, self.address, self.init_kwargs)
         except ConnectionError as exc:
             raise ConnectionError(f'no Ray cluster found at ray_address={self.address!r}: start one with '
                                   f'`ray start --head` (then `ray start --address=HEAD:6379` on the other '
