@@ -59,6 +59,31 @@ def _set_embeddings(da: Any, matrix: Any) -> None:
             d.embedding = matrix[i, ...]
 
 
+def _join_parts(cls: Any, parts: list[tuple[list, Any]]) -> Any:
+    """One ``cls`` of the documents of every (states, embedding matrix or None) save read
+    from a binary file, in order. One save, or saves whose matrices stack (same dtype and
+    row shape), load columnar; otherwise each save's documents get their rows."""
+    docs = [_rebuild_document(s) for states, _ in parts for s in states]
+    da = cls._from_list(docs)
+    filled = [(states, m) for states, m in parts if states]  # (an empty save adds nothing)
+    matrices = [m for _, m in filled]
+    if len(filled) <= 1:
+        matrix = filled[0][1] if filled else parts[0][1]  # (zero-copy: the matrix as loaded)
+    elif all(isinstance(m, np.ndarray) and m.ndim and m.dtype == matrices[0].dtype
+             and m.shape[1:] == matrices[0].shape[1:] for m in matrices):
+        matrix = np.concatenate(matrices)
+    else:
+        start = 0
+        for states, m in parts:
+            if m is not None and states:
+                _set_embeddings(cls._from_list(docs[start:start + len(states)]), m)
+            start += len(states)
+        return da
+    if matrix is not None:
+        _set_embeddings(da, matrix)
+    return da
+
+
 class SaveMixin:
     """``save`` / ``save_json`` / ``save_binary`` of any sequence of Documents."""
 
@@ -70,7 +95,8 @@ class SaveMixin:
         ``file_format='json'``: one JSON document per line (arrays as lists with dtype and
         shape, bytes as base64); ``'binary'``: pickle-based and fast (embeddings of equal
         shape and dtype go as one matrix). Both round-trip every field. A binary file is a
-        pickle: load only files you trust.
+        pickle: load only files you trust. Saves made one after the other to one open file
+        (``on_always=lambda r: r.docs.save(fp, 'binary')``) load back as one array, in order.
 
         >>> import numpy as np
         >>> from runtime import DocumentArray
@@ -125,7 +151,9 @@ class LoadMixin:
     def load(cls, file: PathOrFile, file_format: str = 'json') -> 'DocumentArray':
         """Read what ``save`` wrote (same ``file_format``), from a path or an open file.
         A binary file written with one embedding matrix loads columnar (zero-copy
-        ``.embeddings``).
+        ``.embeddings``). A file that several saves went to, one after the other, loads
+        whole: every save's documents, in order (bytes after a save that are not another
+        save raise ValueError).
 
         >>> from runtime import DocumentArray
         >>> f = io.StringIO(); DocumentArray([Document(text='a'), Document(text='b')]).save(f)
@@ -138,20 +166,7 @@ class LoadMixin:
             with open(file, 'rb') as fp:
                 return cls.load(fp, file_format)
         if file_format == 'binary':
-            head = file.read(len(_BINARY_MAGIC))
-            if isinstance(head, str):
-                raise TypeError("file_format='binary' needs a file opened in binary mode ('rb')")
-            if head != _BINARY_MAGIC:
-                looks = ' (it looks like JSON lines: pass file_format="json")' if head[:1] == b'{' else ''
-                raise ValueError(f'not a DocumentArray binary file{looks}')
-            payload = pickle.load(file)
-            if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _BINARY_VERSION):
-                raise ValueError('unsupported DocumentArray binary file (written by another version?)')
-            _, states, matrix = payload
-            da = cls._from_list([_rebuild_document(s) for s in states])
-            if matrix is not None:
-                _set_embeddings(da, matrix)
-            return da
+            return cls._from_binary(file)
         docs = []
         for lineno, line in enumerate(file, 1):
             if isinstance(line, bytes):
@@ -171,6 +186,39 @@ class LoadMixin:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f'line {lineno}: not a valid document ({exc})') from None
         return cls._from_list(docs)
+
+    @classmethod
+    def _from_binary(cls, file: IO[bytes]) -> 'DocumentArray':
+        """Every save in ``file``, in order: a file that ``save(fp, 'binary')`` was called on
+        several times (``on_always=lambda r: r.docs.save(fp, 'binary')``, one save per
+        request) holds one after the other, and Jina 2's protobuf format read such a file
+        back whole (concatenated messages merge), so every one is read here too."""
+        parts: list[tuple[list, Any]] = []
+        while True:
+            head = file.read(len(_BINARY_MAGIC))
+            if isinstance(head, str):
+                raise TypeError("file_format='binary' needs a file opened in binary mode ('rb')")
+            if not parts:
+                if head != _BINARY_MAGIC:
+                    looks = ' (it looks like JSON lines: pass file_format="json")' if head[:1] == b'{' else ''
+                    raise ValueError(f'not a DocumentArray binary file{looks}')
+            elif not head:
+                break  # the end of the file, right after a save
+            elif head != _BINARY_MAGIC:
+                # Ignoring them would hand back part of the file as if it were all of it.
+                raise ValueError(f'the bytes after save #{len(parts)} of this DocumentArray binary file '
+                                 f'({head[:16]!r}...) are not another save: the file holds something else '
+                                 f'after what save(fp, "binary") wrote (another writer, or a save cut '
+                                 f'short); write each file with save() only')
+            try:
+                payload = pickle.load(file)
+            except (EOFError, pickle.UnpicklingError) as exc:
+                raise ValueError(f'damaged DocumentArray binary file: save #{len(parts) + 1} is cut short '
+                                 f'or corrupt ({exc})') from None
+            if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _BINARY_VERSION):
+                raise ValueError('unsupported DocumentArray binary file (written by another version?)')
+            parts.append(payload[1:])
+        return _join_parts(cls, parts)
 
     @classmethod
     def load_json(cls, file: PathOrFile) -> 'DocumentArray':

@@ -24,7 +24,8 @@ from .control.profiling import ProfileRecorder, ProfileSummary, write_trace
 from .control.progress import Progress
 from .control.post import Post
 from .control.jina2_options import take_parallel
-from .control.post_args import POST_DEFAULTS, check_flag, check_post_args, check_post_defaults, with_defaults
+from .control.post_args import (POST_DEFAULTS, check_flag, check_post_args, check_post_defaults, check_prefetch,
+                                 with_defaults)
 from .control.router import Router
 from .control.specs import ADD_ONLY, FLOW_DEFAULT_ARGS, reject_jina_only
 from .control.stop_signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: was defined here)
@@ -148,8 +149,7 @@ class Flow(FlowBuilder):
                                          f'ray_address, ray_init_kwargs, asyncio, {", ".join(SERVE_ARGS)}, the '
                                          f'defaults of posts {", ".join(POST_DEFAULTS)} and the add() arguments '
                                          f'{", ".join(FLOW_DEFAULT_ARGS)}', _FLOW_ARGS)
-        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
-            raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
+        prefetch = check_prefetch(prefetch)
         if not isinstance(arena_size, int) or arena_size < (1 << 16):
             raise ValueError(f'arena_size must be an int of at least 65536 bytes, got {arena_size!r}')
         if (not isinstance(timeout_close, (int, float)) or isinstance(timeout_close, bool)
@@ -416,7 +416,9 @@ class Flow(FlowBuilder):
             The endpoint, e.g. ``'/index'``; executors without a handler for it (and no
             default ``@requests``) pass the documents on.
         inputs : Document, DocumentArray, DocumentArrayMemmap, iterable / generator of
-            Documents, a generator function, or None (one request with no documents).
+            Documents, a generator function, or None. None, or an empty list / tuple /
+            DocumentArray, sends one request with no documents; a generator that yields
+            nothing sends none (as Jina 2).
         on_done, on_error, on_always : callable(Response)
             Run in this thread: ``on_done`` for each successful request, ``on_error`` for
             each failed one, ``on_always`` after either. An exception they raise stops the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, Tuple, Union
 
 from .document import Document
 from .gen_common import (_LINE_FORMATS, LinesSource, PathLike, _check_csv_dialect, _check_resolver,
@@ -27,6 +27,28 @@ __all__ = ['from_csv', 'from_ndjson', 'from_lines']
 _NON_SCALAR_FIELDS = frozenset({'blob', 'embedding', 'buffer', 'chunks', 'matches', 'tags', 'scores'})
 #: Scalar Document fields that are numbers; CSV hands them over as str, so convert.
 _NUMERIC_FIELDS = {'granularity': int, 'adjacency': int, 'weight': float}
+
+
+#: A record with both keys (an NDJSON object, a CSV header) is an evaluation pair, as in
+#: Jina 2.0.24's generators: it yields (Document, groundtruth Document), and ``Flow.post``
+#: hands handlers the second as ``groundtruths``.
+_PAIR_KEYS = ('document', 'groundtruth')
+#: What the generators below yield: a Document, or a (Document, groundtruth) pair.
+Item = Union[Document, Tuple[Document, Document]]
+
+
+def _pair(record: Mapping[str, Any], field_resolver: Mapping[str, str] | None,
+          where: str) -> tuple[Document, Document]:
+    """(Document, groundtruth Document) of a record's ``document`` / ``groundtruth`` values,
+    each a dict or a JSON object string, made as Jina 2 made them: ``Document(value,
+    field_resolver)`` (the resolver renames the keys inside each). Other keys are not read."""
+    sides = []
+    for key in _PAIR_KEYS:
+        try:
+            sides.append(Document(record[key], field_resolver=field_resolver))
+        except (TypeError, ValueError) as exc:
+            raise _with_line(exc, f'{where}, {key!r} of a document/groundtruth pair') from exc
+    return sides[0], sides[1]
 
 
 # -- CSV -------------------------------------------------------------------------------------
@@ -43,8 +65,25 @@ def _looks_like_data(header: Sequence[str]) -> bool:
     return True
 
 
+def _csv_fields(header: list[str], field_resolver: Mapping[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """The field each column fills, and field -> column; refuses two columns that map to
+    one field and a column that maps to a field no CSV cell (a str) can fill."""
+    resolver = field_resolver or {}
+    names = [resolver.get(c, c) for c in header]
+    seen: dict[str, str] = {}
+    for column, name in zip(header, names):
+        if name in seen:
+            raise ValueError(f'CSV columns {seen[name]!r} and {column!r} both map to {name!r}; '
+                             f'rename one of them (or change field_resolver)')
+        seen[name] = column
+        if name in _NON_SCALAR_FIELDS:
+            raise ValueError(f'CSV column {column!r} maps to Document.{name}, which a CSV cell (a string) '
+                             f'cannot fill; map it elsewhere with field_resolver, e.g. {{{column!r}: "text"}}')
+    return names, seen
+
+
 def _csv_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size: int | None,
-              sampling_rate: float | None, seed: Any, dialect: Any, encoding: str) -> Iterator[Document]:
+              sampling_rate: float | None, seed: Any, dialect: Any, encoding: str) -> Iterator[Item]:
     # newline='' is what the csv module asks for, so quoted fields may hold line breaks.
     reader = csv.reader(_iter_lines(fp, encoding, newline=''), dialect)
     try:
@@ -63,17 +102,13 @@ def _csv_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size: i
     if _looks_like_data(header):
         raise ValueError(f'the CSV seems header-less: its first line {header!r} looks like data, not column '
                          f'names; add a header line naming the columns (e.g. "id,text") at the top')
-    resolver = field_resolver or {}
-    names = [resolver.get(c, c) for c in header]
-    seen: dict[str, str] = {}
-    for column, name in zip(header, names):
-        if name in seen:
-            raise ValueError(f'CSV columns {seen[name]!r} and {column!r} both map to {name!r}; '
-                             f'rename one of them (or change field_resolver)')
-        seen[name] = column
-        if name in _NON_SCALAR_FIELDS:
-            raise ValueError(f'CSV column {column!r} maps to Document.{name}, which a CSV cell (a string) '
-                             f'cannot fill; map it elsewhere with field_resolver, e.g. {{{column!r}: "text"}}')
+    # Jina 2 told a pair by the raw column names: each of the two cells then holds one
+    # side as a JSON object, which field_resolver renames inside; the columns map nowhere.
+    pairs = all(k in header for k in _PAIR_KEYS)
+    if pairs:
+        cells, names, seen = [header.index(k) for k in _PAIR_KEYS], [], {}
+    else:
+        cells, (names, seen) = [], _csv_fields(header, field_resolver)
     expected = len(header)
 
     def rows() -> Iterator[tuple[int, list[str]]]:
@@ -93,6 +128,9 @@ def _csv_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size: i
             yield reader.line_num, row
 
     for line_num, row in _select(rows(), size, sampling_rate, seed):
+        if pairs:
+            yield _pair(dict(zip(_PAIR_KEYS, (row[i] for i in cells))), field_resolver, f'CSV line {line_num}')
+            continue
         data: dict[str, Any] = {}
         for name, value in zip(names, row):
             if name == 'id' and value == '':
@@ -114,13 +152,18 @@ def _csv_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size: i
 
 def from_csv(fp: LinesSource, field_resolver: Mapping[str, str] | None = None, size: int | None = None,
              sampling_rate: float | None = None, dialect: str | csv.Dialect = 'excel',
-             encoding: str = 'utf-8', *, seed: Any = None) -> Iterator[Document]:
+             encoding: str = 'utf-8', *, seed: Any = None) -> Iterator[Item]:
     """One Document per row of a CSV with a header row.
 
     Each column goes to the Document field of the same name (``text``, ``uri``,
     ``mime_type``, ...); a column ``id`` becomes the id; every other column lands in
     ``tags``, as a str (CSV has no types). ``granularity``, ``adjacency`` and ``weight``
     columns are converted to numbers. An empty ``id`` cell gets a fresh id.
+
+    A CSV with both a ``document`` and a ``groundtruth`` column holds evaluation pairs, as
+    in Jina 2: each row yields ``(Document(row['document']), Document(row['groundtruth']))``,
+    each cell a JSON object (``field_resolver`` renames the keys inside it; other columns
+    are not read). Posted, the second goes to handlers as ``groundtruths``.
 
     Parameters
     ----------
@@ -141,8 +184,8 @@ def from_csv(fp: LinesSource, field_resolver: Mapping[str, str] | None = None, s
 
     Returns
     -------
-    Iterator[Document]
-        A lazy generator.
+    Iterator[Document] or Iterator[tuple[Document, Document]]
+        A lazy generator (of pairs for a document/groundtruth CSV).
 
     Raises
     ------
@@ -157,6 +200,9 @@ def from_csv(fp: LinesSource, field_resolver: Mapping[str, str] | None = None, s
     >>> d = next(from_csv(csv_text, field_resolver={'question': 'text'}))
     >>> d.id, d.text, d.tags
     ('q1', 'why?', {'lang': 'en'})
+    >>> pairs = io.StringIO('document,groundtruth\\n"{""text"": ""q""}","{""text"": ""a""}"\\n')
+    >>> [(d.text, truth.text) for d, truth in from_csv(pairs)]
+    [('q', 'a')]
     """
     _check_source(fp, 'from_csv', allow_binary=False)
     field_resolver = _check_resolver(field_resolver)
@@ -168,7 +214,7 @@ def from_csv(fp: LinesSource, field_resolver: Mapping[str, str] | None = None, s
 
 # -- NDJSON ----------------------------------------------------------------------------------
 def _ndjson_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size: int | None,
-                 sampling_rate: float | None, seed: Any, binary: bool = False) -> Iterator[Document]:
+                 sampling_rate: float | None, seed: Any, binary: bool = False) -> Iterator[Item]:
     def records() -> Iterator[tuple[int, Any]]:
         for line_num, line in enumerate(_iter_lines(fp, 'utf-8', binary=binary), start=1):
             if line.strip():
@@ -184,6 +230,9 @@ def _ndjson_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size
         if not isinstance(obj, dict):
             raise ValueError(f'NDJSON line {line_num} is a JSON {type(obj).__name__}, not an object; each '
                              f'line must be one JSON object, e.g. {{"text": "hello"}}')
+        if all(k in obj for k in _PAIR_KEYS):
+            yield _pair(obj, field_resolver, f'NDJSON line {line_num}')
+            continue
         try:
             yield Document(obj, field_resolver=field_resolver)
         except (TypeError, ValueError) as exc:
@@ -191,12 +240,15 @@ def _ndjson_docs(fp: LinesSource, field_resolver: Mapping[str, str] | None, size
 
 
 def from_ndjson(fp: LinesSource, field_resolver: Mapping[str, str] | None = None, size: int | None = None,
-                sampling_rate: float | None = None, *, seed: Any = None) -> Iterator[Document]:
+                sampling_rate: float | None = None, *, seed: Any = None) -> Iterator[Item]:
     """One Document per line of newline-delimited JSON (one object per line).
 
     Each object is passed to ``Document(obj, field_resolver=...)``: keys that are Document
     fields set them, other keys go to ``tags`` with their JSON types (ints stay ints).
-    Blank lines are skipped.
+    Blank lines are skipped. An object with both a ``document`` and a ``groundtruth`` key
+    is an evaluation pair, as in Jina 2: it yields ``(Document(obj['document']),
+    Document(obj['groundtruth']))`` (each a JSON object, or a str of one; other keys are
+    not read), whose second ``Flow.post`` hands handlers as ``groundtruths``.
 
     Parameters
     ----------
@@ -214,8 +266,8 @@ def from_ndjson(fp: LinesSource, field_resolver: Mapping[str, str] | None = None
 
     Returns
     -------
-    Iterator[Document]
-        A lazy generator.
+    Iterator[Document] or Iterator[tuple[Document, Document]]
+        A lazy generator (a pair for each document/groundtruth line).
 
     Raises
     ------
@@ -228,6 +280,9 @@ def from_ndjson(fp: LinesSource, field_resolver: Mapping[str, str] | None = None
     >>> d = next(from_ndjson(['{"text": "hi", "n": 1}']))
     >>> d.text, d.tags
     ('hi', {'n': 1})
+    >>> d, truth = next(from_ndjson(['{"document": {"text": "q"}, "groundtruth": {"text": "a"}}']))
+    >>> d.text, truth.text
+    ('q', 'a')
     """
     _check_source(fp, 'from_ndjson', allow_binary=True)
     field_resolver = _check_resolver(field_resolver)
@@ -252,7 +307,7 @@ def _text_line_docs(source: LinesSource, size: int | None, sampling_rate: float 
             yield Document(text=line.rstrip('\r\n'))
 
 
-def _json_lines(docs: Iterator[Document]) -> Iterator[Document]:
+def _json_lines(docs: Iterator[Item]) -> Iterator[Item]:
     # Scripts written for plain-text lines meet JSON as the default here (Jina 2's): say how out.
     try:
         yield from docs
@@ -291,7 +346,7 @@ def _file_format(filepath: PathLike, line_format: str | None) -> str | None:
 def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = None, read_mode: str = 'r',
                line_format: str | None = _DEFAULT_LINE_FORMAT, field_resolver: Mapping[str, str] | None = None,
                size: int | None = None, sampling_rate: float | None = None,
-               *, seed: Any = None) -> Iterator[Document]:
+               *, seed: Any = None) -> Iterator[Item]:
     """One Document per line, from an iterable of lines or a file.
 
     With ``lines=`` and the default ``line_format='json'`` (as in Jina 2) each line is a
@@ -328,8 +383,9 @@ def from_lines(lines: Iterable[str] | None = None, filepath: PathLike | None = N
 
     Returns
     -------
-    Iterator[Document]
-        A lazy generator.
+    Iterator[Document] or Iterator[tuple[Document, Document]]
+        A lazy generator; JSON and CSV lines give (Document, groundtruth) pairs as
+        :func:`from_ndjson` and :func:`from_csv` do.
 
     Raises
     ------

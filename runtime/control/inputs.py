@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
+from collections.abc import Sequence
 from itertools import repeat
 from operator import is_
 from typing import Any, AsyncIterator, Iterable, Iterator
@@ -105,21 +107,21 @@ async def abatches(inputs: Any, size: int) -> AsyncIterator[DocumentArray]:
     >>> [len(docs) async for docs in abatches(rows, 2)]  # doctest: +SKIP
     [2, 2, 1]
     """
+    size = operator.index(size)
     if callable(inputs) and not isinstance(inputs, DocumentSequence):
-        inputs = inputs()  # (as _split does; called here to see whether it gave an async generator)
+        inputs = inputs()  # (as _batches does; called here to see whether it gave an async generator)
     if not is_async_input(inputs):
         for docs in batches(inputs, size):
             yield docs
         return
     it = inputs.__aiter__()
     try:
-        empty, pairs, done = True, None, 0
+        pairs, done = None, 0
         while True:
             chunk, pairs, more = await _atake_checked(it, min(size, sys.maxsize), done, pairs)
             if pairs:
                 raise BadInputError(_NO_PAIRS)
-            if chunk or empty:  # (no document at all: still one request, as _batches makes)
-                empty = False
+            if chunk:  # (one that yields nothing sends nothing, as _batches does a generator)
                 done += len(chunk)
                 yield DocumentArray._from_list(chunk)
             if not more:
@@ -182,7 +184,7 @@ def batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArr
     """
     if isinstance(inputs, Document):  # one query: what the general path does, minus its cost
         return iter(((DocumentArray._from_list([inputs]), None),))
-    return _batched(inputs, size)
+    return _batched(inputs, operator.index(size))  # (a numpy integer size: a plain int from here on)
 
 
 def _batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentArray | None]]:
@@ -197,17 +199,22 @@ def _batched(inputs: Any, size: int) -> Iterator[tuple[DocumentArray, DocumentAr
 def _batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
     """Split any accepted input form into DocumentArrays of ``size`` documents.
 
-    Inputs that hold no document at all (None, an empty list or DocumentArray, a generator
-    that yields nothing) still make one request with no documents, so that a
-    parameters-only request reaches the executors whatever form it takes.
+    None, or an empty list, tuple or DocumentArray (or a function that returns one), makes
+    one request with no documents, as in Jina 2: a parameters-only post reaches the
+    executors. A generator or other iterable that yields nothing makes no request at all:
+    Jina 2's batching stopped at its first empty chunk, so a glob that matched no file (or
+    a CSV with only its header) runs no handler and no callback.
     Lists are checked whole before anything is sent, so a bad item never leaves a post
     half-sent; generators are checked as they are consumed.
     """
+    if callable(inputs) and not isinstance(inputs, (Document, DocumentSequence)):
+        inputs = inputs()  # (here, lazily: the function runs when the post reads its input)
     empty = True
     for batch in _split(inputs, size):
         empty = False
         yield batch
-    if empty:
+    # (Sequence: what Jina 2's batch_iterator sent whole when it was short, even empty.)
+    if empty and (inputs is None or isinstance(inputs, (Sequence, DocumentSequence))):
         yield DocumentArray()
 
 
@@ -216,8 +223,6 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
         return
     if isinstance(inputs, Document):
         inputs = [inputs]
-    elif callable(inputs) and not isinstance(inputs, DocumentSequence):
-        inputs = inputs()
     if isinstance(inputs, DocumentArray):
         docs = inputs._docs
         emb, rows = inputs._emb, inputs._emb_rows

@@ -24,6 +24,8 @@ Example
 """
 from __future__ import annotations
 
+import numbers
+import operator
 import pickle
 from typing import Any, Callable
 
@@ -72,13 +74,24 @@ def check_on(on: Any) -> str:
     return on
 
 
+def _count(value: Any) -> int | None:
+    """``value`` as a plain int if it is an integer of any type (``numbers.Integral``, as
+    ``match_limit`` takes: a numpy integer a computation gave, which Jina 2's islice took),
+    else None. True and 1.0 equal 1 but are no count: bools and floats are None, and so is
+    an array, even a 0-d one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return operator.index(value)
+
+
 def _positive_int(value: Any) -> bool:
-    # True and 1.0 equal 1 but are no count: bool and float are refused.
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    count = _count(value)
+    return count is not None and count >= 1
 
 
 def check_request_size(request_size: Any) -> int:
-    """``request_size`` if it is a positive int; else ValueError.
+    """``request_size`` as an int if it is a positive integer (a numpy integer too); else
+    ValueError.
 
     Jina 2 read ``request_size <= 0`` as "all inputs in one request". It is refused here
     rather than honoured: every post would then hold a generator's whole input in memory
@@ -87,18 +100,21 @@ def check_request_size(request_size: Any) -> int:
 
     Example
     -------
+    >>> import numpy as np
+    >>> check_request_size(np.int64(25))
+    25
     >>> check_request_size(-1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: request_size must be a positive int (documents per request), got -1; Jina 2 read ...
     """
     if not _positive_int(request_size):
         hint = ''
-        if isinstance(request_size, int) and not isinstance(request_size, bool):
+        if _count(request_size) is not None:
             hint = ('; Jina 2 read request_size <= 0 as all inputs in one request: pass request_size=len(inputs) '
                     'for that (a generator\'s documents then all wait in memory until the request is sent), or '
                     'leave the default (100) to send them in requests of 100 as they come')
         raise ValueError(f'request_size must be a positive int (documents per request), got {request_size!r}{hint}')
-    return request_size
+    return operator.index(request_size)
 
 
 def check_flag(value: Any, name: str) -> bool:
@@ -157,17 +173,21 @@ def with_defaults(defaults: dict, request_size: Any, show_progress: Any, return_
 
 
 def check_prefetch(prefetch: Any) -> int:
-    """``prefetch`` (requests in flight) if it is a positive int; else ValueError.
+    """``prefetch`` (requests in flight) as an int if it is a positive integer (a numpy
+    integer too); else ValueError.
 
     Example
     -------
+    >>> import numpy as np
+    >>> check_prefetch(np.int64(4))
+    4
     >>> check_prefetch(True)
     Traceback (most recent call last):
     ValueError: prefetch must be a positive int (requests in flight), got True
     """
     if not _positive_int(prefetch):
         raise ValueError(f'prefetch must be a positive int (requests in flight), got {prefetch!r}')
-    return prefetch
+    return operator.index(prefetch)
 
 
 def check_timeout(timeout: Any) -> float | None:
