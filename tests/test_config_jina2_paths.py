@@ -5,6 +5,7 @@ misspelt ``metas:`` keys refused; a Flow's ``add()`` defaults kept by ``save_con
 quoted numbers, and ``on`` / ``off`` as text."""
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -12,6 +13,13 @@ import pytest
 from runtime import Document, Executor, Flow, requests
 from runtime.config import ConfigError, load_executor_config
 from runtime.executor import resolve_uses
+
+
+@pytest.fixture(autouse=True)
+def _own_sys_path(monkeypatch):
+    """The folders py_modules put on sys.path leave it with the test (not left for the
+    tests after it)."""
+    monkeypatch.setattr(sys, 'path', list(sys.path))
 
 
 def _write(path, text: str):
@@ -206,3 +214,15 @@ def test_quoted_numbers_are_numbers_and_on_off_stay_text_as_in_jina2():
                         ('true', True)):
         ex = Executor.load_config(f'jtype: PathsMode\nwith:\n  mode: {word}\n  other: [{word}]\n')
         assert ex.mode == value and ex.other == [value], word
+
+
+def test_a_py_modules_file_does_not_hide_a_package_of_its_name_from_the_executors(tmp_path):
+    # Importing a py_modules file puts its folder on sys.path (for its neighbours), after
+    # what was there; executor processes must keep that order, or its executors.py hides
+    # the `executors` package a class of the Flow comes from.
+    from executors.segmenters import TextSegmenter
+    from runtime.config import import_py_modules
+    _write(tmp_path / 'executors.py', _module('PathsShadow'))
+    import_py_modules(['executors.py'], str(tmp_path))
+    with Flow().add(uses=TextSegmenter) as f:
+        f.post('/index', Document(text='one. two.'))

@@ -47,12 +47,17 @@ def executor_config(dep: Any, shard: int, replica: int) -> dict:
 
 
 def use_sys_path(cfg: dict) -> None:
-    """Put the parent's import path in front, so that a class pickled by reference (one
-    defined in an importable module, e.g. a test file) loads here: call it before
-    unpickling the class."""
-    for p in reversed(cfg.get('sys_path', ())):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    """Take the parent's import path, in its order, in front of this process's own, so that
+    a class pickled by reference (one defined in an importable module, e.g. a test file)
+    loads here as it did there: call it before unpickling the class.
+
+    In its order: a folder the parent appended (a ``py_modules`` file's, for its neighbours)
+    must not come first here, or its ``executors.py`` would hide a package of that name the
+    parent found earlier on its path."""
+    parent = list(cfg.get('sys_path', ()))
+    if parent:
+        known = set(parent)
+        sys.path[:] = parent + [p for p in sys.path if p not in known]
 
 
 def build_executor(cls: type, cfg: dict) -> Any:
