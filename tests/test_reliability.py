@@ -515,6 +515,9 @@ class Slow(Executor):
             print('in handler', flush=True)
         time.sleep(0.01)
 
+    def close(self):
+        open(f'closed-{self.metas.name}', 'w').close()  # (in the script's cwd)
+
 with Flow().add(name='first', uses=Slow).add(name='second', uses=Slow) as f:
     report_flow(f)
     f.post('/', (Document() for _ in range(10**6)), request_size=1)
@@ -541,6 +544,9 @@ def test_a_stop_signal_mid_post_leaves_nothing_and_the_script_dies_of_it(tmp_pat
             proc.send_signal(signum)
         assert proc.wait(timeout=15) == -signum
         assert 'Traceback' not in proc.stderr.read().decode()
+        # Stopped as on Ctrl-C, even where the signal reached the executors too: their
+        # close() ran (an index saved there is whole).
+        assert sorted(p.name for p in tmp_path.glob('closed-*')) == ['closed-first', 'closed-second']
         assert _wait_exited(info['pids'], 10) == []
         # Every process that could remove them has ended: they must be gone now.
         assert _leftovers(info['prefix'], info['ipc_dir']) == []
@@ -548,6 +554,33 @@ def test_a_stop_signal_mid_post_leaves_nothing_and_the_script_dies_of_it(tmp_pat
         reap(proc)
         if info:
             _clean_child(info)
+
+
+class ShortGrace(Executor):
+    """Waits 0.5 s (not 10) for its parent to stop it after a SIGTERM / SIGHUP."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from runtime.transport.local import worker
+        worker.SIGNAL_GRACE_S = 0.5
+
+    @requests
+    def pid(self, docs, **kwargs):
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+
+def test_an_executor_signalled_alone_dies_of_it_once_its_parent_does_not_stop_it():
+    with Flow().add(name='alone', uses=ShortGrace) as f:
+        pid = int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid'])
+        pidfd = os.pidfd_open(pid)  # (waits without reaping it: the Flow reaps its own)
+        try:
+            os.kill(pid, signal.SIGTERM)  # (not the whole group: the Flow does not stop it)
+            assert select.select([pidfd], [], [], 10)[0], 'not ended 10 s after the signal'
+        finally:
+            os.close(pidfd)
+        with pytest.raises(WorkerDiedError, match='SIGTERM'):
+            f.post('/', Document())
 
 
 # -- #7 threads --------------------------------------------------------------------------------
