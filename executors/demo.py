@@ -445,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.workspace, exist_ok=True)
     # Runs that only search may share a workspace; one that (re)builds it must be alone:
     # it deletes the index folders first, and another run's indexers would lose their files.
-    lock = os.open(os.path.join(args.workspace, LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    lock_path = os.path.join(args.workspace, LOCK)
+    fresh_lock = not os.path.exists(lock_path)  # (made by this run: removed if it refuses the workspace)
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -454,13 +456,16 @@ def main(argv: list[str] | None = None) -> int:
               f'--workspace', file=sys.stderr)
         return 1
     try:
-        return _run(args, files, lock, say)
+        return _run(args, files, lock, say, lock_path if fresh_lock else None)
     finally:
         os.close(lock)  # (a second run in this process must not find it held)
 
 
-def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say: Callable[..., None]) -> int:
-    """Build the index if it is missing or stale (``lock`` then taken alone), and search."""
+def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say: Callable[..., None],
+         fresh_lock: str | None = None) -> int:
+    """Build the index if it is missing or stale (``lock`` then taken alone), and search;
+    ``fresh_lock``: the lock file's path if this run made it (a refused workspace keeps
+    nothing of the run)."""
     marker_path = os.path.join(args.workspace, MARKER)
     wanted = {**_settings(args), 'fingerprint': corpus_fingerprint(files)}
     try:
@@ -484,6 +489,8 @@ def _run(args: argparse.Namespace, files: list[tuple[str, str]], lock: int, say:
                                  legacy=found is not None and isinstance(found.get('version'), int)
                                  and found['version'] < _OWNED_SINCE)
         if refused:
+            if fresh_lock is not None:  # (held alone: no other run has it open)
+                os.unlink(fresh_lock)
             print(refused, file=sys.stderr)
             return 1
         why = ('--reindex' if args.reindex else 'no index in the workspace yet' if found is None

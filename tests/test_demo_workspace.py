@@ -123,6 +123,7 @@ def test_a_build_refuses_to_delete_folders_the_demo_did_not_make(src, tmp_path, 
     assert f'{proj / "sparse"} was not made by this demo' in err and 'pass another --workspace' in err
     assert (proj / 'sparse' / '__init__.py').read_text() == 'my own code\n'
     assert not (proj / demo.MARKER).exists()
+    assert sorted(p.name for p in proj.iterdir()) == ['dense', 'indexer', 'sparse']  # (nothing of the run left)
 
     # Moved away (as the message says): the build runs, and leaves the user's indexer/ alone.
     for name in ('sparse', 'dense'):
