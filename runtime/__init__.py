@@ -34,7 +34,8 @@ _EXPORTS = {
     'RequestTimeoutError': 'errors',
     'FlowNotStartedError': 'errors', 'BadInputError': 'errors', 'RemoteTraceback': 'errors',
     'CorruptStoreError': 'errors',
-    'Client': 'serving.client', 'AsyncFlow': 'serving.aflow', 'AsyncClient': 'serving.aflow',
+    'Client': 'serving.client', 'ServerError': 'serving.client', 'AsyncFlow': 'serving.aflow',
+    'AsyncClient': 'serving.aflow',
 }
 __all__ = list(_EXPORTS)
 __version__ = '0.1.0'
@@ -65,4 +66,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .response import Response, Status
     from .scores import NamedScore
     from .serving.aflow import AsyncClient, AsyncFlow
-    from .serving.client import Client
+    from .serving.client import Client, ServerError

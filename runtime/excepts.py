@@ -20,6 +20,7 @@ _ERRORS = ('ExecutorError', 'ExecutorStartError', 'WorkerDiedError', 'RequestTim
 __getattr__, __dir__, __all__ = reexport(__name__, {
     **{name: 'runtime.errors' for name in _ERRORS},
     'ConfigError': 'runtime.config',
+    'ServerError': 'runtime.serving.client',  # (what a Client raises for a gateway's 5xx)
     'RuntimeFailToStart': ('runtime.errors', 'ExecutorStartError'),
     'BadClientInput': ('runtime.errors', 'BadInputError'),
 })

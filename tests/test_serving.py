@@ -817,3 +817,10 @@ def test_json_keeps_what_a_chunk_or_match_says_of_its_parent_granularity_and_adj
                        'matches': [{'id': 'm', 'adjacency': 3, 'granularity': 2}]})
     assert (d.chunks[0].parent_id, d.chunks[1].parent_id, d.chunks[1].granularity) == ('other', 'p', 1)
     assert (d.matches[0].adjacency, d.matches[0].granularity) == (3, 2)  # (attaching gave 1 and 0)
+
+
+def test_the_clients_server_error_is_one_of_runtimes_errors():
+    # (a script catches what Client raises by runtime's names, as Jina 2's by jina.excepts)
+    import runtime
+    from runtime import excepts
+    assert runtime.ServerError is excepts.ServerError is ServerError
