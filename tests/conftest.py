@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import tempfile
 
 import psutil
@@ -13,6 +14,13 @@ from runtime.fields import TABLE
 from runtime.transport.local import codec
 from runtime.transport.local.zygote import zygote_pid
 
+
+# A suite started in the background of a shell without job control (`make test &`) inherits
+# SIGINT ignored, and so would every script the tests start and interrupt: the Ctrl-C tests
+# would wait for a KeyboardInterrupt that never comes. A Python handler is not inherited
+# across exec, so the scripts start with Python's own again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Only this process's flows: other test runs may share the machine. Every file and
 # directory of a Flow is named after the pid of the process that started it.
