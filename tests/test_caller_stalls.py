@@ -144,7 +144,7 @@ def test_a_reaped_forked_process_can_still_be_polled_and_killed():
 class Sleepy(Executor):
     @requests
     def work(self, docs, parameters, **kwargs):
-        time.sleep(parameters.get('sleep', 0))
+        time.sleep(parameters.get('sleep', 0) + sum(d.tags.get('s', 0) for d in docs))
         for d in docs:
             d.tags['pid'] = os.getpid()
 
@@ -167,3 +167,40 @@ def test_an_instance_that_answered_during_a_slow_callback_is_not_ended_as_hung(c
         after = pids_of(f)
     assert len(before) == 2 and after <= before  # no process was replaced
     assert 'ending' not in caplog.text
+
+
+def test_a_slow_callback_does_not_use_up_the_grace_of_an_instance_that_answers_within_it(caplog):
+    """Taken for hung (its request timed out), an instance has a grace to answer in; a
+    callback running meanwhile does not use it up."""
+    def on_done(resp):
+        time.sleep(1.5)  # past the slow one's grace (1 s after its deadline), in real time
+
+    with Flow(prefetch=1).add(uses=Sleepy, name='sleepy', replicas=2, max_restarts=1) as f:
+        errors = []
+        # the first request takes 0.6 s (timeout 0.3 s: it fails, its instance is marked);
+        # the second's callback runs while that instance answers, inside its grace
+        f.post('/x', [Document(tags={'s': 0.6}), Document()], request_size=1, timeout=0.3, on_done=on_done,
+               on_error=lambda r: errors.append(r.status.description))
+        f.post('/x', [Document() for _ in range(4)], request_size=1)  # (its answer is booked by now)
+    assert len(errors) == 1 and 'timeout=0.3' in errors[0]
+    assert 'ending' not in caplog.text and 'restart' not in caplog.text
+
+
+def test_a_post_inside_a_callback_does_not_count_its_callbacks_time_twice():
+    """The time the script's code holds the Flow is taken out of a timeout once, however
+    deep the posts inside callbacks go."""
+    t0 = time.monotonic()
+    failed_at = []
+
+    def inner_done(resp):
+        time.sleep(1.0)
+
+    def outer_done(resp):
+        f.post('/x', [Document()], on_done=inner_done)
+
+    with Flow().add(uses=Sleepy, name='sleepy', replicas=2) as f:
+        f.post('/x', [Document(tags={'s': 3.0}), Document()], request_size=1, timeout=0.5, on_done=outer_done,
+               on_error=lambda r: failed_at.append(time.monotonic() - t0))
+        assert len(failed_at) == 1
+        # 0.5 s, plus the callback's 1 s once: ~1.5 s (counted twice, it came at ~2.5 s)
+        assert failed_at[0] < 2.2, failed_at

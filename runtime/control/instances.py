@@ -169,9 +169,11 @@ class Instances:
         self.ending.add(w)
         self.transport.kill(w, why)
 
-    def end_overdue(self, now: float) -> list[Worker]:
+    def end_overdue(self, now: float, clock: float | None = None) -> list[Worker]:
         """End the restarts not ready within ``timeout_ready`` (requests waiting for one
-        would otherwise wait forever) and the hung instances past their grace.
+        would otherwise wait forever) and the hung instances past their grace. ``now`` is
+        ``time.monotonic()``; ``clock`` the time hung instances were marked on (the
+        router's ``clock()``; ``now`` if not given).
 
         Returns the hung instances left running (their executor has no restart left for
         them): they are given requests again, so what waits for them must be handed on.
@@ -182,7 +184,7 @@ class Instances:
                     del self._ready_by[w]
                     if w.alive and not w.ready:
                         self.end(w, f'by the Flow: its restart was {_not_ready(w)}')
-        return self.hung.end_due(now, self) if self.hung else []
+        return self.hung.end_due(now if clock is None else clock, self) if self.hung else []
 
     def close(self) -> None:
         """Stop every instance (each executor's ``close()`` runs in it; one that does not stop

@@ -227,11 +227,15 @@ class Post:
         the exception that reading or encoding it raised; False at the end of the inputs."""
         try:
             if self._reads_user_code:
-                began = time.monotonic()
+                router = self.router
+                depth, began = router.in_caller, time.monotonic()
+                router.in_caller = depth + 1
                 try:
                     batch = next(batches, None)
                 finally:
-                    self.router.stalled += time.monotonic() - began
+                    router.in_caller = depth
+                    if not depth:  # (see Router.in_caller)
+                        router.stalled += time.monotonic() - began
             else:
                 batch = next(batches, None)
             if batch is None:

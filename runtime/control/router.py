@@ -89,8 +89,11 @@ class Router:
         #: Set (to why) from another thread to stop the post running here at its next poll.
         self.closing: str | None = None
         #: Seconds the caller's own code held this thread (callbacks, reading its input):
-        #: requests' timeouts do not count them (see ``clock``).
+        #: requests' timeouts do not count them (see ``clock``). ``in_caller``: how deep in
+        #: the caller's code this thread is (a post inside a callback: only the outermost
+        #: stretch counts, once).
         self.stalled = 0.0
+        self.in_caller = 0
 
     def clock(self) -> float:
         """The time a request's ``post(timeout=...)`` counts: a slow callback or input
@@ -314,7 +317,7 @@ class Router:
                 self._on_init_failed(event)
         # Only after the replies that waited are booked: an instance whose answer sat
         # unread while the caller's code ran (a slow callback, its input) did answer.
-        self._end_overdue(time.monotonic())
+        self._end_overdue()
         # Requests moving on go now: the caller's next steps (callbacks, then encoding new
         # inputs) would keep the executors that wait for them idle.
         self.transport.flush()
@@ -329,12 +332,15 @@ class Router:
         finished = self._finished
         while finished:
             post, resp, ndocs, token = finished.popleft()
-            began = time.monotonic()
+            depth, began = self.in_caller, time.monotonic()
+            self.in_caller = depth + 1
             try:
                 if not post.abandoned:
                     post.finished(resp, ndocs)
             finally:
-                self.stalled += time.monotonic() - began
+                self.in_caller = depth
+                if not depth:
+                    self.stalled += time.monotonic() - began
                 del resp  # the arrays the callbacks did not keep are released now
                 self.transport.close_result(token)
 
@@ -518,7 +524,7 @@ class Router:
         that holds several waiting, as an AsyncFlow's nested posts) older than its timeout,
         naming who holds them; end instances that keep holding one well past it, when their
         executor can restart."""
-        now, clock = time.monotonic(), self.clock()
+        clock = self.clock()
         for req in [r for r in self._requests.values()
                     if (r.post is post if post is not None else r.deadline is not None and not r.post.abandoned)
                     and not r.done and r.deadline < clock]:
@@ -530,16 +536,16 @@ class Router:
                                         f'{p.timeout} s; held by {", ".join(holders) or "the router"}')
             error.executor = req.at and next(iter(req.at)).dep.name or ''
             for w in req.at:
-                self._hung.mark(w, p.timeout, now)
+                self._hung.mark(w, p.timeout, clock)  # (its grace on the same clock: see clock())
             if req.at:  # the documents as they entered the step that holds it (not another branch's output)
                 req.last = next(iter(req.at.values()))[1]
             self._fail(req, error)
-        self._end_overdue(now)
+        self._end_overdue()
         self._deliver()
 
-    def _end_overdue(self, now: float) -> None:
+    def _end_overdue(self) -> None:
         """End the instances the Flow gives up on (``Instances.end_overdue``); a hung one
         it leaves running takes the requests that waited for it."""
-        for w in self.instances.end_overdue(now):
+        for w in self.instances.end_overdue(time.monotonic(), self.clock()):
             self._next_waiting(w.dep)
 
