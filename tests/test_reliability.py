@@ -501,8 +501,9 @@ def test_only_as_many_hung_replicas_are_ended_as_restarts_are_left():
 
 # -- #6 stopped by a signal --------------------------------------------------------------------
 SIGNALLED = '''
-import json, os, sys, time
+import json, os, signal, sys, time
 import psutil
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (as from a terminal, even if the tests run under nohup)
 from runtime.transport.local.zygote import own_children
 from runtime import Document, Executor, Flow, requests
 ''' + REPORT_FLOW + '''
@@ -581,6 +582,25 @@ def test_an_executor_signalled_alone_dies_of_it_once_its_parent_does_not_stop_it
             os.close(pidfd)
         with pytest.raises(WorkerDiedError, match='SIGTERM'):
             f.post('/', Document())
+
+
+def test_an_executor_ignores_a_signal_its_parent_ignores():
+    # Under nohup (or the program's own SIG_IGN) a closed terminal's SIGHUP leaves the Flow
+    # running: its executors must not die of it either, grace or not.
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with Flow().add(name='nohup', uses=ShortGrace) as f:
+            pid = int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid'])
+            pidfd = os.pidfd_open(pid)
+            try:
+                os.kill(pid, signal.SIGHUP)
+                # (past its 0.5 s grace, it would have ended)
+                assert not select.select([pidfd], [], [], 1.5)[0], 'it died of a signal its parent ignores'
+            finally:
+                os.close(pidfd)
+            assert int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid']) == pid
+    finally:
+        signal.signal(signal.SIGHUP, old)
 
 
 # -- #7 threads --------------------------------------------------------------------------------

@@ -382,10 +382,14 @@ class Worker:
         process as it does on Ctrl-C, so that the executor's ``close()`` runs (an index it
         saves then is whole). So while the parent lives, the process only dies of the
         signal if the parent has not told it to stop within ``SIGNAL_GRACE_S`` (the signal
-        was sent to this process alone, or the parent is stuck). With the parent gone: the
+        was sent to this process alone, or the parent is stuck); where the parent ignores
+        the signal (``nohup``, the program's ``SIG_IGN``), so does the process, and the Flow
+        goes on. With the parent gone: the
         process's own arena, and the whole Flow's files, go now, and it dies of the signal
         as if it had not been caught."""
         if self.parent_alive() and not self.stopped:
+            if _ignores(self.parent_pid, signum):
+                return  # (nohup, or the program's SIG_IGN: the Flow goes on, and so does this process)
             if not self.signalled:
                 self.signalled = True
                 threading.Thread(target=self._die_unless_stopped, args=(signum,), name='signal-grace',
@@ -420,6 +424,18 @@ class Worker:
         Every worker does it; unlinking is idempotent and nobody maps the files anew."""
         sweep(self.prefix)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` ignores ``signum`` (its ``SigIgn`` mask in /proc)."""
+    try:
+        with open(f'/proc/{pid}/status', encoding='ascii') as fp:
+            for line in fp:
+                if line.startswith('SigIgn:'):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _libc_signal(signum: int, handler: int) -> None:
