@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import os
 import pickle
 import socket
 import sys
@@ -46,15 +47,16 @@ def executor_config(dep: Any, shard: int, replica: int) -> dict:
             'sys_path': list(sys.path), 'code_files': code_files(dep.cls)}
 
 
-def use_sys_path(cfg: dict) -> None:
+def use_sys_path(cfg: dict, existing: bool = False) -> None:
     """Take the parent's import path, in its order, in front of this process's own, so that
     a class pickled by reference (one defined in an importable module, e.g. a test file)
     loads here as it did there: call it before unpickling the class.
 
     In its order: a folder the parent appended (a ``py_modules`` file's, for its neighbours)
     must not come first here, or its ``executors.py`` would hide a package of that name the
-    parent found earlier on its path."""
-    parent = list(cfg.get('sys_path', ()))
+    parent found earlier on its path. ``existing``: only the folders that exist here (a Ray
+    actor on another node)."""
+    parent = [p for p in cfg.get('sys_path', ()) if not existing or os.path.isdir(p)]
     if parent:
         known = set(parent)
         sys.path[:] = parent + [p for p in sys.path if p not in known]

@@ -19,14 +19,13 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import sys
 import time
 import traceback
 from typing import Any
 
 import ray
 
-from ..handling import build_executor, find_handler, handled_endpoints, run_handler
+from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
 from .context import adopt
 from .payload import decode, encode, nbytes, pack, unpack
 
@@ -61,11 +60,9 @@ class ExecutorActor:
         # The script's cwd and environment of now, not the raylet's (see ``context``):
         # before the class loads, since its module may read them.
         adopt(self.context)
-        # The parent's sys.path first: a class pickled by reference (from a test module, a
-        # package next to the script) then imports on a node of this machine.
-        for p in reversed(self.cfg.get('sys_path', ())):
-            if p not in sys.path and os.path.isdir(p):
-                sys.path.insert(0, p)
+        # The parent's sys.path first, in its order: a class pickled by reference (from a
+        # test module, a package next to the script) then imports on a node of this machine.
+        use_sys_path(self.cfg, existing=True)
         try:
             cls = pickle.loads(self.cls_blob)
         except BaseException as exc:
