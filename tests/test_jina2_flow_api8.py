@@ -117,7 +117,7 @@ def test_port_expose_on_a_running_flow_moves_the_gateway_and_frees_the_old_port(
         assert (f.port_expose, f.protocol) == (second, 'http')
         assert http_call(second, 'GET', '/status')[0] == 200
         # Jina 2 post's data_type: what it meant, not a generic refusal
-        with pytest.raises(TypeError, match=r"'data_type'.*Jina 2's data_type told.*always Documents.*"
+        with pytest.raises(TypeError, match=r"'data_type'.*Jina 2's data_type told.*always read as AUTO.*"
                                             r"Document\(content=x\)"):
             f.post('/', ['raw text'], data_type='CONTENT')
     assert not listens(second)

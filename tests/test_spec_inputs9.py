@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from runtime import Document, DocumentArray, Executor, Flow, requests
+from runtime import BadInputError, Document, DocumentArray, Executor, Flow, requests
 from runtime.control.inputs import abatches, batched
 from runtime.control.post_args import check_prefetch, check_request_size
 from runtime.types.document.generators import from_csv, from_files, from_lines, from_ndjson
@@ -187,3 +187,29 @@ def test_bools_floats_and_non_positive_numpy_ints_are_still_refused(bad):
         check_request_size(bad)
     with pytest.raises(ValueError, match='prefetch must be a positive int'):
         check_prefetch(bad)
+
+
+# -- raw content as Jina 2's client wrapped it (data_type AUTO) ------------------------------------
+class Describe(Executor):
+    @requests
+    def describe(self, docs, groundtruths=None, **kwargs):
+        for i, d in enumerate(docs):
+            d.tags['got'] = [d.text, None if d.blob is None else list(d.blob.shape), d.buffer,
+                             groundtruths[i].text if groundtruths is not None else None]
+
+
+def test_raw_content_items_are_wrapped_as_jina2s_client_wrapped_them():
+    with Flow().add(uses=Describe) as f:
+        def got(inputs):
+            return [d.tags['got'] for r in f.post('/', inputs, return_results=True) for d in r.docs]
+
+        assert got(['plain text', '{"text": "json fields"}', {'text': 'dict fields'}, b'raw']) == [
+            ['plain text', None, None, None], ['json fields', None, None, None],
+            ['dict fields', None, None, None], [None, None, b'raw', None]]
+        assert got(np.zeros((3, 4), dtype=np.float32)) == [[None, [4], None, None]] * 3  # an array: its rows
+        assert got(iter([np.zeros(2)])) == [[None, [2], None, None]]
+        assert got([('query', 'answer')]) == [['query', None, None, 'answer']]  # a pair: a groundtruth
+        with pytest.raises(BadInputError, match=r'inputs item #1 got int 7'):
+            f.post('/', ['text', 7])
+        with pytest.raises(BadInputError, match='one text is no sequence of inputs'):
+            f.post('/', 'text')

@@ -26,11 +26,12 @@ def describe(obj: Any) -> str:
 def bad_input(obj: Any, where: str = 'inputs') -> BadInputError:
     hint = ''
     if isinstance(obj, np.ndarray):
-        hint = ' (for arrays use runtime.generators.from_ndarray(array))'
+        hint = ' (an array of one value is no input: give its rows, or runtime.generators.from_ndarray(array))'
     elif isinstance(obj, (str, bytes)):
-        hint = ' (for text use Document(text=...); for files use runtime.generators.from_files)'
+        hint = (' (one text is no sequence of inputs: pass [text], or Document(text=...); for files use '
+                'runtime.generators.from_files)')
     elif isinstance(obj, dict):
-        hint = ' (for a dict of fields use Document(the_dict))'
+        hint = ' (for a dict of fields use [the_dict] or Document(the_dict), which names what it cannot take)'
     return BadInputError(f'{where} got {describe(obj)}; pass a Document, a DocumentArray, a '
                          f'DocumentArrayMemmap, an iterable or generator of Documents, a generator '
                          f'function, or None{hint}')
@@ -61,13 +62,37 @@ def _is_pair(item: Any) -> bool:
             and isinstance(item[1], Document))
 
 
-def _check_items(items: list | tuple, start: int, pairs: bool | None) -> bool | None:
+def _wrapped(item: Any) -> Any:
+    """An input item as Jina 2's client read it (``data_type=AUTO``): a Document as it is;
+    a dict, or a str holding a JSON object, as a Document's fields; other text, bytes and
+    arrays as a Document's content (``text``, ``buffer``, ``blob``); a pair of those as a
+    (Document, groundtruth) pair. Anything else is returned as it is (and refused)."""
+    if isinstance(item, Document):
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        pair = (_wrapped(item[0]), _wrapped(item[1]))
+        return pair if all(isinstance(d, Document) for d in pair) else item
+    if isinstance(item, (dict, str)):
+        try:
+            return Document(item)
+        except (TypeError, ValueError):
+            if isinstance(item, dict):  # (fields it cannot take: refused, saying which)
+                return item
+    if isinstance(item, (str, bytes, np.ndarray)):
+        return Document(content=item)
+    return item
+
+
+def _check_items(items: list | tuple, start: int, pairs: bool | None) -> tuple[bool | None, list | tuple]:
     """Raise BadInputError at the first item (numbered from ``start``) that is not a
     Document, or, in inputs of (Document, groundtruth Document) pairs, not a pair. Whether
     the inputs are pairs is decided by their first item: ``pairs`` is what earlier items
-    decided (None before the first); returns it for the items after these."""
+    decided (None before the first); returns it for the items after these, and the items:
+    those given, or (where some were raw content, as Jina 2's client took it: text, a dict
+    of fields, bytes, an array) a copy with those wrapped in Documents (``_wrapped``)."""
     if pairs is not True and all(map(is_, map(type, items), repeat(Document))):
-        return False if items else pairs  # the common case, checked at C speed
+        return (False if items else pairs), items  # the common case, checked at C speed
+    items = [_wrapped(d) for d in items]
     for i, d in enumerate(items, start):
         if pairs is False and type(d) is Document:
             continue
@@ -79,7 +104,7 @@ def _check_items(items: list | tuple, start: int, pairs: bool | None) -> bool | 
                 raise BadInputError(f'inputs item #{i} is {describe(d)}; give either Documents or '
                                     f'(Document, groundtruth Document) pairs, not both')
             raise bad_input(d, f'inputs item #{i}')
-    return pairs
+    return pairs, items
 
 
 _NO_PAIRS = '(Document, groundtruth) pairs are taken by Flow.post only; send the Documents'
@@ -155,8 +180,8 @@ async def _atake_checked(it: AsyncIterator, size: int, start: int,
     more = True
     while more and len(chunk) < size:
         piece, more = await atake(it, min(size - len(chunk), _CHECK_EVERY))
-        pairs = _check_items(piece, start + len(chunk), pairs)
-        chunk += piece
+        pairs, checked = _check_items(piece, start + len(chunk), pairs)
+        chunk += checked
     return chunk, pairs, more
 
 
@@ -238,14 +263,15 @@ def _split(inputs: Any, size: int) -> Iterator[DocumentArray]:
         return
     if is_async_input(inputs):
         raise async_input_error(inputs)
-    if isinstance(inputs, (str, bytes, dict, np.ndarray, int, float, complex, bool)) \
-            or not isinstance(inputs, Iterable):
+    # (An array is its rows, each a Document's blob, as Jina 2's client read it; one str,
+    # bytes or dict is no sequence of inputs: its characters or keys would be.)
+    if isinstance(inputs, (str, bytes, dict, int, float, complex, bool)) \
+            or (isinstance(inputs, np.ndarray) and inputs.ndim == 0) or not isinstance(inputs, Iterable):
         raise bad_input(inputs)
     # A tuple is a sequence of inputs like a list, whatever its length: a tuple of two
     # Documents is two documents (as Jina 2 read it), a pair is an item: [(doc, truth)].
     if isinstance(inputs, (list, tuple)):
-        _check_items(inputs, 0, None)
-        yield from _chunks(iter(inputs), size, check=False)
+        yield from _chunks(iter(_check_items(inputs, 0, None)[1]), size, check=False)
     else:
         yield from _chunks(iter(inputs), size, check=not isinstance(inputs, DocumentSequence))
 
@@ -278,8 +304,8 @@ def _take_checked(it: Iterator, size: int, start: int, pairs: bool | None) -> tu
     while len(chunk) < size:
         want = min(size - len(chunk), _CHECK_EVERY)
         piece = list(itertools.islice(it, want))
-        pairs = _check_items(piece, start + len(chunk), pairs)
-        chunk += piece
+        pairs, checked = _check_items(piece, start + len(chunk), pairs)
+        chunk += checked
         if len(piece) < want:  # the input is exhausted
             break
     return chunk, pairs
