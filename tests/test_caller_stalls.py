@@ -204,3 +204,47 @@ def test_a_post_inside_a_callback_does_not_count_its_callbacks_time_twice():
         assert len(failed_at) == 1
         # 0.5 s, plus the callback's 1 s once: ~1.5 s (counted twice, it came at ~2.5 s)
         assert failed_at[0] < 2.2, failed_at
+
+
+def test_a_post_inside_a_callback_does_not_count_its_own_callbacks_time():
+    def post_with_a_slow_callback(f) -> list:
+        errors = []
+
+        def on_done(resp):
+            if not resp.docs[0].tags.get('s'):
+                time.sleep(0.8)  # while the other request takes 1 s
+        f.post('/x', [Document(), Document(tags={'s': 1.0})], request_size=1, timeout=0.6, on_done=on_done,
+               on_error=lambda r: errors.append(r.status.description))
+        return errors
+
+    nested = []
+    with Flow().add(uses=Sleepy, name='sleepy', replicas=2) as f:
+        top = post_with_a_slow_callback(f)
+        f.post('/x', [Document()], on_done=lambda r: nested.append(post_with_a_slow_callback(f)))
+    assert top == [] and nested == [[]]
+
+
+class Hangs(Executor):
+    @requests
+    def work(self, docs, **kwargs):
+        if any(d.tags.get('hang') for d in docs):
+            time.sleep(60)  # (ended by the Flow, long before)
+
+
+def test_an_asyncflow_reading_a_slow_input_still_ends_a_hung_instance(caplog):
+    """Waiting for an async input, the Flow's thread pumps the router: that time is the
+    Flow's, so a hung instance's grace runs out and it is ended, as in any post."""
+    import asyncio
+    from runtime import AsyncFlow
+
+    async def main():
+        async def feed():  # a live feed: an item every 0.4 s
+            yield Document(tags={'hang': True})
+            for i in range(6):
+                await asyncio.sleep(0.4)
+                yield Document(id=str(i))
+        async with AsyncFlow().add(uses=Hangs, name='hangs', replicas=2, max_restarts=1) as f:
+            async for _ in f.post('/x', feed, request_size=1, timeout=0.3, continue_on_error=True):
+                pass
+    asyncio.run(main())
+    assert "ending 'hangs' (replica" in caplog.text

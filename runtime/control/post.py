@@ -227,15 +227,11 @@ class Post:
         the exception that reading or encoding it raised; False at the end of the inputs."""
         try:
             if self._reads_user_code:
-                router = self.router
-                depth, began = router.in_caller, time.monotonic()
-                router.in_caller = depth + 1
+                self.router.enter_caller()  # (its time is not counted: see Router.clock)
                 try:
                     batch = next(batches, None)
                 finally:
-                    router.in_caller = depth
-                    if not depth:  # (see Router.in_caller)
-                        router.stalled += time.monotonic() - began
+                    self.router.leave_caller()
             else:
                 batch = next(batches, None)
             if batch is None:

@@ -269,18 +269,20 @@ class AsyncInputs:
             self._loop.call_soon_threadsafe(self._read, box)
         except RuntimeError:  # the loop is closed: nobody reads this post any more
             raise Stopped() from None
-        while True:
-            out = self._sent > handover.answered  # (each request gets exactly one response)
-            turns.wait(handover, box.done, READ_POLL_S if out else None)
-            if router is None or router.closing:
-                raise Stopped()
-            if box.done():
-                return box.result()
-            # The post itself pumps only once its input is read: its replies are handed on
-            # here meanwhile, as a nested post's pumping does for the post it is nested in,
-            # and its requests time out here as they do in its own loop.
-            router.pump(0)
-            router.expire()  # (every post this thread holds: they wait, and cannot)
+        # (pumped meanwhile: the wait is not the caller's time, see Router.clock)
+        with contextlib.nullcontext() if router is None else router.serviced():
+            while True:
+                out = self._sent > handover.answered  # (each request gets exactly one response)
+                turns.wait(handover, box.done, READ_POLL_S if out else None)
+                if router is None or router.closing:
+                    raise Stopped()
+                if box.done():
+                    return box.result()
+                # The post itself pumps only once its input is read: its replies are handed
+                # on here meanwhile, as a nested post's pumping does for the post it is nested
+                # in, and its requests time out here as they do in its own loop.
+                router.pump(0)
+                router.expire()  # (every post this thread holds: they wait, and cannot)
 
     # -- on the loop -----------------------------------------------------------------------
     def _read(self, box: concurrent.futures.Future) -> None:
