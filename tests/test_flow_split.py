@@ -130,3 +130,22 @@ def test_a_misspelt_flow_or_add_argument_is_named_with_what_was_meant():
     with pytest.raises(TypeError, match=r'add\(port_expose=...\) placed a Jina 2 executor on another machine.*'
                                         r'to serve the Flow itself, give Flow\(port_expose=...\)'):
         Flow().add(port_expose=1)  # a Jina 2 option keeps its own advice (a pod's port, not the gateway's)
+
+
+def test_a_handler_the_program_sets_while_a_flow_runs_outlives_the_flow():
+    def graceful(signum, frame):
+        pass
+    before = [signal.getsignal(s) for s in STOP_SIGNALS]
+    stop = StopSignals()
+    stop.catch()
+    try:
+        signal.signal(signal.SIGTERM, graceful)  # the program's own, set while the Flow runs
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    finally:
+        stop.restore()
+    try:
+        assert signal.getsignal(signal.SIGTERM) is graceful
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for s, old in zip(STOP_SIGNALS, before):
+            signal.signal(s, old)

@@ -89,7 +89,10 @@ class StopSignals:
             self.released = bool(self._old)
             return
         for signum, old in self._old.items():
-            signal.signal(signum, old)
+            # Only where the handler is still this Flow's: one the program set while the Flow
+            # ran (its own shutdown, or SIG_IGN) is what it wants from now on.
+            if getattr(signal.getsignal(signum), 'owner', None) is self:
+                signal.signal(signum, old)
         self._old = {}
 
     def die_if_caught(self) -> None:

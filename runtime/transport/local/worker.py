@@ -9,7 +9,6 @@ requests until told to stop or until its parent is gone.
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
 import logging
 import os
@@ -27,7 +26,7 @@ from . import protocol as P
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
 from .codec import decode, encode
 from .received import KEPT_ARENA_FRACTION, InputBuffers, held_elsewhere
-from .shm import SHM_DIR, Arena, Mapper, sweep
+from .shm import Arena, Mapper, sweep
 from .worker_logs import ParentHandler, env_level, install
 
 logger = logging.getLogger('runtime')
@@ -42,9 +41,6 @@ PINS_CHECK_S = 0.02
 #: How often the watcher thread checks the parent, and how long it then gives the main
 #: loop to exit by itself (it is idle, or its handler is about to return).
 WATCH_S, WATCH_GRACE_S = 0.25, 1.0
-#: How long a process signalled with SIGTERM / SIGHUP while its parent lives waits to be
-#: told to stop (see ``Worker.on_signal``) before it dies of the signal.
-SIGNAL_GRACE_S = 10.0
 #: How long a log record waits for room in a full pipe to the parent (see send_log).
 LOG_WAIT_MS = 500
 #: The longest a closing process waits for the parent's answer to its last message.
@@ -80,7 +76,6 @@ class Worker:
         self.logs: ParentHandler | None = None  # once configured, records go to the parent
         self.log_stalled = False  # a log record found no room in vain (see send_log)
         self.stopped = False  # told STOP: the parent waits for this process's last words
-        self.signalled = False  # got SIGTERM / SIGHUP while the parent lived (see on_signal)
 
     # -- messaging -------------------------------------------------------------------------
     # The parent batches what it has for us (see protocol.pack); we answer each request as
@@ -378,44 +373,20 @@ class Worker:
     def on_signal(self, signum: int, frame) -> None:
         """SIGTERM / SIGHUP (a systemd stop, timeout(1), a closed terminal).
 
-        Those signal the whole process group: the parent got it too, and stops this
-        process as it does on Ctrl-C, so that the executor's ``close()`` runs (an index it
-        saves then is whole). So while the parent lives, the process only dies of the
-        signal if the parent has not told it to stop within ``SIGNAL_GRACE_S`` (the signal
-        was sent to this process alone, or the parent is stuck); where the parent ignores
-        the signal (``nohup``, the program's ``SIG_IGN``), so does the process, and the Flow
-        goes on. With the parent gone: the
-        process's own arena, and the whole Flow's files, go now, and it dies of the signal
-        as if it had not been caught."""
-        if self.parent_alive() and not self.stopped:
-            if _ignores(self.parent_pid, signum):
-                return  # (nohup, or the program's SIG_IGN: the Flow goes on, and so does this process)
-            if not self.signalled:
-                self.signalled = True
-                threading.Thread(target=self._die_unless_stopped, args=(signum,), name='signal-grace',
-                                 daemon=True).start()
+        Those signal the whole process group, the parent too. While the parent lives and
+        takes the signal (catches it: a Flow, which then stops this process as on Ctrl-C so
+        that the executor's ``close()`` runs, or the program's own handler; or ignores it:
+        ``nohup``), the parent decides, and this process goes on until told to stop. Once
+        told to stop (a second signal during ``close()``), or where the parent does not take
+        it (it dies of it), or with the parent gone: the process's own arena, and the whole
+        Flow's files if the parent is gone, go now, and it dies of the signal as if it had
+        not been caught."""
+        if self.parent_alive() and not self.stopped and _takes(self.parent_pid, signum):
             return
         self.arena.close()
         if not self.parent_alive():
             self.orphan_cleanup()
         signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-    def _die_unless_stopped(self, signum: int) -> None:
-        deadline = time.monotonic() + SIGNAL_GRACE_S
-        while time.monotonic() < deadline:
-            if self.stopped or not self.parent_alive():
-                return  # (the parent closes it; or, gone, watch_parent's cleanup follows)
-            time.sleep(WATCH_S)
-        logger.debug('%s: signal %d and no stop from the parent within %.0f s; dying of it', self.name, signum,
-                     SIGNAL_GRACE_S)
-        # Its own files only (the main thread may still use their maps): the arena, its segments.
-        sweep(f'{self.arena.name}-s')
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(SHM_DIR, self.arena.name))
-        # Python's handler runs only in the main thread, which may be in a long handler:
-        # the kernel's default action, set from here, ends the process at once.
-        _libc_signal(signum, 0)  # SIG_DFL
         os.kill(os.getpid(), signum)
 
     def orphan_cleanup(self) -> None:
@@ -426,25 +397,16 @@ class Worker:
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
-def _ignores(pid: int, signum: int) -> bool:
-    """Whether process ``pid`` ignores ``signum`` (its ``SigIgn`` mask in /proc)."""
+def _takes(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` catches or ignores ``signum`` (its ``SigCgt`` / ``SigIgn``
+    masks in /proc): it does not die of it. Unknown (no /proc): False, so this process does
+    not outlive a parent that may be dying of the signal."""
     try:
         with open(f'/proc/{pid}/status', encoding='ascii') as fp:
-            for line in fp:
-                if line.startswith('SigIgn:'):
-                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def _libc_signal(signum: int, handler: int) -> None:
-    """libc's signal(): unlike Python's, callable from any thread (a disposition is the
-    whole process's)."""
-    libc_signal = ctypes.CDLL(None).signal
-    libc_signal.restype = ctypes.c_void_p
-    libc_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-    libc_signal(signum, handler)
+            masks = [int(line.split()[1], 16) for line in fp if line.startswith(('SigIgn:', 'SigCgt:'))]
+    except (OSError, ValueError, IndexError):
+        return False
+    return any(m >> (signum - 1) & 1 for m in masks)
 
 
 #: prctl's option that names the calling thread (the process's main thread: its comm).
