@@ -203,13 +203,17 @@ def test_raw_content_items_are_wrapped_as_jina2s_client_wrapped_them():
         def got(inputs):
             return [d.tags['got'] for r in f.post('/', inputs, return_results=True) for d in r.docs]
 
-        assert got(['plain text', '{"text": "json fields"}', {'text': 'dict fields'}, b'raw']) == [
-            ['plain text', None, None, None], ['json fields', None, None, None],
-            ['dict fields', None, None, None], [None, None, b'raw', None]]
+        # (a str is always text, even one holding JSON: its text is never lost)
+        assert got(['plain text', '{"text": "json"}', {'text': 'dict fields'}, b'raw', np.str_('np')]) == [
+            ['plain text', None, None, None], ['{"text": "json"}', None, None, None],
+            ['dict fields', None, None, None], [None, None, b'raw', None], ['np', None, None, None]]
+        assert len(f.post('/', np.zeros((0, 4)), return_results=True)) == 1  # (no row: one empty request, as [])
         assert got(np.zeros((3, 4), dtype=np.float32)) == [[None, [4], None, None]] * 3  # an array: its rows
         assert got(iter([np.zeros(2)])) == [[None, [2], None, None]]
         assert got([('query', 'answer')]) == [['query', None, None, 'answer']]  # a pair: a groundtruth
         with pytest.raises(BadInputError, match=r'inputs item #1 got int 7'):
             f.post('/', ['text', 7])
+        with pytest.raises(BadInputError, match=r'inputs item #0: a dict of Document fields .*text'):
+            f.post('/', [{'text': 1}])
         with pytest.raises(BadInputError, match='one text is no sequence of inputs'):
             f.post('/', 'text')

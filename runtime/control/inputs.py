@@ -33,8 +33,8 @@ def bad_input(obj: Any, where: str = 'inputs') -> BadInputError:
     elif isinstance(obj, dict):
         hint = ' (for a dict of fields use [the_dict] or Document(the_dict), which names what it cannot take)'
     return BadInputError(f'{where} got {describe(obj)}; pass a Document, a DocumentArray, a '
-                         f'DocumentArrayMemmap, an iterable or generator of Documents, a generator '
-                         f'function, or None{hint}')
+                         f'DocumentArrayMemmap, an iterable or generator of Documents (or of text, bytes, '
+                         f'arrays or dicts of fields, each made a Document), a generator function, or None{hint}')
 
 
 def is_async_input(inputs: Any) -> bool:
@@ -62,23 +62,27 @@ def _is_pair(item: Any) -> bool:
             and isinstance(item[1], Document))
 
 
-def _wrapped(item: Any) -> Any:
-    """An input item as Jina 2's client read it (``data_type=AUTO``): a Document as it is;
-    a dict, or a str holding a JSON object, as a Document's fields; other text, bytes and
-    arrays as a Document's content (``text``, ``buffer``, ``blob``); a pair of those as a
-    (Document, groundtruth) pair. Anything else is returned as it is (and refused)."""
+def _wrapped(item: Any, i: int) -> Any:
+    """Input item #``i`` as Jina 2's client read it (``data_type=AUTO``): a Document as it
+    is; a dict as a Document's fields; text, bytes and arrays as a Document's content
+    (``text``, ``buffer``, ``blob``); a pair of those as a (Document, groundtruth) pair.
+    Anything else is returned as it is (and refused). Unlike Jina 2, text is always text: a
+    line that happens to hold a JSON object is not read as fields (Jina 2 did, depending on
+    the request's first item), which would lose the text without a word."""
     if isinstance(item, Document):
         return item
     if isinstance(item, tuple) and len(item) == 2:
-        pair = (_wrapped(item[0]), _wrapped(item[1]))
+        pair = (_wrapped(item[0], i), _wrapped(item[1], i))
         return pair if all(isinstance(d, Document) for d in pair) else item
-    if isinstance(item, (dict, str)):
+    if isinstance(item, dict):
         try:
             return Document(item)
-        except (TypeError, ValueError):
-            if isinstance(item, dict):  # (fields it cannot take: refused, saying which)
-                return item
-    if isinstance(item, (str, bytes, np.ndarray)):
+        except Exception as exc:  # noqa: BLE001 - any field it cannot take: refused, saying why
+            raise BadInputError(f'inputs item #{i}: a dict of Document fields that a Document cannot take: '
+                                f'{type(exc).__name__}: {exc}') from None
+    if isinstance(item, str):
+        return Document(content=str(item))  # (a numpy str_ too: as a str)
+    if isinstance(item, (bytes, np.ndarray)):
         return Document(content=item)
     return item
 
@@ -92,7 +96,7 @@ def _check_items(items: list | tuple, start: int, pairs: bool | None) -> tuple[b
     of fields, bytes, an array) a copy with those wrapped in Documents (``_wrapped``)."""
     if pairs is not True and all(map(is_, map(type, items), repeat(Document))):
         return (False if items else pairs), items  # the common case, checked at C speed
-    items = [_wrapped(d) for d in items]
+    items = [_wrapped(d, i) for i, d in enumerate(items, start)]
     for i, d in enumerate(items, start):
         if pairs is False and type(d) is Document:
             continue
@@ -239,7 +243,7 @@ def _batches(inputs: Any, size: int) -> Iterator[DocumentArray]:
         empty = False
         yield batch
     # (Sequence: what Jina 2's batch_iterator sent whole when it was short, even empty.)
-    if empty and (inputs is None or isinstance(inputs, (Sequence, DocumentSequence))):
+    if empty and (inputs is None or isinstance(inputs, (Sequence, DocumentSequence, np.ndarray))):
         yield DocumentArray()
 
 

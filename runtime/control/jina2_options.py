@@ -139,9 +139,9 @@ CLIENT_ONLY = {
 }
 #: Jina 2 post's ``data_type`` (DataInputType): whether inputs were Documents or raw content to wrap.
 DATA_TYPE = ("told Jina 2's client whether the inputs were Documents (DOCUMENT), raw content to wrap in Documents "
-             "(CONTENT) or either (AUTO, its default); here inputs are always read as AUTO read them (a dict or a "
-             "JSON object string as a Document's fields, other text, bytes and arrays as its content), so remove "
-             "it; for CONTENT, wrap them yourself: post(on, [Document(content=x) for x in data])")
+             "(CONTENT) or either (AUTO, its default); here inputs are always read as AUTO read them (a dict as a "
+             "Document's fields, text, bytes and arrays as its content), so remove it; for CONTENT, wrap them "
+             "yourself: post(on, [Document(content=x) for x in data])")
 
 
 def _plain(value: Any) -> Any:
