@@ -149,3 +149,29 @@ def test_a_handler_the_program_sets_while_a_flow_runs_outlives_the_flow():
     finally:
         for s, old in zip(STOP_SIGNALS, before):
             signal.signal(s, old)
+
+
+def test_a_handler_c_code_took_away_under_python_is_replaced():
+    # ray.shutdown puts SIGTERM's default back from C, under the handler Python still lists:
+    # a Flow that trusted that list would leave the process to die of SIGTERM at once.
+    import ctypes
+    import os
+    from runtime.procfs import takes_signal
+
+    def stale(signum, frame):
+        pass
+    before = signal.signal(signal.SIGTERM, stale)
+    libc_signal = ctypes.CDLL(None).signal
+    libc_signal.restype, libc_signal.argtypes = ctypes.c_void_p, (ctypes.c_int, ctypes.c_void_p)
+    libc_signal(signal.SIGTERM, 0)  # SIG_DFL, as C code does
+    try:
+        assert signal.getsignal(signal.SIGTERM) is stale and takes_signal(os.getpid(), signal.SIGTERM) is False
+        stop = StopSignals()
+        stop.catch()
+        try:
+            assert takes_signal(os.getpid(), signal.SIGTERM) is True
+        finally:
+            stop.restore()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # (what the process really had)
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -20,6 +20,8 @@ import signal
 import threading
 from typing import Any
 
+from ..procfs import takes_signal
+
 __all__ = ['STOP_SIGNALS', 'StopSignals']
 
 #: Signals that stop a Flow as Ctrl-C does (a systemd stop, timeout(1), a closed terminal).
@@ -77,6 +79,11 @@ class StopSignals:
             owner = getattr(old, 'owner', None)
             if isinstance(owner, StopSignals) and owner.released:
                 old = owner._old.pop(signum)  # taken over: what that Flow would have put back
+            elif callable(old) and takes_signal(os.getpid(), signum) is False:
+                # A handler Python still lists but the process no longer has: C code put the
+                # default back under it (ray.shutdown does, for its SIGTERM handler). The
+                # signal would kill the process at once, its executors left behind.
+                old = signal.SIG_DFL
             if old == signal.SIG_DFL:  # (None: a handler set from C, which cannot be put back)
                 self._old[signum] = old
                 signal.signal(signum, on_signal)

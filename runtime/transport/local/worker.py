@@ -23,6 +23,7 @@ import traceback
 import zmq
 
 from . import protocol as P
+from ...procfs import takes_signal
 from ..handling import build_executor, find_handler, handled_endpoints, run_handler, use_sys_path
 from .codec import decode, encode
 from .received import KEPT_ARENA_FRACTION, InputBuffers, held_elsewhere
@@ -381,7 +382,8 @@ class Worker:
         it (it dies of it), or with the parent gone: the process's own arena, and the whole
         Flow's files if the parent is gone, go now, and it dies of the signal as if it had
         not been caught."""
-        if self.parent_alive() and not self.stopped and _takes(self.parent_pid, signum):
+        # (unknown, without /proc: taken as not, so as not to outlive a parent dying of it)
+        if self.parent_alive() and not self.stopped and takes_signal(self.parent_pid, signum):
             return
         self.arena.close()
         if not self.parent_alive():
@@ -395,18 +397,6 @@ class Worker:
         Every worker does it; unlinking is idempotent and nobody maps the files anew."""
         sweep(self.prefix)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
-
-
-def _takes(pid: int, signum: int) -> bool:
-    """Whether process ``pid`` catches or ignores ``signum`` (its ``SigCgt`` / ``SigIgn``
-    masks in /proc): it does not die of it. Unknown (no /proc): False, so this process does
-    not outlive a parent that may be dying of the signal."""
-    try:
-        with open(f'/proc/{pid}/status', encoding='ascii') as fp:
-            masks = [int(line.split()[1], 16) for line in fp if line.startswith(('SigIgn:', 'SigCgt:'))]
-    except (OSError, ValueError, IndexError):
-        return False
-    return any(m >> (signum - 1) & 1 for m in masks)
 
 
 #: prctl's option that names the calling thread (the process's main thread: its comm).
