@@ -227,11 +227,11 @@ class Post:
         the exception that reading or encoding it raised; False at the end of the inputs."""
         try:
             if self._reads_user_code:
-                self.router.enter_caller()  # (its time is not counted: see Router.clock)
+                self.router.caller.enter()  # (its time is not counted: see caller_clock)
                 try:
                     batch = next(batches, None)
                 finally:
-                    self.router.leave_caller()
+                    self.router.caller.leave()
             else:
                 batch = next(batches, None)
             if batch is None:

@@ -18,20 +18,20 @@ Example
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import logging
 import os
 import secrets
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..array import DocumentArray
 from ..errors import ExecutorError, RequestTimeoutError
 from ..response import Status
 from ..transport.base import Died, Failed, InitFailed, Ready, Reply, Transport, Worker
 from ..transport.handling import GROUNDTRUTHS
+from .caller_clock import CallerClock
 from .instances import MAX_OUTSTANDING, POLL_S, WAIT, Instances
 from .merge import branch_merge, concatenate, shard_merge
 from .topology import END, GATEWAY, Deployment, Plan, targets
@@ -89,52 +89,13 @@ class Router:
         self.id_prefix = f'{os.getpid()}-{secrets.token_hex(4)}'  # request ids are f'{id_prefix}-{n}'
         #: Set (to why) from another thread to stop the post running here at its next poll.
         self.closing: str | None = None
-        # The time the caller's own code held this thread while the router was not pumped
-        # (see ``clock``): ``stalled`` the stretches that ended, ``_paused`` when the one
-        # going on began (None: none is), ``in_caller`` how deep in the caller's code the
-        # thread is (a post inside a callback: its own pumps let the clock run again).
-        self.stalled = 0.0
-        self._paused: float | None = None
-        self.in_caller = 0
+        #: The time requests' timeouts and hung instances' graces count (see caller_clock).
+        self.caller = CallerClock()
 
     def clock(self) -> float:
-        """The time a request's ``post(timeout=...)`` and a hung instance's grace count:
-        a slow callback or input generator holds this thread, so the Flow could not move
-        requests on meanwhile; that time is the caller's, and must not fail requests or
-        have executors taken for hung. It stands still while the caller's code runs,
-        except while that code pumps the router itself (a post inside a callback, an
-        AsyncFlow reading its input), and never goes back."""
-        now = time.monotonic()
-        return (now if self._paused is None else self._paused) - self.stalled
-
-    def enter_caller(self) -> None:
-        """The caller's code (a callback, reading its input) runs from now: ``clock``
-        stands still until ``leave_caller``, or until this code pumps the router."""
-        self.in_caller += 1
-        if self._paused is None:
-            self._paused = time.monotonic()
-
-    def leave_caller(self) -> None:
-        self.in_caller -= 1
-        if not self.in_caller and self._paused is not None:
-            self.stalled += time.monotonic() - self._paused
-            self._paused = None
-
-    @contextlib.contextmanager
-    def serviced(self) -> Iterator[None]:
-        """Inside the caller's code, a wait during which this thread pumps the router now
-        and then (an AsyncFlow waiting for its input to yield): the Flow moves requests on,
-        so ``clock`` runs, as outside the caller's code."""
-        depth, self.in_caller = self.in_caller, 0
-        if self._paused is not None:
-            self.stalled += time.monotonic() - self._paused
-            self._paused = None
-        try:
-            yield
-        finally:
-            self.in_caller = depth
-            if depth:
-                self._paused = time.monotonic()
+        """``caller.now()``: time that stands still while the caller's code holds this
+        thread (see ``caller_clock``)."""
+        return self.caller.now()
 
     # -- start / stop --------------------------------------------------------------------------
     @property
@@ -334,14 +295,12 @@ class Router:
 
     def _book(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for events and book them; what moves on is sent."""
-        if self._paused is not None:  # (pumped from inside the caller's code: the clock runs)
-            self.stalled += time.monotonic() - self._paused
-            self._paused = None
+        caller = self.caller
+        caller.resume()  # (pumped from inside the caller's code: the clock runs)
         try:
             self._take_events(timeout_s)
         finally:
-            if self.in_caller:  # (back to the caller's code)
-                self._paused = time.monotonic()
+            caller.pause_if_inside()
 
     def _take_events(self, timeout_s: float) -> None:
         for event in self.transport.poll(timeout_s):
@@ -376,12 +335,12 @@ class Router:
         finished = self._finished
         while finished:
             post, resp, ndocs, token = finished.popleft()
-            self.enter_caller()
+            self.caller.enter()
             try:
                 if not post.abandoned:
                     post.finished(resp, ndocs)
             finally:
-                self.leave_caller()
+                self.caller.leave()
                 del resp  # the arrays the callbacks did not keep are released now
                 self.transport.close_result(token)
 

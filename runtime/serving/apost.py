@@ -269,8 +269,8 @@ class AsyncInputs:
             self._loop.call_soon_threadsafe(self._read, box)
         except RuntimeError:  # the loop is closed: nobody reads this post any more
             raise Stopped() from None
-        # (pumped meanwhile: the wait is not the caller's time, see Router.clock)
-        with contextlib.nullcontext() if router is None else router.serviced():
+        # (pumped meanwhile: the wait is not the caller's time, see caller_clock)
+        with contextlib.nullcontext() if router is None else router.caller.serviced():
             while True:
                 out = self._sent > handover.answered  # (each request gets exactly one response)
                 turns.wait(handover, box.done, READ_POLL_S if out else None)
