@@ -564,34 +564,31 @@ class Pid(Executor):
             d.tags['pid'] = os.getpid()
 
 
-def test_an_executor_signalled_alone_is_left_to_its_flow():
-    # The Flow (which catches SIGTERM while it runs) decides when its executors stop: one
-    # signalled alone goes on serving, its state whole.
+def _signal_leaves_it_serving(signum: int) -> None:
+    """Send ``signum`` to a Flow's one executor alone: it must go on serving, the same
+    process (its state whole)."""
     with Flow().add(name='alone', uses=Pid) as f:
         pid = int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid'])
         pidfd = os.pidfd_open(pid)  # (waits without reaping it: the Flow reaps its own)
         try:
-            os.kill(pid, signal.SIGTERM)
-            assert not select.select([pidfd], [], [], 1.0)[0], 'it died of a signal its Flow takes'
+            os.kill(pid, signum)
+            assert not select.select([pidfd], [], [], 1.0)[0], f'it died of {signal.Signals(signum).name}'
         finally:
             os.close(pidfd)
         assert int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid']) == pid
 
 
+def test_an_executor_signalled_alone_is_left_to_its_flow():
+    # The Flow (which catches SIGTERM while it runs) decides when its executors stop.
+    _signal_leaves_it_serving(signal.SIGTERM)
+
+
 def test_an_executor_ignores_a_signal_its_parent_ignores():
     # Under nohup (or the program's own SIG_IGN) a closed terminal's SIGHUP leaves the Flow
-    # running: its executors must not die of it either, grace or not.
+    # running: its executors must not die of it either.
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        with Flow().add(name='nohup', uses=Pid) as f:
-            pid = int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid'])
-            pidfd = os.pidfd_open(pid)
-            try:
-                os.kill(pid, signal.SIGHUP)
-                assert not select.select([pidfd], [], [], 1.0)[0], 'it died of a signal its parent ignores'
-            finally:
-                os.close(pidfd)
-            assert int(f.post('/', Document(), return_results=True)[0].docs[0].tags['pid']) == pid
+        _signal_leaves_it_serving(signal.SIGHUP)
     finally:
         signal.signal(signal.SIGHUP, old)
 

@@ -142,7 +142,7 @@ class Post:
         # Reading an input that runs the caller's code may take any time (a live feed, a
         # query typed in): replies are booked and delivered between its reads, or each
         # result would wait until the window filled. (That time is not counted against
-        # post(timeout=...): see Router.clock.)
+        # post(timeout=...): see caller_clock.)
         pumped = time.monotonic() if not read_ahead else None
         self._reads_user_code = not read_ahead
         try:
