@@ -7,6 +7,7 @@ import glob
 import base64
 import http.client
 import json
+import logging
 import os
 import select
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import numpy as np
 import psutil
@@ -824,3 +826,46 @@ def test_the_clients_server_error_is_one_of_runtimes_errors():
     import runtime
     from runtime import excepts
     assert runtime.ServerError is excepts.ServerError is ServerError
+
+
+class HangsOnTag(Executor):
+    @requests
+    def work(self, docs, **kwargs):
+        if any(d.tags.get('hang') for d in docs):
+            time.sleep(60)  # (ended by the Flow long before)
+        for d in docs:
+            d.tags['pid'] = os.getpid()
+
+
+def test_a_client_timeout_frees_the_gateway_from_a_hung_handler():
+    from runtime import RequestTimeoutError
+    # The Client's timeout reaches the Flow as post(timeout=): the hung request fails there
+    # (and its instance is taken for hung, as in-process); without it every later request,
+    # from every client, queued behind the hung post for good while an idle replica waited.
+    port = free_port()
+    with Flow(port_expose=port, protocol='http', timeout_close=1).add(
+            uses=HangsOnTag, name='hangs', replicas=2, max_restarts=1) as f, Client(port=port) as client:
+        with pytest.raises((TimeoutError, RequestTimeoutError)):
+            client.post('/', Document(tags={'hang': True}), timeout=1.0)
+        t0 = time.monotonic()
+        got = client.post('/', Document(), return_results=True, timeout=10)
+        assert got[0].docs[0].tags['pid'] and time.monotonic() - t0 < 5
+
+
+def test_a_request_timeout_is_checked_where_it_is_read():
+    req = decode_request(b'{"data": [], "timeout": 2.5}', '/search')
+    assert req.timeout == 2.5 and decode_request(b'{"data": []}', '/search').timeout is None
+    assert json.loads(encode_request(None, '/search', timeout=3))['timeout'] == 3
+    for bad in ('-1', '0', 'true', '"5"', '[1]'):
+        with pytest.raises(WireError, match='timeout must be a number of seconds > 0'):
+            decode_request(f'{{"timeout": {bad}}}'.encode(), '/search')
+
+
+def test_a_client_gone_mid_upload_is_no_server_error(caplog):
+    port = free_port()
+    with Flow(port_expose=port, protocol='http') as f, Client(port=port) as client:
+        with socket.create_connection(('127.0.0.1', port)) as sock:
+            sock.sendall(b'POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                         b'Content-Length: 1000\r\n\r\n{"data": [')
+        assert client.post('/', Document(), return_results=True)[0].docs  # (served after it)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -111,7 +111,8 @@ class AsyncClient:
         aiohttp = import_aiohttp('AsyncClient')
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=opts.timeout)) as session:
             async def one(i: int, batch: Any) -> tuple[Response, int]:
-                body = encode_request(batch, on, opts.parameters, opts.target_executor, self.array_format)
+                body = encode_request(batch, on, opts.parameters, opts.target_executor, self.array_format,
+                                      opts.timeout)
                 status, data = await self._exchange(aiohttp, session, body, opts.timeout)
                 return response_from(status, data, self.url, i), len(batch)
 

@@ -260,7 +260,7 @@ class Client:
         raise AssertionError('unreachable')
 
     def _send(self, endpoint: str, docs: Any, opts: PostOptions, index: int) -> Response:
-        body = encode_request(docs, endpoint, opts.parameters, opts.target_executor, self.array_format)
+        body = encode_request(docs, endpoint, opts.parameters, opts.target_executor, self.array_format, opts.timeout)
         status, data = self._exchange('POST', '/post', body, opts.timeout)
         return response_from(status, data, self.url, index)
 
@@ -319,8 +319,10 @@ class Client:
             taken; a larger value is refused (``AsyncClient`` honours it).
         timeout : float, optional
             Seconds to wait for each answer, for this post (default: the Client's
-            ``timeout``); a slower one raises TimeoutError (the request may still run on
-            the server).
+            ``timeout``); a slower one raises TimeoutError. The gateway is told it too: the
+            Flow fails the request after that long, as ``Flow.post(timeout=...)`` does (a
+            hung handler is ended there when its executor has restarts left), so the posts
+            after it do not wait behind it.
         continue_on_error : bool
             Log (logger 'runtime', ERROR) and go on instead of stopping: a failed request
             without ``on_error``, and an exception a callback raises (with its traceback).

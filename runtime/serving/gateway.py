@@ -332,7 +332,10 @@ class Gateway:
             return self._refuse(413, f'the request body has {request.content_length} bytes, more than the '
                                      f'{self.max_body_bytes} this gateway takes (Flow(max_body_bytes=...)); '
                                      f'send fewer documents per request (request_size)')
-        body = await request.read()  # raises 413 past client_max_size when the length was not announced
+        try:
+            body = await request.read()  # raises 413 past client_max_size when the length was not announced
+        except ConnectionResetError:  # (the client went away mid-upload: nobody to answer)
+            return self._json(error_body(400, 'the client closed the connection before its body arrived'), 400)
         if endpoint is not None:
             body = body or b'{}'  # (an exposed path, e.g. a GET, may come without a body, as in Jina 2)
         elif request.path != '/post':
@@ -360,9 +363,12 @@ class Gateway:
             return 400, error_body(400, f'the request could not be read: {type(exc).__name__}: {exc}')
         got: list = []
         try:
+            # (the client's timeout: a hung handler fails this request and, with max_restarts,
+            # is ended, as in-process; without one, the posts queued behind it would wait for good)
             self.flow.post(req.endpoint, req.docs, on_done=got.append, on_error=got.append,
                            parameters=req.parameters, target_executor=req.target_executor,
-                           request_size=max(1, len(req.docs)), show_progress=False, return_results=False)
+                           request_size=max(1, len(req.docs)), show_progress=False, return_results=False,
+                           timeout=req.timeout)
             # (explicit: a Flow(show_progress=True) must not draw a bar per HTTP request, nor
             # a Flow(return_results=True) keep every answer the callbacks already took)
         except (BadInputError, TypeError, ValueError) as exc:

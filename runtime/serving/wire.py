@@ -38,7 +38,9 @@ __all__ = ['WireError', 'ARRAY_FORMATS', 'Request', 'encode_request', 'decode_re
 _REQUEST_KEYS = {'data': 'data', 'execEndpoint': 'endpoint', 'exec_endpoint': 'endpoint',
                  'parameters': 'parameters', 'targetExecutor': 'target', 'target_executor': 'target',
                  'targetPeapod': 'target', 'target_peapod': 'target',  # Jina 2.0's name of the target
-                 'arrayFormat': 'arrays', 'array_format': 'arrays'}
+                 'arrayFormat': 'arrays', 'array_format': 'arrays',
+                 # shmflow's own: the seconds the request may take in the Flow (post(timeout=))
+                 'timeout': 'timeout'}
 #: What Jina 2's HTTP client sent besides the request (the whole Request, as a dict) and
 #: Jina 2's gateway ignored: ignored here too. Any other unknown key is refused: Jina 2 dropped
 #: it silently, so a misspelt "parameters" ran without them.
@@ -47,8 +49,10 @@ _IGNORED_REQUEST_KEYS = frozenset({'requestId', 'request_id', 'header', 'routes'
 
 # -- requests ---------------------------------------------------------------------------------
 def encode_request(docs: DocumentArray | None, endpoint: str, parameters: dict | None = None,
-                   target_executor: str | None = None, arrays: str = 'base64') -> bytes:
-    """The JSON body of one request (what the ``Client`` sends).
+                   target_executor: str | None = None, arrays: str = 'base64',
+                   timeout: float | None = None) -> bytes:
+    """The JSON body of one request (what the ``Client`` sends); ``timeout``: the seconds
+    the request may take in the Flow, as ``post(timeout=...)`` there.
 
     >>> encode_request(DocumentArray([Document(id='a')]), '/search', arrays='list')
     b'{"execEndpoint":"/search","data":[{"id":"a"}],"arrayFormat":"list"}'
@@ -60,23 +64,26 @@ def encode_request(docs: DocumentArray | None, endpoint: str, parameters: dict |
         body['parameters'] = encode_value(parameters, arrays, 'parameters')
     if target_executor is not None:
         body['targetExecutor'] = target_executor
+    if timeout is not None:
+        body['timeout'] = timeout
     return json.dumps(body, separators=(',', ':'), allow_nan=False).encode()
 
 
 class Request:
     """A request as the gateway parsed it: ``endpoint``, ``docs``, ``parameters``,
-    ``target_executor``, ``arrays`` (the form the response wants its arrays in).
+    ``target_executor``, ``arrays`` (the form the response wants its arrays in),
+    ``timeout`` (seconds it may take in the Flow, or None).
 
     >>> decode_request(b'{"data": ["hi"]}', '/search').docs.texts
     ['hi']
     """
 
-    __slots__ = ('endpoint', 'docs', 'parameters', 'target_executor', 'arrays')
+    __slots__ = ('endpoint', 'docs', 'parameters', 'target_executor', 'arrays', 'timeout')
 
     def __init__(self, endpoint: str, docs: DocumentArray, parameters: dict, target_executor: str | None,
-                 arrays: str) -> None:
+                 arrays: str, timeout: float | None = None) -> None:
         self.endpoint, self.docs, self.parameters = endpoint, docs, parameters
-        self.target_executor, self.arrays = target_executor, arrays
+        self.target_executor, self.arrays, self.timeout = target_executor, arrays, timeout
 
 
 def decode_request(body: bytes, endpoint: str | None = None) -> Request:
@@ -103,7 +110,7 @@ def decode_request(body: bytes, endpoint: str | None = None) -> Request:
             if key in _IGNORED_REQUEST_KEYS:
                 continue
             raise WireError(f'unknown field {key!r}; a request has data, execEndpoint, parameters, targetExecutor '
-                            f'(or Jina 2\'s targetPeapod) and arrayFormat')
+                            f'(or Jina 2\'s targetPeapod), arrayFormat and timeout')
         if name in given:
             raise WireError(f'{named[name]!r} and {key!r} name the same thing; give one')
         given[name], named[name] = value, key
@@ -135,8 +142,13 @@ def decode_request(body: bytes, endpoint: str | None = None) -> Request:
         data = []
     if not isinstance(data, list):
         raise WireError(f'data must be a list of documents (objects, or str for text), got {json_kind(data)}')
+    timeout = given.get('timeout')
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise WireError(f'timeout must be a number of seconds > 0 (how long the request may take in the Flow), '
+                        f'got {json_kind(timeout)} {timeout!r:.40}')
     docs = DocumentArray([doc_from_json(d, f'data[{i}]') for i, d in enumerate(data)])
-    return Request(endpoint, docs, params, target, arrays)
+    return Request(endpoint, docs, params, target, arrays, timeout)
 
 
 # -- responses --------------------------------------------------------------------------------
