@@ -494,6 +494,20 @@ class DocumentArrayMemmap(Jina2MemmapMixin, DocumentSequence, ArrayOps):
         finally:
             s.release()
 
+    # A copy, or a pickled one unpickled in an executor's process, is another handle on the
+    # same directory, opened there by its path: the handle's state (file descriptors, maps,
+    # the writer lock) belongs to the process and the handle that opened it, and a copy of
+    # it wrote into whatever file later got the same descriptor number, or closed the
+    # original's files when it went.
+    def __reduce__(self) -> tuple:
+        return type(self), (self._path,)
+
+    def __copy__(self) -> 'DocumentArrayMemmap':
+        return type(self)(self._path)
+
+    def __deepcopy__(self, memo: dict) -> 'DocumentArrayMemmap':
+        return type(self)(self._path)
+
     def __enter__(self) -> 'DocumentArrayMemmap':
         """``with DocumentArrayMemmap(path) as dam: ...`` closes (and flushes) on exit."""
         return self

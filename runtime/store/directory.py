@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CorruptStoreError
 from .embeddings import EmbeddingStore
-from .format import DIR_MODE, GEN_FILE, LOCK, META, META_TMP, file_name, meta_bytes, open_new
+from .format import DIR_MODE, GEN_FILE, LOCK, META, META_TMP, file_name, has_store_files, meta_bytes, open_new
 from .log import RecordLog
 
 if TYPE_CHECKING:
@@ -23,8 +23,10 @@ class NotADirectory(NotADirectoryError, ValueError):
     either ``except`` catches it)."""
 
 
-def prepare(path: str) -> None:
+def prepare(path: str, salvage: bool = False) -> None:
     """Create the store at ``path`` if it is new; refuse a file or a foreign directory.
+    One whose meta.json is missing while its record files are there is damaged (refused
+    with CorruptStoreError), and left as it is for ``salvage`` (``repair``).
 
     >>> prepare('/tmp/new-store')  # doctest: +SKIP
     """
@@ -37,6 +39,11 @@ def prepare(path: str) -> None:
     foreign = [e for e in os.listdir(path) if not _is_fresh_leftover(path, e)]
     if foreign and os.path.exists(os.path.join(path, META)):
         return  # another process created the store meanwhile (replicas opening one folder)
+    if foreign and has_store_files(path):
+        # (its records are there: damage, such as an interrupted copy, not someone else's folder)
+        if salvage:
+            return
+        raise CorruptStoreError(os.path.join(path, META), 0, 'is missing; the record files are there')
     if foreign:
         shown = ', '.join(sorted(foreign)[:5]) + (', ...' if len(foreign) > 5 else '')
         raise ValueError(f'{path} is not a DocumentArrayMemmap directory: it holds {shown} and no '

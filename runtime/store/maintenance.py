@@ -288,9 +288,11 @@ def _keep_copies(store: Store, salvage: list, dropped: list) -> str:
                                    'earlier version left before the cut (those in earlier_version); '
                                    'deleted_again: documents whose deletion was cut off, deleted again'})
         elif kind == 'meta':
-            report.append({'file': what.file, 'offset': 0, 'what': str(what), 'copy': 'meta.json'})
-            with open(os.path.join(store.path, META), 'rb') as fp:
-                _write(os.path.join(where, 'meta.json'), fp.read())
+            missing = not os.path.exists(os.path.join(store.path, META))
+            report.append({'file': what.file, 'offset': 0, 'what': str(what), 'copy': None if missing else 'meta.json'})
+            if not missing:
+                with open(os.path.join(store.path, META), 'rb') as fp:
+                    _write(os.path.join(where, 'meta.json'), fp.read())
     for doc_id, off, raw, row in dropped:
         item = {'file': store.log.path, 'offset': off, 'length': len(raw), 'id': doc_id,
                 'what': 'document whose record or embedding row is damaged', 'copy': 'records.bin',

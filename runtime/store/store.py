@@ -32,8 +32,8 @@ from ..document import Document
 from ..errors import CorruptStoreError
 from .embeddings import EmbeddingStore
 from . import directory
-from .format import (LOCK, META, OP_LAYOUT, atomic_write, file_name, layout_payload, matrix_ok, meta_bytes, open_new,
-                     parse_layout, parse_meta, record)
+from .format import (LOCK, META, OP_LAYOUT, atomic_write, file_name, has_store_files, layout_payload, matrix_ok,
+                     meta_bytes, open_new, parse_layout, parse_meta, record)
 from .index import Index, load_snapshot, snapshot_bytes, snapshot_stamp, synced_bytes_of
 from .log import RecordLog, encode_del, encode_put
 
@@ -91,7 +91,7 @@ class Store:
         self.path = os.path.abspath(os.fspath(path))
         self.key = os.path.realpath(self.path)
         self.ix = Index()
-        self.prepare_dir()
+        directory.prepare(self.path, salvage is not None)
         try:
             if lock:
                 self.take_lock()
@@ -101,6 +101,11 @@ class Store:
             self.release_lock()
             raise
         self.closed = False
+
+    def __reduce__(self) -> tuple:
+        # (its descriptors and maps mean nothing in another process, or in a copy)
+        raise TypeError(f'a Store cannot be copied or pickled: open DocumentArrayMemmap({self.path!r}) where it '
+                        f'is needed')
 
     @classmethod
     def acquire(cls, path: str | os.PathLike) -> 'Store':
@@ -125,9 +130,6 @@ class Store:
         return os.path.join(self.path, file_name(kind, self.gen if gen is None else gen))
 
     # -- directory and meta ----------------------------------------------------------------
-    def prepare_dir(self) -> None:
-        directory.prepare(self.path)
-
     def remove_stale(self, newer_too: bool) -> None:
         directory.remove_stale(self.path, self.gen, newer_too)
 
@@ -136,6 +138,9 @@ class Store:
             with open(os.path.join(self.path, META), 'rb') as fp:
                 raw = fp.read()
         except FileNotFoundError:
+            if has_store_files(self.path):  # (damage, such as an interrupted copy: repair() mends it)
+                raise CorruptStoreError(os.path.join(self.path, META), 0,
+                                        'is missing; the record files are there') from None
             raise ValueError(f'{self.path} is not a DocumentArrayMemmap directory (any more): '
                              f'{META} is missing') from None
         return parse_meta(raw, self.path)
