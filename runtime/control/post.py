@@ -76,7 +76,7 @@ class Post:
     # Slots: the router reads a post's fields at every step of every request.
     __slots__ = ('router', 'endpoint', 'plan', 'params_blob', 'window', 'on_done', 'on_error', 'on_always',
                  'results', 'in_order', 'progress', 'timeout', 'continue_on_error', 'number', 'id_prefix',
-                 'inflight', 'error', 'abandoned', '_pending', '_next_index', '_params', '_reads_user_code')
+                 'inflight', 'error', 'abandoned', '_pending', '_next_index', '_params')
 
     def __init__(self, router: Router, endpoint: str, plan: Plan, params_blob: bytes, window: int,
                  on_done: Callable | None = None, on_error: Callable | None = None,
@@ -94,7 +94,6 @@ class Post:
         self.abandoned = False
         self._pending: dict[int, tuple] = {}  # index -> (Response, ndocs) waiting for an earlier one
         self._next_index = 0
-        self._reads_user_code = False  # its input runs the caller's code (see run)
         self._params: dict | None = None
 
     def params(self) -> dict:
@@ -144,11 +143,10 @@ class Post:
         # result would wait until the window filled. (That time is not counted against
         # post(timeout=...): see caller_clock.)
         pumped = time.monotonic() if not read_ahead else None
-        self._reads_user_code = not read_ahead
         try:
             while True:
                 while (ahead or not exhausted) and self.error is None and self._room():
-                    if not ahead and not self._prepare(batches, ahead):
+                    if not ahead and not self._prepare(batches, ahead, not read_ahead):
                         exhausted = True
                         break
                     self._check_open()  # (reading the input ran the caller's code: it may have blocked)
@@ -171,7 +169,7 @@ class Post:
                 if self.inflight == 0 and (exhausted or self.error is not None):
                     break
                 if not exhausted and len(ahead) < ahead_max and self.error is None and router.quiet():
-                    exhausted = not self._prepare(batches, ahead)
+                    exhausted = not self._prepare(batches, ahead, False)  # (read ahead: no caller code)
                     continue
                 router.pump(wait_s)
                 if self.timeout is not None:
@@ -222,11 +220,12 @@ class Post:
         """
         return self.inflight + len(self._pending) < self.window
 
-    def _prepare(self, batches: Iterator[tuple], ahead: collections.deque) -> bool:
+    def _prepare(self, batches: Iterator[tuple], ahead: collections.deque, user_code: bool) -> bool:
         """Append the next request, encoded, to ``ahead``: (prepared, groundtruths), or
-        the exception that reading or encoding it raised; False at the end of the inputs."""
+        the exception that reading or encoding it raised; False at the end of the inputs.
+        ``user_code``: reading the input runs the caller's code (see ``caller_clock``)."""
         try:
-            if self._reads_user_code:
+            if user_code:
                 self.router.caller.enter()  # (its time is not counted: see caller_clock)
                 try:
                     batch = next(batches, None)
